@@ -1,0 +1,130 @@
+"""`sweep`: list presets, show a resolved spec, launch a sweep.
+
+Bad input (unknown preset, key or value; unusable results location; missing
+data; impossible resource request) ends in one line on stderr naming the value
+and what is allowed, exit code 2, and nothing stored changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sweep import spec as specs
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's default prints usage first)
+        self.exit(EXIT_USAGE, f"sweep: error: {message}\n")
+
+
+def _add_spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("preset", help="preset name (see `sweep list`)")
+    p.add_argument("--dataset", help="data set: " + ", ".join(specs.DATASET_SHAPES))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec key (dotted, YAML value), e.g. --set seeds=8 "
+                        "--set model.hidden=[512,512]; repeatable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sweep", description="Ray Tune sweeps for memorization studies.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="the presets, one line each")
+
+    show = sub.add_parser("show", help="the resolved spec of a preset, as YAML")
+    _add_spec_args(show)
+
+    launch = sub.add_parser("launch", help="run a preset on an embedded local Ray or a cluster")
+    _add_spec_args(launch)
+    launch.add_argument("--data-root", default=None,
+                        help="folder holding (or receiving) data set files, e.g. cifar-10-batches-py "
+                             "(default: $MEMSWEEP_DATA or ~/.cache/memsweep/data)")
+    launch.add_argument("--results", default="results",
+                        help="results location: a folder or a URI such as s3://bucket/prefix "
+                             "(default: ./results); the sweep goes in <results>/<preset>/")
+    launch.add_argument("--address", default=None,
+                        help="an existing Ray cluster ('auto' or ray://host:port); "
+                             "default: start and stop an embedded local Ray")
+    launch.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="N")
+    launch.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="F",
+                        help="GPU fraction per trial, e.g. 0.25 packs four trials on a GPU")
+    mode = launch.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="finish the trials missing from an existing sweep with the same spec")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="delete the existing sweep at the location and start again")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return _list()
+        spec = specs.resolve(args.preset, args.dataset, args.overrides)
+        if args.command == "show":
+            plans = specs.expand(spec)
+            print(specs.to_yaml(spec), end="")
+            print(f"# {len(plans)} trials: {len(spec.variants)} variants x "
+                  f"{len(plans) // len(spec.variants)} packs of <= {spec.resolved_pack_size()} seeds; "
+                  f"spec hash {spec.hash()}")
+            return 0
+        return _launch(args, spec)
+    except (specs.SpecError, _UserError) as exc:
+        print(f"sweep: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+class _UserError(Exception):
+    pass
+
+
+def _list() -> int:
+    names = specs.preset_names()
+    width = max(map(len, names))
+    for name in names:
+        description = specs.load_preset(name).get("description", "")
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def _launch(args: argparse.Namespace, spec: specs.DifficultySpec) -> int:
+    from sweep.store import Store, StoreError
+    from trainables.data import DataUnavailable, default_root, ensure_available
+
+    data_root = args.data_root or str(default_root())
+    mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
+    try:
+        ensure_available(spec.dataset, data_root)
+        store = Store(args.results, spec.name)
+        # Check compatibility before probing writability: the probe creates the folder.
+        from sweep import launcher
+
+        launcher.check_mode(store, spec, mode)
+        store.check_writable()
+    except (DataUnavailable, StoreError) as exc:
+        raise _UserError(str(exc)) from None
+
+    result = launcher.launch(
+        spec, store, data_root=data_root,
+        mode=mode, address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+
+    counts = store.row_counts()
+    shown = args.results if "://" in args.results else str(Path(args.results) / spec.name)
+    print(f"memsweep: {result.ran - len(result.failed)}/{result.ran} trials ran "
+          f"({result.skipped} already stored) in {result.wall_seconds:.1f} s")
+    print(f"memsweep: results in {store.uri}: " + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()))
+    print(f'memsweep: load with  pandas.read_parquet("{shown}/examples")  (also trials, epochs)')
+    if result.failed:
+        print(f"sweep: error: {len(result.failed)} trials failed: {', '.join(result.failed)}; "
+              f"fix the cause and run again with --resume", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The Ray Tune launcher: a validated spec -> trials on an embedded local Ray or a cluster.
+
+`launch` starts (or connects to) Ray, checks that the trials' resource request
+can ever be met, prepares the store (fresh, resumed or overwritten), and runs one
+Tune trial per cell x seed pack through `tune.with_resources`, with Tune's own
+state under the results location. Only trials whose fragment is not yet in the
+store run, so `--resume` finishes exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import ray
+from ray import tune
+
+from sweep import __version__
+from sweep.spec import DifficultySpec, SpecError, TrialPlan, expand
+from sweep.store import Store
+
+Mode = Literal["new", "resume", "overwrite"]
+
+
+@dataclass
+class LaunchResult:
+    planned: int  # trials in the whole sweep
+    skipped: int  # already in the store (resume)
+    ran: int
+    failed: list[str] = field(default_factory=list)  # fragments whose trial errored
+    wall_seconds: float = 0.0
+
+
+def provenance() -> dict[str, Any]:
+    """Versions and git revision, taken once in the driver (workers may have no git checkout)."""
+    import numpy
+    import pyarrow
+
+    try:
+        git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, text=True,
+                             capture_output=True, timeout=5)
+        rev = git.stdout.strip() if git.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        rev = None
+    return {"versions": {"memsweep": __version__, "ray": ray.__version__, "numpy": numpy.__version__,
+                         "pyarrow": pyarrow.__version__},
+            "git_rev": rev}
+
+
+def check_mode(store: Store, spec: DifficultySpec, mode: Mode) -> None:
+    """Refuse to mix two specs in one location: an existing sweep needs --resume (same spec)
+    or --overwrite. Raises SpecError; changes nothing."""
+    manifest = store.read_manifest()
+    if manifest is None:
+        if mode == "resume":
+            raise SpecError(f"--resume: nothing to resume at {store.uri} (launch without --resume)")
+        return
+    if mode == "overwrite":
+        return
+    done = len(store.completed())
+    if manifest.get("spec_hash") != spec.hash():
+        changed = sorted(k for k in set(manifest.get("spec", {})) | set(spec.model_dump())
+                         if k != "description" and manifest.get("spec", {}).get(k) != spec.model_dump().get(k))
+        raise SpecError(f"{store.uri} already holds sweep {spec.name!r} with a different spec "
+                        f"(differs in: {', '.join(changed) or 'version'}); pass --overwrite to replace "
+                        f"it or --results DIR for a new location")
+    if mode == "new":
+        raise SpecError(f"{store.uri} already holds this sweep ({done}/{len(expand(spec))} trials "
+                        f"done); pass --resume to finish it or --overwrite to start again")
+
+
+def trial_config(spec: DifficultySpec, plan: TrialPlan, store: Store, data_root: str,
+                 cpus: float, prov: dict[str, Any]) -> dict[str, Any]:
+    return {"spec": spec.model_dump(), "plan": asdict(plan), "results": store.uri.rsplit("/", 1)[0],
+            "data_root": data_root, "cpus": cpus, "provenance": prov}
+
+
+def launch(spec: DifficultySpec, store: Store, *, data_root: str, mode: Mode = "new",
+           address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
+           callbacks: list | None = None, out=sys.stdout) -> LaunchResult:
+    """Run the sweep's missing trials; returns what ran. Raises SpecError on a resource request
+    the cluster cannot meet (before anything is stored)."""
+    started = time.perf_counter()
+    own_ray = address is None
+    if own_ray:
+        # Tune's trial actors need the project importable; an installed package is.
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True,
+                 configure_logging=True)
+    else:
+        ray.init(address=address, logging_level=logging.WARNING)
+    try:
+        _check_resources(ray.cluster_resources(), ray.nodes(), cpus_per_trial, gpus_per_trial, own_ray)
+        if mode == "overwrite":
+            store.clear()
+        prov = provenance()
+        plans = expand(spec)
+        done = store.completed() if mode == "resume" else set()
+        todo = [p for p in plans if p.fragment not in done]
+        store.write_manifest(spec.model_dump(), spec.hash(), prov)
+        res = ray.cluster_resources()
+        print(f"memsweep: {spec.name} on {spec.dataset}: {len(plans)} trials "
+              f"({len(spec.variants)} variants x packs of <= {spec.resolved_pack_size()} seeds, "
+              f"{spec.seeds} seeds); {len(todo)} to run, {len(plans) - len(todo)} already stored",
+              file=out)
+        print(f"memsweep: Ray {'(embedded)' if own_ray else 'at ' + address}: "
+              f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; per trial "
+              f"{cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU", file=out, flush=True)
+        result = LaunchResult(planned=len(plans), skipped=len(plans) - len(todo), ran=len(todo))
+        if not todo:
+            return result
+
+        data_root_abs = str(Path(data_root).expanduser().resolve()) if "://" not in data_root else data_root
+        configs = [trial_config(spec, p, store, data_root_abs, cpus_per_trial, prov) for p in todo]
+        progress = _Progress(len(todo), out)
+        tuner = tune.Tuner(
+            tune.with_resources(_entry, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+            param_space={"trial": tune.grid_search(configs)},
+            tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=_trial_name,
+                                        trial_dirname_creator=_trial_name),
+            run_config=tune.RunConfig(
+                name=time.strftime("launch-%Y%m%d-%H%M%S"),
+                storage_path=store.uri_of("_tune"),
+                failure_config=tune.FailureConfig(max_failures=2),
+                verbose=0,
+                callbacks=[progress, *(callbacks or [])],
+            ),
+        )
+        grid = tuner.fit()
+        result.failed = sorted(_trial_name_of(r.config) for r in grid if r.error is not None)
+        result.wall_seconds = time.perf_counter() - started
+        return result
+    finally:
+        if own_ray:
+            ray.shutdown()
+
+
+def _entry(config: dict[str, Any]) -> None:
+    from sweep import trial
+
+    trial.run(config["trial"])
+
+
+def _trial_name_of(config: dict[str, Any]) -> str:
+    plan = config["trial"]["plan"]
+    return f"{plan['cell']}-pack{plan['pack']:03d}"
+
+
+def _trial_name(t) -> str:
+    return f"{_trial_name_of(t.config)}-{t.trial_id}"
+
+
+def _check_resources(total: dict[str, float], nodes: list[dict], cpus: float, gpus: float,
+                     local: bool) -> None:
+    if cpus <= 0:
+        raise SpecError(f"--cpus-per-trial {cpus:g}: must be > 0")
+    if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
+        raise SpecError(f"--gpus-per-trial {gpus:g}: must be a fraction in [0, 1] or a whole number")
+    largest = {r: max((n["Resources"].get(r, 0) for n in nodes if n.get("Alive")), default=0)
+               for r in ("CPU", "GPU")}
+    for name, want in (("CPU", cpus), ("GPU", gpus)):
+        if want > largest[name]:
+            msg = (f"--{name.lower()}s-per-trial {want:g} is more than any node has "
+                   f"(largest node: {largest[name]:g} {name}s, cluster: {total.get(name, 0):g})")
+            if local:
+                raise SpecError(msg)
+            # An autoscaling cluster may add such nodes on demand: say so, do not refuse.
+            print(f"memsweep: warning: {msg}; trials wait for the autoscaler", file=sys.stderr)
+
+
+class _Progress(tune.Callback):
+    """One line per finished or failed trial (Tune's own status table is off)."""
+
+    def __init__(self, total: int, out):
+        self.total, self.out, self.done, self.start = total, out, 0, time.perf_counter()
+
+    def _line(self, text: str) -> None:
+        print(f"[{self.done:>4}/{self.total} trials | {time.perf_counter() - self.start:7.1f} s] {text}",
+              file=self.out, flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.done += 1
+        r, plan = trial.last_result or {}, trial.config["trial"]["plan"]
+        accs = "  ".join(f"{k.split('_')[0]} acc {r[k]:.3f}" for k in ("train_acc", "test_acc") if k in r)
+        self._line(f"{plan['cell']:>6} seeds {plan['seed_lo']:>3}-{plan['seed_hi'] - 1:<3} {accs}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.done += 1
+        self._line(f"FAILED {_trial_name_of(trial.config)} (logs: {trial.local_path})")

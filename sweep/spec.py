@@ -1,0 +1,240 @@
+"""Sweep specs: typed and strict, loaded from preset YAML, overridden, expanded into trials.
+
+A preset (``sweep/presets/NAME.yaml``) is data: the spec's keys, plus an optional
+``per_dataset`` block of defaults for a data set (applied after the preset's own
+keys and before the user's ``--set`` overrides). Unknown keys, values of the
+wrong type and out-of-range values are errors that name the key, the value and
+what is allowed (`SpecError`, one line).
+
+Seeds (the documented rule; `derive_seed`): a sweep has a base ``seed``; seed
+index s (0 <= s < ``seeds``) of every cell trains with
+``init = derive_seed(seed, "init", s)`` (model initialization) and
+``order = derive_seed(seed, "order", s)`` (data shuffling), and a cell's
+corruption is drawn once from ``derive_seed(seed, "corruption", cell)``, shared
+by all its seeds, so that P(correct) compares runs on the same data set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainables.data import DATASETS
+from trainables.packed import auto_pack_size
+
+# Input shape (C, H, W) and class count of each data set, known without loading it.
+DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "digits": ((1, 8, 8), 10),
+    "cifar10": ((3, 32, 32), 10),
+}
+assert set(DATASET_SHAPES) == set(DATASETS)
+
+
+class SpecError(ValueError):
+    """A preset, override or value that is not allowed; the message is one line for the user."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ModelSpec(_Strict):
+    hidden: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [4096, 4096]
+
+
+class OptimizerSpec(_Strict):
+    lr: Annotated[float, Field(gt=0)] = 0.01
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class CorruptionSpec(_Strict):
+    p: Annotated[float, Field(ge=0, le=1)] = 1.0  # fraction of training examples corrupted
+
+
+class DifficultySpec(_Strict):
+    """Per-example difficulty (Arpit et al. 2017, Fig. 1): seeds x variants of one MLP."""
+
+    name: str
+    description: str = ""
+    engine: Literal["packed"] = "packed"
+    dataset: Literal["digits", "cifar10"] = "cifar10"
+    seeds: Annotated[int, Field(ge=1)] = 100
+    seed: Annotated[int, Field(ge=0)] = 0
+    epochs: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [1]
+    variants: Annotated[list[Literal["real", "randX", "randY"]], Field(min_length=1)] = [
+        "real", "randX", "randY"]
+    corruption: CorruptionSpec = CorruptionSpec()
+    model: ModelSpec = ModelSpec()
+    optimizer: OptimizerSpec = OptimizerSpec()
+    batch_size: Annotated[int, Field(ge=1)] = 256
+    pack_size: Annotated[int, Field(ge=1)] | None = None  # None: as many as memory_budget_gb allows
+    memory_budget_gb: Annotated[float, Field(gt=0)] = 2.0
+    splits: Annotated[list[Literal["train", "test"]], Field(min_length=1)] = ["train", "test"]
+
+    @field_validator("epochs")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"must be strictly increasing, got {v}")
+        return v
+
+    @field_validator("variants", "splits")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"must not repeat a name, got {v}")
+        return v
+
+    def hash(self) -> str:
+        """Identity of what the sweep computes (every key but the description), 16 hex digits."""
+        body = self.model_dump(exclude={"description"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    def resolved_pack_size(self) -> int:
+        (c, h, w), classes = DATASET_SHAPES[self.dataset]
+        if self.pack_size is not None:
+            return min(self.pack_size, self.seeds)
+        return auto_pack_size(int(self.memory_budget_gb * 2**30), self.seeds, c * h * w,
+                              self.model.hidden, classes, self.batch_size)
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """One Ray Tune trial: a cell (here a variant) and a contiguous pack of seed indices."""
+
+    cell: str
+    variant: str
+    pack: int
+    seed_lo: int  # first seed index, inclusive
+    seed_hi: int  # last seed index, exclusive
+
+    @property
+    def fragment(self) -> str:
+        """The name of this trial's fragment in every table: stable, so a retry replaces it."""
+        return f"{self.cell}-pack{self.pack:03d}"
+
+
+def expand(spec: DifficultySpec) -> list[TrialPlan]:
+    """Cells x seed packs, in a stable order."""
+    k = spec.resolved_pack_size()
+    packs = math.ceil(spec.seeds / k)
+    return [TrialPlan(cell=v, variant=v, pack=i, seed_lo=i * k, seed_hi=min(spec.seeds, (i + 1) * k))
+            for v in spec.variants for i in range(packs)]
+
+
+def derive_seed(base: int, stream: str, index: int | str) -> int:
+    """A 63-bit seed: the first 8 bytes of sha256("memsweep:{base}:{stream}:{index}"), mod 2**63."""
+    digest = hashlib.sha256(f"memsweep:{base}:{stream}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % 2**63
+
+
+# --- presets and overrides ---------------------------------------------------------------
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("sweep.presets").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    names = preset_names()
+    if name not in names:
+        raise SpecError(f"unknown preset {name!r} (available: {', '.join(names)})")
+    return yaml.safe_load(resources.files("sweep.presets").joinpath(f"{name}.yaml").read_text())
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'model.hidden=[512, 512]' -> ('model.hidden', [512, 512]); values are YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SpecError(f"bad --set {text!r}: expected KEY=VALUE, e.g. --set seeds=8")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise SpecError(f"bad --set {text!r}: {raw!r} is not a YAML value") from None
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
+        value = float(value)  # YAML 1.1 reads '1e-3' as a string; users mean a number
+    return key, value
+
+
+def _set_path(tree: dict[str, Any], key: str, value: Any, model: type[BaseModel]) -> None:
+    """Set tree[a][b] = value for key 'a.b', checking each part against the spec's fields."""
+    parts = key.split(".")
+    node, cls = tree, model
+    for depth, part in enumerate(parts):
+        fields = cls.model_fields if cls is not None else {}
+        if part not in fields:
+            where = ".".join(parts[:depth]) or "the spec"
+            raise SpecError(f"unknown key {key!r}: {where} has no {part!r} "
+                            f"(allowed: {', '.join(sorted(fields))})")
+        if depth == len(parts) - 1:
+            node[part] = value
+            return
+        sub = fields[part].annotation
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            raise SpecError(f"unknown key {key!r}: {'.'.join(parts[:depth + 1])} has no sub-keys")
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"bad preset: {'.'.join(parts[:depth + 1])} is not a mapping")
+        cls = sub
+
+
+def resolve(preset: str, dataset: str | None = None,
+            overrides: list[str] | tuple[str, ...] = ()) -> DifficultySpec:
+    """The validated spec: preset keys, then its per_dataset defaults, then the overrides."""
+    raw = load_preset(preset)
+    per_dataset = raw.pop("per_dataset", {}) or {}
+    raw.setdefault("name", preset)
+    pairs = [parse_override(o) for o in overrides]
+    chosen = dict(pairs).get("dataset", dataset or raw.get("dataset", "cifar10"))
+    if dataset is not None and "dataset" in dict(pairs) and dict(pairs)["dataset"] != dataset:
+        raise SpecError(f"--dataset {dataset} and --set dataset={dict(pairs)['dataset']} disagree")
+    if chosen not in DATASET_SHAPES:
+        raise SpecError(f"unknown dataset {chosen!r} (allowed: {', '.join(DATASETS)})")
+    tree = dict(raw, dataset=chosen)
+    for key, value in _flatten(per_dataset.get(chosen, {})):
+        _set_path(tree, key, value, DifficultySpec)
+    for key, value in pairs:
+        _set_path(tree, key, value, DifficultySpec)
+    return validate(tree)
+
+
+def validate(tree: dict[str, Any]) -> DifficultySpec:
+    try:
+        return DifficultySpec.model_validate(tree)
+    except ValidationError as exc:
+        raise SpecError(_one_line(exc)) from None
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def _one_line(exc: ValidationError) -> str:
+    """The first validation error as 'bad value for KEY: VALUE (what is allowed)'."""
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "spec"
+    index = next((p for p in err["loc"] if isinstance(p, int)), None)
+    where = f"{key}[{index}]" if index is not None else key
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {where!r}"
+    msg = err["msg"].replace("Value error, ", "")
+    return f"bad value for {where}: {err['input']!r} ({msg})"
+
+
+def to_yaml(spec: DifficultySpec) -> str:
+    return yaml.safe_dump(spec.model_dump(), sort_keys=False, default_flow_style=None)

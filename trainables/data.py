@@ -1,0 +1,172 @@
+"""Data sets as whole in-memory tensors, batched by index (airbench's CifarLoader).
+
+Every data set loads into one `Data`: a train and a test `Split`, each the full
+set of images as one float32 tensor of shape (N, C, H, W) and labels of shape
+(N,) int64, on the device the trial chose. Batches are taken by indexing these
+tensors; there is no per-sample `Dataset.__getitem__` on the hot path.
+
+Data sets and their normalization (both documented in the README):
+
+- ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, 10 classes;
+  ships with scikit-learn, so it works offline). Fixed split:
+  ``train_test_split(test_size=360, stratify=y, random_state=0)`` gives 1,437
+  train and 360 test images. Pixels (0..16) are divided by 16, then
+  standardized with the train split's global (scalar) mean and std; a global
+  scalar rather than per-pixel statistics because several border pixels are
+  constant 0. Shape (N, 1, 8, 8).
+- ``cifar10``: torchvision's CIFAR10 (50,000 train / 10,000 test, 32x32x3).
+  Downloaded into ``root`` when online, or read from
+  ``root/cifar-10-batches-py``. Pixels /255, then standardized per channel with
+  the train split's channel means and stds. Shape (N, 3, 32, 32).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS = ("digits", "cifar10")
+CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+
+class DataUnavailable(RuntimeError):
+    """The data set's files are missing and could not be fetched; the message says where to put them."""
+
+
+@dataclass(frozen=True)
+class Split:
+    x: torch.Tensor  # (N, C, H, W) float32, normalized
+    y: torch.Tensor  # (N,) int64 class indices
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass(frozen=True)
+class Data:
+    name: str
+    train: Split
+    test: Split
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "test"):
+            raise ValueError(f"unknown split {name!r} (allowed: train, test)")
+        return getattr(self, name)
+
+    def to(self, device: torch.device | str) -> "Data":
+        return replace(self, train=self.train.to(device), test=self.test.to(device))
+
+
+def load(name: str, root: str | Path | None = None, device: torch.device | str = "cpu",
+         download: bool = True) -> Data:
+    """The named data set as tensors on `device`. `root` is where files live (cifar10 only)."""
+    if name == "digits":
+        data = _digits()
+    elif name == "cifar10":
+        data = _cifar10(Path(root or default_root()), download=download)
+    else:
+        raise ValueError(f"unknown dataset {name!r} (allowed: {', '.join(DATASETS)})")
+    return data.to(device)
+
+
+def default_root() -> Path:
+    """Where downloads go when no root is given: $MEMSWEEP_DATA or ~/.cache/memsweep/data."""
+    return Path(os.environ.get("MEMSWEEP_DATA", Path.home() / ".cache" / "memsweep" / "data"))
+
+
+def ensure_available(name: str, root: str | Path | None = None, download: bool = True) -> None:
+    """Raise `DataUnavailable` (one line, with where to put the files) unless `name` can be loaded.
+
+    Called by the launcher before anything is written, so that an offline
+    machine without the files fails fast instead of in every trial.
+    """
+    if name == "cifar10":
+        _cifar10_files(Path(root or default_root()), download=download)
+
+
+def _digits() -> Data:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32) / 16.0  # (1797, 8, 8), in [0, 1]
+    y = bunch.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=360, stratify=y, random_state=0)
+    mean, std = x_tr.mean(), x_tr.std()
+    return Data(
+        name="digits",
+        train=Split(torch.from_numpy((x_tr - mean) / std)[:, None], torch.from_numpy(y_tr)),
+        test=Split(torch.from_numpy((x_te - mean) / std)[:, None], torch.from_numpy(y_te)),
+        num_classes=10,
+    )
+
+
+def _cifar10_files(root: Path, download: bool) -> None:
+    """Make sure root/cifar-10-batches-py exists, downloading it under a file lock if allowed."""
+    from filelock import FileLock
+
+    if (root / CIFAR_DIR).is_dir():
+        return
+    where = (f"put the extracted '{CIFAR_DIR}' folder (from {CIFAR_URL}) under {root} "
+             f"or pass --data-root DIR that contains it")
+    if not download:
+        raise DataUnavailable(f"CIFAR-10 not found at {root / CIFAR_DIR}: {where}")
+    root.mkdir(parents=True, exist_ok=True)
+    # Trials on one node share the download: the lock makes the others wait for it.
+    with FileLock(str(root / ".cifar10.lock")):
+        if (root / CIFAR_DIR).is_dir():
+            return
+        from torchvision.datasets import CIFAR10
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(30)
+        try:
+            download_and_extract_archive(CIFAR_URL, str(root), filename=CIFAR10.filename,
+                                         md5=CIFAR10.tgz_md5)
+        except Exception as exc:  # URLError, timeouts, bad checksum: all mean "no usable download"
+            reason = str(getattr(exc, "reason", exc)).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataUnavailable(f"CIFAR-10 not found at {root / CIFAR_DIR} and the download "
+                                  f"failed ({reason}): {where}") from None
+        finally:
+            socket.setdefaulttimeout(previous)
+
+
+def _cifar10(root: Path, download: bool) -> Data:
+    from torchvision.datasets import CIFAR10
+
+    _cifar10_files(root, download)
+    try:
+        # torchvision verifies every batch file against its md5 here.
+        train, test = CIFAR10(str(root), train=True), CIFAR10(str(root), train=False)
+    except RuntimeError as exc:
+        raise DataUnavailable(f"CIFAR-10 files under {root / CIFAR_DIR} are incomplete or "
+                              f"corrupted ({exc}); delete the folder to download again") from None
+
+    def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, 32, 32)
+        return x, torch.as_tensor(ds.targets, dtype=torch.int64)
+
+    (x_tr, y_tr), (x_te, y_te) = tensors(train), tensors(test)
+    mean = x_tr.mean(dim=(0, 2, 3), keepdim=True)
+    std = x_tr.std(dim=(0, 2, 3), keepdim=True)
+    return Data(
+        name="cifar10",
+        train=Split((x_tr - mean) / std, y_tr),
+        test=Split((x_te - mean) / std, y_te),
+        num_classes=10,
+    )

@@ -1,0 +1,168 @@
+"""The packed engine: K seeds of the MLP trained together (Arpit et al. 2017, Fig. 1).
+
+Each seed has its own initialization (`init_seeds[k]`) and its own data order
+(a `torch.randperm` per epoch from a generator seeded with `order_seeds[k]`,
+drawn on the CPU so the order is the same on every device). One step gathers a
+(K, B, D) batch by index, runs the K networks as batched matmuls, and sums the
+K per-seed mean losses: the parameters are disjoint, so each seed's gradient is
+exactly its own, and SGD (elementwise) updates each seed as if alone. The last
+batch of an epoch is smaller when B does not divide N, as with a DataLoader.
+
+At each scored epoch every example of the requested splits is scored per seed
+with the model fixed, by `infer` (the one way to score examples). The engine
+returns records; it writes no files and knows nothing of Ray.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import Data
+from .models import PackedMLP, mlp_param_count
+
+BYTES = 4  # float32
+
+
+@dataclass
+class SplitScores:
+    """Per seed x example results of scoring one split, all (K, N) numpy arrays."""
+
+    pred: np.ndarray  # int64 predicted class
+    correct: np.ndarray  # bool, pred == label used
+    p_label: np.ndarray  # float32 softmax probability of the label used
+    loss: np.ndarray  # float32 cross-entropy against the label used, nats
+
+
+@dataclass
+class EpochRecord:
+    """State of the pack after `epoch` epochs (`step` SGD steps, `wall_seconds` since start)."""
+
+    epoch: int
+    step: int
+    wall_seconds: float
+    lr: float
+    running_loss: np.ndarray  # (K,) mean training loss over the epoch's batches
+    running_acc: np.ndarray  # (K,) fraction of the epoch's training examples correct when seen
+    splits: dict[str, SplitScores] = field(default_factory=dict)
+
+
+def infer(model: PackedMLP, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Logits (K, N, C) for inputs x (N, ...) in data-set order, `chunk` examples at a time."""
+    flat = x.flatten(1)
+    with torch.no_grad():
+        return torch.cat([model(flat[i:i + chunk]) for i in range(0, flat.shape[0], chunk)], dim=1)
+
+
+def score(logits: torch.Tensor, labels: torch.Tensor) -> SplitScores:
+    """Scores of logits (K, N, C) against labels (N,)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    lp_label = logp.gather(-1, labels.expand(logp.shape[0], -1)[..., None])[..., 0]  # (K, N)
+    pred = logp.argmax(-1)
+    return SplitScores(
+        pred=pred.cpu().numpy(),
+        correct=(pred == labels).cpu().numpy(),
+        p_label=lp_label.exp().cpu().numpy(),
+        loss=(-lp_label).cpu().numpy(),
+    )
+
+
+def memory_per_seed(in_features: int, hidden: Sequence[int], num_classes: int,
+                    batch_size: int) -> int:
+    """Bytes one seed of a pack needs while training: parameters, gradients and momentum
+    (3 x params), plus the step's activations (input gather, pre- and post-activations
+    and their gradients: about B x (D + 4 x sum(hidden) + 3 x C))."""
+    params = mlp_param_count(in_features, hidden, num_classes)
+    activations = batch_size * (in_features + 4 * sum(hidden) + 3 * num_classes)
+    return BYTES * (3 * params + activations)
+
+
+def auto_pack_size(budget_bytes: int, seeds: int, in_features: int, hidden: Sequence[int],
+                   num_classes: int, batch_size: int) -> int:
+    """Largest K <= seeds whose training state fits in `budget_bytes` (at least 1).
+
+    Scoring is done in chunks sized from what the budget leaves (`score_chunk`),
+    so it does not raise the peak.
+    """
+    per_seed = memory_per_seed(in_features, hidden, num_classes, batch_size)
+    return max(1, min(seeds, budget_bytes // per_seed))
+
+
+def score_chunk(budget_bytes: int, k: int, in_features: int, hidden: Sequence[int],
+                num_classes: int, batch_size: int) -> int:
+    """Examples per scoring chunk: what the budget leaves after the training state, spent on
+    K x chunk x (2 x widest layer + 3 x C) floats of transient activations; at least 256."""
+    left = budget_bytes - k * memory_per_seed(in_features, hidden, num_classes, batch_size)
+    per_example = k * BYTES * (2 * max([in_features, *hidden]) + 3 * num_classes)
+    return int(max(256, left // per_example))
+
+
+def train_packed(
+    data: Data,
+    *,
+    hidden: Sequence[int],
+    init_seeds: Sequence[int],
+    order_seeds: Sequence[int],
+    scored_epochs: Sequence[int],
+    lr: float,
+    momentum: float = 0.0,
+    batch_size: int,
+    splits: Sequence[str] = ("train", "test"),
+    chunk: int = 1024,
+    on_scored: Callable[[EpochRecord], None] | None = None,
+) -> list[EpochRecord]:
+    """Train K = len(init_seeds) MLPs for max(scored_epochs) epochs of `data.train`.
+
+    Returns one `EpochRecord` per scored epoch, in order. `data` must already be
+    on the device to train on; `on_scored` is called with each record as it is made.
+    """
+    if len(init_seeds) != len(order_seeds):
+        raise ValueError("init_seeds and order_seeds must have the same length")
+    device = data.train.x.device
+    x_train = data.train.x.flatten(1)  # (N, D), a view
+    y_train = data.train.y
+    n, d = x_train.shape
+    k = len(init_seeds)
+    model = PackedMLP(d, hidden, data.num_classes, init_seeds).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    gens = [torch.Generator().manual_seed(s) for s in order_seeds]
+    scored = sorted(set(scored_epochs))
+
+    records: list[EpochRecord] = []
+    step, start = 0, time.perf_counter()
+    for epoch in range(1, scored[-1] + 1):
+        order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # (K, N)
+        loss_sum = torch.zeros(k, device=device)
+        hits = torch.zeros(k, device=device)
+        for i in range(0, n, batch_size):
+            idx = order[:, i:i + batch_size]  # (K, b)
+            yb = y_train[idx]
+            logits = model(x_train[idx])  # (K, b, C)
+            losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
+            losses = losses.view(k, -1)
+            opt.zero_grad(set_to_none=True)
+            losses.mean(dim=1).sum().backward()
+            opt.step()
+            with torch.no_grad():
+                loss_sum += losses.sum(dim=1)
+                hits += (logits.argmax(-1) == yb).sum(dim=1)
+            step += 1
+        if epoch not in scored:
+            continue
+        model.eval()
+        record = EpochRecord(
+            epoch=epoch, step=step, wall_seconds=0.0, lr=lr,
+            running_loss=(loss_sum / n).cpu().numpy(), running_acc=(hits / n).cpu().numpy(),
+            splits={s: score(infer(model, data.split(s).x, chunk), data.split(s).y) for s in splits},
+        )
+        record.wall_seconds = time.perf_counter() - start
+        model.train()
+        records.append(record)
+        if on_scored is not None:
+            on_scored(record)
+    return records
