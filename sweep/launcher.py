@@ -86,15 +86,16 @@ def launch(spec: DifficultySpec, store: Store, *, data_root: str, mode: Mode = "
     """Run the sweep's missing trials; returns what ran. Raises SpecError on a resource request
     the cluster cannot meet (before anything is stored)."""
     started = time.perf_counter()
-    own_ray = address is None
+    # Without an address: the Ray this process already has (a notebook's, a test's), or an
+    # embedded one started here and stopped at the end. Trial workers import the installed package.
+    own_ray = address is None and not ray.is_initialized()
     if own_ray:
-        # Tune's trial actors need the project importable; an installed package is.
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True,
-                 configure_logging=True)
-    else:
+        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+    elif address is not None:
         ray.init(address=address, logging_level=logging.WARNING)
     try:
-        _check_resources(ray.cluster_resources(), ray.nodes(), cpus_per_trial, gpus_per_trial, own_ray)
+        _check_resources(ray.cluster_resources(), ray.nodes(), cpus_per_trial, gpus_per_trial,
+                         local=address is None)
         if mode == "overwrite":
             store.clear()
         prov = provenance()
@@ -107,7 +108,7 @@ def launch(spec: DifficultySpec, store: Store, *, data_root: str, mode: Mode = "
               f"({len(spec.variants)} variants x packs of <= {spec.resolved_pack_size()} seeds, "
               f"{spec.seeds} seeds); {len(todo)} to run, {len(plans) - len(todo)} already stored",
               file=out)
-        print(f"memsweep: Ray {'(embedded)' if own_ray else 'at ' + address}: "
+        print(f"memsweep: Ray {'at ' + address if address else '(embedded)'}: "
               f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; per trial "
               f"{cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU", file=out, flush=True)
         result = LaunchResult(planned=len(plans), skipped=len(plans) - len(todo), ran=len(todo))

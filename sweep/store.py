@@ -69,11 +69,14 @@ class Store:
     def check_writable(self) -> None:
         """Raise StoreError unless files can be created under the sweep's folder (leaves none)."""
         probe = self.path(f".probe-{uuid.uuid4().hex}")
+        existed = self.fs.get_file_info(self.root).type != pafs.FileType.NotFound
         try:
             self.fs.create_dir(self.root, recursive=True)
             with self.fs.open_output_stream(probe) as f:
                 f.write(b"ok")
             self.fs.delete_file(probe)
+            if not existed:
+                self.fs.delete_dir(self.root)
         except (OSError, pa.ArrowException) as exc:
             reason = str(exc).splitlines()[0]
             raise StoreError(f"results location {self.uri!r} cannot be written: {reason}") from None
@@ -114,7 +117,6 @@ class Store:
         for name in TABLES:
             table = tables[name]
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: meta})
-            self.fs.create_dir(self.path(name), recursive=True)
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink, compression="zstd")
             self._atomic_write(self.path(name, f"{fragment}.parquet"), sink.getvalue())
@@ -134,6 +136,7 @@ class Store:
     def _atomic_write(self, path: str, payload: bytes) -> None:
         folder, name = path.rsplit("/", 1)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        self.fs.create_dir(folder, recursive=True)
         with self.fs.open_output_stream(tmp) as f:
             f.write(payload)
         self.fs.move(tmp, path)  # a rename on local and POSIX file systems

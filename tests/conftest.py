@@ -1,0 +1,71 @@
+"""Shared fixtures: a tiny CIFAR-10 in torchvision's real on-disk format, one Ray per module."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SWEEP = [sys.executable, "-m", "sweep.cli"]  # the console script's module, same interpreter
+
+
+def write_tiny_cifar10(root: Path, per_batch: int = 4, test: int = 6, seed: int = 0) -> dict[str, str]:
+    """Write root/cifar-10-batches-py as the real data set is laid out (5 pickled train
+    batches, a test batch, batches.meta); returns {file name: md5}."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    md5 = {}
+
+    def dump(name: str, obj: dict) -> None:
+        path = folder / name
+        with open(path, "wb") as f:
+            pickle.dump(obj, f, protocol=2)
+        md5[name] = hashlib.md5(path.read_bytes()).hexdigest()
+
+    for i, n in [(f"data_batch_{b}", per_batch) for b in range(1, 6)] + [("test_batch", test)]:
+        dump(i, {"batch_label": i, "labels": rng.integers(0, 10, n).tolist(),
+                 "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 "filenames": [f"{i}_{k}.png" for k in range(n)]})
+    dump("batches.meta", {"label_names": [f"class{c}" for c in range(10)],
+                          "num_cases_per_batch": per_batch, "num_vis": 3072})
+    return md5
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path, monkeypatch) -> Path:
+    """A tiny CIFAR-10 under tmp_path/data, registered with torchvision's integrity check.
+
+    torchvision verifies each batch file against the real data set's md5; the test files
+    have their own, so the class's checksum lists are pointed at them for this test.
+    """
+    from torchvision.datasets import CIFAR10
+
+    root = tmp_path / "data"
+    md5 = write_tiny_cifar10(root)
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{b}", md5[f"data_batch_{b}"]]
+                                                for b in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", dict(CIFAR10.meta, md5=md5["batches.meta"]))
+    return root
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray per test module (ray.init costs ~5 s); yields its GCS address."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    """Environment for CLI subprocesses: this interpreter's, unbuffered."""
+    return dict(os.environ, PYTHONUNBUFFERED="1")

@@ -1,0 +1,123 @@
+"""`sweep launch` end to end through the real CLI, real Ray and real Parquet, on digits.
+
+The CLI runs as a subprocess connected (--address) to one Ray started for this module.
+"""
+
+import subprocess
+
+import pandas as pd
+import pytest
+
+from conftest import SWEEP
+
+N_TRAIN, N_TEST = 1437, 360
+SEEDS, VARIANTS, EPOCHS = 8, 3, 2
+
+
+def sweep(*args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([*SWEEP, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def snapshot(folder) -> dict[str, tuple[int, int]]:
+    """Every file under folder (but Tune's own state) with its size and mtime."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file() and "_tune" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def launched(ray_cluster, tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    args = ["launch", "fig1-difficulty", "--dataset", "digits", "--set", f"seeds={SEEDS}",
+            "--set", "pack_size=4", "--set", "epochs=[1, 2]", "--results", str(results),
+            "--address", ray_cluster]
+    proc = sweep(*args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return results / "fig1-difficulty", args, proc
+
+
+def test_three_tables_with_exact_row_counts(launched):
+    folder, _, proc = launched
+    trials = pd.read_parquet(folder / "trials")
+    epochs = pd.read_parquet(folder / "epochs")
+    examples = pd.read_parquet(folder / "examples")
+    assert len(trials) == SEEDS * VARIANTS
+    assert len(epochs) == SEEDS * VARIANTS * EPOCHS
+    assert len(examples) == SEEDS * VARIANTS * EPOCHS * (N_TRAIN + N_TEST)
+    assert not examples.duplicated(["variant", "seed", "epoch", "split", "index"]).any()
+    per = examples.groupby(["variant", "seed", "epoch", "split"], observed=True).size()
+    assert set(per.xs("train", level="split")) == {N_TRAIN} and set(per.xs("test", level="split")) == {N_TEST}
+    # The last lines say where the results are and how to load them.
+    tail = proc.stdout.strip().splitlines()[-2:]
+    assert str(folder) in tail[0] and "examples 86,256 rows" in tail[0]
+    assert 'pandas.read_parquet("' in tail[1] and "fig1-difficulty/examples" in tail[1]
+
+
+def test_results_show_the_effect_and_carry_provenance(launched):
+    folder = launched[0]
+    ex = pd.read_parquet(folder / "examples", filters=[("split", "=", "train"), ("epoch", "=", 1)])
+    p = ex.groupby(["variant", "index"], observed=True).correct.mean().groupby("variant", observed=True).mean()
+    assert p["real"] > 0.8 and p["randX"] < 0.4 and p["randY"] < 0.4
+    rand_y = ex[ex.variant == "randY"]
+    assert rand_y.corrupted.all() and (rand_y.label != rand_y.true_label).mean() > 0.8
+    trials = pd.read_parquet(folder / "trials")
+    assert trials.init_seed.nunique() == SEEDS and trials.corruption_seed.nunique() == VARIANTS
+    assert set(trials.status) == {"completed"} and set(trials.dataset) == {"digits"}
+    assert '"seeds": 8' in trials.config.iloc[0] and "torch" in trials.versions.iloc[0]
+    # The same seed index starts from the same weights in every variant.
+    assert trials.groupby("seed").init_seed.nunique().max() == 1
+
+
+def test_existing_sweep_is_never_mixed(launched, ray_cluster):
+    folder, args, _ = launched
+    before = snapshot(folder)
+
+    again = sweep(*args)
+    assert again.returncode == 2 and "already holds this sweep (6/6 trials done)" in again.stderr
+    other = sweep(*args, "--set", "seeds=4")
+    assert other.returncode == 2 and "with a different spec (differs in: seeds)" in other.stderr
+    assert other.stderr.count("\n") == 1
+    assert snapshot(folder) == before
+
+    # A trial that never finished (its trials fragment missing) is re-run by --resume, alone.
+    (folder / "trials" / "randY-pack001.parquet").unlink()
+    resumed = sweep(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "1 to run, 5 already stored" in resumed.stdout
+    after = snapshot(folder)
+    changed = {k for k in after if after[k] != before.get(k)}
+    assert {k for k in changed if k.endswith(".parquet")} == {
+        f"{t}/randY-pack001.parquet" for t in ("trials", "epochs", "examples")}
+    assert len(pd.read_parquet(folder / "examples")) == SEEDS * VARIANTS * EPOCHS * (N_TRAIN + N_TEST)
+
+    over = sweep(*args[:-2], "--set", "seeds=4", "--set", "epochs=[1]", "--overwrite", "--address", ray_cluster)
+    assert over.returncode == 0, over.stderr[-2000:]
+    assert len(pd.read_parquet(folder / "trials")) == 4 * VARIANTS
+    assert len(pd.read_parquet(folder / "examples")) == 4 * VARIANTS * (N_TRAIN + N_TEST)
+
+
+def test_unwritable_results_location(tmp_path, ray_cluster):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    proc = sweep("launch", "fig1-difficulty", "--dataset", "digits", "--results", str(blocker / "r"),
+                 "--address", ray_cluster)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "cannot be written" in proc.stderr and str(blocker / "r") in proc.stderr
+
+
+def test_cifar10_offline_without_files_writes_nothing(tmp_path):
+    results, root = tmp_path / "results", tmp_path / "data"
+    proc = sweep("launch", "fig1-difficulty", "--data-root", str(root), "--results", str(results))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("sweep: error: CIFAR-10 not found") and proc.stderr.count("\n") == 1
+    assert "cifar-10-batches-py" in proc.stderr and "--data-root" in proc.stderr
+    assert not results.exists()
+
+
+def test_more_gpus_than_the_embedded_ray_has(tmp_path):
+    results = tmp_path / "results"
+    proc = sweep("launch", "fig1-difficulty", "--dataset", "digits", "--gpus-per-trial", "1",
+                 "--results", str(results))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr.strip().splitlines()[-1]
+    assert err.startswith("sweep: error: --gpus-per-trial 1 is more than any node has"), err
+    assert not any(p.is_file() for p in results.rglob("*"))

@@ -1,0 +1,56 @@
+"""Data sets: the digits split and normalization, torchvision's CIFAR-10 path on a tiny real-format set."""
+
+import numpy as np
+import pytest
+import torch
+
+from trainables import data as datasets
+
+
+def test_digits_fixed_split_and_normalization():
+    d = datasets.load("digits")
+    assert d.train.x.shape == (1437, 1, 8, 8) and d.test.x.shape == (360, 1, 8, 8)
+    assert d.train.x.dtype == torch.float32 and d.train.y.dtype == torch.int64
+    assert abs(d.train.x.mean().item()) < 1e-5 and abs(d.train.x.std().item() - 1) < 1e-3
+    assert torch.equal(d.train.y, datasets.load("digits").train.y)  # the split is fixed
+    counts = torch.bincount(d.test.y)  # stratified: 360 / 10 classes of 174..183 images
+    assert counts.sum() == 360 and counts.min() >= 35 and counts.max() <= 37
+
+
+def test_cifar10_through_torchvision(tiny_cifar):
+    import pickle
+
+    d = datasets.load("cifar10", tiny_cifar, download=False)
+    assert d.train.x.shape == (20, 3, 32, 32) and d.test.x.shape == (6, 3, 32, 32)
+    with open(tiny_cifar / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
+        batch = pickle.load(f, encoding="latin1")
+    assert d.train.y[:4].tolist() == batch["labels"]
+    # Pixel (channel 0, row 0, col 0) of image 0, /255 then standardized per channel.
+    raw = np.concatenate([pickle.load(open(tiny_cifar / "cifar-10-batches-py" / f"data_batch_{b}", "rb"),
+                                      encoding="latin1")["data"] for b in range(1, 6)]).astype(np.float64)
+    red = raw[:, :1024] / 255
+    expect = (red[0, 0] - red.mean()) / red.std(ddof=1)
+    assert abs(d.train.x[0, 0, 0, 0].item() - expect) < 1e-4
+    assert torch.allclose(d.train.x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)
+
+
+def test_cifar10_corrupted_files_are_one_clear_line(tiny_cifar):
+    (tiny_cifar / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"garbage")
+    with pytest.raises(datasets.DataUnavailable, match="incomplete or corrupted"):
+        datasets.load("cifar10", tiny_cifar)
+
+
+def test_cifar10_offline_without_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "CIFAR_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    root = tmp_path / "nothing-here"
+    with pytest.raises(datasets.DataUnavailable) as err:
+        datasets.ensure_available("cifar10", root)
+    msg = str(err.value)
+    assert "\n" not in msg and "cifar-10-batches-py" in msg and str(root) in msg and "--data-root" in msg
+    with pytest.raises(datasets.DataUnavailable, match="not found"):
+        datasets.ensure_available("cifar10", root, download=False)
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="unknown dataset 'mnist' \\(allowed: digits, cifar10\\)"):
+        datasets.load("mnist")

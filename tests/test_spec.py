@@ -1,0 +1,99 @@
+"""Spec loading, overrides, validation and expansion; bad input through the CLI's entry point."""
+
+import pytest
+
+from sweep import cli
+from sweep import spec as S
+from trainables.packed import memory_per_seed
+
+
+def test_preset_defaults_are_the_papers():
+    spec = S.resolve("fig1-difficulty")
+    assert spec.dataset == "cifar10"
+    assert spec.model.hidden == [4096, 4096]
+    assert spec.optimizer.lr == 0.01 and spec.optimizer.momentum == 0.0
+    assert spec.seeds == 100 and spec.epochs == [1]
+    assert spec.variants == ["real", "randX", "randY"]
+
+
+def test_per_dataset_defaults_then_overrides():
+    digits = S.resolve("fig1-difficulty", "digits")
+    assert digits.model.hidden == [512, 512] and digits.batch_size == 16
+    assert digits.optimizer.momentum == 0.9
+    over = S.resolve("fig1-difficulty", "digits", ["batch_size=32", "epochs=[1, 10]",
+                                                   "optimizer.lr=1e-3"])
+    assert over.batch_size == 32 and over.epochs == [1, 10] and over.optimizer.lr == 0.001
+    assert S.resolve("fig1-difficulty", None, ["dataset=digits"]).batch_size == 16
+
+
+def test_expand_packs_cover_every_seed_once():
+    spec = S.resolve("fig1-difficulty", "digits", ["seeds=10", "pack_size=4"])
+    plans = S.expand(spec)
+    assert [(p.seed_lo, p.seed_hi) for p in plans[:3]] == [(0, 4), (4, 8), (8, 10)]
+    assert len(plans) == 9 and len({p.fragment for p in plans}) == 9
+    assert {p.variant for p in plans} == {"real", "randX", "randY"}
+
+
+def test_auto_pack_size_fits_the_budget():
+    spec = S.resolve("fig1-difficulty", None, ["memory_budget_gb=2"])  # 2 x 4096 on CIFAR
+    k = spec.resolved_pack_size()
+    per_seed = memory_per_seed(3072, [4096, 4096], 10, 256)
+    assert k * per_seed <= 2 * 2**30 < (k + 1) * per_seed
+    assert S.resolve("fig1-difficulty", "digits", ["pack_size=500", "seeds=7"]).resolved_pack_size() == 7
+
+
+def test_derived_seeds_are_stable_and_distinct():
+    assert S.derive_seed(0, "init", 3) == S.derive_seed(0, "init", 3)
+    seeds = {S.derive_seed(0, stream, i) for stream in ("init", "order") for i in range(100)}
+    assert len(seeds) == 200
+    assert S.derive_seed(1, "init", 3) != S.derive_seed(0, "init", 3)
+
+
+def test_spec_hash_ignores_description_only():
+    a = S.resolve("fig1-difficulty", "digits")
+    assert a.hash() == S.resolve("fig1-difficulty", "digits", ["description=other"]).hash()
+    assert a.hash() != S.resolve("fig1-difficulty", "digits", ["seeds=99"]).hash()
+
+
+BAD = [
+    (["show", "no-such-preset"], "unknown preset 'no-such-preset'", "fig1-difficulty"),
+    (["show", "fig1-difficulty", "--set", "seedz=3"], "unknown key 'seedz'", "seeds"),
+    (["show", "fig1-difficulty", "--set", "model.width=3"], "unknown key 'model.width'", "hidden"),
+    (["show", "fig1-difficulty", "--set", "seeds=abc"], "seeds: 'abc'", "integer"),
+    (["show", "fig1-difficulty", "--set", "seeds=2.5"], "seeds: 2.5", "integer"),
+    (["show", "fig1-difficulty", "--set", "corruption.p=1.5"], "corruption.p: 1.5", "less than or equal to 1"),
+    (["show", "fig1-difficulty", "--set", "corruption.p=-0.1"], "corruption.p: -0.1", "greater than or equal to 0"),
+    (["show", "fig1-difficulty", "--set", "seeds=0"], "seeds: 0", "greater than or equal to 1"),
+    (["show", "fig1-difficulty", "--set", "seeds=-5"], "seeds: -5", "greater than or equal to 1"),
+    (["show", "fig1-difficulty", "--dataset", "mnist"], "unknown dataset 'mnist'", "digits, cifar10"),
+    (["show", "fig1-difficulty", "--set", "variants=[real, randZ]"], "variants[1]: 'randZ'", "'randX'"),
+    (["show", "fig1-difficulty", "--set", "epochs=[10, 1]"], "epochs: [10, 1]", "increasing"),
+    (["show", "fig1-difficulty", "--set", "optimizer.lr=0"], "optimizer.lr: 0", "greater than 0"),
+    (["show", "fig1-difficulty", "--set", "model.hidden=512"], "model.hidden: 512", "list"),
+    (["show", "fig1-difficulty", "--set", "seeds"], "bad --set 'seeds'", "KEY=VALUE"),
+    (["launch", "fig1-difficulty", "--resume", "--overwrite"], "not allowed with argument", "--resume"),
+]
+
+
+def run_cli(argv: list[str]) -> int:
+    """cli.main's exit code, also when argparse exits by itself."""
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("argv,names,allowed", BAD, ids=[" ".join(b[0][2:]) or b[0][1] for b in BAD])
+def test_bad_input_is_one_line_exit_2(argv, names, allowed, capsys):
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sweep: error: ") and err.count("\n") == 1, err
+    assert names in err and allowed in err, err
+
+
+def test_list_and_show(capsys):
+    assert cli.main(["list"]) == 0
+    assert capsys.readouterr().out.startswith("fig1-difficulty  Arpit et al. 2017")
+    assert cli.main(["show", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=8"]) == 0
+    out = capsys.readouterr().out
+    assert "seeds: 8\n" in out and "dataset: digits\n" in out and "# 3 trials" in out
