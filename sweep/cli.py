@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="finish the trials missing from an existing sweep with the same spec")
     mode.add_argument("--overwrite", action="store_true",
                       help="delete the existing sweep at the location and start again")
+    report = sub.add_parser("report", help="write a self-contained HTML report of a sweep's results")
+    report.add_argument("preset", help="the sweep (preset name) to report on")
+    report.add_argument("--results", default="results", help="results location (default: ./results)")
+    report.add_argument("--out", default=None,
+                        help="HTML file to write (default: <results>/<preset>/report.html, or "
+                             "./<preset>-report.html when the results are at a URI)")
+    report.add_argument("--data-root", default=None, help="where the data set's files are, for the galleries")
     return parser
 
 
@@ -65,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list()
+        if args.command == "report":
+            return _report(args)
         spec = specs.resolve(args.preset, args.dataset, args.overrides)
         if args.command == "show":
             plans = specs.expand(spec)
@@ -119,10 +128,33 @@ def _launch(args: argparse.Namespace, spec: specs.DifficultySpec) -> int:
           f"({result.skipped} already stored) in {result.wall_seconds:.1f} s")
     print(f"memsweep: results in {store.uri}: " + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()))
     print(f'memsweep: load with  pandas.read_parquet("{shown}/examples")  (also trials, epochs)')
+    print(f"memsweep: report with  sweep report {spec.name} --results {args.results}"
+          + (f" --data-root {args.data_root}" if args.data_root else ""))
     if result.failed:
         print(f"sweep: error: {len(result.failed)} trials failed: {', '.join(result.failed)}; "
               f"fix the cause and run again with --resume", file=sys.stderr)
         return 1
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sweep import report
+
+    if args.preset not in specs.preset_names():  # a typo should not look like a missing sweep
+        raise specs.SpecError(f"unknown preset {args.preset!r} (available: {', '.join(specs.preset_names())})")
+    out = Path(args.out) if args.out else (
+        Path(f"{args.preset}-report.html") if "://" in args.results
+        else Path(args.results) / args.preset / "report.html")
+    try:
+        text = report.build(args.results, args.preset, args.data_root)
+    except FileNotFoundError as exc:
+        raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _UserError(f"cannot write report to {out}: {exc.strerror}") from None
+    print(f"memsweep: report written to {out} ({len(text) / 2**20:.1f} MiB, self-contained; open it in a browser)")
     return 0
 
 

@@ -118,7 +118,11 @@ class Store:
             table = tables[name]
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: meta})
             sink = pa.BufferOutputStream()
-            pq.write_table(table, sink, compression="zstd")
+            # One row group per record batch: a trial hands over one batch per (epoch, split)
+            # block, so readers filtering on those columns skip the other blocks by statistics.
+            with pq.ParquetWriter(sink, table.schema, compression="zstd") as writer:
+                for batch in table.to_batches():
+                    writer.write_batch(batch)
             self._atomic_write(self.path(name, f"{fragment}.parquet"), sink.getvalue())
 
     def clear(self) -> None:

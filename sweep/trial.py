@@ -117,7 +117,8 @@ def examples_table(records, seeds: list[int], labels: dict[str, np.ndarray],
                 "p_label": pa.array(s.p_label.astype(np.float32).ravel()),
                 "loss": pa.array(s.loss.astype(np.float32).ravel()),
             }))
-    return pa.concat_tables(parts, promote_options="permissive").combine_chunks()
+    # Kept as one chunk per (epoch, split) block: the store writes each as a row group.
+    return pa.concat_tables(parts, promote_options="permissive")
 
 
 def _split_metric(record, split: str, metric: str) -> np.ndarray:

@@ -3,6 +3,7 @@
 The CLI runs as a subprocess connected (--address) to one Ray started for this module.
 """
 
+import re
 import subprocess
 
 import pandas as pd
@@ -47,9 +48,26 @@ def test_three_tables_with_exact_row_counts(launched):
     per = examples.groupby(["variant", "seed", "epoch", "split"], observed=True).size()
     assert set(per.xs("train", level="split")) == {N_TRAIN} and set(per.xs("test", level="split")) == {N_TEST}
     # The last lines say where the results are and how to load them.
-    tail = proc.stdout.strip().splitlines()[-2:]
+    tail = proc.stdout.strip().splitlines()[-3:]
     assert str(folder) in tail[0] and "examples 86,256 rows" in tail[0]
     assert 'pandas.read_parquet("' in tail[1] and "fig1-difficulty/examples" in tail[1]
+    assert "sweep report fig1-difficulty --results" in proc.stdout.strip().splitlines()[-1]
+
+
+def test_report_is_one_self_contained_page(launched, tmp_path):
+    folder = launched[0]
+    out = tmp_path / "r.html"
+    proc = sweep("report", "fig1-difficulty", "--results", str(folder.parent), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = out.read_text()
+    assert "Complete: real: 8/8 seeds, randX: 8/8 seeds, randY: 8/8 seeds" in page
+    assert page.count("<script") >= 6 and "plotly.js v" in page  # plotly.js inlined, not fetched
+    assert not re.search(r"<script[^>]*\bsrc=", page)  # nothing loaded from elsewhere
+    assert "Examples sorted by P(correct)" in page and "KS to own binomial" in page
+    assert "randY: the 10 hardest" in page and "(was " in page  # galleries with randomized labels
+    missing = sweep("report", "fig1-difficulty", "--results", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert "no sweep 'fig1-difficulty'" in missing.stderr and "sweep launch fig1-difficulty" in missing.stderr
 
 
 def test_results_show_the_effect_and_carry_provenance(launched):
@@ -80,6 +98,10 @@ def test_existing_sweep_is_never_mixed(launched, ray_cluster):
 
     # A trial that never finished (its trials fragment missing) is re-run by --resume, alone.
     (folder / "trials" / "randY-pack001.parquet").unlink()
+    from sweep import report
+
+    partial = report.build(str(folder.parent), "fig1-difficulty")  # a partly failed sweep still reports
+    assert "Incomplete sweep</b> (real: 8/8 seeds, randX: 8/8 seeds, randY: 4/8 seeds)" in partial
     resumed = sweep(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "1 to run, 5 already stored" in resumed.stdout

@@ -1,0 +1,122 @@
+"""Per-example difficulty (Arpit et al. 2017, Fig. 1): P(correct) curves and binomial baselines.
+
+P(correct) of an example is the fraction of independently initialized (and
+shuffled) runs that classify it correctly. If every example were equally hard,
+with probability p, its count of correct runs out of n would be Binomial(n, p):
+the sorted curve of Binomial(n, p)/n draws is the baseline. The paper finds randX
+close to it, real data far from it (some examples are learned by nearly every
+run, others by nearly none), and randY in between.
+
+Pure functions over arrays and DataFrames; figures live in `analysis.figures`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+KEYS = ["variant", "split", "epoch"]  # one P(correct) curve per combination
+
+
+def p_correct_array(correct: np.ndarray) -> np.ndarray:
+    """correct: (num_seeds, num_examples) bool -> (num_examples,) float, fraction of seeds correct."""
+    return np.asarray(correct, dtype=bool).mean(axis=0)
+
+
+def p_correct(examples: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the `examples` table -> one row per variant x split x epoch x example with
+    `p_correct` (fraction of seeds correct), `n_seeds`, `label` and `true_label` (the labels
+    are the same for every seed of a variant)."""
+    group = examples.groupby([*KEYS, "index"], observed=True, sort=True)
+    out = group.agg(p_correct=("correct", "mean"), n_seeds=("correct", "size"),
+                    label=("label", "first"), true_label=("true_label", "first"),
+                    corrupted=("corrupted", "first"))
+    return out.reset_index()
+
+
+def binomial_baseline(n: int, p: float, num_points: int, seed: int | None = None) -> np.ndarray:
+    """(num_points,) float, ascending: the P(correct) curve if every example had probability p.
+
+    Exact by default: the (i + 0.5) / num_points quantiles of Binomial(n, p) / n, the same
+    every time. With `seed`, num_points sorted draws instead (what the paper plots).
+    """
+    if seed is not None:
+        return np.sort(np.random.default_rng(seed).binomial(n, p, num_points) / n)
+    q = (np.arange(num_points) + 0.5) / num_points
+    return stats.binom.ppf(q, n, p) / n
+
+
+def distance_from_binomial(p_values: np.ndarray, n: int, p: float) -> float:
+    """Kolmogorov-Smirnov statistic between the empirical distribution of p_values
+    ((num_examples,) fractions k/n) and Binomial(n, p)/n: the largest gap between the two
+    CDFs, in [0, 1]; 0 when the examples look equally hard."""
+    k = np.arange(n + 1)
+    counts = np.rint(np.asarray(p_values) * n).astype(int)
+    empirical = np.cumsum(np.bincount(counts, minlength=n + 1)) / counts.size
+    return float(np.abs(empirical - stats.binom.cdf(k, n, p)).max())
+
+
+def summary(pc: pd.DataFrame, reference: str = "randX") -> pd.DataFrame:
+    """One row per curve (variant x split x epoch) of a `p_correct` frame:
+
+    n_seeds, n_examples, mean and std of P(correct); `p_ref`, the mean P(correct) of the
+    `reference` variant on the same split and epoch (NaN if it is absent), and `ks_ref`,
+    the distance from Binomial(n, p_ref)/n (the paper's baseline); `binom_std`, the std
+    Binomial(n, mean)/n would have, and `ks_own`, the distance from it: how far the
+    examples are from being equally hard at the curve's own mean.
+    """
+    rows = []
+    for (variant, split, epoch), curve in pc.groupby(KEYS, observed=True, sort=True):
+        n = int(curve.n_seeds.min())
+        values = curve.p_correct.to_numpy()
+        ref = pc[(pc.variant == reference) & (pc.split == split) & (pc.epoch == epoch)]
+        p_ref = float(ref.p_correct.mean()) if len(ref) else np.nan
+        mean = float(values.mean())
+        rows.append({
+            "variant": variant, "split": split, "epoch": epoch, "n_seeds": n,
+            "n_examples": len(values), "mean": mean, "std": float(values.std()),
+            "binom_std": float(np.sqrt(mean * (1 - mean) / n)),
+            "ks_own": distance_from_binomial(values, n, mean),
+            "p_ref": p_ref,
+            "ks_ref": distance_from_binomial(values, n, p_ref) if len(ref) else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def sorted_curves(pc: pd.DataFrame, reference: str = "randX", seed: int | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(curves, baselines) for plotting, both in descending P(correct) order by `rank` (0 = easiest).
+
+    curves: variant, split, epoch, rank, p_correct, index, label. baselines: split, epoch,
+    name, rank, p_correct: Binomial(n, p_ref)/n for the reference variant's mean and n,
+    with as many points as that curve has examples.
+    """
+    curves = (pc.sort_values([*KEYS, "p_correct", "index"], ascending=[True, True, True, False, True])
+              .assign(rank=lambda d: d.groupby(KEYS, observed=True).cumcount()))
+    lines = []
+    for (split, epoch), ref in pc[pc.variant == reference].groupby(["split", "epoch"], observed=True):
+        n, p = int(ref.n_seeds.min()), float(ref.p_correct.mean())
+        values = binomial_baseline(n, p, len(ref), seed)[::-1]
+        lines.append(pd.DataFrame({"split": split, "epoch": epoch,
+                                   "name": f"Binomial(n={n}, p={p:.3f}) [{reference} mean]",
+                                   "rank": np.arange(len(ref)), "p_correct": values}))
+    baselines = pd.concat(lines, ignore_index=True) if lines else pd.DataFrame(
+        columns=["split", "epoch", "name", "rank", "p_correct"])
+    return curves[[*KEYS, "rank", "p_correct", "index", "label"]].reset_index(drop=True), baselines
+
+
+def extremes(pc: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """The k hardest (lowest P(correct)) and k easiest examples of each curve; ties by index.
+
+    Columns: variant, split, epoch, kind ('hardest' / 'easiest'), rank, index, p_correct,
+    label, true_label, corrupted.
+    """
+    parts = []
+    for _, curve in pc.groupby(KEYS, observed=True, sort=True):
+        hard = curve.sort_values(["p_correct", "index"]).head(k).assign(kind="hardest")
+        easy = curve.sort_values(["p_correct", "index"], ascending=[False, True]).head(k).assign(kind="easiest")
+        for part in (hard, easy):
+            parts.append(part.assign(rank=np.arange(len(part))))
+    cols = [*KEYS, "kind", "rank", "index", "p_correct", "label", "true_label", "corrupted"]
+    return pd.concat(parts, ignore_index=True)[cols]

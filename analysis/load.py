@@ -1,0 +1,58 @@
+"""Read a sweep's tables from a results location into pandas (the store's contract: results/README.md).
+
+Only pandas and pyarrow: an analyst does not need torch or Ray.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import yaml
+
+TABLES = ("trials", "epochs", "examples")
+
+
+def sweep_path(results: str, sweep: str) -> tuple[pafs.FileSystem, str]:
+    """(file system, path of <results>/<sweep>) for a local folder or a URI (s3://, gs://, file://)."""
+    if "://" in results:
+        fs, base = pafs.FileSystem.from_uri(results)
+    else:
+        fs, base = pafs.LocalFileSystem(), str(Path(results).expanduser().resolve())
+    return fs, f"{base.rstrip('/')}/{sweep}"
+
+
+def load_table(results: str, sweep: str, table: str, *, variants: Sequence[str] | None = None,
+               splits: Sequence[str] | None = None, epochs: Sequence[int] | None = None,
+               columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """One table of a sweep as a DataFrame, keeping only rows of the given variants, splits
+    and epochs. The filter is pushed down to Parquet: fragments and row groups (one per
+    trial x epoch x split in `examples`) that cannot match are skipped, not read."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r} (allowed: {', '.join(TABLES)})")
+    fs, root = sweep_path(results, sweep)
+    folder = f"{root}/{table}"
+    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"no {table!r} table at {results}/{sweep} (has the sweep run?)")
+    dataset = ds.dataset(folder, format="parquet", filesystem=fs)
+    clauses = [ds.field(name).isin(list(values)) for name, values in
+               (("variant", variants), ("split", splits), ("epoch", epochs))
+               if values is not None and name in dataset.schema.names]
+    where = functools.reduce(operator.and_, clauses) if clauses else None
+    return dataset.to_table(filter=where, columns=list(columns) if columns else None).to_pandas()
+
+
+def load_manifest(results: str, sweep: str) -> dict[str, Any]:
+    """The sweep's sweep.yaml: resolved spec, spec hash, schema version, provenance."""
+    fs, root = sweep_path(results, sweep)
+    try:
+        with fs.open_input_stream(f"{root}/sweep.yaml") as f:
+            return yaml.safe_load(f.read().decode())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no sweep {sweep!r} at {results} (no sweep.yaml)") from None

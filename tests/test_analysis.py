@@ -1,0 +1,115 @@
+"""Difficulty analysis on tiny hand-checkable inputs; binomial quantiles against scipy; figures."""
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+from scipy import stats
+
+from analysis import difficulty as D
+from analysis import figures, load
+
+
+def test_p_correct_array_by_hand():
+    correct = np.array([[1, 0, 1, 0],
+                        [1, 0, 0, 0],
+                        [1, 1, 0, 0]], dtype=bool)  # 3 seeds x 4 examples
+    np.testing.assert_allclose(D.p_correct_array(correct), [1, 1 / 3, 1 / 3, 0])
+
+
+def examples_frame() -> pd.DataFrame:
+    """3 seeds x 4 examples for variant 'real', 3 seeds x 4 examples for 'randX'; one split, epoch."""
+    real = [[1, 0, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]]
+    rand = [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]]
+    rows = [dict(variant=v, split="train", epoch=1, seed=s, index=i, correct=bool(m[s][i]),
+                 label=i % 2, true_label=i % 2, corrupted=v != "real")
+            for v, m in (("real", real), ("randX", rand)) for s in range(3) for i in range(4)]
+    return pd.DataFrame(rows)
+
+
+def test_p_correct_frame_by_hand():
+    pc = D.p_correct(examples_frame())
+    real = pc[pc.variant == "real"].set_index("index")
+    np.testing.assert_allclose(real.p_correct, [1, 1 / 3, 1 / 3, 0])
+    assert set(pc.n_seeds) == {3} and real.label.tolist() == [0, 1, 0, 1]
+
+
+def test_binomial_baseline_is_scipys_quantiles():
+    n, p, m = 100, 0.13, 1437
+    exact = D.binomial_baseline(n, p, m)
+    assert exact.shape == (m,) and np.all(np.diff(exact) >= 0)
+    np.testing.assert_array_equal(exact, stats.binom.ppf((np.arange(m) + 0.5) / m, n, p) / n)
+    # Binomial(3, 1/2) CDF: 1/8, 4/8, 7/8, 1 at 0..3; quantiles at q = 1/8, 3/8, 5/8, 7/8 -> 0, 1, 2, 2.
+    np.testing.assert_array_equal(D.binomial_baseline(3, 0.5, 4), [0, 1 / 3, 2 / 3, 2 / 3])
+    # Sampled: reproducible with a seed, close to the exact curve in distribution.
+    a, b = D.binomial_baseline(n, p, m, seed=1), D.binomial_baseline(n, p, m, seed=1)
+    np.testing.assert_array_equal(a, b)
+    assert abs(a.mean() - p) < 0.005 and abs(a.std() - np.sqrt(p * (1 - p) / n)) < 0.003
+
+
+def test_distance_from_binomial_by_hand():
+    # n = 1, p = 0.5: Binomial CDF is 0.5 at 0 and 1 at 1.
+    assert D.distance_from_binomial(np.array([0, 0, 0, 0]), 1, 0.5) == pytest.approx(0.5)
+    assert D.distance_from_binomial(np.array([0, 1, 0, 1]), 1, 0.5) == pytest.approx(0.0)
+    # Values exactly at the binomial quantiles are (nearly) at distance 0.
+    q = D.binomial_baseline(100, 0.2, 10000)
+    assert D.distance_from_binomial(q, 100, 0.2) < 0.01
+    # Half always right, half always wrong at mean 0.5: as far as it gets.
+    assert D.distance_from_binomial(np.array([0.0, 1.0] * 50), 100, 0.5) > 0.49
+
+
+def test_summary_by_hand():
+    table = D.summary(D.p_correct(examples_frame())).set_index("variant")
+    assert table.loc["real", "mean"] == pytest.approx(5 / 12)
+    assert table.loc["randX", "mean"] == pytest.approx(3 / 12)
+    assert table.loc["real", "p_ref"] == pytest.approx(3 / 12)  # reference: the randX mean
+    assert table.loc["real", "n_seeds"] == 3 and table.loc["real", "n_examples"] == 4
+    # randX counts per example are 1,1,1,0 of 3; Binomial(3, 1/4) CDF at 0 is 27/64.
+    assert table.loc["randX", "ks_own"] == pytest.approx(abs(1 / 4 - 27 / 64))
+
+
+def test_extremes_and_sorted_curves():
+    pc = D.p_correct(examples_frame())
+    ext = D.extremes(pc, k=2)
+    real = ext[ext.variant == "real"]
+    assert real[real.kind == "hardest"]["index"].tolist() == [3, 1]  # P 0, then 1/3 (tie -> lower index)
+    assert real[real.kind == "easiest"]["index"].tolist() == [0, 1]
+    curves, baselines = D.sorted_curves(pc)
+    r = curves[curves.variant == "real"]
+    assert r["rank"].tolist() == [0, 1, 2, 3] and r["index"].tolist() == [0, 1, 2, 3]
+    assert r.p_correct.is_monotonic_decreasing and len(baselines) == 4
+    assert baselines.name.iloc[0] == "Binomial(n=3, p=0.250) [randX mean]"
+
+
+def test_figures_take_frames_and_return_figures():
+    pc = D.p_correct(examples_frame())
+    curves, baselines = D.sorted_curves(pc)
+    fig = figures.p_correct_curves(curves, baselines, "train", ["real", "randX"])
+    assert isinstance(fig, go.Figure)
+    assert [t.name for t in fig.data] == ["real", "randX", "Binomial(n=3, p=0.250) [randX mean]"]
+    assert fig.layout.xaxis.title.text == "Examples sorted by P(correct)"
+    assert fig.layout.yaxis.title.text == "P(correct)"
+    assert "example %{customdata[0]}" in fig.data[0].hovertemplate
+    assert list(fig.data[0].customdata[:, 0]) == [0, 1, 2, 3]
+    hist = figures.p_correct_histograms(pc, "train", 1, ["real", "randX"])
+    assert [t.name for t in hist.data] == ["real", "randX"]
+    gal = figures.gallery(np.zeros((3, 8, 8), np.uint8), ["a", "b", "c"], "hardest", columns=2)
+    assert len(gal.data) == 3 and [a.text for a in gal.layout.annotations] == ["a", "b", "c"]
+
+
+def test_load_table_filters(tmp_path):
+    from sweep.store import Store
+    import pyarrow as pa
+
+    ex = examples_frame()
+    store = Store(tmp_path, "s")
+    for v in ("real", "randX"):
+        part = pa.Table.from_pandas(ex[ex.variant == v], preserve_index=False)
+        store.write_fragment(f"{v}-pack000", {"examples": part, "epochs": part, "trials": part}, {})
+    assert len(load.load_table(str(tmp_path), "s", "examples")) == 24
+    only = load.load_table(str(tmp_path), "s", "examples", variants=["real"], columns=["variant", "correct"])
+    assert set(only.variant) == {"real"} and len(only) == 12 and list(only.columns) == ["variant", "correct"]
+    with pytest.raises(FileNotFoundError, match="no 'examples' table"):
+        load.load_table(str(tmp_path), "other", "examples")
+    with pytest.raises(ValueError, match="unknown table 'example'"):
+        load.load_table(str(tmp_path), "s", "example")
