@@ -76,11 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         spec = specs.resolve(args.preset, args.dataset, args.overrides)
         if args.command == "show":
-            plans = specs.expand(spec)
+            from sweep.launcher import describe
+
             print(specs.to_yaml(spec), end="")
-            print(f"# {len(plans)} trials: {len(spec.variants)} variants x "
-                  f"{len(plans) // len(spec.variants)} packs of <= {spec.resolved_pack_size()} seeds; "
-                  f"spec hash {spec.hash()}")
+            print(f"# {describe(specs.expand(spec), spec)}; spec hash {spec.hash()}")
             return 0
         return _launch(args, spec)
     except (specs.SpecError, _UserError) as exc:
@@ -101,7 +100,7 @@ def _list() -> int:
     return 0
 
 
-def _launch(args: argparse.Namespace, spec: specs.DifficultySpec) -> int:
+def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
     from sweep.store import Store, StoreError
     from trainables.data import DataUnavailable, default_root, ensure_available
 

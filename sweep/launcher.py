@@ -21,7 +21,7 @@ import ray
 from ray import tune
 
 from sweep import __version__
-from sweep.spec import DifficultySpec, SpecError, TrialPlan, expand
+from sweep.spec import Spec, SpecError, TrialPlan, expand
 from sweep.store import Store
 
 Mode = Literal["new", "resume", "overwrite"]
@@ -52,7 +52,7 @@ def provenance() -> dict[str, Any]:
             "git_rev": rev}
 
 
-def check_mode(store: Store, spec: DifficultySpec, mode: Mode) -> None:
+def check_mode(store: Store, spec: Spec, mode: Mode) -> None:
     """Refuse to mix two specs in one location: an existing sweep needs --resume (same spec)
     or --overwrite. Raises SpecError; changes nothing."""
     manifest = store.read_manifest()
@@ -74,13 +74,20 @@ def check_mode(store: Store, spec: DifficultySpec, mode: Mode) -> None:
                         f"done); pass --resume to finish it or --overwrite to start again")
 
 
-def trial_config(spec: DifficultySpec, plan: TrialPlan, store: Store, data_root: str,
+def describe(plans: list[TrialPlan], spec) -> str:
+    """'15 trials: 3 cells x packs of <= 20 of 100 seeds'."""
+    cells = len({p.cell for p in plans})
+    return (f"{len(plans)} trials: {cells} cells x packs of <= {spec.resolved_pack_size()} "
+            f"of {spec.seeds} seeds")
+
+
+def trial_config(spec: Spec, plan: TrialPlan, store: Store, data_root: str,
                  cpus: float, prov: dict[str, Any]) -> dict[str, Any]:
     return {"spec": spec.model_dump(), "plan": asdict(plan), "results": store.uri.rsplit("/", 1)[0],
             "data_root": data_root, "cpus": cpus, "provenance": prov}
 
 
-def launch(spec: DifficultySpec, store: Store, *, data_root: str, mode: Mode = "new",
+def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
            address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
            callbacks: list | None = None, out=sys.stdout) -> LaunchResult:
     """Run the sweep's missing trials; returns what ran. Raises SpecError on a resource request
@@ -104,10 +111,8 @@ def launch(spec: DifficultySpec, store: Store, *, data_root: str, mode: Mode = "
         todo = [p for p in plans if p.fragment not in done]
         store.write_manifest(spec.model_dump(), spec.hash(), prov)
         res = ray.cluster_resources()
-        print(f"memsweep: {spec.name} on {spec.dataset}: {len(plans)} trials "
-              f"({len(spec.variants)} variants x packs of <= {spec.resolved_pack_size()} seeds, "
-              f"{spec.seeds} seeds); {len(todo)} to run, {len(plans) - len(todo)} already stored",
-              file=out)
+        print(f"memsweep: {spec.name} on {spec.dataset}: {describe(plans, spec)}; "
+              f"{len(todo)} to run, {len(plans) - len(todo)} already stored", file=out)
         print(f"memsweep: Ray {'at ' + address if address else '(embedded)'}: "
               f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; per trial "
               f"{cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU", file=out, flush=True)

@@ -27,7 +27,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from trainables.data import DATASETS
+from trainables.corruption import KINDS
+from trainables.data import DATASETS, NORMALIZATIONS
+from trainables.models import ARCHS
 from trainables.packed import auto_pack_size
 
 # Input shape (C, H, W) and class count of each data set, known without loading it.
@@ -59,7 +61,14 @@ class CorruptionSpec(_Strict):
     p: Annotated[float, Field(ge=0, le=1)] = 1.0  # fraction of training examples corrupted
 
 
-class DifficultySpec(_Strict):
+class _SpecBase(_Strict):
+    def hash(self) -> str:
+        """Identity of what the sweep computes (every key but the description), 16 hex digits."""
+        body = self.model_dump(exclude={"description"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class DifficultySpec(_SpecBase):
     """Per-example difficulty (Arpit et al. 2017, Fig. 1): seeds x variants of one MLP."""
 
     name: str
@@ -93,11 +102,6 @@ class DifficultySpec(_Strict):
             raise ValueError(f"must not repeat a name, got {v}")
         return v
 
-    def hash(self) -> str:
-        """Identity of what the sweep computes (every key but the description), 16 hex digits."""
-        body = self.model_dump(exclude={"description"})
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-
     def resolved_pack_size(self) -> int:
         (c, h, w), classes = DATASET_SHAPES[self.dataset]
         if self.pack_size is not None:
@@ -106,15 +110,118 @@ class DifficultySpec(_Strict):
                               self.model.hidden, classes, self.batch_size)
 
 
+class PreprocessSpec(_Strict):
+    crop: Annotated[int, Field(ge=1)] | None = 28  # centre crop (Zhang et al.: 28x28); None keeps the size
+    normalize: Literal[NORMALIZATIONS] = "per_image"
+
+
+class LrByArch(_Strict):
+    """Zhang et al.: 0.01 for the MLPs and small AlexNet, 0.1 for Inception (and WideResNet)."""
+
+    mlp1: Annotated[float, Field(gt=0)] = 0.01
+    mlp3: Annotated[float, Field(gt=0)] = 0.01
+    alexnet: Annotated[float, Field(gt=0)] = 0.01
+    inception: Annotated[float, Field(gt=0)] = 0.1
+    inception_nobn: Annotated[float, Field(gt=0)] = 0.1
+    wrn: Annotated[float, Field(gt=0)] = 0.1
+
+
+class InterpolationOptimizer(_Strict):
+    lr: Annotated[float, Field(gt=0)] | None = None  # None: lr_by_arch
+    lr_by_arch: LrByArch = LrByArch()
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    lr_decay: Annotated[float, Field(gt=0, le=1)] = 0.95  # per epoch
+
+    def lr_for(self, arch: str) -> float:
+        return self.lr if self.lr is not None else getattr(self.lr_by_arch, arch)
+
+
+class WrnSpec(_Strict):
+    depth: Annotated[int, Field(ge=10)] = 28
+    widen: Annotated[int, Field(ge=1)] = 1
+
+    @field_validator("depth")
+    @classmethod
+    def _six_n_plus_4(cls, v: int) -> int:
+        if (v - 4) % 6:
+            raise ValueError(f"must be 6n + 4 (16, 22, 28, 40, ...), got {v}")
+        return v
+
+
+def parse_corruption(text: str) -> tuple[str, float]:
+    """'randY:0.3' -> ('randY', 0.3); 'randY' -> ('randY', 1.0); 'real' -> ('real', 0.0)."""
+    kind, _, level = text.partition(":")
+    if kind not in KINDS:
+        raise ValueError(f"unknown corruption {kind!r} (allowed: {', '.join(KINDS)}, "
+                         "with ':p' for randX and randY, e.g. randY:0.3)")
+    if not level:
+        return kind, 0.0 if kind == "real" else 1.0
+    if kind not in ("randX", "randY"):
+        raise ValueError(f"{text!r}: only randX and randY take a level ':p'")
+    try:
+        p = float(level)
+    except ValueError:
+        raise ValueError(f"{text!r}: the level must be a number in [0, 1]") from None
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{text!r}: the level {p} is outside [0, 1]")
+    return kind, p
+
+
+class ConvergenceSpec(_SpecBase):
+    """Train until interpolation (Zhang et al. 2017): archs x corruptions x seeds, one model a trial."""
+
+    name: str
+    description: str = ""
+    engine: Literal["interpolate"]
+    dataset: Literal["digits", "cifar10"] = "cifar10"
+    seeds: Annotated[int, Field(ge=1)] = 1
+    seed: Annotated[int, Field(ge=0)] = 0
+    archs: Annotated[list[Literal[ARCHS]], Field(min_length=1)]
+    corruptions: Annotated[list[str], Field(min_length=1)]
+    preprocess: PreprocessSpec = PreprocessSpec()
+    optimizer: InterpolationOptimizer = InterpolationOptimizer()
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    threshold: Annotated[float, Field(gt=0, le=1)] = 1.0  # full-set train accuracy that counts as interpolation
+    max_epochs: Annotated[int, Field(ge=1)] = 300
+    time_budget_s: Annotated[float, Field(gt=0)] | None = None  # training seconds per model
+    checkpoint_every: Annotated[int, Field(ge=1)] = 5  # epochs between tune.Checkpoints
+    record_examples: bool = False  # per-example train scores at every epoch (examples table)
+    wrn: WrnSpec = WrnSpec()
+
+    @field_validator("corruptions")
+    @classmethod
+    def _corruptions(cls, v: list[str]) -> list[str]:
+        for text in v:
+            parse_corruption(text)
+        if len(set(v)) != len(v):
+            raise ValueError(f"must not repeat a corruption, got {v}")
+        return v
+
+    @field_validator("archs")
+    @classmethod
+    def _archs(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"must not repeat an arch, got {v}")
+        return v
+
+    def resolved_pack_size(self) -> int:
+        return 1
+
+
+Spec = DifficultySpec | ConvergenceSpec
+ENGINES: dict[str, type[BaseModel]] = {"packed": DifficultySpec, "interpolate": ConvergenceSpec}
+
+
 @dataclass(frozen=True)
 class TrialPlan:
-    """One Ray Tune trial: a cell (here a variant) and a contiguous pack of seed indices."""
+    """One Ray Tune trial: a cell of the grid and a contiguous pack of seed indices."""
 
     cell: str
-    variant: str
+    variant: str  # the corruption: 'real', 'randX', 'randY:0.3', ...
     pack: int
     seed_lo: int  # first seed index, inclusive
     seed_hi: int  # last seed index, exclusive
+    arch: str | None = None  # interpolate engine: the model trained
 
     @property
     def fragment(self) -> str:
@@ -122,8 +229,12 @@ class TrialPlan:
         return f"{self.cell}-pack{self.pack:03d}"
 
 
-def expand(spec: DifficultySpec) -> list[TrialPlan]:
+def expand(spec: Spec) -> list[TrialPlan]:
     """Cells x seed packs, in a stable order."""
+    if isinstance(spec, ConvergenceSpec):
+        return [TrialPlan(cell=f"{arch}-{c.replace(':', '')}", variant=c, pack=s, seed_lo=s, seed_hi=s + 1,
+                          arch=arch)
+                for arch in spec.archs for c in spec.corruptions for s in range(spec.seeds)]
     k = spec.resolved_pack_size()
     packs = math.ceil(spec.seeds / k)
     return [TrialPlan(cell=v, variant=v, pack=i, seed_lo=i * k, seed_hi=min(spec.seeds, (i + 1) * k))
@@ -188,7 +299,7 @@ def _set_path(tree: dict[str, Any], key: str, value: Any, model: type[BaseModel]
 
 
 def resolve(preset: str, dataset: str | None = None,
-            overrides: list[str] | tuple[str, ...] = ()) -> DifficultySpec:
+            overrides: list[str] | tuple[str, ...] = ()) -> Spec:
     """The validated spec: preset keys, then its per_dataset defaults, then the overrides."""
     raw = load_preset(preset)
     per_dataset = raw.pop("per_dataset", {}) or {}
@@ -200,16 +311,25 @@ def resolve(preset: str, dataset: str | None = None,
     if chosen not in DATASET_SHAPES:
         raise SpecError(f"unknown dataset {chosen!r} (allowed: {', '.join(DATASETS)})")
     tree = dict(raw, dataset=chosen)
+    model = _spec_class(tree)
     for key, value in _flatten(per_dataset.get(chosen, {})):
-        _set_path(tree, key, value, DifficultySpec)
+        _set_path(tree, key, value, model)
     for key, value in pairs:
-        _set_path(tree, key, value, DifficultySpec)
+        _set_path(tree, key, value, model)
     return validate(tree)
 
 
-def validate(tree: dict[str, Any]) -> DifficultySpec:
+def _spec_class(tree: dict[str, Any]) -> type[BaseModel]:
+    engine = tree.get("engine", "packed")
+    if engine not in ENGINES:
+        raise SpecError(f"unknown engine {engine!r} (allowed: {', '.join(ENGINES)})")
+    return ENGINES[engine]
+
+
+def validate(tree: dict[str, Any]) -> Spec:
+    """The spec a tree describes (its `engine` picks the kind), or SpecError."""
     try:
-        return DifficultySpec.model_validate(tree)
+        return _spec_class(tree).model_validate(tree)
     except ValidationError as exc:
         raise SpecError(_one_line(exc)) from None
 
@@ -236,5 +356,5 @@ def _one_line(exc: ValidationError) -> str:
     return f"bad value for {where}: {err['input']!r} ({msg})"
 
 
-def to_yaml(spec: DifficultySpec) -> str:
+def to_yaml(spec: Spec) -> str:
     return yaml.safe_dump(spec.model_dump(), sort_keys=False, default_flow_style=None)

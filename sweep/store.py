@@ -110,11 +110,12 @@ class Store:
 
     def write_fragment(self, fragment: str, tables: dict[str, pa.Table],
                        metadata: dict[str, Any]) -> None:
-        """Write (or replace) `fragment` in every table, `trials` last, each file atomically."""
-        if set(tables) != set(TABLES):
-            raise ValueError(f"a fragment needs exactly the tables {TABLES}, got {sorted(tables)}")
+        """Write (or replace) `fragment` in the given tables, `trials` last, each file atomically.
+        A table left out (e.g. `examples` when a run records none) gets no file."""
+        if "trials" not in tables or not set(tables) <= set(TABLES):
+            raise ValueError(f"a fragment needs 'trials' and only tables of {TABLES}, got {sorted(tables)}")
         meta = json.dumps({"schema_version": SCHEMA_VERSION, **metadata}, sort_keys=True).encode()
-        for name in TABLES:
+        for name in [t for t in TABLES if t in tables]:
             table = tables[name]
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: meta})
             sink = pa.BufferOutputStream()

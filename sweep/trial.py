@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import platform
 import time
 from typing import Any
@@ -17,32 +18,68 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sweep.spec import DifficultySpec, TrialPlan, derive_seed
+from sweep.spec import ConvergenceSpec, DifficultySpec, Spec, TrialPlan, derive_seed, parse_corruption, validate
 from sweep.store import SCHEMA_VERSION, Store
 
 
 def run(config: dict[str, Any]) -> None:
     """Ray Tune function trainable (see DESIGN.md, "The data flow")."""
+    import torch
+
+    # Ray logs every persisted checkpoint at INFO in the worker, which floods the driver's
+    # terminal with one line per checkpoint; the progress lines say what matters.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    spec = validate(config["spec"])
+    plan = TrialPlan(**config["plan"])
+    torch.set_num_threads(max(1, int(config["cpus"])))
+    if isinstance(spec, ConvergenceSpec):
+        _run_interpolate(config, spec, plan)
+    else:
+        _run_packed(config, spec, plan)
+
+
+def _context(config: dict[str, Any]) -> dict[str, Any]:
+    """What every trial records of where and how it ran."""
     import ray
     import torch
     from ray import tune
 
+    return {"trial_id": tune.get_context().get_trial_id(),
+            "resources": ray.get_runtime_context().get_assigned_resources(),
+            "device": torch.device("cuda" if torch.cuda.is_available() else "cpu"),
+            "versions": dict(config["provenance"].get("versions", {}), torch=torch.__version__,
+                             python=platform.python_version()),
+            "git_rev": config["provenance"].get("git_rev")}
+
+
+def _store(config: dict[str, Any], spec: Spec, plan: TrialPlan, tables: dict[str, pa.Table],
+           ctx: dict[str, Any]) -> None:
+    Store(config["results"], spec.name).write_fragment(plan.fragment, tables, {
+        "sweep": spec.name, "fragment": plan.fragment, "spec": spec.model_dump(),
+        "spec_hash": spec.hash(), "versions": ctx["versions"], "git_rev": ctx["git_rev"]})
+
+
+def _labels(data, clean_train, mask) -> tuple[dict, dict, dict]:
+    """(labels used, original labels, corrupted mask) per split, as numpy."""
+    labels = {"train": data.train.y.cpu().numpy(), "test": data.test.y.cpu().numpy()}
+    true_labels = {"train": clean_train.cpu().numpy(), "test": labels["test"]}
+    corrupted = {"train": mask.cpu().numpy(), "test": np.zeros(len(labels["test"]), dtype=bool)}
+    return labels, true_labels, corrupted
+
+
+def _run_packed(config: dict[str, Any], spec: DifficultySpec, plan: TrialPlan) -> None:
+    from ray import tune
+
     from trainables import corruption, data as datasets, packed
 
-    started = dt.datetime.now(dt.timezone.utc)
-    t0 = time.perf_counter()
-    spec = DifficultySpec.model_validate(config["spec"])
-    plan = TrialPlan(**config["plan"])
-    torch.set_num_threads(max(1, int(config["cpus"])))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-    data = datasets.load(spec.dataset, config["data_root"], device)
+    started, t0, ctx = dt.datetime.now(dt.timezone.utc), time.perf_counter(), _context(config)
+    data = datasets.load(spec.dataset, config["data_root"], ctx["device"])
     clean_labels = data.train.y
     corruption_seed = derive_seed(spec.seed, "corruption", plan.cell)
     p = 0.0 if plan.variant == "real" else spec.corruption.p
     data, mask = corruption.apply(data, plan.variant, p, corruption_seed)
 
-    seeds = range(plan.seed_lo, plan.seed_hi)
+    seeds = list(range(plan.seed_lo, plan.seed_hi))
     init_seeds = [derive_seed(spec.seed, "init", s) for s in seeds]
     order_seeds = [derive_seed(spec.seed, "order", s) for s in seeds]
     (c, h, w), classes = data.input_shape, data.num_classes
@@ -55,37 +92,112 @@ def run(config: dict[str, Any]) -> None:
                                  spec.batch_size),
         on_scored=lambda r: tune.report(_summary(r, done=False)),
     )
-    finished = dt.datetime.now(dt.timezone.utc)
-
-    labels = {"train": data.train.y.cpu().numpy(), "test": data.test.y.cpu().numpy()}
-    true_labels = {"train": clean_labels.cpu().numpy(), "test": labels["test"]}
-    corrupted = {"train": mask.cpu().numpy(), "test": np.zeros(len(labels["test"]), dtype=bool)}
     keys = {"cell": plan.cell, "variant": plan.variant}
-    versions = dict(config["provenance"].get("versions", {}), torch=torch.__version__,
-                    python=platform.python_version())
-    resources = ray.get_runtime_context().get_assigned_resources()
+    labels, true_labels, corrupted = _labels(data, clean_labels, mask)
+    last = records[-1]
     tables = {
-        "examples": examples_table(records, list(seeds), labels, true_labels, corrupted, keys),
-        "epochs": epochs_table(records, list(seeds), keys),
+        "examples": examples_table(records, seeds, labels, true_labels, corrupted, keys),
+        "epochs": epochs_table(records, seeds, keys),
         "trials": trials_table(
-            records, list(seeds), keys, spec=spec, plan=plan, trial_id=tune.get_context().get_trial_id(),
-            init_seeds=init_seeds, order_seeds=order_seeds, corruption_seed=corruption_seed,
-            n_corrupted=int(corrupted["train"].sum()), started=started, finished=finished,
-            wall_seconds=time.perf_counter() - t0, device=str(device), resources=resources,
-            versions=versions, git_rev=config["provenance"].get("git_rev")),
+            last, seeds, keys, spec=spec, plan=plan, ctx=ctx, arch="mlp-" + "x".join(map(str, spec.model.hidden)),
+            started=started, wall_seconds=time.perf_counter() - t0, columns={
+                "corruption_p": np.full(len(seeds), p),
+                "n_corrupted": np.full(len(seeds), int(corrupted["train"].sum()), dtype=np.int64),
+                "init_seed": np.asarray(init_seeds, dtype=np.uint64),
+                "order_seed": np.asarray(order_seeds, dtype=np.uint64),
+                "corruption_seed": np.full(len(seeds), corruption_seed, dtype=np.uint64)}),
     }
-    Store(config["results"], spec.name).write_fragment(plan.fragment, tables, {
-        "sweep": spec.name, "fragment": plan.fragment, "spec": spec.model_dump(),
-        "spec_hash": spec.hash(), "versions": versions, "git_rev": config["provenance"].get("git_rev"),
-    })
-    tune.report(_summary(records[-1], done=True))
+    _store(config, spec, plan, tables, ctx)
+    tune.report(_summary(last, done=True))
+
+
+def _run_interpolate(config: dict[str, Any], spec: ConvergenceSpec, plan: TrialPlan) -> None:
+    """One model of one arch on one corruption until it interpolates; checkpoints every
+    `checkpoint_every` epochs with tune.Checkpoint and resumes from the latest one."""
+    import tempfile
+
+    import torch
+    from ray import tune
+
+    from trainables import corruption, data as datasets, models
+    from trainables.interpolate import train_until_interpolation
+
+    started, t0, ctx = dt.datetime.now(dt.timezone.utc), time.perf_counter(), _context(config)
+    data = datasets.load(spec.dataset, config["data_root"], ctx["device"],
+                         normalize=spec.preprocess.normalize, crop=spec.preprocess.crop)
+    clean_labels = data.train.y
+    kind, p = parse_corruption(plan.variant)
+    # One draw per corruption, shared by every arch and seed: they all fit the same data set.
+    corruption_seed = derive_seed(spec.seed, "corruption", plan.variant)
+    data, mask = corruption.apply(data, kind, p, corruption_seed)
+
+    seed = plan.seed_lo
+    init_seed, order_seed = derive_seed(spec.seed, "init", seed), derive_seed(spec.seed, "order", seed)
+    with torch.random.fork_rng(devices=[]):  # the init seed, without touching the caller's RNG
+        torch.manual_seed(init_seed)
+        model = models.build(plan.arch, data.input_shape, data.num_classes,
+                             wrn_depth=spec.wrn.depth, wrn_widen=spec.wrn.widen)
+    model = model.to(ctx["device"])
+
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            resume = torch.load(f"{folder}/state.pt", map_location=ctx["device"], weights_only=False)
+
+    def on_epoch(record, state) -> None:
+        metrics = _summary(record, done=False)
+        if record.epoch % spec.checkpoint_every == 0:
+            with tempfile.TemporaryDirectory() as folder:
+                torch.save(state(), f"{folder}/state.pt")
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        else:
+            tune.report(metrics)
+
+    lr = spec.optimizer.lr_for(plan.arch)
+    out = train_until_interpolation(
+        model, data, order_seed=order_seed, lr=lr, momentum=spec.optimizer.momentum,
+        lr_decay=spec.optimizer.lr_decay, batch_size=spec.batch_size, threshold=spec.threshold,
+        max_epochs=spec.max_epochs, time_budget_s=spec.time_budget_s,
+        keep_examples=("train",) if spec.record_examples else (), resume=resume, on_epoch=on_epoch)
+
+    keys = {"cell": plan.cell, "variant": plan.variant, "arch": plan.arch}
+    labels, true_labels, corrupted = _labels(data, clean_labels, mask)
+    at = next((r for r in out.records if r.epoch == out.reached_epoch), None)
+    nan = np.nan
+
+    def one(value, dtype=None):
+        return np.asarray([value], dtype=dtype)
+
+    tables = {
+        "epochs": epochs_table(out.records, [seed], keys),
+        "trials": trials_table(
+            out.records[-1], [seed], {"cell": plan.cell, "variant": plan.variant}, spec=spec, plan=plan,
+            ctx=ctx, arch=plan.arch, started=started, wall_seconds=time.perf_counter() - t0, columns={
+                "corruption_kind": pa.array([kind]), "corruption_p": one(p),
+                "n_corrupted": one(int(corrupted["train"].sum()), np.int64),
+                "params": one(models.param_count(model), np.int64), "lr": one(lr),
+                "init_seed": one(init_seed, np.uint64), "order_seed": one(order_seed, np.uint64),
+                "corruption_seed": one(corruption_seed, np.uint64),
+                "stop_reason": pa.array([out.stop_reason]), "interpolated": one(out.interpolated),
+                "interp_epoch": pa.array([out.reached_epoch], pa.int32()),
+                "interp_step": pa.array([out.reached_step], pa.int64()),
+                "interp_train_seconds": one(out.reached_train_seconds if at else nan, np.float64),
+                "interp_wall_seconds": one(out.reached_wall_seconds if at else nan, np.float64),
+                "interp_train_acc": one(at.acc["train"][0] if at else nan, np.float32),
+                "interp_test_acc": one(at.acc["test"][0] if at else nan, np.float32),
+                "resumed_from_epoch": pa.array([resume["epoch"] if resume else None], pa.int32())}),
+    }
+    if spec.record_examples:
+        tables["examples"] = examples_table(out.records, [seed], labels, true_labels, corrupted, keys)
+    _store(config, spec, plan, tables, ctx)
+    tune.report(_summary(out.records[-1], done=True))
 
 
 def _summary(record, done: bool) -> dict[str, float]:
-    out = {"epoch": record.epoch, "stored": done,
-           "running_loss": float(record.running_loss.mean())}
-    for split, scores in record.splits.items():
-        out[f"{split}_acc"] = float(scores.correct.mean())
+    out = {"epoch": record.epoch, "stored": done, "running_loss": float(record.running_loss.mean())}
+    for split, acc in record.acc.items():
+        out[f"{split}_acc"] = float(acc.mean())
     return out
 
 
@@ -122,12 +234,10 @@ def examples_table(records, seeds: list[int], labels: dict[str, np.ndarray],
 
 
 def _split_metric(record, split: str, metric: str) -> np.ndarray:
-    s = record.splits.get(split)
-    k = len(record.running_loss)
-    if s is None:
-        return np.full(k, np.nan, dtype=np.float32)
-    values = s.correct if metric == "acc" else s.loss
-    return values.mean(axis=1).astype(np.float32)
+    values = (record.acc if metric == "acc" else record.loss).get(split)
+    if values is None:  # split not scored
+        return np.full(len(record.running_loss), np.nan, dtype=np.float32)
+    return np.asarray(values, dtype=np.float32)
 
 
 def epochs_table(records, seeds: list[int], keys: dict[str, str]) -> pa.Table:
@@ -141,6 +251,7 @@ def epochs_table(records, seeds: list[int], keys: dict[str, str]) -> pa.Table:
             "epoch": pa.array(np.full(k, r.epoch, dtype=np.int16)),
             "step": pa.array(np.full(k, r.step, dtype=np.int64)),
             "wall_seconds": pa.array(np.full(k, r.wall_seconds)),
+            "train_seconds": pa.array(np.full(k, r.train_seconds)),
             "lr": pa.array(np.full(k, r.lr)),
             "running_loss": pa.array(r.running_loss.astype(np.float32)),
             "running_acc": pa.array(r.running_acc.astype(np.float32)),
@@ -150,20 +261,19 @@ def epochs_table(records, seeds: list[int], keys: dict[str, str]) -> pa.Table:
     return pa.concat_tables(parts, promote_options="permissive").combine_chunks()
 
 
-def trials_table(records, seeds: list[int], keys: dict[str, str], *, spec: DifficultySpec,
-                 plan: TrialPlan, trial_id: str, init_seeds: list[int], order_seeds: list[int],
-                 corruption_seed: int, n_corrupted: int, started: dt.datetime,
-                 finished: dt.datetime, wall_seconds: float, device: str,
-                 resources: dict[str, float], versions: dict[str, str],
-                 git_rev: str | None) -> pa.Table:
-    """One row per trained model (seed) of the pack, with its final metrics and provenance."""
-    k, last = len(seeds), records[-1]
+def trials_table(last, seeds: list[int], keys: dict[str, str], *, spec: Spec, plan: TrialPlan,
+                 ctx: dict[str, Any], arch: str, started: dt.datetime, wall_seconds: float,
+                 columns: dict[str, Any]) -> pa.Table:
+    """One row per trained model (seed) of the trial: identity, provenance, the final record's
+    full-set metrics, and the engine's own `columns` (arrays of one value per seed)."""
+    k = len(seeds)
+    finished = dt.datetime.now(dt.timezone.utc)
     const = {
-        "sweep": spec.name, "fragment": plan.fragment, "trial_id": trial_id, "status": "completed",
-        "dataset": spec.dataset, "arch": "mlp-" + "x".join(map(str, spec.model.hidden)),
-        "device": device, "config": json.dumps(spec.model_dump(), sort_keys=True),
-        "resources": json.dumps(resources, sort_keys=True), "versions": json.dumps(versions, sort_keys=True),
-        "git_rev": git_rev or "",
+        "sweep": spec.name, "fragment": plan.fragment, "trial_id": ctx["trial_id"], "status": "completed",
+        "dataset": spec.dataset, "arch": arch, "device": str(ctx["device"]),
+        "config": json.dumps(spec.model_dump(), sort_keys=True),
+        "resources": json.dumps(ctx["resources"], sort_keys=True),
+        "versions": json.dumps(ctx["versions"], sort_keys=True), "git_rev": ctx["git_rev"] or "",
     }
     return pa.table({
         **{name: _dict_column(value, k) for name, value in keys.items()},
@@ -171,14 +281,11 @@ def trials_table(records, seeds: list[int], keys: dict[str, str], *, spec: Diffi
         **{name: pa.array([value] * k, pa.string()) for name, value in const.items()},
         "pack": pa.array(np.full(k, plan.pack, dtype=np.int32)),
         "pack_size": pa.array(np.full(k, k, dtype=np.int32)),
-        "corruption_p": pa.array(np.full(k, 0.0 if plan.variant == "real" else spec.corruption.p)),
-        "n_corrupted": pa.array(np.full(k, n_corrupted, dtype=np.int64)),
-        "init_seed": pa.array(np.asarray(init_seeds, dtype=np.uint64)),
-        "order_seed": pa.array(np.asarray(order_seeds, dtype=np.uint64)),
-        "corruption_seed": pa.array(np.full(k, corruption_seed, dtype=np.uint64)),
+        **{name: value if isinstance(value, pa.Array) else pa.array(value) for name, value in columns.items()},
         "epochs_trained": pa.array(np.full(k, last.epoch, dtype=np.int32)),
         "steps": pa.array(np.full(k, last.step, dtype=np.int64)),
-        "wall_seconds": pa.array(np.full(k, wall_seconds)),  # the whole pack's, shared by its seeds
+        "wall_seconds": pa.array(np.full(k, wall_seconds)),  # the whole trial's, shared by its seeds
+        "train_seconds": pa.array(np.full(k, last.train_seconds)),
         "started_at": pa.array([started] * k, pa.timestamp("ms", tz="UTC")),
         "finished_at": pa.array([finished] * k, pa.timestamp("ms", tz="UTC")),
         **{f"final_{split}_{m}": pa.array(_split_metric(last, split, m))

@@ -63,3 +63,37 @@ def test_bad_arguments(digits):
         corruption.apply(digits, "randY", 1.5, seed=0)
     with pytest.raises(ValueError, match="unknown corruption 'shuffle'"):
         corruption.apply(digits, "shuffle", 0.5, seed=0)
+
+
+def test_shuffled_pixels_one_permutation_for_train_and_test(digits):
+    new, mask = corruption.apply(digits, "shuffled_pixels", 1.0, seed=8)
+    assert mask.all() and torch.equal(new.train.y, digits.train.y)
+    flat_old, flat_new = digits.train.x.flatten(1), new.train.x.flatten(1)
+    # Recover the permutation from one image with distinct values and check it on all others.
+    # Image values are not distinct, so compare sorted pixel multisets and one mapping test.
+    assert torch.equal(flat_old.sort(dim=1).values, flat_new.sort(dim=1).values)
+    probe = digits.train.x.clone()
+    probe[0, 0] = torch.arange(64, dtype=torch.float32).view(8, 8)
+    from dataclasses import replace
+    from trainables.data import Split
+    probed, _ = corruption.apply(replace(digits, train=Split(probe, digits.train.y)), "shuffled_pixels", 1.0, seed=8)
+    perm = probed.train.x[0, 0].flatten().long()
+    assert torch.equal(flat_new, flat_old[:, perm])
+    assert torch.equal(new.test.x.flatten(1), digits.test.x.flatten(1)[:, perm])  # test too
+    assert not torch.equal(perm, torch.arange(64))
+
+
+def test_random_pixels_a_permutation_per_image(digits):
+    new, mask = corruption.apply(digits, "random_pixels", 1.0, seed=9)
+    old, got = digits.train.x.flatten(1), new.train.x.flatten(1)
+    assert torch.equal(old.sort(dim=1).values, got.sort(dim=1).values)  # same pixels per image
+    assert not torch.equal(got, old)
+    again, _ = corruption.apply(digits, "random_pixels", 1.0, seed=9)
+    assert torch.equal(again.train.x, new.train.x) and torch.equal(again.test.x, new.test.x)
+    assert not torch.equal(new.test.x, digits.test.x)
+
+
+def test_gaussian_is_randX_at_p1(digits):
+    g, gmask = corruption.apply(digits, "gaussian", 0.3, seed=10)
+    r, _ = corruption.apply(digits, "randX", 1.0, seed=10)
+    assert gmask.all() and torch.equal(g.train.x, r.train.x) and g.test is digits.test

@@ -11,10 +11,18 @@ noise.
   selected labels keep their value by chance, as in Zhang et al.).
 - ``randX``: each training input is selected with probability p and replaced by
   Gaussian noise with the training inputs' global mean and standard deviation.
+- ``gaussian`` (Zhang et al.'s "Gaussian"): ``randX`` with p = 1.
+- ``shuffled_pixels``: one permutation of the pixel positions (channels move
+  together), the same for every image of the train AND test splits (Zhang et al.).
+- ``random_pixels``: a different permutation for every image, train and test.
+
+p is used by ``randX`` and ``randY`` only; the other kinds change every image.
 
 The draw happens once, from `seed`, on the CPU with NumPy, so the corrupted data
 set is the same on every device and in every epoch (the paper's "fixed once").
-Test splits are never corrupted: held-out scoring is always on clean data.
+Test data stay clean (labels always; inputs for randX and gaussian), except for the
+pixel permutations, which are part of the input representation and so apply to both
+splits. The mask always refers to the training split.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import torch
 
 from .data import Data, Split
 
-KINDS = ("real", "randX", "randY")
+KINDS = ("real", "randX", "randY", "gaussian", "shuffled_pixels", "random_pixels")
 
 
 def apply(data: Data, kind: str, p: float, seed: int) -> tuple[Data, torch.Tensor]:
@@ -41,6 +49,11 @@ def apply(data: Data, kind: str, p: float, seed: int) -> tuple[Data, torch.Tenso
         return data, torch.zeros(n, dtype=torch.bool, device=device)
 
     rng = np.random.default_rng(seed)
+    if kind in ("shuffled_pixels", "random_pixels"):
+        return _permute_pixels(data, rng, shared=kind == "shuffled_pixels"), \
+            torch.ones(n, dtype=torch.bool, device=device)
+    if kind == "gaussian":
+        kind, p = "randX", 1.0
     mask = rng.random(n) < p
     chosen = np.flatnonzero(mask)
     if kind == "randY":
@@ -55,3 +68,25 @@ def apply(data: Data, kind: str, p: float, seed: int) -> tuple[Data, torch.Tenso
         x[torch.from_numpy(chosen)] = torch.from_numpy(noise)
         new = Split(x.to(device), train.y)
     return replace(data, train=new), torch.from_numpy(mask).to(device)
+
+
+def _permute_pixels(data: Data, rng: np.random.Generator, shared: bool) -> Data:
+    """Permute the H*W pixel positions of every image (all channels alike): one permutation
+    for all images of both splits if `shared`, else one per image (train drawn first)."""
+    def permute(split: Split) -> Split:
+        x = split.x.cpu()
+        n, c, h, w = x.shape
+        flat = x.reshape(n, c, h * w)
+        out = torch.empty_like(flat)
+        for lo in range(0, n, 4096):  # bounded memory for the (chunk, H*W) index array
+            hi = min(n, lo + 4096)
+            if shared:
+                idx = torch.from_numpy(order).expand(hi - lo, c, -1)
+            else:
+                perms = rng.random((hi - lo, h * w)).argsort(axis=1)
+                idx = torch.from_numpy(perms)[:, None, :].expand(-1, c, -1)
+            out[lo:hi] = flat[lo:hi].gather(2, idx)
+        return Split(out.reshape(n, c, h, w).to(split.x.device), split.y)
+
+    order = rng.permutation(data.train.x.shape[-2] * data.train.x.shape[-1])
+    return replace(data, train=permute(data.train), test=permute(data.test))

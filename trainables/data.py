@@ -18,6 +18,9 @@ Data sets and their normalization (both documented in the README):
   Downloaded into ``root`` when online, or read from
   ``root/cifar-10-batches-py``. Pixels /255, then standardized per channel with
   the train split's channel means and stds. Shape (N, 3, 32, 32).
+
+`load(..., crop=28, normalize="per_image")` gives Zhang et al.'s preprocessing
+(/255, centre crop to 28x28, per-image standardization) instead.
 """
 
 from __future__ import annotations
@@ -71,16 +74,54 @@ class Data:
         return replace(self, train=self.train.to(device), test=self.test.to(device))
 
 
+NORMALIZATIONS = ("dataset", "per_image")
+
+
 def load(name: str, root: str | Path | None = None, device: torch.device | str = "cpu",
-         download: bool = True) -> Data:
-    """The named data set as tensors on `device`. `root` is where files live (cifar10 only)."""
+         download: bool = True, normalize: str = "dataset", crop: int | None = None) -> Data:
+    """The named data set as tensors on `device`. `root` is where files live (cifar10 only).
+
+    Pixels are scaled to [0, 1], centre-cropped to `crop` x `crop` if given, then
+    standardized: ``normalize="dataset"`` with the train split's statistics (as listed
+    above), ``"per_image"`` each image by its own mean and std (Zhang et al. 2017; as
+    TensorFlow's per_image_standardization, the std is at least 1/sqrt(pixels)).
+    """
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalize!r} (allowed: {', '.join(NORMALIZATIONS)})")
     if name == "digits":
-        data = _digits()
+        (x_tr, y_tr), (x_te, y_te) = _digits()
     elif name == "cifar10":
-        data = _cifar10(Path(root or default_root()), download=download)
+        (x_tr, y_tr), (x_te, y_te) = _cifar10(Path(root or default_root()), download=download)
     else:
         raise ValueError(f"unknown dataset {name!r} (allowed: {', '.join(DATASETS)})")
-    return data.to(device)
+    if crop is not None:
+        x_tr, x_te = center_crop(x_tr, crop), center_crop(x_te, crop)
+    if normalize == "per_image":
+        x_tr, x_te = per_image_standardize(x_tr), per_image_standardize(x_te)
+    else:
+        # digits: one global mean and std (several border pixels are constant 0);
+        # cifar10: per channel.
+        dims = (0, 1, 2, 3) if name == "digits" else (0, 2, 3)
+        mean, std = x_tr.mean(dim=dims, keepdim=True), x_tr.std(dim=dims, keepdim=True)
+        x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
+    return Data(name=name, train=Split(x_tr, y_tr), test=Split(x_te, y_te), num_classes=10).to(device)
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The central size x size window of images x (N, C, H, W)."""
+    h, w = x.shape[-2:]
+    if size > min(h, w):
+        raise ValueError(f"crop {size} is larger than the images ({h}x{w})")
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top:top + size, left:left + size].contiguous()
+
+
+def per_image_standardize(x: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / max(std, 1/sqrt(C*H*W)) per image of x (N, C, H, W)."""
+    flat = x.flatten(1)
+    mean = flat.mean(dim=1)
+    std = flat.std(dim=1, unbiased=False).clamp_min(1.0 / flat.shape[1] ** 0.5)
+    return (x - mean[:, None, None, None]) / std[:, None, None, None]
 
 
 def default_root() -> Path:
@@ -98,21 +139,20 @@ def ensure_available(name: str, root: str | Path | None = None, download: bool =
         _cifar10_files(Path(root or default_root()), download=download)
 
 
-def _digits() -> Data:
+Arrays = tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _digits() -> Arrays:
+    """((x_train, y_train), (x_test, y_test)): pixels in [0, 1], shape (N, 1, 8, 8)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
-    x = bunch.images.astype(np.float32) / 16.0  # (1797, 8, 8), in [0, 1]
+    x = bunch.images.astype(np.float32)[:, None] / 16.0
     y = bunch.target.astype(np.int64)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=360, stratify=y, random_state=0)
-    mean, std = x_tr.mean(), x_tr.std()
-    return Data(
-        name="digits",
-        train=Split(torch.from_numpy((x_tr - mean) / std)[:, None], torch.from_numpy(y_tr)),
-        test=Split(torch.from_numpy((x_te - mean) / std)[:, None], torch.from_numpy(y_te)),
-        num_classes=10,
-    )
+    return ((torch.from_numpy(x_tr), torch.from_numpy(y_tr)),
+            (torch.from_numpy(x_te), torch.from_numpy(y_te)))
 
 
 def _cifar10_files(root: Path, download: bool) -> None:
@@ -146,7 +186,8 @@ def _cifar10_files(root: Path, download: bool) -> None:
             socket.setdefaulttimeout(previous)
 
 
-def _cifar10(root: Path, download: bool) -> Data:
+def _cifar10(root: Path, download: bool) -> Arrays:
+    """((x_train, y_train), (x_test, y_test)): pixels in [0, 1], shape (N, 3, 32, 32)."""
     from torchvision.datasets import CIFAR10
 
     _cifar10_files(root, download)
@@ -158,15 +199,7 @@ def _cifar10(root: Path, download: bool) -> Data:
                               f"corrupted ({exc}); delete the folder to download again") from None
 
     def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, 32, 32)
-        return x, torch.as_tensor(ds.targets, dtype=torch.int64)
+        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255.0)
+        return x.contiguous(), torch.as_tensor(ds.targets, dtype=torch.int64)
 
-    (x_tr, y_tr), (x_te, y_te) = tensors(train), tensors(test)
-    mean = x_tr.mean(dim=(0, 2, 3), keepdim=True)
-    std = x_tr.std(dim=(0, 2, 3), keepdim=True)
-    return Data(
-        name="cifar10",
-        train=Split((x_tr - mean) / std, y_tr),
-        test=Split((x_te - mean) / std, y_te),
-        num_classes=10,
-    )
+    return tensors(train), tensors(test)

@@ -1,4 +1,4 @@
-"""Models: the fully connected network of Arpit et al. 2017 (Fig. 1: 2 x 4096 ReLU units).
+"""Models: the MLPs of Arpit et al. 2017 (Fig. 1) and the architectures of Zhang et al. 2017.
 
 `MLP` is the plain `torch.nn` network. `PackedMLP` is K independent copies of
 it held as stacked parameters, so that one batched matmul per layer trains K
@@ -6,6 +6,13 @@ seeds at once (DESIGN.md, "Speed by design"). Seed k of a `PackedMLP` is
 initialized exactly as `nn.Linear` would be (U(-1/sqrt(fan_in), 1/sqrt(fan_in))
 for weights and biases) from its own generator, and `unpack(k)` returns it as a
 plain `MLP`, so a pack can always be checked against separate trainings.
+
+Zhang et al. 2017 (Sec. 2, Table 1; `build` by name): ``mlp1`` (1 x 512) and ``mlp3``
+(3 x 512), ``alexnet`` (small AlexNet), ``inception`` / ``inception_nobn`` (small
+Inception with and without batch norm) and ``wrn`` (WideResNet, depth and widen
+factor configurable, default 28-1). Every model takes its input shape (C, H, W) and
+derives its sizes from it: on CIFAR-10 centre-cropped to 28x28x3 the counts are the
+paper's; on digits (8x8x1, not resized) the same layers are smaller.
 """
 
 from __future__ import annotations
@@ -100,3 +107,150 @@ def _linear_init(sizes: Sequence[int], seed: int) -> list[tuple[torch.Tensor, to
         b = torch.empty(fan_out).uniform_(-bound, bound, generator=gen)
         layers.append((w.T.contiguous(), b))
     return layers
+
+
+# --- Zhang et al. 2017 architectures --------------------------------------------------------
+
+ARCHS = ("mlp1", "mlp3", "alexnet", "inception", "inception_nobn", "wrn")
+
+
+def build(arch: str, input_shape: Sequence[int], num_classes: int, *, wrn_depth: int = 28,
+          wrn_widen: int = 1) -> nn.Module:
+    """A freshly initialized model by name (torch's default init; seed the global RNG or use
+    `torch.random.fork_rng` around this call to make it reproducible)."""
+    c, h, w = input_shape
+    if arch == "mlp1":
+        return MLP(c * h * w, [512], num_classes)
+    if arch == "mlp3":
+        return MLP(c * h * w, [512] * 3, num_classes)
+    if arch == "alexnet":
+        return SmallAlexNet(c, h, w, num_classes)
+    if arch in ("inception", "inception_nobn"):
+        return SmallInception(c, num_classes, batch_norm=arch == "inception")
+    if arch == "wrn":
+        return WideResNet(c, num_classes, depth=wrn_depth, widen=wrn_widen)
+    raise ValueError(f"unknown arch {arch!r} (allowed: {', '.join(ARCHS)})")
+
+
+def param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class SmallAlexNet(nn.Sequential):
+    """Zhang et al.'s small AlexNet (the TensorFlow CIFAR-10 tutorial net): two blocks of
+    [conv 5x5, 64 filters, 'same' -> ReLU -> max-pool 3x3 stride 2 -> local response norm],
+    then FC 384 -> FC 192 -> linear. On 28x28x3: exactly the paper's 1,387,786 parameters."""
+
+    def __init__(self, channels: int, height: int, width: int, num_classes: int):
+        def block(cin: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, 64, 5, padding=2), nn.ReLU(),
+                    nn.MaxPool2d(3, stride=2, padding=1), nn.LocalResponseNorm(4, alpha=0.001 / 9, beta=0.75)]
+
+        def pooled(n: int) -> int:
+            return (n + 2 - 3) // 2 + 1
+
+        flat = 64 * pooled(pooled(height)) * pooled(pooled(width))
+        super().__init__(*block(channels), *block(64), nn.Flatten(),
+                         nn.Linear(flat, 384), nn.ReLU(), nn.Linear(384, 192), nn.ReLU(),
+                         nn.Linear(192, num_classes))
+
+
+def _conv_unit(cin: int, cout: int, kernel: int, stride: int, batch_norm: bool) -> nn.Sequential:
+    """Conv (with bias) -> [BN] -> ReLU: Zhang et al.'s unit ("same" padding at stride 1)."""
+    padding = kernel // 2 if stride == 1 else 0
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, padding)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(cout))
+    return nn.Sequential(*layers, nn.ReLU())
+
+
+class _Inception(nn.Module):
+    def __init__(self, cin: int, c1: int, c3: int, batch_norm: bool):
+        super().__init__()
+        self.a = _conv_unit(cin, c1, 1, 1, batch_norm)
+        self.b = _conv_unit(cin, c3, 3, 1, batch_norm)
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x)], dim=1)
+
+
+class _Downsample(nn.Module):
+    def __init__(self, cin: int, c3: int, batch_norm: bool):
+        super().__init__()
+        self.conv = _conv_unit(cin, c3, 3, 2, batch_norm)
+        self.pool = nn.MaxPool2d(3, stride=2)
+
+    def forward(self, x):
+        return torch.cat([self.conv(x), self.pool(x)], dim=1)
+
+
+class SmallInception(nn.Module):
+    """Zhang et al.'s small Inception (their Fig. 3): conv 3x3 (96) -> Inception(32, 32) ->
+    Inception(32, 48) -> Downsample(80) -> Inception(112, 48) -> Inception(96, 64) ->
+    Inception(80, 80) -> Inception(48, 96) -> Downsample(96) -> Inception(176, 160) ->
+    Inception(176, 160) -> global mean pool -> linear. Every conv is Conv -> [BN] -> ReLU.
+
+    Parameters on 28x28x3: 1,649,402 without batch norm, exactly the paper's figure; with
+    batch norm 1,652,826 (+0.21%: BN's scale and shift, 2 per channel, which the paper's
+    single count for both variants leaves out).
+    """
+
+    PLAN = (("i", 32, 32), ("i", 32, 48), ("d", 80, 0), ("i", 112, 48), ("i", 96, 64),
+            ("i", 80, 80), ("i", 48, 96), ("d", 96, 0), ("i", 176, 160), ("i", 176, 160))
+
+    def __init__(self, channels: int, num_classes: int, batch_norm: bool = True):
+        super().__init__()
+        layers: list[nn.Module] = [_conv_unit(channels, 96, 3, 1, batch_norm)]
+        width = 96
+        for kind, a, b in self.PLAN:
+            if kind == "i":
+                layers.append(_Inception(width, a, b, batch_norm))
+                width = a + b
+            else:
+                layers.append(_Downsample(width, a, batch_norm))
+                width += a
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+class _WideBlock(nn.Module):
+    """Pre-activation basic block: BN -> ReLU -> conv 3x3 -> BN -> ReLU -> conv 3x3, plus shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = (nn.Conv2d(cin, cout, 1, stride, bias=False)
+                         if stride != 1 or cin != cout else None)
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(x))
+        skip = x if self.shortcut is None else self.shortcut(out)
+        out = self.conv1(out)
+        return self.conv2(torch.relu(self.bn2(out))) + skip
+
+
+class WideResNet(nn.Module):
+    """WideResNet-depth-widen (Zagoruyko & Komodakis 2016), a common addition to Zhang et al.'s
+    grid in public code: (depth - 4) / 6 blocks per stage, widths 16k, 32k, 64k."""
+
+    def __init__(self, channels: int, num_classes: int, depth: int = 28, widen: int = 1):
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"WideResNet depth {depth}: must be 6n + 4 (e.g. 16, 22, 28, 40)")
+        n, widths = (depth - 4) // 6, [16 * widen, 32 * widen, 64 * widen]
+        layers: list[nn.Module] = [nn.Conv2d(channels, 16, 3, 1, 1, bias=False)]
+        cin = 16
+        for stage, width in enumerate(widths):
+            for i in range(n):
+                layers.append(_WideBlock(cin, width, 2 if stage > 0 and i == 0 else 1))
+                cin = width
+        layers += [nn.BatchNorm2d(cin), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))

@@ -41,15 +41,25 @@ class SplitScores:
 
 @dataclass
 class EpochRecord:
-    """State of the pack after `epoch` epochs (`step` SGD steps, `wall_seconds` since start)."""
+    """State of K models after `epoch` epochs: `step` SGD steps, `train_seconds` spent in
+    training steps, `wall_seconds` since the start (scoring included)."""
 
     epoch: int
     step: int
     wall_seconds: float
+    train_seconds: float
     lr: float
     running_loss: np.ndarray  # (K,) mean training loss over the epoch's batches
     running_acc: np.ndarray  # (K,) fraction of the epoch's training examples correct when seen
-    splits: dict[str, SplitScores] = field(default_factory=dict)
+    loss: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (K,) mean loss, model fixed
+    acc: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (K,) accuracy, model fixed
+    splits: dict[str, SplitScores] = field(default_factory=dict)  # per-example scores, when kept
+
+    def add_scores(self, split: str, scores: SplitScores, keep: bool) -> None:
+        self.loss[split] = scores.loss.mean(axis=1)
+        self.acc[split] = scores.correct.mean(axis=1)
+        if keep:
+            self.splits[split] = scores
 
 
 def infer(model: PackedMLP, x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -134,8 +144,9 @@ def train_packed(
     scored = sorted(set(scored_epochs))
 
     records: list[EpochRecord] = []
-    step, start = 0, time.perf_counter()
+    step, start, train_seconds = 0, time.perf_counter(), 0.0
     for epoch in range(1, scored[-1] + 1):
+        epoch_start = time.perf_counter()
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # (K, N)
         loss_sum = torch.zeros(k, device=device)
         hits = torch.zeros(k, device=device)
@@ -152,14 +163,15 @@ def train_packed(
                 loss_sum += losses.sum(dim=1)
                 hits += (logits.argmax(-1) == yb).sum(dim=1)
             step += 1
+        running_loss, running_acc = (loss_sum / n).cpu().numpy(), (hits / n).cpu().numpy()
+        train_seconds += time.perf_counter() - epoch_start
         if epoch not in scored:
             continue
         model.eval()
-        record = EpochRecord(
-            epoch=epoch, step=step, wall_seconds=0.0, lr=lr,
-            running_loss=(loss_sum / n).cpu().numpy(), running_acc=(hits / n).cpu().numpy(),
-            splits={s: score(infer(model, data.split(s).x, chunk), data.split(s).y) for s in splits},
-        )
+        record = EpochRecord(epoch=epoch, step=step, wall_seconds=0.0, train_seconds=train_seconds,
+                             lr=lr, running_loss=running_loss, running_acc=running_acc)
+        for s in splits:
+            record.add_scores(s, score(infer(model, data.split(s).x, chunk), data.split(s).y), keep=True)
         record.wall_seconds = time.perf_counter() - start
         model.train()
         records.append(record)
