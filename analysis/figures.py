@@ -103,3 +103,90 @@ def gallery(images: np.ndarray, captions: Sequence[str], title: str, columns: in
     fig.update_layout(title=title, template="plotly_white", height=130 * rows + 70,
                       margin=dict(t=70, b=10, l=10, r=10))
     return fig
+
+
+# --- convergence (Zhang et al. 2017) ----------------------------------------------------------
+
+ARCH_COLORS = {"mlp1": "#56B4E9", "mlp3": "#0072B2", "alexnet": "#E69F00", "inception": "#009E73",
+               "inception_nobn": "#D55E00", "wrn": "#CC79A7"}
+
+
+def _arch_color(arch: str) -> str:
+    return ARCH_COLORS.get(arch, "#999999")
+
+
+def time_to_interpolation(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Fig. 1b: epochs and training seconds to interpolation against label corruption, one
+    line per arch. Input: `convergence.label_corruption_curve`. A run that never interpolated
+    is an open 'x' at the epochs it trained (a lower bound), not a gap."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["epochs to interpolation",
+                                                        "training seconds to interpolation"])
+    for arch, rows in curve.groupby("arch", sort=False):
+        done = rows[rows.interpolated >= rows.seeds]
+        for col, y in ((1, "epochs"), (2, "seconds")):
+            fig.add_trace(go.Scatter(
+                x=done.corruption_p, y=done[y], mode="lines+markers", name=arch, legendgroup=arch,
+                showlegend=col == 1, line=dict(color=_arch_color(arch), width=2.5),
+                customdata=done.ratio_seconds if y == "seconds" else done.ratio_epochs,
+                hovertemplate=(f"<b>{arch}</b><br>label corruption %{{x:.1f}}<br>{y} %{{y:.1f}}"
+                               "<br>x%{customdata:.2f} of clean labels<extra></extra>")), row=1, col=col)
+        never = rows[rows.interpolated < rows.seeds]
+        if len(never):
+            fig.add_trace(go.Scatter(
+                x=never.corruption_p, y=never.epochs_trained, mode="markers", name=f"{arch}: not interpolated",
+                legendgroup=arch, marker=dict(symbol="x-open", size=11, color=_arch_color(arch)),
+                hovertemplate=(f"<b>{arch}</b> did not interpolate<br>label corruption %{{x:.1f}}"
+                               "<br>stopped after %{y} epochs<extra></extra>")), row=1, col=1)
+    fig.update_xaxes(title_text="label corruption p", range=[-0.05, 1.05])
+    fig.update_yaxes(title_text="epochs", row=1, col=1, rangemode="tozero")
+    fig.update_yaxes(title_text="seconds", row=1, col=2, rangemode="tozero")
+    fig.update_layout(title=title or "Convergence slowdown (Zhang et al. 2017, Fig. 1b)", template="plotly_white",
+                      height=420, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def generalization_error(curve: pd.DataFrame, chance: float = 0.9, title: str | None = None) -> go.Figure:
+    """Fig. 1c: test error at interpolation against label corruption, one line per arch, with
+    chance (1 - 1/classes) dashed. Runs that never interpolated: their final test error, 'x'."""
+    fig = go.Figure()
+    for arch, rows in curve.groupby("arch", sort=False):
+        done = rows[rows.interpolated >= rows.seeds]
+        fig.add_trace(go.Scatter(
+            x=done.corruption_p, y=done.test_error, mode="lines+markers", name=arch, legendgroup=arch,
+            line=dict(color=_arch_color(arch), width=2.5),
+            hovertemplate=f"<b>{arch}</b><br>label corruption %{{x:.1f}}<br>test error %{{y:.3f}}<extra></extra>"))
+        never = rows[rows.interpolated < rows.seeds]
+        if len(never):
+            fig.add_trace(go.Scatter(
+                x=never.corruption_p, y=1 - never.final_test_acc, mode="markers", legendgroup=arch,
+                name=f"{arch}: not interpolated (final)", marker=dict(symbol="x-open", size=11,
+                                                                      color=_arch_color(arch))))
+    fig.add_hline(y=chance, line=dict(color=BASELINE_COLOR, dash="dash"),
+                  annotation_text=f"chance ({chance:.0%})", annotation_position="bottom right")
+    fig.update_layout(title=title or "Test error at interpolation (Zhang et al. 2017, Fig. 1c)",
+                      template="plotly_white", height=420, xaxis_title="label corruption p",
+                      yaxis_title="test error", yaxis_range=[0, 1], legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def learning_curves(lc: pd.DataFrame, metric: str = "train_loss", title: str | None = None) -> go.Figure:
+    """One panel per arch, one line per corruption: `metric` against epoch.
+    Input: `convergence.learning_curves`."""
+    archs = list(dict.fromkeys(lc.arch))
+    fig = make_subplots(rows=1, cols=max(1, len(archs)), subplot_titles=archs, shared_yaxes=True,
+                        horizontal_spacing=0.03)
+    palette = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+    variants = list(dict.fromkeys(lc.variant))
+    colors = {v: palette[i % len(palette)] for i, v in enumerate(variants)}
+    for col, arch in enumerate(archs, start=1):
+        for variant, rows in lc[lc.arch == arch].groupby("variant", sort=False):
+            fig.add_trace(go.Scatter(
+                x=rows.epoch, y=rows[metric], mode="lines", name=variant, legendgroup=variant,
+                showlegend=col == 1, line=dict(color=colors[variant], width=2),
+                hovertemplate=f"<b>{arch}, {variant}</b><br>epoch %{{x}}<br>{metric} %{{y:.3f}}<extra></extra>"),
+                row=1, col=col)
+        fig.update_xaxes(title_text="epoch", row=1, col=col)
+    fig.update_yaxes(title_text=metric.replace("_", " "), row=1, col=1)
+    fig.update_layout(title=title or f"{metric.replace('_', ' ')} per epoch", template="plotly_white",
+                      height=400, legend=dict(orientation="h", y=-0.25))
+    return fig

@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import yaml
 
-from analysis import difficulty, figures, load
+from analysis import convergence, difficulty, figures, load
 
 EXAMPLE_COLUMNS = ["variant", "split", "epoch", "index", "correct", "label", "true_label", "corrupted"]
 GALLERY_SIZE = 10
@@ -43,25 +43,18 @@ def build(results: str, sweep: str, data_root: str | None = None) -> str:
     spec = manifest["spec"]
     try:
         trials = load.load_table(results, sweep, "trials")
-        examples = load.load_table(results, sweep, "examples", columns=EXAMPLE_COLUMNS)
     except FileNotFoundError:  # launched, but no trial has finished yet
-        trials = examples = None
+        trials = None
     # Sections in page order: HTML strings and plotly figures.
     sections: list[str | go.Figure] = [
         f"<h1>memsweep report: {html.escape(sweep)}</h1>",
         f"<p class='sub'>{html.escape(spec.get('description', ''))}</p>",
         _status(spec, trials), _provenance(manifest, trials)]
-    if examples is not None and len(examples):
-        pc = difficulty.p_correct(examples)
-        curves, baselines = difficulty.sorted_curves(pc)
-        last = int(pc.epoch.max())
-        sections += [_summary_html(difficulty.summary(pc)), CURVES_INTRO]
-        sections += [figures.p_correct_curves(curves, baselines, split, spec["variants"])
-                     for split in ("train", "test") if split in set(curves.split)]
-        sections.append(figures.p_correct_histograms(
-            pc, "train" if "train" in set(pc.split) else "test", last, spec["variants"]))
-        sections.append(_galleries_intro(last))
-        sections += _galleries(pc, spec, last, data_root)
+    if trials is not None and len(trials):
+        if spec.get("engine", "packed") == "interpolate":
+            sections += _convergence_sections(results, sweep, spec, trials)
+        else:
+            sections += _difficulty_sections(results, sweep, spec, data_root)
     sections.append(f"<h2>Spec</h2><pre>{html.escape(yaml.safe_dump(spec, sort_keys=False))}</pre>")
     body, first = [], True
     for section in sections:
@@ -75,6 +68,51 @@ def build(results: str, sweep: str, data_root: str | None = None) -> str:
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
 
 
+def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], data_root: str | None) -> list:
+    examples = load.load_table(results, sweep, "examples", columns=EXAMPLE_COLUMNS)
+    pc = difficulty.p_correct(examples)
+    curves, baselines = difficulty.sorted_curves(pc)
+    last = int(pc.epoch.max())
+    sections: list = [_summary_html(difficulty.summary(pc)), CURVES_INTRO]
+    sections += [figures.p_correct_curves(curves, baselines, split, spec["variants"])
+                 for split in ("train", "test") if split in set(curves.split)]
+    sections.append(figures.p_correct_histograms(
+        pc, "train" if "train" in set(pc.split) else "test", last, spec["variants"]))
+    sections.append(_galleries_intro(last))
+    return sections + _galleries(pc, spec, last, data_root)
+
+
+def _convergence_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame) -> list:
+    table = convergence.interpolation_table(trials)
+    lc = convergence.learning_curves(load.load_table(results, sweep, "epochs"))
+    threshold = spec["threshold"]
+    head = ["arch", "corruption", "interpolated", "epochs", "seconds", "steps", "x clean (s)",
+            "test error at interpolation", "final train acc", "final test acc"]
+    def cell(v, fmt):
+        return "&ndash;" if pd.isna(v) else format(v, fmt)
+    rows = "".join(
+        f"<tr><td class='l'>{r.arch}</td><td class='l'>{r.variant}</td>"
+        f"<td class='l'>{convergence.status_text(r)}</td><td>{cell(r.epochs, '.0f')}</td>"
+        f"<td>{cell(r.seconds, '.1f')}</td><td>{cell(r.steps, '.0f')}</td><td>{cell(r.ratio_seconds, '.2f')}</td>"
+        f"<td><b>{cell(r.test_error, '.3f')}</b></td><td>{r.final_train_acc:.3f}</td><td>{r.final_test_acc:.3f}</td></tr>"
+        for r in table.itertuples())
+    sections: list = [
+        f"<h2>Time to interpolation</h2><p class='note'>A model interpolates when its full-set training "
+        f"accuracy (model fixed) reaches {threshold:.1%}. Times are training seconds (scoring excluded); "
+        "'x clean' is the ratio to the same architecture on clean labels. Runs that never interpolated are "
+        "listed with where they stopped.</p><table><tr>" + "".join(f"<th>{h}</th>" for h in head)
+        + f"</tr>{rows}</table>"]
+    curve = convergence.label_corruption_curve(table)
+    if curve.corruption_p.nunique() > 1:
+        sections += [figures.time_to_interpolation(curve), figures.generalization_error(curve)]
+    sections += ["<h2>Learning curves</h2><p class='note'>Mean over seeds, per epoch; full-set scores "
+                 "with the model fixed.</p>",
+                 figures.learning_curves(lc, "train_loss", "Training loss (full set)"),
+                 figures.learning_curves(lc, "train_acc", "Training accuracy (full set)"),
+                 figures.learning_curves(lc, "test_acc", "Test accuracy")]
+    return sections
+
+
 CURVES_INTRO = ("<h2>P(correct) curves</h2><p class='note'>Each curve sorts the examples by the fraction "
                 "of seeds that classify them correctly. The dashed line is what the curve would be if "
                 "every example were equally hard: Binomial(n = seeds, p = the randX mean)/n, as in Arpit "
@@ -82,16 +120,22 @@ CURVES_INTRO = ("<h2>P(correct) curves</h2><p class='note'>Each curve sorts the 
 
 
 def _status(spec: dict[str, Any], trials: pd.DataFrame | None) -> str:
-    planned = int(spec["seeds"])
+    from sweep.spec import expand, validate
+
+    plans = expand(validate(spec))
     if trials is None or trials.empty:
         return ("<div class='banner warn'><b>No results yet.</b> The sweep has started but no trial "
                 "has finished; run <code>sweep report</code> again later.</div>")
-    have = trials.groupby("variant", observed=True).seed.nunique().reindex(spec["variants"], fill_value=0)
-    counts = ", ".join(f"{v}: {n}/{planned} seeds" for v, n in have.items())
-    if (have < planned).any():
+    done = set(trials.fragment)
+    if spec.get("engine", "packed") == "packed":
+        have = trials.groupby("variant", observed=True).seed.nunique().reindex(spec["variants"], fill_value=0)
+        counts = ", ".join(f"{v}: {n}/{spec['seeds']} seeds" for v, n in have.items())
+    else:
+        counts = f"{len(trials)}/{len(plans)} models"
+    if any(p.fragment not in done for p in plans):
         return (f"<div class='banner warn'><b>Incomplete sweep</b> ({counts}). It is still running or "
                 f"some trials failed; <code>sweep launch {html.escape(spec['name'])} --resume</code> "
-                "finishes it. Statistics below use the seeds stored so far.</div>")
+                "finishes it. Everything below uses what is stored so far.</div>")
     return f"<div class='banner ok'>Complete: {counts}.</div>"
 
 
@@ -100,13 +144,26 @@ def _provenance(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
     versions = dict(prov.get("versions", {}))
     if trials is not None and len(trials):
         versions.update(json.loads(trials.versions.iloc[0]))
-    rows = [
-        ("data set", spec["dataset"]), ("variants", ", ".join(spec["variants"])),
-        ("seeds", spec["seeds"]), ("scored epochs", ", ".join(map(str, spec["epochs"]))),
-        ("model", f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"),
-        ("optimizer", f"SGD lr {spec['optimizer']['lr']}, momentum {spec['optimizer']['momentum']}, "
-                      f"batch {spec['batch_size']}"),
-        ("corruption p", spec["corruption"]["p"]), ("spec hash", manifest.get("spec_hash", "")),
+    opt = spec["optimizer"]
+    if spec.get("engine", "packed") == "packed":
+        rows = [("data set", spec["dataset"]), ("variants", ", ".join(spec["variants"])),
+                ("seeds", spec["seeds"]), ("scored epochs", ", ".join(map(str, spec["epochs"]))),
+                ("model", f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"),
+                ("optimizer", f"SGD lr {opt['lr']}, momentum {opt['momentum']}, batch {spec['batch_size']}"),
+                ("corruption p", spec["corruption"]["p"])]
+    else:
+        lr = opt["lr"] if opt["lr"] is not None else ", ".join(f"{k} {v}" for k, v in opt["lr_by_arch"].items()
+                                                              if k in spec["archs"])
+        rows = [("data set", f"{spec['dataset']} (crop {spec['preprocess']['crop'] or 'none'}, "
+                             f"{spec['preprocess']['normalize']} standardization)"),
+                ("architectures", ", ".join(spec["archs"])), ("corruptions", ", ".join(spec["corruptions"])),
+                ("seeds", spec["seeds"]),
+                ("optimizer", f"SGD lr {lr}; momentum {opt['momentum']}, decay {opt['lr_decay']} per epoch, "
+                              f"batch {spec['batch_size']}"),
+                ("stopping", f"train accuracy >= {spec['threshold']}, or {spec['max_epochs']} epochs"
+                             + (f", or {spec['time_budget_s']} s" if spec["time_budget_s"] else ""))]
+    rows += [
+        ("spec hash", manifest.get("spec_hash", "")),
         ("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))),
         ("git revision", prov.get("git_rev") or "unknown"),
     ]

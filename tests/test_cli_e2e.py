@@ -143,3 +143,33 @@ def test_more_gpus_than_the_embedded_ray_has(tmp_path):
     err = proc.stderr.strip().splitlines()[-1]
     assert err.startswith("sweep: error: --gpus-per-trial 1 is more than any node has"), err
     assert not any(p.is_file() for p in results.rglob("*"))
+
+
+SMOKE = {  # every preset at tiny scale on digits (fig1-difficulty is the module's launch above)
+    "convergence-slowdown": ["archs=[mlp1]", "corruptions=[randY:0.0,randY:1.0]", "max_epochs=2"],
+    "randomization-tests": ["archs=[mlp1]", "max_epochs=1"],
+    "bn-ablation": ["max_epochs=1", "batch_size=256"],
+}
+
+
+@pytest.mark.parametrize("preset", SMOKE)
+def test_every_preset_runs_and_reports(preset, ray_cluster, tmp_path):
+    sets = [a for s in SMOKE[preset] for a in ("--set", s)]
+    proc = sweep("launch", preset, "--dataset", "digits", *sets, "--results", str(tmp_path),
+                 "--address", ray_cluster)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    trials = pd.read_parquet(tmp_path / preset / "trials")
+    epochs = pd.read_parquet(tmp_path / preset / "epochs")
+    expected = {"convergence-slowdown": 2, "randomization-tests": 5, "bn-ablation": 2}[preset]
+    assert len(trials) == expected and set(trials.status) == {"completed"}
+    assert len(epochs) == trials.epochs_trained.sum()
+    assert not (tmp_path / preset / "examples").exists()  # record_examples is off by default
+    if preset == "bn-ablation":
+        assert set(trials.arch) == {"inception", "inception_nobn"}
+        assert trials.set_index("arch").params["inception"] > trials.set_index("arch").params["inception_nobn"]
+    report = sweep("report", preset, "--results", str(tmp_path))
+    assert report.returncode == 0, report.stderr[-2000:]
+    page = (tmp_path / preset / "report.html").read_text()
+    assert "Complete:" in page and "Time to interpolation" in page and "Learning curves" in page
+    if preset == "convergence-slowdown":
+        assert "Convergence slowdown (Zhang et al. 2017, Fig. 1b)" in page

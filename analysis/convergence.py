@@ -1,0 +1,77 @@
+"""Convergence slowdown and generalization error (Zhang et al. 2017, Fig. 1b/c, Fig. 2).
+
+From the `trials` table of an interpolate-engine sweep: time to interpolation
+(training seconds, epochs, SGD steps) against the corruption, its ratio to the
+uncorrupted run of the same architecture (the paper: "a small constant factor"),
+and test error at interpolation (Fig. 1c: approaches 90% at p = 1 on 10 classes).
+Runs that never reached the threshold stay in every table, marked
+``interpolated = False`` with NaN times, so they are shown, not dropped.
+
+Pure functions over DataFrames; figures in `analysis.figures`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+TIME_COLUMNS = ["interp_train_seconds", "interp_epoch", "interp_step"]
+
+
+def interpolation_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per arch x corruption (seeds averaged over those that interpolated):
+
+    arch, variant, corruption_kind, corruption_p, seeds, interpolated (seeds that did),
+    epochs_trained (max), seconds / epochs / steps to interpolation (means, NaN if none did),
+    test_error (1 - test accuracy at interpolation, mean), ratio_seconds and ratio_epochs
+    (time relative to the same arch's run on clean labels, 'real' or randY:0.0).
+    """
+    t = trials.assign(arch=trials.arch.astype(str), variant=trials.variant.astype(str),
+                      interp_test_error=1.0 - trials.interp_test_acc.astype(float))
+    rows = t.groupby(["arch", "variant"], sort=False).agg(
+        corruption_kind=("corruption_kind", "first"), corruption_p=("corruption_p", "first"),
+        seeds=("seed", "size"), interpolated=("interpolated", "sum"),
+        epochs_trained=("epochs_trained", "max"),
+        seconds=("interp_train_seconds", "mean"), epochs=("interp_epoch", "mean"),
+        steps=("interp_step", "mean"), test_error=("interp_test_error", "mean"),
+        final_train_acc=("final_train_acc", "mean"), final_test_acc=("final_test_acc", "mean"),
+    ).reset_index()
+    clean = rows[rows.variant.isin(["real", "randY:0.0"])].groupby("arch")[["seconds", "epochs"]].first()
+    rows["ratio_seconds"] = rows.seconds / rows.arch.map(clean.seconds)
+    rows["ratio_epochs"] = rows.epochs / rows.arch.map(clean.epochs)
+    return rows.sort_values(["arch", "corruption_kind", "corruption_p"], kind="stable").reset_index(drop=True)
+
+
+def label_corruption_curve(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an `interpolation_table` that are label corruption (randY:p, with 'real'
+    counted as p = 0), one curve per arch ordered by p: the x axis of Fig. 1b/c."""
+    keep = table[(table.corruption_kind == "randY") | (table.variant == "real")].copy()
+    keep.loc[keep.variant == "real", "corruption_p"] = 0.0
+    return keep.sort_values(["arch", "corruption_p"]).reset_index(drop=True)
+
+
+def learning_curves(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Per arch x variant x epoch (seeds averaged): step, train_seconds, running and full-set
+    train loss and accuracy, test loss and accuracy, lr."""
+    cols = ["step", "train_seconds", "running_loss", "running_acc", "train_loss", "train_acc",
+            "test_loss", "test_acc", "lr"]
+    e = epochs.assign(arch=epochs.arch.astype(str), variant=epochs.variant.astype(str))
+    return e.groupby(["arch", "variant", "epoch"], sort=False)[cols].mean().reset_index()
+
+
+def status_text(row: pd.Series) -> str:
+    """'yes (12 epochs, 3.4 s)' or 'no (400 epochs, train acc 0.812)' for a table row."""
+    if row.interpolated >= row.seeds:
+        return f"yes ({row.epochs:.0f} epochs, {row.seconds:.1f} s)"
+    if row.interpolated > 0:
+        return f"{row.interpolated:.0f}/{row.seeds:.0f} seeds"
+    return f"no ({row.epochs_trained:.0f} epochs, train acc {row.final_train_acc:.3f})"
+
+
+def summarize_ratios(table: pd.DataFrame) -> pd.DataFrame:
+    """Per arch: time to interpolation at the highest label-corruption level that interpolated,
+    relative to clean labels (the paper's 'small constant factor'), and test error there."""
+    curve = label_corruption_curve(table)
+    done = curve[curve.interpolated > 0]
+    out = done.loc[done.groupby("arch").corruption_p.idxmax(),
+                   ["arch", "corruption_p", "ratio_seconds", "ratio_epochs", "test_error"]]
+    return out.rename(columns={"corruption_p": "highest_p_interpolated"}).reset_index(drop=True)
