@@ -122,7 +122,7 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
         mode=mode, address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
 
     counts = store.row_counts()
-    shown = args.results if "://" in args.results else str(Path(args.results) / spec.name)
+    shown = store.uri if "://" in args.results else str(Path(args.results) / spec.name)
     print(f"memsweep: {result.ran - len(result.failed)}/{result.ran} trials ran "
           f"({result.skipped} already stored) in {result.wall_seconds:.1f} s")
     print(f"memsweep: results in {store.uri}: " + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()))

@@ -1,0 +1,45 @@
+"""Cluster configs: Ray's own validator (offline), and they install this project with its pins."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", ["cluster.yaml", "deploy/onprem.yaml"])
+def test_ray_validates_the_cluster_config(path):
+    config = yaml.safe_load((ROOT / path).read_text())
+    validate_config(prepare_config(config))  # raises on a bad config
+
+
+def test_aws_cluster_shape():
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    assert config["provider"]["type"] == "aws"
+    head = config["available_node_types"][config["head_node_type"]]
+    assert head["resources"] == {"CPU": 0}  # trials run on workers
+    gpu = config["available_node_types"]["gpu_worker"]
+    assert gpu["min_workers"] == 0 and gpu["max_workers"] >= 1  # autoscales from zero
+    assert gpu["node_config"]["InstanceType"].startswith(("g", "p"))  # a GPU instance family
+    setup = " ".join(config["setup_commands"])
+    assert "deploy/constraints.txt" in setup and "-e ~/memsweep" in setup
+    assert config["file_mounts"] == {"~/memsweep": "."}
+    for cmd in config["head_start_ray_commands"] + config["worker_start_ray_commands"]:
+        assert cmd.startswith("source ~/memsweep/.venv/bin/activate")
+
+
+def test_constraints_pin_every_runtime_dependency():
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {d.split("[")[0].split(">")[0].split("=")[0].strip().lower() for d in deps}
+    pins = {line.split("==")[0].lower() for line in (ROOT / "deploy/constraints.txt").read_text().splitlines()
+            if "==" in line}
+    assert names <= pins, names - pins
+
+
+def test_slurm_script_is_valid_bash():
+    subprocess.run(["bash", "-n", str(ROOT / "deploy/slurm.sh")], check=True)
