@@ -123,16 +123,18 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
 
     counts = store.row_counts()
     shown = store.uri if "://" in args.results else str(Path(args.results) / spec.name)
-    print(f"memsweep: {result.ran - len(result.failed)}/{result.ran} trials ran "
+    print(f"memsweep: {result.ran - len(result.missing)}/{result.ran} trials finished "
           f"({result.skipped} already stored) in {result.wall_seconds:.1f} s")
     print(f"memsweep: results in {store.uri}: " + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()))
     print(f'memsweep: load with  pandas.read_parquet("{shown}/examples")  (also trials, epochs)')
     print(f"memsweep: report with  sweep report {spec.name} --results {args.results}"
           + (f" --data-root {args.data_root}" if args.data_root else ""))
-    if result.failed:
-        print(f"sweep: error: {len(result.failed)} trials failed: {', '.join(result.failed)}; "
-              f"fix the cause and run again with --resume", file=sys.stderr)
-        return 1
+    if result.missing:
+        why = "the run was interrupted" if result.interrupted else "they failed (see the errors above)"
+        names = ", ".join(result.missing[:5]) + (", ..." if len(result.missing) > 5 else "")
+        print(f"sweep: error: {len(result.missing)} trials did not finish because {why}: {names}; "
+              f"run the same command with --resume to finish them", file=sys.stderr)
+        return 130 if result.interrupted else 1
     return 0
 
 

@@ -32,7 +32,8 @@ class LaunchResult:
     planned: int  # trials in the whole sweep
     skipped: int  # already in the store (resume)
     ran: int
-    failed: list[str] = field(default_factory=list)  # fragments whose trial errored
+    missing: list[str] = field(default_factory=list)  # fragments not in the store after the run
+    interrupted: bool = False  # Tune stopped early (SIGINT / SIGTERM to the driver)
     wall_seconds: float = 0.0
 
 
@@ -137,7 +138,11 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
             ),
         )
         grid = tuner.fit()
-        result.failed = sorted(_trial_name_of(r.config) for r in grid if r.error is not None)
+        # The store, not Tune's result grid, says what finished: a trial counts once its
+        # trials fragment is written. An interrupted Tune returns normally with trials unfinished.
+        done = store.completed()
+        result.missing = [p.fragment for p in todo if p.fragment not in done]
+        result.interrupted = bool(result.missing) and grid.num_errors < len(result.missing)
         result.wall_seconds = time.perf_counter() - started
         return result
     finally:

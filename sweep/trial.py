@@ -44,7 +44,7 @@ def _context(config: dict[str, Any]) -> dict[str, Any]:
     import torch
     from ray import tune
 
-    return {"trial_id": tune.get_context().get_trial_id(),
+    return {"trial_id": tune.get_context().get_trial_id(), "node_id": ray.get_runtime_context().get_node_id(),
             "resources": ray.get_runtime_context().get_assigned_resources(),
             "device": torch.device("cuda" if torch.cuda.is_available() else "cpu"),
             "versions": dict(config["provenance"].get("versions", {}), torch=torch.__version__,
@@ -270,7 +270,7 @@ def trials_table(last, seeds: list[int], keys: dict[str, str], *, spec: Spec, pl
     finished = dt.datetime.now(dt.timezone.utc)
     const = {
         "sweep": spec.name, "fragment": plan.fragment, "trial_id": ctx["trial_id"], "status": "completed",
-        "dataset": spec.dataset, "arch": arch, "device": str(ctx["device"]),
+        "dataset": spec.dataset, "arch": arch, "device": str(ctx["device"]), "node_id": ctx["node_id"],
         "config": json.dumps(spec.model_dump(), sort_keys=True),
         "resources": json.dumps(ctx["resources"], sort_keys=True),
         "versions": json.dumps(ctx["versions"], sort_keys=True), "git_rev": ctx["git_rev"] or "",

@@ -46,7 +46,7 @@ def test_trials_share_a_gpu_by_fraction(fake_gpu_ray, tmp_path, fraction, concur
     counter = MaxRunning()
     result = launcher.launch(spec, store, data_root=str(tmp_path / "data"), cpus_per_trial=1,
                              gpus_per_trial=fraction, callbacks=[counter], out=io.StringIO())
-    assert result.ran == 4 and not result.failed
+    assert result.ran == 4 and not result.missing
     assert counter.max == concurrent
     trials = pd.read_parquet(tmp_path / spec.name / "trials")
     assert len(trials) == 8

@@ -100,7 +100,7 @@ def test_killed_trial_resumes_from_its_checkpoint(ray_local, tmp_path):
         store = Store(tmp_path / name, spec.name)
         result = launcher.launch(spec, store, data_root=str(tmp_path / "data"), callbacks=callbacks,
                                  out=io.StringIO())
-        assert result.ran == 1 and not result.failed
+        assert result.ran == 1 and not result.missing
         runs[name] = (pd.read_parquet(tmp_path / name / spec.name / "trials"),
                       pd.read_parquet(tmp_path / name / spec.name / "epochs"))
     assert callbacks[0].killed, "the trial finished before it could be killed"
