@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="finish the trials missing from an existing sweep with the same spec")
     mode.add_argument("--overwrite", action="store_true",
                       help="delete the existing sweep at the location and start again")
+    status = sub.add_parser("status", help="per cell: seeds done, running, failed, not started")
+    status.add_argument("preset", help="the sweep (preset name)")
+    status.add_argument("--results", default="results", help="results location (default: ./results)")
+
     report = sub.add_parser("report", help="write a self-contained HTML report of a sweep's results")
     report.add_argument("preset", help="the sweep (preset name) to report on")
     report.add_argument("--results", default="results", help="results location (default: ./results)")
@@ -74,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list()
         if args.command == "report":
             return _report(args)
+        if args.command == "status":
+            return _status(args)
         spec = specs.resolve(args.preset, args.dataset, args.overrides)
         if args.command == "show":
             from sweep.launcher import describe
@@ -135,6 +141,23 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
         print(f"sweep: error: {len(result.missing)} trials did not finish because {why}: {names}; "
               f"run the same command with --resume to finish them", file=sys.stderr)
         return 130 if result.interrupted else 1
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sweep.status import status
+    from sweep.store import Store, StoreError
+
+    try:
+        table = status(Store(args.results, args.preset))
+    except (FileNotFoundError, StoreError) as exc:
+        raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
+    print(table.to_string(index=False))
+    totals = table.drop(columns="cell").sum()
+    print("total: " + ", ".join(f"{totals[c]} {c}" for c in ["seeds", "done", "running", "failed", "not started"]))
+    if totals["done"] < totals["seeds"]:
+        print("(running: not stored yet and running or pending in Tune's last saved state; after an "
+              f"interrupted launch, `sweep launch {args.preset} --resume` finishes them)")
     return 0
 
 

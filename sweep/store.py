@@ -30,6 +30,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
+from sweep.faults import maybe_crash
+
 SCHEMA_VERSION = 1
 TABLES = ("examples", "epochs", "trials")  # write order: trials last marks a fragment complete
 METADATA_KEY = b"memsweep"
@@ -125,6 +127,7 @@ class Store:
                 for batch in table.to_batches():
                     writer.write_batch(batch)
             self._atomic_write(self.path(name, f"{fragment}.parquet"), sink.getvalue())
+            maybe_crash(f"after-{name}")
 
     def clear(self) -> None:
         """Delete everything of this sweep (for --overwrite)."""
