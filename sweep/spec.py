@@ -36,6 +36,7 @@ from trainables.packed import auto_pack_size
 DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
     "digits": ((1, 8, 8), 10),
     "cifar10": ((3, 32, 32), 10),
+    "synthetic": ((3, 32, 32), 10),
 }
 assert set(DATASET_SHAPES) == set(DATASETS)
 
@@ -74,7 +75,7 @@ class DifficultySpec(_SpecBase):
     name: str
     description: str = ""
     engine: Literal["packed"] = "packed"
-    dataset: Literal["digits", "cifar10"] = "cifar10"
+    dataset: Literal[DATASETS] = "cifar10"
     seeds: Annotated[int, Field(ge=1)] = 100
     seed: Annotated[int, Field(ge=0)] = 0
     epochs: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [1]
@@ -87,6 +88,10 @@ class DifficultySpec(_SpecBase):
     pack_size: Annotated[int, Field(ge=1)] | None = None  # None: as many as memory_budget_gb allows
     memory_budget_gb: Annotated[float, Field(gt=0)] = 2.0
     splits: Annotated[list[Literal["train", "test"]], Field(min_length=1)] = ["train", "test"]
+    train_size: Annotated[int, Field(ge=1)] | None = None  # the first N training examples only
+    # fp32; tf32 (CUDA matmuls in TF32); bf16 (autocast to bfloat16, parameters and
+    # optimizer state stay fp32). Effect on results: benchmarks/README.md.
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
 
     @field_validator("epochs")
     @classmethod
@@ -173,7 +178,7 @@ class ConvergenceSpec(_SpecBase):
     name: str
     description: str = ""
     engine: Literal["interpolate"]
-    dataset: Literal["digits", "cifar10"] = "cifar10"
+    dataset: Literal[DATASETS] = "cifar10"
     seeds: Annotated[int, Field(ge=1)] = 1
     seed: Annotated[int, Field(ge=0)] = 0
     archs: Annotated[list[Literal[ARCHS]], Field(min_length=1)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import platform
 import time
 from typing import Any
@@ -59,6 +60,27 @@ def _store(config: dict[str, Any], spec: Spec, plan: TrialPlan, tables: dict[str
         "spec_hash": spec.hash(), "versions": ctx["versions"], "git_rev": ctx["git_rev"]})
 
 
+def _rss_mb() -> float:
+    """The process's resident memory now, MiB (Linux /proc; NaN elsewhere)."""
+    try:
+        pages = int(open("/proc/self/statm").read().split()[1])
+    except OSError:
+        return float("nan")
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_memory(k: int, device) -> dict[str, np.ndarray]:
+    """The trial process's peak resident memory (MiB; the worker's lifetime peak, so with reused
+    actors it covers earlier trials too) and, on CUDA, the peak of allocated tensors (MiB)."""
+    import resource
+
+    import torch
+
+    cuda = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else np.nan
+    return {"peak_rss_mb": np.full(k, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "peak_cuda_mb": np.full(k, cuda)}
+
+
 def _labels(data, clean_train, mask) -> tuple[dict, dict, dict]:
     """(labels used, original labels, corrupted mask) per split, as numpy."""
     labels = {"train": data.train.y.cpu().numpy(), "test": data.test.y.cpu().numpy()}
@@ -68,15 +90,21 @@ def _labels(data, clean_train, mask) -> tuple[dict, dict, dict]:
 
 
 def _run_packed(config: dict[str, Any], spec: DifficultySpec, plan: TrialPlan) -> None:
+    import torch
     from ray import tune
 
     from trainables import corruption, data as datasets, packed
 
     started, t0, ctx = dt.datetime.now(dt.timezone.utc), time.perf_counter(), _context(config)
     data = datasets.load(spec.dataset, config["data_root"], ctx["device"])
+    if spec.train_size is not None:
+        data = data.subset_train(spec.train_size)
+    if spec.precision == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True  # CUDA only; a no-op on the CPU
     clean_labels = data.train.y
     corruption_seed = derive_seed(spec.seed, "corruption", plan.cell)
     p = 0.0 if plan.variant == "real" else spec.corruption.p
+    rss_before = _rss_mb()
     data, mask = corruption.apply(data, plan.variant, p, corruption_seed)
 
     seeds = list(range(plan.seed_lo, plan.seed_hi))
@@ -88,6 +116,7 @@ def _run_packed(config: dict[str, Any], spec: DifficultySpec, plan: TrialPlan) -
         data, hidden=spec.model.hidden, init_seeds=init_seeds, order_seeds=order_seeds,
         scored_epochs=spec.epochs, lr=spec.optimizer.lr, momentum=spec.optimizer.momentum,
         batch_size=spec.batch_size, splits=spec.splits,
+        autocast=torch.bfloat16 if spec.precision == "bf16" else None,
         chunk=packed.score_chunk(budget, len(init_seeds), c * h * w, spec.model.hidden, classes,
                                  spec.batch_size),
         on_scored=lambda r: tune.report(_summary(r, done=False)),
@@ -105,7 +134,9 @@ def _run_packed(config: dict[str, Any], spec: DifficultySpec, plan: TrialPlan) -
                 "n_corrupted": np.full(len(seeds), int(corrupted["train"].sum()), dtype=np.int64),
                 "init_seed": np.asarray(init_seeds, dtype=np.uint64),
                 "order_seed": np.asarray(order_seeds, dtype=np.uint64),
-                "corruption_seed": np.full(len(seeds), corruption_seed, dtype=np.uint64)}),
+                "corruption_seed": np.full(len(seeds), corruption_seed, dtype=np.uint64),
+                "rss_before_mb": np.full(len(seeds), rss_before),
+                **_peak_memory(len(seeds), ctx["device"])}),
     }
     _store(config, spec, plan, tables, ctx)
     tune.report(_summary(last, done=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import socket
 import sys
 from pathlib import Path
 
@@ -12,6 +13,13 @@ import numpy as np
 import pytest
 
 SWEEP = [sys.executable, "-m", "sweep.cli"]  # the console script's module, same interpreter
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def write_tiny_cifar10(root: Path, per_batch: int = 4, test: int = 6, seed: int = 0) -> dict[str, str]:

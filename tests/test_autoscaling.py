@@ -8,7 +8,6 @@ so this runs alone: `pytest -m cluster`.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import SWEEP
+from conftest import SWEEP, free_port
 
 pytestmark = pytest.mark.cluster
 RAY = str(Path(sys.prefix) / "bin" / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def node_ip() -> str:

@@ -146,7 +146,8 @@ def test_more_gpus_than_the_embedded_ray_has(tmp_path):
 
 
 SMOKE = {  # every preset at tiny scale on digits (fig1-difficulty is the module's launch above)
-    "convergence-slowdown": ["archs=[mlp1]", "corruptions=[randY:0.0,randY:1.0]", "max_epochs=2"],
+    "convergence-slowdown": ["archs=[mlp1]", "corruptions=[randY:0.0,randY:1.0]", "max_epochs=2",
+                             "record_examples=true"],
     "randomization-tests": ["archs=[mlp1]", "max_epochs=1"],
     "bn-ablation": ["max_epochs=1", "batch_size=256"],
 }
@@ -163,7 +164,14 @@ def test_every_preset_runs_and_reports(preset, ray_cluster, tmp_path):
     expected = {"convergence-slowdown": 2, "randomization-tests": 5, "bn-ablation": 2}[preset]
     assert len(trials) == expected and set(trials.status) == {"completed"}
     assert len(epochs) == trials.epochs_trained.sum()
-    assert not (tmp_path / preset / "examples").exists()  # record_examples is off by default
+    if preset == "convergence-slowdown":  # record_examples: every train example at every epoch
+        examples = pd.read_parquet(tmp_path / preset / "examples")
+        assert len(examples) == trials.epochs_trained.sum() * N_TRAIN and set(examples.split) == {"train"}
+        last = examples[examples.epoch == examples.epoch.max()].groupby("variant", observed=True).correct.mean()
+        by_trials = trials.set_index("variant").final_train_acc
+        assert all(abs(last[v] - by_trials[v]) < 1e-6 for v in last.index)  # same numbers, two tables
+    else:
+        assert not (tmp_path / preset / "examples").exists()  # record_examples is off by default
     if preset == "bn-ablation":
         assert set(trials.arch) == {"inception", "inception_nobn"}
         assert trials.set_index("arch").params["inception"] > trials.set_index("arch").params["inception_nobn"]

@@ -52,5 +52,13 @@ def test_cifar10_offline_without_files(tmp_path, monkeypatch):
 
 
 def test_unknown_dataset():
-    with pytest.raises(ValueError, match="unknown dataset 'mnist' \\(allowed: digits, cifar10\\)"):
+    with pytest.raises(ValueError, match="unknown dataset .mnist. \\(allowed: digits, cifar10, synthetic\\)"):
         datasets.load("mnist")
+
+
+def test_synthetic_is_cifar_shaped_and_fixed():
+    d = datasets.load("synthetic")
+    assert d.train.x.shape == (50_000, 3, 32, 32) and d.test.x.shape == (10_000, 3, 32, 32)
+    assert torch.equal(d.train.y[:100], datasets.load("synthetic").train.y[:100])
+    small = d.subset_train(500)
+    assert len(small.train) == 500 and small.test is d.test

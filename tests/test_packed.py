@@ -92,3 +92,15 @@ def test_memory_model_by_hand():
     assert memory_per_seed(4, [3], 2, 5) == 4 * (3 * 23 + 110)
     assert auto_pack_size(10 * 4 * 179, 100, 4, [3], 2, 5) == 10
     assert auto_pack_size(1, 100, 4, [3], 2, 5) == 1
+
+
+def test_bf16_autocast_trains_close_to_fp32():
+    """precision: bf16 runs the forward passes in bfloat16 (on CPU too); parameters stay fp32."""
+    data = small_digits()
+    kw = dict(hidden=[64], init_seeds=[1, 2], order_seeds=[3, 4], scored_epochs=[2], lr=0.05,
+              momentum=0.9, batch_size=16)
+    fp32 = train_packed(data, **kw)[-1]
+    bf16 = train_packed(data, autocast=torch.bfloat16, **kw)[-1]
+    assert abs(fp32.acc["train"].mean() - bf16.acc["train"].mean()) < 0.05
+    assert bf16.acc["train"].mean() > 0.8 and bf16.splits["test"].p_label.dtype == "float32"
+    assert (fp32.splits["train"].pred != bf16.splits["train"].pred).any()  # it did change the arithmetic

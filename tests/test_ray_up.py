@@ -18,16 +18,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import free_port
+
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)
 RAY = str(VENV / "bin" / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -6,22 +6,15 @@ standard AWS_* environment variables, as on a real cluster.
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from conftest import SWEEP
+from conftest import SWEEP, free_port
 
 BUCKET = "memsweep-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

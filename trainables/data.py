@@ -19,6 +19,11 @@ Data sets and their normalization (both documented in the README):
   ``root/cifar-10-batches-py``. Pixels /255, then standardized per channel with
   the train split's channel means and stds. Shape (N, 3, 32, 32).
 
+- ``synthetic``: CIFAR-shaped noise for speed measurements: 50,000 train and 10,000
+  test images (3, 32, 32) of uniform [0, 1) pixels and uniform random labels, drawn
+  from a fixed seed; normalized like cifar10. Nothing can be learned from it; its
+  cost per example is CIFAR-10's.
+
 `load(..., crop=28, normalize="per_image")` gives Zhang et al.'s preprocessing
 (/255, centre crop to 28x28, per-image standardization) instead.
 """
@@ -33,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("digits", "cifar10")
+DATASETS = ("digits", "cifar10", "synthetic")
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
@@ -73,6 +78,10 @@ class Data:
     def to(self, device: torch.device | str) -> "Data":
         return replace(self, train=self.train.to(device), test=self.test.to(device))
 
+    def subset_train(self, n: int) -> "Data":
+        """The first n training examples (all of them if there are fewer); test unchanged."""
+        return replace(self, train=Split(self.train.x[:n], self.train.y[:n]))
+
 
 NORMALIZATIONS = ("dataset", "per_image")
 
@@ -92,6 +101,8 @@ def load(name: str, root: str | Path | None = None, device: torch.device | str =
         (x_tr, y_tr), (x_te, y_te) = _digits()
     elif name == "cifar10":
         (x_tr, y_tr), (x_te, y_te) = _cifar10(Path(root or default_root()), download=download)
+    elif name == "synthetic":
+        (x_tr, y_tr), (x_te, y_te) = _synthetic()
     else:
         raise ValueError(f"unknown dataset {name!r} (allowed: {', '.join(DATASETS)})")
     if crop is not None:
@@ -153,6 +164,16 @@ def _digits() -> Arrays:
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=360, stratify=y, random_state=0)
     return ((torch.from_numpy(x_tr), torch.from_numpy(y_tr)),
             (torch.from_numpy(x_te), torch.from_numpy(y_te)))
+
+
+def _synthetic(train: int = 50_000, test: int = 10_000, seed: int = 0) -> Arrays:
+    """CIFAR-shaped noise: pixels in [0, 1), shape (N, 3, 32, 32), labels uniform over 10 classes."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.rand(n, 3, 32, 32, generator=gen), torch.randint(0, 10, (n,), generator=gen)
+
+    return split(train), split(test)
 
 
 def _cifar10_files(root: Path, download: bool) -> None:

@@ -62,11 +62,13 @@ class EpochRecord:
             self.splits[split] = scores
 
 
-def infer(model: PackedMLP, x: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Logits (K, N, C) for inputs x (N, ...) in data-set order, `chunk` examples at a time."""
+def infer(model: PackedMLP, x: torch.Tensor, chunk: int, autocast: torch.dtype | None = None) -> torch.Tensor:
+    """Logits (K, N, C) float32 for inputs x (N, ...) in data-set order, `chunk` examples at a time
+    (computed under autocast to `autocast` if given)."""
     flat = x.flatten(1)
-    with torch.no_grad():
-        return torch.cat([model(flat[i:i + chunk]) for i in range(0, flat.shape[0], chunk)], dim=1)
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=autocast or torch.float32,
+                                         enabled=autocast is not None):
+        return torch.cat([model(flat[i:i + chunk]).float() for i in range(0, flat.shape[0], chunk)], dim=1)
 
 
 def score(logits: torch.Tensor, labels: torch.Tensor) -> SplitScores:
@@ -124,12 +126,15 @@ def train_packed(
     batch_size: int,
     splits: Sequence[str] = ("train", "test"),
     chunk: int = 1024,
+    autocast: torch.dtype | None = None,
     on_scored: Callable[[EpochRecord], None] | None = None,
 ) -> list[EpochRecord]:
     """Train K = len(init_seeds) MLPs for max(scored_epochs) epochs of `data.train`.
 
     Returns one `EpochRecord` per scored epoch, in order. `data` must already be
     on the device to train on; `on_scored` is called with each record as it is made.
+    `autocast` (e.g. torch.bfloat16) runs forward passes in that precision; parameters,
+    gradients and optimizer state stay float32.
     """
     if len(init_seeds) != len(order_seeds):
         raise ValueError("init_seeds and order_seeds must have the same length")
@@ -153,8 +158,9 @@ def train_packed(
         for i in range(0, n, batch_size):
             idx = order[:, i:i + batch_size]  # (K, b)
             yb = y_train[idx]
-            logits = model(x_train[idx])  # (K, b, C)
-            losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
+            with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+                logits = model(x_train[idx])  # (K, b, C)
+            losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
             losses = losses.view(k, -1)
             opt.zero_grad(set_to_none=True)
             losses.mean(dim=1).sum().backward()
@@ -171,7 +177,8 @@ def train_packed(
         record = EpochRecord(epoch=epoch, step=step, wall_seconds=0.0, train_seconds=train_seconds,
                              lr=lr, running_loss=running_loss, running_acc=running_acc)
         for s in splits:
-            record.add_scores(s, score(infer(model, data.split(s).x, chunk), data.split(s).y), keep=True)
+            record.add_scores(s, score(infer(model, data.split(s).x, chunk, autocast), data.split(s).y),
+                              keep=True)
         record.wall_seconds = time.perf_counter() - start
         model.train()
         records.append(record)
