@@ -84,7 +84,7 @@ def describe(plans: list[TrialPlan], spec) -> str:
 
 def trial_config(spec: Spec, plan: TrialPlan, store: Store, data_root: str,
                  cpus: float, prov: dict[str, Any]) -> dict[str, Any]:
-    return {"spec": spec.model_dump(), "plan": asdict(plan), "results": store.uri.rsplit("/", 1)[0],
+    return {"spec": spec.model_dump(), "plan": asdict(plan), "results": store.location,
             "data_root": data_root, "cpus": cpus, "provenance": prov}
 
 
@@ -197,7 +197,9 @@ class _Progress(tune.Callback):
         self.done += 1
         r, plan = trial.last_result or {}, trial.config["trial"]["plan"]
         accs = "  ".join(f"{k.split('_')[0]} acc {r[k]:.3f}" for k in ("train_acc", "test_acc") if k in r)
-        self._line(f"{plan['cell']:>6} seeds {plan['seed_lo']:>3}-{plan['seed_hi'] - 1:<3} {accs}")
+        seeds = (f"seed  {plan['seed_lo']}" if plan["seed_hi"] - plan["seed_lo"] == 1
+                 else f"seeds {plan['seed_lo']}-{plan['seed_hi'] - 1}")
+        self._line(f"{plan['cell']:>6} {seeds:<11} {accs}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1

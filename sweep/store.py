@@ -49,10 +49,11 @@ class Store:
                 self.fs, base = pafs.FileSystem.from_uri(location)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise StoreError(f"cannot use results location {location!r}: {exc}") from None
-            self.uri = location.rstrip("/") + "/" + sweep
+            self.location = location.rstrip("/")
         else:
             self.fs, base = pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
-            self.uri = f"{base}/{sweep}"
+            self.location = base  # absolute: trials in other processes open it again
+        self.uri = f"{self.location}/{sweep}"
         self.sweep = sweep
         self.root = f"{base.rstrip('/')}/{sweep}"
 
