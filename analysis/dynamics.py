@@ -18,6 +18,18 @@ def _matrix(rows: pd.DataFrame, column: str) -> np.ndarray:
     return rows.pivot(index="epoch", columns="index", values=column).sort_index().to_numpy()
 
 
+def _per_seed(rows: pd.DataFrame):
+    """(variant, seed, sorted epochs, sorted example indices, one seed's rows) per variant x seed."""
+    for (variant, seed), one in rows.groupby(["variant", "seed"], observed=True):
+        yield variant, seed, np.sort(one.epoch.unique()), np.sort(one["index"].unique()), one
+
+
+def _with_meta(per_example: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per-example statistics joined with each example's label and corruption mask."""
+    meta = rows.groupby(["variant", "index"], observed=True)[["label", "corrupted"]].first().reset_index()
+    return per_example.merge(meta, on=["variant", "index"])
+
+
 def oscillation_array(correct: np.ndarray) -> np.ndarray:
     """correct: (epochs, examples) bool -> (epochs - 1, 2) float: for each pair of consecutive
     epochs, the intersection and the union of the correctly classified sets, as fractions of
@@ -32,8 +44,7 @@ def oscillation(examples: pd.DataFrame, split: str = "train") -> pd.DataFrame:
     union of the correct sets, fractions of the split. Average over seeds with
     `.groupby(["variant", "epoch"]).mean()`."""
     out = []
-    for (variant, seed), rows in examples[examples.split == split].groupby(["variant", "seed"], observed=True):
-        epochs = np.sort(rows.epoch.unique())
+    for variant, seed, epochs, _, rows in _per_seed(examples[examples.split == split]):
         values = oscillation_array(_matrix(rows, "correct").astype(bool))
         out.append(pd.DataFrame({"variant": variant, "seed": seed, "epoch": epochs[1:],
                                  "intersection": values[:, 0], "union": values[:, 1]}))
@@ -53,14 +64,13 @@ def forgetting_events(examples: pd.DataFrame, split: str = "train") -> pd.DataFr
     forgotten (Toneva et al.); plus `label` and `corrupted`."""
     rows = examples[examples.split == split]
     parts = []
-    for (variant, seed), one in rows.groupby(["variant", "seed"], observed=True):
+    for variant, _, _, index, one in _per_seed(rows):
         forgotten, never = forgetting_array(_matrix(one, "correct").astype(bool))
-        parts.append(pd.DataFrame({"variant": variant, "index": np.sort(one["index"].unique()),
+        parts.append(pd.DataFrame({"variant": variant, "index": index,
                                    "forgotten": forgotten, "never_learned": never.astype(int)}))
     per = pd.concat(parts).groupby(["variant", "index"], observed=True).sum().reset_index()
     per["unforgettable"] = (per.forgotten == 0) & (per.never_learned == 0)
-    meta = rows.groupby(["variant", "index"], observed=True)[["label", "corrupted"]].first().reset_index()
-    return per.merge(meta, on=["variant", "index"])
+    return _with_meta(per, rows)
 
 
 def data_map_arrays(p_label: np.ndarray, correct: np.ndarray) -> np.ndarray:
@@ -79,13 +89,12 @@ def data_map(examples: pd.DataFrame, split: str = "train", ambiguous_variability
     (Swayamdipta et al.'s easy-to-learn / ambiguous / hard-to-learn); plus label, corrupted."""
     rows = examples[examples.split == split]
     parts = []
-    for (variant, seed), one in rows.groupby(["variant", "seed"], observed=True):
+    for variant, _, _, index, one in _per_seed(rows):
         stats = data_map_arrays(_matrix(one, "p_label"), _matrix(one, "correct").astype(bool))
-        parts.append(pd.DataFrame({"variant": variant, "index": np.sort(one["index"].unique()),
+        parts.append(pd.DataFrame({"variant": variant, "index": index,
                                    "confidence": stats[:, 0], "variability": stats[:, 1],
                                    "correctness": stats[:, 2]}))
     maps = pd.concat(parts).groupby(["variant", "index"], observed=True).mean().reset_index()
     maps["region"] = np.where(maps.variability >= ambiguous_variability, "ambiguous",
                               np.where(maps.confidence >= easy_confidence, "easy", "hard"))
-    meta = rows.groupby(["variant", "index"], observed=True)[["label", "corrupted"]].first().reset_index()
-    return maps.merge(meta, on=["variant", "index"])
+    return _with_meta(maps, rows)

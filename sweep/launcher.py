@@ -65,8 +65,8 @@ def check_mode(store: Store, spec: Spec, mode: Mode) -> None:
         return
     done = len(store.completed())
     if manifest.get("spec_hash") != spec.hash():
-        changed = sorted(k for k in set(manifest.get("spec", {})) | set(spec.model_dump())
-                         if k != "description" and manifest.get("spec", {}).get(k) != spec.model_dump().get(k))
+        old, new = manifest.get("spec", {}), spec.model_dump()
+        changed = sorted(k for k in set(old) | set(new) if k != "description" and old.get(k) != new.get(k))
         raise SpecError(f"{store.uri} already holds sweep {spec.name!r} with a different spec "
                         f"(differs in: {', '.join(changed) or 'version'}); pass --overwrite to replace "
                         f"it or --results DIR for a new location")

@@ -27,10 +27,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from trainables.corruption import KINDS
-from trainables.data import DATASETS, NORMALIZATIONS
-from trainables.models import ARCHS
-from trainables.packed import auto_pack_size
+from trainables.catalog import ARCHS, DATASETS, KINDS, NORMALIZATIONS
 
 # Input shape (C, H, W) and class count of each data set, known without loading it.
 DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
@@ -43,6 +40,12 @@ assert set(DATASET_SHAPES) == set(DATASETS)
 
 class SpecError(ValueError):
     """A preset, override or value that is not allowed; the message is one line for the user."""
+
+
+def _no_repeats(v: list, what: str) -> list:
+    if len(set(v)) != len(v):
+        raise ValueError(f"must not repeat {what}, got {v}")
+    return v
 
 
 class _Strict(BaseModel):
@@ -103,11 +106,11 @@ class DifficultySpec(_SpecBase):
     @field_validator("variants", "splits")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"must not repeat a name, got {v}")
-        return v
+        return _no_repeats(v, "a name")
 
     def resolved_pack_size(self) -> int:
+        from trainables.packed import auto_pack_size  # imports torch: only when a plan is made
+
         (c, h, w), classes = DATASET_SHAPES[self.dataset]
         if self.pack_size is not None:
             return min(self.pack_size, self.seeds)
@@ -198,16 +201,12 @@ class ConvergenceSpec(_SpecBase):
     def _corruptions(cls, v: list[str]) -> list[str]:
         for text in v:
             parse_corruption(text)
-        if len(set(v)) != len(v):
-            raise ValueError(f"must not repeat a corruption, got {v}")
-        return v
+        return _no_repeats(v, "a corruption")
 
     @field_validator("archs")
     @classmethod
     def _archs(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"must not repeat an arch, got {v}")
-        return v
+        return _no_repeats(v, "an arch")
 
     def resolved_pack_size(self) -> int:
         return 1

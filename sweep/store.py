@@ -30,6 +30,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
+from analysis.load import sweep_path
 from sweep.faults import maybe_crash
 
 SCHEMA_VERSION = 1
@@ -44,18 +45,14 @@ class StoreError(RuntimeError):
 class Store:
     def __init__(self, location: str | os.PathLike, sweep: str):
         location = str(location)
-        if "://" in location:
-            try:
-                self.fs, base = pafs.FileSystem.from_uri(location)
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise StoreError(f"cannot use results location {location!r}: {exc}") from None
-            self.location = location.rstrip("/")
-        else:
-            self.fs, base = pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
-            self.location = base  # absolute: trials in other processes open it again
+        try:  # the same resolution analysis uses to read the store
+            self.fs, self.root = sweep_path(location, sweep)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise StoreError(f"cannot use results location {location!r}: {exc}") from None
+        # What trials in other processes open again: the URI, or the absolute local folder.
+        self.location = location.rstrip("/") if "://" in location else self.root.rsplit("/", 1)[0]
         self.uri = f"{self.location}/{sweep}"
         self.sweep = sweep
-        self.root = f"{base.rstrip('/')}/{sweep}"
 
     @property
     def is_local(self) -> bool:

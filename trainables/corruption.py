@@ -32,9 +32,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from .catalog import KINDS
 from .data import Data, Split
 
-KINDS = ("real", "randX", "randY", "gaussian", "shuffled_pixels", "random_pixels")
 
 
 def apply(data: Data, kind: str, p: float, seed: int) -> tuple[Data, torch.Tensor]:

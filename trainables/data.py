@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("digits", "cifar10", "synthetic")
+from .catalog import DATASETS, NORMALIZATIONS
+
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
@@ -81,9 +82,6 @@ class Data:
     def subset_train(self, n: int) -> "Data":
         """The first n training examples (all of them if there are fewer); test unchanged."""
         return replace(self, train=Split(self.train.x[:n], self.train.y[:n]))
-
-
-NORMALIZATIONS = ("dataset", "per_image")
 
 
 def load(name: str, root: str | Path | None = None, device: torch.device | str = "cpu",

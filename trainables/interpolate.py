@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,7 +38,6 @@ class Outcome:
     reached_step: int | None = None
     reached_train_seconds: float | None = None
     reached_wall_seconds: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def interpolated(self) -> bool:

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .catalog import ARCHS
+
 
 class MLP(nn.Sequential):
     """Flatten -> [Linear -> ReLU] per hidden width -> Linear(num_classes)."""
@@ -110,9 +112,6 @@ def _linear_init(sizes: Sequence[int], seed: int) -> list[tuple[torch.Tensor, to
 
 
 # --- Zhang et al. 2017 architectures --------------------------------------------------------
-
-ARCHS = ("mlp1", "mlp3", "alexnet", "inception", "inception_nobn", "wrn")
-
 
 def build(arch: str, input_shape: Sequence[int], num_classes: int, *, wrn_depth: int = 28,
           wrn_widen: int = 1) -> nn.Module:
