@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import yaml
 
-TABLES = ("trials", "epochs", "examples")
+TABLES = ("trials", "epochs", "examples", "norms", "probes", "filters")
 
 
 def sweep_path(results: str, sweep: str) -> tuple[pafs.FileSystem, str]:

@@ -132,7 +132,9 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
     print(f"memsweep: {result.ran - len(result.missing)}/{result.ran} trials finished "
           f"({result.skipped} already stored) in {result.wall_seconds:.1f} s")
     print(f"memsweep: results in {store.uri}: " + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()))
-    print(f'memsweep: load with  pandas.read_parquet("{shown}/examples")  (also trials, epochs)')
+    first, *rest = counts or ["trials"]
+    print(f'memsweep: load with  pandas.read_parquet("{shown}/{first}")'
+          + (f"  (also {', '.join(rest)})" if rest else ""))
     print(f"memsweep: report with  sweep report {spec.name} --results {args.results}"
           + (f" --data-root {args.data_root}" if args.data_root else ""))
     if result.missing:

@@ -20,12 +20,13 @@ import hashlib
 import json
 import math
 import re
+import typing
 from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainables.catalog import ARCHS, DATASETS, KINDS, NORMALIZATIONS
 
@@ -35,7 +36,8 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
     "cifar10": ((3, 32, 32), 10),
     "synthetic": ((3, 32, 32), 10),
 }
-assert set(DATASET_SHAPES) == set(DATASETS)
+TRAIN_SIZES = {"digits": 1437, "cifar10": 50_000, "synthetic": 50_000}
+assert set(DATASET_SHAPES) == set(DATASETS) == set(TRAIN_SIZES)
 
 
 class SpecError(ValueError):
@@ -95,6 +97,10 @@ class DifficultySpec(_SpecBase):
     # fp32; tf32 (CUDA matmuls in TF32); bf16 (autocast to bfloat16, parameters and
     # optimizer state stay fp32). Effect on results: benchmarks/README.md.
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    # Per-example probabilities, losses and EL2N in the examples table as float32 or float16
+    # (bytes per row: results/README.md).
+    record_dtype: Literal["float32", "float16"] = "float32"
+    norms: bool = True  # each layer's Frobenius norm per seed at every scored epoch (norms table)
 
     @field_validator("epochs")
     @classmethod
@@ -139,6 +145,8 @@ class InterpolationOptimizer(_Strict):
     lr_by_arch: LrByArch = LrByArch()
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     lr_decay: Annotated[float, Field(gt=0, le=1)] = 0.95  # per epoch
+    lr_step_every: Annotated[int, Field(ge=1)] | None = None  # also multiply by lr_step_factor every N epochs
+    lr_step_factor: Annotated[float, Field(gt=0, le=1)] = 0.5
 
     def lr_for(self, arch: str) -> float:
         return self.lr if self.lr is not None else getattr(self.lr_by_arch, arch)
@@ -154,6 +162,58 @@ class WrnSpec(_Strict):
         if (v - 4) % 6:
             raise ValueError(f"must be 6n + 4 (16, 22, 28, 40, ...), got {v}")
         return v
+
+
+class ValidationSpec(_Strict):
+    """A validation split carved out of the training images before any corruption, with its
+    own corruption (e.g. true labels while the training split has random ones)."""
+
+    size: Annotated[int, Field(ge=0)] = 0  # examples moved from train to val; 0: no validation split
+    corruption: str = "real"  # real, randY:p, randX:p or gaussian
+
+    @field_validator("corruption")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        kind, _ = parse_corruption(v)
+        if kind not in ("real", "randX", "randY", "gaussian"):
+            raise ValueError(f"{v!r}: a validation split allows real, randX, randY or gaussian")
+        return v
+
+
+class EarlyStoppingSpec(_Strict):
+    patience: Annotated[int, Field(ge=1)] | None = None  # None: off
+    stop: bool = True  # False: only record the epoch it would stop at, and train on
+
+
+class CsrProbe(_Strict):
+    """Critical sample ratio by LASS (Arpit et al. 2017, Fig. 9); alpha, beta, r in [0, 1] pixel units."""
+
+    every: Annotated[int, Field(ge=1)] = 5  # epochs
+    n: Annotated[int, Field(ge=1)] = 500  # samples of the split searched (the first n)
+    split: Literal["test", "val", "train"] = "test"
+    alpha: Annotated[float, Field(gt=0)] = 0.25 / 255
+    beta: Annotated[float, Field(ge=0)] = 0.2 / 255
+    r: Annotated[float, Field(gt=0)] = 30 / 255
+    iters: Annotated[int, Field(ge=1)] = 20
+
+
+class FiltersProbe(_Strict):
+    epochs: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [10]
+
+
+class WeightNoiseProbe(_Strict):
+    """Accuracy under log-normal weight noise exp(sigma * N(0, 1)), after training."""
+
+    sigmas: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=2)] = [
+        0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5]
+    draws: Annotated[int, Field(ge=1)] = 5
+    splits: Annotated[list[Literal["train", "test", "val"]], Field(min_length=1)] = ["train", "test"]
+
+
+class ProbesSpec(_Strict):
+    csr: CsrProbe | None = None
+    filters: FiltersProbe | None = None
+    weight_noise: WeightNoiseProbe | None = None
 
 
 def parse_corruption(text: str) -> tuple[str, float]:
@@ -189,11 +249,23 @@ class ConvergenceSpec(_SpecBase):
     preprocess: PreprocessSpec = PreprocessSpec()
     optimizer: InterpolationOptimizer = InterpolationOptimizer()
     batch_size: Annotated[int, Field(ge=1)] = 128
-    threshold: Annotated[float, Field(gt=0, le=1)] = 1.0  # full-set train accuracy that counts as interpolation
+    # Full-set train accuracy that counts as interpolation; null: train all max_epochs.
+    threshold: Annotated[float, Field(gt=0, le=1)] | None = 1.0
     max_epochs: Annotated[int, Field(ge=1)] = 300
     time_budget_s: Annotated[float, Field(gt=0)] | None = None  # training seconds per model
     checkpoint_every: Annotated[int, Field(ge=1)] = 5  # epochs between tune.Checkpoints
-    record_examples: bool = False  # per-example train scores at every epoch (examples table)
+    record_examples: bool = False  # per-example scores (examples table) of record_splits
+    record_splits: Annotated[list[Literal["train", "test", "val"]], Field(min_length=1)] = ["train"]
+    record_every: Annotated[int, Field(ge=1)] = 1  # epochs between recorded evaluations
+    record_dtype: Literal["float32", "float16"] = "float32"
+    norms: bool = True  # each layer's Frobenius norm every epoch (norms table)
+    validation: ValidationSpec = ValidationSpec()
+    # Catastrophic forgetting: > 0 makes the run two-phase. Phase 1 trains on train + val until
+    # both reach `threshold` (or max_epochs / time_budget_s); phase 2 trains on train alone for
+    # this many more epochs. Needs a validation split.
+    phase2_epochs: Annotated[int, Field(ge=0)] = 0
+    early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
+    probes: ProbesSpec = ProbesSpec()
     wrn: WrnSpec = WrnSpec()
 
     @field_validator("corruptions")
@@ -207,6 +279,37 @@ class ConvergenceSpec(_SpecBase):
     @classmethod
     def _archs(cls, v: list[str]) -> list[str]:
         return _no_repeats(v, "an arch")
+
+    @field_validator("record_splits")
+    @classmethod
+    def _record_splits(cls, v: list[str]) -> list[str]:
+        return _no_repeats(v, "a split")
+
+    @model_validator(mode="after")
+    def _needs(self) -> "ConvergenceSpec":
+        has_val = self.validation.size > 0
+        if self.validation.size >= TRAIN_SIZES[self.dataset]:
+            raise ValueError(f"validation.size={self.validation.size} must be less than the "
+                             f"{TRAIN_SIZES[self.dataset]:,} {self.dataset} training examples")
+        if self.phase2_epochs and self.early_stopping.patience is not None:
+            raise ValueError("early_stopping.patience and phase2_epochs cannot be combined "
+                             "(early stopping would end phase 1 on validation accuracy it is also fitting)")
+        wants = [("phase2_epochs", self.phase2_epochs, self.phase2_epochs > 0),
+                 ("early_stopping.patience", self.early_stopping.patience,
+                  self.early_stopping.patience is not None),
+                 ("record_splits", self.record_splits, "val" in self.record_splits),
+                 ("probes.csr.split", "val", self.probes.csr is not None and self.probes.csr.split == "val"),
+                 ("probes.weight_noise.splits", "val",
+                  self.probes.weight_noise is not None and "val" in self.probes.weight_noise.splits)]
+        for key, value, needed in wants:
+            if needed and not has_val:
+                raise ValueError(f"{key}={value} needs a validation split: set validation.size > 0")
+        if self.probes.filters is not None:
+            flat = [a for a in self.archs if a in ("mlp1", "mlp3")]
+            if flat:
+                raise ValueError(f"probes.filters needs convolutional archs, got {', '.join(flat)} "
+                                 "(allowed: alexnet, inception, inception_nobn, wrn, cnn)")
+        return self
 
     def resolved_pack_size(self) -> int:
         return 1
@@ -293,13 +396,21 @@ def _set_path(tree: dict[str, Any], key: str, value: Any, model: type[BaseModel]
         if depth == len(parts) - 1:
             node[part] = value
             return
-        sub = fields[part].annotation
-        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+        sub = _model_of(fields[part].annotation)
+        if sub is None:
             raise SpecError(f"unknown key {key!r}: {'.'.join(parts[:depth + 1])} has no sub-keys")
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise SpecError(f"bad preset: {'.'.join(parts[:depth + 1])} is not a mapping")
         cls = sub
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The spec model behind a field's annotation (`X` or `X | None`), or None for a plain value."""
+    for option in (annotation, *typing.get_args(annotation)):
+        if isinstance(option, type) and issubclass(option, BaseModel):
+            return option
+    return None
 
 
 def resolve(preset: str, dataset: str | None = None,
@@ -357,6 +468,8 @@ def _one_line(exc: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         return f"unknown key {where!r}"
     msg = err["msg"].replace("Value error, ", "")
+    if not err["loc"]:  # a rule across keys: the message names them
+        return f"bad spec: {msg}"
     return f"bad value for {where}: {err['input']!r} ({msg})"
 
 

@@ -6,6 +6,7 @@ Layout (the contract with `analysis/`; documented in results/README.md):
     <location>/<sweep>/trials/<fragment>.parquet
     <location>/<sweep>/epochs/<fragment>.parquet
     <location>/<sweep>/examples/<fragment>.parquet
+    <location>/<sweep>/{norms,probes,filters}/<fragment>.parquet   when the spec records them
     <location>/<sweep>/_tune/                Ray Tune's own state (ignored by Parquet readers)
 
 One trial writes one fragment per table, named by its cell and seed pack, so a
@@ -33,8 +34,9 @@ import yaml
 from analysis.load import sweep_path
 from sweep.faults import maybe_crash
 
-SCHEMA_VERSION = 1
-TABLES = ("examples", "epochs", "trials")  # write order: trials last marks a fragment complete
+SCHEMA_VERSION = 2
+# Write order: trials last marks a fragment complete.
+TABLES = ("examples", "epochs", "norms", "probes", "filters", "trials")
 METADATA_KEY = b"memsweep"
 
 
@@ -133,8 +135,11 @@ class Store:
             self.fs.delete_dir(self.root)
 
     def row_counts(self) -> dict[str, int]:
+        """Rows per table, in write order; tables the sweep does not record are left out."""
         counts = {}
         for name in TABLES:
+            if not self._fragments(name):
+                continue
             counts[name] = sum(pq.ParquetFile(self.fs.open_input_file(self.path(name, f"{frag}.parquet")))
                                .metadata.num_rows for frag in self._fragments(name))
         return counts

@@ -30,7 +30,7 @@ def test_rewriting_a_fragment_replaces_it(tmp_path):
 def test_fragments_carry_provenance(tmp_path):
     Store(tmp_path, "s").write_fragment("f", tables(0, 1), {"spec": {"seeds": 2}, "git_rev": "abc"})
     meta = json.loads(pq.read_schema(tmp_path / "s" / "trials" / "f.parquet").metadata[b"memsweep"])
-    assert meta == {"schema_version": 1, "spec": {"seeds": 2}, "git_rev": "abc"}
+    assert meta == {"schema_version": 2, "spec": {"seeds": 2}, "git_rev": "abc"}
 
 
 def test_half_written_files_are_invisible(tmp_path):

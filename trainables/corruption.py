@@ -70,6 +70,17 @@ def apply(data: Data, kind: str, p: float, seed: int) -> tuple[Data, torch.Tenso
     return replace(data, train=new), torch.from_numpy(mask).to(device)
 
 
+def apply_to_validation(data: Data, kind: str, p: float, seed: int) -> tuple[Data, torch.Tensor]:
+    """`apply` to the `val` split instead of `train` (randX/randY/gaussian only: a pixel
+    permutation is part of the input representation and comes with the training corruption)."""
+    if data.val is None:
+        raise ValueError("the data have no validation split")
+    if kind not in ("real", "randX", "randY", "gaussian"):
+        raise ValueError(f"validation corruption {kind!r} is not allowed (allowed: real, randX, randY, gaussian)")
+    swapped, mask = apply(replace(data, train=data.val, val=None), kind, p, seed)
+    return replace(data, val=swapped.train), mask
+
+
 def _permute_pixels(data: Data, rng: np.random.Generator, shared: bool) -> Data:
     """Permute the H*W pixel positions of every image (all channels alike): one permutation
     for all images of both splits if `shared`, else one per image (train drawn first)."""
@@ -89,4 +100,5 @@ def _permute_pixels(data: Data, rng: np.random.Generator, shared: bool) -> Data:
         return Split(out.reshape(n, c, h, w).to(split.x.device), split.y)
 
     order = rng.permutation(data.train.x.shape[-2] * data.train.x.shape[-1])
-    return replace(data, train=permute(data.train), test=permute(data.test))
+    return replace(data, train=permute(data.train), test=permute(data.test),
+                   val=None if data.val is None else permute(data.val))

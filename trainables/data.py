@@ -66,22 +66,46 @@ class Data:
     train: Split
     test: Split
     num_classes: int
+    # A validation split carved out of the training images (`carve_validation`), or None.
+    val: Split | None = None
+    # Standardized units per unit of [0, 1] pixel intensity: a perturbation of e pixel units
+    # is e * pixel_scale in the tensors (per channel, shape (C,)). Exact for "dataset"
+    # normalization; for "per_image" it uses the mean per-image std (an approximation).
+    pixel_scale: tuple[float, ...] = (1.0,)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
 
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        return ("train", "test") if self.val is None else ("train", "test", "val")
+
     def split(self, name: str) -> Split:
-        if name not in ("train", "test"):
-            raise ValueError(f"unknown split {name!r} (allowed: train, test)")
+        if name not in self.split_names:
+            raise ValueError(f"unknown split {name!r} (allowed: {', '.join(self.split_names)})")
         return getattr(self, name)
 
     def to(self, device: torch.device | str) -> "Data":
-        return replace(self, train=self.train.to(device), test=self.test.to(device))
+        return replace(self, train=self.train.to(device), test=self.test.to(device),
+                       val=None if self.val is None else self.val.to(device))
 
     def subset_train(self, n: int) -> "Data":
         """The first n training examples (all of them if there are fewer); test unchanged."""
         return replace(self, train=Split(self.train.x[:n], self.train.y[:n]))
+
+    def carve_validation(self, n: int, seed: int = 0) -> "Data":
+        """Move n training examples, chosen by a permutation drawn from `seed`, into a `val`
+        split (in the permutation's order); the rest stay in `train` in their original order."""
+        total = len(self.train)
+        if not 0 < n < total:
+            raise ValueError(f"validation size {n} must be between 1 and {total - 1} "
+                             f"(the {self.name} training split has {total} examples)")
+        perm = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+        held, kept = perm[:n], perm[n:].sort().values
+        held, kept = held.to(self.train.y.device), kept.to(self.train.y.device)
+        return replace(self, train=Split(self.train.x[kept], self.train.y[kept]),
+                       val=Split(self.train.x[held], self.train.y[held]))
 
 
 def load(name: str, root: str | Path | None = None, device: torch.device | str = "cpu",
@@ -106,6 +130,9 @@ def load(name: str, root: str | Path | None = None, device: torch.device | str =
     if crop is not None:
         x_tr, x_te = center_crop(x_tr, crop), center_crop(x_te, crop)
     if normalize == "per_image":
+        scale = 1.0 / x_tr.flatten(1).std(dim=1, unbiased=False).clamp_min(
+            1.0 / x_tr[0].numel() ** 0.5).mean().item()
+        pixel_scale = (scale,) * x_tr.shape[1]
         x_tr, x_te = per_image_standardize(x_tr), per_image_standardize(x_te)
     else:
         # digits: one global mean and std (several border pixels are constant 0);
@@ -113,7 +140,9 @@ def load(name: str, root: str | Path | None = None, device: torch.device | str =
         dims = (0, 1, 2, 3) if name == "digits" else (0, 2, 3)
         mean, std = x_tr.mean(dim=dims, keepdim=True), x_tr.std(dim=dims, keepdim=True)
         x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
-    return Data(name=name, train=Split(x_tr, y_tr), test=Split(x_te, y_te), num_classes=10).to(device)
+        pixel_scale = tuple((1.0 / std.flatten()).tolist()) * (x_tr.shape[1] if std.numel() == 1 else 1)
+    return Data(name=name, train=Split(x_tr, y_tr), test=Split(x_te, y_te), num_classes=10,
+                pixel_scale=pixel_scale).to(device)
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:

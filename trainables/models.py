@@ -7,6 +7,9 @@ initialized exactly as `nn.Linear` would be (U(-1/sqrt(fan_in), 1/sqrt(fan_in))
 for weights and biases) from its own generator, and `unpack(k)` returns it as a
 plain `MLP`, so a pack can always be checked against separate trainings.
 
+Arpit et al. 2017 (Sec. 4, Figs 2 and 9): ``cnn``, two blocks of [conv 5x5 (200 filters) ->
+BN -> ReLU -> max-pool 3x3 stride 3] then 384 -> 192 dense units with BN and ReLU.
+
 Zhang et al. 2017 (Sec. 2, Table 1; `build` by name): ``mlp1`` (1 x 512) and ``mlp3``
 (3 x 512), ``alexnet`` (small AlexNet), ``inception`` / ``inception_nobn`` (small
 Inception with and without batch norm) and ``wrn`` (WideResNet, depth and widen
@@ -85,6 +88,12 @@ class PackedMLP(nn.Module):
         return x
 
     @torch.no_grad()
+    def layer_norms(self) -> dict[str, torch.Tensor]:
+        """Frobenius norm of each layer's weight and bias together, per model: name -> (K,)."""
+        return {f"fc{i + 1}": (w.square().sum(dim=(1, 2)) + b.square().sum(dim=(1, 2))).sqrt()
+                for i, (w, b) in enumerate(zip(self.weights, self.biases))}
+
+    @torch.no_grad()
     def unpack(self, k: int) -> MLP:
         """Model k as a plain `MLP` (a copy, on the same device)."""
         mlp = MLP(self.in_features, self.hidden, self.num_classes).to(self.weights[0].device)
@@ -128,6 +137,8 @@ def build(arch: str, input_shape: Sequence[int], num_classes: int, *, wrn_depth:
         return SmallInception(c, num_classes, batch_norm=arch == "inception")
     if arch == "wrn":
         return WideResNet(c, num_classes, depth=wrn_depth, widen=wrn_widen)
+    if arch == "cnn":
+        return ArpitCNN(c, h, w, num_classes)
     raise ValueError(f"unknown arch {arch!r} (allowed: {', '.join(ARCHS)})")
 
 
@@ -253,3 +264,37 @@ class WideResNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+class ArpitCNN(nn.Sequential):
+    """Arpit et al. 2017's CNN (science.md Sec. 2): [Conv(200, 5x5, 'same') -> BN -> ReLU ->
+    MaxPool(3x3, stride 3)] x 2 -> Dense(384) -> BN -> ReLU -> Dense(192) -> BN -> ReLU ->
+    Dense(classes). Pools round up (ceil mode) so 8x8 digits keep a 1x1 map (32 -> 11 -> 4 on
+    CIFAR-10). The first convolution is `self[0]` (its filters are Fig. 2)."""
+
+    def __init__(self, channels: int, height: int, width: int, num_classes: int, filters: int = 200):
+        def pooled(n: int) -> int:
+            return math.ceil((n - 3) / 3) + 1 if n >= 3 else 1
+
+        def block(cin: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, filters, 5, padding=2), nn.BatchNorm2d(filters), nn.ReLU(),
+                    nn.MaxPool2d(3, stride=3, ceil_mode=True) if min(height, width) >= 3 else nn.Identity()]
+
+        h, w = pooled(pooled(height)), pooled(pooled(width))
+        super().__init__(*block(channels), *block(filters), nn.Flatten(),
+                         nn.Linear(filters * h * w, 384), nn.BatchNorm1d(384), nn.ReLU(),
+                         nn.Linear(384, 192), nn.BatchNorm1d(192), nn.ReLU(),
+                         nn.Linear(192, num_classes))
+
+
+@torch.no_grad()
+def layer_norms(model: nn.Module) -> dict[str, float]:
+    """Frobenius norm of each module's own parameters (weight and bias together), keyed
+    '<module name> <Type>' (e.g. '1 Linear'), in model order; the whole model's norm is the root
+    of their sum of squares."""
+    out = {}
+    for name, module in model.named_modules():
+        params = list(module.parameters(recurse=False))
+        if params:
+            out[f"{name or 'model'} {type(module).__name__}"] = math.sqrt(sum(p.detach().double().square().sum().item() for p in params))
+    return out

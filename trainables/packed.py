@@ -37,6 +37,7 @@ class SplitScores:
     correct: np.ndarray  # bool, pred == label used
     p_label: np.ndarray  # float32 softmax probability of the label used
     loss: np.ndarray  # float32 cross-entropy against the label used, nats
+    el2n: np.ndarray  # float32 ||softmax - one_hot(label used)||_2 (Paul et al. 2021), in [0, sqrt(2)]
 
 
 @dataclass
@@ -54,6 +55,7 @@ class EpochRecord:
     loss: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (K,) mean loss, model fixed
     acc: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (K,) accuracy, model fixed
     splits: dict[str, SplitScores] = field(default_factory=dict)  # per-example scores, when kept
+    norms: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> (K,) Frobenius norm
 
     def add_scores(self, split: str, scores: SplitScores, keep: bool) -> None:
         self.loss[split] = scores.loss.mean(axis=1)
@@ -76,11 +78,15 @@ def score(logits: torch.Tensor, labels: torch.Tensor) -> SplitScores:
     logp = torch.log_softmax(logits.float(), dim=-1)
     lp_label = logp.gather(-1, labels.expand(logp.shape[0], -1)[..., None])[..., 0]  # (K, N)
     pred = logp.argmax(-1)
+    p_label = lp_label.exp()
+    # ||p - e_y||^2 = sum_c p_c^2 - 2 p_y + 1, without materializing the one-hot.
+    el2n = (logp.exp().square().sum(-1) - 2 * p_label + 1).clamp_min(0).sqrt()
     return SplitScores(
         pred=pred.cpu().numpy(),
         correct=(pred == labels).cpu().numpy(),
-        p_label=lp_label.exp().cpu().numpy(),
+        p_label=p_label.cpu().numpy(),
         loss=(-lp_label).cpu().numpy(),
+        el2n=el2n.cpu().numpy(),
     )
 
 
@@ -127,12 +133,14 @@ def train_packed(
     splits: Sequence[str] = ("train", "test"),
     chunk: int = 1024,
     autocast: torch.dtype | None = None,
+    on_start: Callable[[PackedMLP], None] | None = None,
     on_scored: Callable[[EpochRecord], None] | None = None,
 ) -> list[EpochRecord]:
     """Train K = len(init_seeds) MLPs for max(scored_epochs) epochs of `data.train`.
 
     Returns one `EpochRecord` per scored epoch, in order. `data` must already be
-    on the device to train on; `on_scored` is called with each record as it is made.
+    on the device to train on; `on_start` is called with the initialized model before the first
+    step, `on_scored` with each record as it is made. Records carry each layer's norm per seed.
     `autocast` (e.g. torch.bfloat16) runs forward passes in that precision; parameters,
     gradients and optimizer state stay float32.
     """
@@ -147,6 +155,8 @@ def train_packed(
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     gens = [torch.Generator().manual_seed(s) for s in order_seeds]
     scored = sorted(set(scored_epochs))
+    if on_start is not None:
+        on_start(model)
 
     records: list[EpochRecord] = []
     step, start, train_seconds = 0, time.perf_counter(), 0.0
@@ -175,7 +185,8 @@ def train_packed(
             continue
         model.eval()
         record = EpochRecord(epoch=epoch, step=step, wall_seconds=0.0, train_seconds=train_seconds,
-                             lr=lr, running_loss=running_loss, running_acc=running_acc)
+                             lr=lr, running_loss=running_loss, running_acc=running_acc,
+                             norms={name: v.cpu().numpy() for name, v in model.layer_norms().items()})
         for s in splits:
             record.add_scores(s, score(infer(model, data.split(s).x, chunk, autocast), data.split(s).y),
                               keep=True)
