@@ -98,3 +98,90 @@ def data_map(examples: pd.DataFrame, split: str = "train", ambiguous_variability
     maps["region"] = np.where(maps.variability >= ambiguous_variability, "ambiguous",
                               np.where(maps.confidence >= easy_confidence, "easy", "hard"))
     return _with_meta(maps, rows)
+
+
+def el2n(examples: pd.DataFrame, split: str = "train", epoch: int | None = None) -> pd.DataFrame:
+    """Per variant x example: EL2N (Paul et al. 2021), ||softmax - one_hot(label)||_2 at `epoch`
+    (default: the earliest recorded; the paper uses an early one), averaged over seeds."""
+    rows = examples[examples.split == split]
+    epoch = int(rows.epoch.min()) if epoch is None else epoch
+    at = rows[rows.epoch == epoch]
+    if at.empty:
+        raise ValueError(f"no {split} examples recorded at epoch {epoch} "
+                         f"(recorded: {', '.join(map(str, sorted(rows.epoch.unique())))})")
+    out = at.groupby(["variant", "index"], observed=True).el2n.mean().astype(float).reset_index()
+    out["el2n_epoch"] = epoch
+    return out
+
+
+# Each measure as a hardness score: larger = harder, so that agreeing measures correlate positively.
+# Forgetting ranks as in Toneva et al.: a never-learned example counts as infinitely often
+# forgotten (here: per seed in which it was never learned, before any count of events).
+HARDNESS = {"1 - P(correct)": ("p_correct", -1), "forgetting events": ("forgetting_rank", 1),
+            "1 - confidence": ("confidence", -1), "EL2N": ("el2n", 1)}
+
+
+def measures(examples: pd.DataFrame, split: str = "train", el2n_epoch: int | None = None) -> pd.DataFrame:
+    """Per variant x example, every per-example measure side by side: p_correct (fraction of
+    seeds correct at the last recorded epoch), forgotten / never_learned / unforgettable /
+    forgetting_rank (never-learned seeds first, then events: Toneva et al.'s order),
+    confidence / variability / correctness / region (data map), el2n (at `el2n_epoch`), plus
+    label and corrupted."""
+    rows = examples[examples.split == split]
+    last = rows[rows.epoch == rows.epoch.max()]
+    pc = last.groupby(["variant", "index"], observed=True).correct.mean().astype(float).rename("p_correct")
+    out = forgetting_events(rows, split).merge(
+        data_map(rows, split).drop(columns=["label", "corrupted"]), on=["variant", "index"])
+    out = out.merge(pc.reset_index(), on=["variant", "index"])
+    out["forgetting_rank"] = out.never_learned * (out.forgotten.max() + 1) + out.forgotten
+    if "el2n" in rows.columns:
+        out = out.merge(el2n(rows, split, el2n_epoch), on=["variant", "index"])
+    return out
+
+
+def agreement(per_example: pd.DataFrame) -> pd.DataFrame:
+    """Spearman rank correlation, per variant, between the hardness scores of `HARDNESS`
+    (computed from a `measures` frame), across examples: columns variant, a, b, rho.
+    Constant scores (e.g. no forgetting at all) give NaN."""
+    out = []
+    for variant, one in per_example.groupby("variant", observed=True):
+        scores = pd.DataFrame({name: sign * one[col].astype(float) for name, (col, sign) in HARDNESS.items()
+                               if col in one.columns})
+        rho = scores.corr(method="spearman")
+        names = list(scores.columns)
+        out += [{"variant": variant, "a": a, "b": b, "rho": rho.loc[a, b]}
+                for i, a in enumerate(names) for b in names[i + 1:]]
+    return pd.DataFrame(out)
+
+
+def _top_share(hardness: np.ndarray, flag: np.ndarray, k: int) -> float:
+    """Expected share of `flag` among the k largest `hardness` values, ties at the cut shared."""
+    cut = np.sort(hardness)[::-1][k - 1]
+    above, tied = hardness > cut, hardness == cut
+    left = k - above.sum()
+    return (flag[above].sum() + flag[tied].sum() * left / tied.sum()) / k
+
+
+def corrupted_placement(per_example: pd.DataFrame) -> pd.DataFrame:
+    """Where the corrupted examples land, per variant that has some: for each hardness score,
+    the fraction of corrupted examples among the n_corrupted hardest examples (1 = the score
+    separates them perfectly; `chance` = n_corrupted / n for a random ranking; a tie across the
+    cut counts its corrupted share for the places left, the expected value of breaking the tie
+    at random); and the share of corrupted vs clean examples in the data map's
+    hard region and among the unforgettable."""
+    out = []
+    for variant, one in per_example.groupby("variant", observed=True):
+        bad = one.corrupted.to_numpy(bool)
+        k, n = int(bad.sum()), len(one)
+        if k == 0 or k == n:
+            continue
+        row = {"variant": variant, "n": n, "n_corrupted": k, "chance": k / n}
+        for name, (col, sign) in HARDNESS.items():
+            if col in one.columns:
+                row[f"top: {name}"] = _top_share(sign * one[col].to_numpy(float), bad, k)
+        hard, unforgettable = (one.region == "hard").to_numpy(), one.unforgettable.to_numpy(bool)
+        row.update({"hard region: corrupted": hard[bad].mean(), "hard region: clean": hard[~bad].mean(),
+                    "unforgettable: corrupted": unforgettable[bad].mean(),
+                    "unforgettable: clean": unforgettable[~bad].mean()})
+        out.append(row)
+    return pd.DataFrame(out)

@@ -61,7 +61,8 @@ def p_correct_curves(curves: pd.DataFrame, baselines: pd.DataFrame, split: str =
                 showlegend=col == 1, line=dict(color=BASELINE_COLOR, width=1.5, dash="dash"),
                 hovertemplate=f"{name}<br>rank %{{x}}<br>P(correct) %{{y:.2f}}<extra></extra>"),
                 row=1, col=col)
-        fig.update_xaxes(title_text="Examples sorted by P(correct)", row=1, col=col)
+        fig.update_xaxes(title_text="Examples sorted by P(correct)" if len(epochs) <= 3 else "rank",
+                         row=1, col=col)
     fig.update_yaxes(title_text="P(correct)", range=[-0.02, 1.02], row=1, col=1)
     fig.update_layout(title=title or f"P(correct) per example, {split} split", template="plotly_white",
                       height=440, legend=dict(orientation="h", y=-0.2), margin=dict(t=80))
@@ -189,4 +190,231 @@ def learning_curves(lc: pd.DataFrame, metric: str = "train_loss", title: str | N
     fig.update_yaxes(title_text=metric.replace("_", " "), row=1, col=1)
     fig.update_layout(title=title or f"{metric.replace('_', ' ')} per epoch", template="plotly_white",
                       height=400, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+# --- per-example dynamics (science.md Sec. 4) ---------------------------------------------
+
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+DATA_MAP_POINTS = 4000  # per panel; more examples are drawn as a fixed random sample
+
+
+def _colors(variants: Sequence[str]) -> dict[str, str]:
+    """Fixed colours for real/randX/randY, the palette in order for other variant names."""
+    out, free = {}, iter(PALETTE[3:] + PALETTE[:3])
+    for v in variants:
+        out[v] = COLORS.get(v) or next(free, "#999999")
+    return out
+
+
+def oscillation(osc: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Intersection (dashed) and union (solid) of the correctly classified training sets of
+    consecutive epochs, against the later epoch, one colour per variant. Input: `dynamics.oscillation`
+    (averaged over seeds here)."""
+    mean = osc.groupby(["variant", "epoch"], observed=True, sort=False)[["intersection", "union"]].mean().reset_index()
+    colors = _colors(list(dict.fromkeys(mean.variant)))
+    fig = go.Figure()
+    for variant, rows in mean.groupby("variant", observed=True, sort=False):
+        for col, dash in (("union", "solid"), ("intersection", "dash")):
+            fig.add_trace(go.Scatter(
+                x=rows.epoch, y=rows[col], mode="lines+markers", name=f"{variant}: {col}",
+                line=dict(color=colors[variant], dash=dash, width=2.5),
+                hovertemplate=f"<b>{variant}</b><br>epochs %{{x}}-1 and %{{x}}<br>{col} %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(title=title or "Accuracy oscillation: correct at epoch t-1 and t (intersection) or either (union)",
+                      template="plotly_white", height=400, xaxis_title="epoch t",
+                      yaxis_title="fraction of training examples", yaxis_range=[0, 1.02],
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def forgetting_histogram(events: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Histogram of forgetting events per example (summed over seeds), one per variant, clean
+    and corrupted examples side by side. Input: `dynamics.forgetting_events`."""
+    variants = list(dict.fromkeys(events.variant))
+    fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True)
+    for col, variant in enumerate(variants, start=1):
+        one = events[events.variant == variant]
+        for flag, name, color in ((False, "clean", "#0072B2"), (True, "corrupted", "#D55E00")):
+            part = one[one.corrupted == flag]
+            if part.empty:
+                continue
+            fig.add_trace(go.Histogram(
+                x=part.forgotten, name=name, legendgroup=name, showlegend=col == 1, marker_color=color,
+                opacity=0.65, xbins=dict(start=-0.5, size=1), histnorm="percent",
+                hovertemplate=f"{name}<br>%{{x}} events<br>%{{y:.1f}}% of {name} examples<extra></extra>"),
+                row=1, col=col)
+        fig.update_xaxes(title_text="forgetting events (summed over seeds)", row=1, col=col)
+    fig.update_yaxes(title_text="% of examples", row=1, col=1)
+    fig.update_layout(barmode="overlay", template="plotly_white", height=380,
+                      title=title or "Forgetting events per training example (Toneva et al. 2019)",
+                      legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def data_map(maps: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Data maps (Swayamdipta et al. 2020): variability (x) against confidence (y), coloured by
+    correctness, one panel per variant; corrupted examples drawn as crosses. Input: `dynamics.data_map`."""
+    variants = list(dict.fromkeys(maps.variant))
+    fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True,
+                        horizontal_spacing=0.04)
+    for col, variant in enumerate(variants, start=1):
+        one = maps[maps.variant == variant]
+        if len(one) > DATA_MAP_POINTS:
+            one = one.sample(DATA_MAP_POINTS, random_state=0)
+        for flag, symbol, name in ((False, "circle", "clean"), (True, "x", "corrupted")):
+            part = one[one.corrupted == flag]
+            if part.empty:
+                continue
+            fig.add_trace(go.Scattergl(
+                x=part.variability, y=part.confidence, mode="markers", name=name, legendgroup=name,
+                showlegend=col == 1,
+                marker=dict(symbol=symbol, size=6 if flag else 5, color=part.correctness, colorscale="Viridis",
+                            cmin=0, cmax=1, opacity=0.75,
+                            colorbar=dict(title="correctness", len=0.8) if col == len(variants) and not flag else None,
+                            showscale=col == len(variants) and not flag),
+                customdata=np.stack([part["index"], part.label, part.correctness], axis=1),
+                hovertemplate=(f"<b>{variant}</b> {name}<br>example %{{customdata[0]}} (label %{{customdata[1]}})"
+                               "<br>variability %{x:.3f}<br>confidence %{y:.3f}<br>correctness %{customdata[2]:.2f}"
+                               "<extra></extra>")), row=1, col=col)
+        fig.update_xaxes(title_text="variability", row=1, col=col)
+    fig.update_yaxes(title_text="confidence", range=[-0.02, 1.02], row=1, col=1)
+    fig.update_layout(title=title or "Data maps: confidence and variability of the labelled class's probability",
+                      template="plotly_white", height=440, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def phases(epochs: pd.DataFrame, boundaries: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Catastrophic forgetting: training (solid) and validation (dashed) accuracy against epoch,
+    one line per seed, one panel per variant; a dotted line where phase 2 (training split
+    alone) begins. Inputs: the `epochs` table and per variant x seed `phase1_epochs`."""
+    variants = list(dict.fromkeys(epochs.variant))
+    fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True)
+    for col, variant in enumerate(variants, start=1):
+        one = epochs[epochs.variant == variant]
+        for i, (seed, rows) in enumerate(one.groupby("seed")):
+            rows = rows.sort_values("epoch")
+            for metric, dash, color in (("train_acc", "solid", "#0072B2"), ("val_acc", "dash", "#D55E00")):
+                name = "train (its labels)" if metric == "train_acc" else "validation"
+                fig.add_trace(go.Scatter(
+                    x=rows.epoch, y=rows[metric], mode="lines", name=name, legendgroup=name,
+                    showlegend=col == 1 and i == 0, line=dict(color=color, dash=dash, width=1.8),
+                    hovertemplate=f"<b>{variant}</b> seed {seed}<br>epoch %{{x}}<br>{name} %{{y:.3f}}<extra></extra>"),
+                    row=1, col=col)
+        for b in sorted(set(boundaries[boundaries.variant == variant].phase1_epochs.dropna())):
+            fig.add_vline(x=b + 0.5, line=dict(color=BASELINE_COLOR, dash="dot"), row=1, col=col,
+                          annotation_text="phase 2" if col == 1 else None, annotation_position="top right")
+        fig.update_xaxes(title_text="epoch", row=1, col=col)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
+    fig.update_layout(title=title or "Catastrophic forgetting: phase 1 fits train + validation, phase 2 train alone",
+                      template="plotly_white", height=420, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+# --- model probes -------------------------------------------------------------------------
+
+def csr(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Critical sample ratio against epoch, one line per variant (mean over seeds). Input: `probes.csr_curve`."""
+    colors = _colors(list(dict.fromkeys(curve.variant)))
+    fig = go.Figure()
+    for variant, rows in curve.groupby("variant", observed=True, sort=False):
+        fig.add_trace(go.Scatter(
+            x=rows.epoch, y=rows.csr, mode="lines+markers", name=str(variant),
+            line=dict(color=colors[variant], width=2.5),
+            hovertemplate=f"<b>{variant}</b><br>epoch %{{x}}<br>CSR %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(title=title or "Critical sample ratio (Arpit et al. 2017, Fig. 9)", template="plotly_white",
+                      height=400, xaxis_title="epoch (0: initialization)", yaxis_title="critical sample ratio",
+                      yaxis_rangemode="tozero", legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def weight_noise(curves: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Accuracy against log-normal weight-noise sigma, one panel per split, one line per
+    variant (mean over seeds and draws). Input: `probes.weight_noise_curves`."""
+    splits = list(dict.fromkeys(curves.split))
+    mean = curves.groupby(["variant", "split", "sigma"], observed=True, sort=False).acc.mean().reset_index()
+    colors = _colors(list(dict.fromkeys(mean.variant)))
+    fig = make_subplots(rows=1, cols=len(splits), subplot_titles=[f"{s} split" for s in splits], shared_yaxes=True)
+    for col, split in enumerate(splits, start=1):
+        for variant, rows in mean[mean.split == split].groupby("variant", observed=True, sort=False):
+            fig.add_trace(go.Scatter(
+                x=rows.sigma, y=rows.acc, mode="lines+markers", name=str(variant), legendgroup=str(variant),
+                showlegend=col == 1, line=dict(color=colors[variant], width=2.5),
+                hovertemplate=f"<b>{variant}</b>, {split}<br>sigma %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>"),
+                row=1, col=col)
+        fig.update_xaxes(title_text="sigma (weights x exp(sigma N(0,1)))", row=1, col=col)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
+    fig.update_layout(title=title or "Weight-noise sensitivity", template="plotly_white", height=400,
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def early_stopping(epochs: pd.DataFrame, stops: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Train (solid) and validation (dashed) accuracy against epoch, mean over seeds, one panel
+    per variant, with the early-stopping epoch (dotted) and the best validation epoch marked.
+    Inputs: the `epochs` table; per variant `best_epoch` and `early_stop_epoch`."""
+    variants = list(dict.fromkeys(epochs.variant))
+    mean = epochs.groupby(["variant", "epoch"], observed=True, sort=False)[["train_acc", "val_acc"]].mean().reset_index()
+    fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True)
+    for col, variant in enumerate(variants, start=1):
+        rows = mean[mean.variant == variant]
+        for metric, dash, color, name in (("train_acc", "solid", "#0072B2", "train (its labels)"),
+                                          ("val_acc", "dash", "#D55E00", "validation (true labels)")):
+            fig.add_trace(go.Scatter(
+                x=rows.epoch, y=rows[metric], mode="lines", name=name, legendgroup=name, showlegend=col == 1,
+                line=dict(color=color, dash=dash, width=2),
+                hovertemplate=f"<b>{variant}</b><br>epoch %{{x}}<br>{name} %{{y:.3f}}<extra></extra>"), row=1, col=col)
+        stop = stops[stops.variant == variant]
+        if len(stop) and pd.notna(stop.early_stop_epoch.iloc[0]):
+            fig.add_vline(x=float(stop.early_stop_epoch.iloc[0]), line=dict(color=BASELINE_COLOR, dash="dot"),
+                          annotation_text="early stop", annotation_position="bottom right", row=1, col=col)
+        if len(stop) and pd.notna(stop.best_epoch.iloc[0]):
+            best = rows[rows.epoch == round(float(stop.best_epoch.iloc[0]))]
+            fig.add_trace(go.Scatter(x=best.epoch, y=best.val_acc, mode="markers", name="best validation epoch",
+                                     legendgroup="best", showlegend=col == 1,
+                                     marker=dict(symbol="star", size=13, color="#D55E00")), row=1, col=col)
+        fig.update_xaxes(title_text="epoch", row=1, col=col)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
+    fig.update_layout(title=title or "Full training and early stopping", template="plotly_white", height=420,
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def weight_norms(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Whole-model Frobenius norm against epoch (0: initialization), one line per variant.
+    Input: `probes.norm_curves`."""
+    colors = _colors(list(dict.fromkeys(curve.variant)))
+    fig = go.Figure()
+    for variant, rows in curve.groupby("variant", observed=True, sort=False):
+        fig.add_trace(go.Scatter(x=rows.epoch, y=rows.norm, mode="lines", name=str(variant),
+                                 line=dict(color=colors[variant], width=2.5),
+                                 hovertemplate=f"<b>{variant}</b><br>epoch %{{x}}<br>norm %{{y:.2f}}<extra></extra>"))
+    fig.update_layout(title=title or "Total weight norm during training", template="plotly_white", height=380,
+                      xaxis_title="epoch (0: initialization)", yaxis_title="Frobenius norm, all parameters",
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def layer_norms(before_after: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Per-layer norms at initialization (grey) and after training (one bar per variant).
+    Input: `probes.layer_norms_before_after`."""
+    layers = list(dict.fromkeys(before_after.layer))
+    colors = _colors(list(dict.fromkeys(before_after.variant)))
+    first = before_after.drop_duplicates("layer")
+    fig = go.Figure([go.Bar(x=first.layer, y=first.before, name="initialization", marker_color="#BBBBBB")])
+    for variant, rows in before_after.groupby("variant", observed=True, sort=False):
+        fig.add_trace(go.Bar(x=rows.layer, y=rows.after, name=f"{variant}, after training",
+                             marker_color=colors[variant], customdata=rows.ratio,
+                             hovertemplate="%{x}<br>norm %{y:.2f} (x%{customdata:.2f} of init)<extra></extra>"))
+    fig.update_layout(barmode="group", title=title or "Layer norms before and after training",
+                      template="plotly_white", height=400, xaxis=dict(categoryorder="array", categoryarray=layers),
+                      yaxis_title="Frobenius norm", legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def image(picture: np.ndarray, title: str, height: int = 420) -> go.Figure:
+    """One RGB image (H, W, 3) uint8, e.g. a grid of filters."""
+    fig = go.Figure(go.Image(z=picture, hoverinfo="skip"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(title=title, template="plotly_white", height=height, margin=dict(t=60, b=10, l=10, r=10))
     return fig

@@ -48,6 +48,15 @@ def load_table(results: str, sweep: str, table: str, *, variants: Sequence[str] 
     return dataset.to_table(filter=where, columns=list(columns) if columns else None).to_pandas()
 
 
+def table_columns(results: str, sweep: str, table: str) -> list[str]:
+    """The column names of a stored table ([] if the sweep has no such table)."""
+    fs, root = sweep_path(results, sweep)
+    folder = f"{root}/{table}"
+    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+        return []
+    return ds.dataset(folder, format="parquet", filesystem=fs).schema.names
+
+
 def load_manifest(results: str, sweep: str) -> dict[str, Any]:
     """The sweep's sweep.yaml: resolved spec, spec hash, schema version, provenance."""
     fs, root = sweep_path(results, sweep)

@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import yaml
 
-from analysis import convergence, difficulty, figures, load
+from analysis import convergence, difficulty, dynamics, figures, load, probes
 
 EXAMPLE_COLUMNS = ["variant", "split", "epoch", "index", "correct", "label", "true_label", "corrupted"]
 GALLERY_SIZE = 10
@@ -53,8 +53,10 @@ def build(results: str, sweep: str, data_root: str | None = None) -> str:
     if trials is not None and len(trials):
         if spec.get("engine", "packed") == "interpolate":
             sections += _convergence_sections(results, sweep, spec, trials)
+            sections += _probe_sections(results, sweep, spec, trials)
         else:
             sections += _difficulty_sections(results, sweep, spec, data_root)
+        sections += _dynamics_sections(results, sweep)
     sections.append(f"<h2>Spec</h2><pre>{html.escape(yaml.safe_dump(spec, sort_keys=False))}</pre>")
     body, first = [], True
     for section in sections:
@@ -83,9 +85,16 @@ def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], data_ro
 
 
 def _convergence_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame) -> list:
-    table = convergence.interpolation_table(trials)
     lc = convergence.learning_curves(load.load_table(results, sweep, "epochs"))
-    threshold = spec["threshold"]
+    curves = ["<h2>Learning curves</h2><p class='note'>Mean over seeds, per epoch; full-set scores "
+              "with the model fixed.</p>",
+              figures.learning_curves(lc, "train_loss", "Training loss (full set)"),
+              figures.learning_curves(lc, "train_acc", "Training accuracy (full set)"),
+              figures.learning_curves(lc, "test_acc", "Test accuracy")]
+    threshold = spec.get("threshold")
+    if threshold is None or spec.get("phase2_epochs"):  # fixed-length or two-phase runs: no race to interpolate
+        return curves
+    table = convergence.interpolation_table(trials)
     head = ["arch", "corruption", "interpolated", "epochs", "seconds", "steps", "x clean (s)",
             "test error at interpolation", "final train acc", "final test acc"]
     def cell(v, fmt):
@@ -105,12 +114,158 @@ def _convergence_sections(results: str, sweep: str, spec: dict[str, Any], trials
     curve = convergence.label_corruption_curve(table)
     if curve.corruption_p.nunique() > 1:
         sections += [figures.time_to_interpolation(curve), figures.generalization_error(curve)]
-    sections += ["<h2>Learning curves</h2><p class='note'>Mean over seeds, per epoch; full-set scores "
-                 "with the model fixed.</p>",
-                 figures.learning_curves(lc, "train_loss", "Training loss (full set)"),
-                 figures.learning_curves(lc, "train_acc", "Training accuracy (full set)"),
-                 figures.learning_curves(lc, "test_acc", "Test accuracy")]
-    return sections
+    return sections + curves
+
+
+def _table_html(frame: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
+    """A DataFrame as an HTML table: text left, numbers right, NaN as a dash."""
+    formats = formats or {}
+
+    def cell(col, v):
+        if isinstance(v, (float, np.floating)):
+            return "<td>&ndash;</td>" if pd.isna(v) else f"<td>{format(v, formats.get(col, '.3f'))}</td>"
+        if isinstance(v, (int, np.integer)):
+            return f"<td>{v}</td>"
+        return f"<td class='l'>{html.escape(str(v))}</td>"
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(cell(c, v) for c, v in zip(frame.columns, row)) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _optional(results: str, sweep: str, table: str, **kw) -> pd.DataFrame | None:
+    try:
+        return load.load_table(results, sweep, table, **kw)
+    except FileNotFoundError:
+        return None
+
+
+def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame) -> list:
+    """Catastrophic forgetting, early stopping, weight norms, CSR, filters and weight noise:
+    each when the sweep recorded it."""
+    out: list = []
+    epochs = load.load_table(results, sweep, "epochs")
+    if "phase" in epochs.columns:
+        out += ["<h2>Catastrophic forgetting</h2><p class='note'>Phase 1 trains on the training split "
+                f"({html.escape(', '.join(spec['corruptions']))}) plus a validation split of "
+                f"{spec['validation']['size']} held-out images ({html.escape(spec['validation']['corruption'])}) "
+                "until both are fit or the epoch budget ends; phase 2 trains on the training split alone. "
+                "One line per seed.</p>",
+                figures.phases(epochs, trials[["variant", "seed", "phase1_epochs"]])]
+        b = trials.groupby("variant", observed=True).phase1_epochs.first()
+        last = epochs.sort_values("epoch").groupby(["variant", "seed"], observed=True).last()
+        at_b = epochs.merge(trials[["variant", "seed", "phase1_epochs"]], on=["variant", "seed"])
+        at_b = at_b[at_b.epoch == at_b.phase1_epochs].groupby("variant", observed=True)
+        summary = pd.DataFrame({"phase 1 epochs": b, "val acc, end of phase 1": at_b.val_acc.mean(),
+                                "val acc, end of phase 2": last.groupby("variant", observed=True).val_acc.mean(),
+                                "train acc, end of phase 2": last.groupby("variant", observed=True).train_acc.mean()})
+        out.append(_table_html(summary.reset_index(), {"phase 1 epochs": ".0f"}))
+    if "val_acc" in epochs.columns and spec.get("early_stopping", {}).get("patience"):
+        es = probes.early_stopping_summary(trials)
+        stop_mode = "stopped" if spec["early_stopping"]["stop"] else "would have stopped (recorded, training went on)"
+        out += [f"<h2>Early stopping</h2><p class='note'>Patience {spec['early_stopping']['patience']} epochs on "
+                f"validation accuracy ({html.escape(spec['validation']['corruption'])} labels); the run {stop_mode} "
+                "at the dotted line. Accuracies at the best validation epoch against the end of training, "
+                "mean over seeds.</p>",
+                figures.early_stopping(epochs, es),
+                _table_html(es, {"best_epoch": ".1f", "early_stop_epoch": ".1f", "epochs_trained": ".0f"})]
+    norms = _optional(results, sweep, "norms")
+    if norms is not None and len(norms):
+        ba = probes.layer_norms_before_after(norms)
+        out += ["<h2>Weight norms</h2><p class='note'>Frobenius norm of all parameters per epoch (mean over "
+                "seeds), and of each layer at initialization and after training.</p>",
+                figures.weight_norms(probes.norm_curves(norms)), figures.layer_norms(ba)]
+    found = _optional(results, sweep, "probes")
+    if found is not None and (found.probe == "csr").any():
+        c = spec["probes"]["csr"]
+        out += ["<h2>Critical sample ratio</h2><p class='note'>LASS on the first "
+                f"{c['n']} {html.escape(c['split'])} images every {c['every']} epochs: alpha {c['alpha'] * 255:.2f}/255, "
+                f"beta {c['beta'] * 255:.2f}/255, box radius r = {c['r'] * 255:.0f}/255 (L-inf, pixel units), "
+                f"at most {c['iters']} steps. A sample is critical when its predicted class changes inside the box.</p>",
+                figures.csr(probes.csr_curve(found))]
+    if found is not None and (found.probe == "weight_noise").any():
+        curves = probes.weight_noise_curves(found)
+        half = probes.halving_sigma(curves)
+        wn = spec["probes"]["weight_noise"]
+        out += ["<h2>Weight-noise sensitivity</h2><p class='note'>The trained model frozen, every parameter "
+                f"multiplied by exp(sigma N(0,1)); accuracy averaged over {wn['draws']} draws per sigma. "
+                "sigma_half: where accuracy falls to half its noise-free value (linear between grid points; "
+                "a dash: not within the grid).</p>",
+                figures.weight_noise(curves), _table_html(half, {"sigma_half": ".3f", "acc0": ".3f"})]
+    filters = _optional(results, sweep, "filters")
+    if filters is not None and len(filters):
+        out.append("<h2>First-layer filters</h2><p class='note'>The first convolution's filters (the first 64), "
+                   "each scaled to its own range (Arpit et al. 2017, Fig. 2).</p>")
+        for (variant, epoch), rows in filters.groupby(["variant", "epoch"], observed=True):
+            rows = rows[rows.seed == rows.seed.min()].sort_values("filter").head(64)
+            out.append(figures.image(_filter_grid(rows), f"{variant}: first-layer filters after epoch {epoch}",
+                                     height=360))
+    return out
+
+
+def _filter_grid(rows: pd.DataFrame) -> np.ndarray:
+    """(H, W, 3) uint8 grid of filters from `filters` rows, with torchvision's make_grid."""
+    import torch
+    from torchvision.utils import make_grid
+
+    c, h, w = int(rows.channels.iloc[0]), int(rows.height.iloc[0]), int(rows.width.iloc[0])
+    weights = torch.from_numpy(np.stack(rows.weights.to_numpy()).astype(np.float32).reshape(-1, c, h, w))
+    if c not in (1, 3):
+        weights = weights.mean(dim=1, keepdim=True)
+    grid = make_grid(weights, nrow=16, padding=1, normalize=True, scale_each=True, pad_value=1.0)
+    picture = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return np.kron(picture, np.ones((8, 8, 1), dtype=np.uint8))  # 8x larger, crisp pixels
+
+
+DYNAMICS_COLUMNS = ["variant", "seed", "epoch", "split", "index", "correct", "p_label", "label", "corrupted"]
+
+
+def _dynamics_sections(results: str, sweep: str) -> list:
+    """Oscillation, forgetting events, data maps and the agreement of difficulty measures,
+    when the training split was recorded at two or more epochs."""
+    have = load.table_columns(results, sweep, "examples")
+    if not have:
+        return []
+    # arch: interpolate sweeps only; el2n: schema 2 on.
+    columns = DYNAMICS_COLUMNS + [c for c in ("el2n", "arch") if c in have]
+    examples = load.load_table(results, sweep, "examples", splits=["train"], columns=columns)
+    if examples.epoch.nunique() < 2:
+        return []
+    if "arch" in examples.columns:
+        if examples.arch.nunique() > 1:
+            examples["variant"] = examples.arch.astype(str) + " " + examples.variant.astype(str)
+        examples = examples.drop(columns="arch")
+    examples["variant"] = examples.variant.astype(str)
+    osc = dynamics.oscillation(examples)
+    per = dynamics.measures(examples)
+    epochs = sorted(examples.epoch.unique())
+    early = (osc.groupby(["variant", "epoch"]).mean(numeric_only=True).reset_index()
+             .sort_values("epoch").groupby("variant").first().reset_index())
+    early = early[["variant", "epoch", "intersection", "union"]].rename(columns={"epoch": "epochs t-1, t = .., t"})
+    regions = (per.groupby(["variant", "corrupted"]).region.value_counts(normalize=True).unstack(fill_value=0.0)
+               .reset_index())
+    out = [f"<h2>Training dynamics per example</h2><p class='note'>From the training split recorded at epochs "
+           f"{', '.join(map(str, epochs))}: accuracy oscillation between consecutive evaluations, forgetting "
+           "events (correct to incorrect, Toneva et al. 2019), data maps (Swayamdipta et al. 2020) and EL2N "
+           f"(Paul et al. 2021, at epoch {epochs[0]}).</p>",
+           figures.oscillation(osc), _table_html(early),
+           figures.forgetting_histogram(dynamics.forgetting_events(examples)),
+           figures.data_map(dynamics.data_map(examples)),
+           "<p class='note'>Share of clean and corrupted examples in each data-map region "
+           "(hard: low confidence, low variability; ambiguous: variability >= 0.2).</p>", _table_html(regions)]
+    agree = dynamics.agreement(per)
+    if len(agree):
+        wide = agree.assign(pair=agree.a + " / " + agree.b).pivot(index="variant", columns="pair", values="rho")
+        out += ["<h3>Do the difficulty measures agree?</h3><p class='note'>Spearman rank correlation across "
+                "examples of the hardness scores (1 - P(correct) at the last epoch, forgetting events, "
+                "1 - confidence, EL2N).</p>", _table_html(wide.reset_index())]
+    place = dynamics.corrupted_placement(per)
+    if len(place):
+        out += ["<p class='note'>Where the corrupted examples land: 'top: X' is the share of corrupted examples "
+                "among the n_corrupted hardest by X (chance: n_corrupted / n).</p>",
+                _table_html(place, {"n": "d", "n_corrupted": "d"})]
+    return out
 
 
 CURVES_INTRO = ("<h2>P(correct) curves</h2><p class='note'>Each curve sorts the examples by the fraction "

@@ -47,3 +47,42 @@ def test_data_map_by_hand():
     m = D.data_map(frame(), ambiguous_variability=0.2).set_index("index")
     assert m.region.tolist() == ["easy", "ambiguous", "ambiguous", "hard"]
     assert m.loc[3, "corrupted"] and m.loc[3, "confidence"] == pytest.approx(0.1)
+
+
+def test_el2n_by_hand_and_measures_side_by_side():
+    # Two classes: softmax (0.8, 0.2) against label 0 -> sqrt(0.2^2 + 0.2^2) = 0.2828.
+    rows = pd.DataFrame([dict(variant="v", split="train", seed=s, epoch=e, index=i, el2n=v, correct=c,
+                              p_label=p, label=0, corrupted=i == 1)
+                         for s, e, i, v, c, p in [(0, 1, 0, 0.2828, True, 0.8), (1, 1, 0, 0.4, True, 0.7),
+                                                  (0, 1, 1, 1.2, False, 0.1), (1, 1, 1, 1.0, False, 0.2),
+                                                  (0, 2, 0, 0.1, True, 0.9), (1, 2, 0, 0.1, True, 0.9),
+                                                  (0, 2, 1, 1.3, False, 0.1), (1, 2, 1, 0.5, True, 0.6)]])
+    e = D.el2n(rows)
+    assert e.el2n.tolist() == pytest.approx([0.3414, 1.1]) and set(e.el2n_epoch) == {1}
+    with pytest.raises(ValueError, match="epoch 7"):
+        D.el2n(rows, epoch=7)
+    m = D.measures(rows)
+    assert m.p_correct.tolist() == [1.0, 0.5]  # at the last epoch
+    assert m.forgotten.tolist() == [0, 0] and m.never_learned.tolist() == [0, 1]
+    assert m.confidence.tolist() == pytest.approx([0.825, 0.25])
+
+
+def test_agreement_and_corrupted_placement_by_hand():
+    # Five examples; the two corrupted ones are the hardest by every score but forgetting.
+    m = pd.DataFrame({"variant": "randY", "index": range(5), "p_correct": [1.0, 0.9, 0.8, 0.1, 0.0],
+                      "forgetting_rank": [0, 1, 0, 2, 1], "confidence": [0.9, 0.8, 0.7, 0.2, 0.1],
+                      "el2n": [0.1, 0.2, 0.3, 1.0, 1.2], "region": ["easy", "easy", "easy", "hard", "ambiguous"],
+                      "unforgettable": [True, False, True, False, False],
+                      "corrupted": [False, False, False, True, True], "label": 0})
+    a = D.agreement(m).set_index(["a", "b"]).rho
+    assert a["1 - P(correct)", "EL2N"] == pytest.approx(1.0)
+    assert a["1 - P(correct)", "1 - confidence"] == pytest.approx(1.0)
+    # forgetting ranks 0,1,0,2,1 (ties averaged) against 1,2,3,4,5:
+    assert a["1 - P(correct)", "forgetting events"] == pytest.approx(
+        pd.Series([1, 2, 3, 4, 5]).corr(pd.Series([0, 1, 0, 2, 1]), method="spearman"))
+    p = D.corrupted_placement(m).iloc[0]
+    assert p["chance"] == 0.4 and p["top: EL2N"] == 1.0 and p["top: 1 - P(correct)"] == 1.0
+    # forgetting: example 3 (2 events), then one place for the tie {1, 4}, half corrupted
+    assert p["top: forgetting events"] == 0.75
+    assert p["hard region: corrupted"] == 0.5 and p["hard region: clean"] == 0.0
+    assert p["unforgettable: corrupted"] == 0.0 and p["unforgettable: clean"] == pytest.approx(2 / 3)

@@ -1,0 +1,86 @@
+"""Readings of the probe tables (science.md Secs 2 and 4): critical sample ratio per epoch,
+weight-noise curves and the sigma at which accuracy halves, weight norms, early stopping.
+Pure functions of DataFrames read from the store (`probes`, `norms`, `epochs`, `trials`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def csr_curve(probes: pd.DataFrame) -> pd.DataFrame:
+    """Per arch x variant x epoch: mean and std over seeds of the critical sample ratio."""
+    rows = probes[probes.probe == "csr"]
+    keys = [c for c in ("arch", "variant") if c in rows.columns] + ["epoch"]
+    out = rows.groupby(keys, observed=True).value.agg(csr="mean", csr_std="std", seeds="count")
+    return out.reset_index()
+
+
+def weight_noise_curves(probes: pd.DataFrame) -> pd.DataFrame:
+    """Per arch x variant x seed x split x sigma: accuracy averaged over the noise draws."""
+    rows = probes[probes.probe == "weight_noise"]
+    keys = [c for c in ("arch", "variant") if c in rows.columns] + ["seed", "split", "sigma"]
+    return rows.groupby(keys, observed=True).value.mean().rename("acc").reset_index()
+
+
+def halving_sigma_array(sigmas: np.ndarray, acc: np.ndarray) -> float:
+    """sigmas (S,) ascending with sigmas[0] = 0, acc (S,) -> the sigma at which accuracy first
+    falls to half of acc[0], linearly interpolated between grid points; NaN if it never does
+    on the grid. Hand example: sigmas (0, 1, 2), acc (0.8, 0.6, 0.2) -> 1.5."""
+    sigmas, acc = np.asarray(sigmas, float), np.asarray(acc, float)
+    half = acc[0] / 2
+    below = np.flatnonzero(acc <= half)
+    if not len(below):
+        return float("nan")
+    i = below[0]
+    if i == 0:
+        return float(sigmas[0])
+    s0, s1, a0, a1 = sigmas[i - 1], sigmas[i], acc[i - 1], acc[i]
+    return float(s0 + (a0 - half) / (a0 - a1) * (s1 - s0))
+
+
+def halving_sigma(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per model (arch x variant x seed) x split, from `weight_noise_curves`: acc at sigma 0 and
+    `sigma_half`, the sigma at which accuracy halves (NaN: not within the grid)."""
+    keys = [c for c in ("arch", "variant") if c in curves.columns] + ["seed", "split"]
+    out = []
+    for key, one in curves.groupby(keys, observed=True):
+        one = one.sort_values("sigma")
+        out.append({**dict(zip(keys, key)), "acc0": float(one.acc.iloc[0]),
+                    "sigma_half": halving_sigma_array(one.sigma.to_numpy(), one.acc.to_numpy())})
+    return pd.DataFrame(out)
+
+
+def norm_curves(norms: pd.DataFrame) -> pd.DataFrame:
+    """Per arch x variant x epoch: mean over seeds of the whole model's weight norm (epoch 0:
+    at initialization)."""
+    rows = norms[norms.layer == "total"]
+    keys = [c for c in ("arch", "variant") if c in rows.columns] + ["epoch"]
+    return rows.groupby(keys, observed=True).norm.mean().reset_index()
+
+
+def layer_norms_before_after(norms: pd.DataFrame) -> pd.DataFrame:
+    """Per arch x variant x layer (in model order, 'total' last): mean over seeds of the norm at
+    initialization (`before`, epoch 0) and at the last recorded epoch (`after`), and after/before."""
+    keys = [c for c in ("arch", "variant") if c in norms.columns]
+    last = norms.groupby(keys + ["seed"], observed=True).epoch.transform("max")
+    pick = {"before": norms[norms.epoch == 0], "after": norms[norms.epoch == last]}
+    parts = [rows.groupby(keys + ["layer_index", "layer"], observed=True).norm.mean().rename(name)
+             for name, rows in pick.items()]
+    out = pd.concat(parts, axis=1).reset_index().sort_values(keys + ["layer_index"])
+    out["ratio"] = out.after / out.before
+    return out.reset_index(drop=True)
+
+
+def early_stopping_summary(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per arch x variant (mean over seeds): the epoch of best validation accuracy, the epoch
+    early stopping stopped (or would have stopped) at, and train / validation / test accuracy
+    at the best epoch against at the end of full training."""
+    keys = [c for c in ("arch", "variant") if c in trials.columns]
+    cols = {"best_epoch": "best_epoch", "early_stop_epoch": "early_stop_epoch", "epochs_trained": "epochs_trained",
+            "best_train_acc": "train acc, early stop", "final_train_acc": "train acc, full",
+            "best_val_acc": "val acc, early stop", "best_test_acc": "test acc, early stop",
+            "final_test_acc": "test acc, full"}
+    have = {k: v for k, v in cols.items() if k in trials.columns}
+    out = trials.groupby(keys, observed=True)[list(have)].mean().rename(columns=have)
+    return out.reset_index()

@@ -1,0 +1,44 @@
+"""Probe readings on hand-made tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import probes as P
+
+
+def test_halving_sigma_by_hand():
+    assert P.halving_sigma_array([0, 1, 2], [0.8, 0.6, 0.2]) == pytest.approx(1.5)
+    assert P.halving_sigma_array([0, 1, 2], [0.8, 0.4, 0.1]) == pytest.approx(1.0)
+    assert np.isnan(P.halving_sigma_array([0, 1, 2], [0.8, 0.7, 0.6]))
+
+
+def test_weight_noise_curves_average_draws_then_halving_per_model():
+    rows = [dict(probe="weight_noise", arch="mlp1", variant=v, seed=0, split="train", sigma=s, draw=d, value=a)
+            for v, table in {"real": {0.0: [1.0], 1.0: [0.9, 0.7], 2.0: [0.5, 0.3]},
+                             "randY": {0.0: [1.0], 1.0: [0.2, 0.4], 2.0: [0.1, 0.1]}}.items()
+            for s, accs in table.items() for d, a in enumerate(accs)]
+    rows.append(dict(probe="csr", arch="mlp1", variant="real", seed=0, split="test", sigma=np.nan, draw=0, value=0.1))
+    curves = P.weight_noise_curves(pd.DataFrame(rows))
+    assert curves[curves.variant == "real"].acc.tolist() == pytest.approx([1.0, 0.8, 0.4])
+    h = P.halving_sigma(curves).set_index("variant").sigma_half
+    # real: 1.0 at 0.8, 2.0 at 0.4 -> crosses 0.5 at 1.75; randY: 0 -> 1 falls from 1.0 to 0.3 -> 5/7
+    assert h["real"] == pytest.approx(1.75) and h["randY"] == pytest.approx(5 / 7)
+
+
+def test_csr_curve_means_over_seeds():
+    rows = pd.DataFrame([dict(probe="csr", arch="cnn", variant="randY", seed=s, epoch=e, value=v)
+                         for s, e, v in [(0, 0, 0.1), (1, 0, 0.3), (0, 5, 0.5), (1, 5, 0.7)]])
+    c = P.csr_curve(rows)
+    assert c.epoch.tolist() == [0, 5] and c.csr.tolist() == pytest.approx([0.2, 0.6]) and set(c.seeds) == {2}
+
+
+def test_norms_before_and_after_by_hand():
+    rows = pd.DataFrame([dict(arch="mlp1", variant="real", seed=s, epoch=e, layer=l, layer_index=i, norm=n)
+                         for s in (0, 1) for e, scale in ((0, 1.0), (3, 2.0))
+                         for i, (l, n) in enumerate([("0 Linear", 3.0), ("1 Linear", 4.0), ("total", 5.0)])
+                         for n in [n * scale + s]])
+    ba = P.layer_norms_before_after(rows)
+    assert ba.layer.tolist() == ["0 Linear", "1 Linear", "total"]
+    assert ba.before.tolist() == [3.5, 4.5, 5.5] and ba.after.tolist() == [6.5, 8.5, 10.5]
+    assert P.norm_curves(rows).norm.tolist() == [5.5, 10.5]
