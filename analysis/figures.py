@@ -412,8 +412,16 @@ def layer_norms(before_after: pd.DataFrame, title: str | None = None) -> go.Figu
 
 
 def image(picture: np.ndarray, title: str, height: int = 420) -> go.Figure:
-    """One RGB image (H, W, 3) uint8, e.g. a grid of filters."""
-    fig = go.Figure(go.Image(z=picture, hoverinfo="skip"))
+    """One RGB image (H, W, 3) uint8, e.g. a grid of filters, embedded as a PNG (small HTML)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(picture)).save(buffer, format="PNG", optimize=True)
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    fig = go.Figure(go.Image(source=uri, hoverinfo="skip"))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_layout(title=title, template="plotly_white", height=height, margin=dict(t=60, b=10, l=10, r=10))

@@ -84,3 +84,43 @@ def early_stopping_summary(trials: pd.DataFrame) -> pd.DataFrame:
     have = {k: v for k, v in cols.items() if k in trials.columns}
     out = trials.groupby(keys, observed=True)[list(have)].mean().rename(columns=have)
     return out.reset_index()
+
+
+def neighbour_correlation(w: np.ndarray) -> np.ndarray:
+    """w: (filters, C, kH, kW) -> (filters,) the correlation between horizontally and vertically
+    adjacent weights (pooled over channels): near 0 for white noise, positive for smooth,
+    edge- or blob-like filters, negative for checkerboards."""
+    w = np.asarray(w, dtype=float)
+    a = np.concatenate([w[..., :, :-1].reshape(len(w), -1), w[..., :-1, :].reshape(len(w), -1)], axis=1)
+    b = np.concatenate([w[..., :, 1:].reshape(len(w), -1), w[..., 1:, :].reshape(len(w), -1)], axis=1)
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    denom = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    return np.divide((a * b).sum(axis=1), denom, out=np.full(len(w), np.nan), where=denom > 0)
+
+
+def filter_array(rows: pd.DataFrame) -> np.ndarray:
+    """(filters, C, kH, kW) from one model's `filters` rows at one epoch, in filter order."""
+    rows = rows.sort_values("filter")
+    c, h, w = int(rows.channels.iloc[0]), int(rows.height.iloc[0]), int(rows.width.iloc[0])
+    return np.stack(rows.weights.to_numpy()).astype(np.float32).reshape(-1, c, h, w)
+
+
+def filter_stats(filters: pd.DataFrame) -> pd.DataFrame:
+    """Per arch x variant x epoch (mean over seeds and filters): `change`, ||W - W0|| / ||W0||
+    against the filters at initialization (epoch 0); `smoothness`, the neighbour correlation of
+    W; `update_smoothness`, that of W - W0 (what training added)."""
+    keys = [c for c in ("arch", "variant") if c in filters.columns]
+    out = []
+    for key, model in filters.groupby(keys + ["seed"], observed=True):
+        by_epoch = {int(e): filter_array(r) for e, r in model.groupby("epoch")}
+        w0 = by_epoch.get(0)
+        for epoch, w in sorted(by_epoch.items()):
+            row = dict(zip(keys + ["seed"], key), epoch=epoch,
+                       smoothness=float(np.nanmean(neighbour_correlation(w))))
+            if w0 is not None:
+                row["change"] = float(np.linalg.norm(w - w0) / np.linalg.norm(w0))
+                row["update_smoothness"] = (float(np.nanmean(neighbour_correlation(w - w0))) if epoch
+                                            else float("nan"))
+            out.append(row)
+    stats = pd.DataFrame(out)
+    return stats.groupby(keys + ["epoch"], observed=True).mean(numeric_only=True).drop(columns="seed").reset_index()

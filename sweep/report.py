@@ -195,25 +195,36 @@ def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.D
                 figures.weight_noise(curves), _table_html(half, {"sigma_half": ".3f", "acc0": ".3f"})]
     filters = _optional(results, sweep, "filters")
     if filters is not None and len(filters):
-        out.append("<h2>First-layer filters</h2><p class='note'>The first convolution's filters (the first 64), "
-                   "each scaled to its own range (Arpit et al. 2017, Fig. 2).</p>")
-        for (variant, epoch), rows in filters.groupby(["variant", "epoch"], observed=True):
-            rows = rows[rows.seed == rows.seed.min()].sort_values("filter").head(64)
-            out.append(figures.image(_filter_grid(rows), f"{variant}: first-layer filters after epoch {epoch}",
-                                     height=360))
+        stats = probes.filter_stats(filters)
+        out += ["<h2>First-layer filters</h2><p class='note'>The first convolution's filters (the first 64 of "
+                "seed 0), each scaled to its own range (Arpit et al. 2017, Fig. 2), after the last recorded "
+                "epoch, and what training added to them (W - W at initialization). <i>change</i>: "
+                "||W - W0|| / ||W0||; <i>smoothness</i>: correlation of adjacent weights (0: white noise, "
+                "positive: smooth, edge- or blob-like; negative: checkerboard), of W and of the update; "
+                "mean over filters and seeds.</p>",
+                _table_html(stats, {"epoch": "d"})]
+        seed0 = filters[filters.seed == filters.seed.min()]
+        for variant, rows in seed0.groupby("variant", observed=True):
+            last = int(rows.epoch.max())
+            w = probes.filter_array(rows[rows.epoch == last])[:64]
+            out.append(figures.image(_filter_grid(w), f"{variant}: first-layer filters after epoch {last}",
+                                     height=300))
+            if (rows.epoch == 0).any() and last > 0:
+                w0 = probes.filter_array(rows[rows.epoch == 0])[:64]
+                out.append(figures.image(_filter_grid(w - w0), f"{variant}: what {last} epochs added (W - W0)",
+                                         height=300))
     return out
 
 
-def _filter_grid(rows: pd.DataFrame) -> np.ndarray:
-    """(H, W, 3) uint8 grid of filters from `filters` rows, with torchvision's make_grid."""
+def _filter_grid(weights: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 grid of filters (F, C, kH, kW), with torchvision's make_grid."""
     import torch
     from torchvision.utils import make_grid
 
-    c, h, w = int(rows.channels.iloc[0]), int(rows.height.iloc[0]), int(rows.width.iloc[0])
-    weights = torch.from_numpy(np.stack(rows.weights.to_numpy()).astype(np.float32).reshape(-1, c, h, w))
-    if c not in (1, 3):
-        weights = weights.mean(dim=1, keepdim=True)
-    grid = make_grid(weights, nrow=16, padding=1, normalize=True, scale_each=True, pad_value=1.0)
+    w = torch.from_numpy(np.asarray(weights, dtype=np.float32))
+    if w.shape[1] not in (1, 3):
+        w = w.mean(dim=1, keepdim=True)
+    grid = make_grid(w, nrow=16, padding=1, normalize=True, scale_each=True, pad_value=1.0)
     picture = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     return np.kron(picture, np.ones((8, 8, 1), dtype=np.uint8))  # 8x larger, crisp pixels
 

@@ -217,6 +217,8 @@ def _run_interpolate(config: dict[str, Any], spec: ConvergenceSpec, plan: TrialP
 
     if checkpoint is None and spec.probes.csr is not None:
         csr(0)  # at initialization
+    if checkpoint is None and spec.probes.filters is not None:
+        filters(0)  # at initialization: what training changed is measured against it
 
     def on_epoch(record, state) -> None:
         if spec.probes.csr is not None and record.epoch % spec.probes.csr.every == 0:
@@ -256,7 +258,7 @@ def _run_interpolate(config: dict[str, Any], spec: ConvergenceSpec, plan: TrialP
             fit_splits=("train",), resume=resume, **common)
         phase1 = {k: v for k, v in found["phase1"].items() if k != "boundary"}
         out = Outcome(final.records, **phase1, best_epoch=final.best_epoch)
-    if spec.probes.filters is not None and not found["filters"]:
+    if spec.probes.filters is not None and len(found["filters"]) < 2:
         filters(out.records[-1].epoch)  # stopped before the listed epochs: the final model's
     if spec.probes.weight_noise is not None:
         wn = spec.probes.weight_noise

@@ -111,3 +111,53 @@ def test_killed_trial_resumes_from_its_checkpoint(ray_local, tmp_path):
     cols = ["step", "train_loss", "train_acc", "test_loss", "test_acc", "running_loss", "lr"]
     np.testing.assert_allclose(e_kill[cols].to_numpy(float), e_full[cols].to_numpy(float), atol=1e-6)
     assert t_kill.final_test_acc.iloc[0] == t_full.final_test_acc.iloc[0]
+
+
+def test_early_stopping_point_and_lr_schedule_by_hand():
+    from trainables.interpolate import early_stopping_point, epoch_lr
+
+    assert early_stopping_point([0.5, 0.6, 0.6, 0.55], 2) == (2, 4)
+    assert early_stopping_point([0.5, 0.6, 0.7], 2) == (3, None)
+    assert early_stopping_point([0.5, 0.4, 0.45, 0.3], 3) == (1, 4)
+    # Arpit et al.'s CNN: 0.01 halved every 15 epochs
+    assert [epoch_lr(0.01, e, 1.0, 15) for e in (1, 15, 16, 31)] == pytest.approx([0.01, 0.01, 0.005, 0.0025])
+    assert epoch_lr(0.1, 3, 0.5) == pytest.approx(0.025)
+
+
+def test_carved_validation_is_disjoint_fixed_and_corrupted_on_its_own(digits):
+    a, b = digits.carve_validation(300, seed=5), digits.carve_validation(300, seed=5)
+    assert len(a.train) == 1437 - 300 and len(a.val) == 300 and a.split_names == ("train", "test", "val")
+    assert torch.equal(a.val.x, b.val.x)
+    rows = {tuple(r) for r in digits.train.x.flatten(1).round(decimals=4).tolist()}
+    held = [tuple(r) in rows for r in a.val.x.flatten(1).round(decimals=4).tolist()]
+    assert all(held)  # val images come from the training split
+    train_rows = {tuple(r) for r in a.train.x.flatten(1).round(decimals=4).tolist()}
+    val_rows = [tuple(r) for r in a.val.x.flatten(1).round(decimals=4).tolist()]
+    assert sum(r in train_rows for r in val_rows) <= 3  # (digits has a few duplicate images)
+    noisy, mask = corruption.apply_to_validation(a, "randY", 1.0, seed=0)
+    assert torch.equal(noisy.train.y, a.train.y) and mask.shape == (300,)
+    assert (noisy.val.y != a.val.y).float().mean() > 0.8
+    with pytest.raises(ValueError, match="between 1 and 1436"):
+        digits.carve_validation(1437)
+
+
+def test_two_phases_continue_one_run_and_patience_stops(digits):
+    data = digits.carve_validation(300)
+    data, _ = corruption.apply(data, "randY", 1.0, seed=0)
+    model = fresh()
+    one = train_until_interpolation(model, data, order_seed=1, lr=0.01, lr_decay=1.0, batch_size=16,
+                                    max_epochs=3, fit_splits=("train", "val"))
+    assert [r.epoch for r in one.records] == [1, 2, 3] and one.records[-1].step == 3 * 90  # 1437 / 16
+    assert set(one.records[0].acc) == {"train", "test", "val"} and one.best_epoch is not None
+    two = train_until_interpolation(model, data, order_seed=1, lr=0.01, lr_decay=1.0, batch_size=16,
+                                    threshold=None, max_epochs=5, resume=one.state)
+    assert [r.epoch for r in two.records] == [1, 2, 3, 4, 5]
+    assert two.records[-1].step == 3 * 90 + 2 * 72  # phase 2: ceil(1137 / 16) steps an epoch
+    assert two.stop_reason == "max_epochs" and not two.interpolated
+    # Patience: validation (true labels) stops improving while random labels are fit.
+    stop = train_until_interpolation(fresh(), data, order_seed=1, lr=0.01, lr_decay=1.0, batch_size=16,
+                                     max_epochs=60, patience=2)
+    assert stop.stop_reason == "early_stopped" and stop.early_stop_epoch == stop.records[-1].epoch
+    assert stop.early_stop_epoch - stop.best_epoch >= 2
+    with pytest.raises(ValueError, match="validation split"):
+        train_until_interpolation(fresh(), digits, order_seed=1, lr=0.01, patience=2)

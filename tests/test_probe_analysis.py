@@ -42,3 +42,20 @@ def test_norms_before_and_after_by_hand():
     assert ba.layer.tolist() == ["0 Linear", "1 Linear", "total"]
     assert ba.before.tolist() == [3.5, 4.5, 5.5] and ba.after.tolist() == [6.5, 8.5, 10.5]
     assert P.norm_curves(rows).norm.tolist() == [5.5, 10.5]
+
+
+def test_neighbour_correlation_by_hand():
+    smooth = np.tile(np.arange(5.0), (5, 1))[None, None]  # a ramp: adjacent weights correlate
+    checker = ((np.indices((5, 5)).sum(0) % 2) * 2 - 1.0)[None, None]
+    assert P.neighbour_correlation(smooth)[0] > 0.4
+    assert P.neighbour_correlation(checker)[0] == pytest.approx(-1.0)
+    assert np.isnan(P.neighbour_correlation(np.ones((1, 1, 5, 5)))[0])
+
+
+def test_filter_stats_measure_change_from_initialization():
+    w0 = np.random.default_rng(0).standard_normal((4, 1, 5, 5)).astype(np.float32)
+    rows = [dict(arch="cnn", variant="real", seed=0, epoch=e, filter=f, channels=1, height=5, width=5,
+                 weights=(w0[f] * scale).ravel()) for e, scale in ((0, 1.0), (3, 1.5)) for f in range(4)]
+    stats = P.filter_stats(pd.DataFrame(rows)).set_index("epoch")
+    assert stats.change[0] == 0 and stats.change[3] == pytest.approx(0.5, rel=1e-6)
+    assert stats.smoothness[3] == pytest.approx(stats.smoothness[0], abs=1e-6)  # scaling keeps the pattern

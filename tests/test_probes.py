@@ -121,5 +121,8 @@ def test_first_layer_filters_of_the_cnn_and_a_clear_error_for_an_mlp():
     cnn = models.build("cnn", (3, 32, 32), 10)
     f = probes.first_layer_filters(cnn)
     assert f.shape == (200, 3, 5, 5) and f.dtype == np.float32
+    with torch.no_grad():
+        cnn[0].weight.add_(1.0)
+    assert not np.allclose(f, probes.first_layer_filters(cnn))  # a copy, not a view of the weights
     with pytest.raises(ValueError, match="no convolution"):
         probes.first_layer_filters(models.build("mlp1", (1, 8, 8), 10))

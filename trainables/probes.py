@@ -136,4 +136,4 @@ def first_layer_filters(model: nn.Module) -> np.ndarray:
     conv = first_conv(model)
     if conv is None:
         raise ValueError(f"{type(model).__name__} has no convolution: first-layer filters need a CNN")
-    return conv.weight.detach().float().cpu().numpy()
+    return conv.weight.detach().float().cpu().numpy().copy()  # a copy: on the CPU .numpy() shares memory
