@@ -108,7 +108,7 @@ def test_existing_sweep_is_never_mixed(launched, ray_cluster):
     after = snapshot(folder)
     changed = {k for k in after if after[k] != before.get(k)}
     assert {k for k in changed if k.endswith(".parquet")} == {
-        f"{t}/randY-pack001.parquet" for t in ("trials", "epochs", "examples")}
+        f"{t}/randY-pack001.parquet" for t in ("trials", "epochs", "examples", "norms")}
     assert len(pd.read_parquet(folder / "examples")) == SEEDS * VARIANTS * EPOCHS * (N_TRAIN + N_TEST)
 
     over = sweep(*args[:-2], "--set", "seeds=4", "--set", "epochs=[1]", "--overwrite", "--address", ray_cluster)
