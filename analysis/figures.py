@@ -3,6 +3,7 @@ none reads files or computes a statistic (those are in `analysis.difficulty`).""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -176,9 +177,7 @@ def learning_curves(lc: pd.DataFrame, metric: str = "train_loss", title: str | N
     archs = list(dict.fromkeys(lc.arch))
     fig = make_subplots(rows=1, cols=max(1, len(archs)), subplot_titles=archs, shared_yaxes=True,
                         horizontal_spacing=0.03)
-    palette = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-    variants = list(dict.fromkeys(lc.variant))
-    colors = {v: palette[i % len(palette)] for i, v in enumerate(variants)}
+    colors = _colors(list(dict.fromkeys(lc.variant)))  # the same colour per variant as the other figures
     for col, arch in enumerate(archs, start=1):
         for variant, rows in lc[lc.arch == arch].groupby("variant", sort=False):
             fig.add_trace(go.Scatter(
@@ -201,9 +200,9 @@ DATA_MAP_POINTS = 4000  # per panel; more examples are drawn as a fixed random s
 
 def _colors(variants: Sequence[str]) -> dict[str, str]:
     """Fixed colours for real/randX/randY, the palette in order for other variant names."""
-    out, free = {}, iter(PALETTE[3:] + PALETTE[:3])
+    out, free = {}, itertools.cycle(PALETTE[3:] + PALETTE[:3])
     for v in variants:
-        out[v] = COLORS.get(v) or next(free, "#999999")
+        out[v] = COLORS.get(v) or next(free)
     return out
 
 
