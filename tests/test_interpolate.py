@@ -113,6 +113,30 @@ def test_killed_trial_resumes_from_its_checkpoint(ray_local, tmp_path):
     assert t_kill.final_test_acc.iloc[0] == t_full.final_test_acc.iloc[0]
 
 
+def test_killed_two_phase_trial_resumes_in_phase_two_with_its_probes(ray_local, tmp_path):
+    # Killed in phase 2: the retry must skip phase 1, keep the phase boundary and the CSR
+    # measurements made before the kill, and end exactly like an uninterrupted run.
+    spec = S.resolve("forgetting", "digits", [
+        "seeds=1", "corruptions=[randY:1.0]", "max_epochs=4", "phase2_epochs=6", "checkpoint_every=2",
+        "probes.csr={every: 2, n: 30, iters: 3}"])
+    runs = {}
+    for name, callbacks in (("uninterrupted", []), ("killed", [KillAtEpoch(7)])):
+        store = Store(tmp_path / name, spec.name)
+        result = launcher.launch(spec, store, data_root=str(tmp_path / "data"), callbacks=callbacks,
+                                 out=io.StringIO())
+        assert result.ran == 1 and not result.missing
+        runs[name] = {t: pd.read_parquet(tmp_path / name / spec.name / t) for t in ("trials", "epochs", "probes")}
+    assert callbacks[0].killed, "the trial finished before it could be killed"
+    full, kill = runs["uninterrupted"], runs["killed"]
+    assert kill["trials"].resumed_from_epoch.iloc[0] == 6  # the phase-2 checkpoint
+    assert kill["trials"].phase1_epochs.iloc[0] == full["trials"].phase1_epochs.iloc[0] == 4
+    assert kill["epochs"].phase.tolist() == [1] * 4 + [2] * 6
+    cols = ["step", "train_acc", "val_acc", "test_acc", "weight_norm"]
+    np.testing.assert_allclose(kill["epochs"][cols].to_numpy(float), full["epochs"][cols].to_numpy(float), atol=1e-6)
+    assert kill["probes"].epoch.tolist() == full["probes"].epoch.tolist() == [0, 2, 4, 6, 8, 10]
+    np.testing.assert_allclose(kill["probes"].value, full["probes"].value)
+
+
 def test_early_stopping_point_and_lr_schedule_by_hand():
     from trainables.interpolate import early_stopping_point, epoch_lr
 
