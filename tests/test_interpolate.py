@@ -92,19 +92,25 @@ class KillAtEpoch(tune.Callback):
             self.killed.append(result["epoch"])
 
 
-def test_killed_trial_resumes_from_its_checkpoint(ray_local, tmp_path):
-    spec = S.resolve("convergence-slowdown", "digits", [
-        "archs=[mlp3]", "corruptions=[randY:1.0]", "max_epochs=30", "checkpoint_every=5"])
+def run_killed_and_not(spec, tmp_path, tables) -> dict[str, dict[str, pd.DataFrame]]:
+    """Launch the one-trial `spec` twice, once as is and once with its worker SIGKILLed after
+    epoch 7; {"uninterrupted" | "killed": {table: DataFrame}}."""
     runs = {}
     for name, callbacks in (("uninterrupted", []), ("killed", [KillAtEpoch(7)])):
         store = Store(tmp_path / name, spec.name)
         result = launcher.launch(spec, store, data_root=str(tmp_path / "data"), callbacks=callbacks,
                                  out=io.StringIO())
         assert result.ran == 1 and not result.missing
-        runs[name] = (pd.read_parquet(tmp_path / name / spec.name / "trials"),
-                      pd.read_parquet(tmp_path / name / spec.name / "epochs"))
+        runs[name] = {t: pd.read_parquet(tmp_path / name / spec.name / t) for t in tables}
     assert callbacks[0].killed, "the trial finished before it could be killed"
-    (t_full, e_full), (t_kill, e_kill) = runs["uninterrupted"], runs["killed"]
+    return runs
+
+
+def test_killed_trial_resumes_from_its_checkpoint(ray_local, tmp_path):
+    spec = S.resolve("convergence-slowdown", "digits", [
+        "archs=[mlp3]", "corruptions=[randY:1.0]", "max_epochs=30", "checkpoint_every=5"])
+    runs = run_killed_and_not(spec, tmp_path, ("trials", "epochs"))
+    (t_full, e_full), (t_kill, e_kill) = [(r["trials"], r["epochs"]) for r in (runs["uninterrupted"], runs["killed"])]
     assert pd.isna(t_full.resumed_from_epoch.iloc[0])
     assert t_kill.resumed_from_epoch.iloc[0] in (5, 10, 15, 20, 25)  # restored, not restarted
     assert e_kill.epoch.tolist() == list(range(1, 31)) and len(e_kill) == len(e_full)
@@ -119,14 +125,7 @@ def test_killed_two_phase_trial_resumes_in_phase_two_with_its_probes(ray_local, 
     spec = S.resolve("forgetting", "digits", [
         "seeds=1", "corruptions=[randY:1.0]", "max_epochs=4", "phase2_epochs=6", "checkpoint_every=2",
         "probes.csr={every: 2, n: 30, iters: 3}"])
-    runs = {}
-    for name, callbacks in (("uninterrupted", []), ("killed", [KillAtEpoch(7)])):
-        store = Store(tmp_path / name, spec.name)
-        result = launcher.launch(spec, store, data_root=str(tmp_path / "data"), callbacks=callbacks,
-                                 out=io.StringIO())
-        assert result.ran == 1 and not result.missing
-        runs[name] = {t: pd.read_parquet(tmp_path / name / spec.name / t) for t in ("trials", "epochs", "probes")}
-    assert callbacks[0].killed, "the trial finished before it could be killed"
+    runs = run_killed_and_not(spec, tmp_path, ("trials", "epochs", "probes"))
     full, kill = runs["uninterrupted"], runs["killed"]
     assert kill["trials"].resumed_from_epoch.iloc[0] == 6  # the phase-2 checkpoint
     assert kill["trials"].phase1_epochs.iloc[0] == full["trials"].phase1_epochs.iloc[0] == 4
