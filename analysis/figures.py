@@ -228,7 +228,7 @@ def oscillation(osc: pd.DataFrame, title: str | None = None) -> go.Figure:
 
 def forgetting_histogram(events: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Histogram of forgetting events per example (summed over seeds), one per variant, clean
-    and corrupted examples side by side. Input: `dynamics.forgetting_events`."""
+    and corrupted examples side by side. Input: `dynamics.forgetting_events` (or `dynamics.measures`)."""
     variants = list(dict.fromkeys(events.variant))
     fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True)
     for col, variant in enumerate(variants, start=1):
@@ -252,7 +252,8 @@ def forgetting_histogram(events: pd.DataFrame, title: str | None = None) -> go.F
 
 def data_map(maps: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Data maps (Swayamdipta et al. 2020): variability (x) against confidence (y), coloured by
-    correctness, one panel per variant; corrupted examples drawn as crosses. Input: `dynamics.data_map`."""
+    correctness, one panel per variant; corrupted examples drawn as crosses. Input: `dynamics.data_map`
+    (or `dynamics.measures`)."""
     variants = list(dict.fromkeys(maps.variant))
     fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True,
                         horizontal_spacing=0.04)

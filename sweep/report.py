@@ -52,8 +52,9 @@ def build(results: str, sweep: str, data_root: str | None = None) -> str:
         _status(spec, trials), _provenance(manifest, trials)]
     if trials is not None and len(trials):
         if spec.get("engine", "packed") == "interpolate":
-            sections += _convergence_sections(results, sweep, spec, trials)
-            sections += _probe_sections(results, sweep, spec, trials)
+            epochs = load.load_table(results, sweep, "epochs")
+            sections += _convergence_sections(spec, trials, epochs)
+            sections += _probe_sections(results, sweep, spec, trials, epochs)
         else:
             sections += _difficulty_sections(results, sweep, spec, data_root)
         sections += _dynamics_sections(results, sweep)
@@ -84,8 +85,8 @@ def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], data_ro
     return sections + _galleries(pc, spec, last, data_root)
 
 
-def _convergence_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame) -> list:
-    lc = convergence.learning_curves(load.load_table(results, sweep, "epochs"))
+def _convergence_sections(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame) -> list:
+    lc = convergence.learning_curves(epochs)
     curves = ["<h2>Learning curves</h2><p class='note'>Mean over seeds, per epoch; full-set scores "
               "with the model fixed.</p>",
               figures.learning_curves(lc, "train_loss", "Training loss (full set)"),
@@ -141,11 +142,11 @@ def _optional(results: str, sweep: str, table: str, **kw) -> pd.DataFrame | None
         return None
 
 
-def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame) -> list:
+def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame,
+                    epochs: pd.DataFrame) -> list:
     """Catastrophic forgetting, early stopping, weight norms, CSR, filters and weight noise:
     each when the sweep recorded it."""
     out: list = []
-    epochs = load.load_table(results, sweep, "epochs")
     if "phase" in epochs.columns:
         out += ["<h2>Catastrophic forgetting</h2><p class='note'>Phase 1 trains on the training split "
                 f"({html.escape(', '.join(spec['corruptions']))}) plus a validation split of "
@@ -153,14 +154,14 @@ def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.D
                 "until both are fit or the epoch budget ends; phase 2 trains on the training split alone. "
                 "One line per seed.</p>",
                 figures.phases(epochs, trials[["variant", "seed", "phase1_epochs"]])]
-        b = trials.groupby("variant", observed=True).phase1_epochs.first()
+        b = trials.groupby("variant", observed=True).phase1_epochs.mean()
         last = epochs.sort_values("epoch").groupby(["variant", "seed"], observed=True).last()
         at_b = epochs.merge(trials[["variant", "seed", "phase1_epochs"]], on=["variant", "seed"])
         at_b = at_b[at_b.epoch == at_b.phase1_epochs].groupby("variant", observed=True)
         summary = pd.DataFrame({"phase 1 epochs": b, "val acc, end of phase 1": at_b.val_acc.mean(),
                                 "val acc, end of phase 2": last.groupby("variant", observed=True).val_acc.mean(),
                                 "train acc, end of phase 2": last.groupby("variant", observed=True).train_acc.mean()})
-        out.append(_table_html(summary.reset_index(), {"phase 1 epochs": ".0f"}))
+        out.append(_table_html(summary.reset_index(), {"phase 1 epochs": ".1f"}))
     if "val_acc" in epochs.columns and spec.get("early_stopping", {}).get("patience"):
         es = probes.early_stopping_summary(trials)
         stop_mode = "stopped" if spec["early_stopping"]["stop"] else "would have stopped (recorded, training went on)"
@@ -261,8 +262,7 @@ def _dynamics_sections(results: str, sweep: str) -> list:
            "events (correct to incorrect, Toneva et al. 2019), data maps (Swayamdipta et al. 2020) and EL2N "
            f"(Paul et al. 2021, at epoch {epochs[0]}).</p>",
            figures.oscillation(osc), _table_html(early),
-           figures.forgetting_histogram(dynamics.forgetting_events(examples)),
-           figures.data_map(dynamics.data_map(examples)),
+           figures.forgetting_histogram(per), figures.data_map(per),  # `measures` holds both readings
            "<p class='note'>Share of clean and corrupted examples in each data-map region "
            "(hard: low confidence, low variability; ambiguous: variability >= 0.2).</p>", _table_html(regions)]
     agree = dynamics.agreement(per)

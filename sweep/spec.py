@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainables.catalog import ARCHS, DATASETS, KINDS, NORMALIZATIONS
+from trainables.catalog import ARCHS, DATASETS, KINDS, LASS_ALPHA, LASS_BETA, LASS_ITERS, LASS_R, NORMALIZATIONS
 
 # Input shape (C, H, W) and class count of each data set, known without loading it.
 DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
@@ -191,10 +191,10 @@ class CsrProbe(_Strict):
     every: Annotated[int, Field(ge=1)] = 5  # epochs
     n: Annotated[int, Field(ge=1)] = 500  # samples of the split searched (the first n)
     split: Literal["test", "val", "train"] = "test"
-    alpha: Annotated[float, Field(gt=0)] = 0.25 / 255
-    beta: Annotated[float, Field(ge=0)] = 0.2 / 255
-    r: Annotated[float, Field(gt=0)] = 30 / 255
-    iters: Annotated[int, Field(ge=1)] = 20
+    alpha: Annotated[float, Field(gt=0)] = LASS_ALPHA
+    beta: Annotated[float, Field(ge=0)] = LASS_BETA
+    r: Annotated[float, Field(gt=0)] = LASS_R
+    iters: Annotated[int, Field(ge=1)] = LASS_ITERS
 
 
 class FiltersProbe(_Strict):

@@ -138,10 +138,10 @@ class Store:
         """Rows per table, in write order; tables the sweep does not record are left out."""
         counts = {}
         for name in TABLES:
-            if not self._fragments(name):
-                continue
-            counts[name] = sum(pq.ParquetFile(self.fs.open_input_file(self.path(name, f"{frag}.parquet")))
-                               .metadata.num_rows for frag in self._fragments(name))
+            fragments = self._fragments(name)
+            if fragments:
+                counts[name] = sum(pq.ParquetFile(self.fs.open_input_file(self.path(name, f"{frag}.parquet")))
+                                   .metadata.num_rows for frag in fragments)
         return counts
 
     def _atomic_write(self, path: str, payload: bytes) -> None:

@@ -115,8 +115,7 @@ def _run_packed(config: dict[str, Any], spec: DifficultySpec, plan: TrialPlan) -
     init_norms: dict[str, np.ndarray] = {}
 
     def on_start(model) -> None:
-        if spec.norms:
-            init_norms.update({name: v.cpu().numpy() for name, v in model.layer_norms().items()})
+        init_norms.update({name: v.cpu().numpy() for name, v in model.layer_norms().items()})
 
     records = packed.train_packed(
         data, hidden=spec.model.hidden, init_seeds=init_seeds, order_seeds=order_seeds,
@@ -125,11 +124,9 @@ def _run_packed(config: dict[str, Any], spec: DifficultySpec, plan: TrialPlan) -
         autocast=torch.bfloat16 if spec.precision == "bf16" else None,
         chunk=packed.score_chunk(budget, len(init_seeds), c * h * w, spec.model.hidden, classes,
                                  spec.batch_size),
-        on_start=on_start, on_scored=lambda r: tune.report(_summary(r, done=False)),
+        norms=spec.norms, on_start=on_start if spec.norms else None,
+        on_scored=lambda r: tune.report(_summary(r, done=False)),
     )
-    if not spec.norms:
-        for r in records:
-            r.norms = {}
     keys = {"cell": plan.cell, "variant": plan.variant}
     labels, true_labels, corrupted = _labels(data, clean_labels, mask)
     last = records[-1]

@@ -20,15 +20,21 @@ def _linear(d: int = 20, seed: int = 0) -> nn.Linear:
     return lin
 
 
+def _linear_case(n: int, seed: int):
+    """(model, x (n, 20), each sample's L-inf distance to the boundary |w.x + b| / ||w||_1,
+    r = the median distance)."""
+    model = _linear()
+    w, b = model.weight[1].detach(), model.bias[1].detach()
+    x = torch.randn(n, 20, generator=torch.Generator().manual_seed(seed)) * 0.05
+    distance = ((x @ w + b).abs() / w.abs().sum()).numpy()
+    return model, x, distance, float(np.median(distance))
+
+
 def test_lass_finds_exactly_the_samples_within_r_of_a_linear_boundary():
     # In the L-inf norm the distance to the boundary w.x + b = 0 is |w.x + b| / ||w||_1, and the
     # sign of the gradient is the steepest L-inf direction, so noise-free LASS with enough steps
     # crosses exactly when that distance is under r.
-    model = _linear()
-    w, b = model.weight[1].detach(), model.bias[1].detach()
-    x = torch.randn(400, 20, generator=torch.Generator().manual_seed(1)) * 0.05
-    distance = ((x @ w + b).abs() / w.abs().sum()).numpy()
-    r = float(np.median(distance))
+    model, x, distance, r = _linear_case(400, seed=1)
     keep = np.abs(distance - r) > 0.02 * r  # not on the edge of the box, where steps round
     out = probes.critical_sample_ratio(model, x, alpha=r / 50, beta=0.0, r=r, iters=100)
     assert out.critical.dtype == bool and out.critical.shape == (400,)
@@ -41,11 +47,7 @@ def test_lass_finds_exactly_the_samples_within_r_of_a_linear_boundary():
 
 
 def test_lass_never_leaves_the_box_with_noise_and_respects_pixel_scale():
-    model = _linear()
-    w, b = model.weight[1].detach(), model.bias[1].detach()
-    x = torch.randn(300, 20, generator=torch.Generator().manual_seed(2)) * 0.05
-    distance = ((x @ w + b).abs() / w.abs().sum()).numpy()
-    r = float(np.median(distance))
+    model, x, distance, r = _linear_case(300, seed=2)
     # Noise cannot carry a sample across a boundary farther than r: never critical.
     out = probes.critical_sample_ratio(model, x, alpha=r / 20, beta=r / 5, r=r, iters=60,
                                        generator=torch.Generator().manual_seed(0))

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Data
-from .models import layer_norms
+from .models import eval_mode, layer_norms
 from .packed import EpochRecord, score
 
 
@@ -82,12 +82,8 @@ def epoch_lr(lr: float, epoch: int, decay: float = 1.0, step_every: int | None =
 
 def infer(model: nn.Module, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """Logits (N, C) for inputs x (N, ...) in data-set order, with the model fixed (eval mode)."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = torch.cat([model(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
-    model.train(was_training)
-    return out
+    with eval_mode(model), torch.no_grad():
+        return torch.cat([model(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
 
 
 def train_until_interpolation(
@@ -154,8 +150,7 @@ def train_until_interpolation(
     def early() -> tuple[int | None, int | None]:
         if data.val is None or not records:
             return None, None
-        best, stop = early_stopping_point([r.acc["val"][0] for r in records], patience or len(records) + 1)
-        return best, stop
+        return early_stopping_point([r.acc["val"][0] for r in records], patience or len(records) + 1)
 
     def outcome(reason: str) -> Outcome:
         best, stop = early()

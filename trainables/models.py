@@ -20,8 +20,9 @@ paper's; on digits (8x8x1, not resized) the same layers are smaller.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -285,6 +286,17 @@ class ArpitCNN(nn.Sequential):
                          nn.Linear(filters * h * w, 384), nn.BatchNorm1d(384), nn.ReLU(),
                          nn.Linear(384, 192), nn.BatchNorm1d(192), nn.ReLU(),
                          nn.Linear(192, num_classes))
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (BN running statistics, no dropout) inside, the previous mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()

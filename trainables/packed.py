@@ -133,6 +133,7 @@ def train_packed(
     splits: Sequence[str] = ("train", "test"),
     chunk: int = 1024,
     autocast: torch.dtype | None = None,
+    norms: bool = True,
     on_start: Callable[[PackedMLP], None] | None = None,
     on_scored: Callable[[EpochRecord], None] | None = None,
 ) -> list[EpochRecord]:
@@ -140,7 +141,8 @@ def train_packed(
 
     Returns one `EpochRecord` per scored epoch, in order. `data` must already be
     on the device to train on; `on_start` is called with the initialized model before the first
-    step, `on_scored` with each record as it is made. Records carry each layer's norm per seed.
+    step, `on_scored` with each record as it is made. With `norms`, records carry each layer's
+    norm per seed.
     `autocast` (e.g. torch.bfloat16) runs forward passes in that precision; parameters,
     gradients and optimizer state stay float32.
     """
@@ -186,7 +188,8 @@ def train_packed(
         model.eval()
         record = EpochRecord(epoch=epoch, step=step, wall_seconds=0.0, train_seconds=train_seconds,
                              lr=lr, running_loss=running_loss, running_acc=running_acc,
-                             norms={name: v.cpu().numpy() for name, v in model.layer_norms().items()})
+                             norms={name: v.cpu().numpy() for name, v in model.layer_norms().items()}
+                             if norms else {})
         for s in splits:
             record.add_scores(s, score(infer(model, data.split(s).x, chunk, autocast), data.split(s).y),
                               keep=True)

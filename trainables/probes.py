@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Arpit et al. 2017 (science.md Sec. 2), in [0, 1] pixel units.
-LASS_ALPHA, LASS_BETA, LASS_R, LASS_ITERS = 0.25 / 255, 0.2 / 255, 30 / 255, 20
+from .catalog import LASS_ALPHA, LASS_BETA, LASS_ITERS, LASS_R
+from .interpolate import infer
+from .models import eval_mode
+
 
 
 @dataclass
@@ -37,20 +39,6 @@ class CriticalSamples:
         return float(self.critical.mean()) if len(self.critical) else float("nan")
 
 
-class _Eval:
-    """Eval mode (BN running statistics, no dropout) inside, the previous mode restored after."""
-
-    def __init__(self, model: nn.Module):
-        self.model, self.was_training = model, model.training
-
-    def __enter__(self):
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc):
-        self.model.train(self.was_training)
-
-
 def critical_sample_ratio(model: nn.Module, x: torch.Tensor, *, pixel_scale: Sequence[float] = (1.0,),
                           alpha: float = LASS_ALPHA, beta: float = LASS_BETA, r: float = LASS_R,
                           iters: int = LASS_ITERS, chunk: int = 1024,
@@ -61,7 +49,7 @@ def critical_sample_ratio(model: nn.Module, x: torch.Tensor, *, pixel_scale: Seq
     shape = (1, -1) + (1,) * (x.dim() - 2) if x.dim() > 2 else (1, -1)
     scale = scale.view(shape) if scale.numel() > 1 else scale.reshape(())
     crit, steps = [], []
-    with _Eval(model):
+    with eval_mode(model):
         for lo in range(0, x.shape[0], chunk):
             c, s = _lass(model, x[lo:lo + chunk], scale, alpha, beta, r, iters, generator)
             crit.append(c)
@@ -93,12 +81,9 @@ def _lass(model, x0, scale, alpha, beta, r, iters, generator):
     return critical.cpu().numpy(), steps.cpu().numpy()
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 2048) -> float:
-    with _Eval(model):
-        hits = sum(int((model(x[i:i + chunk]).argmax(-1) == y[i:i + chunk]).sum())
-                   for i in range(0, len(y), chunk))
-    return hits / max(1, len(y))
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of x classified as y, the model fixed (eval mode)."""
+    return float((infer(model, x).argmax(-1) == y).float().mean()) if len(y) else float("nan")
 
 
 @torch.no_grad()
