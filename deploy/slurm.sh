@@ -25,7 +25,7 @@ export RAY_ADDRESS="$head_ip:$port"
 
 echo "memsweep: Ray head on $head ($RAY_ADDRESS)"
 srun --nodes=1 --ntasks=1 -w "$head" \
-    ray start --head --node-ip-address="$head_ip" --port=$port \
+    ray start --head --node-ip-address="$head_ip" --port=$port --dashboard-host=127.0.0.1 \
     --num-cpus="$SLURM_CPUS_PER_TASK" --num-gpus="${SLURM_GPUS_PER_TASK:-0}" --block &
 sleep 10
 

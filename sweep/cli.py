@@ -8,6 +8,8 @@ and what is allowed, exit code 2, and nothing stored changed.
 from __future__ import annotations
 
 import argparse
+import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -19,6 +21,17 @@ EXIT_USAGE = 2
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2 (argparse's default prints usage first)
         self.exit(EXIT_USAGE, f"sweep: error: {message}\n")
+
+
+def _finite(text: str) -> float:
+    """A finite number (argparse type): 'nan' and 'inf' are errors, not a trial that waits forever."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def _add_spec_args(p: argparse.ArgumentParser) -> None:
@@ -49,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--address", default=None,
                         help="an existing Ray cluster ('auto' or ray://host:port); "
                              "default: start and stop an embedded local Ray")
-    launch.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="N")
-    launch.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="F",
+    launch.add_argument("--cpus-per-trial", type=_finite, default=1.0, metavar="N")
+    launch.add_argument("--gpus-per-trial", type=_finite, default=0.0, metavar="F",
                         help="GPU fraction per trial, e.g. 0.25 packs four trials on a GPU")
     mode = launch.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
@@ -60,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="per cell: seeds done, running, failed, not started")
     status.add_argument("preset", help="the sweep (preset name)")
     status.add_argument("--results", default="results", help="results location (default: ./results)")
+
+    verify = sub.add_parser("verify", help="read every stored file in full; list damaged fragments (exit 1)")
+    verify.add_argument("preset", help="the sweep (preset name)")
+    verify.add_argument("--results", default="results", help="results location (default: ./results)")
 
     report = sub.add_parser("report", help="write a self-contained HTML report of a sweep's results")
     report.add_argument("preset", help="the sweep (preset name) to report on")
@@ -80,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "verify":
+            return _verify(args)
         spec = specs.resolve(args.preset, args.dataset, args.overrides)
         if args.command == "show":
             from sweep.launcher import describe
@@ -107,21 +126,38 @@ def _list() -> int:
 
 
 def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
+    from sweep import launcher
     from sweep.store import Store, StoreError
     from trainables.data import DataUnavailable, default_root, ensure_available
 
-    data_root = args.data_root or str(default_root())
     mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
+    # Everything that can be checked without Ray is checked before it starts (~5 s), and before
+    # anything is written: the resource request, the data, the results location.
+    launcher.check_request(args.cpus_per_trial, args.gpus_per_trial, local=args.address is None)
+    if args.address is not None:
+        launcher.check_address(args.address)
+    if args.data_root is not None and "://" not in args.data_root and not Path(args.data_root).expanduser().is_dir():
+        raise _UserError(f"--data-root {args.data_root}: no such folder (pass a folder that exists, or leave "
+                         f"it out for the default {default_root()})")
+    data_root = args.data_root or str(default_root())
+    plans = specs.expand(spec)
     try:
         ensure_available(spec.dataset, data_root)
         store = Store(args.results, spec.name)
-        # Check compatibility before probing writability: the probe creates the folder.
-        from sweep import launcher
-
-        launcher.check_mode(store, spec, mode)
-        store.check_writable()
+        with store.lock(shlex.join(["sweep", *sys.argv[1:]])):
+            launcher.check_mode(store, spec, mode)
+            if mode == "resume" and not [p for p in plans if p.fragment not in store.intact()]:
+                print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
+                      f"stored); nothing to resume")
+                return 0
+            store.check_writable()
+            return _run(args, spec, store, data_root, mode)
     except (DataUnavailable, StoreError) as exc:
         raise _UserError(str(exc)) from None
+
+
+def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode: str) -> int:
+    from sweep import launcher
 
     result = launcher.launch(
         spec, store, data_root=data_root,
@@ -151,15 +187,39 @@ def _status(args: argparse.Namespace) -> int:
     from sweep.store import Store, StoreError
 
     try:
-        table = status(Store(args.results, args.preset))
+        table, damaged = status(Store(args.results, args.preset))
     except (FileNotFoundError, StoreError) as exc:
         raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
     print(table.to_string(index=False))
     totals = table.drop(columns="cell").sum()
-    print("total: " + ", ".join(f"{totals[c]} {c}" for c in ["seeds", "done", "running", "failed", "not started"]))
+    print("total: " + ", ".join(f"{totals[c]} {c}" for c in ["seeds", "done", "damaged", "running", "failed",
+                                                              "not started"]))
+    for fragment, why in damaged.items():
+        print(f"damaged: {fragment}: {why}")
     if totals["done"] < totals["seeds"]:
-        print("(running: not stored yet and running or pending in Tune's last saved state; after an "
-              f"interrupted launch, `sweep launch {args.preset} --resume` finishes them)")
+        print("(running: not stored yet and running or pending when the last launch last wrote its state; "
+              f"after an interrupted launch, or to repair damaged fragments, `sweep launch {args.preset} "
+              "--resume` runs exactly those trials again)")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from sweep.store import Store, StoreError
+
+    try:
+        store = Store(args.results, args.preset)
+        if store.read_manifest() is None:
+            raise FileNotFoundError(f"no sweep at {store.uri}")
+        done, damaged = store.completed(), store.damaged(full=True)
+    except (FileNotFoundError, StoreError) as exc:
+        raise _UserError(str(exc)) from None
+    for fragment, why in damaged.items():
+        print(f"damaged: {fragment}: {why}")
+    print(f"memsweep: {len(done) - len(damaged)}/{len(done)} stored trials intact (every file's pages read)")
+    if damaged:
+        print(f"sweep: error: {len(damaged)} damaged; `sweep launch {args.preset} --resume` (with the launch's "
+              "arguments) runs exactly those trials again", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -171,6 +231,16 @@ def _report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (
         Path(f"{args.preset}-report.html") if "://" in args.results
         else Path(args.results) / args.preset / "report.html")
+    from sweep.store import Store, StoreError
+
+    try:
+        damaged = Store(args.results, args.preset).damaged()
+    except StoreError as exc:
+        raise _UserError(str(exc)) from None
+    if damaged:
+        first, why = next(iter(damaged.items()))
+        raise _UserError(f"{len(damaged)} stored trials are damaged (e.g. {first}: {why}); "
+                         f"`sweep launch {args.preset} --resume` runs them again, then report")
     try:
         text = report.build(args.results, args.preset, args.data_root)
     except FileNotFoundError as exc:

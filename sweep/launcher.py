@@ -10,6 +10,7 @@ store run, so `--resume` finishes exactly what is missing.
 from __future__ import annotations
 
 import logging
+import math
 import subprocess
 import sys
 import time
@@ -75,6 +76,50 @@ def check_mode(store: Store, spec: Spec, mode: Mode) -> None:
                         f"done); pass --resume to finish it or --overwrite to start again")
 
 
+def check_request(cpus: float, gpus: float, *, local: bool) -> None:
+    """Refuse a per-trial request that no node could ever meet, before Ray starts (SpecError).
+    For a local run the machine's own CPUs and GPUs (as Ray would detect them) bound it."""
+    if not (math.isfinite(cpus) and cpus > 0):
+        raise SpecError(f"--cpus-per-trial {cpus:g}: must be a number > 0")
+    if not math.isfinite(gpus) or gpus < 0 or (gpus > 1 and gpus != int(gpus)):
+        raise SpecError(f"--gpus-per-trial {gpus:g}: must be a fraction in [0, 1] or a whole number")
+    if not local or ray.is_initialized():  # a cluster's (or a running Ray's) nodes are checked once connected
+        return
+    from ray._private.accelerators import get_accelerator_manager_for_resource
+    from ray._private.utils import get_num_cpus
+
+    have = {"CPU": get_num_cpus(), "GPU": get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators()}
+    for name, want in (("CPU", cpus), ("GPU", gpus)):
+        if want > have[name]:
+            raise SpecError(f"--{name.lower()}s-per-trial {want:g}: this machine has {have[name]:g} {name}s "
+                            f"(pass --address to use a cluster)")
+
+
+def check_address(address: str, timeout_s: float = 10.0) -> None:
+    """SpecError (one line, naming the address) unless something accepts TCP connections at a
+    'host:port' or 'ray://host:port' address within `timeout_s`: `ray.init` would otherwise retry
+    for minutes. 'auto' needs no probe (Ray fails at once when no cluster runs here)."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    if address == "auto" or "://" in target:
+        return
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SpecError(f"--address {address!r}: expected 'auto', HOST:PORT or ray://HOST:PORT")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2.0):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise SpecError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                                "start one (`ray start --head`) or leave --address out for an embedded "
+                                "local Ray") from None
+            time.sleep(0.5)
+
+
 def describe(plans: list[TrialPlan], spec) -> str:
     """'15 trials: 3 cells x packs of <= 20 of 100 seeds'."""
     cells = len({p.cell for p in plans})
@@ -108,7 +153,13 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
             store.clear()
         prov = provenance()
         plans = expand(spec)
-        done = store.completed() if mode == "resume" else set()
+        done = set()
+        if mode == "resume":
+            damaged = store.damaged()
+            for fragment, why in damaged.items():
+                print(f"memsweep: {fragment} is damaged ({why}): running it again", file=out)
+            store.forget(set(damaged))  # its completion mark: a retry that dies leaves it not done
+            done = store.completed()
         todo = [p for p in plans if p.fragment not in done]
         store.write_manifest(spec.model_dump(), spec.hash(), prov)
         res = ray.cluster_resources()
@@ -123,7 +174,7 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
 
         data_root_abs = str(Path(data_root).expanduser().resolve()) if "://" not in data_root else data_root
         configs = [trial_config(spec, p, store, data_root_abs, cpus_per_trial, prov) for p in todo]
-        progress = _Progress(len(todo), out)
+        progress = _Progress(len(todo), out, store, [p.fragment for p in todo])
         tuner = tune.Tuner(
             tune.with_resources(_entry, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
             param_space={"trial": tune.grid_search(configs)},
@@ -167,10 +218,7 @@ def _trial_name(t) -> str:
 
 def _check_resources(total: dict[str, float], nodes: list[dict], cpus: float, gpus: float,
                      local: bool) -> None:
-    if cpus <= 0:
-        raise SpecError(f"--cpus-per-trial {cpus:g}: must be > 0")
-    if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
-        raise SpecError(f"--gpus-per-trial {gpus:g}: must be a fraction in [0, 1] or a whole number")
+    check_request(cpus, gpus, local=False)
     largest = {r: max((n["Resources"].get(r, 0) for n in nodes if n.get("Alive")), default=0)
                for r in ("CPU", "GPU")}
     for name, want in (("CPU", cpus), ("GPU", gpus)):
@@ -184,17 +232,33 @@ def _check_resources(total: dict[str, float], nodes: list[dict], cpus: float, gp
 
 
 class _Progress(tune.Callback):
-    """One line per finished or failed trial (Tune's own status table is off)."""
+    """One line per finished or failed trial (Tune's own status table is off), and each trial's
+    state in the store's `_launch.json` for `sweep status` (JSON: nothing there is ever unpickled)."""
 
-    def __init__(self, total: int, out):
+    def __init__(self, total: int, out, store: Store, fragments: list[str]):
         self.total, self.out, self.done, self.start = total, out, 0, time.perf_counter()
+        self.store = store
+        self.state = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                      "trials": dict.fromkeys(fragments, "PENDING")}
+        store.write_launch_state(self.state)
+
+    def _mark(self, trial, state: str) -> None:
+        self.state["trials"][_trial_name_of(trial.config)] = state
+        try:
+            self.store.write_launch_state(self.state)
+        except OSError as exc:  # status is advice; a store hiccup must not stop the sweep
+            print(f"memsweep: warning: could not update {self.store.uri}/_launch.json: {exc}", file=sys.stderr)
 
     def _line(self, text: str) -> None:
         print(f"[{self.done:>4}/{self.total} trials | {time.perf_counter() - self.start:7.1f} s] {text}",
               file=self.out, flush=True)
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._mark(trial, "RUNNING")
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
+        self._mark(trial, "TERMINATED")
         r, plan = trial.last_result or {}, trial.config["trial"]["plan"]
         accs = "  ".join(f"{k.split('_')[0]} acc {r[k]:.3f}" for k in ("train_acc", "test_acc") if k in r)
         seeds = (f"seed  {plan['seed_lo']}" if plan["seed_hi"] - plan["seed_lo"] == 1
@@ -203,4 +267,5 @@ class _Progress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
+        self._mark(trial, "ERROR")
         self._line(f"FAILED {_trial_name_of(trial.config)} (logs: {trial.local_path})")

@@ -26,9 +26,10 @@ from importlib import resources
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from trainables.catalog import ARCHS, DATASETS, KINDS, LASS_ALPHA, LASS_BETA, LASS_ITERS, LASS_R, NORMALIZATIONS
+from trainables.catalog import (ARCHS, DATASETS, DEFAULT_LR, KINDS, LASS_ALPHA, LASS_BETA, LASS_ITERS, LASS_R,
+                                NORMALIZATIONS)
 
 # Input shape (C, H, W) and class count of each data set, known without loading it.
 DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
@@ -44,6 +45,29 @@ class SpecError(ValueError):
     """A preset, override or value that is not allowed; the message is one line for the user."""
 
 
+# Upper bounds on sizes, so that a typo (seeds=1000000000) is an error, not a MemoryError in the
+# plan expansion or a trial that can never fit. Generous for real studies: a memorization estimate
+# needs thousands of models, a CIFAR-10 run hundreds of epochs.
+MAX_SEEDS = 100_000
+MAX_EPOCHS = 100_000
+MAX_TRIALS = 100_000  # trials in one sweep's plan
+MAX_WIDTH = 65_536  # hidden units of one layer
+MAX_BATCH = 1_000_000
+MAX_LIST = 10_000  # entries of a list key (epochs, sigmas, ...)
+
+# A sweep name is one path component of the results location, and a key on S3: letters,
+# digits, '.', '_' and '-', starting with a letter or digit (so never '.', '..' or hidden).
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+
+
+def check_name(name: str) -> str:
+    """`name` if it is a safe sweep name, else SpecError naming it and the rule."""
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise SpecError(f"bad sweep name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting "
+                        "with a letter or digit (it is a folder name under the results location)")
+    return name
+
+
 def _no_repeats(v: list, what: str) -> list:
     if len(set(v)) != len(v):
         raise ValueError(f"must not repeat {what}, got {v}")
@@ -51,11 +75,14 @@ def _no_repeats(v: list, what: str) -> list:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan=False: a NaN or infinite float anywhere in a spec is an error (an lr of .inf
+    # would train to NaN losses).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class ModelSpec(_Strict):
-    hidden: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [4096, 4096]
+    hidden: Annotated[list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]], Field(min_length=1, max_length=64)] = [
+        4096, 4096]
 
 
 class OptimizerSpec(_Strict):
@@ -68,6 +95,14 @@ class CorruptionSpec(_Strict):
 
 
 class _SpecBase(_Strict):
+    @field_validator("name", check_fields=False)
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        try:
+            return check_name(v)
+        except SpecError as exc:
+            raise ValueError(str(exc).split(": ", 1)[1]) from None
+
     def hash(self) -> str:
         """Identity of what the sweep computes (every key but the description), 16 hex digits."""
         body = self.model_dump(exclude={"description"})
@@ -81,19 +116,19 @@ class DifficultySpec(_SpecBase):
     description: str = ""
     engine: Literal["packed"] = "packed"
     dataset: Literal[DATASETS] = "cifar10"
-    seeds: Annotated[int, Field(ge=1)] = 100
+    seeds: Annotated[int, Field(ge=1, le=MAX_SEEDS)] = 100
     seed: Annotated[int, Field(ge=0)] = 0
-    epochs: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [1]
+    epochs: Annotated[list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]], Field(min_length=1, max_length=MAX_LIST)] = [1]
     variants: Annotated[list[Literal["real", "randX", "randY"]], Field(min_length=1)] = [
         "real", "randX", "randY"]
     corruption: CorruptionSpec = CorruptionSpec()
     model: ModelSpec = ModelSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
-    batch_size: Annotated[int, Field(ge=1)] = 256
-    pack_size: Annotated[int, Field(ge=1)] | None = None  # None: as many as memory_budget_gb allows
-    memory_budget_gb: Annotated[float, Field(gt=0)] = 2.0
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 256
+    pack_size: Annotated[int, Field(ge=1, le=MAX_SEEDS)] | None = None  # None: as many as memory_budget_gb allows
+    memory_budget_gb: Annotated[float, Field(gt=0, le=4096)] = 2.0
     splits: Annotated[list[Literal["train", "test"]], Field(min_length=1)] = ["train", "test"]
-    train_size: Annotated[int, Field(ge=1)] | None = None  # the first N training examples only
+    train_size: Annotated[int, Field(ge=1, le=100_000_000)] | None = None  # the first N training examples only
     # fp32; tf32 (CUDA matmuls in TF32); bf16 (autocast to bfloat16, parameters and
     # optimizer state stay fp32). Effect on results: benchmarks/README.md.
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
@@ -125,19 +160,14 @@ class DifficultySpec(_SpecBase):
 
 
 class PreprocessSpec(_Strict):
-    crop: Annotated[int, Field(ge=1)] | None = 28  # centre crop (Zhang et al.: 28x28); None keeps the size
+    crop: Annotated[int, Field(ge=1, le=4096)] | None = 28  # centre crop (Zhang et al.: 28x28); None keeps the size
     normalize: Literal[NORMALIZATIONS] = "per_image"
 
 
-class LrByArch(_Strict):
-    """Zhang et al.: 0.01 for the MLPs and small AlexNet, 0.1 for Inception (and WideResNet)."""
-
-    mlp1: Annotated[float, Field(gt=0)] = 0.01
-    mlp3: Annotated[float, Field(gt=0)] = 0.01
-    alexnet: Annotated[float, Field(gt=0)] = 0.01
-    inception: Annotated[float, Field(gt=0)] = 0.1
-    inception_nobn: Annotated[float, Field(gt=0)] = 0.1
-    wrn: Annotated[float, Field(gt=0)] = 0.1
+# Zhang et al.: 0.01 for the MLPs and small AlexNet, 0.1 for Inception (and WideResNet); one field
+# per architecture of the catalog, so every architecture has a default learning rate.
+LrByArch = create_model("LrByArch", __base__=_Strict,
+                        **{arch: (Annotated[float, Field(gt=0)], lr) for arch, lr in DEFAULT_LR.items()})
 
 
 class InterpolationOptimizer(_Strict):
@@ -153,8 +183,8 @@ class InterpolationOptimizer(_Strict):
 
 
 class WrnSpec(_Strict):
-    depth: Annotated[int, Field(ge=10)] = 28
-    widen: Annotated[int, Field(ge=1)] = 1
+    depth: Annotated[int, Field(ge=10, le=1_000)] = 28
+    widen: Annotated[int, Field(ge=1, le=64)] = 1
 
     @field_validator("depth")
     @classmethod
@@ -181,32 +211,33 @@ class ValidationSpec(_Strict):
 
 
 class EarlyStoppingSpec(_Strict):
-    patience: Annotated[int, Field(ge=1)] | None = None  # None: off
+    patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None = None  # None: off
     stop: bool = True  # False: only record the epoch it would stop at, and train on
 
 
 class CsrProbe(_Strict):
     """Critical sample ratio by LASS (Arpit et al. 2017, Fig. 9); alpha, beta, r in [0, 1] pixel units."""
 
-    every: Annotated[int, Field(ge=1)] = 5  # epochs
-    n: Annotated[int, Field(ge=1)] = 500  # samples of the split searched (the first n)
+    every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 5  # epochs
+    n: Annotated[int, Field(ge=1, le=1_000_000)] = 500  # samples of the split searched (the first n)
     split: Literal["test", "val", "train"] = "test"
     alpha: Annotated[float, Field(gt=0)] = LASS_ALPHA
     beta: Annotated[float, Field(ge=0)] = LASS_BETA
     r: Annotated[float, Field(gt=0)] = LASS_R
-    iters: Annotated[int, Field(ge=1)] = LASS_ITERS
+    iters: Annotated[int, Field(ge=1, le=10_000)] = LASS_ITERS
 
 
 class FiltersProbe(_Strict):
-    epochs: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [10]
+    epochs: Annotated[list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]], Field(min_length=1, max_length=MAX_LIST)] = [
+        10]
 
 
 class WeightNoiseProbe(_Strict):
     """Accuracy under log-normal weight noise exp(sigma * N(0, 1)), after training."""
 
-    sigmas: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=2)] = [
+    sigmas: Annotated[list[Annotated[float, Field(ge=0, le=100)]], Field(min_length=2, max_length=MAX_LIST)] = [
         0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5]
-    draws: Annotated[int, Field(ge=1)] = 5
+    draws: Annotated[int, Field(ge=1, le=10_000)] = 5
     splits: Annotated[list[Literal["train", "test", "val"]], Field(min_length=1)] = ["train", "test"]
 
 
@@ -242,28 +273,28 @@ class ConvergenceSpec(_SpecBase):
     description: str = ""
     engine: Literal["interpolate"]
     dataset: Literal[DATASETS] = "cifar10"
-    seeds: Annotated[int, Field(ge=1)] = 1
+    seeds: Annotated[int, Field(ge=1, le=MAX_SEEDS)] = 1
     seed: Annotated[int, Field(ge=0)] = 0
     archs: Annotated[list[Literal[ARCHS]], Field(min_length=1)]
     corruptions: Annotated[list[str], Field(min_length=1)]
     preprocess: PreprocessSpec = PreprocessSpec()
     optimizer: InterpolationOptimizer = InterpolationOptimizer()
-    batch_size: Annotated[int, Field(ge=1)] = 128
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 128
     # Full-set train accuracy that counts as interpolation; null: train all max_epochs.
     threshold: Annotated[float, Field(gt=0, le=1)] | None = 1.0
-    max_epochs: Annotated[int, Field(ge=1)] = 300
-    time_budget_s: Annotated[float, Field(gt=0)] | None = None  # training seconds per model
-    checkpoint_every: Annotated[int, Field(ge=1)] = 5  # epochs between tune.Checkpoints
+    max_epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 300
+    time_budget_s: Annotated[float, Field(gt=0, le=1e7)] | None = None  # training seconds per model
+    checkpoint_every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 5  # epochs between tune.Checkpoints
     record_examples: bool = False  # per-example scores (examples table) of record_splits
     record_splits: Annotated[list[Literal["train", "test", "val"]], Field(min_length=1)] = ["train"]
-    record_every: Annotated[int, Field(ge=1)] = 1  # epochs between recorded evaluations
+    record_every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 1  # epochs between recorded evaluations
     record_dtype: Literal["float32", "float16"] = "float32"
     norms: bool = True  # each layer's Frobenius norm every epoch (norms table)
     validation: ValidationSpec = ValidationSpec()
     # Catastrophic forgetting: > 0 makes the run two-phase. Phase 1 trains on train + val until
     # both reach `threshold` (or max_epochs / time_budget_s); phase 2 trains on train alone for
     # this many more epochs. Needs a validation split.
-    phase2_epochs: Annotated[int, Field(ge=0)] = 0
+    phase2_epochs: Annotated[int, Field(ge=0, le=MAX_EPOCHS)] = 0
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
     probes: ProbesSpec = ProbesSpec()
     wrn: WrnSpec = WrnSpec()
@@ -337,7 +368,12 @@ class TrialPlan:
 
 
 def expand(spec: Spec) -> list[TrialPlan]:
-    """Cells x seed packs, in a stable order."""
+    """Cells x seed packs, in a stable order. SpecError if the plan has more than MAX_TRIALS trials."""
+    count = (len(spec.archs) * len(spec.corruptions) * spec.seeds if isinstance(spec, ConvergenceSpec)
+             else len(spec.variants) * math.ceil(spec.seeds / spec.resolved_pack_size()))
+    if count > MAX_TRIALS:
+        raise SpecError(f"the plan has {count:,} trials, more than the {MAX_TRIALS:,} allowed in one sweep: "
+                        "use fewer seeds or cells, or larger packs (pack_size)")
     if isinstance(spec, ConvergenceSpec):
         return [TrialPlan(cell=f"{arch}-{c.replace(':', '')}", variant=c, pack=s, seed_lo=s, seed_hi=s + 1,
                           arch=arch)
@@ -467,10 +503,16 @@ def _one_line(exc: ValidationError) -> str:
     where = f"{key}[{index}]" if index is not None else key
     if err["type"] == "extra_forbidden":
         return f"unknown key {where!r}"
+    if err["type"] == "missing":
+        return f"missing key {where!r} (the preset does not set it and it has no default)"
     msg = err["msg"].replace("Value error, ", "")
     if not err["loc"]:  # a rule across keys: the message names them
         return f"bad spec: {msg}"
-    return f"bad value for {where}: {err['input']!r} ({msg})"
+    shown = repr(err["input"])
+    if len(shown) > 80:  # a whole sub-tree: name its type, not its contents
+        shown = f"a {type(err['input']).__name__} of {len(err['input'])} entries" if hasattr(
+            err["input"], "__len__") else shown[:77] + "..."
+    return f"bad value for {where}: {shown} ({msg})"
 
 
 def to_yaml(spec: Spec) -> str:

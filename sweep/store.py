@@ -7,22 +7,35 @@ Layout (the contract with `analysis/`; documented in results/README.md):
     <location>/<sweep>/epochs/<fragment>.parquet
     <location>/<sweep>/examples/<fragment>.parquet
     <location>/<sweep>/{norms,probes,filters}/<fragment>.parquet   when the spec records them
+    <location>/<sweep>/_launch.json          the last launch: who ran it, each trial's state (JSON)
+    <location>/<sweep>/_lock                 held while a launch runs (see `Store.lock`)
     <location>/<sweep>/_tune/                Ray Tune's own state (ignored by Parquet readers)
 
 One trial writes one fragment per table, named by its cell and seed pack, so a
 retried or resumed trial replaces its own rows and never duplicates them. Each
 file is written under a hidden temporary name (Parquet readers skip names
 starting with '.' or '_') and then moved into place, so a reader never sees half
-a file. `trials` is written last: a fragment present there marks the trial done.
+a file. `trials` is written last: a fragment present there marks the trial done,
+and its Parquet metadata records how many rows each of the trial's other tables
+holds, so a damaged or missing file is found (`Store.damaged`) and re-run on resume.
+
+Nothing here unpickles: status, resume and report read Parquet, YAML and JSON only,
+so a file planted in a shared results location cannot run code as its reader.
 
 `location` is a local path or any URI pyarrow understands (s3://, gs://, file://).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import os
+import socket
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +46,18 @@ import yaml
 
 from analysis.load import sweep_path
 from sweep.faults import maybe_crash
+from sweep.spec import SpecError, check_name
 
 SCHEMA_VERSION = 2
 # Write order: trials last marks a fragment complete.
 TABLES = ("examples", "epochs", "norms", "probes", "filters", "trials")
 METADATA_KEY = b"memsweep"
+# What a sweep folder holds that the store wrote: --overwrite removes these and nothing else.
+OWN_FILES = ("sweep.yaml", "_launch.json", "report.html")
+OWN_FOLDERS = ("_tune",)
+LOCK = "_lock"
+# A lease on an object store (no file locks there) counts as held while refreshed this recently.
+LEASE_SECONDS, LEASE_REFRESH_SECONDS = 120.0, 30.0
 
 
 class StoreError(RuntimeError):
@@ -47,6 +67,12 @@ class StoreError(RuntimeError):
 class Store:
     def __init__(self, location: str | os.PathLike, sweep: str):
         location = str(location)
+        if not location.strip():
+            raise StoreError("results location '' is empty: pass --results DIR_OR_URI (default: ./results)")
+        try:
+            check_name(sweep)
+        except SpecError as exc:
+            raise StoreError(str(exc)) from None
         try:  # the same resolution analysis uses to read the store
             self.fs, self.root = sweep_path(location, sweep)
         except (pa.ArrowInvalid, OSError) as exc:
@@ -102,8 +128,51 @@ class Store:
     # --- fragments ------------------------------------------------------------------------
 
     def completed(self) -> set[str]:
-        """Names of the fragments whose trial finished (present in `trials`)."""
+        """Names of the fragments whose trial finished (present in `trials`), damaged or not."""
         return set(self._fragments("trials"))
+
+    def intact(self) -> set[str]:
+        """Finished fragments whose every file is present and readable: what resume skips."""
+        return self.completed() - set(self.damaged())
+
+    def damaged(self, full: bool = False) -> dict[str, str]:
+        """fragment -> what is wrong, for finished fragments with a file that is missing, has an
+        unreadable Parquet footer, or holds another row count than its trial recorded. With
+        `full`, every data page is read too (slower: the whole store)."""
+        out: dict[str, str] = {}
+        for fragment in sorted(self.completed()):
+            try:
+                meta = self._footer("trials", fragment, full)
+                rows = json.loads(meta.metadata.get(METADATA_KEY, b"{}")).get("rows", {})
+            except (OSError, pa.ArrowException, ValueError) as exc:
+                out[fragment] = f"trials file unreadable ({_first_line(exc)})"
+                continue
+            for table, expected in rows.items():
+                try:
+                    got = self._footer(table, fragment, full).num_rows
+                except FileNotFoundError:
+                    out[fragment] = f"{table} file missing"
+                    break
+                except (OSError, pa.ArrowException) as exc:
+                    out[fragment] = f"{table} file unreadable ({_first_line(exc)})"
+                    break
+                if got != expected:
+                    out[fragment] = f"{table} file has {got} rows, its trial wrote {expected}"
+                    break
+        return out
+
+    def _footer(self, table: str, fragment: str, full: bool) -> pq.FileMetaData:
+        with self.fs.open_input_file(self.path(table, f"{fragment}.parquet")) as f:
+            pf = pq.ParquetFile(f)
+            if full:
+                pf.read()
+            return pf.metadata
+
+    def forget(self, fragments: set[str]) -> None:
+        """Remove the completion mark (the `trials` file) of these fragments, so they run again."""
+        for fragment in fragments:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_file(self.path("trials", f"{fragment}.parquet"))
 
     def _fragments(self, table: str) -> list[str]:
         selector = pafs.FileSelector(self.path(table), allow_not_found=True)
@@ -116,10 +185,13 @@ class Store:
         A table left out (e.g. `examples` when a run records none) gets no file."""
         if "trials" not in tables or not set(tables) <= set(TABLES):
             raise ValueError(f"a fragment needs 'trials' and only tables of {TABLES}, got {sorted(tables)}")
-        meta = json.dumps({"schema_version": SCHEMA_VERSION, **metadata}, sort_keys=True).encode()
+        meta = {"schema_version": SCHEMA_VERSION, **metadata}
+        # The trials file (the completion mark) records every other file's row count.
+        rows = {name: tables[name].num_rows for name in TABLES if name in tables and name != "trials"}
         for name in [t for t in TABLES if t in tables]:
             table = tables[name]
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: meta})
+            body = json.dumps(dict(meta, rows=rows) if name == "trials" else meta, sort_keys=True).encode()
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: body})
             sink = pa.BufferOutputStream()
             # One row group per record batch: a trial hands over one batch per (epoch, split)
             # block, so readers filtering on those columns skip the other blocks by statistics.
@@ -130,9 +202,141 @@ class Store:
             maybe_crash(f"after-{name}")
 
     def clear(self) -> None:
-        """Delete everything of this sweep (for --overwrite)."""
-        if self.fs.get_file_info(self.root).type != pafs.FileType.NotFound:
-            self.fs.delete_dir(self.root)
+        """Delete what this store wrote in the sweep's folder (for --overwrite): its tables'
+        fragments, its own files and Tune's state. Anything else there (a file it does not
+        recognise as its own) is left alone, and so is the folder."""
+        for table in TABLES:
+            for fragment in self._fragments(table):
+                self.fs.delete_file(self.path(table, f"{fragment}.parquet"))
+            self._remove_if_empty(self.path(table))
+        for name in OWN_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_file(self.path(name))
+        for name in OWN_FOLDERS:
+            if self.fs.get_file_info(self.path(name)).type == pafs.FileType.Directory:
+                self.fs.delete_dir(self.path(name))
+
+    def _remove_if_empty(self, folder: str) -> None:
+        info = self.fs.get_file_info(folder)
+        if info.type == pafs.FileType.Directory and not self.fs.get_file_info(
+                pafs.FileSelector(folder, allow_not_found=True)):
+            self.fs.delete_dir(folder)
+
+    def remove_if_empty(self) -> None:
+        """Remove the sweep's folder if nothing is in it (a launch that stored nothing leaves nothing)."""
+        self._remove_if_empty(self.root)
+
+    # --- the launch's state (JSON, read by `sweep status`) --------------------------------
+
+    def write_launch_state(self, state: dict[str, Any]) -> None:
+        self._atomic_write(self.path("_launch.json"), json.dumps(state, sort_keys=True).encode())
+
+    def read_launch_state(self) -> dict[str, Any]:
+        """The last launch's state ({} if none or unreadable): plain JSON, never code."""
+        try:
+            with self.fs.open_input_stream(self.path("_launch.json")) as f:
+                state = json.loads(f.read().decode())
+        except (OSError, ValueError, pa.ArrowException):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    # --- one launch at a time -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Hold the sweep's lock while the block runs; StoreError (naming the holder) if another
+        launch holds it. On a local or shared file system (NFS included) it is an exclusive
+        `flock` of <sweep>/_lock, released by the kernel when its process dies. On an object
+        store (S3, GCS), which has no locks, it is a lease: <sweep>/_lock holds the owner and a
+        heartbeat refreshed every 30 s; a lease not refreshed for 120 s (a killed driver) is
+        taken over. Two launches started within the same second on an object store can both
+        get it: start one launch per sweep there."""
+        owner = {"host": socket.gethostname(), "pid": os.getpid(), "command": command,
+                 "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                 "token": uuid.uuid4().hex}
+        existed = self.fs.get_file_info(self.root).type != pafs.FileType.NotFound
+        self.fs.create_dir(self.root, recursive=True)
+        holder = self._flock if self.is_local else self._lease
+        try:
+            with holder(owner):
+                yield
+        finally:
+            if not existed:
+                self.remove_if_empty()
+
+    @contextlib.contextmanager
+    def _flock(self, owner: dict[str, Any]) -> Iterator[None]:
+        import fcntl
+
+        path = self.path(LOCK)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StoreError(self._held_message(_read_owner(path))) from None
+            # The holder before us may have removed the file after we opened it: then our lock
+            # is on a file nobody else will open. Take it again on the file that is there now.
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(owner).encode())
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # while still holding it: a waiter re-checks the inode
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _lease(self, owner: dict[str, Any]) -> Iterator[None]:
+        path = self.path(LOCK)
+        current = self._read_lease()
+        if current and time.time() - current.get("heartbeat", 0) < LEASE_SECONDS:
+            raise StoreError(self._held_message(current))
+
+        def write() -> None:
+            self._atomic_write(path, json.dumps(dict(owner, heartbeat=time.time())).encode())
+
+        write()
+        time.sleep(1.0)  # a launch that wrote its lease at the same moment: the last writer wins
+        if (self._read_lease() or {}).get("token") != owner["token"]:
+            raise StoreError(self._held_message(self._read_lease() or {}))
+        stop = threading.Event()
+
+        def refresh() -> None:
+            while not stop.wait(LEASE_REFRESH_SECONDS):
+                with contextlib.suppress(OSError, pa.ArrowException):
+                    write()
+
+        thread = threading.Thread(target=refresh, name="memsweep-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            with contextlib.suppress(OSError, pa.ArrowException):
+                self.fs.delete_file(path)
+
+    def _read_lease(self) -> dict[str, Any] | None:
+        try:
+            with self.fs.open_input_stream(self.path(LOCK)) as f:
+                value = json.loads(f.read().decode())
+        except (OSError, ValueError, pa.ArrowException):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def _held_message(self, owner: dict[str, Any]) -> str:
+        who = (f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}, started {owner.get('started', '?')}: "
+               f"{owner.get('command', '?')}") if owner else "owner unknown"
+        return f"{self.uri} is in use by another launch ({who}); wait for it to end, or stop it"
 
     def row_counts(self) -> dict[str, int]:
         """Rows per table, in write order; tables the sweep does not record are left out."""
@@ -151,3 +355,15 @@ class Store:
         with self.fs.open_output_stream(tmp) as f:
             f.write(payload)
         self.fs.move(tmp, path)  # a rename on local and POSIX file systems
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _read_owner(path: str) -> dict[str, Any]:
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}

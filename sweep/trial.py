@@ -159,6 +159,7 @@ def _run_interpolate(config: dict[str, Any], spec: ConvergenceSpec, plan: TrialP
     import torch
     from ray import tune
 
+    from sweep import checkpoint as checkpoint_file
     from trainables import corruption, data as datasets, models, probes
     from trainables.interpolate import Outcome, train_until_interpolation
 
@@ -194,7 +195,7 @@ def _run_interpolate(config: dict[str, Any], spec: ConvergenceSpec, plan: TrialP
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            resume = torch.load(f"{folder}/state.pt", map_location=ctx["device"], weights_only=False)
+            resume = checkpoint_file.load(f"{folder}/state.pt", ctx["device"])
         found = resume.pop("found")
     elif spec.norms:
         found["init_norms"] = {k: np.asarray([v]) for k, v in models.layer_norms(model).items()}
@@ -225,7 +226,7 @@ def _run_interpolate(config: dict[str, Any], spec: ConvergenceSpec, plan: TrialP
         metrics = _summary(record, done=False)
         if record.epoch % spec.checkpoint_every == 0:
             with tempfile.TemporaryDirectory() as folder:
-                torch.save({**state(), "found": found}, f"{folder}/state.pt")
+                checkpoint_file.save({**state(), "found": found}, f"{folder}/state.pt")
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
         else:
             tune.report(metrics)

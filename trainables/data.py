@@ -203,14 +203,17 @@ def _synthetic(train: int = 50_000, test: int = 10_000, seed: int = 0) -> Arrays
     return split(train), split(test)
 
 
-def _cifar10_files(root: Path, download: bool) -> None:
-    """Make sure root/cifar-10-batches-py exists, downloading it under a file lock if allowed."""
+def _cifar10_files(root: Path, download: bool, check: bool = True) -> None:
+    """Make sure root/cifar-10-batches-py exists (with `check`: and passes torchvision's md5
+    checks), downloading it under a file lock if allowed."""
     from filelock import FileLock
 
-    if (root / CIFAR_DIR).is_dir():
-        return
     where = (f"put the extracted '{CIFAR_DIR}' folder (from {CIFAR_URL}) under {root} "
              f"or pass --data-root DIR that contains it")
+    if (root / CIFAR_DIR).is_dir():
+        if check:
+            _check_cifar10(root)
+        return
     if not download:
         raise DataUnavailable(f"CIFAR-10 not found at {root / CIFAR_DIR}: {where}")
     root.mkdir(parents=True, exist_ok=True)
@@ -234,11 +237,25 @@ def _cifar10_files(root: Path, download: bool) -> None:
             socket.setdefaulttimeout(previous)
 
 
+def _check_cifar10(root: Path) -> None:
+    """Raise DataUnavailable unless every CIFAR-10 file under root has the md5 torchvision
+    checks when it loads them (a truncated batch fails here, before any trial starts)."""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
+
+    folder = root / CIFAR10.base_folder
+    files = [*CIFAR10.train_list, *CIFAR10.test_list, [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+    bad = [name for name, md5 in files if not check_integrity(str(folder / name), md5)]
+    if bad:
+        raise DataUnavailable(f"CIFAR-10 files under {folder} are missing or corrupted ({', '.join(bad)} "
+                              "fail torchvision's md5 check); delete the folder to download it again")
+
+
 def _cifar10(root: Path, download: bool) -> Arrays:
     """((x_train, y_train), (x_test, y_test)): pixels in [0, 1], shape (N, 3, 32, 32)."""
     from torchvision.datasets import CIFAR10
 
-    _cifar10_files(root, download)
+    _cifar10_files(root, download, check=False)  # the CIFAR10 class checks the md5s itself
     try:
         # torchvision verifies every batch file against its md5 here.
         train, test = CIFAR10(str(root), train=True), CIFAR10(str(root), train=False)

@@ -222,6 +222,16 @@ class SmallInception(nn.Module):
                 width += a
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(width, num_classes)
+        # He initialization (He et al. 2015, "Delving Deep into Rectifiers", Sec. 2.2): N(0, 2 / fan_in)
+        # for every conv followed by a ReLU, zero biases. Under torch's default (variance 1/(3 fan_in))
+        # the signal shrinks ~6x in variance per conv, so without batch norm the logits barely vary
+        # across examples at initialization (std ~2e-5 on digits) and SGD never leaves chance;
+        # Zhang et al. train this network without BN to 82% on CIFAR-10. Both variants use it, so
+        # the ablation changes only the batch norm.
+        for module in self.features.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
 
     def forward(self, x):
         return self.head(self.features(x).mean(dim=(2, 3)))

@@ -1,0 +1,390 @@
+"""A store nobody can escape, execute from or silently corrupt; bad input fails fast, in one line.
+
+Each test is a behaviour a hostile or careless user met: a sweep name that walks out of the
+results location, code planted in a shared results location, a truncated fragment, two
+launches on one location, and bad values that used to hang, store NaNs or print tracebacks.
+The CLI runs as a subprocess (the console script's module) unless a test needs this
+process's monkeypatches (the tiny CIFAR-10's checksums), where it calls `sweep.cli.main`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import SWEEP, free_port
+
+TINY = ["--dataset", "digits", "--set", "seeds=2", "--set", "pack_size=2", "--set", "variants=[real,randY]"]
+
+
+def sweep(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """Assert exit 2 with exactly one line on stderr, starting 'sweep: error:', holding every needle."""
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], err[-2000:])
+    assert len(err.splitlines()) == 1 and err.startswith("sweep: error: "), err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+# --- 1. the sweep name is one safe path component; --overwrite removes only its own files ---
+
+@pytest.mark.parametrize("name", ["../victim", "..", ".", "a/b", "", ".hidden", "x" * 101, "s3:bad"])
+def test_a_sweep_name_cannot_leave_the_results_location(tmp_path, name):
+    results, victim = tmp_path / "res", tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    proc = sweep("launch", "fig1-difficulty", *TINY, "--set", f"name={name}", "--overwrite",
+                 "--results", str(results))
+    one_line_error(proc, "bad value for name")
+    assert files_under(victim) == {"precious.txt": b"keep me"}
+    assert not results.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["victim"]
+
+
+@pytest.mark.parametrize("command", ["status", "report", "verify"])
+def test_readers_refuse_an_unsafe_sweep_name(tmp_path, command):
+    one_line_error(sweep(command, "..", "--results", str(tmp_path)), "'..'")
+
+
+# --- 5. an address where nothing listens fails fast ---------------------------------------
+
+def test_an_address_where_nothing_listens_fails_in_one_line(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    started = time.perf_counter()
+    proc = sweep("launch", "fig1-difficulty", *TINY, "--address", address, "--results", str(tmp_path / "r"),
+                 timeout=120)
+    one_line_error(proc, address)
+    assert time.perf_counter() - started < 60  # a bound on a hang, not a speed claim (the fix: ~10 s)
+    assert not (tmp_path / "r").exists()
+
+
+# --- 6, 7, 10, 11: bad values, sizes and resources: one line, before Ray, nothing left -----
+
+@pytest.mark.parametrize("args, needles", [
+    (["--cpus-per-trial", "nan"], ["--cpus-per-trial", "'nan'", "finite"]),
+    (["--gpus-per-trial", "nan"], ["--gpus-per-trial", "'nan'", "finite"]),
+    (["--cpus-per-trial", "inf"], ["--cpus-per-trial", "'inf'"]),
+    (["--cpus-per-trial", "0"], ["--cpus-per-trial 0", "> 0"]),
+    (["--cpus-per-trial", "512"], ["--cpus-per-trial 512", "this machine has"]),
+    (["--gpus-per-trial", "-1"], ["--gpus-per-trial -1"]),
+    (["--set", "optimizer.lr=.inf"], ["optimizer.lr", "finite"]),
+    (["--set", "optimizer.lr=.nan"], ["optimizer.lr", "finite"]),
+    (["--set", "corruption.p=.nan"], ["corruption.p", "finite"]),
+    (["--set", "memory_budget_gb=-.inf"], ["memory_budget_gb"]),
+    (["--set", "seeds=1000000000"], ["seeds", "100000"]),
+    (["--set", "seeds=100000", "--set", "pack_size=1"], ["300,000 trials", "100,000"]),
+    (["--set", "model.hidden=[10000000]"], ["model.hidden[0]", "65536"]),
+    (["--set", "engine=interpolate"], ["missing key 'archs'"]),
+    (["--results", ""], ["results location ''", "--results"]),
+])
+def test_bad_values_fail_in_one_line_before_ray_and_leave_nothing(tmp_path, args, needles):
+    results = tmp_path / "r"
+    argv = ["launch", "fig1-difficulty", "--dataset", "digits", "--results", str(results), *args]
+    proc = sweep(*argv, cwd=tmp_path)
+    err = one_line_error(proc, *needles)
+    assert len(err) < 250 and "token" not in proc.stderr.lower()  # no Ray started, no dump of the spec
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # not even an empty results folder
+
+
+def test_no_gpu_here_is_refused_before_ray(tmp_path):
+    from ray._private.accelerators import get_accelerator_manager_for_resource
+
+    if get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators():
+        pytest.skip("this machine has a GPU")
+    proc = sweep("launch", "fig1-difficulty", *TINY, "--gpus-per-trial", "1", "--results", str(tmp_path / "r"))
+    one_line_error(proc, "--gpus-per-trial 1", "this machine has 0 GPUs")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_data_root_that_does_not_exist_is_not_created(tmp_path):
+    root = tmp_path / "nonexistent"
+    proc = sweep("launch", "fig1-difficulty", *TINY, "--data-root", str(root), "--results", str(tmp_path / "r"))
+    one_line_error(proc, f"--data-root {root}", "no such folder")
+    assert not root.exists() and not (tmp_path / "r").exists()
+
+
+def test_every_architecture_has_a_default_learning_rate():
+    from sweep import spec as specs
+    from trainables.catalog import ARCHS
+
+    spec = specs.resolve("csr", "digits", ["optimizer.lr=null"])
+    assert {arch: spec.optimizer.lr_for(arch) for arch in ARCHS}["cnn"] == 0.01
+    for preset in specs.preset_names():
+        s = specs.resolve(preset, "digits", ["optimizer.lr=null"] if hasattr(specs.resolve(preset, "digits"),
+                                                                            "archs") else [])
+        for arch in getattr(s, "archs", []):
+            assert s.optimizer.lr_for(arch) > 0
+
+
+# --- 8. a corrupt CIFAR-10 is caught by the pre-check, as torchvision would catch it -------
+
+def test_a_truncated_cifar_batch_fails_before_anything_starts(tiny_cifar, tmp_path, capsys):
+    from sweep.cli import main
+
+    results = tmp_path / "r"
+    argv = ["launch", "fig1-difficulty", "--dataset", "cifar10", "--data-root", str(tiny_cifar),
+            "--set", "seeds=1", "--results", str(results), "--cpus-per-trial", "1"]
+    batch = tiny_cifar / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(batch.read_bytes()[:100])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "data_batch_1" in err and "md5" in err, err
+    assert not results.exists()
+
+
+def test_an_intact_tiny_cifar_passes_the_pre_check(tiny_cifar):
+    from trainables.data import ensure_available
+
+    ensure_available("cifar10", tiny_cifar, download=False)  # the same check, on intact files: no error
+
+
+# --- 2. nothing under a results location is ever unpickled ----------------------------------
+
+class _Planted:
+    """Unpickling this runs code: it writes a marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path(self.marker).write_text, ("pwned",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    from sweep import checkpoint
+
+    marker, path = tmp_path / "marker", tmp_path / "state.pt"
+    import torch
+
+    torch.save({"model": {}, "found": _Planted(str(marker))}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        checkpoint.load(str(path))
+    assert not marker.exists()
+
+
+def test_checkpoint_state_round_trips_through_weights_only(tmp_path):
+    import numpy as np
+    import torch
+
+    from sweep import checkpoint
+    from trainables.packed import EpochRecord, SplitScores
+
+    scores = SplitScores(pred=np.array([[1, 2]]), correct=np.array([[True, False]]),
+                         p_label=np.array([[0.5, 0.25]], dtype=np.float32),
+                         loss=np.array([[0.7, 1.4]], dtype=np.float32), el2n=np.array([[0.1, 0.9]], dtype=np.float32))
+    record = EpochRecord(epoch=3, step=30, wall_seconds=1.5, train_seconds=1.0, lr=0.01,
+                         running_loss=np.array([0.5]), running_acc=np.array([0.75]),
+                         acc={"train": np.array([1.0])}, splits={"train": scores}, norms={"0": np.array([2.0])})
+    state = {"generator": torch.Generator().manual_seed(3).get_state(), "epoch": 3, "records": [record],
+             "found": {"filters": [(0, np.ones((2, 1, 3, 3), dtype=np.float32))], "phase1": None,
+                       "probes": [{"probe": "csr", "sigma": float("nan"), "value": np.float32(0.5)}]}}
+    checkpoint.save(state, str(tmp_path / "s.pt"))
+    back = checkpoint.load(str(tmp_path / "s.pt"))
+    assert back["records"][0].splits["train"].correct.tolist() == [[True, False]]
+    assert back["records"][0].acc["train"].tolist() == [1.0] and back["epoch"] == 3
+    assert torch.equal(back["generator"], state["generator"])
+    assert back["found"]["filters"][0][1].shape == (2, 1, 3, 3) and back["found"]["probes"][0]["value"] == 0.5
+
+
+# --- a real stored sweep: planted files, damaged fragments, the lock -----------------------
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """A finished tiny fig1 sweep (2 variants x 1 pack of 2 seeds) launched through the CLI on an
+    embedded Ray, and a pristine copy of its files."""
+    results = tmp_path_factory.mktemp("stored")
+    proc = sweep("launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2]", "--results", str(results))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return results, proc
+
+
+AUDIT = """
+import sys
+seen = []
+sys.addaudithook(lambda event, args: seen.append(args) if event == "pickle.find_class" else None)
+from sweep.cli import main
+code = main(sys.argv[1:])
+if seen:
+    print("UNPICKLED", seen, file=sys.stderr)
+    sys.exit(99)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("command", ["status", "verify", "report"])
+def test_status_report_and_verify_never_unpickle(stored, tmp_path, command):
+    """Tune's own state under _tune/ (pickles: tuner.pkl, the trials' cloudpickled configs) is what
+    anyone with write access could replace; no reader of the store may unpickle anything."""
+    results, _ = stored
+    assert any(p.suffix == ".pkl" for p in (results / "fig1-difficulty" / "_tune").rglob("*"))
+    extra = ["--out", str(tmp_path / "r.html")] if command == "report" else []
+    proc = subprocess.run([sys.executable, "-c", AUDIT, command, "fig1-difficulty", "--results", str(results),
+                           *extra], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parent, env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_status_reads_the_store_alone(stored):
+    results, _ = stored
+    proc = sweep("status", "fig1-difficulty", "--results", str(results))
+    assert proc.returncode == 0, proc.stderr
+    assert "total: 4 seeds, 4 done, 0 damaged, 0 running, 0 failed, 0 not started" in proc.stdout
+    state = json.loads((results / "fig1-difficulty" / "_launch.json").read_text())
+    assert set(state["trials"].values()) == {"TERMINATED"}
+
+
+def test_a_damaged_fragment_is_reported_and_resume_reruns_exactly_it(stored, tmp_path):
+    import shutil
+
+    results = tmp_path / "copy"
+    shutil.copytree(stored[0], results)
+    folder = results / "fig1-difficulty"
+    before = pd.read_parquet(folder / "examples").sort_values(["variant", "seed", "epoch", "split", "index"])
+    victim = folder / "examples" / "randY-pack000.parquet"
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # truncated
+
+    status = sweep("status", "fig1-difficulty", "--results", str(results))
+    assert status.returncode == 0 and "2 damaged" in status.stdout and "damaged: randY-pack000" in status.stdout
+    verify = sweep("verify", "fig1-difficulty", "--results", str(results))
+    assert verify.returncode == 1 and "damaged: randY-pack000: examples file unreadable" in verify.stdout
+    one_line_error(sweep("report", "fig1-difficulty", "--results", str(results)), "randY-pack000", "--resume")
+
+    untouched = {p: p.stat().st_mtime_ns for p in folder.glob("*/real-pack000.parquet")}
+    resume = sweep("launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2]", "--resume", "--results", str(results))
+    assert resume.returncode == 0, resume.stdout[-2000:] + resume.stderr[-2000:]
+    assert "randY-pack000 is damaged" in resume.stdout and "1 to run, 1 already stored" in resume.stdout
+    assert {p: p.stat().st_mtime_ns for p in folder.glob("*/real-pack000.parquet")} == untouched
+    after = pd.read_parquet(folder / "examples").sort_values(["variant", "seed", "epoch", "split", "index"])
+    pd.testing.assert_frame_equal(before.reset_index(drop=True), after.reset_index(drop=True))
+    assert sweep("verify", "fig1-difficulty", "--results", str(results)).returncode == 0
+
+
+def test_a_missing_or_short_file_counts_as_damaged(stored, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from sweep.store import Store
+
+    results = tmp_path / "copy"
+    shutil.copytree(stored[0], results)
+    folder = results / "fig1-difficulty"
+    (folder / "epochs" / "real-pack000.parquet").unlink()
+    short = pq.read_table(folder / "norms" / "randY-pack000.parquet").slice(0, 3)
+    pq.write_table(short, folder / "norms" / "randY-pack000.parquet")
+    store = Store(str(results), "fig1-difficulty")
+    damaged = store.damaged()
+    assert damaged["real-pack000"] == "epochs file missing"
+    assert damaged["randY-pack000"].startswith("norms file has 3 rows, its trial wrote ")
+    assert store.intact() == set()
+
+
+def test_overwrite_removes_only_what_the_sweep_wrote(stored, tmp_path):
+    import shutil
+
+    results = tmp_path / "copy"
+    shutil.copytree(stored[0], results)
+    folder = results / "fig1-difficulty"
+    (folder / "notes.txt").write_text("mine")
+    (folder / "examples" / "analysis.csv").write_text("mine too")
+    proc = sweep("launch", "fig1-difficulty", *TINY, "--set", "seeds=1", "--overwrite", "--results", str(results))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "examples" / "analysis.csv").exists()
+    assert len(pd.read_parquet(folder / "trials")) == 2  # the new spec's 2 variants x 1 seed only
+
+
+def test_resume_of_a_finished_sweep_says_so_without_ray(stored):
+    results, _ = stored
+    proc = sweep("launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2]", "--resume", "--results", str(results))
+    assert proc.returncode == 0 and "is complete (2/2 trials stored); nothing to resume" in proc.stdout
+    assert "Ray" not in proc.stdout + proc.stderr
+
+
+# --- 4. one launch at a time per location -------------------------------------------------
+
+def test_a_second_launch_is_refused_while_the_first_runs(tmp_path):
+    results = tmp_path / "r"
+    args = ["launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2,3,4,5,6,7,8]", "--results", str(results)]
+    first = subprocess.Popen([*SWEEP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lock = results / "fig1-difficulty" / "_lock"
+        deadline = time.monotonic() + 120
+        while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = sweep(*args[:-2], "--results", str(results), "--overwrite")
+        one_line_error(second, "in use by another launch", f"pid {first.pid}", "sweep launch fig1-difficulty")
+    finally:
+        out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, out[-2000:] + err[-2000:]
+    assert len(pd.read_parquet(results / "fig1-difficulty" / "trials")) == 4  # the first run, untouched
+    assert not lock.exists()  # released at the end
+
+
+def test_the_lock_is_released_when_its_holder_dies(tmp_path):
+    from sweep.store import Store, StoreError
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from sweep.store import Store\n"
+        f"with Store({str(tmp_path)!r}, 'x').lock('holder'):\n"
+        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True,
+        cwd=Path(__file__).parents[1])
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(StoreError, match=f"in use by another launch \\(pid {holder.pid} .*holder"):
+        with Store(str(tmp_path), "x").lock("second"):
+            pass
+    holder.kill()
+    holder.wait()
+    with Store(str(tmp_path), "x").lock("third"):  # a killed holder's lock is free at once
+        pass
+
+
+# --- 12. an embedded local Ray listens on the loopback only ---------------------------------
+
+def test_cluster_configs_expose_nothing_by_default():
+    root = Path(__file__).parents[1]
+    assert "| sh" not in (root / "cluster.yaml").read_text() and "curl" not in (root / "cluster.yaml").read_text()
+    assert "uv==" in (root / "cluster.yaml").read_text()
+    for path in ("cluster.yaml", "deploy/onprem.yaml", "deploy/slurm.sh"):
+        text = (root / path).read_text()
+        assert "--dashboard-host=127.0.0.1" in text, path
+
+
+# --- 13. the BN-free Inception learns ---------------------------------------------------------
+
+def test_the_inception_without_batch_norm_learns_a_small_batch():
+    import torch
+    import torch.nn.functional as F
+
+    from trainables import data as datasets, models
+
+    data = datasets.load("digits", None, torch.device("cpu"), normalize="per_image", crop=None)
+    x, y = data.train.x[:64], data.train.y[:64]
+    torch.manual_seed(0)
+    model = models.build("inception_nobn", data.input_shape, data.num_classes)
+    with torch.no_grad():
+        assert model(x).std(dim=0).mean() > 1e-2  # the logits differ across examples at initialization
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    losses = []
+    for _ in range(60):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0], losses[::10]
