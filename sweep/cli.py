@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -16,6 +17,10 @@ from pathlib import Path
 from sweep import spec as specs
 
 EXIT_USAGE = 2
+# Connecting to a cluster (--address): one attempt of ~20 s, not Ray's default 20 attempts of ~41 s
+# each (~14 minutes) when the address answers but is not a Ray head.
+CONNECT_ENV = {"RAY_NUM_REDIS_GET_RETRIES": "1", "RAY_gcs_rpc_server_connect_timeout_s": "5",
+               "RAY_py_gcs_connect_timeout_s": "10"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -126,6 +131,9 @@ def _list() -> int:
 
 
 def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
+    if args.address is not None:  # before Ray is imported: it reads them then
+        for key, value in CONNECT_ENV.items():
+            os.environ.setdefault(key, value)
     from sweep import launcher
     from sweep.store import Store, StoreError
     from trainables.data import DataUnavailable, default_root, ensure_available
@@ -136,13 +144,14 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
     launcher.check_request(args.cpus_per_trial, args.gpus_per_trial, local=args.address is None)
     if args.address is not None:
         launcher.check_address(args.address)
-    if args.data_root is not None and "://" not in args.data_root and not Path(args.data_root).expanduser().is_dir():
+    named = args.data_root is not None
+    if named and spec.dataset != "cifar10" and not Path(args.data_root).expanduser().is_dir():
         raise _UserError(f"--data-root {args.data_root}: no such folder (pass a folder that exists, or leave "
                          f"it out for the default {default_root()})")
-    data_root = args.data_root or str(default_root())
+    data_root = str(Path(args.data_root).expanduser()) if named else str(default_root())
     plans = specs.expand(spec)
     try:
-        ensure_available(spec.dataset, data_root)
+        ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
         store = Store(args.results, spec.name)
         with store.lock(shlex.join(["sweep", *sys.argv[1:]])):
             launcher.check_mode(store, spec, mode)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import subprocess
 import sys
 import time
@@ -91,8 +92,8 @@ def check_request(cpus: float, gpus: float, *, local: bool) -> None:
     have = {"CPU": get_num_cpus(), "GPU": get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators()}
     for name, want in (("CPU", cpus), ("GPU", gpus)):
         if want > have[name]:
-            raise SpecError(f"--{name.lower()}s-per-trial {want:g}: this machine has {have[name]:g} {name}s "
-                            f"(pass --address to use a cluster)")
+            raise SpecError(f"--{name.lower()}s-per-trial {want:g} is more than any node has (this machine: "
+                            f"{have[name]:g} {name}s; pass --address to use a cluster)")
 
 
 def check_address(address: str, timeout_s: float = 10.0) -> None:
@@ -143,9 +144,15 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
     # embedded one started here and stopped at the end. Trial workers import the installed package.
     own_ray = address is None and not ray.is_initialized()
     if own_ray:
+        _embedded_ray_settings()
         ray.init(include_dashboard=False, logging_level=logging.WARNING)
     elif address is not None:
-        ray.init(address=address, logging_level=logging.WARNING)
+        _connect_settings(address)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except ConnectionError:
+            raise SpecError(f"--address {address}: no Ray cluster answers there (something listens, but "
+                            "not a Ray head); check the host and port (`ray status` on the head)") from None
     try:
         _check_resources(ray.cluster_resources(), ray.nodes(), cpus_per_trial, gpus_per_trial,
                          local=address is None)
@@ -199,6 +206,30 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
     finally:
         if own_ray:
             ray.shutdown()
+
+
+def _embedded_ray_settings() -> None:
+    """An embedded local Ray serves this process only: every server it starts (GCS, raylet, object
+    manager, workers, runtime-env agent) listens on 127.0.0.1, not on all interfaces. Ray binds to
+    its node address, which is the loopback once "cluster mode" is off (Ray's
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0; the constant is read at call time, the variable by the
+    processes Ray starts). Token authentication stays on (Ray's default) without its warning."""
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+
+def _connect_settings(address: str) -> None:
+    """Connecting to a cluster: one attempt, not Ray's default 20 of ~41 s each (~14 minutes) when
+    the address answers but is not a Ray head. (`sweep launch` also sets the timeouts Ray reads at
+    import: `sweep.cli.CONNECT_ENV`.)"""
+    from ray._private import ray_constants
+
+    ray_constants.NUM_REDIS_GET_RETRIES = int(os.environ.get("RAY_NUM_REDIS_GET_RETRIES", "1"))
+    if address.removeprefix("ray://").startswith(("127.", "localhost:")):
+        ray_constants.ENABLE_RAY_CLUSTER = False  # else Ray swaps the loopback for this host's address
 
 
 def _entry(config: dict[str, Any]) -> None:

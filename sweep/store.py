@@ -255,7 +255,10 @@ class Store:
                  "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
                  "token": uuid.uuid4().hex}
         existed = self.fs.get_file_info(self.root).type != pafs.FileType.NotFound
-        self.fs.create_dir(self.root, recursive=True)
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"results location {self.uri!r} cannot be written: {_first_line(exc)}") from None
         holder = self._flock if self.is_local else self._lease
         try:
             with holder(owner):

@@ -81,7 +81,8 @@ def test_an_address_where_nothing_listens_fails_in_one_line(tmp_path):
     (["--gpus-per-trial", "nan"], ["--gpus-per-trial", "'nan'", "finite"]),
     (["--cpus-per-trial", "inf"], ["--cpus-per-trial", "'inf'"]),
     (["--cpus-per-trial", "0"], ["--cpus-per-trial 0", "> 0"]),
-    (["--cpus-per-trial", "512"], ["--cpus-per-trial 512", "this machine has"]),
+    (["--cpus-per-trial", "512"], ["--cpus-per-trial 512 is more than any node has", "this machine: 2 CPUs"
+                                   if os.cpu_count() == 2 else "this machine:"]),
     (["--gpus-per-trial", "-1"], ["--gpus-per-trial -1"]),
     (["--set", "optimizer.lr=.inf"], ["optimizer.lr", "finite"]),
     (["--set", "optimizer.lr=.nan"], ["optimizer.lr", "finite"]),
@@ -108,7 +109,7 @@ def test_no_gpu_here_is_refused_before_ray(tmp_path):
     if get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators():
         pytest.skip("this machine has a GPU")
     proc = sweep("launch", "fig1-difficulty", *TINY, "--gpus-per-trial", "1", "--results", str(tmp_path / "r"))
-    one_line_error(proc, "--gpus-per-trial 1", "this machine has 0 GPUs")
+    one_line_error(proc, "--gpus-per-trial 1 is more than any node has", "this machine: 0 GPUs")
     assert not (tmp_path / "r").exists()
 
 
@@ -116,6 +117,10 @@ def test_a_data_root_that_does_not_exist_is_not_created(tmp_path):
     root = tmp_path / "nonexistent"
     proc = sweep("launch", "fig1-difficulty", *TINY, "--data-root", str(root), "--results", str(tmp_path / "r"))
     one_line_error(proc, f"--data-root {root}", "no such folder")
+    assert not root.exists() and not (tmp_path / "r").exists()
+    cifar = sweep("launch", "fig1-difficulty", "--dataset", "cifar10", "--data-root", str(root),
+                  "--results", str(tmp_path / "r"))
+    one_line_error(cifar, "CIFAR-10 not found", f"{root} does not exist", "--data-root")
     assert not root.exists() and not (tmp_path / "r").exists()
 
 
@@ -388,3 +393,57 @@ def test_the_inception_without_batch_norm_learns_a_small_batch():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0], losses[::10]
+
+
+def listening_addresses() -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket on this machine, from /proc/net/tcp{,6}."""
+    import ipaddress
+    import struct
+
+    out = set()
+    for name, size in (("tcp", 4), ("tcp6", 16)):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] != "0A":  # LISTEN
+                continue
+            hex_ip, hex_port = fields[1].split(":")
+            raw = bytes.fromhex(hex_ip)
+            words = b"".join(struct.pack("<I", w) for w in struct.unpack(f">{size // 4}I", raw))
+            ip = ipaddress.ip_address(words)
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+                ip = ip.ipv4_mapped
+            out.add((str(ip), int(hex_port, 16)))
+    return out
+
+
+def test_an_embedded_ray_listens_on_the_loopback_only(tmp_path):
+    """Launch a one-trial sweep on an embedded Ray in a subprocess; while its trial runs, every TCP
+    socket that was not listening before listens on 127.0.0.1."""
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_hardening import listening_addresses
+before = listening_addresses()
+from ray import tune
+from sweep import launcher
+from sweep.spec import resolve
+from sweep.store import Store
+
+class Snapshot(tune.Callback):
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        print("NEW", json.dumps(sorted(listening_addresses() - before)), flush=True)
+
+spec = resolve("fig1-difficulty", "digits", ["seeds=1", "variants=[real]"])
+launcher.launch(spec, Store({str(tmp_path)!r}, spec.name), data_root={str(tmp_path)!r}, callbacks=[Snapshot()])
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "token" not in proc.stderr.lower(), proc.stderr  # Ray's token warning is not shown
+    snapshots = [json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("NEW ")]
+    assert snapshots and all(snapshots), proc.stdout  # Ray's servers were seen listening
+    for new in snapshots:
+        assert {ip for ip, _ in new} == {"127.0.0.1"}, new

@@ -167,14 +167,22 @@ def default_root() -> Path:
     return Path(os.environ.get("MEMSWEEP_DATA", Path.home() / ".cache" / "memsweep" / "data"))
 
 
-def ensure_available(name: str, root: str | Path | None = None, download: bool = True) -> None:
+def ensure_available(name: str, root: str | Path | None = None, download: bool = True,
+                     create_root: bool = True) -> None:
     """Raise `DataUnavailable` (one line, with where to put the files) unless `name` can be loaded.
 
     Called by the launcher before anything is written, so that an offline
-    machine without the files fails fast instead of in every trial.
+    machine without the files fails fast instead of in every trial. Without
+    `create_root` (a folder the user named), a missing root is an error, never created.
     """
-    if name == "cifar10":
-        _cifar10_files(Path(root or default_root()), download=download)
+    if name != "cifar10":
+        return
+    root = Path(root or default_root())
+    if not create_root and not root.is_dir():
+        raise DataUnavailable(f"CIFAR-10 not found at {root / CIFAR_DIR}: {root} does not exist (no such "
+                              f"folder); put the extracted '{CIFAR_DIR}' folder there or pass --data-root "
+                              "DIR that contains it")
+    _cifar10_files(root, download=download)
 
 
 Arrays = tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
