@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="read every stored file in full; list damaged fragments (exit 1)")
     verify.add_argument("preset", help="the sweep (preset name)")
     verify.add_argument("--results", default="results", help="results location (default: ./results)")
+    verify.add_argument("--repair", action="store_true",
+                        help="mark damaged trials not done, so that `sweep launch ... --resume` runs them again")
 
     report = sub.add_parser("report", help="write a self-contained HTML report of a sweep's results")
     report.add_argument("preset", help="the sweep (preset name) to report on")
@@ -131,6 +133,8 @@ def _list() -> int:
 
 
 def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
+    if args.address is None and os.environ.get("RAY_ADDRESS"):  # ray.init() would join that cluster
+        args.address = os.environ["RAY_ADDRESS"]
     if args.address is not None:  # before Ray is imported: it reads them then
         for key, value in CONNECT_ENV.items():
             os.environ.setdefault(key, value)
@@ -197,7 +201,9 @@ def _status(args: argparse.Namespace) -> int:
 
     try:
         table, damaged = status(Store(args.results, args.preset))
-    except (FileNotFoundError, StoreError) as exc:
+    except StoreError as exc:
+        raise _UserError(str(exc)) from None
+    except FileNotFoundError as exc:
         raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
     print(table.to_string(index=False))
     totals = table.drop(columns="cell").sum()
@@ -225,9 +231,15 @@ def _verify(args: argparse.Namespace) -> int:
     for fragment, why in damaged.items():
         print(f"damaged: {fragment}: {why}")
     print(f"memsweep: {len(done) - len(damaged)}/{len(done)} stored trials intact (every file's pages read)")
+    if damaged and args.repair:
+        store.forget(set(damaged))
+        print(f"memsweep: {len(damaged)} damaged trials marked not done; `sweep launch {args.preset} --resume` "
+              "(with the launch's arguments) runs exactly them again")
+        return 0
     if damaged:
-        print(f"sweep: error: {len(damaged)} damaged; `sweep launch {args.preset} --resume` (with the launch's "
-              "arguments) runs exactly those trials again", file=sys.stderr)
+        print(f"sweep: error: {len(damaged)} damaged; `sweep verify {args.preset} --repair` then `sweep launch "
+              f"{args.preset} --resume` (with the launch's arguments) runs exactly those trials again",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -250,10 +262,16 @@ def _report(args: argparse.Namespace) -> int:
         first, why = next(iter(damaged.items()))
         raise _UserError(f"{len(damaged)} stored trials are damaged (e.g. {first}: {why}); "
                          f"`sweep launch {args.preset} --resume` runs them again, then report")
+    import pyarrow as pa
+
     try:
         text = report.build(args.results, args.preset, args.data_root)
     except FileNotFoundError as exc:
         raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
+    except (OSError, pa.ArrowException) as exc:  # damage inside a file that its footer does not show
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise _UserError(f"cannot read the stored results ({reason}); `sweep verify {args.preset} --repair` "
+                         f"finds damaged trials and `sweep launch {args.preset} --resume` runs them again") from None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")

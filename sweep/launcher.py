@@ -121,6 +121,17 @@ def check_address(address: str, timeout_s: float = 10.0) -> None:
             time.sleep(0.5)
 
 
+def _planned_fragments(store: Store) -> set[str]:
+    """The fragment names of the sweep stored at `store` (its manifest's plan); empty if none."""
+    from sweep.spec import validate
+
+    manifest = store.read_manifest()
+    try:
+        return {p.fragment for p in expand(validate(manifest["spec"]))} if manifest else set()
+    except (SpecError, KeyError, TypeError):
+        return set()
+
+
 def describe(plans: list[TrialPlan], spec) -> str:
     """'15 trials: 3 cells x packs of <= 20 of 100 seeds'."""
     cells = len({p.cell for p in plans})
@@ -157,7 +168,7 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
         _check_resources(ray.cluster_resources(), ray.nodes(), cpus_per_trial, gpus_per_trial,
                          local=address is None)
         if mode == "overwrite":
-            store.clear()
+            store.clear(_planned_fragments(store))
         prov = provenance()
         plans = expand(spec)
         done = set()

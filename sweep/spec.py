@@ -54,6 +54,7 @@ MAX_TRIALS = 100_000  # trials in one sweep's plan
 MAX_WIDTH = 65_536  # hidden units of one layer
 MAX_BATCH = 1_000_000
 MAX_LIST = 10_000  # entries of a list key (epochs, sigmas, ...)
+MAX_LR = 100.0  # a finite lr of 1e308 would train to NaN as surely as an infinite one
 
 # A sweep name is one path component of the results location, and a key on S3: letters,
 # digits, '.', '_' and '-', starting with a letter or digit (so never '.', '..' or hidden).
@@ -86,7 +87,7 @@ class ModelSpec(_Strict):
 
 
 class OptimizerSpec(_Strict):
-    lr: Annotated[float, Field(gt=0)] = 0.01
+    lr: Annotated[float, Field(gt=0, le=MAX_LR)] = 0.01
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
@@ -117,7 +118,7 @@ class DifficultySpec(_SpecBase):
     engine: Literal["packed"] = "packed"
     dataset: Literal[DATASETS] = "cifar10"
     seeds: Annotated[int, Field(ge=1, le=MAX_SEEDS)] = 100
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     epochs: Annotated[list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]], Field(min_length=1, max_length=MAX_LIST)] = [1]
     variants: Annotated[list[Literal["real", "randX", "randY"]], Field(min_length=1)] = [
         "real", "randX", "randY"]
@@ -167,11 +168,11 @@ class PreprocessSpec(_Strict):
 # Zhang et al.: 0.01 for the MLPs and small AlexNet, 0.1 for Inception (and WideResNet); one field
 # per architecture of the catalog, so every architecture has a default learning rate.
 LrByArch = create_model("LrByArch", __base__=_Strict,
-                        **{arch: (Annotated[float, Field(gt=0)], lr) for arch, lr in DEFAULT_LR.items()})
+                        **{arch: (Annotated[float, Field(gt=0, le=MAX_LR)], lr) for arch, lr in DEFAULT_LR.items()})
 
 
 class InterpolationOptimizer(_Strict):
-    lr: Annotated[float, Field(gt=0)] | None = None  # None: lr_by_arch
+    lr: Annotated[float, Field(gt=0, le=MAX_LR)] | None = None  # None: lr_by_arch
     lr_by_arch: LrByArch = LrByArch()
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     lr_decay: Annotated[float, Field(gt=0, le=1)] = 0.95  # per epoch
@@ -274,7 +275,7 @@ class ConvergenceSpec(_SpecBase):
     engine: Literal["interpolate"]
     dataset: Literal[DATASETS] = "cifar10"
     seeds: Annotated[int, Field(ge=1, le=MAX_SEEDS)] = 1
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     archs: Annotated[list[Literal[ARCHS]], Field(min_length=1)]
     corruptions: Annotated[list[str], Field(min_length=1)]
     preprocess: PreprocessSpec = PreprocessSpec()

@@ -143,10 +143,12 @@ class Store:
         for fragment in sorted(self.completed()):
             try:
                 meta = self._footer("trials", fragment, full)
-                rows = json.loads(meta.metadata.get(METADATA_KEY, b"{}")).get("rows", {})
+                rows = json.loads((meta.metadata or {}).get(METADATA_KEY, b"{}")).get("rows")
             except (OSError, pa.ArrowException, ValueError) as exc:
                 out[fragment] = f"trials file unreadable ({_first_line(exc)})"
                 continue
+            if rows is None:  # written before row counts were recorded: check what is there
+                rows = {t: None for t in TABLES if t != "trials" and fragment in self._fragments(t)}
             for table, expected in rows.items():
                 try:
                     got = self._footer(table, fragment, full).num_rows
@@ -156,7 +158,7 @@ class Store:
                 except (OSError, pa.ArrowException) as exc:
                     out[fragment] = f"{table} file unreadable ({_first_line(exc)})"
                     break
-                if got != expected:
+                if expected is not None and got != expected:
                     out[fragment] = f"{table} file has {got} rows, its trial wrote {expected}"
                     break
         return out
@@ -201,30 +203,51 @@ class Store:
             self._atomic_write(self.path(name, f"{fragment}.parquet"), sink.getvalue())
             maybe_crash(f"after-{name}")
 
-    def clear(self) -> None:
-        """Delete what this store wrote in the sweep's folder (for --overwrite): its tables'
-        fragments, its own files and Tune's state. Anything else there (a file it does not
-        recognise as its own) is left alone, and so is the folder."""
+    def clear(self, fragments: set[str] = frozenset()) -> None:
+        """Delete what this store wrote in the sweep's folder (for --overwrite): in each table
+        folder (a real folder, not a link) the regular files that are `fragments` (the previous
+        plan's names) or carry the store's metadata, and its hidden temporary files; its own files
+        and Tune's state. Anything else (a file it does not recognise as its own) is left alone."""
         for table in TABLES:
-            for fragment in self._fragments(table):
-                self.fs.delete_file(self.path(table, f"{fragment}.parquet"))
-            self._remove_if_empty(self.path(table))
+            folder = self.path(table)
+            if self.is_local and os.path.islink(folder):
+                continue
+            selector = pafs.FileSelector(folder, allow_not_found=True)
+            for info in self.fs.get_file_info(selector):
+                if info.type != pafs.FileType.File or (self.is_local and os.path.islink(info.path)):
+                    continue
+                name = info.base_name
+                temporary = name.startswith(".") and name.endswith(".tmp")
+                if temporary or (name.endswith(".parquet") and (name[:-8] in fragments or self._is_own(info.path))):
+                    self.fs.delete_file(info.path)
+            self._remove_if_empty(folder)
         for name in OWN_FILES:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.delete_file(self.path(name))
         for name in OWN_FOLDERS:
+            if self.is_local and os.path.islink(self.path(name)):
+                continue
             if self.fs.get_file_info(self.path(name)).type == pafs.FileType.Directory:
                 self.fs.delete_dir(self.path(name))
 
+    def _is_own(self, path: str) -> bool:
+        """A Parquet file whose footer carries this sweep's memsweep metadata."""
+        try:
+            with self.fs.open_input_file(path) as f:
+                meta = pq.ParquetFile(f).metadata.metadata or {}
+            return json.loads(meta.get(METADATA_KEY, b"{}")).get("sweep") == self.sweep
+        except (OSError, pa.ArrowException, ValueError):
+            return False
+
     def _remove_if_empty(self, folder: str) -> None:
+        if self.is_local:
+            with contextlib.suppress(OSError):  # rmdir removes only an empty folder, atomically
+                os.rmdir(folder)
+            return
         info = self.fs.get_file_info(folder)
         if info.type == pafs.FileType.Directory and not self.fs.get_file_info(
                 pafs.FileSelector(folder, allow_not_found=True)):
             self.fs.delete_dir(folder)
-
-    def remove_if_empty(self) -> None:
-        """Remove the sweep's folder if nothing is in it (a launch that stored nothing leaves nothing)."""
-        self._remove_if_empty(self.root)
 
     # --- the launch's state (JSON, read by `sweep status`) --------------------------------
 
@@ -254,7 +277,7 @@ class Store:
         owner = {"host": socket.gethostname(), "pid": os.getpid(), "command": command,
                  "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
                  "token": uuid.uuid4().hex}
-        existed = self.fs.get_file_info(self.root).type != pafs.FileType.NotFound
+        created = self._missing_folders()
         try:
             self.fs.create_dir(self.root, recursive=True)
         except (OSError, pa.ArrowException) as exc:
@@ -264,8 +287,20 @@ class Store:
             with holder(owner):
                 yield
         finally:
-            if not existed:
-                self.remove_if_empty()
+            for folder in created:  # the sweep's folder, then the parents this call made, if empty
+                self._remove_if_empty(folder)
+
+    def _missing_folders(self) -> list[str]:
+        """The sweep's folder and its missing ancestors, deepest first (local: the folders that
+        creating the sweep's folder would make; elsewhere: the sweep's folder if missing)."""
+        missing, folder = [], self.root
+        while self.fs.get_file_info(folder).type == pafs.FileType.NotFound:
+            missing.append(folder)
+            parent = folder.rsplit("/", 1)[0]
+            if not self.is_local or not parent or parent == folder:
+                break
+            folder = parent
+        return missing
 
     @contextlib.contextmanager
     def _flock(self, owner: dict[str, Any]) -> Iterator[None]:
@@ -278,7 +313,12 @@ class Store:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
+                time.sleep(0.2)  # the holder may be between taking the lock and writing its name
                 raise StoreError(self._held_message(_read_owner(path))) from None
+            except OSError as exc:  # a file system without flock (some Lustre or GPFS mounts)
+                os.close(fd)
+                raise StoreError(f"cannot lock {path} ({exc.strerror}): this file system has no file locks; "
+                                 "use a results location on one that does") from None
             # The holder before us may have removed the file after we opened it: then our lock
             # is on a file nobody else will open. Take it again on the file that is there now.
             try:
@@ -301,7 +341,7 @@ class Store:
     def _lease(self, owner: dict[str, Any]) -> Iterator[None]:
         path = self.path(LOCK)
         current = self._read_lease()
-        if current and time.time() - current.get("heartbeat", 0) < LEASE_SECONDS:
+        if current and time.time() - _number(current.get("heartbeat")) < LEASE_SECONDS:
             raise StoreError(self._held_message(current))
 
         def write() -> None:
@@ -313,10 +353,14 @@ class Store:
             raise StoreError(self._held_message(self._read_lease() or {}))
         stop = threading.Event()
 
+        def ours() -> bool:
+            return (self._read_lease() or {}).get("token") == owner["token"]
+
         def refresh() -> None:
             while not stop.wait(LEASE_REFRESH_SECONDS):
                 with contextlib.suppress(OSError, pa.ArrowException):
-                    write()
+                    if ours():  # never overwrite a lease another launch took over
+                        write()
 
         thread = threading.Thread(target=refresh, name="memsweep-lease", daemon=True)
         thread.start()
@@ -326,7 +370,8 @@ class Store:
             stop.set()
             thread.join()
             with contextlib.suppress(OSError, pa.ArrowException):
-                self.fs.delete_file(path)
+                if ours():
+                    self.fs.delete_file(path)
 
     def _read_lease(self) -> dict[str, Any] | None:
         try:
@@ -362,6 +407,13 @@ class Store:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0  # a lease without a readable heartbeat counts as stale
 
 
 def _read_owner(path: str) -> dict[str, Any]:

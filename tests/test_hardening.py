@@ -447,3 +447,87 @@ launcher.launch(spec, Store({str(tmp_path)!r}, spec.name), data_root={str(tmp_pa
     assert snapshots and all(snapshots), proc.stdout  # Ray's servers were seen listening
     for new in snapshots:
         assert {ip for ip, _ in new} == {"127.0.0.1"}, new
+
+
+# --- review mends: page-level damage, old stores, foreign files, folders left behind -------
+
+def test_damage_inside_a_file_is_found_by_verify_and_repaired_by_resume(stored, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    results = tmp_path / "copy"
+    shutil.copytree(stored[0], results)
+    folder = results / "fig1-difficulty"
+    victim = folder / "examples" / "real-pack000.parquet"
+    raw = bytearray(victim.read_bytes())
+    footer = pq.ParquetFile(victim).metadata.serialized_size + 8
+    middle = (len(raw) - footer) // 2
+    raw[middle:middle + 64] = bytes(64)  # the footer still reads
+    victim.write_bytes(bytes(raw))
+    assert "0 damaged" in sweep("status", "fig1-difficulty", "--results", str(results)).stdout
+    verify = sweep("verify", "fig1-difficulty", "--results", str(results))
+    assert verify.returncode == 1 and "damaged: real-pack000: examples file unreadable" in verify.stdout
+    one_line_error(sweep("report", "fig1-difficulty", "--results", str(results), "--out", str(tmp_path / "r.html")),
+                   "sweep verify fig1-difficulty --repair")
+    repair = sweep("verify", "fig1-difficulty", "--repair", "--results", str(results))
+    assert repair.returncode == 0 and "1 damaged trials marked not done" in repair.stdout
+    resume = sweep("launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2]", "--resume", "--results", str(results))
+    assert resume.returncode == 0 and "1 to run, 1 already stored" in resume.stdout, resume.stdout + resume.stderr
+    assert sweep("verify", "fig1-difficulty", "--results", str(results)).returncode == 0
+
+
+def test_a_store_written_before_row_counts_is_still_checked(stored, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from sweep.store import METADATA_KEY, Store
+
+    results = tmp_path / "copy"
+    shutil.copytree(stored[0], results)
+    folder = results / "fig1-difficulty"
+    for path in (folder / "trials").glob("*.parquet"):  # drop the row counts, as older stores had none
+        table = pq.read_table(path)
+        meta = json.loads(table.schema.metadata[METADATA_KEY])
+        meta.pop("rows")
+        pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()}), path)
+    victim = folder / "epochs" / "randY-pack000.parquet"
+    victim.write_bytes(victim.read_bytes()[:50])
+    assert Store(str(results), "fig1-difficulty").damaged() == {
+        "randY-pack000": Store(str(results), "fig1-difficulty").damaged()["randY-pack000"]}
+    assert Store(str(results), "fig1-difficulty").damaged()["randY-pack000"].startswith("epochs file unreadable")
+
+
+def test_overwrite_spares_foreign_parquet_files_and_linked_folders(stored, tmp_path):
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    results, outside = tmp_path / "copy", tmp_path / "outside"
+    shutil.copytree(stored[0], results)
+    outside.mkdir()
+    pq.write_table(pa.table({"x": [1]}), outside / "other.parquet")
+    folder = results / "fig1-difficulty"
+    pq.write_table(pa.table({"x": [1]}), folder / "examples" / "mine.parquet")
+    shutil.rmtree(folder / "filters", ignore_errors=True)
+    (folder / "filters").symlink_to(outside)
+    proc = sweep("launch", "fig1-difficulty", *TINY, "--set", "seeds=1", "--overwrite", "--results", str(results))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (outside / "other.parquet").exists() and (folder / "examples" / "mine.parquet").exists()
+
+
+def test_a_refused_launch_leaves_no_folders_behind(tmp_path):
+    proc = sweep("launch", "fig1-difficulty", *TINY, "--resume", "--results", str(tmp_path / "nr" / "deep"))
+    one_line_error(proc, "nothing to resume")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_csr_with_the_per_arch_lr_trains_through_the_cli(tmp_path):
+    proc = sweep("launch", "csr", "--dataset", "digits", "--set", "optimizer.lr=null", "--set", "max_epochs=1",
+                 "--set", "corruptions=[real]", "--set", "probes.csr.n=8",
+                 "--set", "probes.csr.every=1", "--results", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    trials = pd.read_parquet(tmp_path / "csr" / "trials")
+    assert trials.lr.tolist() == [0.01]

@@ -93,3 +93,32 @@ def test_sweep_to_s3_and_back(s3, ray_with_s3_env, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr[-2000:]
     assert "Complete: real: 4/4 seeds, randY: 4/4 seeds" in out.read_text()
+
+
+def test_the_lock_on_s3_is_a_lease_that_refuses_a_second_launch_and_expires(s3, monkeypatch):
+    import json
+
+    import pyarrow.fs as pafs
+
+    from sweep import store as store_module
+    from sweep.store import Store, StoreError
+
+    first, second = Store(s3, "leased"), Store(s3, "leased")
+    with first.lock("sweep launch first"):
+        assert "leased/_lock" in " ".join(keys("results/leased/"))
+        with pytest.raises(StoreError, match=r"in use by another launch \(pid \d+ on .*sweep launch first\)"):
+            with second.lock("sweep launch second"):
+                pass
+    assert keys("results/leased/") == []  # released: the lease is gone, and the empty folder
+    # A lease whose holder died (no refresh for LEASE_SECONDS) is taken over.
+    fs, path = pafs.FileSystem.from_uri(f"{s3}/stale/_lock")
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps({"pid": 1, "host": "gone", "heartbeat": "not a number"}).encode())
+    with Store(s3, "stale").lock("sweep launch after a crash"):
+        pass
+    monkeypatch.setattr(store_module, "LEASE_SECONDS", 1e9)
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps({"pid": 1, "host": "alive", "heartbeat": time.time()}).encode())
+    with pytest.raises(StoreError, match="pid 1 on alive"):
+        with Store(s3, "stale").lock("x"):
+            pass
