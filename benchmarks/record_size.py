@@ -1,6 +1,6 @@
 """What per-example recording costs on disk: bytes per `examples` row, float32 against float16.
 
-Trains real packs with the packed engine (no Ray), builds the `examples` table exactly as a
+Trains real packs with the pack engine (no Ray), builds the `examples` table exactly as a
 trial does (`sweep.trial.examples_table`) in both record dtypes, and writes each the way the
 store does (zstd, one row group per epoch x split block), into memory. Two workloads:
 
@@ -29,8 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sweep.trial import examples_table  # noqa: E402
-from trainables import corruption, data as datasets, packed  # noqa: E402
+from sweep.tables import examples_table  # noqa: E402
+from trainables import corruption, data as datasets, engine, packs  # noqa: E402
 
 
 def parquet_bytes(table: pa.Table) -> int:
@@ -45,17 +45,18 @@ def measure(name: str, data, hidden, seeds: int, epochs: list[int], batch_size: 
     clean = data.train.y
     data, mask = corruption.apply(data, "randY", 0.3, seed=0)
     t0 = time.perf_counter()
-    records = packed.train_packed(data, hidden=hidden, init_seeds=list(range(seeds)),
-                                  order_seeds=list(range(100, 100 + seeds)), scored_epochs=epochs, lr=0.01,
-                                  momentum=momentum, batch_size=batch_size)
+    pack = packs.build("mlp", data.input_shape, data.num_classes, list(range(seeds)), hidden=hidden)
+    records = engine.run(pack, data, engine.Members(list(range(seeds)), list(range(100, 100 + seeds))),
+                         engine.Schedule(lr=0.01, momentum=momentum, batch_size=batch_size, max_epochs=max(epochs),
+                                         scored_epochs=tuple(epochs), keep_splits=("train", "test"))).records
     seconds = time.perf_counter() - t0
     labels = {"train": data.train.y.numpy(), "test": data.test.y.numpy()}
     true = {"train": clean.numpy(), "test": labels["test"]}
     corrupted = {"train": mask.numpy(), "test": np.zeros(len(labels["test"]), bool)}
     out = {"workload": name, "train_seconds": round(seconds, 1)}
     for dtype in ("float32", "float16"):
-        table = examples_table(records, list(range(seeds)), labels, true, corrupted,
-                               {"cell": "randY", "variant": "randY"}, dtype)
+        table = examples_table(records, [{"cell": "randY", "variant": "randY"}] * seeds, list(range(seeds)),
+                               labels, true, corrupted, dtype)
         size = parquet_bytes(table)
         out[dtype] = {"rows": table.num_rows, "parquet_bytes": size, "bytes_per_row": round(size / table.num_rows, 2),
                       "in_memory_bytes_per_row": round(table.nbytes / table.num_rows, 2)}

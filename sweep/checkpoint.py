@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.packed import EpochRecord, SplitScores
+from trainables.engine import EpochRecord, PackState, SplitScores
 
-_TYPES = {cls.__name__: cls for cls in (EpochRecord, SplitScores)}
+_TYPES = {cls.__name__: cls for cls in (EpochRecord, PackState, SplitScores)}
 _ARRAY, _TYPE = "__ndarray__", "__type__"
 
 

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ import ray
 from ray import tune
 
 from sweep import __version__
-from sweep.spec import Spec, SpecError, TrialPlan, expand
+from sweep.spec import Spec, SpecError, TrialPlan, expand, plan_of
 from sweep.store import Store
 
 Mode = Literal["new", "resume", "overwrite"]
@@ -123,17 +123,22 @@ def check_address(address: str, timeout_s: float = 10.0) -> None:
 
 def _planned_fragments(store: Store) -> set[str]:
     """The fragment names of the sweep stored at `store` (its manifest's plan); empty if none."""
-    from sweep.spec import validate
+    from sweep.spec import plan_of
 
     manifest = store.read_manifest()
     try:
-        return {p.fragment for p in expand(validate(manifest["spec"]))} if manifest else set()
+        return {p.fragment for p in plan_of(manifest)} if manifest else set()
     except (SpecError, KeyError, TypeError):
         return set()
 
 
 def describe(plans: list[TrialPlan], spec) -> str:
-    """'15 trials: 3 cells x packs of <= 20 of 100 seeds'."""
+    """'15 trials: 3 cells x packs of <= 20 of 100 seeds' (fig1) or '3 trials: packs of <= 6
+    of 18 models (3 archs x 6 corruptions x 1 seed)' (convergence grids)."""
+    if plans and plans[0].members:
+        models = sum(len(p.members) for p in plans)
+        return (f"{len(plans)} trials: packs of <= {spec.resolved_pack_size()} of {models} models "
+                f"({len(spec.archs)} archs x {len(spec.corruptions)} corruptions x {spec.seeds} seeds)")
     cells = len({p.cell for p in plans})
     return (f"{len(plans)} trials: {cells} cells x packs of <= {spec.resolved_pack_size()} "
             f"of {spec.seeds} seeds")
@@ -141,7 +146,7 @@ def describe(plans: list[TrialPlan], spec) -> str:
 
 def trial_config(spec: Spec, plan: TrialPlan, store: Store, data_root: str,
                  cpus: float, prov: dict[str, Any]) -> dict[str, Any]:
-    return {"spec": spec.model_dump(), "plan": asdict(plan), "results": store.location,
+    return {"spec": spec.model_dump(), "plan": plan.to_dict(), "results": store.location,
             "data_root": data_root, "cpus": cpus, "provenance": prov}
 
 
@@ -170,7 +175,8 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
         if mode == "overwrite":
             store.clear(_planned_fragments(store))
         prov = provenance()
-        plans = expand(spec)
+        manifest = store.read_manifest() if mode == "resume" else None
+        plans = plan_of(manifest) if manifest else expand(spec)  # a resumed sweep keeps its plan
         done = set()
         if mode == "resume":
             damaged = store.damaged()
@@ -179,7 +185,7 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
             store.forget(set(damaged))  # its completion mark: a retry that dies leaves it not done
             done = store.completed()
         todo = [p for p in plans if p.fragment not in done]
-        store.write_manifest(spec.model_dump(), spec.hash(), prov)
+        store.write_manifest(spec.model_dump(), spec.hash(), prov, plan=[p.to_dict() for p in plans])
         res = ray.cluster_resources()
         print(f"memsweep: {spec.name} on {spec.dataset}: {describe(plans, spec)}; "
               f"{len(todo)} to run, {len(plans) - len(todo)} already stored", file=out)
@@ -303,6 +309,11 @@ class _Progress(tune.Callback):
         self._mark(trial, "TERMINATED")
         r, plan = trial.last_result or {}, trial.config["trial"]["plan"]
         accs = "  ".join(f"{k.split('_')[0]} acc {r[k]:.3f}" for k in ("train_acc", "test_acc") if k in r)
+        if plan.get("members"):
+            who = f"{len(plan['members'])} models" if len(plan["members"]) > 1 else \
+                f"{plan['members'][0][0]} seed {plan['members'][0][1]}"
+            self._line(f"{plan['cell']} pack {plan['pack']}: {who}, {r.get('epoch', '?')} epochs  {accs}")
+            return
         seeds = (f"seed  {plan['seed_lo']}" if plan["seed_hi"] - plan["seed_lo"] == 1
                  else f"seeds {plan['seed_lo']}-{plan['seed_hi'] - 1}")
         self._line(f"{plan['cell']:>6} {seeds:<11} {accs}")

@@ -49,7 +49,7 @@ def build(results: str, sweep: str, data_root: str | None = None) -> str:
     sections: list[str | go.Figure] = [
         f"<h1>memsweep report: {html.escape(sweep)}</h1>",
         f"<p class='sub'>{html.escape(spec.get('description', ''))}</p>",
-        _status(spec, trials), _provenance(manifest, trials)]
+        _status(manifest, trials), _provenance(manifest, trials)]
     if trials is not None and len(trials):
         if spec.get("engine", "packed") == "interpolate":
             epochs = load.load_table(results, sweep, "epochs")
@@ -285,10 +285,10 @@ CURVES_INTRO = ("<h2>P(correct) curves</h2><p class='note'>Each curve sorts the 
                 "et al. 2017 Fig. 1. Hover a curve for the example index and label.</p>")
 
 
-def _status(spec: dict[str, Any], trials: pd.DataFrame | None) -> str:
-    from sweep.spec import expand, validate
+def _status(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
+    from sweep.spec import plan_of
 
-    plans = expand(validate(spec))
+    spec, plans = manifest["spec"], plan_of(manifest)
     if trials is None or trials.empty:
         return ("<div class='banner warn'><b>No results yet.</b> The sweep has started but no trial "
                 "has finished; run <code>sweep report</code> again later.</div>")
@@ -297,7 +297,7 @@ def _status(spec: dict[str, Any], trials: pd.DataFrame | None) -> str:
         have = trials.groupby("variant", observed=True).seed.nunique().reindex(spec["variants"], fill_value=0)
         counts = ", ".join(f"{v}: {n}/{spec['seeds']} seeds" for v, n in have.items())
     else:
-        counts = f"{len(trials)}/{len(plans)} models"
+        counts = f"{len(trials)}/{sum(len(p.models()) for p in plans)} models"
     if any(p.fragment not in done for p in plans):
         return (f"<div class='banner warn'><b>Incomplete sweep</b> ({counts}). It is still running or "
                 f"some trials failed; <code>sweep launch {html.escape(spec['name'])} --resume</code> "

@@ -54,6 +54,7 @@ MAX_TRIALS = 100_000  # trials in one sweep's plan
 MAX_WIDTH = 65_536  # hidden units of one layer
 MAX_BATCH = 1_000_000
 MAX_LIST = 10_000  # entries of a list key (epochs, sigmas, ...)
+MAX_AUTO_PACK = 64  # models per convergence pack when pack_size is not set
 MAX_LR = 100.0  # a finite lr of 1e308 would train to NaN as surely as an infinite one
 
 # A sweep name is one path component of the results location, and a key on S3: letters,
@@ -151,7 +152,7 @@ class DifficultySpec(_SpecBase):
         return _no_repeats(v, "a name")
 
     def resolved_pack_size(self) -> int:
-        from trainables.packed import auto_pack_size  # imports torch: only when a plan is made
+        from trainables.packs import auto_pack_size  # imports torch: only when a plan is made
 
         (c, h, w), classes = DATASET_SHAPES[self.dataset]
         if self.pack_size is not None:
@@ -299,6 +300,9 @@ class ConvergenceSpec(_SpecBase):
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
     probes: ProbesSpec = ProbesSpec()
     wrn: WrnSpec = WrnSpec()
+    # Models trained as one pack (corruption levels x seeds of one architecture and one set of
+    # training images); None: all of them, up to MAX_AUTO_PACK. 1: one model per trial.
+    pack_size: Annotated[int, Field(ge=1, le=MAX_SEEDS)] | None = None
 
     @field_validator("corruptions")
     @classmethod
@@ -344,7 +348,12 @@ class ConvergenceSpec(_SpecBase):
         return self
 
     def resolved_pack_size(self) -> int:
-        return 1
+        """Models per pack: `pack_size`, or every model of an input group (levels x seeds) up to
+        MAX_AUTO_PACK."""
+        if self.pack_size is not None:
+            return self.pack_size
+        largest = max(len(g) for g in input_groups(self.corruptions).values()) * self.seeds
+        return max(1, min(largest, MAX_AUTO_PACK))
 
 
 Spec = DifficultySpec | ConvergenceSpec
@@ -353,36 +362,84 @@ ENGINES: dict[str, type[BaseModel]] = {"packed": DifficultySpec, "interpolate": 
 
 @dataclass(frozen=True)
 class TrialPlan:
-    """One Ray Tune trial: a cell of the grid and a contiguous pack of seed indices."""
+    """One Ray Tune trial: one pack of models trained together.
+
+    fig1-difficulty: a cell (variant) and a contiguous pack of seed indices [seed_lo, seed_hi).
+    Convergence grids: one architecture and one input group (`cell` = '<arch>-labels' for the
+    true and random-label levels, which share the images, or '<arch>-<corruption>' for a corruption
+    of the images), with `members` listing each model's (corruption, seed index)."""
 
     cell: str
-    variant: str  # the corruption: 'real', 'randX', 'randY:0.3', ...
+    variant: str  # the corruption: 'real', 'randX', 'randY:0.3', ... (a convergence pack: its first)
     pack: int
     seed_lo: int  # first seed index, inclusive
     seed_hi: int  # last seed index, exclusive
-    arch: str | None = None  # interpolate engine: the model trained
+    arch: str | None = None  # convergence grids: the model trained
+    members: tuple[tuple[str, int], ...] = ()  # convergence grids: (corruption, seed index) per model
+
+    def __post_init__(self):  # a plan read back from JSON or YAML has lists for tuples
+        object.__setattr__(self, "members", tuple(tuple(m) for m in self.members))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (lists for tuples), for the manifest's YAML and the trial's config."""
+        return {**{f: getattr(self, f) for f in ("cell", "variant", "pack", "seed_lo", "seed_hi", "arch")},
+                "members": [list(m) for m in self.members]}
 
     @property
     def fragment(self) -> str:
         """The name of this trial's fragment in every table: stable, so a retry replaces it."""
         return f"{self.cell}-pack{self.pack:03d}"
 
+    def models(self) -> list[tuple[str, str, int]]:
+        """(cell, variant, seed index) of each model the trial trains, in pack order."""
+        if not self.members:
+            return [(self.cell, self.variant, s) for s in range(self.seed_lo, self.seed_hi)]
+        return [(f"{self.arch}-{v.replace(':', '')}", v, s) for v, s in self.members]
+
 
 def expand(spec: Spec) -> list[TrialPlan]:
     """Cells x seed packs, in a stable order. SpecError if the plan has more than MAX_TRIALS trials."""
-    count = (len(spec.archs) * len(spec.corruptions) * spec.seeds if isinstance(spec, ConvergenceSpec)
-             else len(spec.variants) * math.ceil(spec.seeds / spec.resolved_pack_size()))
+    count = (len(spec.archs) * len(spec.corruptions) * math.ceil(spec.seeds / spec.resolved_pack_size())
+             if isinstance(spec, ConvergenceSpec) else len(spec.variants) * math.ceil(spec.seeds / spec.resolved_pack_size()))
     if count > MAX_TRIALS:
         raise SpecError(f"the plan has {count:,} trials, more than the {MAX_TRIALS:,} allowed in one sweep: "
                         "use fewer seeds or cells, or larger packs (pack_size)")
     if isinstance(spec, ConvergenceSpec):
-        return [TrialPlan(cell=f"{arch}-{c.replace(':', '')}", variant=c, pack=s, seed_lo=s, seed_hi=s + 1,
-                          arch=arch)
-                for arch in spec.archs for c in spec.corruptions for s in range(spec.seeds)]
+        k, plans = spec.resolved_pack_size(), []
+        for arch in spec.archs:
+            for group, corruptions in input_groups(spec.corruptions).items():
+                members = [(c, s) for c in corruptions for s in range(spec.seeds)]
+                for i in range(0, len(members), k):
+                    pack = tuple(members[i:i + k])
+                    plans.append(TrialPlan(cell=f"{arch}-{group}", variant=pack[0][0], pack=i // k,
+                                           seed_lo=min(s for _, s in pack), seed_hi=max(s for _, s in pack) + 1,
+                                           arch=arch, members=pack))
+        return plans
     k = spec.resolved_pack_size()
     packs = math.ceil(spec.seeds / k)
     return [TrialPlan(cell=v, variant=v, pack=i, seed_lo=i * k, seed_hi=min(spec.seeds, (i + 1) * k))
             for v in spec.variants for i in range(packs)]
+
+
+def plan_of(manifest: dict[str, Any]) -> list[TrialPlan]:
+    """A stored sweep's trial plan, as its manifest recorded it when the sweep started (so a
+    later change of the pack-size rule can never rename its fragments); expanded from the
+    manifest's spec for sweeps stored before the plan was recorded."""
+    if manifest.get("plan"):
+        return [TrialPlan(**p) for p in manifest["plan"]]
+    return expand(validate(manifest["spec"]))
+
+
+def input_groups(corruptions: list[str]) -> dict[str, list[str]]:
+    """Corruptions grouped by the training images they use: 'labels' holds the true-label and
+    random-label levels (real, randY:p), which train on the same images and so pack together;
+    every corruption of the images (randX:p, gaussian, shuffled or random pixels) is its own
+    group, named by it ('randX0.5')."""
+    groups: dict[str, list[str]] = {}
+    for c in corruptions:
+        kind, _ = parse_corruption(c)
+        groups.setdefault("labels" if kind in ("real", "randY") else c.replace(":", ""), []).append(c)
+    return groups
 
 
 def derive_seed(base: int, stream: str, index: int | str) -> int:

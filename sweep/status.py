@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sweep.spec import expand, validate
+from sweep.spec import plan_of
 from sweep.store import Store
 
 STATES = ("done", "damaged", "running", "failed", "not started")
@@ -25,7 +25,7 @@ def status(store: Store) -> tuple[pd.DataFrame, dict[str, str]]:
     done, damaged = store.completed(), store.damaged()
     launch = store.read_launch_state().get("trials", {})
     rows = []
-    for plan in expand(validate(manifest["spec"])):
+    for plan in plan_of(manifest):
         state = launch.get(plan.fragment) if isinstance(launch, dict) else None
         if plan.fragment in damaged:
             state = "damaged"
@@ -37,7 +37,7 @@ def status(store: Store) -> tuple[pd.DataFrame, dict[str, str]]:
             state = "failed"  # ended without a fragment: it did not finish its write
         else:
             state = "not started"
-        rows.append({"cell": plan.cell, "state": state, "seeds": plan.seed_hi - plan.seed_lo})
+        rows += [{"cell": cell, "state": state, "seeds": 1} for cell, _, _ in plan.models()]
     frame = pd.DataFrame(rows)
     table = frame.pivot_table(index="cell", columns="state", values="seeds", aggfunc="sum", fill_value=0,
                               sort=False).reindex(columns=list(STATES), fill_value=0)

@@ -48,7 +48,7 @@ from analysis.load import sweep_path
 from sweep.faults import maybe_crash
 from sweep.spec import SpecError, check_name
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: packed convergence grids (fragments per pack), pack_mode, row counts
 # Write order: trials last marks a fragment complete.
 TABLES = ("examples", "epochs", "norms", "probes", "filters", "trials")
 METADATA_KEY = b"memsweep"
@@ -120,9 +120,12 @@ class Store:
         with self.fs.open_input_stream(self.path("sweep.yaml")) as f:
             return yaml.safe_load(f.read().decode())
 
-    def write_manifest(self, spec: dict[str, Any], spec_hash: str, provenance: dict[str, Any]) -> None:
+    def write_manifest(self, spec: dict[str, Any], spec_hash: str, provenance: dict[str, Any],
+                       plan: list[dict[str, Any]] | None = None) -> None:
+        """sweep.yaml: the schema version, the spec and its hash, provenance, and the trial plan
+        (each trial's pack of models, as `sweep.spec.TrialPlan` fields)."""
         body = {"schema_version": SCHEMA_VERSION, "spec_hash": spec_hash, "spec": spec,
-                "provenance": provenance}
+                "provenance": provenance, "plan": plan or []}
         self._atomic_write(self.path("sweep.yaml"), yaml.safe_dump(body, sort_keys=False).encode())
 
     # --- fragments ------------------------------------------------------------------------
@@ -229,6 +232,7 @@ class Store:
                 continue
             if self.fs.get_file_info(self.path(name)).type == pafs.FileType.Directory:
                 self.fs.delete_dir(self.path(name))
+        self._remove_if_empty(self.root)
 
     def _is_own(self, path: str) -> bool:
         """A Parquet file whose footer carries this sweep's memsweep metadata."""

@@ -188,7 +188,7 @@ def test_checkpoint_state_round_trips_through_weights_only(tmp_path):
     import torch
 
     from sweep import checkpoint
-    from trainables.packed import EpochRecord, SplitScores
+    from trainables.engine import EpochRecord, SplitScores
 
     scores = SplitScores(pred=np.array([[1, 2]]), correct=np.array([[True, False]]),
                          p_label=np.array([[0.5, 0.25]], dtype=np.float32),
@@ -462,8 +462,8 @@ def test_damage_inside_a_file_is_found_by_verify_and_repaired_by_resume(stored, 
     victim = folder / "examples" / "real-pack000.parquet"
     raw = bytearray(victim.read_bytes())
     footer = pq.ParquetFile(victim).metadata.serialized_size + 8
-    middle = (len(raw) - footer) // 2
-    raw[middle:middle + 64] = bytes(64)  # the footer still reads
+    third = (len(raw) - footer) // 3
+    raw[third:2 * third] = bytes(third)  # a third of the pages zeroed; the footer still reads
     victim.write_bytes(bytes(raw))
     assert "0 damaged" in sweep("status", "fig1-difficulty", "--results", str(results)).stdout
     verify = sweep("verify", "fig1-difficulty", "--results", str(results))

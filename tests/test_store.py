@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sweep.store import Store, StoreError
+from sweep.store import SCHEMA_VERSION, Store, StoreError
 
 
 def tables(seed: int, rows: int) -> dict[str, pa.Table]:
@@ -29,8 +29,12 @@ def test_rewriting_a_fragment_replaces_it(tmp_path):
 
 def test_fragments_carry_provenance(tmp_path):
     Store(tmp_path, "s").write_fragment("f", tables(0, 1), {"spec": {"seeds": 2}, "git_rev": "abc"})
+    meta = json.loads(pq.read_schema(tmp_path / "s" / "epochs" / "f.parquet").metadata[b"memsweep"])
+    assert meta == {"schema_version": SCHEMA_VERSION, "spec": {"seeds": 2}, "git_rev": "abc"}
+    # The trials file (the completion mark) also records the other files' row counts.
     meta = json.loads(pq.read_schema(tmp_path / "s" / "trials" / "f.parquet").metadata[b"memsweep"])
-    assert meta == {"schema_version": 2, "spec": {"seeds": 2}, "git_rev": "abc"}
+    assert meta == {"schema_version": SCHEMA_VERSION, "spec": {"seeds": 2}, "git_rev": "abc",
+                    "rows": {"examples": 1, "epochs": 1}}
 
 
 def test_half_written_files_are_invisible(tmp_path):

@@ -94,6 +94,24 @@ class PackedMLP(nn.Module):
         return {f"fc{i + 1}": (w.square().sum(dim=(1, 2)) + b.square().sum(dim=(1, 2))).sqrt()
                 for i, (w, b) in enumerate(zip(self.weights, self.biases))}
 
+    def tensors(self) -> list[torch.Tensor]:
+        """The stacked parameters, member index first."""
+        return [*self.weights, *self.biases]
+
+    def buffers_list(self) -> list[torch.Tensor]:
+        return []
+
+    def member(self, k: int) -> "MLP":
+        return self.unpack(k).train(self.training)
+
+    @torch.no_grad()
+    def load_member(self, k: int, module: "MLP") -> None:
+        """Copy a plain `MLP`'s weights into member k (the inverse of `unpack`)."""
+        linears = [m for m in module if isinstance(m, nn.Linear)]
+        for lin, w, b in zip(linears, self.weights, self.biases):
+            w[k].copy_(lin.weight.T)
+            b[k, 0].copy_(lin.bias)
+
     @torch.no_grad()
     def unpack(self, k: int) -> MLP:
         """Model k as a plain `MLP` (a copy, on the same device)."""
@@ -226,8 +244,8 @@ class SmallInception(nn.Module):
         # for every conv followed by a ReLU, zero biases. Under torch's default (variance 1/(3 fan_in))
         # the signal shrinks ~6x in variance per conv, so without batch norm the logits barely vary
         # across examples at initialization (std ~2e-5 on digits) and SGD never leaves chance;
-        # Zhang et al. train this network without BN to 82% on CIFAR-10. Both variants use it, so
-        # the ablation changes only the batch norm.
+        # Zhang et al. train this network without BN to 82% on CIFAR-10. Both variants use it (the
+        # ablation also changes the default lr: 0.01 without BN, which diverges at 0.1).
         for module in self.features.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .catalog import LASS_ALPHA, LASS_BETA, LASS_ITERS, LASS_R
-from .interpolate import infer
+from .engine import infer
 from .models import eval_mode
 
 
@@ -83,7 +83,7 @@ def _lass(model, x0, scale, alpha, beta, r, iters, generator):
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of x classified as y, the model fixed (eval mode)."""
-    return float((infer(model, x).argmax(-1) == y).float().mean()) if len(y) else float("nan")
+    return float((infer(model, x)[0].argmax(-1) == y).float().mean()) if len(y) else float("nan")
 
 
 @torch.no_grad()

@@ -1,0 +1,180 @@
+"""What a trial plan means for the pack engine: its data, its members, its schedule, its probes.
+
+`prepare(spec, plan, data_root, device)` loads and corrupts the data and describes each member
+of the pack (seeds by the documented rule in `sweep/spec.py`; training labels from its own
+corruption; identity keys for the store). `schedule(spec, plan)` is the engine's schedule.
+`Probes` are the hooks the engine's epoch callback runs (CSR, first-layer filters) and the
+after-training probe (weight noise); they work for any K and return rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from sweep.spec import ConvergenceSpec, DifficultySpec, Spec, TrialPlan, derive_seed, parse_corruption
+from trainables import corruption, data as datasets, engine, packs, probes
+
+
+@dataclass
+class Job:
+    """A trial's inputs: data (corrupted, on the device), members, and what the store records of them."""
+
+    data: datasets.Data
+    members: engine.Members
+    arch: str  # the packs.build name ('mlp' for fig1's MLP)
+    arch_label: str  # as stored in the trials table
+    keys: list[dict[str, str]]  # per member: cell, variant (and arch for convergence grids)
+    seeds: list[int]  # per member: seed index
+    labels: dict[str, np.ndarray]  # split -> labels used, (N,) shared or (K, N) per member
+    true_labels: dict[str, np.ndarray]
+    corrupted: dict[str, np.ndarray]
+    columns: dict[str, np.ndarray]  # per-member trials columns known before training
+
+
+def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -> Job:
+    if isinstance(spec, DifficultySpec):
+        data = datasets.load(spec.dataset, data_root, device)
+        if spec.train_size is not None:
+            data = data.subset_train(spec.train_size)
+    else:
+        data = datasets.load(spec.dataset, data_root, device, normalize=spec.preprocess.normalize,
+                             crop=spec.preprocess.crop)
+        if spec.validation.size:  # carved before any corruption, one fixed draw: every cell holds out the same
+            data = data.carve_validation(spec.validation.size, seed=derive_seed(spec.seed, "validation", 0))
+    models_ = plan.models()
+    clean = {"train": data.train.y.cpu().numpy(), "test": data.test.y.cpu().numpy()}
+    # One draw per corruption, shared by every seed (and architecture) that trains on it.
+    drawn: dict[str, tuple[datasets.Data, torch.Tensor, int, str, float]] = {}
+    for _, variant, _ in models_:
+        if variant not in drawn:
+            kind, p = _corruption(spec, variant)
+            seed = derive_seed(spec.seed, "corruption", plan.cell if isinstance(spec, DifficultySpec) else variant)
+            corrupted, mask = corruption.apply(data, kind, p, seed)
+            drawn[variant] = (corrupted, mask, seed, kind, p)
+    data = drawn[models_[0][1]][0]  # the pack's images (one input group: the same for every member)
+    labels_k = torch.stack([drawn[v][0].train.y for _, v, _ in models_])
+    masks = np.stack([drawn[v][1].cpu().numpy() for _, v, _ in models_])
+    labels = {"train": labels_k.cpu().numpy(), "test": clean["test"]}
+    true = dict(clean)
+    corrupted = {"train": masks, "test": np.zeros(len(clean["test"]), dtype=bool)}
+    if data.val is not None:
+        clean_val = data.val.y.cpu().numpy()
+        kind, p = parse_corruption(spec.validation.corruption)
+        data, val_mask = corruption.apply_to_validation(data, kind, p, derive_seed(spec.seed, "val-corruption", 0))
+        labels["val"], true["val"], corrupted["val"] = data.val.y.cpu().numpy(), clean_val, val_mask.cpu().numpy()
+    seeds = [s for _, _, s in models_]
+    members = engine.Members(init_seeds=[derive_seed(spec.seed, "init", s) for s in seeds],
+                             order_seeds=[derive_seed(spec.seed, "order", s) for s in seeds],
+                             labels=None if len(drawn) == 1 else labels_k)
+    if len(drawn) == 1:
+        labels["train"] = labels["train"][0]
+    keys = [{"cell": c, "variant": v, **({"arch": plan.arch} if plan.arch else {})} for c, v, _ in models_]
+    k = len(seeds)
+    columns = {
+        "corruption_p": np.asarray([drawn[v][4] for _, v, _ in models_]),
+        "n_corrupted": masks.sum(axis=1).astype(np.int64),
+        "init_seed": np.asarray(members.init_seeds, dtype=np.uint64),
+        "order_seed": np.asarray(members.order_seeds, dtype=np.uint64),
+        "corruption_seed": np.asarray([drawn[v][2] for _, v, _ in models_], dtype=np.uint64),
+    }
+    if isinstance(spec, ConvergenceSpec):
+        columns["corruption_kind"] = np.asarray([drawn[v][3] for _, v, _ in models_])
+        columns["lr"] = np.full(k, spec.optimizer.lr_for(plan.arch))
+    arch = "mlp" if isinstance(spec, DifficultySpec) else plan.arch
+    label = "mlp-" + "x".join(map(str, spec.model.hidden)) if isinstance(spec, DifficultySpec) else plan.arch
+    return Job(data, members, arch, label, keys, seeds, labels, true, corrupted, columns)
+
+
+def _corruption(spec: Spec, variant: str) -> tuple[str, float]:
+    if isinstance(spec, DifficultySpec):
+        return variant, 0.0 if variant == "real" else spec.corruption.p
+    return parse_corruption(variant)
+
+
+def build_pack(spec: Spec, job: Job, device: torch.device) -> torch.nn.Module:
+    """The pack, initialized from the members' init seeds, on the device; for `torch.func` packs
+    the faster of vmap and a per-member loop, timed on a first batch (`pack.mode`)."""
+    hidden = spec.model.hidden if isinstance(spec, DifficultySpec) else None
+    wrn = spec.wrn if isinstance(spec, ConvergenceSpec) else None
+    pack = packs.build(job.arch, job.data.input_shape, job.data.num_classes, job.members.init_seeds,
+                       hidden=hidden, wrn_depth=wrn.depth if wrn else 28, wrn_widen=wrn.widen if wrn else 1).to(device)
+    batch = job.data.train.x[:spec.batch_size]
+    packs.choose_mode(pack, batch.expand(job.members.k, *batch.shape))
+    return pack
+
+
+def schedule(spec: Spec, plan: TrialPlan, chunk: int) -> engine.Schedule:
+    if isinstance(spec, DifficultySpec):
+        return engine.Schedule(
+            lr=spec.optimizer.lr, momentum=spec.optimizer.momentum, batch_size=spec.batch_size,
+            max_epochs=max(spec.epochs), scored_epochs=tuple(spec.epochs), score_splits=tuple(spec.splits),
+            keep_splits=tuple(spec.splits), norms=spec.norms, chunk=chunk,
+            autocast=torch.bfloat16 if spec.precision == "bf16" else None)
+    opt = spec.optimizer
+    return engine.Schedule(
+        lr=opt.lr_for(plan.arch), momentum=opt.momentum, lr_decay=opt.lr_decay, lr_step_every=opt.lr_step_every,
+        lr_step_factor=opt.lr_step_factor, batch_size=spec.batch_size, max_epochs=spec.max_epochs,
+        threshold=spec.threshold, time_budget_s=spec.time_budget_s, patience=spec.early_stopping.patience,
+        stop_early=spec.early_stopping.stop, fit_splits=("train", "val") if spec.phase2_epochs else ("train",),
+        keep_splits=tuple(spec.record_splits) if spec.record_examples else (), keep_every=spec.record_every,
+        norms=spec.norms, chunk=chunk)
+
+
+@dataclass
+class Probes:
+    """The probes of a convergence spec, run on each active member (a copy of it, as a module).
+    `found` holds what they measured, saved in every checkpoint."""
+
+    spec: ConvergenceSpec
+    job: Job
+    found: dict[str, Any] = field(default_factory=lambda: {
+        "phase": 1, "phase1": None, "probes": [], "filters": [], "init_norms": {}})
+
+    def at_start(self, pack) -> None:
+        if self.spec.norms:
+            self.found["init_norms"] = {k: v.cpu().numpy() for k, v in pack.layer_norms().items()}
+        self.on_epoch(pack, 0, np.ones(self.job.members.k, dtype=bool))
+
+    def on_epoch(self, pack, epoch: int, active: np.ndarray) -> None:
+        csr, filters = self.spec.probes.csr, self.spec.probes.filters
+        for k in np.flatnonzero(active):
+            if csr is not None and epoch % csr.every == 0:
+                self._csr(pack.member(k), int(k), epoch)
+            if filters is not None and (epoch == 0 or epoch in filters.epochs):
+                self.found["filters"].append((int(k), epoch, probes.first_layer_filters(pack.member(k))))
+
+    def _csr(self, model, k: int, epoch: int) -> None:
+        c, data = self.spec.probes.csr, self.job.data
+        x = data.split(c.split).x[:c.n]
+        gen = torch.Generator().manual_seed(derive_seed(self.spec.seed, "lass", f"{self.job.seeds[k]}:{epoch}"))
+        out = probes.critical_sample_ratio(model, x, pixel_scale=data.pixel_scale, alpha=c.alpha, beta=c.beta,
+                                           r=c.r, iters=c.iters, generator=gen)
+        self.found["probes"].append({"member": k, "probe": "csr", "epoch": epoch, "split": c.split,
+                                     "sigma": np.nan, "draw": 0, "value": out.ratio, "n": len(x)})
+
+    def at_end(self, pack, outcome: engine.Outcome) -> None:
+        """Filters of members that stopped before the listed epochs; weight noise of every member."""
+        for k in range(self.job.members.k):
+            last = outcome.last_record(k).epoch
+            if self.spec.probes.filters is not None and sum(f[0] == k for f in self.found["filters"]) < 2:
+                self.found["filters"].append((k, last, probes.first_layer_filters(pack.member(k))))
+            if self.spec.probes.weight_noise is not None:
+                self._weight_noise(pack.member(k), k, last)
+
+    def _weight_noise(self, model, k: int, epoch: int) -> None:
+        wn, data = self.spec.probes.weight_noise, self.job.data
+        labels = {"train": self._train_labels(k)}
+        splits = {s: (data.split(s).x, labels.get(s, data.split(s).y)) for s in wn.splits}
+        gen = torch.Generator().manual_seed(derive_seed(self.spec.seed, "weight-noise", self.job.seeds[k]))
+        for r in probes.weight_noise_accuracy(model, splits, wn.sigmas, wn.draws, generator=gen):
+            self.found["probes"].append({"member": k, "probe": "weight_noise", "epoch": epoch, "split": r["split"],
+                                         "sigma": r["sigma"], "draw": r["draw"], "value": r["acc"],
+                                         "n": len(data.split(r["split"]))})
+
+    def _train_labels(self, k: int) -> torch.Tensor:
+        members = self.job.members
+        return members.labels[k] if members.labels is not None else self.job.data.train.y
