@@ -1,4 +1,4 @@
-"""Per-example training dynamics (science.md Sec. 4): accuracy oscillation, forgetting events
+"""Per-example training dynamics (follow-up work on Arpit et al. 2017): accuracy oscillation, forgetting events
 (Toneva et al. 2019) and data maps (Swayamdipta et al. 2020).
 
 Inputs are rows of the `examples` table recorded at several epochs (fig1-difficulty with

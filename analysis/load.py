@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import yaml
 
-TABLES = ("trials", "epochs", "examples", "norms", "probes", "filters")
+from analysis.schema import SCHEMAS, TABLES
 
 
 def sweep_path(results: str, sweep: str) -> tuple[pafs.FileSystem, str]:
@@ -36,6 +36,9 @@ def load_table(results: str, sweep: str, table: str, *, variants: Sequence[str] 
     trial x epoch x split in `examples`) that cannot match are skipped, not read."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r} (allowed: {', '.join(TABLES)})")
+    unknown = [c for c in columns or () if c not in SCHEMAS[table].names]
+    if unknown:
+        raise ValueError(f"unknown column(s) {unknown} of {table!r} (the contract: analysis/schema.py)")
     fs, root = sweep_path(results, sweep)
     folder = f"{root}/{table}"
     if fs.get_file_info(folder).type != pafs.FileType.Directory:

@@ -1,4 +1,4 @@
-"""Readings of the probe tables (science.md Secs 2 and 4): critical sample ratio per epoch,
+"""Readings of the probe tables (Arpit et al. 2017, Fig. 9; Zhang et al. 2017; follow-up work): critical sample ratio per epoch,
 weight-noise curves and the sigma at which accuracy halves, weight norms, early stopping.
 Pure functions of DataFrames read from the store (`probes`, `norms`, `epochs`, `trials`)."""
 

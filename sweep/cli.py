@@ -245,7 +245,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from sweep import report
+    from analysis import report
 
     if args.preset not in specs.preset_names():  # a typo should not look like a missing sweep
         raise specs.SpecError(f"unknown preset {args.preset!r} (available: {', '.join(specs.preset_names())})")
@@ -265,7 +265,8 @@ def _report(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
     try:
-        text = report.build(args.results, args.preset, args.data_root)
+        text = report.build(args.results, args.preset, images=lambda dataset, split: _images(dataset, split,
+                                                                                        args.data_root))
     except FileNotFoundError as exc:
         raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
     except (OSError, pa.ArrowException) as exc:  # damage inside a file that its footer does not show
@@ -279,6 +280,12 @@ def _report(args: argparse.Namespace) -> int:
         raise _UserError(f"cannot write report to {out}: {exc.strerror}") from None
     print(f"memsweep: report written to {out} ({len(text) / 2**20:.1f} MiB, self-contained; open it in a browser)")
     return 0
+
+
+def _images(dataset: str, split: str, data_root: str | None):
+    from trainables.data import display_images
+
+    return display_images(dataset, split, data_root)
 
 
 if __name__ == "__main__":

@@ -507,9 +507,23 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+# Data-set defaults of a spec family, applied after a preset's own keys and before its
+# `per_dataset` block (which can override them), so presets hold only what differs.
+FAMILY_DATASET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    # Digits (1,437 images) at batch 128 has 12 steps an epoch, and with the paper's 0.95 decay
+    # per epoch the learning rate vanishes first: measured, mlp1/mlp3/AlexNet reached 98.5-99.9%
+    # on true labels and 15-26% on random labels after 300 epochs, none interpolated. At batch 16
+    # (90 steps an epoch) with a constant rate all of them do. Images stay 8x8x1 (no crop); the
+    # models size themselves from the input.
+    "interpolate": {"digits": {"preprocess": {"crop": None}, "batch_size": 16, "optimizer": {"lr_decay": 1.0},
+                               "max_epochs": 400}},
+}
+
+
 def resolve(preset: str, dataset: str | None = None,
             overrides: list[str] | tuple[str, ...] = ()) -> Spec:
-    """The validated spec: preset keys, then its per_dataset defaults, then the overrides."""
+    """The validated spec: preset keys, then the family's and the preset's per_dataset defaults,
+    then the overrides."""
     raw = load_preset(preset)
     per_dataset = raw.pop("per_dataset", {}) or {}
     raw.setdefault("name", preset)
@@ -521,7 +535,8 @@ def resolve(preset: str, dataset: str | None = None,
         raise SpecError(f"unknown dataset {chosen!r} (allowed: {', '.join(DATASETS)})")
     tree = dict(raw, dataset=chosen)
     model = _spec_class(tree)
-    for key, value in _flatten(per_dataset.get(chosen, {})):
+    family = FAMILY_DATASET_DEFAULTS.get(tree.get("engine", "packed"), {}).get(chosen, {})
+    for key, value in _flatten(family) + _flatten(per_dataset.get(chosen, {})):
         _set_path(tree, key, value, model)
     for key, value in pairs:
         _set_path(tree, key, value, model)

@@ -44,13 +44,15 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
+from analysis import schema as contract
 from analysis.load import sweep_path
 from sweep.faults import maybe_crash
 from sweep.spec import SpecError, check_name
 
-SCHEMA_VERSION = 3  # 3: packed convergence grids (fragments per pack), pack_mode, row counts
+SCHEMA_VERSION = contract.VERSION  # 3: packed convergence grids (fragments per pack), pack_mode, row counts
 # Write order: trials last marks a fragment complete.
 TABLES = ("examples", "epochs", "norms", "probes", "filters", "trials")
+assert set(TABLES) == set(contract.TABLES)
 METADATA_KEY = b"memsweep"
 # What a sweep folder holds that the store wrote: --overwrite removes these and nothing else.
 OWN_FILES = ("sweep.yaml", "_launch.json", "report.html")
@@ -193,6 +195,8 @@ class Store:
         meta = {"schema_version": SCHEMA_VERSION, **metadata}
         # The trials file (the completion mark) records every other file's row count.
         rows = {name: tables[name].num_rows for name in TABLES if name in tables and name != "trials"}
+        for name in [t for t in TABLES if t in tables]:
+            contract.check(name, tables[name].schema)  # before anything of the fragment is written
         for name in [t for t in TABLES if t in tables]:
             table = tables[name]
             body = json.dumps(dict(meta, rows=rows) if name == "trials" else meta, sort_keys=True).encode()

@@ -98,7 +98,7 @@ def test_existing_sweep_is_never_mixed(launched, ray_cluster):
 
     # A trial that never finished (its trials fragment missing) is re-run by --resume, alone.
     (folder / "trials" / "randY-pack001.parquet").unlink()
-    from sweep import report
+    from analysis import report
 
     partial = report.build(str(folder.parent), "fig1-difficulty")  # a partly failed sweep still reports
     assert "Incomplete sweep</b> (real: 8/8 seeds, randX: 8/8 seeds, randY: 4/8 seeds)" in partial

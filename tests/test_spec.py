@@ -101,3 +101,23 @@ def test_list_and_show(capsys):
     assert cli.main(["show", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=8"]) == 0
     out = capsys.readouterr().out
     assert "seeds: 8\n" in out and "dataset: digits\n" in out and "# 3 trials: 3 cells" in out
+
+
+def test_presets_hold_only_what_differs_from_the_family_defaults():
+    """A preset's per_dataset block never restates a default its spec family already sets."""
+    for name in S.preset_names():
+        raw = S.load_preset(name)
+        family = S.FAMILY_DATASET_DEFAULTS.get(raw.get("engine", "packed"), {})
+        for dataset, block in (raw.get("per_dataset") or {}).items():
+            defaults = dict(S._flatten(family.get(dataset, {})))
+            restated = [k for k, v in S._flatten(block) if k in defaults and defaults[k] == v]
+            assert not restated, (name, dataset, restated)
+
+
+def test_the_catalog_lists_agree():
+    from trainables import catalog, models
+
+    assert set(catalog.ARCHS) == set(catalog.DEFAULT_LR) == set(S.LrByArch.model_fields)
+    for arch in catalog.ARCHS:
+        assert models.build(arch, (1, 8, 8), 10) is not None
+    assert set(S.DATASET_SHAPES) == set(catalog.DATASETS)

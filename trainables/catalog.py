@@ -4,7 +4,7 @@ importing torch, so that validating a spec or listing presets stays fast."""
 DATASETS = ("digits", "cifar10", "synthetic")
 NORMALIZATIONS = ("dataset", "per_image")
 KINDS = ("real", "randX", "randY", "gaussian", "shuffled_pixels", "random_pixels")
-# LASS defaults (Arpit et al. 2017; science.md Sec. 2), in [0, 1] pixel units: step alpha,
+# LASS defaults (Arpit et al. 2017, Sec. 4 and Fig. 9), in [0, 1] pixel units: step alpha,
 # noise beta, L-inf box radius r, and the iteration cap.
 LASS_ALPHA, LASS_BETA, LASS_R, LASS_ITERS = 0.25 / 255, 0.2 / 255, 30 / 255, 20
 # Each architecture with its default SGD learning rate (Zhang et al. 2017: 0.01 for the MLPs and

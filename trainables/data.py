@@ -276,3 +276,17 @@ def _cifar10(root: Path, download: bool) -> Arrays:
         return x.contiguous(), torch.as_tensor(ds.targets, dtype=torch.int64)
 
     return tensors(train), tensors(test)
+
+
+def display_images(name: str, split: str, root: str | Path | None = None) -> np.ndarray | None:
+    """The split's images for display, (N, H, W) or (N, H, W, 3) uint8 (each image min-max
+    scaled), or None if the data set's files are not here (nothing is downloaded)."""
+    try:
+        x = load(name, root, download=False).split(split).x.numpy()
+    except DataUnavailable:
+        return None
+    lo = x.min(axis=(1, 2, 3), keepdims=True)
+    hi = x.max(axis=(1, 2, 3), keepdims=True)
+    scaled = ((x - lo) / np.maximum(hi - lo, 1e-8) * 255).round().astype(np.uint8)
+    scaled = scaled.transpose(0, 2, 3, 1)
+    return scaled[..., 0] if scaled.shape[-1] == 1 else scaled

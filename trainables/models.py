@@ -2,7 +2,7 @@
 
 `MLP` is the plain `torch.nn` network. `PackedMLP` is K independent copies of
 it held as stacked parameters, so that one batched matmul per layer trains K
-seeds at once (DESIGN.md, "Speed by design"). Seed k of a `PackedMLP` is
+seeds at once (the README's "Layout": many models as one computation). Seed k of a `PackedMLP` is
 initialized exactly as `nn.Linear` would be (U(-1/sqrt(fan_in), 1/sqrt(fan_in))
 for weights and biases) from its own generator, and `unpack(k)` returns it as a
 plain `MLP`, so a pack can always be checked against separate trainings.
@@ -296,7 +296,7 @@ class WideResNet(nn.Module):
 
 
 class ArpitCNN(nn.Sequential):
-    """Arpit et al. 2017's CNN (science.md Sec. 2): [Conv(200, 5x5, 'same') -> BN -> ReLU ->
+    """Arpit et al. 2017's CNN (Sec. 4, Fig. 9): [Conv(200, 5x5, 'same') -> BN -> ReLU ->
     MaxPool(3x3, stride 3)] x 2 -> Dense(384) -> BN -> ReLU -> Dense(192) -> BN -> ReLU ->
     Dense(classes). Pools round up (ceil mode) so 8x8 digits keep a 1x1 map (32 -> 11 -> 4 on
     CIFAR-10). The first convolution is `self[0]` (its filters are Fig. 2)."""

@@ -1,5 +1,5 @@
 """Probes: functions of a trained model and data, called by the engines at chosen epochs
-(science.md Secs 2 and 4). None trains; each leaves the model as it found it.
+(Arpit et al. 2017, Sec. 4 and Fig. 9; weight-noise sensitivity from follow-up work). None trains; each leaves the model as it found it.
 
 - `critical_sample_ratio`: Arpit et al. 2017 (Fig. 9). Langevin Adversarial Sample Search
   (LASS) on many samples at once: from x0, repeat x <- clip_r(x + alpha * sign(grad_x L(f(x),

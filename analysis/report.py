@@ -1,8 +1,8 @@
 """`sweep report`: one self-contained HTML file (plotly.js embedded, works offline) for a sweep.
 
-Composes `analysis` (statistics and figures) with the images of the data set (from
-`trainables.data`, which analysis never imports). A sweep that is still running
-or partly failed gives a report that says how many seeds each variant has.
+Composes `analysis` (statistics and figures) with the images of the data set, which the
+caller passes in (`sweep report` loads them with `trainables.data`; analysis never imports
+it). A sweep that is still running or partly failed gives a report that says how many seeds each variant has.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,10 @@ pre { padding: 0.8rem; overflow-x: auto; } .note { color: #555; font-size: 0.9re
 """
 
 
-def build(results: str, sweep: str, data_root: str | None = None) -> str:
-    """The report's HTML text."""
+def build(results: str, sweep: str, images: Callable[[str, str], np.ndarray | None] | None = None) -> str:
+    """The report's HTML text. `images(dataset, split)`: the split's images for display, (N, H, W)
+    or (N, H, W, 3) uint8, or None where the data set's files are not at hand (the galleries are
+    then left out); the caller loads them (analysis has no data-loading code)."""
     manifest = load.load_manifest(results, sweep)
     spec = manifest["spec"]
     try:
@@ -56,7 +59,7 @@ def build(results: str, sweep: str, data_root: str | None = None) -> str:
             sections += _convergence_sections(spec, trials, epochs)
             sections += _probe_sections(results, sweep, spec, trials, epochs)
         else:
-            sections += _difficulty_sections(results, sweep, spec, data_root)
+            sections += _difficulty_sections(results, sweep, spec, images)
         sections += _dynamics_sections(results, sweep)
     sections.append(f"<h2>Spec</h2><pre>{html.escape(yaml.safe_dump(spec, sort_keys=False))}</pre>")
     body, first = [], True
@@ -71,7 +74,7 @@ def build(results: str, sweep: str, data_root: str | None = None) -> str:
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
 
 
-def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], data_root: str | None) -> list:
+def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], images) -> list:
     examples = load.load_table(results, sweep, "examples", columns=EXAMPLE_COLUMNS)
     pc = difficulty.p_correct(examples)
     curves, baselines = difficulty.sorted_curves(pc)
@@ -82,7 +85,7 @@ def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], data_ro
     sections.append(figures.p_correct_histograms(
         pc, "train" if "train" in set(pc.split) else "test", last, spec["variants"]))
     sections.append(_galleries_intro(last))
-    return sections + _galleries(pc, spec, last, data_root)
+    return sections + _galleries(pc, spec, last, images)
 
 
 def _convergence_sections(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame) -> list:
@@ -217,17 +220,23 @@ def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.D
     return out
 
 
-def _filter_grid(weights: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 grid of filters (F, C, kH, kW), with torchvision's make_grid."""
-    import torch
-    from torchvision.utils import make_grid
-
-    w = torch.from_numpy(np.asarray(weights, dtype=np.float32))
+def _filter_grid(weights: np.ndarray, per_row: int = 16, zoom: int = 8) -> np.ndarray:
+    """(H, W, 3) uint8 grid of filters (F, C, kH, kW): each filter min-max scaled on its own,
+    one pixel of white between them, `zoom` times larger with crisp pixels."""
+    w = np.asarray(weights, dtype=np.float32)
     if w.shape[1] not in (1, 3):
-        w = w.mean(dim=1, keepdim=True)
-    grid = make_grid(w, nrow=16, padding=1, normalize=True, scale_each=True, pad_value=1.0)
-    picture = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    return np.kron(picture, np.ones((8, 8, 1), dtype=np.uint8))  # 8x larger, crisp pixels
+        w = w.mean(axis=1, keepdims=True)
+    w = np.repeat(w, 3, axis=1) if w.shape[1] == 1 else w
+    lo, hi = w.min(axis=(1, 2, 3), keepdims=True), w.max(axis=(1, 2, 3), keepdims=True)
+    w = (w - lo) / np.maximum(hi - lo, 1e-12)
+    f, _, kh, kw = w.shape
+    rows = -(-f // per_row)
+    grid = np.ones((3, rows * (kh + 1) + 1, min(f, per_row) * (kw + 1) + 1), dtype=np.float32)
+    for i in range(f):
+        r, c = divmod(i, per_row)
+        grid[:, 1 + r * (kh + 1):1 + r * (kh + 1) + kh, 1 + c * (kw + 1):1 + c * (kw + 1) + kw] = w[i]
+    picture = (grid.transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    return np.kron(picture, np.ones((zoom, zoom, 1), dtype=np.uint8))
 
 
 DYNAMICS_COLUMNS = ["variant", "seed", "epoch", "split", "index", "correct", "p_label", "label", "corrupted"]
@@ -285,10 +294,17 @@ CURVES_INTRO = ("<h2>P(correct) curves</h2><p class='note'>Each curve sorts the 
                 "et al. 2017 Fig. 1. Hover a curve for the example index and label.</p>")
 
 
-def _status(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
-    from sweep.spec import plan_of
+def _planned(manifest: dict[str, Any]) -> dict[str, int] | None:
+    """fragment -> models, from the trial plan the manifest recorded (None for older stores)."""
+    plan = manifest.get("plan") or None
+    if plan is None:
+        return None
+    return {f"{p['cell']}-pack{p['pack']:03d}": len(p.get("members") or ()) or p["seed_hi"] - p["seed_lo"]
+            for p in plan}
 
-    spec, plans = manifest["spec"], plan_of(manifest)
+
+def _status(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
+    spec, planned = manifest["spec"], _planned(manifest)
     if trials is None or trials.empty:
         return ("<div class='banner warn'><b>No results yet.</b> The sweep has started but no trial "
                 "has finished; run <code>sweep report</code> again later.</div>")
@@ -297,8 +313,8 @@ def _status(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
         have = trials.groupby("variant", observed=True).seed.nunique().reindex(spec["variants"], fill_value=0)
         counts = ", ".join(f"{v}: {n}/{spec['seeds']} seeds" for v, n in have.items())
     else:
-        counts = f"{len(trials)}/{sum(len(p.models()) for p in plans)} models"
-    if any(p.fragment not in done for p in plans):
+        counts = f"{len(trials)}/{sum(planned.values())} models" if planned else f"{len(trials)} models stored"
+    if planned is not None and any(fragment not in done for fragment in planned):
         return (f"<div class='banner warn'><b>Incomplete sweep</b> ({counts}). It is still running or "
                 f"some trials failed; <code>sweep launch {html.escape(spec['name'])} --resume</code> "
                 "finishes it. Everything below uses what is stored so far.</div>")
@@ -364,11 +380,11 @@ def _galleries_intro(epoch: int) -> str:
             "original image; the networks saw Gaussian noise in its place.</p>")
 
 
-def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, data_root: str | None) -> list:
+def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, images) -> list:
     """One gallery figure per variant x (hardest, easiest), or a note if the images are not here."""
     split = "train" if "train" in set(pc.split) else "test"
     picks = difficulty.extremes(pc[(pc.split == split) & (pc.epoch == epoch)], GALLERY_SIZE)
-    images = _display_images(spec["dataset"], split, data_root)
+    images = images(spec["dataset"], split) if images is not None else None
     if images is None:
         return [f"<p class='note'>The {html.escape(spec['dataset'])} files are not available here "
                 "(pass --data-root), so the galleries are omitted.</p>"]
@@ -382,19 +398,3 @@ def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, data_root: st
         out.append(figures.gallery(images[rows["index"].to_numpy()], captions,
                                    f"{variant}: the {len(rows)} {kind}"))
     return out
-
-
-def _display_images(dataset: str, split: str, data_root: str | None) -> np.ndarray | None:
-    """(N, H, W) or (N, H, W, 3) uint8 for display (each image min-max scaled), or None if the
-    data set's files are not here."""
-    from trainables import data as datasets
-
-    try:
-        x = datasets.load(dataset, data_root, download=False).split(split).x.numpy()
-    except datasets.DataUnavailable:
-        return None
-    lo = x.min(axis=(1, 2, 3), keepdims=True)
-    hi = x.max(axis=(1, 2, 3), keepdims=True)
-    scaled = ((x - lo) / np.maximum(hi - lo, 1e-8) * 255).round().astype(np.uint8)
-    scaled = scaled.transpose(0, 2, 3, 1)
-    return scaled[..., 0] if scaled.shape[-1] == 1 else scaled

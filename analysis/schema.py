@@ -1,0 +1,119 @@
+"""The results contract as code: one `pyarrow.schema` per table of the store (schema version 3).
+
+Trials build their tables to these schemas (`sweep.tables`), the store checks every table
+against them before it writes (`check`), and `analysis.load` reads with them. Columns that only
+some sweeps have are marked optional in the field metadata (`optional: <when>`).
+results/README.md documents each column; a test holds the two to the same list. Only pyarrow:
+no torch, no Ray.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+VERSION = 3
+KEY = pa.dictionary(pa.int32(), pa.string())  # string key columns: categoricals in pandas
+UTC_MS = pa.timestamp("ms", tz="UTC")
+# Per-example floats are float32, or float16 with `record_dtype: float16`.
+RECORD_FLOATS = ("p_label", "loss", "el2n")
+
+
+def _field(name: str, type_: pa.DataType, optional: str | None = None) -> pa.Field:
+    return pa.field(name, type_, metadata={"optional": optional} if optional else None)
+
+
+def _keys(arch: bool = True) -> list[pa.Field]:
+    return [_field("cell", KEY), _field("variant", KEY),
+            *([_field("arch", KEY, "convergence grids")] if arch else []), _field("seed", pa.int32())]
+
+
+CONV, VAL, FIG1 = "convergence grids", "a validation split", "fig1-difficulty"
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "trials": pa.schema([
+        *_keys(arch=False),
+        *[_field(n, pa.string()) for n in ("sweep", "fragment", "trial_id", "status", "dataset", "arch", "device",
+                                            "node_id", "config", "resources", "versions", "git_rev")],
+        _field("pack", pa.int32()), _field("pack_size", pa.int32()), _field("pack_mode", pa.string()),
+        _field("corruption_p", pa.float64()), _field("n_corrupted", pa.int64()),
+        _field("init_seed", pa.uint64()), _field("order_seed", pa.uint64()), _field("corruption_seed", pa.uint64()),
+        _field("corruption_kind", pa.string(), CONV), _field("params", pa.int64(), CONV),
+        _field("lr", pa.float64(), CONV), _field("stop_reason", pa.string(), CONV),
+        _field("interpolated", pa.bool_(), CONV), _field("interp_epoch", pa.int32(), CONV),
+        _field("interp_step", pa.int64(), CONV), _field("interp_train_seconds", pa.float64(), CONV),
+        _field("interp_wall_seconds", pa.float64(), CONV), _field("interp_train_acc", pa.float32(), CONV),
+        _field("interp_test_acc", pa.float32(), CONV), _field("resumed_from_epoch", pa.int32(), CONV),
+        _field("rss_before_mb", pa.float64(), FIG1), _field("peak_rss_mb", pa.float64(), FIG1),
+        _field("peak_cuda_mb", pa.float64(), FIG1),
+        _field("epochs_trained", pa.int32()), _field("steps", pa.int64()),
+        _field("wall_seconds", pa.float64()), _field("train_seconds", pa.float64()),
+        _field("started_at", UTC_MS), _field("finished_at", UTC_MS),
+        *[_field(f"final_{s}_{m}", pa.float32()) for s in ("train", "test") for m in ("loss", "acc")],
+        _field("val_size", pa.int32(), VAL), _field("val_corruption", pa.string(), VAL),
+        _field("phase1_epochs", pa.int32(), VAL), _field("best_epoch", pa.int32(), VAL),
+        _field("early_stop_epoch", pa.int32(), VAL),
+        *[_field(f"best_{s}_acc", pa.float32(), VAL) for s in ("train", "val", "test")],
+        _field("schema_version", pa.int16()),
+    ]),
+    "epochs": pa.schema([
+        *_keys(), _field("epoch", pa.int16()), _field("phase", pa.int8(), "two-phase runs"),
+        _field("step", pa.int64()), _field("wall_seconds", pa.float64()), _field("train_seconds", pa.float64()),
+        _field("lr", pa.float64()), _field("running_loss", pa.float32()), _field("running_acc", pa.float32()),
+        *[_field(f"{s}_{m}", pa.float32(), VAL if s == "val" else None)
+          for s in ("train", "test", "val") for m in ("loss", "acc")],
+        _field("weight_norm", pa.float32()),
+    ]),
+    "examples": pa.schema([
+        *_keys(), _field("epoch", pa.int16()), _field("split", KEY), _field("index", pa.int32()),
+        _field("label", pa.int16()), _field("true_label", pa.int16()), _field("corrupted", pa.bool_()),
+        _field("pred", pa.int16()), _field("correct", pa.bool_()),
+        *[_field(n, pa.float32()) for n in RECORD_FLOATS],
+    ]),
+    "norms": pa.schema([
+        *_keys(), _field("epoch", pa.int16()), _field("layer", KEY), _field("layer_index", pa.int16()),
+        _field("norm", pa.float32()),
+    ]),
+    "probes": pa.schema([
+        *_keys(), _field("probe", KEY), _field("epoch", pa.int16()), _field("split", KEY),
+        _field("sigma", pa.float32()), _field("draw", pa.int16()), _field("value", pa.float32()),
+        _field("n", pa.int32()),
+    ]),
+    "filters": pa.schema([
+        *_keys(), _field("epoch", pa.int16()), _field("filter", pa.int32()), _field("channels", pa.int16()),
+        _field("height", pa.int16()), _field("width", pa.int16()),
+        _field("weights", pa.list_(pa.float32())),  # fixed size C x kH x kW per table
+    ]),
+}
+TABLES = tuple(SCHEMAS)
+
+
+def optional(table: str) -> set[str]:
+    """Names of the columns of `table` that only some sweeps have."""
+    return {f.name for f in SCHEMAS[table] if f.metadata and b"optional" in f.metadata}
+
+
+def _same_type(field: pa.Field, got: pa.DataType) -> bool:
+    want = field.type
+    if field.name in RECORD_FLOATS:
+        return got in (pa.float32(), pa.float16())
+    if pa.types.is_list(want):
+        return (pa.types.is_list(got) or pa.types.is_fixed_size_list(got)) and got.value_type == want.value_type
+    return got == want
+
+
+def check(table: str, schema: pa.Schema) -> None:
+    """ValueError naming the column unless `schema` (of a table about to be stored) has every
+    required column of `table`, no column the contract does not name, and the contract's types."""
+    if table not in SCHEMAS:
+        raise ValueError(f"unknown table {table!r} (allowed: {', '.join(TABLES)})")
+    contract = SCHEMAS[table]
+    names = set(contract.names)
+    extra = [n for n in schema.names if n not in names]
+    missing = sorted(names - optional(table) - set(schema.names))
+    if extra or missing:
+        raise ValueError(f"{table} table breaks the results contract: columns {extra} not in it, "
+                         f"{missing} missing (analysis/schema.py, results/README.md)")
+    for name in schema.names:
+        field = contract.field(name)
+        if not _same_type(field, schema.field(name).type):
+            raise ValueError(f"{table}.{name} is {schema.field(name).type}, the contract says {field.type}")
