@@ -4,8 +4,8 @@
 corruption levels, once with the default packing (every level and seed of an architecture in
 one pack: the engine trains them as one computation and freezes each model when it
 interpolates) and once with `--set pack_size=1` (one model per Ray Tune trial: how memsweep ran
-these grids before the one engine). Both alternate in one run, on an embedded Ray, as a user
-runs them (process start, Ray start, Parquet writes included). Prints a table and writes
+these grids before the one engine). Both run one after the other for each seed count, in one
+benchmark run, on an embedded Ray, as a user runs them (process start, Ray start, Parquet writes included). Prints a table and writes
 benchmarks/convergence_grid.json.
 
     python benchmarks/convergence_grid.py --seeds 1 3   # about 20 minutes on 2 cores

@@ -327,6 +327,9 @@ class ConvergenceSpec(_SpecBase):
         if self.validation.size >= TRAIN_SIZES[self.dataset]:
             raise ValueError(f"validation.size={self.validation.size} must be less than the "
                              f"{TRAIN_SIZES[self.dataset]:,} {self.dataset} training examples")
+        if self.phase2_epochs and self.pack_size not in (None, 1):
+            raise ValueError(f"pack_size={self.pack_size} with phase2_epochs: two-phase runs train one model "
+                             "per trial (each model's phase 2 starts at its own phase-1 end)")
         if self.phase2_epochs and self.early_stopping.patience is not None:
             raise ValueError("early_stopping.patience and phase2_epochs cannot be combined "
                              "(early stopping would end phase 1 on validation accuracy it is also fitting)")
@@ -349,7 +352,10 @@ class ConvergenceSpec(_SpecBase):
 
     def resolved_pack_size(self) -> int:
         """Models per pack: `pack_size`, or every model of an input group (levels x seeds) up to
-        MAX_AUTO_PACK."""
+        MAX_AUTO_PACK. Two-phase runs train one model a trial: each model's phase 2 starts at its
+        own phase-1 end, with its own learning-rate schedule."""
+        if self.phase2_epochs:
+            return 1
         if self.pack_size is not None:
             return self.pack_size
         largest = max(len(g) for g in input_groups(self.corruptions).values()) * self.seeds

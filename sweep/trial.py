@@ -34,6 +34,7 @@ def run(config: dict[str, Any]) -> None:
 
     from sweep import job as jobs
     from trainables import engine, packs
+    from trainables.models import PackedMLP
 
     # Ray logs every persisted checkpoint at INFO in the worker, which floods the driver's
     # terminal with one line per checkpoint; the progress lines say what matters.
@@ -47,9 +48,11 @@ def run(config: dict[str, Any]) -> None:
     rss_before = _rss_mb()
     pack = jobs.build_pack(spec, job, ctx["device"])
     (c, h, w), classes = job.data.input_shape, job.data.num_classes
-    hidden = spec.model.hidden if hasattr(spec, "model") else [512]
-    chunk = packs.score_chunk(int(getattr(spec, "memory_budget_gb", 2.0) * 2**30), job.members.k, c * h * w,
-                              hidden, classes, spec.batch_size)
+    if isinstance(pack, PackedMLP):  # the MLP's memory model sizes the scoring chunk from the budget
+        chunk = packs.score_chunk(int(getattr(spec, "memory_budget_gb", 2.0) * 2**30), job.members.k, c * h * w,
+                                  getattr(pack, "hidden"), classes, spec.batch_size)
+    else:  # a CNN scores K x chunk images at once: 1,024 images in all, as one model did alone
+        chunk = max(16, 1024 // job.members.k)
     schedule = jobs.schedule(spec, plan, chunk)
     if isinstance(spec, ConvergenceSpec):
         outcome, found, resumed_from = _converge(spec, job, pack, schedule)
@@ -82,7 +85,7 @@ def _converge(spec: ConvergenceSpec, job, pack, schedule):
     state, checkpoint = None, tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            saved = checkpoints.load(f"{folder}/state.pt", job.data.train.x.device)
+            saved = checkpoints.load(f"{folder}/state.pt")  # on the CPU; the engine moves it
         state, probes.found = saved["pack"], saved["found"]
     else:
         probes.at_start(pack)
@@ -111,7 +114,7 @@ def _converge(spec: ConvergenceSpec, job, pack, schedule):
             state.restart()
     if spec.phase2_epochs:  # phase 2: the training split alone, phase2_epochs more
         phase2 = dataclasses.replace(schedule, threshold=None, time_budget_s=None, fit_splits=("train",),
-                                     max_epochs=found["phase1"]["last"] + spec.phase2_epochs)
+                                     patience=None, max_epochs=found["phase1"]["last"] + spec.phase2_epochs)
         final = engine.run(pack, job.data, job.members, phase2, state=state, on_epoch=on_epoch)
         phase1 = {k: v for k, v in found["phase1"].items() if k not in ("boundary", "last")}
         out = dataclasses.replace(final, **phase1)

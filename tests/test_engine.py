@@ -296,3 +296,54 @@ def test_bf16_autocast_trains_close_to_fp32():
     assert abs(fp32.acc["train"].mean() - bf16.acc["train"].mean()) < 0.05
     assert bf16.acc["train"].mean() > 0.8 and bf16.splits["test"].p_label.dtype == "float32"
     assert (fp32.splits["train"].pred != bf16.splits["train"].pred).any()  # it did change the arithmetic
+
+
+def test_a_pack_killed_after_one_member_froze_resumes_exactly_with_batch_norm(tmp_path):
+    data = small_digits(96, 40, normalize="per_image")
+    labels = torch.stack([corruption.apply(data, "randY", p, seed=1)[0].train.y for p in (0.0, 1.0)])
+    members = engine.Members([1, 2], [3, 4], labels=labels)
+    schedule = engine.Schedule(lr=0.05, momentum=0.9, batch_size=16, max_epochs=8, threshold=1.0)
+
+    def pack():
+        return packs.build("wrn", data.input_shape, 10, [1, 2], wrn_depth=10, mode="loop")
+
+    full = engine.run(pack(), data, members, schedule)
+    assert full.reached_epoch[0] is not None and full.reached_epoch[0] < 6  # frozen before the kill
+
+    class Killed(Exception):
+        pass
+
+    def die_after_6(record, state):
+        if record.epoch == 6:
+            checkpoint.save({"pack": state()}, str(tmp_path / "state.pt"))
+            raise Killed
+
+    with pytest.raises(Killed):
+        engine.run(pack(), data, members, schedule, on_epoch=die_after_6)
+    resumed = engine.run(pack(), data, members, schedule, state=checkpoint.load(str(tmp_path / "state.pt"))["pack"])
+    assert resumed.stop_reason == full.stop_reason and resumed.reached_epoch == full.reached_epoch
+    for a, b in zip(full.records, resumed.records):
+        np.testing.assert_array_equal(a.active, b.active)
+        np.testing.assert_array_equal(a.loss["test"], b.loss["test"])  # bit for bit
+    for a, b in zip(full.state.buffers, resumed.state.buffers):
+        assert torch.equal(a, b)  # batch-norm statistics included
+
+
+def test_cnn_members_on_their_own_subsets_end_where_they_end_alone():
+    data = small_digits(120, 40, normalize="per_image")
+    gen = torch.Generator().manual_seed(0)
+    subsets = torch.stack([torch.randperm(120, generator=gen)[:80].sort().values for _ in range(2)])
+    members = engine.Members([1, 2], [3, 4], subsets=subsets)
+    schedule = engine.Schedule(lr=0.05, momentum=0.9, batch_size=16, max_epochs=5, threshold=1.0)
+    together, alone = alone_and_packed("wrn", data, members, schedule, wrn_depth=10, mode="loop")
+    for k in range(2):
+        assert_member_matches(together, alone[k], k, atol=0.0)
+    assert together.records[0].step == 5  # ceil(80 / 16): each member steps through its own subset
+
+
+def test_best_epoch_is_an_epoch_not_a_position(digits):
+    data = digits.carve_validation(300)
+    pack = packs.build("mlp1", data.input_shape, 10, [0])
+    out = engine.run(pack, data, engine.Members([0], [1]), engine.Schedule(
+        lr=0.01, batch_size=16, max_epochs=6, scored_epochs=(2, 4, 6)))
+    assert out.best_epoch[0] in (2, 4, 6)

@@ -140,6 +140,7 @@ class PackState:
     wall_seconds: float
     stopped: list[str | None]  # per member: why it stopped, None while it trains
     records: list[EpochRecord]
+    mode: str = ""  # the pack's mode (packs.MODES), kept so a resumed run computes as before
 
     def restart(self) -> None:
         """Every member trains again (phase 2 of a two-phase run)."""
@@ -244,10 +245,14 @@ def _initial_state(pack: nn.Module, members: Members) -> PackState:
 
 
 def _load_state(pack: nn.Module, state: PackState) -> None:
+    """Put a saved state (loaded on the CPU) into the pack, on the pack's device."""
     with torch.no_grad():
         for mine, saved in zip([*pack.tensors(), *pack.buffers_list()], [*state.params, *state.buffers]):
             mine.copy_(saved)
     state.params, state.buffers = pack.tensors(), pack.buffers_list()  # live views from now on
+    state.momentum = [m.to(p.device) for m, p in zip(state.momentum, state.params)]
+    if state.mode and hasattr(pack, "mode"):
+        pack.mode = state.mode
 
 
 def _fit_set(data: Data, members: Members, fit_splits: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,13 +285,14 @@ def _sgd(params: list[torch.Tensor], momentum_bufs: list[torch.Tensor], lr: floa
     with torch.no_grad():
         for p, v in zip(params, momentum_bufs):
             shape = (-1,) + (1,) * (p.dim() - 1)
-            g = p.grad
+            on = active.view(shape)
+            g = torch.where(on, p.grad, 0.0)  # a stopped (or diverged) member's gradient never leaks
             if momentum:
-                v.mul_(torch.where(active, momentum, 1.0).view(shape)).add_(g * active.view(shape))
+                v.mul_(torch.where(active, momentum, 1.0).view(shape)).add_(g)
                 step = v
             else:
                 step = g
-            p.sub_(step * (lr * active).view(shape))
+            p.sub_(torch.where(on, step * lr, 0.0))
             p.grad = None
 
 
@@ -350,10 +356,12 @@ def _stop(record: EpochRecord, state: PackState, schedule: Schedule) -> None:
 
 
 def _early(records: list[EpochRecord], k: int, patience: int | None) -> tuple[int | None, int | None]:
-    accs = [r.acc["val"][k] for r in records if r.active[k] and "val" in r.acc]
-    if not accs:
+    """(best epoch, early-stopping epoch) of member k over its own records (as epoch numbers)."""
+    mine = [r for r in records if r.active[k] and "val" in r.acc]
+    if not mine:
         return None, None
-    return early_stopping_point(accs, patience or len(accs) + 1)
+    best, stop = early_stopping_point([r.acc["val"][k] for r in mine], patience or len(mine) + 1)
+    return mine[best - 1].epoch, (mine[stop - 1].epoch if stop else None)
 
 
 def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, state: PackState | None = None,
@@ -382,6 +390,7 @@ def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, st
     def snapshot() -> PackState:
         state.generators = [g.get_state() for g in gens]
         state.wall_seconds = time.perf_counter() - start
+        state.mode = getattr(pack, "mode", "bmm")
         return state
 
     pack.train()
