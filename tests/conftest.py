@@ -77,3 +77,32 @@ def ray_cluster():
 def cli_env() -> dict[str, str]:
     """Environment for CLI subprocesses: this interpreter's, unbuffered."""
     return dict(os.environ, PYTHONUNBUFFERED="1")
+
+
+def contract_table(table: str, columns: dict | None = None, rows: int | None = None):
+    """A pyarrow table of the store's `table` that keeps the results contract (analysis/schema.py):
+    the given columns cast to the contract's types, every other required column filled with zeros
+    or 'x', `rows` rows (default: the length of the given columns)."""
+    import pyarrow as pa
+
+    from analysis import schema
+
+    columns = dict(columns or {})
+    n = rows if rows is not None else len(next(iter(columns.values())))
+    contract = schema.SCHEMAS[table]
+    arrays, fields = [], []
+    for field in contract:
+        if field.name in columns:
+            values = columns.pop(field.name)
+        elif field.metadata and b"optional" in field.metadata:
+            continue
+        else:
+            base = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+            values = ["x"] * n if pa.types.is_string(base) else [[0.0]] * n if pa.types.is_list(base) else [0] * n
+        typ = field.type
+        dictionary = pa.types.is_dictionary(typ)
+        arr = pa.array(values, typ.value_type).dictionary_encode() if dictionary else pa.array(values).cast(typ)
+        arrays.append(arr)
+        fields.append(field.name)
+    assert not columns, f"not in the contract: {sorted(columns)}"
+    return pa.table(arrays, names=fields)

@@ -98,14 +98,16 @@ def test_figures_take_frames_and_return_figures():
 
 
 def test_load_table_filters(tmp_path):
+    from conftest import contract_table
     from sweep.store import Store
-    import pyarrow as pa
 
     ex = examples_frame()
     store = Store(tmp_path, "s")
     for v in ("real", "randX"):
-        part = pa.Table.from_pandas(ex[ex.variant == v], preserve_index=False)
-        store.write_fragment(f"{v}-pack000", {"examples": part, "epochs": part, "trials": part}, {})
+        rows = ex[ex.variant == v]
+        part = contract_table("examples", {**rows.to_dict("list"), "cell": rows.variant.tolist()})
+        store.write_fragment(f"{v}-pack000", {"examples": part, "epochs": contract_table("epochs", rows=1),
+                                              "trials": contract_table("trials", rows=1)}, {})
     assert len(load.load_table(str(tmp_path), "s", "examples")) == 24
     only = load.load_table(str(tmp_path), "s", "examples", variants=["real"], columns=["variant", "correct"])
     assert set(only.variant) == {"real"} and len(only) == 12 and list(only.columns) == ["variant", "correct"]

@@ -7,12 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import contract_table
 from sweep.store import SCHEMA_VERSION, Store, StoreError
 
 
 def tables(seed: int, rows: int) -> dict[str, pa.Table]:
-    t = pa.table({"seed": [seed] * rows, "value": list(range(rows))})
-    return {"examples": t, "epochs": t, "trials": t}
+    return {name: contract_table(name, {"seed": [seed] * rows}) for name in ("examples", "epochs", "trials")}
 
 
 def test_rewriting_a_fragment_replaces_it(tmp_path):

@@ -193,13 +193,16 @@ def _inputs(pack: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.flatten(x.dim() - 3) if isinstance(pack, PackedMLP) else x
 
 
-def infer(pack: nn.Module, x: torch.Tensor, chunk: int = 1024, autocast: torch.dtype | None = None) -> torch.Tensor:
-    """Logits (K, N, C) float32 of every member for inputs x (N, ...) in data-set order, with the
-    members fixed (eval mode; the previous mode is restored), `chunk` examples at a time. A plain
-    module (one model, as probes hold) counts as a pack of one."""
+def infer(pack: nn.Module, x: torch.Tensor, chunk: int = 1024, autocast: torch.dtype | None = None,
+          members: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (K, N, C) float32 of every member (or of `members` only: (K', N, C)) for inputs
+    x (N, ...) in data-set order, with the members fixed (eval mode; the previous mode is
+    restored), `chunk` examples at a time. A plain module (one model, as probes hold) counts as
+    a pack of one."""
     was_training = pack.training
     pack.eval()
     packed = hasattr(pack, "tensors")
+    k = len(members) if members is not None else len(pack.tensors()[0]) if packed else 1
     try:
         with torch.no_grad(), torch.autocast(x.device.type, dtype=autocast or torch.float32,
                                              enabled=autocast is not None):
@@ -209,9 +212,9 @@ def infer(pack: nn.Module, x: torch.Tensor, chunk: int = 1024, autocast: torch.d
                 if not packed:
                     parts.append(pack(xc)[None].float())
                 elif isinstance(pack, PackedMLP):
-                    parts.append(pack(xc).float())  # a shared input: one wide GEMM
+                    parts.append(pack(xc, members).float())  # a shared input: one wide GEMM
                 else:
-                    parts.append(pack(xc.expand(len(pack.tensors()[0]), *xc.shape)).float())
+                    parts.append(pack(xc.expand(k, *xc.shape), members).float())
             return torch.cat(parts, dim=1)
     finally:
         pack.train(was_training)
@@ -300,43 +303,61 @@ def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState
                  active: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """One epoch of steps over `order` (K, n); (running loss, running accuracy) per member."""
     k, n = order.shape
-    loss_sum = torch.zeros(k, device=order.device)
-    hits = torch.zeros(k, device=order.device)
-    weights = active.float()
-    partial = not bool(active.all())
+    # Only the members still training run: a stopped one costs no compute (and its parameters,
+    # momentum and batch-norm statistics stay as they are).
+    members = None if bool(active.all()) else active.nonzero().squeeze(1)
+    if members is not None:
+        order, y_fit = order[members], y_fit[members]
+    loss_sum = torch.zeros(len(order), device=order.device)
+    hits = torch.zeros(len(order), device=order.device)
     for i in range(0, n, schedule.batch_size):
-        idx = order[:, i:i + schedule.batch_size]  # (K, b)
+        idx = order[:, i:i + schedule.batch_size]  # (K', b)
         yb = y_fit.gather(1, idx)
-        saved = [b.clone() for b in state.buffers] if partial and state.buffers else None
         with torch.autocast(order.device.type, dtype=schedule.autocast or torch.float32,
                             enabled=schedule.autocast is not None):
-            logits = pack(x_fit[idx])  # (K, b, C)
-        losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(k, -1)
-        (losses.mean(dim=1) * weights).sum().backward()
+            logits = pack(x_fit[idx], members)  # (K', b, C)
+        losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(len(idx), -1)
+        losses.mean(dim=1).sum().backward()
         _sgd(state.params, state.momentum, lr, schedule.momentum, active)
-        if saved is not None:  # a stopped member's batch-norm statistics do not move either
-            with torch.no_grad():
-                for b, old in zip(state.buffers, saved):
-                    b.copy_(torch.where(active.view((-1,) + (1,) * (b.dim() - 1)), b, old))
         with torch.no_grad():
             loss_sum += losses.sum(dim=1)
             hits += (logits.argmax(-1) == yb).sum(dim=1)
         state.step += 1
-    return (loss_sum / n).cpu().numpy(), (hits / n).cpu().numpy()
+    return _spread((loss_sum / n).cpu().numpy(), members, k), _spread((hits / n).cpu().numpy(), members, k)
+
+
+def _spread(values: np.ndarray, members: torch.Tensor | None, k: int, fill=np.nan) -> np.ndarray:
+    """Values of the running members, (K', ...), as (K, ...) with `fill` for the others."""
+    if members is None:
+        return values
+    out = np.full((k, *values.shape[1:]), fill, dtype=values.dtype if fill is not np.nan else np.float64)
+    out[members.cpu().numpy()] = values
+    return out
 
 
 def _score_epoch(pack, data: Data, members: Members, schedule: Schedule, record: EpochRecord,
                  keep: bool) -> None:
-    """Score every split (or schedule.score_splits) of every member into `record`."""
-    train_labels = members.labels.to(data.train.x.device) if members.labels is not None else data.train.y
+    """Score every split (or schedule.score_splits) of every member that trained this epoch into
+    `record` (the others' entries are NaN, or zero in the per-example scores: not records)."""
+    device = data.train.x.device
+    running = None if record.active.all() else torch.as_tensor(np.flatnonzero(record.active), device=device)
+    train_labels = members.labels.to(device) if members.labels is not None else data.train.y
+    if running is not None and members.labels is not None:
+        train_labels = train_labels[running]
     for s in schedule.score_splits or data.split_names:
         labels = train_labels if s == "train" else data.split(s).y
-        scores = score(infer(pack, data.split(s).x, schedule.chunk, schedule.autocast), labels)
+        scores = score(infer(pack, data.split(s).x, schedule.chunk, schedule.autocast, running), labels)
+        if running is not None:
+            scores = SplitScores(**{f: _spread(getattr(scores, f), running, members.k, fill=0)
+                                    for f in ("pred", "correct", "p_label", "loss", "el2n")})
         record.add_scores(s, scores, keep=keep and s in schedule.keep_splits)
+        if running is not None:
+            record.loss[s][~record.active] = np.nan
+            record.acc[s] = np.where(record.active, record.acc[s], np.nan)
         if s == "train":
             own = scores.correct if members.subsets is None else np.take_along_axis(
                 scores.correct, members.subsets.cpu().numpy(), axis=1)
-            record.fit_acc = own.mean(axis=1)
+            record.fit_acc = np.where(record.active, own.mean(axis=1), np.nan)
     for s in schedule.fit_splits:
         if s != "train" and s in record.acc:
             record.fit_acc = np.minimum(record.fit_acc, record.acc[s])

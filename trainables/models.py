@@ -68,22 +68,26 @@ class PackedMLP(nn.Module):
     def num_models(self) -> int:
         return len(self.init_seeds)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (K, B, C) for inputs x of shape (K, B, D) (one batch per model) or (B, D) (shared)."""
-        last = len(self.weights) - 1
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (K, B, C) for inputs x of shape (K, B, D) (one batch per model) or (B, D) (shared);
+        with `members` (indices, K' of them), of those models only: (K', B, C)."""
+        weights, biases = list(self.weights), list(self.biases)
+        if members is not None:
+            weights, biases = [w[members] for w in weights], [b[members] for b in biases]
+        last = len(weights) - 1
         if x.dim() == 2:
             # Shared input: one (B, D) x (D, K*H) GEMM instead of K small ones.
-            w0 = self.weights[0]
+            w0 = weights[0]
             k, d, h = w0.shape
             x = (x @ w0.permute(1, 0, 2).reshape(d, k * h)).view(-1, k, h).transpose(0, 1)
-            x = x + self.biases[0]
+            x = x + biases[0]
             layers = range(1, last + 1)
             if last > 0:
                 x = torch.relu(x)
         else:
             layers = range(0, last + 1)
         for i in layers:
-            x = torch.baddbmm(self.biases[i], x, self.weights[i])
+            x = torch.baddbmm(biases[i], x, weights[i])
             if i < last:
                 x = torch.relu(x)
         return x

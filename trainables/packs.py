@@ -65,13 +65,24 @@ class FuncPack(nn.Module):
         return functional_call(self.base, ({**dict(zip(self.names, params)), **dict(zip(self.buffer_names, buffers))}),
                                (x,))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (K, B, C) for inputs x (K, B, ...): member k sees x[k]."""
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (K, B, C) for inputs x (K, B, ...): member k sees x[k]. With `members` (indices,
+        K' of them; x is then (K', B, ...)), only those run: a stopped member costs nothing, and
+        in training mode only their batch-norm statistics move."""
         params, buffers = list(self.params), self.buffers_list()
-        if self.mode == "vmap":
+        if self.mode == "loop":
+            ks = range(self.k) if members is None else members.tolist()
+            return torch.stack([self._call([p[k] for p in params], [b[k] for b in buffers], x[i])
+                                for i, k in enumerate(ks)])
+        if members is None:
             return vmap(self._call, in_dims=(0, 0, 0), randomness="different")(params, buffers, x)
-        return torch.stack([self._call([p[k] for p in params], [b[k] for b in buffers], x[k])
-                            for k in range(self.k)])
+        subset = [b[members] for b in buffers]  # copies: written back after the call
+        out = vmap(self._call, in_dims=(0, 0, 0), randomness="different")([p[members] for p in params], subset, x)
+        if self.training:
+            with torch.no_grad():
+                for b, part in zip(buffers, subset):
+                    b[members] = part
+        return out
 
     @torch.no_grad()
     def member(self, k: int) -> nn.Module:
