@@ -153,12 +153,12 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
         raise _UserError(f"--data-root {args.data_root}: no such folder (pass a folder that exists, or leave "
                          f"it out for the default {default_root()})")
     data_root = str(Path(args.data_root).expanduser()) if named else str(default_root())
-    plans = specs.expand(spec)
     try:
         ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
         store = Store(args.results, spec.name)
         with store.lock(shlex.join(["sweep", *sys.argv[1:]])):
             launcher.check_mode(store, spec, mode)
+            plans = specs.plan_of(store.read_manifest() or {"spec": spec.model_dump()})
             if mode == "resume" and not [p for p in plans if p.fragment not in store.intact()]:
                 print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
                       f"stored); nothing to resume")

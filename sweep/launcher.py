@@ -132,12 +132,21 @@ def _planned_fragments(store: Store) -> set[str]:
         return set()
 
 
+def _slots(cpus: float, gpus: float) -> int:
+    """Trials the connected Ray can run at once with this per-trial request (at least 1). A resumed
+    sweep keeps the plan its manifest recorded, whatever this says now."""
+    res = ray.cluster_resources()
+    by_cpu = int(res.get("CPU", 1) // cpus) if cpus else 1
+    by_gpu = int(res.get("GPU", 0) // gpus) if gpus else by_cpu
+    return max(1, min(by_cpu, by_gpu))
+
+
 def describe(plans: list[TrialPlan], spec) -> str:
     """'15 trials: 3 cells x packs of <= 20 of 100 seeds' (fig1) or '3 trials: packs of <= 6
     of 18 models (3 archs x 6 corruptions x 1 seed)' (convergence grids)."""
     if plans and plans[0].members:
         models = sum(len(p.members) for p in plans)
-        return (f"{len(plans)} trials: packs of <= {spec.resolved_pack_size()} of {models} models "
+        return (f"{len(plans)} trials: packs of <= {max(len(p.members) for p in plans)} of {models} models "
                 f"({len(spec.archs)} archs x {len(spec.corruptions)} corruptions x {spec.seeds} seeds)")
     cells = len({p.cell for p in plans})
     return (f"{len(plans)} trials: {cells} cells x packs of <= {spec.resolved_pack_size()} "
@@ -176,7 +185,7 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
             store.clear(_planned_fragments(store))
         prov = provenance()
         manifest = store.read_manifest() if mode == "resume" else None
-        plans = plan_of(manifest) if manifest else expand(spec)  # a resumed sweep keeps its plan
+        plans = plan_of(manifest) if manifest else expand(spec, _slots(cpus_per_trial, gpus_per_trial))
         done = set()
         if mode == "resume":
             damaged = store.damaged()

@@ -350,16 +350,20 @@ class ConvergenceSpec(_SpecBase):
                                  "(allowed: alexnet, inception, inception_nobn, wrn, cnn)")
         return self
 
-    def resolved_pack_size(self) -> int:
-        """Models per pack: `pack_size`, or every model of an input group (levels x seeds) up to
-        MAX_AUTO_PACK. Two-phase runs train one model a trial: each model's phase 2 starts at its
-        own phase-1 end, with its own learning-rate schedule."""
+    def resolved_pack_size(self, slots: int = 1) -> int:
+        """Models per pack: `pack_size`; else the models of an input group (levels x seeds) split
+        so that the sweep has at least two trials per slot (trials that can run at once: on a
+        2-core machine 2; 3 architectures then make 6 packs, so no core idles behind the last,
+        slowest pack), at most MAX_AUTO_PACK. Two-phase runs train one model a trial: each
+        model's phase 2 starts at its own phase-1 end, with its own learning-rate schedule."""
         if self.phase2_epochs:
             return 1
         if self.pack_size is not None:
             return self.pack_size
-        largest = max(len(g) for g in input_groups(self.corruptions).values()) * self.seeds
-        return max(1, min(largest, MAX_AUTO_PACK))
+        groups = input_groups(self.corruptions)
+        largest = max(len(g) for g in groups.values()) * self.seeds
+        packs_per_group = max(1, math.ceil(2 * slots / (len(groups) * len(self.archs))))
+        return max(1, min(math.ceil(largest / packs_per_group), MAX_AUTO_PACK))
 
 
 Spec = DifficultySpec | ConvergenceSpec
@@ -403,21 +407,25 @@ class TrialPlan:
         return [(f"{self.arch}-{v.replace(':', '')}", v, s) for v, s in self.members]
 
 
-def expand(spec: Spec) -> list[TrialPlan]:
-    """Cells x seed packs, in a stable order. SpecError if the plan has more than MAX_TRIALS trials."""
-    count = (len(spec.archs) * len(spec.corruptions) * math.ceil(spec.seeds / spec.resolved_pack_size())
+def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
+    """Cells x seed packs, in a stable order; `slots`: trials the cluster runs at once (sizes the
+    convergence packs). SpecError if the plan has more than MAX_TRIALS trials."""
+    count = (len(spec.archs) * len(spec.corruptions) * math.ceil(spec.seeds / spec.resolved_pack_size(slots))
              if isinstance(spec, ConvergenceSpec) else len(spec.variants) * math.ceil(spec.seeds / spec.resolved_pack_size()))
     if count > MAX_TRIALS:
         raise SpecError(f"the plan has {count:,} trials, more than the {MAX_TRIALS:,} allowed in one sweep: "
                         "use fewer seeds or cells, or larger packs (pack_size)")
     if isinstance(spec, ConvergenceSpec):
-        k, plans = spec.resolved_pack_size(), []
+        k, plans = spec.resolved_pack_size(slots), []
         for arch in spec.archs:
             for group, corruptions in input_groups(spec.corruptions).items():
                 members = [(c, s) for c in corruptions for s in range(spec.seeds)]
-                for i in range(0, len(members), k):
-                    pack = tuple(members[i:i + k])
-                    plans.append(TrialPlan(cell=f"{arch}-{group}", variant=pack[0][0], pack=i // k,
+                n = math.ceil(len(members) / k)
+                # Dealt round-robin: each pack gets easy and hard levels alike, so that no pack
+                # waits alone on all the slowest (highest-noise) models.
+                for i in range(n):
+                    pack = tuple(members[i::n])
+                    plans.append(TrialPlan(cell=f"{arch}-{group}", variant=pack[0][0], pack=i,
                                            seed_lo=min(s for _, s in pack), seed_hi=max(s for _, s in pack) + 1,
                                            arch=arch, members=pack))
         return plans
