@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             from sweep.launcher import describe
 
             print(specs.to_yaml(spec), end="")
-            print(f"# {describe(specs.expand(spec), spec)}; spec hash {spec.hash()}")
+            slots = max(1, len(os.sched_getaffinity(0)))
+            print(f"# {describe(specs.expand(spec, slots), spec)}; spec hash {spec.hash()} (the plan on this "
+                  f"machine, {slots} CPUs at 1 a trial: a launch sizes convergence packs to its cluster)")
             return 0
         return _launch(args, spec)
     except (specs.SpecError, _UserError) as exc:
@@ -154,10 +156,10 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
                          f"it out for the default {default_root()})")
     data_root = str(Path(args.data_root).expanduser()) if named else str(default_root())
     try:
-        ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
         store = Store(args.results, spec.name)
         with store.lock(shlex.join(["sweep", *sys.argv[1:]])):
-            launcher.check_mode(store, spec, mode)
+            launcher.check_mode(store, spec, mode)  # first: a resume with other settings says so
+            ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
             plans = specs.plan_of(store.read_manifest() or {"spec": spec.model_dump()})
             if mode == "resume" and not [p for p in plans if p.fragment not in store.intact()]:
                 print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
@@ -212,10 +214,18 @@ def _status(args: argparse.Namespace) -> int:
     for fragment, why in damaged.items():
         print(f"damaged: {fragment}: {why}")
     if totals["done"] < totals["seeds"]:
-        print("(running: not stored yet and running or pending when the last launch last wrote its state; "
-              f"after an interrupted launch, or to repair damaged fragments, `sweep launch {args.preset} "
-              "--resume` runs exactly those trials again)")
-    return 0
+        print(f"(after an interrupted launch, or to repair damaged trials, `sweep launch {args.preset} "
+              f"--resume{_at(args)}` with the launch's --dataset and --set arguments runs exactly those again)")
+    return 1 if damaged else 0
+
+
+def _at(args: argparse.Namespace) -> str:
+    """' --results X' when the results are not in the default location, for commands we suggest."""
+    return "" if args.results == "results" else f" --results {shlex.quote(args.results)}"
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -233,13 +243,13 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"memsweep: {len(done) - len(damaged)}/{len(done)} stored trials intact (every file's pages read)")
     if damaged and args.repair:
         store.forget(set(damaged))
-        print(f"memsweep: {len(damaged)} damaged trials marked not done; `sweep launch {args.preset} --resume` "
-              "(with the launch's arguments) runs exactly them again")
+        print(f"memsweep: {_n(len(damaged), 'damaged trial')} marked not done; `sweep launch {args.preset} "
+              f"--resume{_at(args)}` (with the launch's --dataset and --set arguments) runs exactly them again")
         return 0
     if damaged:
-        print(f"sweep: error: {len(damaged)} damaged; `sweep verify {args.preset} --repair` then `sweep launch "
-              f"{args.preset} --resume` (with the launch's arguments) runs exactly those trials again",
-              file=sys.stderr)
+        print(f"sweep: error: {len(damaged)} damaged; `sweep verify {args.preset} --repair{_at(args)}` then "
+              f"`sweep launch {args.preset} --resume{_at(args)}` (with the launch's --dataset and --set arguments) "
+              "runs exactly those trials again", file=sys.stderr)
         return 1
     return 0
 
@@ -260,8 +270,8 @@ def _report(args: argparse.Namespace) -> int:
         raise _UserError(str(exc)) from None
     if damaged:
         first, why = next(iter(damaged.items()))
-        raise _UserError(f"{len(damaged)} stored trials are damaged (e.g. {first}: {why}); "
-                         f"`sweep launch {args.preset} --resume` runs them again, then report")
+        raise _UserError(f"{_n(len(damaged), 'stored trial')} damaged (e.g. {first}: {why}); "
+                         f"`sweep launch {args.preset} --resume{_at(args)}` runs them again, then report")
     import pyarrow as pa
 
     try:
@@ -271,8 +281,9 @@ def _report(args: argparse.Namespace) -> int:
         raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
     except (OSError, pa.ArrowException) as exc:  # damage inside a file that its footer does not show
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise _UserError(f"cannot read the stored results ({reason}); `sweep verify {args.preset} --repair` "
-                         f"finds damaged trials and `sweep launch {args.preset} --resume` runs them again") from None
+        raise _UserError(f"cannot read the stored results ({reason}); `sweep verify {args.preset} --repair{_at(args)}` "
+                         f"finds damaged trials and `sweep launch {args.preset} --resume{_at(args)}` runs them "
+                         "again") from None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")

@@ -9,6 +9,7 @@ store run, so `--resume` finishes exactly what is missing.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -65,16 +66,22 @@ def check_mode(store: Store, spec: Spec, mode: Mode) -> None:
         return
     if mode == "overwrite":
         return
-    done = len(store.completed())
+    done, planned = len(store.intact()), len(plan_of(manifest))
     if manifest.get("spec_hash") != spec.hash():
         old, new = manifest.get("spec", {}), spec.model_dump()
         changed = sorted(k for k in set(old) | set(new) if k != "description" and old.get(k) != new.get(k))
+        if mode == "resume":  # the user wants that sweep: say how to name it, never to delete it
+            again = " ".join(f"--set {k}={json.dumps(old[k], separators=(',', ':'))}"
+                             if k != "dataset" else f"--dataset {old[k]}" for k in changed if k in old)
+            raise SpecError(f"--resume: {store.uri} holds sweep {spec.name!r} launched with other settings "
+                            f"(differs in: {', '.join(changed) or 'version'}); to resume it, repeat them: {again}")
         raise SpecError(f"{store.uri} already holds sweep {spec.name!r} with a different spec "
                         f"(differs in: {', '.join(changed) or 'version'}); pass --overwrite to replace "
                         f"it or --results DIR for a new location")
     if mode == "new":
-        raise SpecError(f"{store.uri} already holds this sweep ({done}/{len(expand(spec))} trials "
-                        f"done); pass --resume to finish it or --overwrite to start again")
+        what = ("it is complete; pass --overwrite to start again or --results DIR for a new location"
+                if done == planned else "pass --resume to finish it or --overwrite to start again")
+        raise SpecError(f"{store.uri} already holds this sweep ({done}/{planned} trials done); {what}")
 
 
 def check_request(cpus: float, gpus: float, *, local: bool) -> None:

@@ -66,7 +66,7 @@ def check_name(name: str) -> str:
     """`name` if it is a safe sweep name, else SpecError naming it and the rule."""
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
         raise SpecError(f"bad sweep name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting "
-                        "with a letter or digit (it is a folder name under the results location)")
+                        "with a letter or digit; it names a folder under the results location")
     return name
 
 

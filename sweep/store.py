@@ -176,10 +176,15 @@ class Store:
             return pf.metadata
 
     def forget(self, fragments: set[str]) -> None:
-        """Remove the completion mark (the `trials` file) of these fragments, so they run again."""
+        """Remove the completion mark (the `trials` file) of these fragments, so they run again,
+        and their last launch state (they are not failed: not done)."""
         for fragment in fragments:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.delete_file(self.path("trials", f"{fragment}.parquet"))
+        state = self.read_launch_state()
+        if fragments & set(state.get("trials", {})):
+            state["trials"] = {k: v for k, v in state["trials"].items() if k not in fragments}
+            self.write_launch_state(state)
 
     def _fragments(self, table: str) -> list[str]:
         selector = pafs.FileSelector(self.path(table), allow_not_found=True)

@@ -265,7 +265,7 @@ def test_a_damaged_fragment_is_reported_and_resume_reruns_exactly_it(stored, tmp
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # truncated
 
     status = sweep("status", "fig1-difficulty", "--results", str(results))
-    assert status.returncode == 0 and "2 damaged" in status.stdout and "damaged: randY-pack000" in status.stdout
+    assert status.returncode == 1 and "2 damaged" in status.stdout and "damaged: randY-pack000" in status.stdout
     verify = sweep("verify", "fig1-difficulty", "--results", str(results))
     assert verify.returncode == 1 and "damaged: randY-pack000: examples file unreadable" in verify.stdout
     one_line_error(sweep("report", "fig1-difficulty", "--results", str(results)), "randY-pack000", "--resume")
@@ -471,7 +471,7 @@ def test_damage_inside_a_file_is_found_by_verify_and_repaired_by_resume(stored, 
     one_line_error(sweep("report", "fig1-difficulty", "--results", str(results), "--out", str(tmp_path / "r.html")),
                    "sweep verify fig1-difficulty --repair")
     repair = sweep("verify", "fig1-difficulty", "--repair", "--results", str(results))
-    assert repair.returncode == 0 and "1 damaged trials marked not done" in repair.stdout
+    assert repair.returncode == 0 and "1 damaged trial marked not done" in repair.stdout
     resume = sweep("launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2]", "--resume", "--results", str(results))
     assert resume.returncode == 0 and "1 to run, 1 already stored" in resume.stdout, resume.stdout + resume.stderr
     assert sweep("verify", "fig1-difficulty", "--results", str(results)).returncode == 0
@@ -531,3 +531,11 @@ def test_csr_with_the_per_arch_lr_trains_through_the_cli(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     trials = pd.read_parquet(tmp_path / "csr" / "trials")
     assert trials.lr.tolist() == [0.01]
+
+
+def test_a_resume_with_other_settings_says_how_to_name_the_stored_sweep(stored):
+    results, _ = stored
+    proc = sweep("launch", "fig1-difficulty", "--dataset", "digits", "--resume", "--results", str(results))
+    err = one_line_error(proc, "--resume:", "launched with other settings", "to resume it, repeat them:",
+                         "--set seeds=2", "--set pack_size=2")
+    assert "--overwrite" not in err  # never advise deleting the sweep the user wants to finish
