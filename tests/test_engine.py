@@ -190,6 +190,22 @@ def test_two_phases_continue_one_run_and_patience_stops(digits):
         engine.run(pack, digits, members, dataclasses.replace(phase1, fit_splits=("train",), patience=2))
 
 
+class Killed(Exception):
+    pass
+
+
+def killed_at(epoch, pack, data, members, schedule, folder) -> engine.PackState:
+    """Run until `epoch`, checkpoint there as a trial does, die; the state loaded back from disk."""
+    def die(record, state):
+        if record.epoch == epoch:
+            checkpoint.save({"pack": state()}, str(folder / "state.pt"))
+            raise Killed
+
+    with pytest.raises(Killed):
+        engine.run(pack, data, members, schedule, on_epoch=die)
+    return checkpoint.load(str(folder / "state.pt"))["pack"]
+
+
 def test_a_killed_cnn_pack_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_one(digits, tmp_path):
     noisy, _ = corruption.apply(small_digits(200, 60, normalize="per_image"), "randY", 0.5, seed=3)
     members = engine.Members([7, 8], [9, 10])
@@ -197,18 +213,7 @@ def test_a_killed_cnn_pack_resumes_from_its_checkpoint_and_ends_like_an_uninterr
                                keep_splits=("train",))
     full = engine.run(packs.build("alexnet", noisy.input_shape, 10, [7, 8]), noisy, members, schedule)
 
-    class Killed(Exception):
-        pass
-
-    def die_after_3(record, state):
-        if record.epoch == 3:
-            checkpoint.save({"pack": state()}, str(tmp_path / "state.pt"))
-            raise Killed
-
-    with pytest.raises(Killed):
-        engine.run(packs.build("alexnet", noisy.input_shape, 10, [7, 8]), noisy, members, schedule,
-                   on_epoch=die_after_3)
-    state = checkpoint.load(str(tmp_path / "state.pt"))["pack"]
+    state = killed_at(3, packs.build("alexnet", noisy.input_shape, 10, [7, 8]), noisy, members, schedule, tmp_path)
     resumed = engine.run(packs.build("alexnet", noisy.input_shape, 10, [99, 98]), noisy, members, schedule,
                          state=state)
     assert [r.epoch for r in resumed.records] == list(range(1, 7))
@@ -310,17 +315,8 @@ def test_a_pack_killed_after_one_member_froze_resumes_exactly_with_batch_norm(tm
     full = engine.run(pack(), data, members, schedule)
     assert full.reached_epoch[0] is not None and full.reached_epoch[0] < 6  # frozen before the kill
 
-    class Killed(Exception):
-        pass
-
-    def die_after_6(record, state):
-        if record.epoch == 6:
-            checkpoint.save({"pack": state()}, str(tmp_path / "state.pt"))
-            raise Killed
-
-    with pytest.raises(Killed):
-        engine.run(pack(), data, members, schedule, on_epoch=die_after_6)
-    resumed = engine.run(pack(), data, members, schedule, state=checkpoint.load(str(tmp_path / "state.pt"))["pack"])
+    resumed = engine.run(pack(), data, members, schedule,
+                         state=killed_at(6, pack(), data, members, schedule, tmp_path))
     assert resumed.stop_reason == full.stop_reason and resumed.reached_epoch == full.reached_epoch
     for a, b in zip(full.records, resumed.records):
         np.testing.assert_array_equal(a.active, b.active)
