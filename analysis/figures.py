@@ -11,14 +11,17 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-# One colour per variant across every figure (colour-blind-safe Okabe-Ito hues).
-COLORS = {"real": "#0072B2", "randX": "#E69F00", "randY": "#009E73"}
+import catalog
+
+# One colour per corruption kind and per architecture across every figure (catalog).
+COLORS = {k: catalog.kind_colour(k) for k in catalog.KINDS}
 BASELINE_COLOR = "#555555"
 MAX_POINTS = 2000  # per curve; a longer sorted curve is drawn at evenly spaced ranks
 
 
 def _color(variant: str) -> str:
-    return COLORS.get(variant, "#CC79A7")
+    """A variant's colour: its corruption kind's ('randY:0.3' is randY's)."""
+    return catalog.kind_colour(variant.partition(":")[0])
 
 
 def _thin(frame: pd.DataFrame) -> pd.DataFrame:
@@ -109,12 +112,8 @@ def gallery(images: np.ndarray, captions: Sequence[str], title: str, columns: in
 
 # --- convergence (Zhang et al. 2017) ----------------------------------------------------------
 
-ARCH_COLORS = {"mlp1": "#56B4E9", "mlp3": "#0072B2", "alexnet": "#E69F00", "inception": "#009E73",
-               "inception_nobn": "#D55E00", "wrn": "#CC79A7"}
-
-
 def _arch_color(arch: str) -> str:
-    return ARCH_COLORS.get(arch, "#999999")
+    return catalog.arch_colour(arch)
 
 
 def time_to_interpolation(curve: pd.DataFrame, title: str | None = None) -> go.Figure:

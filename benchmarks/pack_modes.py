@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainables import models, packs  # noqa: E402
-from trainables.catalog import ARCHS  # noqa: E402
+from trainables import packs  # noqa: E402
+from catalog import ARCHS  # noqa: E402
 
 
 def best_ms(step, repeats: int) -> float:

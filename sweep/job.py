@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sweep.spec import ConvergenceSpec, DifficultySpec, Spec, TrialPlan, derive_seed, parse_corruption
+from catalog import Corruption
+from sweep.spec import ConvergenceSpec, DifficultySpec, Spec, TrialPlan, derive_seed
 from trainables import corruption, data as datasets, engine, packs, probes
 
 
@@ -48,13 +49,13 @@ def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -
     models_ = plan.models()
     clean = {"train": data.train.y.cpu().numpy(), "test": data.test.y.cpu().numpy()}
     # One draw per corruption, shared by every seed (and architecture) that trains on it.
-    drawn: dict[str, tuple[datasets.Data, torch.Tensor, int, str, float]] = {}
+    drawn: dict[str, tuple[datasets.Data, torch.Tensor, int, Corruption]] = {}
     for _, variant, _ in models_:
         if variant not in drawn:
-            kind, p = _corruption(spec, variant)
+            c = spec.corruption_of(variant)
             seed = derive_seed(spec.seed, "corruption", plan.cell if isinstance(spec, DifficultySpec) else variant)
-            corrupted, mask = corruption.apply(data, kind, p, seed)
-            drawn[variant] = (corrupted, mask, seed, kind, p)
+            corrupted, mask = corruption.apply(data, c.kind, c.p, seed)
+            drawn[variant] = (corrupted, mask, seed, c)
     data = drawn[models_[0][1]][0]  # the pack's images (one input group: the same for every member)
     labels_k = torch.stack([drawn[v][0].train.y for _, v, _ in models_])
     masks = np.stack([drawn[v][1].cpu().numpy() for _, v, _ in models_])
@@ -63,8 +64,8 @@ def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -
     corrupted = {"train": masks, "test": np.zeros(len(clean["test"]), dtype=bool)}
     if data.val is not None:
         clean_val = data.val.y.cpu().numpy()
-        kind, p = parse_corruption(spec.validation.corruption)
-        data, val_mask = corruption.apply_to_validation(data, kind, p, derive_seed(spec.seed, "val-corruption", 0))
+        c = Corruption.parse(spec.validation.corruption)
+        data, val_mask = corruption.apply_to_validation(data, c.kind, c.p, derive_seed(spec.seed, "val-corruption", 0))
         labels["val"], true["val"], corrupted["val"] = data.val.y.cpu().numpy(), clean_val, val_mask.cpu().numpy()
     seeds = [s for _, _, s in models_]
     members = engine.Members(init_seeds=[derive_seed(spec.seed, "init", s) for s in seeds],
@@ -75,24 +76,18 @@ def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -
     keys = [{"cell": c, "variant": v, **({"arch": plan.arch} if plan.arch else {})} for c, v, _ in models_]
     k = len(seeds)
     columns = {
-        "corruption_p": np.asarray([drawn[v][4] for _, v, _ in models_]),
+        "corruption_kind": np.asarray([drawn[v][3].kind for _, v, _ in models_]),
+        "corruption_p": np.asarray([drawn[v][3].p for _, v, _ in models_]),
         "n_corrupted": masks.sum(axis=1).astype(np.int64),
         "init_seed": np.asarray(members.init_seeds, dtype=np.uint64),
         "order_seed": np.asarray(members.order_seeds, dtype=np.uint64),
         "corruption_seed": np.asarray([drawn[v][2] for _, v, _ in models_], dtype=np.uint64),
     }
     if isinstance(spec, ConvergenceSpec):
-        columns["corruption_kind"] = np.asarray([drawn[v][3] for _, v, _ in models_])
         columns["lr"] = np.full(k, spec.optimizer.lr_for(plan.arch))
     arch = "mlp" if isinstance(spec, DifficultySpec) else plan.arch
     label = "mlp-" + "x".join(map(str, spec.model.hidden)) if isinstance(spec, DifficultySpec) else plan.arch
     return Job(data, members, arch, label, keys, seeds, labels, true, corrupted, columns)
-
-
-def _corruption(spec: Spec, variant: str) -> tuple[str, float]:
-    if isinstance(spec, DifficultySpec):
-        return variant, 0.0 if variant == "real" else spec.corruption.p
-    return parse_corruption(variant)
 
 
 def build_pack(spec: Spec, job: Job, device: torch.device) -> torch.nn.Module:

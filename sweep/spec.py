@@ -28,17 +28,12 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from trainables.catalog import (ARCHS, DATASETS, DEFAULT_LR, KINDS, LASS_ALPHA, LASS_BETA, LASS_ITERS, LASS_R,
-                                NORMALIZATIONS)
+from catalog import (ARCHITECTURES, ARCHS, DATASET_TABLE, DATASETS, DEFAULT_LR, LASS_ALPHA, LASS_BETA,
+                     LASS_ITERS, LASS_R, NORMALIZATIONS, Corruption)
 
 # Input shape (C, H, W) and class count of each data set, known without loading it.
-DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
-    "digits": ((1, 8, 8), 10),
-    "cifar10": ((3, 32, 32), 10),
-    "synthetic": ((3, 32, 32), 10),
-}
-TRAIN_SIZES = {"digits": 1437, "cifar10": 50_000, "synthetic": 50_000}
-assert set(DATASET_SHAPES) == set(DATASETS) == set(TRAIN_SIZES)
+DATASET_SHAPES = {d.name: (d.shape, d.classes) for d in DATASET_TABLE.values()}
+TRAIN_SIZES = {d.name: d.train_size for d in DATASET_TABLE.values()}
 
 
 class SpecError(ValueError):
@@ -151,6 +146,10 @@ class DifficultySpec(_SpecBase):
     def _unique(cls, v: list[str]) -> list[str]:
         return _no_repeats(v, "a name")
 
+    def corruption_of(self, variant: str) -> Corruption:
+        """The corruption a model of this sweep trains on: its variant's kind at `corruption.p`."""
+        return Corruption.of(variant, self.corruption.p)
+
     def resolved_pack_size(self) -> int:
         from trainables.packs import auto_pack_size  # imports torch: only when a plan is made
 
@@ -206,7 +205,7 @@ class ValidationSpec(_Strict):
     @field_validator("corruption")
     @classmethod
     def _kind(cls, v: str) -> str:
-        kind, _ = parse_corruption(v)
+        kind = Corruption.parse(v).kind
         if kind not in ("real", "randX", "randY", "gaussian"):
             raise ValueError(f"{v!r}: a validation split allows real, randX, randY or gaussian")
         return v
@@ -249,24 +248,6 @@ class ProbesSpec(_Strict):
     weight_noise: WeightNoiseProbe | None = None
 
 
-def parse_corruption(text: str) -> tuple[str, float]:
-    """'randY:0.3' -> ('randY', 0.3); 'randY' -> ('randY', 1.0); 'real' -> ('real', 0.0)."""
-    kind, _, level = text.partition(":")
-    if kind not in KINDS:
-        raise ValueError(f"unknown corruption {kind!r} (allowed: {', '.join(KINDS)}, "
-                         "with ':p' for randX and randY, e.g. randY:0.3)")
-    if not level:
-        return kind, 0.0 if kind == "real" else 1.0
-    if kind not in ("randX", "randY"):
-        raise ValueError(f"{text!r}: only randX and randY take a level ':p'")
-    try:
-        p = float(level)
-    except ValueError:
-        raise ValueError(f"{text!r}: the level must be a number in [0, 1]") from None
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{text!r}: the level {p} is outside [0, 1]")
-    return kind, p
-
 
 class ConvergenceSpec(_SpecBase):
     """Train until interpolation (Zhang et al. 2017): archs x corruptions x seeds, one model a trial."""
@@ -308,8 +289,12 @@ class ConvergenceSpec(_SpecBase):
     @classmethod
     def _corruptions(cls, v: list[str]) -> list[str]:
         for text in v:
-            parse_corruption(text)
+            Corruption.parse(text)
         return _no_repeats(v, "a corruption")
+
+    def corruption_of(self, variant: str) -> Corruption:
+        """The corruption a model of this sweep trains on, from its `variant` ('randY:0.3')."""
+        return Corruption.parse(variant)
 
     @field_validator("archs")
     @classmethod
@@ -344,7 +329,7 @@ class ConvergenceSpec(_SpecBase):
             if needed and not has_val:
                 raise ValueError(f"{key}={value} needs a validation split: set validation.size > 0")
         if self.probes.filters is not None:
-            flat = [a for a in self.archs if a in ("mlp1", "mlp3")]
+            flat = [a for a in self.archs if not ARCHITECTURES[a].conv]
             if flat:
                 raise ValueError(f"probes.filters needs convolutional archs, got {', '.join(flat)} "
                                  "(allowed: alexnet, inception, inception_nobn, wrn, cnn)")
@@ -451,8 +436,7 @@ def input_groups(corruptions: list[str]) -> dict[str, list[str]]:
     group, named by it ('randX0.5')."""
     groups: dict[str, list[str]] = {}
     for c in corruptions:
-        kind, _ = parse_corruption(c)
-        groups.setdefault("labels" if kind in ("real", "randY") else c.replace(":", ""), []).append(c)
+        groups.setdefault(Corruption.parse(c).group, []).append(c)
     return groups
 
 

@@ -126,7 +126,7 @@ def test_a_data_root_that_does_not_exist_is_not_created(tmp_path):
 
 def test_every_architecture_has_a_default_learning_rate():
     from sweep import spec as specs
-    from trainables.catalog import ARCHS
+    from catalog import ARCHS
 
     spec = specs.resolve("csr", "digits", ["optimizer.lr=null"])
     assert {arch: spec.optimizer.lr_for(arch) for arch in ARCHS}["cnn"] == 0.01

@@ -112,12 +112,3 @@ def test_presets_hold_only_what_differs_from_the_family_defaults():
             defaults = dict(S._flatten(family.get(dataset, {})))
             restated = [k for k, v in S._flatten(block) if k in defaults and defaults[k] == v]
             assert not restated, (name, dataset, restated)
-
-
-def test_the_catalog_lists_agree():
-    from trainables import catalog, models
-
-    assert set(catalog.ARCHS) == set(catalog.DEFAULT_LR) == set(S.LrByArch.model_fields)
-    for arch in catalog.ARCHS:
-        assert models.build(arch, (1, 8, 8), 10) is not None
-    assert set(S.DATASET_SHAPES) == set(catalog.DATASETS)

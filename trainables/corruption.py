@@ -32,7 +32,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from .catalog import KINDS
+from catalog import KINDS
 from .data import Data, Split
 
 

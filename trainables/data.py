@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .catalog import DATASETS, NORMALIZATIONS
+from catalog import DATASETS, NORMALIZATIONS
 
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

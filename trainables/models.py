@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from .catalog import ARCHS
+from catalog import ARCHS
 
 
 class MLP(nn.Sequential):

@@ -1,0 +1,174 @@
+"""The names every room of memsweep shares, and what each room needs to know of them.
+
+One entry per architecture, corruption kind and data set, plus the `Corruption(kind, p)` type
+that every spec family parses its corruptions into. Plain Python only (no torch, no Ray, no
+pandas): the spec validates against it, the trainables build from it and the analysis colours
+its figures from it, and none of them has to import another to learn a name. Tests hold the
+models, the spec and the figures to these lists (tests/test_catalog.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Colour-blind-safe hues (Okabe & Ito 2008), used for architectures and corruption kinds alike.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+
+@dataclass(frozen=True)
+class Arch:
+    """An architecture of `trainables.models`.
+
+    lr: default SGD learning rate. Zhang et al. 2017 (Sec. A of the appendix): 0.01 for the
+        MLPs and the small AlexNet, 0.1 for Inception and WideResNet; Arpit et al. 2017's CNN:
+        0.01. inception_nobn: 0.01, because without batch norm SGD at 0.1 diverges to NaN within
+        60 steps on a digits batch (measured, He-initialized), while 0.01 fits it.
+    conv: convolutional (its first-layer filters can be probed; packs through torch.func).
+    params: parameter count on the paper's input (CIFAR-10, 10 classes; Zhang et al. crop to
+        3x28x28 and list 1,209,866 / 1,735,178 / 1,387,786 / 1,649,402 in their Table 1 for
+        mlp1 / mlp3 / alexnet / inception without BN; the Arpit CNN and WRN are input-size free).
+    colour: its colour in every figure.
+    """
+
+    name: str
+    title: str
+    lr: float
+    conv: bool
+    params: int
+    colour: str
+
+
+ARCHITECTURES: dict[str, Arch] = {a.name: a for a in (
+    Arch("mlp1", "MLP 1x512", 0.01, False, 1_209_866, "#56B4E9"),
+    Arch("mlp3", "MLP 3x512", 0.01, False, 1_735_178, "#0072B2"),
+    Arch("alexnet", "small AlexNet", 0.01, True, 1_387_786, "#E69F00"),
+    Arch("inception", "small Inception", 0.1, True, 1_652_826, "#009E73"),
+    Arch("inception_nobn", "small Inception, no BN", 0.01, True, 1_649_402, "#D55E00"),
+    Arch("wrn", "WideResNet", 0.1, True, 369_498, "#CC79A7"),
+    Arch("cnn", "Arpit et al. CNN", 0.01, True, 2_322_386, "#000000"),
+)}
+ARCHS = tuple(ARCHITECTURES)
+DEFAULT_LR = {a.name: a.lr for a in ARCHITECTURES.values()}
+PAPER_INPUT = (3, 28, 28)  # the input `Arch.params` is counted on
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A corruption kind of `trainables.corruption` (Zhang et al. 2017, Sec. 2; Arpit et al. 2017).
+
+    leveled: takes a fraction p of the training examples ('randY:0.3'); the others are all or nothing.
+    images: changes the training images (so models on it cannot share a pack's inputs with the
+        true-image kinds); otherwise it changes only labels (or nothing, for 'real').
+    """
+
+    name: str
+    leveled: bool
+    images: bool
+    colour: str
+    meaning: str
+
+
+KIND_TABLE: dict[str, Kind] = {k.name: k for k in (
+    Kind("real", False, False, "#0072B2", "the true images and labels"),
+    Kind("randX", True, True, "#E69F00", "a fraction p of the training images replaced by Gaussian noise"),
+    Kind("randY", True, False, "#009E73", "a fraction p of the training labels replaced by uniform random ones"),
+    Kind("gaussian", False, True, "#CC79A7", "every image replaced by Gaussian noise of the data's mean and variance"),
+    Kind("shuffled_pixels", False, True, "#56B4E9", "one fixed pixel permutation applied to every image"),
+    Kind("random_pixels", False, True, "#D55E00", "a different random pixel permutation for every image"),
+)}
+KINDS = tuple(KIND_TABLE)
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """A corruption of the training split: a kind and the fraction p of examples it touches
+    (0 for 'real', 1 for the kinds without a level). `parse` is the only reader of the spec's
+    strings; `str()` writes the form the spec and the store use ('real', 'randY:0.3', 'gaussian').
+    """
+
+    kind: str
+    p: float
+
+    def __post_init__(self):
+        if self.kind not in KIND_TABLE:
+            raise ValueError(f"unknown corruption {self.kind!r} (allowed: {', '.join(KINDS)}, "
+                             "with ':p' for randX and randY, e.g. randY:0.3)")
+        if not 0.0 <= self.p <= 1.0:  # also refuses NaN
+            raise ValueError(f"corruption level {self.p} of {self.kind} is outside [0, 1]")
+        if not KIND_TABLE[self.kind].leveled and self.p != (0.0 if self.kind == "real" else 1.0):
+            raise ValueError(f"{self.kind} takes no level (only randX and randY take ':p')")
+
+    @classmethod
+    def parse(cls, text: str) -> Corruption:
+        """'randY:0.3' -> Corruption('randY', 0.3); 'randY' -> p 1.0; 'real' -> p 0.0."""
+        kind, colon, level = str(text).partition(":")
+        if kind not in KIND_TABLE:
+            cls(kind, 0.0)  # raises the unknown-kind error
+        if not colon:
+            return cls(kind, 0.0 if kind == "real" else 1.0)
+        if not KIND_TABLE[kind].leveled:
+            raise ValueError(f"{text!r}: only randX and randY take a level ':p'")
+        try:
+            p = float(level)
+        except ValueError:
+            raise ValueError(f"{text!r}: the level must be a number in [0, 1]") from None
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{text!r}: the level {p} is outside [0, 1]")
+        return cls(kind, p)
+
+    @classmethod
+    def of(cls, kind: str, p: float) -> Corruption:
+        """The corruption of a fig1 variant: its kind at the sweep's level p ('real' has none)."""
+        return cls(kind, 0.0 if kind == "real" else (p if KIND_TABLE.get(kind, KIND_TABLE["real"]).leveled else 1.0))
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.p}" if KIND_TABLE[self.kind].leveled else self.kind
+
+    @property
+    def changes_images(self) -> bool:
+        return KIND_TABLE[self.kind].images
+
+    @property
+    def group(self) -> str:
+        """The training images it uses: 'labels' for real and randY (the true images, which
+        their models share in one pack); its own name without ':' for a corruption of the images."""
+        return str(self).replace(":", "") if self.changes_images else "labels"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    shape: tuple[int, int, int]  # (C, H, W) as stored
+    classes: int
+    train_size: int
+
+
+DATASET_TABLE: dict[str, Dataset] = {d.name: d for d in (
+    Dataset("digits", (1, 8, 8), 10, 1437),  # scikit-learn's 8x8 digits, 80/20 split
+    Dataset("cifar10", (3, 32, 32), 10, 50_000),
+    Dataset("synthetic", (3, 32, 32), 10, 50_000),  # CIFAR-shaped Gaussian data for speed tests
+)}
+DATASETS = tuple(DATASET_TABLE)
+NORMALIZATIONS = ("dataset", "per_image")
+
+# LASS defaults (Arpit et al. 2017, Sec. 4 and Fig. 9), in [0, 1] pixel units: step alpha,
+# noise beta, L-inf box radius r, and the iteration cap.
+LASS_ALPHA, LASS_BETA, LASS_R, LASS_ITERS = 0.25 / 255, 0.2 / 255, 30 / 255, 20
+
+# Corruption levels in figures: one ordered (sequential) palette, light (low p) to dark (p = 1).
+LEVEL_SCALE = ("#C6DBEF", "#9ECAE1", "#6BAED6", "#4292C6", "#2171B5", "#08519C", "#08306B")
+
+
+def level_colour(p: float) -> str:
+    """The colour of corruption level p in [0, 1] on the sequential scale."""
+    p = min(max(float(p), 0.0), 1.0)
+    return LEVEL_SCALE[round(p * (len(LEVEL_SCALE) - 1))]
+
+
+def arch_colour(arch: str) -> str:
+    """An architecture's colour; a name the catalog lacks (e.g. fig1's 'mlp-512x512') is grey."""
+    return ARCHITECTURES[arch].colour if arch in ARCHITECTURES else "#999999"
+
+
+def kind_colour(kind: str) -> str:
+    return KIND_TABLE[kind].colour if kind in KIND_TABLE else "#999999"
