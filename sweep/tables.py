@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sweep.spec import Spec, TrialPlan
+from sweep.spec import ConvergenceSpec, Spec, TrialPlan
 from sweep.store import SCHEMA_VERSION
 
 
@@ -208,3 +208,58 @@ def trials_table(lasts: list, keys: list[dict[str, str]], seeds: list[int], *, s
            for split in ("train", "test") for m in ("loss", "acc")},
         "schema_version": pa.array(np.full(k, SCHEMA_VERSION, dtype=np.int16)),
     })
+
+
+def convergence_columns(spec: ConvergenceSpec, job, pack, out, found, resumed_from) -> dict[str, Any]:
+    """The trials columns of a convergence run, per member (the pack engine's Outcome -> columns)."""
+    from trainables import models
+
+    k = job.members.k
+    at = [next((r for r in out.records if r.epoch == e), None) if e is not None else None for e in out.reached_epoch]
+    nan = np.nan
+
+    def per(values, dtype):
+        return pa.array(list(values), dtype)
+
+    columns = {
+        "params": np.full(k, models.param_count(pack.member(0)), dtype=np.int64),
+        "stop_reason": pa.array(out.stop_reason), "interpolated": np.asarray([e is not None for e in out.reached_epoch]),
+        "interp_epoch": per(out.reached_epoch, pa.int32()), "interp_step": per(out.reached_step, pa.int64()),
+        "interp_train_seconds": np.asarray([v if v is not None else nan for v in out.reached_train_seconds]),
+        "interp_wall_seconds": np.asarray([v if v is not None else nan for v in out.reached_wall_seconds]),
+        "interp_train_acc": np.asarray([a.acc["train"][i] if a else nan for i, a in enumerate(at)], dtype=np.float32),
+        "interp_test_acc": np.asarray([a.acc["test"][i] if a else nan for i, a in enumerate(at)], dtype=np.float32),
+        "resumed_from_epoch": per([resumed_from] * k, pa.int32()),
+    }
+    if job.data.val is not None:
+        best = [next(r for r in out.records if r.epoch == e) if e else None for e in out.best_epoch]
+        columns.update({
+            "val_size": np.full(k, len(job.data.val), dtype=np.int32),
+            "val_corruption": pa.array([spec.validation.corruption] * k),
+            "phase1_epochs": per(found["phase1"]["boundary"] if found["phase1"] else [None] * k, pa.int32()),
+            "best_epoch": per(out.best_epoch, pa.int32()), "early_stop_epoch": per(out.early_stop_epoch, pa.int32()),
+            **{f"best_{s}_acc": np.asarray([b.acc[s][i] if b else nan for i, b in enumerate(best)], dtype=np.float32)
+               for s in ("train", "val", "test")}})
+    return columns
+
+
+def all_tables(spec: Spec, plan: TrialPlan, job, out, found, columns, ctx, started, wall_seconds) -> dict[str, pa.Table]:
+    """Every table of a trial's fragment: those its spec and what its probes found call for."""
+    k = job.members.k
+    boundary = found["phase1"]["last"] if found.get("phase1") else None
+    tables = {
+        "epochs": epochs_table(out.records, job.keys, job.seeds, boundary),
+        "trials": trials_table([out.last_record(i) for i in range(k)], job.keys, job.seeds, spec=spec, plan=plan,
+                                 ctx=ctx, arch=job.arch_label, started=started, wall_seconds=wall_seconds,
+                                 columns=columns),
+    }
+    if any(r.splits for r in out.records):
+        tables["examples"] = examples_table(out.records, job.keys, job.seeds, job.labels, job.true_labels,
+                                              job.corrupted, spec.record_dtype)
+    if spec.norms:
+        tables["norms"] = norms_table(out.records, job.keys, job.seeds, found["init_norms"])
+    if found["probes"]:
+        tables["probes"] = probes_table(found["probes"], job.keys, job.seeds)
+    if found["filters"]:
+        tables["filters"] = filters_table(found["filters"], job.keys, job.seeds)
+    return tables

@@ -20,10 +20,9 @@ import time
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from sweep import tables as T
-from sweep.spec import ConvergenceSpec, Spec, TrialPlan, validate
+from sweep.spec import ConvergenceSpec, TrialPlan, validate
 from sweep.store import Store
 
 
@@ -63,10 +62,10 @@ def run(config: dict[str, Any]) -> None:
         found, resumed_from = {"init_norms": init_norms, "probes": [], "filters": [], "phase1": None}, None
     columns = dict(job.columns, pack_mode=np.full(job.members.k, getattr(pack, "mode", "bmm")))
     if isinstance(spec, ConvergenceSpec):
-        columns.update(_convergence_columns(spec, job, pack, outcome, found, resumed_from))
+        columns.update(T.convergence_columns(spec, job, pack, outcome, found, resumed_from))
     else:
         columns.update(rss_before_mb=np.full(job.members.k, rss_before), **_peak_memory(job.members.k, ctx["device"]))
-    tables = _tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
+    tables = T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
     Store(config["results"], spec.name).write_fragment(plan.fragment, tables, {
         "sweep": spec.name, "fragment": plan.fragment, "spec": spec.model_dump(),
         "spec_hash": spec.hash(), "versions": ctx["versions"], "git_rev": ctx["git_rev"]})
@@ -120,60 +119,6 @@ def _converge(spec: ConvergenceSpec, job, pack, schedule):
         out = dataclasses.replace(final, **phase1)
     probes.at_end(pack, out)
     return out, found, resumed_from
-
-
-def _convergence_columns(spec: ConvergenceSpec, job, pack, out, found, resumed_from) -> dict[str, Any]:
-    """The trials columns of a convergence run, per member."""
-    from trainables import models
-
-    k = job.members.k
-    at = [next((r for r in out.records if r.epoch == e), None) if e is not None else None for e in out.reached_epoch]
-    nan = np.nan
-
-    def per(values, dtype):
-        return pa.array(list(values), dtype)
-
-    columns = {
-        "params": np.full(k, models.param_count(pack.member(0)), dtype=np.int64),
-        "stop_reason": pa.array(out.stop_reason), "interpolated": np.asarray([e is not None for e in out.reached_epoch]),
-        "interp_epoch": per(out.reached_epoch, pa.int32()), "interp_step": per(out.reached_step, pa.int64()),
-        "interp_train_seconds": np.asarray([v if v is not None else nan for v in out.reached_train_seconds]),
-        "interp_wall_seconds": np.asarray([v if v is not None else nan for v in out.reached_wall_seconds]),
-        "interp_train_acc": np.asarray([a.acc["train"][i] if a else nan for i, a in enumerate(at)], dtype=np.float32),
-        "interp_test_acc": np.asarray([a.acc["test"][i] if a else nan for i, a in enumerate(at)], dtype=np.float32),
-        "resumed_from_epoch": per([resumed_from] * k, pa.int32()),
-    }
-    if job.data.val is not None:
-        best = [next(r for r in out.records if r.epoch == e) if e else None for e in out.best_epoch]
-        columns.update({
-            "val_size": np.full(k, len(job.data.val), dtype=np.int32),
-            "val_corruption": pa.array([spec.validation.corruption] * k),
-            "phase1_epochs": per(found["phase1"]["boundary"] if found["phase1"] else [None] * k, pa.int32()),
-            "best_epoch": per(out.best_epoch, pa.int32()), "early_stop_epoch": per(out.early_stop_epoch, pa.int32()),
-            **{f"best_{s}_acc": np.asarray([b.acc[s][i] if b else nan for i, b in enumerate(best)], dtype=np.float32)
-               for s in ("train", "val", "test")}})
-    return columns
-
-
-def _tables(spec: Spec, plan: TrialPlan, job, out, found, columns, ctx, started, wall_seconds) -> dict[str, pa.Table]:
-    k = job.members.k
-    boundary = found["phase1"]["last"] if found.get("phase1") else None
-    tables = {
-        "epochs": T.epochs_table(out.records, job.keys, job.seeds, boundary),
-        "trials": T.trials_table([out.last_record(i) for i in range(k)], job.keys, job.seeds, spec=spec, plan=plan,
-                                 ctx=ctx, arch=job.arch_label, started=started, wall_seconds=wall_seconds,
-                                 columns=columns),
-    }
-    if any(r.splits for r in out.records):
-        tables["examples"] = T.examples_table(out.records, job.keys, job.seeds, job.labels, job.true_labels,
-                                              job.corrupted, spec.record_dtype)
-    if spec.norms:
-        tables["norms"] = T.norms_table(out.records, job.keys, job.seeds, found["init_norms"])
-    if found["probes"]:
-        tables["probes"] = T.probes_table(found["probes"], job.keys, job.seeds)
-    if found["filters"]:
-        tables["filters"] = T.filters_table(found["filters"], job.keys, job.seeds)
-    return tables
 
 
 def _summary(record, done: bool) -> dict[str, float]:
