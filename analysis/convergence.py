@@ -35,7 +35,7 @@ def interpolation_table(trials: pd.DataFrame) -> pd.DataFrame:
         steps=("interp_step", "mean"), test_error=("interp_test_error", "mean"),
         final_train_acc=("final_train_acc", "mean"), final_test_acc=("final_test_acc", "mean"),
     ).reset_index()
-    clean = rows[rows.variant.isin(["real", "randY:0.0"])].groupby("arch")[["seconds", "epochs"]].first()
+    clean = rows[(rows.corruption_p == 0) & rows.corruption_kind.isin(["real", "randY"])].groupby("arch")[["seconds", "epochs"]].first()
     rows["ratio_seconds"] = rows.seconds / rows.arch.map(clean.seconds)
     rows["ratio_epochs"] = rows.epochs / rows.arch.map(clean.epochs)
     return rows.sort_values(["arch", "corruption_kind", "corruption_p"], kind="stable").reset_index(drop=True)

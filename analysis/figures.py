@@ -193,7 +193,7 @@ def learning_curves(lc: pd.DataFrame, metric: str = "train_loss", title: str | N
 
 # --- per-example dynamics (Toneva et al. 2019; Swayamdipta et al. 2020; Paul et al. 2021) ---------------------------------------------
 
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+PALETTE = list(catalog.OKABE_ITO)
 DATA_MAP_POINTS = 4000  # per panel; more examples are drawn as a fixed random sample
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +53,7 @@ def build(results: str, sweep: str, images: Callable[[str, str], np.ndarray | No
     sections: list[str | go.Figure] = [
         f"<h1>memsweep report: {html.escape(sweep)}</h1>",
         f"<p class='sub'>{html.escape(spec.get('description', ''))}</p>",
-        _status(manifest, trials), _provenance(manifest, trials)]
+        _status(manifest, trials, results), _provenance(manifest, trials)]
     if trials is not None and len(trials):
         if spec.get("engine", "packed") == "interpolate":
             epochs = load.load_table(results, sweep, "epochs")
@@ -303,7 +304,7 @@ def _planned(manifest: dict[str, Any]) -> dict[str, int] | None:
             for p in plan}
 
 
-def _status(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
+def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str = "results") -> str:
     spec, planned = manifest["spec"], _planned(manifest)
     if trials is None or trials.empty:
         return ("<div class='banner warn'><b>No results yet.</b> The sweep has started but no trial "
@@ -316,7 +317,8 @@ def _status(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
         counts = f"{len(trials)}/{sum(planned.values())} models" if planned else f"{len(trials)} models stored"
     if planned is not None and any(fragment not in done for fragment in planned):
         return (f"<div class='banner warn'><b>Incomplete sweep</b> ({counts}). It is still running or "
-                f"some trials failed; <code>sweep launch {html.escape(spec['name'])} --resume</code> "
+                f"some trials failed; <code>sweep launch {html.escape(spec['name'])} --resume --results "
+                f"{html.escape(shlex.quote(str(results)))}</code> "
                 "finishes it. Everything below uses what is stored so far.</div>")
     return f"<div class='banner ok'>Complete: {counts}.</div>"
 

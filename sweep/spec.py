@@ -205,6 +205,7 @@ class ValidationSpec(_Strict):
     @field_validator("corruption")
     @classmethod
     def _kind(cls, v: str) -> str:
+        v = str(Corruption.parse(v))
         kind = Corruption.parse(v).kind
         if kind not in ("real", "randX", "randY", "gaussian"):
             raise ValueError(f"{v!r}: a validation split allows real, randX, randY or gaussian")
@@ -250,7 +251,7 @@ class ProbesSpec(_Strict):
 
 
 class ConvergenceSpec(_SpecBase):
-    """Train until interpolation (Zhang et al. 2017): archs x corruptions x seeds, one model a trial."""
+    """Train until interpolation (Zhang et al. 2017): archs x corruptions x seeds, in packs of models."""
 
     name: str
     description: str = ""
@@ -266,7 +267,7 @@ class ConvergenceSpec(_SpecBase):
     # Full-set train accuracy that counts as interpolation; null: train all max_epochs.
     threshold: Annotated[float, Field(gt=0, le=1)] | None = 1.0
     max_epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 300
-    time_budget_s: Annotated[float, Field(gt=0, le=1e7)] | None = None  # training seconds per model
+    time_budget_s: Annotated[float, Field(gt=0, le=1e7)] | None = None  # training seconds per pack
     checkpoint_every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 5  # epochs between tune.Checkpoints
     record_examples: bool = False  # per-example scores (examples table) of record_splits
     record_splits: Annotated[list[Literal["train", "test", "val"]], Field(min_length=1)] = ["train"]
@@ -288,9 +289,9 @@ class ConvergenceSpec(_SpecBase):
     @field_validator("corruptions")
     @classmethod
     def _corruptions(cls, v: list[str]) -> list[str]:
-        for text in v:
-            Corruption.parse(text)
-        return _no_repeats(v, "a corruption")
+        # Written back in one form ('randX' -> 'randX:1.0', 'randY:.5' -> 'randY:0.5'), so that one
+        # corruption can never be listed twice under two spellings.
+        return _no_repeats([str(Corruption.parse(text)) for text in v], "a corruption")
 
     def corruption_of(self, variant: str) -> Corruption:
         """The corruption a model of this sweep trains on, from its `variant` ('randY:0.3')."""
@@ -395,8 +396,11 @@ class TrialPlan:
 def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
     """Cells x seed packs, in a stable order; `slots`: trials the cluster runs at once (sizes the
     convergence packs). SpecError if the plan has more than MAX_TRIALS trials."""
-    count = (len(spec.archs) * len(spec.corruptions) * math.ceil(spec.seeds / spec.resolved_pack_size(slots))
-             if isinstance(spec, ConvergenceSpec) else len(spec.variants) * math.ceil(spec.seeds / spec.resolved_pack_size()))
+    if isinstance(spec, ConvergenceSpec):
+        k = spec.resolved_pack_size(slots)
+        count = len(spec.archs) * sum(math.ceil(len(g) * spec.seeds / k) for g in input_groups(spec.corruptions).values())
+    else:
+        count = len(spec.variants) * math.ceil(spec.seeds / spec.resolved_pack_size())
     if count > MAX_TRIALS:
         raise SpecError(f"the plan has {count:,} trials, more than the {MAX_TRIALS:,} allowed in one sweep: "
                         "use fewer seeds or cells, or larger packs (pack_size)")

@@ -27,7 +27,7 @@ from sweep.store import Store
 
 
 def run(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable (the data flow: README, "Layout")."""
+    """Ray Tune function trainable: the composition the module docstring describes."""
     import torch
     from ray import tune
 

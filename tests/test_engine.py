@@ -343,3 +343,37 @@ def test_best_epoch_is_an_epoch_not_a_position(digits):
     out = engine.run(pack, data, engine.Members([0], [1]), engine.Schedule(
         lr=0.01, batch_size=16, max_epochs=6, scored_epochs=(2, 4, 6)))
     assert out.best_epoch[0] in (2, 4, 6)
+
+
+def test_the_mlps_fused_step_is_torchs_sgd_and_leaves_stopped_members_alone():
+    """PackedMLP.sgd_step (a written-out backward with the update fused in) against autograd and
+    torch.optim.SGD on each member as a plain torch.nn MLP, for three steps."""
+    from trainables.models import PackedMLP
+
+    torch.manual_seed(0)
+    pack = PackedMLP(64, [32, 16], 10, init_seeds=[1, 2, 3])
+    plain = [pack.unpack(k) for k in range(3)]
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in plain]
+    velocity = [torch.zeros_like(t) for t in pack.tensors()]
+    frozen_w = pack.weights[0][1].clone()
+    for step in range(3):
+        x, y = torch.randn(3, 8, 64), torch.randint(0, 10, (3, 8))
+        members = torch.tensor([0, 2]) if step == 2 else None  # member 1 stops before the last step
+        rows = members if members is not None else torch.arange(3)
+        losses, hits = pack.sgd_step(x[rows], y[rows], 0.05, 0.9, velocity, members)
+        for k in ([0, 2] if step == 2 else range(3)):
+            logits = plain[k](x[k])
+            loss = torch.nn.functional.cross_entropy(logits, y[k])
+            opts[k].zero_grad()
+            loss.backward()
+            opts[k].step()
+            row = list(members).index(k) if members is not None else k
+            assert losses[row].item() == pytest.approx(loss.item() * 8, rel=1e-5)
+            assert hits[row].item() == (logits.argmax(1) == y[k]).sum().item()
+        if step == 1:
+            frozen_w = pack.weights[0][1].clone()
+    for k in range(3):
+        got = pack.unpack(k)
+        for a, b in zip(got.parameters(), plain[k].parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert torch.equal(pack.weights[0][1], frozen_w)  # the stopped member did not move

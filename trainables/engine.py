@@ -39,6 +39,10 @@ from torch import nn
 from .data import Data
 from .models import PackedMLP
 
+# An epoch's inputs are gathered in one index op when they take at most this much memory
+# (the digits MLP: K x 1,437 x 64 floats, 7 MB at K = 20); larger sets are gathered per step.
+EPOCH_GATHER_BYTES = 64 * 2**20
+
 
 @dataclass
 class SplitScores:
@@ -308,22 +312,35 @@ def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState
     members = None if bool(active.all()) else active.nonzero().squeeze(1)
     if members is not None:
         order, y_fit = order[members], y_fit[members]
+    y_epoch = y_fit.gather(1, order)  # (K', n): the epoch's labels, gathered once
+    fused = hasattr(pack, "sgd_step") and schedule.autocast is None
+    # The epoch's inputs gathered once (K', n, ...) when that is small; else per step.
+    x_epoch = x_fit[order] if x_fit[0].numel() * order.numel() * x_fit.element_size() <= EPOCH_GATHER_BYTES else None
     loss_sum = torch.zeros(len(order), device=order.device)
-    hits = torch.zeros(len(order), device=order.device)
+    hits = torch.zeros(len(order), device=order.device, dtype=torch.long)
     for i in range(0, n, schedule.batch_size):
-        idx = order[:, i:i + schedule.batch_size]  # (K', b)
-        yb = y_fit.gather(1, idx)
-        with torch.autocast(order.device.type, dtype=schedule.autocast or torch.float32,
-                            enabled=schedule.autocast is not None):
-            logits = pack(x_fit[idx], members)  # (K', b, C)
-        losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(len(idx), -1)
-        losses.mean(dim=1).sum().backward()
-        _sgd(state.params, state.momentum, lr, schedule.momentum, active)
-        with torch.no_grad():
-            loss_sum += losses.sum(dim=1)
-            hits += (logits.argmax(-1) == yb).sum(dim=1)
+        yb = y_epoch[:, i:i + schedule.batch_size]
+        xb = x_epoch[:, i:i + schedule.batch_size] if x_epoch is not None else x_fit[order[:, i:i + schedule.batch_size]]
+        if fused:  # the MLP: a written-out backward, the update fused into it
+            losses, right = pack.sgd_step(xb, yb, lr, schedule.momentum, state.momentum, members)
+            loss_sum += losses
+            hits += right
+        else:
+            loss_sum, hits = _autograd_step(pack, xb, yb, schedule, state, lr, active, members, loss_sum, hits)
         state.step += 1
     return _spread((loss_sum / n).cpu().numpy(), members, k), _spread((hits / n).cpu().numpy(), members, k)
+
+
+def _autograd_step(pack, xb, yb, schedule: Schedule, state: PackState, lr: float, active: torch.Tensor,
+                   members: torch.Tensor | None, loss_sum: torch.Tensor, hits: torch.Tensor):
+    with torch.autocast(xb.device.type, dtype=schedule.autocast or torch.float32,
+                        enabled=schedule.autocast is not None):
+        logits = pack(xb, members)  # (K', b, C)
+    losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(len(xb), -1)
+    losses.mean(dim=1).sum().backward()
+    _sgd(state.params, state.momentum, lr, schedule.momentum, active)
+    with torch.no_grad():
+        return loss_sum + losses.sum(dim=1), hits + (logits.argmax(-1) == yb).sum(dim=1)
 
 
 def _spread(values: np.ndarray, members: torch.Tensor | None, k: int, fill=np.nan) -> np.ndarray:

@@ -93,6 +93,49 @@ class PackedMLP(nn.Module):
         return x
 
     @torch.no_grad()
+    def sgd_step(self, x: torch.Tensor, y: torch.Tensor, lr: float, momentum: float,
+                 velocity: Sequence[torch.Tensor], members: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step (PyTorch's momentum form: v = mu v + g; p -= lr v) of every member on its own
+        batch, x (K', B, D) and labels y (K', B), without autograd; (loss sum, hits) per member.
+
+        The loss is each member's mean cross-entropy. The backward pass is written out: each
+        layer's weight gradient is accumulated straight into its momentum buffer
+        (`baddbmm_(..., beta=mu)`), and the layer is updated as soon as its gradient exists, while
+        it is still in cache. Per step this reads and writes each parameter's memory ~7 times
+        (forward, backward, momentum read and write, parameter read and write) where autograd
+        plus a separate optimizer pass take ~12 (benchmarks/README.md). With `members`
+        (indices), only those members step; the others' parameters and momentum stay as they are.
+        `velocity` is laid out like `tensors()`: the weights' buffers, then the biases'."""
+        weights, biases = list(self.weights), list(self.biases)
+        n = len(weights)
+        vel_w, vel_b = list(velocity[:n]), list(velocity[n:])
+        if members is not None:  # step copies of the running members', then put them back
+            weights, biases = [w[members] for w in weights], [b[members] for b in biases]
+            vel_w, vel_b = [v[members] for v in vel_w], [v[members] for v in vel_b]
+        acts = [x]
+        for i in range(n):
+            h = torch.baddbmm(biases[i], acts[-1], weights[i])
+            acts.append(h.relu_() if i < n - 1 else h)
+        logp = torch.log_softmax(acts[-1], dim=-1)
+        target = y.unsqueeze(-1)
+        losses = -logp.gather(-1, target).squeeze(-1).sum(dim=1)
+        hits = (acts[-1].argmax(-1) == y).sum(dim=1)
+        grad = logp.exp_().scatter_add_(-1, target, torch.full_like(logp[..., :1], -1.0)).div_(x.shape[1])
+        for i in reversed(range(n)):
+            back = torch.bmm(grad, weights[i].transpose(1, 2)).mul_(acts[i] > 0) if i > 0 else None
+            vel_w[i].baddbmm_(acts[i].transpose(1, 2), grad, beta=momentum)
+            vel_b[i].mul_(momentum).add_(grad.sum(dim=1, keepdim=True))
+            weights[i].sub_(vel_w[i], alpha=lr)
+            biases[i].sub_(vel_b[i], alpha=lr)
+            grad = back
+        if members is not None:
+            for mine, stepped in zip([*self.weights, *self.biases, *velocity],
+                                     [*weights, *biases, *vel_w, *vel_b]):
+                mine.index_copy_(0, members, stepped)
+        return losses, hits
+
+    @torch.no_grad()
     def layer_norms(self) -> dict[str, torch.Tensor]:
         """Frobenius norm of each layer's weight and bias together, per model: name -> (K,)."""
         return {f"fc{i + 1}": (w.square().sum(dim=(1, 2)) + b.square().sum(dim=(1, 2))).sqrt()
