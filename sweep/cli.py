@@ -142,7 +142,7 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
             os.environ.setdefault(key, value)
     from sweep import launcher
     from sweep.store import Store, StoreError
-    from trainables.data import DataUnavailable, default_root, ensure_available
+    from trainables.files import DataUnavailable, default_root, ensure_available
 
     mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
     # Everything that can be checked without Ray is checked before it starts (~5 s), and before

@@ -151,7 +151,7 @@ class DifficultySpec(_SpecBase):
         return Corruption.of(variant, self.corruption.p)
 
     def resolved_pack_size(self) -> int:
-        from trainables.packs import auto_pack_size  # imports torch: only when a plan is made
+        from trainables.budget import auto_pack_size  # plain arithmetic: the driver plans without torch
 
         (c, h, w), classes = DATASET_SHAPES[self.dataset]
         if self.pack_size is not None:

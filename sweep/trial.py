@@ -32,7 +32,7 @@ def run(config: dict[str, Any]) -> None:
     from ray import tune
 
     from sweep import job as jobs
-    from trainables import engine, packs
+    from trainables import budget, engine
     from trainables.models import PackedMLP
 
     # Ray logs every persisted checkpoint at INFO in the worker, which floods the driver's
@@ -48,7 +48,7 @@ def run(config: dict[str, Any]) -> None:
     pack = jobs.build_pack(spec, job, ctx["device"])
     (c, h, w), classes = job.data.input_shape, job.data.num_classes
     if isinstance(pack, PackedMLP):  # the MLP's memory model sizes the scoring chunk from the budget
-        chunk = packs.score_chunk(int(getattr(spec, "memory_budget_gb", 2.0) * 2**30), job.members.k, c * h * w,
+        chunk = budget.score_chunk(int(getattr(spec, "memory_budget_gb", 2.0) * 2**30), job.members.k, c * h * w,
                                   getattr(pack, "hidden"), classes, spec.batch_size)
     else:  # a CNN scores K x chunk images at once: 1,024 images in all, as one model did alone
         chunk = max(16, 1024 // job.members.k)

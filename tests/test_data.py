@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainables import data as datasets
+from trainables import data as datasets, files
 
 
 def test_digits_fixed_split_and_normalization():
@@ -41,14 +41,14 @@ def test_cifar10_corrupted_files_are_one_clear_line(tiny_cifar):
 
 
 def test_cifar10_offline_without_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "CIFAR_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    monkeypatch.setattr(files, "CIFAR_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
     root = tmp_path / "nothing-here"
     with pytest.raises(datasets.DataUnavailable) as err:
-        datasets.ensure_available("cifar10", root)
+        files.ensure_available("cifar10", root)
     msg = str(err.value)
     assert "\n" not in msg and "cifar-10-batches-py" in msg and str(root) in msg and "--data-root" in msg
     with pytest.raises(datasets.DataUnavailable, match="not found"):
-        datasets.ensure_available("cifar10", root, download=False)
+        files.ensure_available("cifar10", root, download=False)
 
 
 def test_unknown_dataset():

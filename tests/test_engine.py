@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from sweep import checkpoint
-from trainables import corruption, data as datasets, engine, models, packs
+from trainables import budget, corruption, data as datasets, engine, models, packs
 from trainables.data import Data, Split
-from trainables.models import MLP, PackedMLP, mlp_param_count
+from trainables.budget import mlp_param_count
+from trainables.models import MLP, PackedMLP
 
 
 def small_digits(n_train=300, n_test=100, **kw) -> Data:
@@ -282,9 +283,9 @@ def test_scores_by_hand_and_a_stable_el2n():
 
 def test_memory_model_by_hand():
     # 4 -> 3 -> 2: 4*3+3 + 3*2+2 = 23 params; batch 5: 5 * (4 + 4*3 + 3*2) = 110 floats
-    assert packs.memory_per_seed(4, [3], 2, 5) == 4 * (3 * 23 + 110)
-    assert packs.auto_pack_size(10 * 4 * 179, 100, 4, [3], 2, 5) == 10
-    assert packs.auto_pack_size(1, 100, 4, [3], 2, 5) == 1
+    assert budget.memory_per_seed(4, [3], 2, 5) == 4 * (3 * 23 + 110)
+    assert budget.auto_pack_size(10 * 4 * 179, 100, 4, [3], 2, 5) == 10
+    assert budget.auto_pack_size(1, 100, 4, [3], 2, 5) == 1
 
 
 def test_bf16_autocast_trains_close_to_fp32():

@@ -154,7 +154,7 @@ def test_a_truncated_cifar_batch_fails_before_anything_starts(tiny_cifar, tmp_pa
 
 
 def test_an_intact_tiny_cifar_passes_the_pre_check(tiny_cifar):
-    from trainables.data import ensure_available
+    from trainables.files import ensure_available
 
     ensure_available("cifar10", tiny_cifar, download=False)  # the same check, on intact files: no error
 

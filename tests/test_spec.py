@@ -4,7 +4,7 @@ import pytest
 
 from sweep import cli
 from sweep import spec as S
-from trainables.packs import memory_per_seed
+from trainables.budget import memory_per_seed
 
 
 def test_preset_defaults_are_the_papers():

@@ -30,8 +30,6 @@ Data sets and their normalization (both documented in the README):
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,12 +38,8 @@ import torch
 
 from catalog import DATASETS, NORMALIZATIONS
 
-CIFAR_DIR = "cifar-10-batches-py"
-CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+from .files import CIFAR_DIR, DataUnavailable, cifar10_files, default_root
 
-
-class DataUnavailable(RuntimeError):
-    """The data set's files are missing and could not be fetched; the message says where to put them."""
 
 
 @dataclass(frozen=True)
@@ -162,34 +156,29 @@ def per_image_standardize(x: torch.Tensor) -> torch.Tensor:
     return (x - mean[:, None, None, None]) / std[:, None, None, None]
 
 
-def default_root() -> Path:
-    """Where downloads go when no root is given: $MEMSWEEP_DATA or ~/.cache/memsweep/data."""
-    return Path(os.environ.get("MEMSWEEP_DATA", Path.home() / ".cache" / "memsweep" / "data"))
-
-
-def ensure_available(name: str, root: str | Path | None = None, download: bool = True,
-                     create_root: bool = True) -> None:
-    """Raise `DataUnavailable` (one line, with where to put the files) unless `name` can be loaded.
-
-    Called by the launcher before anything is written, so that an offline
-    machine without the files fails fast instead of in every trial. Without
-    `create_root` (a folder the user named), a missing root is an error, never created.
-    """
-    if name != "cifar10":
-        return
-    root = Path(root or default_root())
-    if not create_root and not root.is_dir():
-        raise DataUnavailable(f"CIFAR-10 not found at {root / CIFAR_DIR}: {root} does not exist (no such "
-                              f"folder); put the extracted '{CIFAR_DIR}' folder there or pass --data-root "
-                              "DIR that contains it")
-    _cifar10_files(root, download=download)
-
-
 Arrays = tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _digits() -> Arrays:
-    """((x_train, y_train), (x_test, y_test)): pixels in [0, 1], shape (N, 1, 8, 8)."""
+    """((x_train, y_train), (x_test, y_test)): pixels in [0, 1], shape (N, 1, 8, 8).
+
+    The split is computed with scikit-learn once per machine and scikit-learn version and kept
+    in the default data folder (`digits-<version>.npz`, 0.5 MB): importing scikit-learn costs a
+    trial process ~0.8 s, more than everything else the digits job does before training."""
+    from importlib.metadata import version
+
+    cache = default_root() / f"digits-sklearn{version('scikit-learn')}.npz"
+    try:
+        with np.load(cache) as z:
+            arrays = z["x_tr"], z["y_tr"], z["x_te"], z["y_te"]
+    except (OSError, KeyError, ValueError):  # absent, or not a complete cache
+        arrays = _digits_split()
+        _save_atomically(cache, dict(zip(("x_tr", "y_tr", "x_te", "y_te"), arrays)))
+    x_tr, y_tr, x_te, y_te = (torch.from_numpy(a) for a in arrays)
+    return (x_tr, y_tr), (x_te, y_te)
+
+
+def _digits_split() -> tuple[np.ndarray, ...]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -197,8 +186,23 @@ def _digits() -> Arrays:
     x = bunch.images.astype(np.float32)[:, None] / 16.0
     y = bunch.target.astype(np.int64)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=360, stratify=y, random_state=0)
-    return ((torch.from_numpy(x_tr), torch.from_numpy(y_tr)),
-            (torch.from_numpy(x_te), torch.from_numpy(y_te)))
+    return x_tr, y_tr, x_te, y_te
+
+
+def _save_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez to a temporary file renamed into place; a folder that cannot be written is
+    skipped (the cache is only a speed-up)."""
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def _synthetic(train: int = 50_000, test: int = 10_000, seed: int = 0) -> Arrays:
@@ -211,59 +215,11 @@ def _synthetic(train: int = 50_000, test: int = 10_000, seed: int = 0) -> Arrays
     return split(train), split(test)
 
 
-def _cifar10_files(root: Path, download: bool, check: bool = True) -> None:
-    """Make sure root/cifar-10-batches-py exists (with `check`: and passes torchvision's md5
-    checks), downloading it under a file lock if allowed."""
-    from filelock import FileLock
-
-    where = (f"put the extracted '{CIFAR_DIR}' folder (from {CIFAR_URL}) under {root} "
-             f"or pass --data-root DIR that contains it")
-    if (root / CIFAR_DIR).is_dir():
-        if check:
-            _check_cifar10(root)
-        return
-    if not download:
-        raise DataUnavailable(f"CIFAR-10 not found at {root / CIFAR_DIR}: {where}")
-    root.mkdir(parents=True, exist_ok=True)
-    # Trials on one node share the download: the lock makes the others wait for it.
-    with FileLock(str(root / ".cifar10.lock")):
-        if (root / CIFAR_DIR).is_dir():
-            return
-        from torchvision.datasets import CIFAR10
-        from torchvision.datasets.utils import download_and_extract_archive
-
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(30)
-        try:
-            download_and_extract_archive(CIFAR_URL, str(root), filename=CIFAR10.filename,
-                                         md5=CIFAR10.tgz_md5)
-        except Exception as exc:  # URLError, timeouts, bad checksum: all mean "no usable download"
-            reason = str(getattr(exc, "reason", exc)).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataUnavailable(f"CIFAR-10 not found at {root / CIFAR_DIR} and the download "
-                                  f"failed ({reason}): {where}") from None
-        finally:
-            socket.setdefaulttimeout(previous)
-
-
-def _check_cifar10(root: Path) -> None:
-    """Raise DataUnavailable unless every CIFAR-10 file under root has the md5 torchvision
-    checks when it loads them (a truncated batch fails here, before any trial starts)."""
-    from torchvision.datasets import CIFAR10
-    from torchvision.datasets.utils import check_integrity
-
-    folder = root / CIFAR10.base_folder
-    files = [*CIFAR10.train_list, *CIFAR10.test_list, [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
-    bad = [name for name, md5 in files if not check_integrity(str(folder / name), md5)]
-    if bad:
-        raise DataUnavailable(f"CIFAR-10 files under {folder} are missing or corrupted ({', '.join(bad)} "
-                              "fail torchvision's md5 check); delete the folder to download it again")
-
-
 def _cifar10(root: Path, download: bool) -> Arrays:
     """((x_train, y_train), (x_test, y_test)): pixels in [0, 1], shape (N, 3, 32, 32)."""
     from torchvision.datasets import CIFAR10
 
-    _cifar10_files(root, download, check=False)  # the CIFAR10 class checks the md5s itself
+    cifar10_files(root, download, check=False)  # the CIFAR10 class checks the md5s itself
     try:
         # torchvision verifies every batch file against its md5 here.
         train, test = CIFAR10(str(root), train=True), CIFAR10(str(root), train=False)

@@ -42,11 +42,6 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
-def mlp_param_count(in_features: int, hidden: Sequence[int], num_classes: int) -> int:
-    sizes = [in_features, *hidden, num_classes]
-    return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
-
-
 class PackedMLP(nn.Module):
     """K MLPs with stacked parameters: weight l is (K, in_l, out_l), bias l is (K, 1, out_l)."""
 

@@ -25,10 +25,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from . import models
-from .models import mlp_param_count
 
 MODES = ("vmap", "loop")
-BYTES = 4  # float32
 
 
 class FuncPack(nn.Module):
@@ -160,35 +158,3 @@ def choose_mode(pack: nn.Module, x: torch.Tensor, repeats: int = 3) -> str:
             b.copy_(old)
     pack.mode = min(times, key=times.get)
     return pack.mode
-
-
-# --- the packed MLP's memory model: pack sizes and scoring chunks from a budget -------------
-
-def memory_per_seed(in_features: int, hidden: Sequence[int], num_classes: int,
-                    batch_size: int) -> int:
-    """Bytes one seed of a pack needs while training: parameters, gradients and momentum
-    (3 x params), plus the step's activations (input gather, pre- and post-activations
-    and their gradients: about B x (D + 4 x sum(hidden) + 3 x C))."""
-    params = mlp_param_count(in_features, hidden, num_classes)
-    activations = batch_size * (in_features + 4 * sum(hidden) + 3 * num_classes)
-    return BYTES * (3 * params + activations)
-
-
-def auto_pack_size(budget_bytes: int, seeds: int, in_features: int, hidden: Sequence[int],
-                   num_classes: int, batch_size: int) -> int:
-    """Largest K <= seeds whose training state fits in `budget_bytes` (at least 1).
-
-    Scoring is done in chunks sized from what the budget leaves (`score_chunk`),
-    so it does not raise the peak.
-    """
-    per_seed = memory_per_seed(in_features, hidden, num_classes, batch_size)
-    return max(1, min(seeds, budget_bytes // per_seed))
-
-
-def score_chunk(budget_bytes: int, k: int, in_features: int, hidden: Sequence[int],
-                num_classes: int, batch_size: int) -> int:
-    """Examples per scoring chunk: what the budget leaves after the training state, spent on
-    K x chunk x (2 x widest layer + 3 x C) floats of transient activations; at least 256."""
-    left = budget_bytes - k * memory_per_seed(in_features, hidden, num_classes, batch_size)
-    per_example = k * BYTES * (2 * max([in_features, *hidden]) + 3 * num_classes)
-    return int(max(256, left // per_example))
