@@ -1,19 +1,28 @@
-"""memsweep's fig1 study against a notebook loop, one Tune trial per seed, and the hardware limit.
+"""memsweep's default job against the notebook loop a researcher would write, and against the floor.
 
-One command, one process tree, the same data and work for every contender:
+One command, one run, every contender on the same data, split, normalization and hyperparameters
+(the digits fig1 preset: a 2 x 512 MLP, SGD lr 0.01 momentum 0.9, batch 16, one epoch, then every
+train and test example scored; real, randX and randY):
 
-  (a) notebook: per seed a fresh torch.nn MLP, a DataLoader over a per-sample Dataset, one epoch,
-      then every example scored through a DataLoader; seeds one after another, in this process;
-  (b) one Ray Tune trial per seed (a fresh trial process each, Tune's default), running (a)'s code;
-  (c) memsweep: `sweep launch fig1-difficulty` as a user runs it (process start, Ray start included);
-  (d) the limit: the work's floating-point operations / the matmul rate measured here, now.
+  notebook    per seed a fresh torch.nn MLP, a DataLoader over a TensorDataset, one epoch, then every
+              example scored (probability of the label, loss, correct); seeds one after another in
+              one process with PyTorch's default threads (all cores);
+  tune        one Ray Tune trial per seed running the notebook's code (Tune's default way), measured
+              on a few seeds and scaled to all;
+  memsweep    `sweep launch fig1-difficulty --dataset digits` as a user runs it: a fresh process,
+              Ray started and stopped, results stored as Parquet;
+  engine      memsweep's pack engine alone (no Ray, no store), one process, all cores;
+  fixed cost  a one-seed, one-variant sweep end to end, and the parts no sweep can avoid here
+              (Python and Ray imports, `ray.init`, a trial process importing torch);
+  floor       the training step's floor: its FLOPs at the measured matmul peak and its bytes at the
+              measured bandwidth of the memory its state lives in, whichever is slower.
 
-Workloads: `digits` (the preset: 100 seeds x {real, randX, randY}, 2 x 512 MLP, batch 16) and
-`compute` (the paper's 2 x 4096 MLP, batch 256, on CIFAR-shaped synthetic data, first
---compute-train examples, train split scored). Plus (c)'s scaling with seeds and pack size.
-Writes benchmarks/results.json and prints a table.
+    python benchmarks/run.py --quick   # about 4 minutes on 2 cores: seeds 10 and 100
+    python benchmarks/run.py           # about 15 minutes: seeds 10 to 1,000, and the curve
+    python benchmarks/run.py --readme  # also rewrite the table in benchmarks/README.md
 
-    python benchmarks/run.py            # about 15 minutes on 2 cores
+Writes benchmarks/results.json (and benchmarks/seeds_curve.html, the curve) and prints a table.
+CPU only: no GPU was at hand when this was written, so there is no GPU mode (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import argparse
 import json
 import os
 import platform
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,127 +39,177 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
-
-from trainables import corruption, data as datasets
-from trainables.models import MLP
+from torch.utils.data import DataLoader, TensorDataset
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from sweep import spec as specs  # noqa: E402
+from trainables import budget, corruption, data as datasets, engine, packs  # noqa: E402
+from trainables.models import MLP  # noqa: E402
+
 SWEEP = [sys.executable, "-m", "sweep.cli"]
+PRESET = specs.resolve("fig1-difficulty", "digits")
+HIDDEN, LR, MOMENTUM, BATCH = PRESET.model.hidden, PRESET.optimizer.lr, PRESET.optimizer.momentum, PRESET.batch_size
+VARIANTS = PRESET.variants
 
 
-# --- (a) the notebook way ---------------------------------------------------------------------
+# --- the notebook loop ------------------------------------------------------------------------
 
-class PerSample(Dataset):
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return self.x[i], self.y[i]
+def variant_data(variant: str) -> datasets.Data:
+    d = datasets.load("digits")
+    c = PRESET.corruption_of(variant)
+    return corruption.apply(d, c.kind, c.p, specs.derive_seed(0, "corruption", variant))[0]
 
 
-def notebook_seed(data, seed: int, hidden, lr: float, momentum: float, batch_size: int,
-                  splits=("train", "test")) -> float:
-    """Train one MLP for one epoch and score every example; returns train accuracy."""
+def notebook_seed(d: datasets.Data, seed: int) -> dict[str, np.ndarray]:
+    """One seed as a notebook does it: train one epoch, then score every example."""
     torch.manual_seed(seed)
-    model = MLP(int(np.prod(data.input_shape)), hidden, data.num_classes)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    loader = DataLoader(PerSample(data.train.x, data.train.y), batch_size=batch_size, shuffle=True,
+    model = MLP(int(np.prod(d.input_shape)), HIDDEN, d.num_classes)
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    loader = DataLoader(TensorDataset(d.train.x.flatten(1), d.train.y), batch_size=BATCH, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
+    model.train()
     for x, y in loader:
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
-    acc = {}
+    out = {}
     with torch.no_grad():
-        for split in splits:
-            s = data.split(split)
-            hits = [(model(x).argmax(1) == y) for x, y in DataLoader(PerSample(s.x, s.y), batch_size=256)]
-            acc[split] = torch.cat(hits).float().mean().item()
-    return acc["train"]
+        for name in ("train", "test"):
+            s = d.split(name)
+            logp = torch.log_softmax(model(s.x.flatten(1)), dim=1)
+            lp = logp.gather(1, s.y[:, None]).squeeze(1)
+            out[name] = np.stack([lp.exp().numpy(), (-lp).numpy(), (logp.argmax(1) == s.y).numpy()])
+    return out
 
 
-def corrupted(dataset: str, variant: str, train_size: int | None = None):
-    from sweep.spec import derive_seed
-
-    d = datasets.load(dataset)
-    if train_size:
-        d = d.subset_train(train_size)
-    return corruption.apply(d, variant, 0.0 if variant == "real" else 1.0,
-                            derive_seed(0, "corruption", variant))[0]
-
-
-def run_notebook(dataset, variants, seeds, hidden, lr, momentum, batch_size, train_size=None,
-                 splits=("train", "test")) -> float:
+def run_notebook(seeds: int) -> float:
     start = time.perf_counter()
-    for variant in variants:
-        d = corrupted(dataset, variant, train_size)
+    for variant in VARIANTS:
+        d = variant_data(variant)
         for seed in range(seeds):
-            notebook_seed(d, seed, hidden, lr, momentum, batch_size, splits)
+            notebook_seed(d, seed)
     return time.perf_counter() - start
 
 
-# --- (b) one Ray Tune trial per seed ----------------------------------------------------------
+# --- one Tune trial per seed ------------------------------------------------------------------
 
-def _trial(config):
+def _tune_trial(config):
     from ray import tune
 
     torch.set_num_threads(1)
-    d = corrupted(config["dataset"], config["variant"])
-    acc = notebook_seed(d, config["seed"], config["hidden"], config["lr"], config["momentum"],
-                        config["batch_size"])
-    tune.report({"train_acc": acc})
+    out = notebook_seed(variant_data(config["variant"]), config["seed"])
+    tune.report({"train_acc": float(out["train"][2].mean())})
 
 
-def run_tune_per_seed(dataset, variants, seeds, hidden, lr, momentum, batch_size, storage) -> float:
+def run_tune_per_seed(seeds: int) -> float:
     import ray
     from ray import tune
 
     start = time.perf_counter()
     ray.init(include_dashboard=False, logging_level="ERROR")
-    tuner = tune.Tuner(
-        tune.with_resources(_trial, {"cpu": 1}),
-        param_space={"dataset": dataset, "variant": tune.grid_search(list(variants)),
-                     "seed": tune.grid_search(list(range(seeds))), "hidden": hidden, "lr": lr,
-                     "momentum": momentum, "batch_size": batch_size},
-        run_config=tune.RunConfig(storage_path=storage, verbose=0))
-    grid = tuner.fit()
+    with tempfile.TemporaryDirectory() as storage:
+        grid = tune.Tuner(
+            tune.with_resources(_tune_trial, {"cpu": 1}),
+            param_space={"variant": tune.grid_search(list(VARIANTS)), "seed": tune.grid_search(list(range(seeds)))},
+            run_config=tune.RunConfig(storage_path=storage, verbose=0)).fit()
     assert grid.num_errors == 0
     ray.shutdown()
     return time.perf_counter() - start
 
 
-# --- (c) memsweep through its CLI -------------------------------------------------------------
+# --- memsweep ---------------------------------------------------------------------------------
 
-def run_memsweep(dataset: str, sets: list[str]) -> tuple[float, pd.DataFrame]:
+def run_memsweep(*sets: str) -> float:
     with tempfile.TemporaryDirectory() as results:
-        args = [*SWEEP, "launch", "fig1-difficulty", "--dataset", dataset, "--results", results]
+        args = [*SWEEP, "launch", "fig1-difficulty", "--dataset", "digits", "--results", results]
         args += [a for s in sets for a in ("--set", s)]
         start = time.perf_counter()
         proc = subprocess.run(args, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-3000:])
-        return seconds, pd.read_parquet(Path(results) / "fig1-difficulty" / "trials")
+        return seconds
 
 
-# --- (d) the limit ----------------------------------------------------------------------------
+def run_engine(seeds: int) -> dict[str, float]:
+    """The pack engine alone on the preset's work: packs sized as a lone trial would size them."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    k = PRESET.resolved_pack_size(seeds, "cpu", sharers=1)
+    train = total = 0.0
+    for variant in VARIANTS:
+        d = variant_data(variant)
+        for lo in range(0, seeds, k):
+            members = range(lo, min(seeds, lo + k))
+            pack = packs.build("mlp", d.input_shape, 10, list(members), hidden=HIDDEN)
+            sched = engine.Schedule(lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,),
+                                    score_splits=("train", "test"), keep_splits=("train", "test"), norms=True)
+            t = time.perf_counter()
+            out = engine.run(pack, d, engine.Members(list(members), list(members)), sched)
+            total += time.perf_counter() - t
+            train += out.state.train_seconds
+    return {"seconds": total, "train_seconds": train, "pack_size": k}
 
-def matmul_peak(threads: int, n: int = 4096, repeats: int = 5) -> float:
+
+# --- the fixed cost and its floor -------------------------------------------------------------
+
+FLOOR_PARTS = """
+import time, sys
+t0 = time.perf_counter()
+import ray
+from sweep import launcher
+t1 = time.perf_counter()
+launcher._embedded_ray_settings()
+ray.init(include_dashboard=False, logging_level=40)
+t2 = time.perf_counter()
+@ray.remote(num_cpus=1)
+def torch_import():
+    import time
+    t = time.perf_counter()
+    import torch
+    return time.perf_counter() - t
+t_torch = ray.get(torch_import.remote())
+t3 = time.perf_counter()
+launcher._stop_embedded_ray()
+t4 = time.perf_counter()
+print(t1 - t0, t2 - t1, t_torch, t4 - t3)
+"""
+
+
+def fixed_cost(repeats: int) -> dict[str, float]:
+    one = [run_memsweep("seeds=1", "variants=[real]") for _ in range(repeats)]
+    parts = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", FLOOR_PARTS], capture_output=True, text=True, cwd=HERE.parent)
+        parts.append([time.perf_counter() - start, *map(float, proc.stdout.split()[-4:])])
+    med = [statistics.median(p[i] for p in parts) for i in range(5)]
+    return {"one_seed_sweep_s": statistics.median(one), "one_seed_sweep_runs": [round(t, 2) for t in one],
+            "python_and_ray_import_s": med[1], "ray_init_s": med[2], "trial_torch_import_s": med[3],
+            "ray_stop_s": med[4], "floor_s": med[1] + med[2] + med[3]}
+
+
+# --- the hardware and the step's floor --------------------------------------------------------
+
+def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> float:
     """Best fp32 GFLOP/s of an n x n matmul with `threads` threads."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+    a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    torch.mm(a, b, out=c)
+    return 2 * n**3 / min(_timed(lambda: torch.mm(a, b, out=c)) for _ in range(repeats)) / 1e9
+
+
+def bandwidth(nbytes: int, threads: int = 1, repeats: int = 20) -> float:
+    """Best GB/s of `y += x` over float32 arrays of `nbytes` each (reads 2, writes 1)."""
+    torch.set_num_threads(threads)
+    x, y = torch.rand(nbytes // 4), torch.rand(nbytes // 4)
+    y.add_(x)
+    return 3 * nbytes / min(_timed(lambda: y.add_(x)) for _ in range(repeats)) / 1e9
 
 
 def _timed(fn) -> float:
@@ -159,105 +218,145 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def mlp_flops(sizes: list[int], n_train: int, n_scored: int) -> tuple[float, float]:
-    """(training, scoring) FLOPs of one seed-epoch: forward 2, weight gradients 2, input
-    gradients 2 (none for the first layer) per multiply-add of each layer, per example."""
+def step_floor(k: int, peak_gflops: float, bw_gbs: float) -> dict[str, float]:
+    """The MLP training step's floor per seed-epoch (1,437 examples at batch 16), 1 thread.
+
+    FLOPs: forward 2, weight gradients 2, input gradients 2 (none for the first layer) per
+    multiply-add per example. Bytes: each parameter and its momentum buffer are read or written
+    7 times a step (forward read, backward read, momentum read and write, parameter read and
+    write, momentum read by the update), at the bandwidth of where a pack of k seeds' state lives."""
+    sizes = [64, *HIDDEN, 10]
     macs = [i * o for i, o in zip(sizes[:-1], sizes[1:])]
-    train = n_train * (6 * sum(macs) - 2 * macs[0])
-    return float(train), float(2 * sum(macs) * n_scored)
+    n, steps = 1437, -(-1437 // BATCH)
+    flops = n * (6 * sum(macs) - 2 * macs[0])
+    params = budget.mlp_param_count(64, HIDDEN, 10)
+    moved = steps * 7 * 4 * params
+    return {"gflop": flops / 1e9, "gbyte": moved / 1e9, "flop_s": flops / (peak_gflops * 1e9),
+            "byte_s": moved / (bw_gbs * 1e9), "floor_s": max(flops / (peak_gflops * 1e9), moved / (bw_gbs * 1e9))}
+
+
+def measure_step(k: int, repeats: int = 3) -> float:
+    """Seconds of training per seed-epoch for a pack of k, 1 thread (best of `repeats`)."""
+    torch.set_num_threads(1)
+    d = variant_data("real")
+    best = float("inf")
+    for _ in range(repeats):
+        pack = packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=HIDDEN)
+        sched = engine.Schedule(lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,),
+                                score_splits=(), norms=False)
+        out = engine.run(pack, d, engine.Members(list(range(k)), list(range(k))), sched)
+        best = min(best, out.state.train_seconds / k)
+    return best
 
 
 # --- the run ----------------------------------------------------------------------------------
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tune-seeds", type=int, default=10, help="seeds per variant for (b)")
-    parser.add_argument("--compute-seeds", type=int, default=10)
-    parser.add_argument("--compute-train", type=int, default=5000)
-    parser.add_argument("--notebook-compute-seeds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="seeds 10 and 100 only (about 4 minutes)")
+    parser.add_argument("--readme", action="store_true", help="rewrite the table in benchmarks/README.md")
+    parser.add_argument("--tune-seeds", type=int, default=5, help="seeds per variant for the Tune contender")
     args = parser.parse_args()
-    cores = os.cpu_count()
+    cores = os.cpu_count() or 1
     out: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "cores": cores,
-                 "torch": torch.__version__, "command": "python benchmarks/run.py"}
-    peak_all, peak_one = matmul_peak(cores), matmul_peak(1)
-    out["matmul_gflops"] = {"all_cores": round(peak_all, 1), "one_thread": round(peak_one, 1)}
-    print(f"matmul peak: {peak_all:.1f} GFLOP/s ({cores} threads), {peak_one:.1f} (1 thread)", flush=True)
-    torch.set_num_threads(cores)
+                 "torch": torch.__version__, "command": "python benchmarks/run.py" + (" --quick" if args.quick else "")}
 
-    # digits: the preset's workload
-    from sweep import spec as specs
+    peak1, peak_all = matmul_peak(1), matmul_peak(cores)
+    cache_share = budget.last_level_cache_bytes() // 4  # a pack's state within a quarter of the L3
+    bw_dram, bw_cache = bandwidth(256 * 2**20), bandwidth(cache_share // 2)
+    out["hardware"] = {"matmul_gflops_1_thread": round(peak1, 1), f"matmul_gflops_{cores}_threads": round(peak_all, 1),
+                       "dram_gbs_1_thread": round(bw_dram, 1), "cache_gbs_1_thread": round(bw_cache, 1)}
+    say(f"hardware: matmul {peak1:.0f} GFLOP/s (1 thread), {peak_all:.0f} ({cores}); "
+        f"bandwidth {bw_dram:.0f} GB/s DRAM, {bw_cache:.0f} GB/s in cache (1 thread)")
 
-    spec = specs.resolve("fig1-difficulty", "digits")
-    kw = dict(hidden=spec.model.hidden, lr=spec.optimizer.lr, momentum=spec.optimizer.momentum,
-              batch_size=spec.batch_size)
-    variants, seeds = spec.variants, spec.seeds
-    work = seeds * len(variants)  # seed-epochs
-    t_a = run_notebook("digits", variants, seeds, **kw)
-    print(f"digits (a) notebook: {t_a:.1f} s", flush=True)
-    with tempfile.TemporaryDirectory() as storage:
-        t_b_part = run_tune_per_seed("digits", variants, args.tune_seeds, storage=storage, **kw)
-    t_b = t_b_part * seeds / args.tune_seeds  # same rate, all seeds
-    print(f"digits (b) one trial per seed: {t_b_part:.1f} s for {args.tune_seeds * len(variants)} "
-          f"seeds -> {t_b:.1f} s for {work}", flush=True)
-    t_c, trials = run_memsweep("digits", [])
-    print(f"digits (c) memsweep: {t_c:.1f} s", flush=True)
-    train_f, score_f = mlp_flops([64, *spec.model.hidden, 10], 1437, 1797)
-    t_d = work * (train_f + score_f) / (peak_all * 1e9)
-    out["digits"] = {
-        "seed_epochs": work,
-        "seconds": {"a_notebook": round(t_a, 1), "b_trial_per_seed": round(t_b, 1),
-                    "b_measured_on_seeds": args.tune_seeds * len(variants), "c_memsweep": round(t_c, 1),
-                    "d_limit": round(t_d, 2)},
-        "seed_epochs_per_s": {k: round(work / v, 2) for k, v in
-                              (("a", t_a), ("b", t_b), ("c", t_c), ("d", t_d))},
-        "ratios": {"a/c": round(t_a / t_c, 2), "b/c": round(t_b / t_c, 2), "c/d": round(t_c / t_d, 1)},
-        "c_trial_peak_rss_mb": round(float(trials.peak_rss_mb.max()), 0),
-        "c_trial_rss_growth_mb": round(float((trials.peak_rss_mb - trials.rss_before_mb).max()), 0),
-        "notebook_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
-    }
-    print(json.dumps(out["digits"]["ratios"]), flush=True)
+    # The step against its floor: the pack size memsweep picks on this machine, and a larger one.
+    k = PRESET.resolved_pack_size(100, "cpu", sharers=cores)
+    step = {}
+    for kk, bw, where in ((k, bw_cache, "cache"), (20, bw_dram, "DRAM")):
+        t = measure_step(kk)
+        fl = step_floor(kk, peak1, bw)
+        step[f"pack_{kk}"] = {"ms_per_seed_epoch": round(1e3 * t, 1), "floor_ms": round(1e3 * fl["floor_s"], 1),
+                              "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
+                              "state_in": where, "fraction_of_floor": round(fl["floor_s"] / t, 2)}
+        say(f"step, pack of {kk} (state in {where}): {1e3 * t:.1f} ms per seed-epoch; floor {1e3 * fl['floor_s']:.1f} ms "
+            f"(FLOPs {1e3 * fl['flop_s']:.1f}, bytes {1e3 * fl['byte_s']:.1f}): {fl['floor_s'] / t:.0%} of the floor")
+    out["step"] = step
 
-    # (c) scaling with seeds and with pack size
-    scaling = {}
-    for n in (50, 100, 200):
-        t = t_c if n == 100 else run_memsweep("digits", [f"seeds={n}"])[0]
-        scaling[f"seeds={n}"] = round(t, 1)
-        print(f"digits (c) seeds={n}: {t:.1f} s", flush=True)
-    for k in (5, 50, 100):
-        t = run_memsweep("digits", [f"pack_size={k}"])[0]
-        scaling[f"pack_size={k}"] = round(t, 1)
-        print(f"digits (c) pack_size={k}: {t:.1f} s", flush=True)
-    scaling["pack_size=20"] = round(t_c, 1)
-    scaling["t200/t100"] = round(scaling["seeds=200"] / scaling["seeds=100"], 2)
-    out["digits_scaling"] = scaling
+    fc = fixed_cost(2 if args.quick else 3)
+    out["fixed_cost"] = {key: (round(v, 2) if isinstance(v, float) else v) for key, v in fc.items()}
+    say(f"fixed cost: one-seed sweep {fc['one_seed_sweep_s']:.1f} s; floor {fc['floor_s']:.1f} s = imports "
+        f"{fc['python_and_ray_import_s']:.1f} + ray.init {fc['ray_init_s']:.1f} + a trial importing torch "
+        f"{fc['trial_torch_import_s']:.1f}")
 
-    # compute-bound: 2 x 4096 on CIFAR-shaped synthetic data
-    n, s = args.compute_train, args.compute_seeds
-    ckw = dict(hidden=[4096, 4096], lr=0.01, momentum=0.0, batch_size=256)
-    t_a = run_notebook("synthetic", ["real"], args.notebook_compute_seeds, train_size=n, splits=("train",),
-                       **ckw) * s / args.notebook_compute_seeds
-    print(f"compute (a) notebook: {t_a:.1f} s for {s} seeds (measured on {args.notebook_compute_seeds})",
-          flush=True)
-    t_c, trials = run_memsweep("synthetic", [f"seeds={s}", "variants=[real]", f"train_size={n}",
-                                             "splits=[train]"])
-    print(f"compute (c) memsweep: {t_c:.1f} s", flush=True)
-    train_f, score_f = mlp_flops([3072, 4096, 4096, 10], n, n)
-    t_d = s * (train_f + score_f) / (peak_all * 1e9)
-    packs = trials.groupby("fragment").agg(k=("seed", "size"), train_seconds=("train_seconds", "first"))
-    achieved = (packs.k * train_f / packs.train_seconds).mean() / 1e9  # per trial (1 thread each)
-    out["compute"] = {
-        "seed_epochs": s, "train_examples": n, "pack_size": int(packs.k.max()),
-        "seconds": {"a_notebook": round(t_a, 1), "c_memsweep": round(t_c, 1), "d_limit": round(t_d, 1)},
-        "ratios": {"a/c": round(t_a / t_c, 2), "c/d": round(t_c / t_d, 2)},
-        "training_gflops_per_trial": round(achieved, 1),
-        "training_fraction_of_one_thread_peak": round(achieved / peak_one, 3),
-        "c_trial_peak_rss_mb": round(float(trials.peak_rss_mb.max()), 0),
-        "c_trial_rss_growth_mb": round(float((trials.peak_rss_mb - trials.rss_before_mb).max()), 0),
-        "memory_budget_mb": 2 * 1024,
-    }
-    print(json.dumps(out["compute"]), flush=True)
-    (HERE / "results.json").write_text(json.dumps(out, indent=1))
-    print(f"wrote {HERE / 'results.json'}")
+    curve = {}
+    for seeds in ((10, 100) if args.quick else (10, 30, 100, 300, 1000)):
+        t_nb = run_notebook(seeds)
+        t_ms = run_memsweep(f"seeds={seeds}")
+        eng = run_engine(seeds)
+        curve[seeds] = {"notebook_s": round(t_nb, 1), "memsweep_s": round(t_ms, 1), "engine_s": round(eng["seconds"], 1),
+                        "engine_train_s": round(eng["train_seconds"], 1), "engine_pack_size": eng["pack_size"],
+                        "notebook/memsweep": round(t_nb / t_ms, 2)}
+        say(f"seeds {seeds:>4} x {len(VARIANTS)}: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s "
+            f"({t_nb / t_ms:.2f}x), engine alone {eng['seconds']:.1f} s")
+    out["seeds"] = curve
+    t_tune = run_tune_per_seed(args.tune_seeds)
+    out["tune_per_seed"] = {"measured_s": round(t_tune, 1), "seeds": args.tune_seeds,
+                            "scaled_to_100_s": round(t_tune * 100 / args.tune_seeds, 1)}
+    say(f"one Tune trial per seed: {t_tune:.1f} s for {args.tune_seeds} seeds x {len(VARIANTS)} "
+        f"-> {t_tune * 100 / args.tune_seeds:.0f} s for 100")
+    if 1000 in curve:
+        out["t1000/t100"] = round(curve[1000]["memsweep_s"] / curve[100]["memsweep_s"], 2)
+        plot(curve)
+    (HERE / ("results_quick.json" if args.quick else "results.json")).write_text(json.dumps(out, indent=1))
+    table = markdown(out)
+    print(table)
+    if args.readme:
+        readme = HERE / "README.md"
+        text = readme.read_text()
+        start, end = "<!-- run.py table -->", "<!-- /run.py table -->"
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
+
+
+def markdown(out: dict) -> str:
+    rows = [f"Measured {out['date']} on {out['machine']}, torch {out['torch']} (`{out['command']}`).", "",
+            "| seeds x 3 variants | notebook loop | memsweep end to end | notebook / memsweep | engine alone |",
+            "|---|---|---|---|---|"]
+    for seeds, r in out["seeds"].items():
+        rows.append(f"| {seeds} | {r['notebook_s']} s | {r['memsweep_s']} s | **{r['notebook/memsweep']}x** | "
+                    f"{r['engine_s']} s |")
+    fc, hw = out["fixed_cost"], out["hardware"]
+    rows += ["", f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; "
+             f"the floor that no Ray sweep here avoids is {fc['floor_s']} s (Python and Ray imports "
+             f"{fc['python_and_ray_import_s']} s, `ray.init` {fc['ray_init_s']} s, a trial process importing torch "
+             f"{fc['trial_torch_import_s']} s).",
+             f"- One Tune trial per seed (the notebook's code in Tune's default way): {out['tune_per_seed']['scaled_to_100_s']} s "
+             f"for 100 seeds x 3 (measured on {out['tune_per_seed']['seeds']} x 3).",
+             f"- Hardware: matmul {hw['matmul_gflops_1_thread']} GFLOP/s on 1 thread; `y += x` "
+             f"{hw['dram_gbs_1_thread']} GB/s from DRAM, {hw['cache_gbs_1_thread']} GB/s in cache."]
+    for name, s in out["step"].items():
+        rows.append(f"- Training step, {name.replace('_', ' of ')} (state in {s['state_in']}): {s['ms_per_seed_epoch']} ms "
+                    f"per seed-epoch against a floor of {s['floor_ms']} ms (FLOPs {s['flop_ms']} ms, bytes "
+                    f"{s['byte_ms']} ms): **{s['fraction_of_floor']:.0%} of the floor**.")
+    if "t1000/t100" in out:
+        rows.append(f"- Linear in seeds: t(1,000) / t(100) = {out['t1000/t100']} end to end.")
+    return "\n".join(rows)
+
+
+def plot(curve: dict) -> None:
+    import plotly.graph_objects as go
+
+    seeds = list(curve)
+    fig = go.Figure([go.Scatter(x=seeds, y=[curve[s][k] for s in seeds], name=name, mode="lines+markers")
+                     for k, name in (("notebook_s", "notebook loop"), ("memsweep_s", "memsweep end to end"),
+                                     ("engine_s", "engine alone"))])
+    fig.update_layout(title="Digits fig1 (3 variants): seconds against seeds", xaxis_type="log", yaxis_type="log",
+                      xaxis_title="seeds per variant", yaxis_title="seconds", template="plotly_white")
+    fig.write_html(HERE / "seeds_curve.html", include_plotlyjs="cdn")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
 
 
 def machine() -> str:

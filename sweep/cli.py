@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             print(specs.to_yaml(spec), end="")
             slots = max(1, len(os.sched_getaffinity(0)))
             print(f"# {describe(specs.expand(spec, slots), spec)}; spec hash {spec.hash()} (the plan on this "
-                  f"machine, {slots} CPUs at 1 a trial: a launch sizes convergence packs to its cluster)")
+                  f"machine, {slots} CPUs at 1 a trial: a launch sizes trials to its cluster)")
             return 0
         return _launch(args, spec)
     except (specs.SpecError, _UserError) as exc:

@@ -36,6 +36,23 @@ class Job:
     columns: dict[str, np.ndarray]  # per-member trials columns known before training
 
 
+    def select(self, rows: range) -> "Job":
+        """The job of members `rows` only (a trial trains its members in packs, one after another):
+        per-member values ((K, ...) arrays, lists) cut to those rows, shared ones kept."""
+        idx = list(rows)
+        m = self.members
+        members = engine.Members(init_seeds=[m.init_seeds[i] for i in idx], order_seeds=[m.order_seeds[i] for i in idx],
+                                 labels=None if m.labels is None else m.labels[idx],
+                                 subsets=None if m.subsets is None else m.subsets[idx])
+
+        def per_member(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {s: (v[idx] if np.ndim(v) == 2 else v) for s, v in splits.items()}
+
+        return Job(self.data, members, self.arch, self.arch_label, [self.keys[i] for i in idx],
+                   [self.seeds[i] for i in idx], per_member(self.labels), self.true_labels,
+                   per_member(self.corrupted), {c: np.asarray(v)[idx] for c, v in self.columns.items()})
+
+
 def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -> Job:
     if isinstance(spec, DifficultySpec):
         data = datasets.load(spec.dataset, data_root, device)

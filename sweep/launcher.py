@@ -25,7 +25,7 @@ import ray
 from ray import tune
 
 from sweep import __version__
-from sweep.spec import Spec, SpecError, TrialPlan, expand, plan_of
+from sweep.spec import Spec, SpecError, TrialPlan, expand, plan_of, validate
 from sweep.store import Store
 
 Mode = Literal["new", "resume", "overwrite"]
@@ -68,7 +68,7 @@ def check_mode(store: Store, spec: Spec, mode: Mode) -> None:
     if mode == "overwrite":
         return
     done, planned = len(store.intact()), len(plan_of(manifest))
-    if manifest.get("spec_hash") != spec.hash():
+    if manifest.get("spec_hash") != spec.hash() and _stored_hash(manifest) != spec.hash():
         old, new = manifest.get("spec", {}), spec.model_dump()
         changed = sorted(k for k in set(old) | set(new) if k != "description" and old.get(k) != new.get(k))
         if mode == "resume":  # the user wants that sweep: say how to name it, never to delete it
@@ -83,6 +83,15 @@ def check_mode(store: Store, spec: Spec, mode: Mode) -> None:
         what = ("it is complete; pass --overwrite to start again or --results DIR for a new location"
                 if done == planned else "pass --resume to finish it or --overwrite to start again")
         raise SpecError(f"{store.uri} already holds this sweep ({done}/{planned} trials done); {what}")
+
+
+def _stored_hash(manifest: dict[str, Any]) -> str | None:
+    """The stored spec's hash as this version computes it (keys added since then take their
+    defaults), or None if it no longer validates."""
+    try:
+        return validate(manifest["spec"]).hash()
+    except (SpecError, KeyError, TypeError):
+        return None
 
 
 def check_request(cpus: float, gpus: float, *, local: bool) -> None:
@@ -157,7 +166,7 @@ def describe(plans: list[TrialPlan], spec) -> str:
         return (f"{len(plans)} trials: packs of <= {max(len(p.members) for p in plans)} of {models} models "
                 f"({len(spec.archs)} archs x {len(spec.corruptions)} corruptions x {spec.seeds} seeds)")
     cells = len({p.cell for p in plans})
-    return (f"{len(plans)} trials: {cells} cells x packs of <= {spec.resolved_pack_size()} "
+    return (f"{len(plans)} trials: {cells} cells x <= {max(p.seed_hi - p.seed_lo for p in plans)} "
             f"of {spec.seeds} seeds")
 
 

@@ -50,6 +50,11 @@ MAX_WIDTH = 65_536  # hidden units of one layer
 MAX_BATCH = 1_000_000
 MAX_LIST = 10_000  # entries of a list key (epochs, sigmas, ...)
 MAX_AUTO_PACK = 64  # models per convergence pack when pack_size is not set
+# Trials per slot (trials the cluster runs at once) when the plan sizes them: at least two, so
+# that no core idles behind the last, slowest trial.
+TRIALS_PER_SLOT = 2
+# Keys that only say how the work is cut into trials and packs; they change no number stored.
+EXECUTION_KEYS = ("pack_size", "trial_size", "memory_budget_gb")
 MAX_LR = 100.0  # a finite lr of 1e308 would train to NaN as surely as an infinite one
 
 # A sweep name is one path component of the results location, and a key on S3: letters,
@@ -101,8 +106,9 @@ class _SpecBase(_Strict):
             raise ValueError(str(exc).split(": ", 1)[1]) from None
 
     def hash(self) -> str:
-        """Identity of what the sweep computes (every key but the description), 16 hex digits."""
-        body = self.model_dump(exclude={"description"})
+        """Identity of what the sweep computes, 16 hex digits: every key but the description and
+        the keys that only say how the work is cut up (EXECUTION_KEYS), which change no number."""
+        body = self.model_dump(exclude={"description", *EXECUTION_KEYS})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -122,7 +128,13 @@ class DifficultySpec(_SpecBase):
     model: ModelSpec = ModelSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 256
-    pack_size: Annotated[int, Field(ge=1, le=MAX_SEEDS)] | None = None  # None: as many as memory_budget_gb allows
+    # Seeds a trial trains (one fragment each); None: `pack_size` if it is set, else cut so that
+    # every slot (trials the cluster runs at once) gets at least TRIALS_PER_SLOT trials.
+    trial_size: Annotated[int, Field(ge=1, le=MAX_SEEDS)] | None = None
+    # Seeds trained at once as one pack inside a trial (a trial trains its packs one after
+    # another); None: sized on the worker, to its last-level cache on a CPU
+    # (trainables.budget.cache_pack_size) and to memory_budget_gb on a GPU.
+    pack_size: Annotated[int, Field(ge=1, le=MAX_SEEDS)] | None = None
     memory_budget_gb: Annotated[float, Field(gt=0, le=4096)] = 2.0
     splits: Annotated[list[Literal["train", "test"]], Field(min_length=1)] = ["train", "test"]
     train_size: Annotated[int, Field(ge=1, le=100_000_000)] | None = None  # the first N training examples only
@@ -150,14 +162,26 @@ class DifficultySpec(_SpecBase):
         """The corruption a model of this sweep trains on: its variant's kind at `corruption.p`."""
         return Corruption.of(variant, self.corruption.p)
 
-    def resolved_pack_size(self) -> int:
-        from trainables.budget import auto_pack_size  # plain arithmetic: the driver plans without torch
+    def resolved_trial_size(self, slots: int = 1) -> int:
+        """Seeds per trial (see `trial_size`)."""
+        if self.trial_size is not None:
+            return min(self.trial_size, self.seeds)
+        if self.pack_size is not None:
+            return min(self.pack_size, self.seeds)
+        trials_per_cell = max(1, math.ceil(TRIALS_PER_SLOT * slots / len(self.variants)))
+        return math.ceil(self.seeds / min(trials_per_cell, self.seeds))
+
+    def resolved_pack_size(self, seeds: int, device: str = "cpu", sharers: int = 1) -> int:
+        """Seeds per pack for a trial of `seeds` on `device` shared by `sharers` trials at once."""
+        from trainables import budget  # plain arithmetic: the driver plans without torch
 
         (c, h, w), classes = DATASET_SHAPES[self.dataset]
         if self.pack_size is not None:
-            return min(self.pack_size, self.seeds)
-        return auto_pack_size(int(self.memory_budget_gb * 2**30), self.seeds, c * h * w,
-                              self.model.hidden, classes, self.batch_size)
+            return min(self.pack_size, seeds)
+        if device == "cuda":
+            return budget.auto_pack_size(int(self.memory_budget_gb * 2**30), seeds, c * h * w,
+                                         self.model.hidden, classes, self.batch_size)
+        return budget.cache_pack_size(seeds, c * h * w, self.model.hidden, classes, sharers=sharers)
 
 
 class PreprocessSpec(_Strict):
@@ -348,7 +372,7 @@ class ConvergenceSpec(_SpecBase):
             return self.pack_size
         groups = input_groups(self.corruptions)
         largest = max(len(g) for g in groups.values()) * self.seeds
-        packs_per_group = max(1, math.ceil(2 * slots / (len(groups) * len(self.archs))))
+        packs_per_group = max(1, math.ceil(TRIALS_PER_SLOT * slots / (len(groups) * len(self.archs))))
         return max(1, min(math.ceil(largest / packs_per_group), MAX_AUTO_PACK))
 
 
@@ -400,7 +424,7 @@ def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
         k = spec.resolved_pack_size(slots)
         count = len(spec.archs) * sum(math.ceil(len(g) * spec.seeds / k) for g in input_groups(spec.corruptions).values())
     else:
-        count = len(spec.variants) * math.ceil(spec.seeds / spec.resolved_pack_size())
+        count = len(spec.variants) * math.ceil(spec.seeds / spec.resolved_trial_size(slots))
     if count > MAX_TRIALS:
         raise SpecError(f"the plan has {count:,} trials, more than the {MAX_TRIALS:,} allowed in one sweep: "
                         "use fewer seeds or cells, or larger packs (pack_size)")
@@ -418,7 +442,7 @@ def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
                                            seed_lo=min(s for _, s in pack), seed_hi=max(s for _, s in pack) + 1,
                                            arch=arch, members=pack))
         return plans
-    k = spec.resolved_pack_size()
+    k = spec.resolved_trial_size(slots)
     packs = math.ceil(spec.seeds / k)
     return [TrialPlan(cell=v, variant=v, pack=i, seed_lo=i * k, seed_hi=min(spec.seeds, (i + 1) * k))
             for v in spec.variants for i in range(packs)]

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from sweep import tables as T
 from sweep.spec import ConvergenceSpec, TrialPlan, validate
@@ -32,8 +33,6 @@ def run(config: dict[str, Any]) -> None:
     from ray import tune
 
     from sweep import job as jobs
-    from trainables import budget, engine
-    from trainables.models import PackedMLP
 
     # Ray logs every persisted checkpoint at INFO in the worker, which floods the driver's
     # terminal with one line per checkpoint; the progress lines say what matters.
@@ -45,31 +44,58 @@ def run(config: dict[str, Any]) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True  # CUDA only; a no-op on the CPU
     job = jobs.prepare(spec, plan, config["data_root"], ctx["device"])
     rss_before = _rss_mb()
-    pack = jobs.build_pack(spec, job, ctx["device"])
-    (c, h, w), classes = job.data.input_shape, job.data.num_classes
-    if isinstance(pack, PackedMLP):  # the MLP's memory model sizes the scoring chunk from the budget
-        chunk = budget.score_chunk(int(getattr(spec, "memory_budget_gb", 2.0) * 2**30), job.members.k, c * h * w,
-                                  getattr(pack, "hidden"), classes, spec.batch_size)
-    else:  # a CNN scores K x chunk images at once: 1,024 images in all, as one model did alone
-        chunk = max(16, 1024 // job.members.k)
-    schedule = jobs.schedule(spec, plan, chunk)
-    if isinstance(spec, ConvergenceSpec):
+    if isinstance(spec, ConvergenceSpec):  # the plan's pack, with checkpoints and probes
+        pack, schedule = _pack(spec, plan, job, ctx["device"])
         outcome, found, resumed_from = _converge(spec, job, pack, schedule)
-    else:
-        init_norms = {k: v.cpu().numpy() for k, v in pack.layer_norms().items()} if spec.norms else {}
-        outcome = engine.run(pack, job.data, job.members, schedule,
-                             on_epoch=lambda r, _: tune.report(_summary(r, done=False)))
-        found, resumed_from = {"init_norms": init_norms, "probes": [], "filters": [], "phase1": None}, None
-    columns = dict(job.columns, pack_mode=np.full(job.members.k, getattr(pack, "mode", "bmm")))
-    if isinstance(spec, ConvergenceSpec):
-        columns.update(T.convergence_columns(spec, job, pack, outcome, found, resumed_from))
-    else:
-        columns.update(rss_before_mb=np.full(job.members.k, rss_before), **_peak_memory(job.members.k, ctx["device"]))
-    tables = T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
+        columns = dict(job.columns, pack_mode=np.full(job.members.k, getattr(pack, "mode", "bmm")),
+                       **T.convergence_columns(spec, job, pack, outcome, found, resumed_from))
+        tables = T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
+        last = outcome.records[-1]
+    else:  # the trial's seeds in packs sized to the worker (its cache, or its GPU's memory budget)
+        sharers = max(1, (os.cpu_count() or 1) // max(1, int(config["cpus"])))
+        k = spec.resolved_pack_size(job.members.k, ctx["device"].type, sharers)
+        parts = [_fig1_pack(spec, plan, job.select(range(i, min(i + k, job.members.k))), ctx, started, t0, rss_before)
+                 for i in range(0, job.members.k, k)]
+        tables = {name: pa.concat_tables([part[name] for part, _ in parts]) for name in parts[0][0]}
+        last = parts[-1][1]
     Store(config["results"], spec.name).write_fragment(plan.fragment, tables, {
         "sweep": spec.name, "fragment": plan.fragment, "spec": spec.model_dump(),
         "spec_hash": spec.hash(), "versions": ctx["versions"], "git_rev": ctx["git_rev"]})
-    tune.report(_summary(outcome.records[-1], done=True))
+    tune.report(_summary(last, done=True))
+
+
+def _pack(spec, plan: TrialPlan, job, device):
+    """The job's pack on the device, and its engine schedule."""
+    from sweep import job as jobs
+    from trainables import budget
+    from trainables.models import PackedMLP
+
+    pack = jobs.build_pack(spec, job, device)
+    (c, h, w), classes = job.data.input_shape, job.data.num_classes
+    if isinstance(pack, PackedMLP):  # the MLP's memory model sizes the scoring chunk from the budget
+        chunk = budget.score_chunk(int(getattr(spec, "memory_budget_gb", 2.0) * 2**30), job.members.k, c * h * w,
+                                   getattr(pack, "hidden"), classes, spec.batch_size)
+    else:  # a CNN scores K x chunk images at once: 1,024 images in all, as one model did alone
+        chunk = max(16, 1024 // job.members.k)
+    return pack, jobs.schedule(spec, plan, chunk)
+
+
+def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: float):
+    """Train one pack of a fig1 trial's seeds; (its tables, its last epoch record)."""
+    from ray import tune
+
+    from trainables import engine
+
+    pack, schedule = _pack(spec, plan, job, ctx["device"])
+    init_norms = {k: v.cpu().numpy() for k, v in pack.layer_norms().items()} if spec.norms else {}
+    outcome = engine.run(pack, job.data, job.members, schedule,
+                         on_epoch=lambda r, _: tune.report(_summary(r, done=False)))
+    found = {"init_norms": init_norms, "probes": [], "filters": [], "phase1": None}
+    k = job.members.k
+    columns = dict(job.columns, pack_mode=np.full(k, getattr(pack, "mode", "bmm")),
+                   rss_before_mb=np.full(k, rss_before), **_peak_memory(k, ctx["device"]))
+    tables = T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
+    return tables, outcome.records[-1]
 
 
 def _converge(spec: ConvergenceSpec, job, pack, schedule):

@@ -4,6 +4,7 @@ import pytest
 
 from sweep import cli
 from sweep import spec as S
+from trainables import budget
 from trainables.budget import memory_per_seed
 
 
@@ -34,12 +35,27 @@ def test_expand_packs_cover_every_seed_once():
     assert {p.variant for p in plans} == {"real", "randX", "randY"}
 
 
-def test_auto_pack_size_fits_the_budget():
+def test_pack_sizes_fit_the_gpu_budget_or_the_cpu_cache():
     spec = S.resolve("fig1-difficulty", None, ["memory_budget_gb=2"])  # 2 x 4096 on CIFAR
-    k = spec.resolved_pack_size()
+    k = spec.resolved_pack_size(100, "cuda")
     per_seed = memory_per_seed(3072, [4096, 4096], 10, 256)
     assert k * per_seed <= 2 * 2**30 < (k + 1) * per_seed
-    assert S.resolve("fig1-difficulty", "digits", ["pack_size=500", "seeds=7"]).resolved_pack_size() == 7
+    assert S.resolve("fig1-difficulty", "digits", ["pack_size=500", "seeds=7"]).resolved_pack_size(7) == 7
+    # digits' 2 x 512 MLP: 2 x 301,066 floats of parameters and momentum a seed (2.4 MB); two trials
+    # sharing a 32 MiB cache get 8 MiB each for packs: 3 seeds.
+    assert budget.cache_pack_size(50, 64, [512, 512], 10, sharers=2, cache_bytes=32 * 2**20) == 3
+    assert budget.cache_pack_size(50, 3072, [4096, 4096], 10, sharers=2, cache_bytes=32 * 2**20) == 1
+    digits = S.resolve("fig1-difficulty", "digits")
+    assert digits.resolved_pack_size(50, "cpu", sharers=2) == budget.cache_pack_size(50, 64, [512, 512], 10, sharers=2)
+
+
+def test_fig1_trials_are_sized_to_the_slots_and_packs_do_not_rename_them():
+    spec = S.resolve("fig1-difficulty", "digits")  # 100 seeds x 3 variants
+    assert [(p.cell, p.seed_lo, p.seed_hi) for p in S.expand(spec, slots=2)] == [
+        (v, lo, lo + 50) for v in ("real", "randX", "randY") for lo in (0, 50)]
+    assert len(S.expand(spec, slots=32)) == 3 * 20  # ceil(64 / 3) = 22 trials a cell wanted: 20 of 5 seeds
+    assert spec.hash() == S.resolve("fig1-difficulty", "digits", ["pack_size=7", "trial_size=9"]).hash()
+    assert [p.seed_hi for p in S.expand(S.resolve("fig1-difficulty", "digits", ["trial_size=40"]))][:3] == [40, 80, 100]
 
 
 def test_derived_seeds_are_stable_and_distinct():
@@ -100,7 +116,7 @@ def test_list_and_show(capsys):
     assert "fig1-difficulty       Arpit et al. 2017 Fig. 1" in lines[3]
     assert cli.main(["show", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=8"]) == 0
     out = capsys.readouterr().out
-    assert "seeds: 8\n" in out and "dataset: digits\n" in out and "# 3 trials: 3 cells" in out
+    assert "seeds: 8\n" in out and "dataset: digits\n" in out and "# 6 trials: 3 cells" in out
 
 
 def test_presets_hold_only_what_differs_from_the_family_defaults():
