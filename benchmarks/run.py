@@ -111,6 +111,7 @@ def run_tune_per_seed(seeds: int) -> float:
     import ray
     from ray import tune
 
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no console box; Tune's loggers stay on (its default)
     start = time.perf_counter()
     ray.init(include_dashboard=False, logging_level="ERROR")
     with tempfile.TemporaryDirectory() as storage:
@@ -235,6 +236,25 @@ def step_floor(k: int, peak_gflops: float, bw_gbs: float) -> dict[str, float]:
             "byte_s": moved / (bw_gbs * 1e9), "floor_s": max(flops / (peak_gflops * 1e9), moved / (bw_gbs * 1e9))}
 
 
+def gemm_floor(k: int, repeats: int = 200) -> float:
+    """Seconds per seed-epoch of the step's own batched GEMMs alone (forward, weight gradients,
+    input gradients at this pack size, batch 16), each timed at its best, 1 thread: the floor
+    this BLAS sets for the step, below the large-matmul peak that `step_floor` assumes."""
+    torch.set_num_threads(1)
+    sizes = [64, *HIDDEN, 10]
+    total = 0.0
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        x, w, g = torch.randn(k, BATCH, n_in), torch.randn(k, n_in, n_out), torch.randn(k, BATCH, n_out)
+        b, v, back = torch.randn(k, 1, n_out), torch.randn(k, n_in, n_out), torch.empty(k, BATCH, n_in)
+        ops = [lambda: torch.baddbmm(b, x, w), lambda: v.baddbmm_(x.transpose(1, 2), g, beta=0.9)]
+        if i > 0:
+            ops.append(lambda: torch.bmm(g, w.transpose(1, 2), out=back))
+        for op in ops:
+            op()
+            total += min(_timed(op) for _ in range(repeats))
+    return total * -(-1437 // BATCH) / k
+
+
 def measure_step(k: int, repeats: int = 3) -> float:
     """Seconds of training per seed-epoch for a pack of k, 1 thread (best of `repeats`)."""
     torch.set_num_threads(1)
@@ -275,11 +295,14 @@ def main() -> None:
     for kk, bw, where in ((k, bw_cache, "cache"), (20, bw_dram, "DRAM")):
         t = measure_step(kk)
         fl = step_floor(kk, peak1, bw)
+        gemms = gemm_floor(kk)
         step[f"pack_{kk}"] = {"ms_per_seed_epoch": round(1e3 * t, 1), "floor_ms": round(1e3 * fl["floor_s"], 1),
+                              "gemm_floor_ms": round(1e3 * gemms, 1), "fraction_of_gemm_floor": round(gemms / t, 2),
                               "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
                               "state_in": where, "fraction_of_floor": round(fl["floor_s"] / t, 2)}
         say(f"step, pack of {kk} (state in {where}): {1e3 * t:.1f} ms per seed-epoch; floor {1e3 * fl['floor_s']:.1f} ms "
-            f"(FLOPs {1e3 * fl['flop_s']:.1f}, bytes {1e3 * fl['byte_s']:.1f}): {fl['floor_s'] / t:.0%} of the floor")
+            f"(FLOPs {1e3 * fl['flop_s']:.1f}, bytes {1e3 * fl['byte_s']:.1f}): {fl['floor_s'] / t:.0%} of the floor; "
+            f"its GEMMs alone {1e3 * gemms:.1f} ms ({gemms / t:.0%})")
     out["step"] = step
 
     fc = fixed_cost(2 if args.quick else 3)
@@ -337,7 +360,8 @@ def markdown(out: dict) -> str:
     for name, s in out["step"].items():
         rows.append(f"- Training step, {name.replace('_', ' of ')} (state in {s['state_in']}): {s['ms_per_seed_epoch']} ms "
                     f"per seed-epoch against a floor of {s['floor_ms']} ms (FLOPs {s['flop_ms']} ms, bytes "
-                    f"{s['byte_ms']} ms): **{s['fraction_of_floor']:.0%} of the floor**.")
+                    f"{s['byte_ms']} ms): **{s['fraction_of_floor']:.0%} of the floor**; the step's own GEMMs "
+                    f"alone, each at its best, take {s['gemm_floor_ms']} ms ({s['fraction_of_gemm_floor']:.0%}).")
     if "t1000/t100" in out:
         rows.append(f"- Linear in seeds: t(1,000) / t(100) = {out['t1000/t100']} end to end.")
     return "\n".join(rows)
