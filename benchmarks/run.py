@@ -276,6 +276,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="seeds 10 and 100 only (about 4 minutes)")
     parser.add_argument("--readme", action="store_true", help="rewrite the table in benchmarks/README.md")
     parser.add_argument("--tune-seeds", type=int, default=5, help="seeds per variant for the Tune contender")
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="notebook / memsweep pairs at 100 seeds, alternating (the notebook loop's time varies)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     out: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "cores": cores,
@@ -322,6 +324,14 @@ def main() -> None:
         say(f"seeds {seeds:>4} x {len(VARIANTS)}: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s "
             f"({t_nb / t_ms:.2f}x), engine alone {eng['seconds']:.1f} s")
     out["seeds"] = curve
+    pairs = []
+    for _ in range(args.pairs):  # alternating A B A B: both meet the same machine state
+        t_nb, t_ms = run_notebook(100), run_memsweep("seeds=100")
+        pairs.append((round(t_nb, 1), round(t_ms, 1), round(t_nb / t_ms, 2)))
+        say(f"pair at 100 seeds: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s ({t_nb / t_ms:.2f}x)")
+    if pairs:
+        out["pairs_100"] = {"notebook_memsweep_ratio": pairs,
+                            "median_ratio": statistics.median(p[2] for p in pairs)}
     t_tune = run_tune_per_seed(args.tune_seeds)
     out["tune_per_seed"] = {"measured_s": round(t_tune, 1), "seeds": args.tune_seeds,
                             "scaled_to_100_s": round(t_tune * 100 / args.tune_seeds, 1)}
@@ -349,6 +359,11 @@ def markdown(out: dict) -> str:
         rows.append(f"| {seeds} | {r['notebook_s']} s | {r['memsweep_s']} s | **{r['notebook/memsweep']}x** | "
                     f"{r['engine_s']} s |")
     fc, hw = out["fixed_cost"], out["hardware"]
+    if "pairs_100" in out:
+        pr = out["pairs_100"]
+        rows += ["", f"At 100 seeds, {len(pr['notebook_memsweep_ratio'])} more pairs run alternately (notebook, "
+                 f"memsweep): " + "; ".join(f"{a} s / {b} s = {r}x" for a, b, r in pr["notebook_memsweep_ratio"])
+                 + f": **median {pr['median_ratio']}x**."]
     rows += ["", f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; "
              f"the floor that no Ray sweep here avoids is {fc['floor_s']} s (Python and Ray imports "
              f"{fc['python_and_ray_import_s']} s, `ray.init` {fc['ray_init_s']} s, a trial process importing torch "
