@@ -13,9 +13,21 @@ import numpy as np
 import pandas as pd
 
 
+class MissingRows(ValueError):
+    """Per-epoch rows of the examples table are missing (a damaged or partial store)."""
+
+
 def _matrix(rows: pd.DataFrame, column: str) -> np.ndarray:
-    """(epochs, examples) values of one seed's rows, epochs ascending, examples by index."""
-    return rows.pivot(index="epoch", columns="index", values=column).sort_index().to_numpy()
+    """(epochs, examples) values of one seed's rows, epochs ascending, examples by index.
+    ValueError if an (epoch, example) row is missing: a gap is never read as a hit or a miss."""
+    table = rows.pivot(index="epoch", columns="index", values=column).sort_index()
+    if table.isna().to_numpy().any():
+        gaps = table.isna()
+        first = gaps.stack()[lambda v: v].index[0]
+        raise MissingRows(f"examples table: {int(gaps.to_numpy().sum())} (epoch, example) rows of seed "
+                         f"{rows.seed.iloc[0]} ({rows.variant.iloc[0]}) are missing, e.g. epoch {first[0]}, "
+                         f"example {first[1]}; every recorded epoch needs every example (`sweep verify`)")
+    return table.to_numpy()
 
 
 def _per_seed(rows: pd.DataFrame):
@@ -123,12 +135,13 @@ HARDNESS = {"1 - P(correct)": ("p_correct", -1), "forgetting events": ("forgetti
 
 def measures(examples: pd.DataFrame, split: str = "train", el2n_epoch: int | None = None) -> pd.DataFrame:
     """Per variant x example, every per-example measure side by side: p_correct (fraction of
-    seeds correct at the last recorded epoch), forgotten / never_learned / unforgettable /
+    seeds correct, each seed at its own last recorded epoch), forgotten / never_learned / unforgettable /
     forgetting_rank (never-learned seeds first, then events: Toneva et al.'s order),
     confidence / variability / correctness / region (data map), el2n (at `el2n_epoch`), plus
     label and corrupted."""
     rows = examples[examples.split == split]
-    last = rows[rows.epoch == rows.epoch.max()]
+    # Each model at its own last recorded epoch: in an interpolate sweep each stops when it fits.
+    last = rows[rows.epoch == rows.groupby(["variant", "seed"], observed=True).epoch.transform("max")]
     pc = last.groupby(["variant", "index"], observed=True).correct.mean().astype(float).rename("p_correct")
     out = forgetting_events(rows, split).merge(
         data_map(rows, split).drop(columns=["label", "corrupted"]), on=["variant", "index"])

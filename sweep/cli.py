@@ -207,6 +207,8 @@ def _status(args: argparse.Namespace) -> int:
         raise _UserError(str(exc)) from None
     except FileNotFoundError as exc:
         raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
+    except MissingRows as exc:
+        raise _UserError(str(exc)) from None
     print(table.to_string(index=False))
     totals = table.drop(columns="cell").sum()
     print("total: " + ", ".join(f"{totals[c]} {c}" for c in ["seeds", "done", "damaged", "running", "failed",
@@ -256,6 +258,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from analysis import report
+    from analysis.dynamics import MissingRows
 
     if args.preset not in specs.preset_names():  # a typo should not look like a missing sweep
         raise specs.SpecError(f"unknown preset {args.preset!r} (available: {', '.join(specs.preset_names())})")
@@ -279,6 +282,8 @@ def _report(args: argparse.Namespace) -> int:
                                                                                         args.data_root))
     except FileNotFoundError as exc:
         raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
+    except MissingRows as exc:
+        raise _UserError(str(exc)) from None
     except (OSError, pa.ArrowException) as exc:  # damage inside a file that its footer does not show
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise _UserError(f"cannot read the stored results ({reason}); `sweep verify {args.preset} --repair{_at(args)}` "

@@ -86,3 +86,26 @@ def test_agreement_and_corrupted_placement_by_hand():
     assert p["top: forgetting events"] == 0.75
     assert p["hard region: corrupted"] == 0.5 and p["hard region: clean"] == 0.0
     assert p["unforgettable: corrupted"] == 0.0 and p["unforgettable: clean"] == pytest.approx(2 / 3)
+
+
+def test_each_model_is_read_at_its_own_last_epoch():
+    """An interpolate sweep stops each model at its own epoch: seed 1 of 'clean' stops at epoch 2,
+    seed 0 goes on to 3. P(correct) takes each seed at its last epoch, and no variant vanishes."""
+    rows = pd.DataFrame([dict(variant=v, split="train", seed=s, epoch=e, index=i, correct=c, p_label=0.5,
+                              label=0, corrupted=False)
+                         for v, s, last, c_last in [("clean", 0, 3, True), ("clean", 1, 2, True), ("noisy", 0, 2, False)]
+                         for e in range(1, last + 1) for i in range(2)
+                         for c in [c_last if e == last else not c_last]])
+    m = D.measures(rows).set_index(["variant", "index"])
+    assert m.loc[("clean", 0), "p_correct"] == 1.0  # both seeds right at their own last epoch
+    assert m.loc[("noisy", 0), "p_correct"] == 0.0  # not dropped for stopping before epoch 3
+
+
+def test_a_missing_row_is_an_error_never_a_hit():
+    rows = frame(seeds=2)
+    # example 3 is never learned; drop one of its rows: before, the gap read as 'correct'
+    # (a NaN cast to bool) and turned a never-learned example into a learned-then-forgotten one.
+    gap = rows.drop(rows[(rows["index"] == 3) & (rows.seed == 0) & (rows.epoch == 2)].index)
+    for f in (D.forgetting_events, D.data_map, D.oscillation, D.measures):
+        with pytest.raises(ValueError, match="1 \\(epoch, example\\) rows of seed 0 .* missing, e.g. epoch 2, example 3"):
+            f(gap)
