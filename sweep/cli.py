@@ -207,8 +207,6 @@ def _status(args: argparse.Namespace) -> int:
         raise _UserError(str(exc)) from None
     except FileNotFoundError as exc:
         raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
-    except MissingRows as exc:
-        raise _UserError(str(exc)) from None
     print(table.to_string(index=False))
     totals = table.drop(columns="cell").sum()
     print("total: " + ", ".join(f"{totals[c]} {c}" for c in ["seeds", "done", "damaged", "running", "failed",
@@ -282,6 +280,8 @@ def _report(args: argparse.Namespace) -> int:
                                                                                         args.data_root))
     except FileNotFoundError as exc:
         raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
+    except MissingRows as exc:
+        raise _UserError(str(exc)) from None
     except MissingRows as exc:
         raise _UserError(str(exc)) from None
     except (OSError, pa.ArrowException) as exc:  # damage inside a file that its footer does not show
