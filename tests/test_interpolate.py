@@ -63,6 +63,9 @@ def test_killed_trial_resumes_from_its_checkpoint(ray_local, tmp_path):
     cols = ["step", "train_loss", "train_acc", "test_loss", "test_acc", "running_loss", "lr"]
     np.testing.assert_allclose(e_kill[cols].to_numpy(float), e_full[cols].to_numpy(float), atol=1e-6)
     assert t_kill.final_test_acc.iloc[0] == t_full.final_test_acc.iloc[0]
+    # The checkpoints served the retry, then went with the stored fragment (6 were kept before).
+    for name in ("uninterrupted", "killed"):
+        assert not list((tmp_path / name / spec.name / "_tune").rglob("state.pt")), name
 
 
 def test_killed_two_phase_trial_resumes_in_phase_two_with_its_probes(ray_local, tmp_path):
