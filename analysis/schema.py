@@ -37,7 +37,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         _field("pack", pa.int32()), _field("pack_size", pa.int32()), _field("pack_mode", pa.string()),
         _field("corruption_p", pa.float64()), _field("n_corrupted", pa.int64()),
         _field("init_seed", pa.uint64()), _field("order_seed", pa.uint64()), _field("corruption_seed", pa.uint64()),
-        _field("corruption_kind", pa.string()), _field("params", pa.int64(), CONV),
+        _field("corruption_kind", pa.string(), "every sweep since schema 3 (2026-11-25); fig1 fragments stored before have none"), _field("params", pa.int64(), CONV),
         _field("lr", pa.float64(), CONV), _field("stop_reason", pa.string(), CONV),
         _field("interpolated", pa.bool_(), CONV), _field("interp_epoch", pa.int32(), CONV),
         _field("interp_step", pa.int64(), CONV), _field("interp_train_seconds", pa.float64(), CONV),

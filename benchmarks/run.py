@@ -51,6 +51,7 @@ from trainables import budget, corruption, data as datasets, engine, packs  # no
 from trainables.models import MLP  # noqa: E402
 
 SWEEP = [sys.executable, "-m", "sweep.cli"]
+DEFAULT_THREADS = torch.get_num_threads()  # PyTorch's default, before any measurement changes it
 PRESET = specs.resolve("fig1-difficulty", "digits")
 HIDDEN, LR, MOMENTUM, BATCH = PRESET.model.hidden, PRESET.optimizer.lr, PRESET.optimizer.momentum, PRESET.batch_size
 VARIANTS = PRESET.variants
@@ -89,6 +90,7 @@ def notebook_seed(d: datasets.Data, seed: int) -> dict[str, np.ndarray]:
 
 
 def run_notebook(seeds: int) -> float:
+    torch.set_num_threads(DEFAULT_THREADS)  # the notebook's default threads, whatever ran before
     start = time.perf_counter()
     for variant in VARIANTS:
         d = variant_data(variant)
@@ -140,7 +142,7 @@ def run_memsweep(*sets: str) -> float:
 
 def run_engine(seeds: int) -> dict[str, float]:
     """The pack engine alone on the preset's work: packs sized as a lone trial would size them."""
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(DEFAULT_THREADS)
     k = PRESET.resolved_pack_size(seeds, "cpu", sharers=1)
     train = total = 0.0
     for variant in VARIANTS:
@@ -292,7 +294,7 @@ def main() -> None:
         f"bandwidth {bw_dram:.0f} GB/s DRAM, {bw_cache:.0f} GB/s in cache (1 thread)")
 
     # The step against its floor: the pack size memsweep picks on this machine, and a larger one.
-    k = PRESET.resolved_pack_size(100, "cpu", sharers=cores)
+    k = PRESET.resolved_pack_size(100, "cpu", cache_bytes=budget.cache_share_bytes(1.0))
     step = {}
     for kk, bw, where in ((k, bw_cache, "cache"), (20, bw_dram, "DRAM")):
         t = measure_step(kk)
@@ -321,7 +323,7 @@ def main() -> None:
         curve[seeds] = {"notebook_s": round(t_nb, 1), "memsweep_s": round(t_ms, 1), "engine_s": round(eng["seconds"], 1),
                         "engine_train_s": round(eng["train_seconds"], 1), "engine_pack_size": eng["pack_size"],
                         "notebook/memsweep": round(t_nb / t_ms, 2)}
-        say(f"seeds {seeds:>4} x {len(VARIANTS)}: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s "
+        say(f"seeds {seeds:>4} x {len(VARIANTS)} ({DEFAULT_THREADS} notebook threads): notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s "
             f"({t_nb / t_ms:.2f}x), engine alone {eng['seconds']:.1f} s")
     out["seeds"] = curve
     pairs = []
@@ -332,11 +334,14 @@ def main() -> None:
     if pairs:
         out["pairs_100"] = {"notebook_memsweep_ratio": pairs,
                             "median_ratio": statistics.median(p[2] for p in pairs)}
-    t_tune = run_tune_per_seed(args.tune_seeds)
-    out["tune_per_seed"] = {"measured_s": round(t_tune, 1), "seeds": args.tune_seeds,
-                            "scaled_to_100_s": round(t_tune * 100 / args.tune_seeds, 1)}
-    say(f"one Tune trial per seed: {t_tune:.1f} s for {args.tune_seeds} seeds x {len(VARIANTS)} "
-        f"-> {t_tune * 100 / args.tune_seeds:.0f} s for 100")
+    # Two seed counts, so that the fixed part (Ray's start) is not scaled up with the seeds.
+    n1, n2 = args.tune_seeds, 2 * args.tune_seeds
+    t1, t2 = run_tune_per_seed(n1), run_tune_per_seed(n2)
+    at_100 = t1 + (t2 - t1) / (n2 - n1) * (100 - n1)
+    out["tune_per_seed"] = {"measured_s": [round(t1, 1), round(t2, 1)], "seeds": [n1, n2],
+                            "scaled_to_100_s": round(at_100, 1)}
+    say(f"one Tune trial per seed: {t1:.1f} s for {n1} seeds x {len(VARIANTS)}, {t2:.1f} s for {n2} "
+        f"-> {at_100:.0f} s for 100 (linear through both)")
     if 1000 in curve:
         out["t1000/t100"] = round(curve[1000]["memsweep_s"] / curve[100]["memsweep_s"], 2)
         plot(curve)
@@ -369,7 +374,8 @@ def markdown(out: dict) -> str:
              f"{fc['python_and_ray_import_s']} s, `ray.init` {fc['ray_init_s']} s, a trial process importing torch "
              f"{fc['trial_torch_import_s']} s).",
              f"- One Tune trial per seed (the notebook's code in Tune's default way): {out['tune_per_seed']['scaled_to_100_s']} s "
-             f"for 100 seeds x 3 (measured on {out['tune_per_seed']['seeds']} x 3).",
+             f"for 100 seeds x 3 (a line through {out['tune_per_seed']['seeds'][0]} and "
+             f"{out['tune_per_seed']['seeds'][1]} seeds x 3, measured).",
              f"- Hardware: matmul {hw['matmul_gflops_1_thread']} GFLOP/s on 1 thread; `y += x` "
              f"{hw['dram_gbs_1_thread']} GB/s from DRAM, {hw['cache_gbs_1_thread']} GB/s in cache."]
     for name, s in out["step"].items():

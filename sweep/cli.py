@@ -17,6 +17,7 @@ from pathlib import Path
 from sweep import spec as specs
 
 EXIT_USAGE = 2
+SWEEP_HELP = "the sweep's name: its preset's, or what `sweep launch --name` gave it (see `sweep ls`)"
 # Connecting to a cluster (--address): one attempt of ~20 s, not Ray's default 20 attempts of ~41 s
 # each (~14 minutes) when the address answers but is not a Ray head.
 CONNECT_ENV = {"RAY_NUM_REDIS_GET_RETRIES": "1", "RAY_gcs_rpc_server_connect_timeout_s": "5",
@@ -58,12 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     launch = sub.add_parser("launch", help="run a preset on an embedded local Ray or a cluster")
     _add_spec_args(launch)
+    launch.add_argument("--name", default=None,
+                        help="the sweep's name, its folder in the results location (default: the preset's); "
+                             "lets one location hold several configurations of a preset")
     launch.add_argument("--data-root", default=None,
                         help="folder holding (or receiving) data set files, e.g. cifar-10-batches-py "
                              "(default: $MEMSWEEP_DATA or ~/.cache/memsweep/data)")
     launch.add_argument("--results", default="results",
                         help="results location: a folder or a URI such as s3://bucket/prefix "
-                             "(default: ./results); the sweep goes in <results>/<preset>/")
+                             "(default: ./results); the sweep goes in <results>/<name>/")
     launch.add_argument("--address", default=None,
                         help="an existing Ray cluster ('auto' or ray://host:port); "
                              "default: start and stop an embedded local Ray")
@@ -76,22 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--overwrite", action="store_true",
                       help="delete the existing sweep at the location and start again")
     status = sub.add_parser("status", help="per cell: seeds done, running, failed, not started")
-    status.add_argument("preset", help="the sweep (preset name)")
+    status.add_argument("preset", metavar="SWEEP", help=SWEEP_HELP)
     status.add_argument("--results", default="results", help="results location (default: ./results)")
 
     verify = sub.add_parser("verify", help="read every stored file in full; list damaged fragments (exit 1)")
-    verify.add_argument("preset", help="the sweep (preset name)")
+    verify.add_argument("preset", metavar="SWEEP", help=SWEEP_HELP)
     verify.add_argument("--results", default="results", help="results location (default: ./results)")
     verify.add_argument("--repair", action="store_true",
                         help="mark damaged trials not done, so that `sweep launch ... --resume` runs them again")
 
     report = sub.add_parser("report", help="write a self-contained HTML report of a sweep's results")
-    report.add_argument("preset", help="the sweep (preset name) to report on")
+    report.add_argument("preset", metavar="SWEEP", help=SWEEP_HELP)
     report.add_argument("--results", default="results", help="results location (default: ./results)")
     report.add_argument("--out", default=None,
-                        help="HTML file to write (default: <results>/<preset>/report.html, or "
-                             "./<preset>-report.html when the results are at a URI)")
+                        help="HTML file to write (default: <results>/<sweep>/report.html, or "
+                             "./<sweep>-report.html when the results are at a URI)")
     report.add_argument("--data-root", default=None, help="where the data set's files are, for the galleries")
+    ls = sub.add_parser("ls", help="the sweeps in a results location: trials, rows, size, last write")
+    ls.add_argument("--results", default="results", help="results location (default: ./results)")
     return parser
 
 
@@ -100,13 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list()
+        if args.command == "ls":
+            return _ls(args)
         if args.command == "report":
             return _report(args)
         if args.command == "status":
             return _status(args)
         if args.command == "verify":
             return _verify(args)
-        spec = specs.resolve(args.preset, args.dataset, args.overrides)
+        overrides = [*args.overrides, *([f"name={args.name}"] if getattr(args, "name", None) else [])]
+        spec = specs.resolve(args.preset, args.dataset, overrides)
         if args.command == "show":
             from sweep.launcher import describe
 
@@ -123,6 +132,48 @@ def main(argv: list[str] | None = None) -> int:
 
 class _UserError(Exception):
     pass
+
+
+def _no_sweep(args: argparse.Namespace) -> _UserError:
+    """'no sweep NAME at LOCATION', naming the sweeps that are there (a typo, or --results forgotten)."""
+    from sweep.status import list_sweeps
+
+    try:
+        there = list(list_sweeps(args.results).sweep)
+    except Exception:  # noqa: BLE001 - the listing is a hint; the error stands without it
+        there = []
+    hint = (f"sweeps there: {', '.join(there)}" if there else "no sweeps there")
+    launch = (f"`sweep launch {args.preset}{_at(args)}` first" if args.preset in specs.preset_names()
+              else "`sweep ls --results DIR` lists a location's sweeps")
+    return _UserError(f"no sweep {args.preset!r} at {args.results} ({hint}); {launch}")
+
+
+def _relaunch(args: argparse.Namespace) -> str:
+    """`sweep launch PRESET [--name SWEEP]` for the stored sweep `args.preset` (its manifest names
+    the preset it was launched from)."""
+    from sweep.store import Store, StoreError
+
+    try:
+        preset = ((Store(args.results, args.preset).read_manifest() or {}).get("provenance") or {}).get("preset")
+    except (StoreError, OSError, ValueError):
+        preset = None
+    preset = preset or args.preset
+    return f"sweep launch {preset}" + (f" --name {args.preset}" if preset != args.preset else "")
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from sweep.status import list_sweeps
+    from sweep.store import StoreError
+
+    try:
+        table = list_sweeps(args.results)
+    except StoreError as exc:
+        raise _UserError(str(exc)) from None
+    if table.empty:
+        print(f"memsweep: no sweeps at {args.results}")
+        return 0
+    print(table.to_string(index=False))
+    return 0
 
 
 def _list() -> int:
@@ -158,7 +209,9 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
     try:
         store = Store(args.results, spec.name)
         with store.lock(shlex.join(["sweep", *sys.argv[1:]])):
-            launcher.check_mode(store, spec, mode)  # first: a resume with other settings says so
+            launcher.check_mode(store, spec, mode,  # first: a resume with other settings says so
+                                on_dataset=lambda name: specs.resolve(args.preset, name, [
+                                    *args.overrides, *([f"name={args.name}"] if args.name else [])]))
             ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
             plans = specs.plan_of(store.read_manifest() or {"spec": spec.model_dump()})
             if mode == "resume" and not [p for p in plans if p.fragment not in store.intact()]:
@@ -176,7 +229,8 @@ def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode
 
     result = launcher.launch(
         spec, store, data_root=data_root,
-        mode=mode, address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+        mode=mode, address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        preset=args.preset)
 
     counts = store.row_counts()
     shown = store.uri if "://" in args.results else str(Path(args.results) / spec.name)
@@ -205,8 +259,8 @@ def _status(args: argparse.Namespace) -> int:
         table, damaged = status(Store(args.results, args.preset))
     except StoreError as exc:
         raise _UserError(str(exc)) from None
-    except FileNotFoundError as exc:
-        raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
+    except FileNotFoundError:
+        raise _no_sweep(args) from None
     print(table.to_string(index=False))
     totals = table.drop(columns="cell").sum()
     print("total: " + ", ".join(f"{totals[c]} {c}" for c in ["seeds", "done", "damaged", "running", "failed",
@@ -214,7 +268,7 @@ def _status(args: argparse.Namespace) -> int:
     for fragment, why in damaged.items():
         print(f"damaged: {fragment}: {why}")
     if totals["done"] < totals["seeds"]:
-        print(f"(after an interrupted launch, or to repair damaged trials, `sweep launch {args.preset} "
+        print(f"(after an interrupted launch, or to repair damaged trials, `{_relaunch(args)} "
               f"--resume{_at(args)}` with the launch's --dataset and --set arguments runs exactly those again)")
     return 1 if damaged else 0
 
@@ -234,21 +288,21 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         store = Store(args.results, args.preset)
         if store.read_manifest() is None:
-            raise FileNotFoundError(f"no sweep at {store.uri}")
+            raise _no_sweep(args)
         done, damaged = store.completed(), store.damaged(full=True)
-    except (FileNotFoundError, StoreError) as exc:
+    except StoreError as exc:
         raise _UserError(str(exc)) from None
     for fragment, why in damaged.items():
         print(f"damaged: {fragment}: {why}")
     print(f"memsweep: {len(done) - len(damaged)}/{len(done)} stored trials intact (every file's pages read)")
     if damaged and args.repair:
         store.forget(set(damaged))
-        print(f"memsweep: {_n(len(damaged), 'damaged trial')} marked not done; `sweep launch {args.preset} "
+        print(f"memsweep: {_n(len(damaged), 'damaged trial')} marked not done; `{_relaunch(args)} "
               f"--resume{_at(args)}` (with the launch's --dataset and --set arguments) runs exactly them again")
         return 0
     if damaged:
         print(f"sweep: error: {len(damaged)} damaged; `sweep verify {args.preset} --repair{_at(args)}` then "
-              f"`sweep launch {args.preset} --resume{_at(args)}` (with the launch's --dataset and --set arguments) "
+              f"`{_relaunch(args)} --resume{_at(args)}` (with the launch's --dataset and --set arguments) "
               "runs exactly those trials again", file=sys.stderr)
         return 1
     return 0
@@ -258,36 +312,35 @@ def _report(args: argparse.Namespace) -> int:
     from analysis import report
     from analysis.dynamics import MissingRows
 
-    if args.preset not in specs.preset_names():  # a typo should not look like a missing sweep
-        raise specs.SpecError(f"unknown preset {args.preset!r} (available: {', '.join(specs.preset_names())})")
     out = Path(args.out) if args.out else (
         Path(f"{args.preset}-report.html") if "://" in args.results
         else Path(args.results) / args.preset / "report.html")
     from sweep.store import Store, StoreError
 
     try:
-        damaged = Store(args.results, args.preset).damaged()
+        store = Store(args.results, args.preset)
+        if store.read_manifest() is None:
+            raise _no_sweep(args)
+        damaged = store.damaged()
     except StoreError as exc:
         raise _UserError(str(exc)) from None
     if damaged:
         first, why = next(iter(damaged.items()))
         raise _UserError(f"{_n(len(damaged), 'stored trial')} damaged (e.g. {first}: {why}); "
-                         f"`sweep launch {args.preset} --resume{_at(args)}` runs them again, then report")
+                         f"`{_relaunch(args)} --resume{_at(args)}` runs them again, then report")
     import pyarrow as pa
 
     try:
         text = report.build(args.results, args.preset, images=lambda dataset, split: _images(dataset, split,
                                                                                         args.data_root))
     except FileNotFoundError as exc:
-        raise _UserError(f"{exc}; run `sweep launch {args.preset} --results {args.results}` first") from None
-    except MissingRows as exc:
-        raise _UserError(str(exc)) from None
+        raise _UserError(f"{exc}; run `{_relaunch(args)} --results {args.results}` first") from None
     except MissingRows as exc:
         raise _UserError(str(exc)) from None
     except (OSError, pa.ArrowException) as exc:  # damage inside a file that its footer does not show
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise _UserError(f"cannot read the stored results ({reason}); `sweep verify {args.preset} --repair{_at(args)}` "
-                         f"finds damaged trials and `sweep launch {args.preset} --resume{_at(args)}` runs them "
+                         f"finds damaged trials and `{_relaunch(args)} --resume{_at(args)}` runs them "
                          "again") from None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,14 +9,17 @@ store run, so `--resume` finishes exactly what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import shlex
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -57,9 +60,10 @@ def provenance() -> dict[str, Any]:
             "git_rev": rev}
 
 
-def check_mode(store: Store, spec: Spec, mode: Mode) -> None:
+def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None) -> None:
     """Refuse to mix two specs in one location: an existing sweep needs --resume (same spec)
-    or --overwrite. Raises SpecError; changes nothing."""
+    or --overwrite. Raises SpecError; changes nothing. `on_dataset(name)`: the user's spec
+    resolved on another data set (so that a resume hint names the data set, not its defaults)."""
     manifest = store.read_manifest()
     if manifest is None:
         if mode == "resume":
@@ -70,10 +74,18 @@ def check_mode(store: Store, spec: Spec, mode: Mode) -> None:
     done, planned = len(store.intact()), len(plan_of(manifest))
     if manifest.get("spec_hash") != spec.hash() and _stored_hash(manifest) != spec.hash():
         old, new = manifest.get("spec", {}), spec.model_dump()
-        changed = sorted(k for k in set(old) | set(new) if k != "description" and old.get(k) != new.get(k))
+        ignored = {"description", *spec.EXECUTION_KEYS}  # keys that do not make it another sweep
+        changed = sorted(k for k in set(old) | set(new) if k not in ignored and old.get(k) != new.get(k))
         if mode == "resume":  # the user wants that sweep: say how to name it, never to delete it
-            again = " ".join(f"--set {k}={json.dumps(old[k], separators=(',', ':'))}"
-                             if k != "dataset" else f"--dataset {old[k]}" for k in changed if k in old)
+            repeat = [k for k in changed if k in old]
+            if "dataset" in repeat and on_dataset is not None:  # the data set's own defaults follow it
+                try:
+                    like = on_dataset(old["dataset"]).model_dump()
+                    repeat = ["dataset"] + [k for k in repeat if k != "dataset" and like.get(k) != old.get(k)]
+                except SpecError:
+                    pass
+            again = " ".join(f"--set {shlex.quote(k + '=' + json.dumps(old[k], separators=(',', ':')))}"
+                             if k != "dataset" else f"--dataset {old[k]}" for k in repeat)
             raise SpecError(f"--resume: {store.uri} holds sweep {spec.name!r} launched with other settings "
                             f"(differs in: {', '.join(changed) or 'version'}); to resume it, repeat them: {again}")
         raise SpecError(f"{store.uri} already holds sweep {spec.name!r} with a different spec "
@@ -163,11 +175,17 @@ def describe(plans: list[TrialPlan], spec) -> str:
     of 18 models (3 archs x 6 corruptions x 1 seed)' (convergence grids)."""
     if plans and plans[0].members:
         models = sum(len(p.members) for p in plans)
-        return (f"{len(plans)} trials: packs of <= {max(len(p.members) for p in plans)} of {models} models "
-                f"({len(spec.archs)} archs x {len(spec.corruptions)} corruptions x {spec.seeds} seeds)")
+        return (f"{_plural(len(plans), 'trial')} of up to {_plural(max(len(p.members) for p in plans), 'model')} "
+                f"each, {models} in all ({_plural(len(spec.archs), 'arch')} x "
+                f"{_plural(len(spec.corruptions), 'corruption')} x {_plural(spec.seeds, 'seed')})")
     cells = len({p.cell for p in plans})
-    return (f"{len(plans)} trials: {cells} cells x <= {max(p.seed_hi - p.seed_lo for p in plans)} "
-            f"of {spec.seeds} seeds")
+    per = max(p.seed_hi - p.seed_lo for p in plans)
+    return (f"{_plural(len(plans), 'trial')}: {_plural(cells, 'cell')} x up to {_plural(per, 'seed')} "
+            f"each, of {spec.seeds}")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def trial_config(spec: Spec, plan: TrialPlan, store: Store, data_root: str,
@@ -178,7 +196,7 @@ def trial_config(spec: Spec, plan: TrialPlan, store: Store, data_root: str,
 
 def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
            address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
-           callbacks: list | None = None, out=sys.stdout) -> LaunchResult:
+           callbacks: list | None = None, out=sys.stdout, preset: str | None = None) -> LaunchResult:
     """Run the sweep's missing trials; returns what ran. Raises SpecError on a resource request
     the cluster cannot meet (before anything is stored)."""
     started = time.perf_counter()
@@ -200,7 +218,7 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
                          local=address is None)
         if mode == "overwrite":
             store.clear(_planned_fragments(store))
-        prov = provenance()
+        prov = dict(provenance(), preset=preset or spec.name)
         manifest = store.read_manifest() if mode == "resume" else None
         plans = plan_of(manifest) if manifest else expand(spec, _slots(cpus_per_trial, gpus_per_trial))
         done = set()
@@ -225,7 +243,6 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
         data_root_abs = str(Path(data_root).expanduser().resolve()) if "://" not in data_root else data_root
         configs = [trial_config(spec, p, store, data_root_abs, cpus_per_trial, prov) for p in todo]
         progress = _Progress(len(todo), out, store, [p.fragment for p in todo])
-        _quiet_tune()
         tuner = tune.Tuner(
             tune.with_resources(_entry, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
             param_space={"trial": tune.grid_search(configs)},
@@ -241,7 +258,8 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
                 callbacks=[progress, *(callbacks or [])],
             ),
         )
-        grid = tuner.fit()
+        with _quiet_tune():
+            grid = tuner.fit()
         # The store, not Tune's result grid, says what finished: a trial counts once its
         # trials fragment is written. An interrupted Tune returns normally with trials unfinished.
         done = store.completed()
@@ -274,12 +292,26 @@ def _embedded_ray_settings() -> None:
 TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
 
 
-def _quiet_tune() -> None:
+@contextlib.contextmanager
+def _quiet_tune() -> Iterator[None]:
+    """TUNE_ENV for this launch only (a notebook's own Tune runs afterwards keep their defaults)."""
+    saved = {key: os.environ.get(key) for key in TUNE_ENV}
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
     # Without the loggers the result grid cannot read per-trial metrics files, and says so once
     # per trial; the store, not the grid, is where results are read.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        quiet.setLevel(level)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _stop_embedded_ray() -> None:
@@ -298,7 +330,8 @@ def _stop_embedded_ray() -> None:
     ours = [info.process for infos in processes.values() for info in infos]
 
     def kill_all(**_: Any) -> None:
-        for pid in _descendants({p.pid for p in ours}):
+        # Only processes still running: a reaped one's PID may belong to someone else by now.
+        for pid in _descendants({p.pid for p in ours if p.poll() is None}):
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

@@ -53,8 +53,7 @@ MAX_AUTO_PACK = 64  # models per convergence pack when pack_size is not set
 # Trials per slot (trials the cluster runs at once) when the plan sizes them: at least two, so
 # that no core idles behind the last, slowest trial.
 TRIALS_PER_SLOT = 2
-# Keys that only say how the work is cut into trials and packs; they change no number stored.
-EXECUTION_KEYS = ("pack_size", "trial_size", "memory_budget_gb")
+
 MAX_LR = 100.0  # a finite lr of 1e308 would train to NaN as surely as an infinite one
 
 # A sweep name is one path component of the results location, and a key on S3: letters,
@@ -105,15 +104,24 @@ class _SpecBase(_Strict):
         except SpecError as exc:
             raise ValueError(str(exc).split(": ", 1)[1]) from None
 
+    # Keys left out of the spec's identity (they change no stored number); none by default: in a
+    # convergence grid pack_size decides which models share a pack's clock (time budgets, seconds
+    # to interpolation).
+    EXECUTION_KEYS: typing.ClassVar[tuple[str, ...]] = ()
+
     def hash(self) -> str:
         """Identity of what the sweep computes, 16 hex digits: every key but the description and
         the keys that only say how the work is cut up (EXECUTION_KEYS), which change no number."""
-        body = self.model_dump(exclude={"description", *EXECUTION_KEYS})
+        body = self.model_dump(exclude={"description", *self.EXECUTION_KEYS})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class DifficultySpec(_SpecBase):
     """Per-example difficulty (Arpit et al. 2017, Fig. 1): seeds x variants of one MLP."""
+
+    # How the seeds are cut into trials and packs changes no stored number: its members are
+    # independent and one epoch long (tests/test_engine.py holds packs to members trained alone).
+    EXECUTION_KEYS: typing.ClassVar[tuple[str, ...]] = ("pack_size", "trial_size", "memory_budget_gb")
 
     name: str
     description: str = ""
@@ -171,8 +179,10 @@ class DifficultySpec(_SpecBase):
         trials_per_cell = max(1, math.ceil(TRIALS_PER_SLOT * slots / len(self.variants)))
         return math.ceil(self.seeds / min(trials_per_cell, self.seeds))
 
-    def resolved_pack_size(self, seeds: int, device: str = "cpu", sharers: int = 1) -> int:
-        """Seeds per pack for a trial of `seeds` on `device` shared by `sharers` trials at once."""
+    def resolved_pack_size(self, seeds: int, device: str = "cpu", sharers: int = 1,
+                           cache_bytes: int | None = None) -> int:
+        """Seeds per pack for a trial of `seeds` on `device`: on a CPU, sized to `cache_bytes` (the
+        trial's share of the last-level cache; default: the whole cache over `sharers`)."""
         from trainables import budget  # plain arithmetic: the driver plans without torch
 
         (c, h, w), classes = DATASET_SHAPES[self.dataset]
@@ -181,7 +191,8 @@ class DifficultySpec(_SpecBase):
         if device == "cuda":
             return budget.auto_pack_size(int(self.memory_budget_gb * 2**30), seeds, c * h * w,
                                          self.model.hidden, classes, self.batch_size)
-        return budget.cache_pack_size(seeds, c * h * w, self.model.hidden, classes, sharers=sharers)
+        return budget.cache_pack_size(seeds, c * h * w, self.model.hidden, classes, sharers=sharers,
+                                      cache_bytes=cache_bytes)
 
 
 class PreprocessSpec(_Strict):

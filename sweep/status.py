@@ -43,3 +43,41 @@ def status(store: Store) -> tuple[pd.DataFrame, dict[str, str]]:
                               sort=False).reindex(columns=list(STATES), fill_value=0)
     table.insert(0, "seeds", table.sum(axis=1))
     return table.reset_index(), damaged
+
+
+def list_sweeps(location: str) -> pd.DataFrame:
+    """One row per sweep stored at `location` (a folder or a URI): sweep, preset, dataset, spec
+    hash, trials done / planned, rows (all tables), size on disk (MB, everything in its folder,
+    Tune's files included) and last write (UTC). Folders without a manifest are not sweeps."""
+    import datetime as dt
+
+    import pyarrow.fs as pafs
+
+    from sweep.store import StoreError
+
+    probe = Store(location, "probe")  # resolves the location as every other command does
+    fs, base = probe.fs, probe.root.rsplit("/", 1)[0]
+    rows = []
+    for info in sorted(fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)), key=lambda i: i.base_name):
+        if info.type != pafs.FileType.Directory:
+            continue
+        try:
+            store = Store(location, info.base_name)
+            manifest = store.read_manifest()
+        except (StoreError, OSError, ValueError):
+            continue
+        if not manifest:
+            continue
+        files = [f for f in fs.get_file_info(pafs.FileSelector(store.root, recursive=True))
+                 if f.type == pafs.FileType.File]
+        last = max((f.mtime for f in files if f.mtime is not None), default=None)
+        spec = manifest.get("spec", {})
+        rows.append({
+            "sweep": info.base_name, "preset": manifest.get("provenance", {}).get("preset", "?"),
+            "dataset": spec.get("dataset", "?"), "spec_hash": manifest.get("spec_hash", "?"),
+            "trials": f"{len(store.intact())}/{len(plan_of(manifest))}",
+            "rows": sum(store.row_counts().values()),
+            "size_mb": round(sum(f.size or 0 for f in files) / 2**20, 1),
+            "last_write": (last.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if last else "?")})
+    return pd.DataFrame(rows, columns=["sweep", "preset", "dataset", "spec_hash", "trials", "rows", "size_mb",
+                                       "last_write"])

@@ -51,13 +51,18 @@ def run(config: dict[str, Any]) -> None:
                        **T.convergence_columns(spec, job, pack, outcome, found, resumed_from))
         tables = T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
         last = outcome.records[-1]
-    else:  # the trial's seeds in packs sized to the worker (its cache, or its GPU's memory budget)
-        sharers = max(1, (os.cpu_count() or 1) // max(1, int(config["cpus"])))
-        k = spec.resolved_pack_size(job.members.k, ctx["device"].type, sharers)
+    else:  # the trial's seeds in packs sized to the worker (its share of the cache, or the GPU budget)
+        from trainables import budget
+
+        k = spec.resolved_pack_size(job.members.k, ctx["device"].type,
+                                    cache_bytes=budget.cache_share_bytes(float(config["cpus"])))
         parts = [_fig1_pack(spec, plan, job.select(range(i, min(i + k, job.members.k))), ctx, started, t0, rss_before)
                  for i in range(0, job.members.k, k)]
         tables = {name: pa.concat_tables([part[name] for part, _ in parts]) for name in parts[0][0]}
-        last = parts[-1][1]
+        trials = tables["trials"]  # every member's row gets the whole trial's wall time
+        at = trials.schema.get_field_index("wall_seconds")
+        tables["trials"] = trials.set_column(at, "wall_seconds", pa.array([time.perf_counter() - t0] * len(trials)))
+        last = [record for _, record in parts]
     Store(config["results"], spec.name).write_fragment(plan.fragment, tables, {
         "sweep": spec.name, "fragment": plan.fragment, "spec": spec.model_dump(),
         "spec_hash": spec.hash(), "versions": ctx["versions"], "git_rev": ctx["git_rev"]})
@@ -147,13 +152,16 @@ def _converge(spec: ConvergenceSpec, job, pack, schedule):
     return out, found, resumed_from
 
 
-def _summary(record, done: bool) -> dict[str, float]:
-    """What the trial tells Tune after an epoch: means over the members that trained in it."""
-    active = record.active
-    out = {"epoch": record.epoch, "stored": done, "running_loss": float(record.running_loss[active].mean()),
+def _summary(records, done: bool) -> dict[str, float]:
+    """What the trial tells Tune after an epoch: means over the members that trained in it, of one
+    pack's epoch record, or of several (a fig1 trial's packs) weighted by their members."""
+    records = records if isinstance(records, list) else [records]
+    active = np.concatenate([r.active for r in records])
+    out = {"epoch": max(r.epoch for r in records), "stored": done,
+           "running_loss": float(np.concatenate([r.running_loss for r in records])[active].mean()),
            "members": int(len(active)), "members_training": int(active.sum())}
-    for split, acc in record.acc.items():
-        out[f"{split}_acc"] = float(np.asarray(acc)[active].mean())
+    for split in records[0].acc:
+        out[f"{split}_acc"] = float(np.concatenate([np.asarray(r.acc[split]) for r in records])[active].mean())
     return out
 
 

@@ -181,3 +181,32 @@ def test_every_preset_runs_and_reports(preset, ray_cluster, tmp_path):
     assert "Complete:" in page and "Time to interpolation" in page and "Learning curves" in page
     if preset == "convergence-slowdown":
         assert "Convergence slowdown (Zhang et al. 2017, Fig. 1b)" in page
+
+
+def test_named_sweeps_share_a_location_and_ls_lists_them(launched, ray_cluster):
+    """Two configurations of one preset beside the default one, by --name; `sweep ls` lists all
+    three; status, report and the errors address a sweep by its name."""
+    results = launched[0].parent
+    base = ["launch", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=2", "--set", "variants=[randY]",
+            "--results", str(results), "--address", ray_cluster]
+    for name, p in (("fig1-p03", "0.3"), ("fig1-p06", "0.6")):
+        proc = sweep(*base, "--name", name, "--set", f"corruption.p={p}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"sweep report {name} --results" in proc.stdout
+    assert pd.read_parquet(results / "fig1-p03" / "trials").corruption_p.unique().tolist() == [0.3]
+    ls = sweep("ls", "--results", str(results))
+    assert ls.returncode == 0, ls.stderr
+    lines = {line.split()[0]: line.split() for line in ls.stdout.strip().splitlines()[1:]}
+    assert set(lines) == {"fig1-difficulty", "fig1-p03", "fig1-p06"}
+    assert lines["fig1-p03"][1:3] == ["fig1-difficulty", "digits"] and lines["fig1-p03"][4] == "2/2"
+    done, planned = lines["fig1-difficulty"][4].split("/")  # earlier tests here may have relaunched it
+    assert done == planned and int(lines["fig1-difficulty"][5]) > 0
+    assert sweep("status", "fig1-p06", "--results", str(results)).returncode == 0
+    # The same name again without --resume is refused, naming the sweep; an unknown name lists those there.
+    again = sweep(*base, "--name", "fig1-p03", "--set", "corruption.p=0.9")
+    assert again.returncode == 2 and "fig1-p03" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    missing = sweep("report", "fig1-p3", "--results", str(results))
+    assert missing.returncode == 2
+    assert "no sweep 'fig1-p3'" in missing.stderr and "fig1-p03, fig1-p06" in missing.stderr
+    bad = sweep(*base, "--name", "../escape")
+    assert bad.returncode == 2 and "name" in bad.stderr and not (results.parent / "escape").exists()

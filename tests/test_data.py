@@ -62,3 +62,23 @@ def test_synthetic_is_cifar_shaped_and_fixed():
     assert torch.equal(d.train.y[:100], datasets.load("synthetic").train.y[:100])
     small = d.subset_train(500)
     assert len(small.train) == 500 and small.test is d.test
+
+
+def test_the_digits_split_is_cached_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("MEMSWEEP_DATA", str(tmp_path))
+    fresh = datasets.load("digits")
+    (cache,) = tmp_path.glob("digits-*.npz")
+    # A trial process that finds the cache does not import scikit-learn (0.8 s a process).
+    code = "import sys; from trainables import data; data.load('digits'); assert 'sklearn' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**__import__("os").environ})
+    for damage in (b"", b"PK\x03\x04 not a zip", None):
+        if damage is None:  # a readable archive with the wrong arrays
+            np.savez(cache, x_tr=np.zeros(3), y_tr=np.zeros(3), x_te=np.zeros(3), y_te=np.zeros(3))
+        else:
+            cache.write_bytes(damage)
+        again = datasets.load("digits")
+        assert torch.equal(again.train.x, fresh.train.x) and torch.equal(again.test.y, fresh.test.y)
+    assert not list(tmp_path.glob(".*.tmp"))

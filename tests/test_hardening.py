@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import pickle
 import subprocess
 import sys
@@ -537,5 +538,11 @@ def test_a_resume_with_other_settings_says_how_to_name_the_stored_sweep(stored):
     results, _ = stored
     proc = sweep("launch", "fig1-difficulty", "--dataset", "digits", "--resume", "--results", str(results))
     err = one_line_error(proc, "--resume:", "launched with other settings", "to resume it, repeat them:",
-                         "--set seeds=2", "--set pack_size=2")
+                         "--set seeds=2", "--set 'variants=[\"real\",\"randY\"]'")
     assert "--overwrite" not in err  # never advise deleting the sweep the user wants to finish
+    # Without --dataset: the hint names the data set, not the keys its defaults set, and pastes into a shell.
+    proc = sweep("launch", "fig1-difficulty", "--resume", "--results", str(results))
+    hint = one_line_error(proc, "repeat them: --dataset digits").split("repeat them: ", 1)[1]
+    assert "batch_size" not in hint and "model" not in hint
+    again = sweep("launch", "fig1-difficulty", "--resume", "--results", str(results), *shlex.split(hint))
+    assert again.returncode == 0, again.stderr

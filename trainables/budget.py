@@ -39,21 +39,47 @@ def auto_pack_size(budget_bytes: int, seeds: int, in_features: int, hidden: Sequ
 
 def last_level_cache_bytes() -> int:
     """The CPU's largest cache, bytes, from Linux sysfs; 32 MiB where it cannot be read."""
-    sizes = []
+    return _last_level_cache()[0]
+
+
+def _last_level_cache() -> tuple[int, int]:
+    """(bytes, CPUs sharing it) of cpu0's largest cache, from Linux sysfs; (32 MiB, 1) unread."""
+    best = (0, 1)
     for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
         try:
             text = (index / "size").read_text().strip()
+            shared = (index / "shared_cpu_list").read_text().strip()
         except OSError:
             continue
         unit = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
-        sizes.append(int(text.rstrip("KMG")) * unit if text.rstrip("KMG").isdigit() else 0)
-    return max(sizes, default=0) or 32 * 2**20
+        size = int(text.rstrip("KMG")) * unit if text.rstrip("KMG").isdigit() else 0
+        if size > best[0]:
+            best = (size, _count_cpus(shared))
+    return best if best[0] else (32 * 2**20, 1)
+
+
+def _count_cpus(cpu_list: str) -> int:
+    """'0-3,8-11' -> 8."""
+    count = 0
+    for part in cpu_list.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.strip().isdigit():
+            count += int(hi) - int(lo) + 1 if hi.strip().isdigit() else 1
+    return max(1, count)
+
+
+def cache_share_bytes(cpus_per_trial: float) -> int:
+    """A trial's share of the last-level cache: the cache's size x the trial's CPUs / the CPUs
+    that share that cache (an EPYC's 32 MiB L3 serves 8 cores of a CCX, not the whole chip)."""
+    size, sharing = _last_level_cache()
+    return int(size * min(1.0, max(cpus_per_trial, 1e-3) / sharing))
 
 
 def cache_pack_size(seeds: int, in_features: int, hidden: Sequence[int], num_classes: int, *,
                     sharers: int = 1, cache_bytes: int | None = None) -> int:
     """Seeds per pack on a CPU: as many as keep the pack's parameters and momentum (2 x params
-    floats a seed) within half of this trial's share of the last-level cache, at least 1.
+    floats a seed) within half of this trial's share of the last-level cache (`cache_bytes` /
+    `sharers`; by default the whole cache), at least 1.
 
     A small-batch MLP step reads and writes every parameter and its momentum; once they spill
     to DRAM the step waits on memory. Measured on a 2-core EPYC (32 MiB L3), 2 x 512 MLP on

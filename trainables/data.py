@@ -159,6 +159,9 @@ def per_image_standardize(x: torch.Tensor) -> torch.Tensor:
 Arrays = tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+DIGITS_TEST = 360  # test images of the fixed digits split
+
+
 def _digits() -> Arrays:
     """((x_train, y_train), (x_test, y_test)): pixels in [0, 1], shape (N, 1, 8, 8).
 
@@ -167,11 +170,15 @@ def _digits() -> Arrays:
     trial process ~0.8 s, more than everything else the digits job does before training."""
     from importlib.metadata import version
 
-    cache = default_root() / f"digits-sklearn{version('scikit-learn')}.npz"
+    # The name carries everything the split depends on: scikit-learn's version and the split rule.
+    cache = default_root() / f"digits-sklearn{version('scikit-learn')}-test{DIGITS_TEST}-seed0.npz"
     try:
         with np.load(cache) as z:
             arrays = z["x_tr"], z["y_tr"], z["x_te"], z["y_te"]
-    except (OSError, KeyError, ValueError):  # absent, or not a complete cache
+        if [a.shape for a in arrays] != [(1797 - DIGITS_TEST, 1, 8, 8), (1797 - DIGITS_TEST,), (DIGITS_TEST, 1, 8, 8),
+                                         (DIGITS_TEST,)]:
+            raise ValueError("not the digits split")
+    except Exception:  # noqa: BLE001 - absent, truncated, not a zip, wrong shapes: compute it again
         arrays = _digits_split()
         _save_atomically(cache, dict(zip(("x_tr", "y_tr", "x_te", "y_te"), arrays)))
     x_tr, y_tr, x_te, y_te = (torch.from_numpy(a) for a in arrays)
@@ -185,7 +192,7 @@ def _digits_split() -> tuple[np.ndarray, ...]:
     bunch = load_digits()
     x = bunch.images.astype(np.float32)[:, None] / 16.0
     y = bunch.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=360, stratify=y, random_state=0)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=DIGITS_TEST, stratify=y, random_state=0)
     return x_tr, y_tr, x_te, y_te
 
 
@@ -195,6 +202,7 @@ def _save_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
     import os
     import tempfile
 
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -202,7 +210,8 @@ def _save_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
             np.savez(f, **arrays)
         os.replace(tmp, path)
     except OSError:
-        pass
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _synthetic(train: int = 50_000, test: int = 10_000, seed: int = 0) -> Arrays:
