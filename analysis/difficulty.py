@@ -29,9 +29,10 @@ def p_correct(examples: pd.DataFrame) -> pd.DataFrame:
     `p_correct` (fraction of seeds correct), `n_seeds`, `label` and `true_label` (the labels
     are the same for every seed of a variant)."""
     group = examples.groupby([*KEYS, "index"], observed=True, sort=True)
+    extra = {f"mean_{c}": (c, "mean") for c in ("p_label", "loss") if c in examples.columns}
     out = group.agg(p_correct=("correct", "mean"), n_seeds=("correct", "size"),
                     label=("label", "first"), true_label=("true_label", "first"),
-                    corrupted=("corrupted", "first"))
+                    corrupted=("corrupted", "first"), **extra)
     return out.reset_index()
 
 
@@ -84,6 +85,41 @@ def summary(pc: pd.DataFrame, reference: str = "randX") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def bootstrap_bands(examples: pd.DataFrame, draws: int = 200, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """The uncertainty of each sorted P(correct) curve over seeds: the seeds resampled with
+    replacement `draws` times, each draw's P(correct) per example sorted (descending, as the
+    curves are), and the central `level` interval at every rank. Columns: variant, split, epoch,
+    rank, lo, hi. A curve resting on few seeds gets a wide band."""
+    rng = np.random.default_rng(seed)
+    tail = (1 - level) / 2
+    out = []
+    for (variant, split, epoch), rows in examples.groupby(KEYS, observed=True, sort=True):
+        hits = rows.pivot_table(index="seed", columns="index", values="correct", aggfunc="first",
+                                observed=True).to_numpy(dtype=np.float32)  # (seeds, examples)
+        picks = rng.integers(0, hits.shape[0], size=(draws, hits.shape[0]))
+        curves = -np.sort(-np.stack([hits[p].mean(axis=0) for p in picks]), axis=1)  # (draws, examples)
+        lo, hi = np.quantile(curves, [tail, 1 - tail], axis=0)
+        out.append(pd.DataFrame({"variant": variant, "split": split, "epoch": epoch,
+                                 "rank": np.arange(curves.shape[1]), "lo": lo, "hi": hi}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=[*KEYS, "rank", "lo", "hi"])
+
+
+def distance_sentence(row) -> str:
+    """One sentence from a `summary` row: how far its curve is from Binomial(n, its own mean),
+    and what that means (Arpit et al. 2017: a curve near the binomial means every example is
+    about equally hard; a curve far from it means examples differ in difficulty)."""
+    ks = float(row.ks_own)
+    if ks < 0.1:
+        verdict, meaning = "close to binomial", "the examples look about equally hard, as for noise"
+    elif ks < 0.3:
+        verdict, meaning = "moderately far from binomial", "examples differ somewhat in difficulty"
+    else:
+        verdict, meaning = "far from binomial", "examples differ in difficulty: some are learned by every seed, " \
+                                                 "some by none"
+    return (f"{row.variant} ({row.split}, epoch {row.epoch}): {verdict} (KS {ks:.2f} against Binomial(n={row.n_seeds}, "
+            f"p={row['mean']:.2f})): {meaning}.")
+
+
 def sorted_curves(pc: pd.DataFrame, reference: str = "randX", seed: int | None = None
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(curves, baselines) for plotting, both in descending P(correct) order by `rank` (0 = easiest).
@@ -107,16 +143,24 @@ def sorted_curves(pc: pd.DataFrame, reference: str = "randX", seed: int | None =
 
 
 def extremes(pc: pd.DataFrame, k: int = 10) -> pd.DataFrame:
-    """The k hardest (lowest P(correct)) and k easiest examples of each curve; ties by index.
+    """The k hardest (lowest P(correct)) and k easiest examples of each curve.
 
-    Columns: variant, split, epoch, kind ('hardest' / 'easiest'), rank, index, p_correct,
-    label, true_label, corrupted.
+    P(correct) ties often (on digits 926 training examples are right in every seed), so ties are
+    broken by continuous measures where `pc` has them: the mean probability of the label over
+    seeds (lower is harder), then the mean loss (higher is harder), then the index. `tied`: how
+    many examples of the curve share the P(correct) of the k-th pick (the ones the tie-break chose
+    among). Columns: variant, split, epoch, kind ('hardest' / 'easiest'), rank, index, p_correct,
+    label, true_label, corrupted, tied (and mean_p_label, mean_loss where present).
     """
+    by = ["p_correct"] + [c for c in ("mean_p_label", "mean_loss") if c in pc.columns] + ["index"]
+    harder_first = [True] + [c != "mean_loss" for c in by[1:-1]] + [True]
     parts = []
     for _, curve in pc.groupby(KEYS, observed=True, sort=True):
-        hard = curve.sort_values(["p_correct", "index"]).head(k).assign(kind="hardest")
-        easy = curve.sort_values(["p_correct", "index"], ascending=[False, True]).head(k).assign(kind="easiest")
-        for part in (hard, easy):
-            parts.append(part.assign(rank=np.arange(len(part))))
-    cols = [*KEYS, "kind", "rank", "index", "p_correct", "label", "true_label", "corrupted"]
+        hard = curve.sort_values(by, ascending=harder_first).head(k).assign(kind="hardest")
+        easy = curve.sort_values(by, ascending=[not a for a in harder_first[:-1]] + [True]).head(k)
+        for part in (hard, easy.assign(kind="easiest")):
+            tied = int((curve.p_correct == part.p_correct.iloc[-1]).sum()) if len(part) else 0
+            parts.append(part.assign(rank=np.arange(len(part)), tied=tied))
+    cols = [*KEYS, "kind", "rank", "index", "p_correct", "label", "true_label", "corrupted", "tied"]
+    cols += [c for c in ("mean_p_label", "mean_loss") if c in pc.columns]
     return pd.concat(parts, ignore_index=True)[cols]

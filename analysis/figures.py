@@ -20,8 +20,8 @@ MAX_POINTS = 2000  # per curve; a longer sorted curve is drawn at evenly spaced 
 
 
 def _color(variant: str) -> str:
-    """A variant's colour: its corruption kind's ('randY:0.3' is randY's)."""
-    return catalog.kind_colour(variant.partition(":")[0])
+    """A variant's colour (catalog.variant_colour: kinds their own, grid levels on a sequential scale)."""
+    return catalog.variant_colour(str(variant)) or "#999999"
 
 
 def _thin(frame: pd.DataFrame) -> pd.DataFrame:
@@ -40,10 +40,14 @@ def _in_order(frame: pd.DataFrame, variants: Sequence[str] | None):
 
 
 def p_correct_curves(curves: pd.DataFrame, baselines: pd.DataFrame, split: str = "train",
-                     variants: Sequence[str] | None = None, title: str | None = None) -> go.Figure:
+                     variants: Sequence[str] | None = None, title: str | None = None,
+                     bands: pd.DataFrame | None = None) -> go.Figure:
     """Examples sorted by P(correct), one curve per variant and one panel per epoch, with the
-    binomial baseline(s) dashed (Arpit et al. 2017, Fig. 1). Inputs: `sorted_curves` output."""
+    binomial baseline(s) dashed (Arpit et al. 2017, Fig. 1) and, given `bands`
+    (`difficulty.bootstrap_bands`), each curve's 95% bootstrap band over seeds shaded.
+    Inputs: `sorted_curves` output."""
     curves = curves[curves.split == split]
+    bands = bands[bands.split == split] if bands is not None else None
     baselines = baselines[baselines.split == split]
     epochs = sorted(curves.epoch.unique())
     fig = make_subplots(rows=1, cols=max(1, len(epochs)), shared_yaxes=True,
@@ -51,6 +55,14 @@ def p_correct_curves(curves: pd.DataFrame, baselines: pd.DataFrame, split: str =
     for col, epoch in enumerate(epochs, start=1):
         for variant, curve in _in_order(curves[curves.epoch == epoch], variants):
             curve = _thin(curve)
+            if bands is not None:
+                band = _thin(bands[(bands.epoch == epoch) & (bands.variant == variant)])
+                if len(band):
+                    fig.add_trace(go.Scatter(
+                        x=np.concatenate([band["rank"], band["rank"][::-1]]),
+                        y=np.concatenate([band.hi, band.lo[::-1]]), fill="toself", mode="none",
+                        fillcolor=_color(str(variant)), opacity=0.18, name=f"{variant}: 95% band over seeds",
+                        legendgroup=str(variant), showlegend=False, hoverinfo="skip"), row=1, col=col)
             fig.add_trace(go.Scatter(
                 x=curve["rank"], y=curve.p_correct, mode="lines", name=str(variant),
                 legendgroup=str(variant), showlegend=col == 1,
@@ -198,11 +210,35 @@ DATA_MAP_POINTS = 4000  # per panel; more examples are drawn as a fixed random s
 
 
 def _colors(variants: Sequence[str]) -> dict[str, str]:
-    """Fixed colours for real/randX/randY, the palette in order for other variant names."""
+    """The catalog's colour of each variant (kinds, and grid levels on a sequential scale); the
+    palette in order for other names."""
     out, free = {}, itertools.cycle(PALETTE[3:] + PALETTE[:3])
     for v in variants:
-        out[v] = COLORS.get(v) or next(free)
+        out[v] = catalog.variant_colour(str(v)) or next(free)
     return out
+
+
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def _lines(frame: pd.DataFrame):
+    """(name, dash, variant, rows) per line: one per variant, and per architecture too when the
+    frame has several (colour: the variant; dash: the architecture)."""
+    archs = list(dict.fromkeys(frame.arch.astype(str))) if "arch" in frame.columns else []
+    keys = ["arch", "variant"] if len(archs) > 1 else ["variant"]
+    for key, rows in frame.groupby(keys, observed=True, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        if len(archs) > 1:
+            yield f"{key[0]} {key[1]}", DASHES[archs.index(str(key[0])) % len(DASHES)], key[1], rows
+        else:
+            yield str(key[0]), "solid", key[0], rows
+
+
+def _by_arch(frame: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
+    """(architecture, its rows) per architecture in the frame; one (None, frame) without an arch column."""
+    if "arch" not in frame.columns or frame.arch.nunique() < 1:
+        return [(None, frame)]
+    return [(str(a), rows) for a, rows in frame.groupby("arch", observed=True, sort=False)]
 
 
 def oscillation(osc: pd.DataFrame, title: str | None = None) -> go.Figure:
@@ -315,11 +351,11 @@ def csr(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Critical sample ratio against epoch, one line per variant (mean over seeds). Input: `probes.csr_curve`."""
     colors = _colors(list(dict.fromkeys(curve.variant)))
     fig = go.Figure()
-    for variant, rows in curve.groupby("variant", observed=True, sort=False):
+    for name, dash, variant, rows in _lines(curve):
         fig.add_trace(go.Scatter(
-            x=rows.epoch, y=rows.csr, mode="lines+markers", name=str(variant),
-            line=dict(color=colors[variant], width=2.5),
-            hovertemplate=f"<b>{variant}</b><br>epoch %{{x}}<br>CSR %{{y:.3f}}<extra></extra>"))
+            x=rows.epoch, y=rows.csr, mode="lines+markers", name=name,
+            line=dict(color=colors[variant], width=2.5, dash=dash),
+            hovertemplate=f"<b>{name}</b><br>epoch %{{x}}<br>CSR %{{y:.3f}}<extra></extra>"))
     fig.update_layout(title=title or "Critical sample ratio (Arpit et al. 2017, Fig. 9)", template="plotly_white",
                       height=400, xaxis_title="epoch (0: initialization)", yaxis_title="critical sample ratio",
                       yaxis_rangemode="tozero", legend=dict(orientation="h", y=-0.25))
@@ -330,15 +366,16 @@ def weight_noise(curves: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Accuracy against log-normal weight-noise sigma, one panel per split, one line per
     variant (mean over seeds and draws). Input: `probes.weight_noise_curves`."""
     splits = list(dict.fromkeys(curves.split))
-    mean = curves.groupby(["variant", "split", "sigma"], observed=True, sort=False).acc.mean().reset_index()
+    keys = [c for c in ("arch", "variant") if c in curves.columns] + ["split", "sigma"]
+    mean = curves.groupby(keys, observed=True, sort=False).acc.mean().reset_index()
     colors = _colors(list(dict.fromkeys(mean.variant)))
     fig = make_subplots(rows=1, cols=len(splits), subplot_titles=[f"{s} split" for s in splits], shared_yaxes=True)
     for col, split in enumerate(splits, start=1):
-        for variant, rows in mean[mean.split == split].groupby("variant", observed=True, sort=False):
+        for name, dash, variant, rows in _lines(mean[mean.split == split]):
             fig.add_trace(go.Scatter(
-                x=rows.sigma, y=rows.acc, mode="lines+markers", name=str(variant), legendgroup=str(variant),
-                showlegend=col == 1, line=dict(color=colors[variant], width=2.5),
-                hovertemplate=f"<b>{variant}</b>, {split}<br>sigma %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>"),
+                x=rows.sigma, y=rows.acc, mode="lines+markers", name=name, legendgroup=name,
+                showlegend=col == 1, line=dict(color=colors[variant], width=2.5, dash=dash),
+                hovertemplate=f"<b>{name}</b>, {split}<br>sigma %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>"),
                 row=1, col=col)
         fig.update_xaxes(title_text="sigma (weights x exp(sigma N(0,1)))", row=1, col=col)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
@@ -379,34 +416,45 @@ def early_stopping(epochs: pd.DataFrame, stops: pd.DataFrame, title: str | None 
 
 
 def weight_norms(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """Whole-model Frobenius norm against epoch (0: initialization), one line per variant.
+    """Whole-model Frobenius norm against epoch (0: initialization), one line per variant, one
+    panel per architecture (architectures differ in size: their norms never share a line).
     Input: `probes.norm_curves`."""
     colors = _colors(list(dict.fromkeys(curve.variant)))
-    fig = go.Figure()
-    for variant, rows in curve.groupby("variant", observed=True, sort=False):
-        fig.add_trace(go.Scatter(x=rows.epoch, y=rows.norm, mode="lines", name=str(variant),
-                                 line=dict(color=colors[variant], width=2.5),
-                                 hovertemplate=f"<b>{variant}</b><br>epoch %{{x}}<br>norm %{{y:.2f}}<extra></extra>"))
+    panels = _by_arch(curve)
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels])
+    for col, (arch, part) in enumerate(panels, start=1):
+        for variant, rows in part.sort_values("epoch").groupby("variant", observed=True, sort=False):
+            fig.add_trace(go.Scatter(
+                x=rows.epoch, y=rows.norm, mode="lines", name=str(variant), legendgroup=str(variant),
+                showlegend=col == 1, line=dict(color=colors[variant], width=2.5),
+                hovertemplate=f"<b>{arch + ' ' if arch else ''}{variant}</b><br>epoch %{{x}}<br>norm %{{y:.2f}}"
+                              "<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="epoch (0: initialization)", row=1, col=col)
     fig.update_layout(title=title or "Total weight norm during training", template="plotly_white", height=380,
-                      xaxis_title="epoch (0: initialization)", yaxis_title="Frobenius norm, all parameters",
-                      legend=dict(orientation="h", y=-0.25))
+                      yaxis_title="Frobenius norm, all parameters", legend=dict(orientation="h", y=-0.25))
     return fig
 
 
 def layer_norms(before_after: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """Per-layer norms at initialization (grey) and after training (one bar per variant).
-    Input: `probes.layer_norms_before_after`."""
-    layers = list(dict.fromkeys(before_after.layer))
+    """Per-layer norms at initialization (grey) and after training (one bar per variant), one
+    panel per architecture (each has its own layers). Input: `probes.layer_norms_before_after`."""
     colors = _colors(list(dict.fromkeys(before_after.variant)))
-    first = before_after.drop_duplicates("layer")
-    fig = go.Figure([go.Bar(x=first.layer, y=first.before, name="initialization", marker_color="#BBBBBB")])
-    for variant, rows in before_after.groupby("variant", observed=True, sort=False):
-        fig.add_trace(go.Bar(x=rows.layer, y=rows.after, name=f"{variant}, after training",
-                             marker_color=colors[variant], customdata=rows.ratio,
-                             hovertemplate="%{x}<br>norm %{y:.2f} (x%{customdata:.2f} of init)<extra></extra>"))
+    panels = _by_arch(before_after)
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels])
+    for col, (arch, part) in enumerate(panels, start=1):
+        first = part.drop_duplicates("layer")
+        fig.add_trace(go.Bar(x=first.layer, y=first.before, name="initialization", marker_color="#BBBBBB",
+                             legendgroup="init", showlegend=col == 1), row=1, col=col)
+        for variant, rows in part.groupby("variant", observed=True, sort=False):
+            fig.add_trace(go.Bar(x=rows.layer, y=rows.after, name=f"{variant}, after training",
+                                 legendgroup=str(variant), showlegend=col == 1,
+                                 marker_color=colors[variant], customdata=rows.ratio,
+                                 hovertemplate="%{x}<br>norm %{y:.2f} (x%{customdata:.2f} of init)<extra></extra>"),
+                          row=1, col=col)
+        fig.update_xaxes(categoryorder="array", categoryarray=list(dict.fromkeys(part.layer)), row=1, col=col)
     fig.update_layout(barmode="group", title=title or "Layer norms before and after training",
-                      template="plotly_white", height=400, xaxis=dict(categoryorder="array", categoryarray=layers),
-                      yaxis_title="Frobenius norm", legend=dict(orientation="h", y=-0.3))
+                      template="plotly_white", height=400, yaxis_title="Frobenius norm",
+                      legend=dict(orientation="h", y=-0.3))
     return fig
 
 

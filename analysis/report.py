@@ -21,7 +21,8 @@ import yaml
 
 from analysis import convergence, difficulty, dynamics, figures, load, probes
 
-EXAMPLE_COLUMNS = ["variant", "split", "epoch", "index", "correct", "label", "true_label", "corrupted"]
+EXAMPLE_COLUMNS = ["variant", "seed", "split", "epoch", "index", "correct", "label", "true_label", "corrupted", "p_label",
+                   "loss"]
 GALLERY_SIZE = 10
 
 CSS = """
@@ -80,9 +81,13 @@ def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], images)
     pc = difficulty.p_correct(examples)
     curves, baselines = difficulty.sorted_curves(pc)
     last = int(pc.epoch.max())
-    sections: list = [_summary_html(difficulty.summary(pc)), CURVES_INTRO]
-    sections += [figures.p_correct_curves(curves, baselines, split, spec["variants"])
+    table = difficulty.summary(pc)
+    bands = difficulty.bootstrap_bands(examples)
+    sections: list = [_summary_html(table), CURVES_INTRO]
+    sections += [figures.p_correct_curves(curves, baselines, split, spec["variants"], bands=bands)
                  for split in ("train", "test") if split in set(curves.split)]
+    sentences = [difficulty.distance_sentence(r) for _, r in table[table.epoch == table.epoch.max()].iterrows()]
+    sections.append("<ul class='note'>" + "".join(f"<li>{html.escape(t)}</li>" for t in sentences) + "</ul>")
     sections.append(figures.p_correct_histograms(
         pc, "train" if "train" in set(pc.split) else "test", last, spec["variants"]))
     sections.append(_galleries_intro(last))
@@ -243,6 +248,16 @@ def _filter_grid(weights: np.ndarray, per_row: int = 16, zoom: int = 8) -> np.nd
 DYNAMICS_COLUMNS = ["variant", "seed", "epoch", "split", "index", "correct", "p_label", "label", "corrupted"]
 
 
+PROTOCOL_NOTE = (
+    "<p class='note'><b>Where this protocol differs from the papers.</b> memsweep scores the whole training "
+    "split after each recorded epoch with the model fixed (eval mode); Toneva et al. (2019) and Swayamdipta "
+    "et al. (2020) record each example's value while it is trained on, during the epoch. Toneva et al. rank "
+    "never-learned examples by adding the number of presentations; here they rank above every count of "
+    "forgetting events, one step per seed in which they were never learned. The forgetting histogram puts "
+    "never-learned examples in the 0-events bin beside the unforgettable ones. Each model is read at its own "
+    "last recorded epoch (models of an interpolate sweep stop at different epochs).</p>")
+
+
 def _dynamics_sections(results: str, sweep: str) -> list:
     """Oscillation, forgetting events, data maps and the agreement of difficulty measures,
     when the training split was recorded at two or more epochs."""
@@ -270,7 +285,7 @@ def _dynamics_sections(results: str, sweep: str) -> list:
     out = [f"<h2>Training dynamics per example</h2><p class='note'>From the training split recorded at epochs "
            f"{', '.join(map(str, epochs))}: accuracy oscillation between consecutive evaluations, forgetting "
            "events (correct to incorrect, Toneva et al. 2019), data maps (Swayamdipta et al. 2020) and EL2N "
-           f"(Paul et al. 2021, at epoch {epochs[0]}).</p>",
+           f"(Paul et al. 2021, at epoch {epochs[0]}).</p>", PROTOCOL_NOTE,
            figures.oscillation(osc), _table_html(early),
            figures.forgetting_histogram(per), figures.data_map(per),  # `measures` holds both readings
            "<p class='note'>Share of clean and corrupted examples in each data-map region "
@@ -396,7 +411,12 @@ def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, images) -> li
         if rows.empty:
             continue
         captions = [f"#{r.index} y={r.label}" + (f" (was {r.true_label})" if r.label != r.true_label else "")
-                    + f"<br>P={r.p_correct:.2f}" for r in rows.itertuples()]
+                    + f"<br>P={r.p_correct:.2f}" + (f", p_y={r.mean_p_label:.2f}" if "mean_p_label" in rows else "")
+                    for r in rows.itertuples()]
+        tied = int(rows.tied.iloc[-1])
+        note = (f" ({tied} examples share P(correct) = {rows.p_correct.iloc[-1]:.2f}; shown: the "
+                f"{'lowest' if kind == 'hardest' else 'highest'} mean probability of their label)"
+                if tied > 1 else "")
         out.append(figures.gallery(images[rows["index"].to_numpy()], captions,
-                                   f"{variant}: the {len(rows)} {kind}"))
+                                   f"{variant}: the {len(rows)} {kind}{note}"))
     return out

@@ -155,14 +155,28 @@ NORMALIZATIONS = ("dataset", "per_image")
 # noise beta, L-inf box radius r, and the iteration cap.
 LASS_ALPHA, LASS_BETA, LASS_R, LASS_ITERS = 0.25 / 255, 0.2 / 255, 30 / 255, 20
 
-# Corruption levels in figures: one ordered (sequential) palette, light (low p) to dark (p = 1).
+# Corruption levels in figures: an ordered (sequential) palette per leveled kind, light (low p)
+# to dark (p = 1): blues for random labels, oranges for random inputs.
 LEVEL_SCALE = ("#C6DBEF", "#9ECAE1", "#6BAED6", "#4292C6", "#2171B5", "#08519C", "#08306B")
+LEVEL_SCALES = {"randY": LEVEL_SCALE,
+                "randX": ("#FDD0A2", "#FDAE6B", "#FD8D3C", "#F16913", "#D94801", "#A63603", "#7F2704")}
 
 
-def level_colour(p: float) -> str:
-    """The colour of corruption level p in [0, 1] on the sequential scale."""
+def level_colour(p: float, kind: str = "randY") -> str:
+    """The colour of corruption level p in [0, 1] on its kind's sequential scale."""
+    scale = LEVEL_SCALES.get(kind, LEVEL_SCALE)
     p = min(max(float(p), 0.0), 1.0)
-    return LEVEL_SCALE[round(p * (len(LEVEL_SCALE) - 1))]
+    return scale[round(p * (len(scale) - 1))]
+
+
+def variant_colour(variant: str) -> str | None:
+    """A `variant` column value's colour: a grid level ('randY:0.3') on its kind's sequential
+    scale, a kind ('real', 'randX', 'gaussian') in its own colour; None for other names."""
+    try:
+        c = Corruption.parse(variant)
+    except ValueError:
+        return None
+    return level_colour(c.p, c.kind) if ":" in str(variant) and c.kind in LEVEL_SCALES else kind_colour(c.kind)
 
 
 def arch_colour(arch: str) -> str:

@@ -14,7 +14,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from sweep import spec as specs
+try:
+    from sweep import spec as specs
+except ImportError as _missing:  # an analyst's install: the core only, without the `train` extra
+    specs, MISSING = None, _missing
 
 EXIT_USAGE = 2
 SWEEP_HELP = "the sweep's name: its preset's, or what `sweep launch --name` gave it (see `sweep ls`)"
@@ -102,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if specs is None:
+        print(f"sweep: error: running sweeps needs the training stack ({MISSING.name} is not installed): "
+              "pip install 'memsweep[train]'; reading results needs only `analysis`", file=sys.stderr)
+        return EXIT_USAGE
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":

@@ -115,3 +115,32 @@ def test_load_table_filters(tmp_path):
         load.load_table(str(tmp_path), "other", "examples")
     with pytest.raises(ValueError, match="unknown table 'example'"):
         load.load_table(str(tmp_path), "s", "example")
+
+
+def test_gallery_ties_are_broken_by_the_mean_probability_of_the_label():
+    # Four examples every seed gets right (a tie at P = 1) and one it never does: the easiest are
+    # the most confident ones, not the lowest indices, and the tie is counted for the caption.
+    rows = [dict(variant="real", split="train", epoch=1, seed=s, index=i, correct=i != 4, label=0, true_label=0,
+                 corrupted=False, p_label=[0.6, 0.9, 0.7, 0.99, 0.1][i], loss=0.0) for s in range(2) for i in range(5)]
+    pc = D.p_correct(pd.DataFrame(rows))
+    ext = D.extremes(pc, k=2)
+    easy = ext[ext.kind == "easiest"]
+    assert easy["index"].tolist() == [3, 1] and set(easy.tied) == {4}
+    assert ext[ext.kind == "hardest"]["index"].tolist() == [4, 0]  # then the least confident of the tie
+
+
+def test_bootstrap_bands_widen_with_fewer_seeds_and_sentences_read_the_numbers():
+    rng = np.random.default_rng(0)
+    def frame(seeds):
+        return pd.DataFrame([dict(variant="real", split="train", epoch=1, seed=s, index=i,
+                                  correct=bool(rng.random() < i / 50), label=0, true_label=0, corrupted=False)
+                             for s in range(seeds) for i in range(50)])
+    few, many = D.bootstrap_bands(frame(4), draws=100), D.bootstrap_bands(frame(64), draws=100)
+    assert (few.hi >= few.lo).all() and len(few) == 50
+    assert (few.hi - few.lo).mean() > 2 * (many.hi - many.lo).mean()
+    table = D.summary(D.p_correct(frame(64)))
+    text = D.distance_sentence(table.iloc[0])
+    assert text.startswith("real (train, epoch 1): far from binomial (KS ") and "differ in difficulty" in text
+    fig = figures.p_correct_curves(*D.sorted_curves(D.p_correct(frame(8))), "train", ["real"],
+                                   bands=D.bootstrap_bands(frame(8), draws=50))
+    assert fig.data[0].fill == "toself" and fig.data[1].name == "real"

@@ -210,3 +210,38 @@ def test_named_sweeps_share_a_location_and_ls_lists_them(launched, ray_cluster):
     assert "no sweep 'fig1-p3'" in missing.stderr and "fig1-p03, fig1-p06" in missing.stderr
     bad = sweep(*base, "--name", "../escape")
     assert bad.returncode == 2 and "name" in bad.stderr and not (results.parent / "escape").exists()
+
+
+BLOCK_TRAINING_STACK = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] in {'torch', 'torchvision', 'ray', 'sklearn', 'pydantic', 'filelock'}:
+            raise ImportError(f'blocked: {name}', name=name.split('.')[0])
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_an_analyst_reads_and_reports_without_the_training_stack(launched, tmp_path):
+    """The core install (no `train` extra): analysis loads the store, computes, draws and writes
+    the report with torch, Ray, scikit-learn and pydantic unimportable; `sweep` says what to install."""
+    import sys
+
+    results = launched[0].parent
+    out = tmp_path / "r.html"
+    code = BLOCK_TRAINING_STACK + f"""
+from analysis import difficulty, dynamics, figures, load, report
+examples = load.load_table({str(results)!r}, "fig1-difficulty", "examples", splits=["train"])
+pc = difficulty.p_correct(examples)
+assert len(difficulty.summary(pc)) and figures.p_correct_histograms(pc, "train")
+open({str(out)!r}, "w").write(report.build({str(results)!r}, "fig1-difficulty"))
+bad = [m for m in ("torch", "ray", "sklearn", "pydantic") if m in sys.modules]
+assert not bad, bad
+from sweep import cli
+sys.exit(cli.main(["list"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip() == ("sweep: error: running sweeps needs the training stack (pydantic is not "
+                                   "installed): pip install 'memsweep[train]'; reading results needs only `analysis`")
+    assert out.stat().st_size > 100_000 and "P(correct)" in out.read_text()

@@ -25,7 +25,7 @@ def test_aws_cluster_shape():
     assert gpu["min_workers"] == 0 and gpu["max_workers"] >= 1  # autoscales from zero
     assert gpu["node_config"]["InstanceType"].startswith(("g", "p"))  # a GPU instance family
     setup = " ".join(config["setup_commands"])
-    assert "deploy/constraints.txt" in setup and "-e ~/memsweep" in setup
+    assert "deploy/constraints.txt" in setup and '-e "$HOME/memsweep[train]"' in setup
     assert config["file_mounts"] == {"~/memsweep": "."}
     for cmd in config["head_start_ray_commands"] + config["worker_start_ray_commands"]:
         assert cmd.startswith("source ~/memsweep/.venv/bin/activate")
