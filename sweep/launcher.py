@@ -289,7 +289,11 @@ def _embedded_ray_settings() -> None:
 # store holds the results; the TensorBoard logger alone imports torch into the driver, 1.5 s of
 # a one-seed sweep's 9 s, measured) and its new console output (a configuration box and a
 # TensorBoard hint; memsweep prints its own progress lines). An environment that sets them wins.
-TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
+HEARTBEAT_S = float(os.environ.get("MEMSWEEP_HEARTBEAT_S", "10"))  # seconds between progress redraws
+# Also its warning that keeping one checkpoint forces an experiment snapshot at each checkpoint
+# (it does, and they are small; the warning printed three lines per checkpoint).
+TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0",
+            "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 
 
 @contextlib.contextmanager
@@ -433,6 +437,13 @@ class _Progress(tune.Callback):
     def __init__(self, total: int, out, store: Store, fragments: list[str]):
         self.total, self.out, self.done, self.start = total, out, 0, time.perf_counter()
         self.store = store
+        # While trials run: a heartbeat naming each running trial's epoch, accuracy and members
+        # still training, and an ETA once trials have finished. On a terminal it redraws one
+        # line; elsewhere (CI, nohup, ray exec) it is a plain line every HEARTBEAT_S x 3.
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self.every = HEARTBEAT_S if self.tty else 3 * HEARTBEAT_S
+        self.running: dict[str, dict] = {}
+        self.last_beat, self.drawn = time.perf_counter(), False
         self.state = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                       "trials": dict.fromkeys(fragments, "PENDING")}
         store.write_launch_state(self.state)
@@ -445,28 +456,62 @@ class _Progress(tune.Callback):
             print(f"memsweep: warning: could not update {self.store.uri}/_launch.json: {exc}", file=sys.stderr)
 
     def _line(self, text: str) -> None:
-        print(f"[{self.done:>4}/{self.total} trials | {time.perf_counter() - self.start:7.1f} s] {text}",
+        clear = "\r\033[K" if self.drawn else ""
+        self.drawn = False
+        print(f"{clear}[{self.done:>4}/{self.total} trials | {time.perf_counter() - self.start:7.1f} s] {text}",
               file=self.out, flush=True)
+
+    def _eta(self) -> str:
+        if self.done < 2 or self.done >= self.total:
+            return ""
+        elapsed = time.perf_counter() - self.start
+        return f"; ETA ~{elapsed / self.done * (self.total - self.done):.0f} s"
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._mark(trial, "RUNNING")
 
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("stored"):
+            return
+        self.running[_trial_name_of(trial.config)] = result
+        now = time.perf_counter()
+        if now - self.last_beat < self.every:
+            return
+        self.last_beat = now
+        parts = [f"{name} epoch {r.get('epoch', '?')}"
+                 + (f" train {r['train_acc']:.2f}" if "train_acc" in r else "")
+                 + (f" ({r['members_training']}/{r['members']} training)" if r.get("members", 1) > 1 else "")
+                 for name, r in list(self.running.items())[:4]]
+        more = f" +{len(self.running) - 4} more" if len(self.running) > 4 else ""
+        text = (f"[{self.done:>4}/{self.total} trials | {now - self.start:7.1f} s] running: "
+                + "; ".join(parts) + more + self._eta())
+        if self.tty:
+            print("\r\033[K" + text, end="", file=self.out, flush=True)
+            self.drawn = True
+        else:
+            print(text, file=self.out, flush=True)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
         self._mark(trial, "TERMINATED")
+        self.running.pop(_trial_name_of(trial.config), None)
         _drop_checkpoints(trial)
         r, plan = trial.last_result or {}, trial.config["trial"]["plan"]
         accs = "  ".join(f"{k.split('_')[0]} acc {r[k]:.3f}" for k in ("train_acc", "test_acc") if k in r)
         if plan.get("members"):
             who = f"{len(plan['members'])} models" if len(plan["members"]) > 1 else \
                 f"{plan['members'][0][0]} seed {plan['members'][0][1]}"
-            self._line(f"{plan['cell']} pack {plan['pack']}: {who}, {r.get('epoch', '?')} epochs  {accs}")
+            fit = (f", {r['interpolated']}/{r['members']} interpolated (mean epoch {r['interp_epoch_mean']:.0f})"
+                   if r.get("interpolated") else ", none interpolated" if "interpolated" in r else "")
+            self._line(f"{plan['cell']} pack {plan['pack']}: {who}, {r.get('epoch', '?')} epochs{fit}  {accs}"
+                       + self._eta())
             return
         seeds = (f"seed  {plan['seed_lo']}" if plan["seed_hi"] - plan["seed_lo"] == 1
                  else f"seeds {plan['seed_lo']}-{plan['seed_hi'] - 1}")
-        self._line(f"{plan['cell']:>6} {seeds:<11} {accs}")
+        self._line(f"{plan['cell']:>6} {seeds:<11} {accs}{self._eta()}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
+        self.running.pop(_trial_name_of(trial.config), None)
         self._mark(trial, "ERROR")
         self._line(f"FAILED {_trial_name_of(trial.config)} (logs: {trial.local_path})")

@@ -51,6 +51,8 @@ def run(config: dict[str, Any]) -> None:
                        **T.convergence_columns(spec, job, pack, outcome, found, resumed_from))
         tables = T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
         last = outcome.records[-1]
+        reached = [e for e in outcome.reached_epoch if e is not None]
+        extra = {"interpolated": len(reached), "interp_epoch_mean": float(np.mean(reached)) if reached else np.nan}
     else:  # the trial's seeds in packs sized to the worker (its share of the cache, or the GPU budget)
         from trainables import budget
 
@@ -63,10 +65,11 @@ def run(config: dict[str, Any]) -> None:
         at = trials.schema.get_field_index("wall_seconds")
         tables["trials"] = trials.set_column(at, "wall_seconds", pa.array([time.perf_counter() - t0] * len(trials)))
         last = [record for _, record in parts]
+        extra = {}
     Store(config["results"], spec.name).write_fragment(plan.fragment, tables, {
         "sweep": spec.name, "fragment": plan.fragment, "spec": spec.model_dump(),
         "spec_hash": spec.hash(), "versions": ctx["versions"], "git_rev": ctx["git_rev"]})
-    tune.report(_summary(last, done=True))
+    tune.report({**_summary(last, done=True), **extra})
 
 
 def _pack(spec, plan: TrialPlan, job, device):

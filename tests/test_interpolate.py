@@ -105,3 +105,25 @@ def test_carved_validation_is_disjoint_fixed_and_corrupted_on_its_own(digits):
     assert (noisy.val.y != a.val.y).float().mean() > 0.8
     with pytest.raises(ValueError, match="between 1 and 1436"):
         digits.carve_validation(1437)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_shows_running_trials_an_eta_and_epochs_to_interpolation(ray_local, tmp_path, monkeypatch, terminal):
+    monkeypatch.setattr(launcher, "HEARTBEAT_S", 0.05)
+    spec = S.resolve("convergence-slowdown", "digits", [
+        "archs=[mlp1]", "corruptions=[randY:0.0,randY:0.2,randY:0.4]", "max_epochs=40", "pack_size=1"])
+    out = _Terminal() if terminal else io.StringIO()
+    result = launcher.launch(spec, Store(tmp_path, spec.name), data_root=str(tmp_path / "data"), out=out)
+    assert result.ran == 3 and not result.missing
+    text = out.getvalue()
+    assert "running: mlp1-" in text and " epoch " in text and "ETA ~" in text
+    assert "1/1 interpolated (mean epoch" in text
+    if terminal:  # one redrawn line: carriage returns, and each finished trial's line clears it
+        assert "\r\033[K" in text and "\r\033[K[" in text
+    else:  # plain lines only
+        assert "\r" not in text and "\033" not in text
