@@ -40,10 +40,11 @@ pre { padding: 0.8rem; overflow-x: auto; } .note { color: #555; font-size: 0.9re
 """
 
 
-def build(results: str, sweep: str, images: Callable[[str, str], np.ndarray | None] | None = None) -> str:
-    """The report's HTML text. `images(dataset, split)`: the split's images for display, (N, H, W)
-    or (N, H, W, 3) uint8, or None where the data set's files are not at hand (the galleries are
-    then left out); the caller loads them (analysis has no data-loading code)."""
+def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | None = None) -> str:
+    """The report's HTML text. `images(dataset, split, variant=None)`: the split's images for
+    display, (N, H, W) or (N, H, W, 3) uint8, as the variant's models trained on them (randX: the
+    noise), or None where the data set's files are not at hand (the galleries are then left out);
+    the caller loads them (analysis has no data-loading code)."""
     manifest = load.load_manifest(results, sweep)
     spec = manifest["spec"]
     try:
@@ -393,16 +394,16 @@ def _summary_html(table: pd.DataFrame) -> str:
 def _galleries_intro(epoch: int) -> str:
     return (f"<h2>Hardest and easiest training examples</h2><p class='note'>Per variant, after epoch {epoch}: "
             f"the {GALLERY_SIZE} examples the fewest and the most seeds classify correctly, with the label "
-            "trained on (and the original where randY changed it). randX examples are shown as the "
-            "original image; the networks saw Gaussian noise in its place.</p>")
+            "trained on (and the original where randY changed it), each image as the networks saw it "
+            "(randX: Gaussian noise where it replaced the image). Ties in P(correct) are broken by the "
+            "mean probability of the label.</p>")
 
 
 def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, images) -> list:
     """One gallery figure per variant x (hardest, easiest), or a note if the images are not here."""
     split = "train" if "train" in set(pc.split) else "test"
     picks = difficulty.extremes(pc[(pc.split == split) & (pc.epoch == epoch)], GALLERY_SIZE)
-    images = images(spec["dataset"], split) if images is not None else None
-    if images is None:
+    if images is None or images(spec["dataset"], split) is None:
         return [f"<p class='note'>The {html.escape(spec['dataset'])} files are not available here "
                 "(pass --data-root), so the galleries are omitted.</p>"]
     out: list = []
@@ -410,6 +411,7 @@ def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, images) -> li
         rows = picks[(picks.variant == variant) & (picks.kind == kind)]
         if rows.empty:
             continue
+        shown = images(spec["dataset"], split, variant)  # what this variant's networks trained on
         captions = [f"#{r.index} y={r.label}" + (f" (was {r.true_label})" if r.label != r.true_label else "")
                     + f"<br>P={r.p_correct:.2f}" + (f", p_y={r.mean_p_label:.2f}" if "mean_p_label" in rows else "")
                     for r in rows.itertuples()]
@@ -417,6 +419,6 @@ def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, images) -> li
         note = (f" ({tied} examples share P(correct) = {rows.p_correct.iloc[-1]:.2f}; shown: the "
                 f"{'lowest' if kind == 'hardest' else 'highest'} mean probability of their label)"
                 if tied > 1 else "")
-        out.append(figures.gallery(images[rows["index"].to_numpy()], captions,
+        out.append(figures.gallery(shown[rows["index"].to_numpy()], captions,
                                    f"{variant}: the {len(rows)} {kind}{note}"))
     return out

@@ -338,8 +338,7 @@ def _report(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
     try:
-        text = report.build(args.results, args.preset, images=lambda dataset, split: _images(dataset, split,
-                                                                                        args.data_root))
+        text = report.build(args.results, args.preset, images=_images(args.data_root, store.read_manifest()))
     except FileNotFoundError as exc:
         raise _UserError(f"{exc}; run `{_relaunch(args)} --results {args.results}` first") from None
     except MissingRows as exc:
@@ -358,10 +357,26 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _images(dataset: str, split: str, data_root: str | None):
-    from trainables.data import display_images
+def _images(data_root: str | None, manifest: dict):
+    """The report's image loader: a split's images, and the training images as each variant's
+    trials corrupted them (same corruption, seed rule and train_size as `sweep.job.prepare`)."""
+    cache: dict = {}
 
-    return display_images(dataset, split, data_root)
+    def images(dataset: str, split: str, variant: str | None = None):
+        from trainables.data import display_images
+
+        spec, corruption = specs.validate(manifest["spec"]), None
+        if variant is not None and split == "train":
+            c = spec.corruption_of(variant)
+            if c.changes_images:
+                corruption = (c.kind, c.p, specs.derive_seed(spec.seed, "corruption", variant))
+        key = (dataset, split, corruption)
+        if key not in cache:
+            cache[key] = display_images(dataset, split, data_root, corruption=corruption,
+                                        train_size=getattr(spec, "train_size", None))
+        return cache[key]
+
+    return images
 
 
 if __name__ == "__main__":

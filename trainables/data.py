@@ -243,13 +243,24 @@ def _cifar10(root: Path, download: bool) -> Arrays:
     return tensors(train), tensors(test)
 
 
-def display_images(name: str, split: str, root: str | Path | None = None) -> np.ndarray | None:
+def display_images(name: str, split: str, root: str | Path | None = None, *,
+                   corruption: tuple[str, float, int] | None = None, train_size: int | None = None
+                   ) -> np.ndarray | None:
     """The split's images for display, (N, H, W) or (N, H, W, 3) uint8 (each image min-max
-    scaled), or None if the data set's files are not here (nothing is downloaded)."""
+    scaled), or None if the data set's files are not here (nothing is downloaded). With
+    `corruption` (kind, p, seed) and the trial's `train_size`: the training images as a trial
+    corrupted them (randX: Gaussian noise in place of the chosen images), what it trained on."""
+    from . import corruption as corruptions
+
     try:
-        x = load(name, root, download=False).split(split).x.numpy()
+        data = load(name, root, download=False)
     except DataUnavailable:
         return None
+    if train_size is not None:
+        data = data.subset_train(train_size)
+    if corruption is not None:
+        data = corruptions.apply(data, *corruption)[0]
+    x = data.split(split).x.numpy()
     lo = x.min(axis=(1, 2, 3), keepdims=True)
     hi = x.max(axis=(1, 2, 3), keepdims=True)
     scaled = ((x - lo) / np.maximum(hi - lo, 1e-8) * 255).round().astype(np.uint8)
