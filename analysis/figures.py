@@ -190,7 +190,7 @@ def learning_curves(lc: pd.DataFrame, metric: str = "train_loss", title: str | N
                         horizontal_spacing=0.03)
     colors = _colors(list(dict.fromkeys(lc.variant)))  # the same colour per variant as the other figures
     for col, arch in enumerate(archs, start=1):
-        for variant, rows in lc[lc.arch == arch].groupby("variant", sort=False):
+        for variant, rows in _by_level(lc[lc.arch == arch]).groupby("variant", sort=False):
             fig.add_trace(go.Scatter(
                 x=rows.epoch, y=rows[metric], mode="lines", name=variant, legendgroup=variant,
                 showlegend=col == 1, line=dict(color=colors[variant], width=2),
@@ -221,12 +221,28 @@ def _colors(variants: Sequence[str]) -> dict[str, str]:
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 
+def _variant_key(variant) -> tuple:
+    """Sort key of a variant: the catalog's kind order, then the level (unknown names last)."""
+    try:
+        c = catalog.Corruption.parse(str(variant))
+        return (catalog.KINDS.index(c.kind), c.p, "")
+    except ValueError:
+        return (len(catalog.KINDS), 0.0, str(variant))
+
+
+def _by_level(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame's rows with its variants in level order (legends and bars read low to high)."""
+    order = sorted(dict.fromkeys(frame.variant), key=_variant_key)
+    return frame.assign(_v=frame.variant.map({v: i for i, v in enumerate(order)})).sort_values(
+        "_v", kind="stable").drop(columns="_v")
+
+
 def _lines(frame: pd.DataFrame):
     """(name, dash, variant, rows) per line: one per variant, and per architecture too when the
     frame has several (colour: the variant; dash: the architecture)."""
     archs = list(dict.fromkeys(frame.arch.astype(str))) if "arch" in frame.columns else []
     keys = ["arch", "variant"] if len(archs) > 1 else ["variant"]
-    for key, rows in frame.groupby(keys, observed=True, sort=False):
+    for key, rows in _by_level(frame).groupby(keys, observed=True, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         if len(archs) > 1:
             yield f"{key[0]} {key[1]}", DASHES[archs.index(str(key[0])) % len(DASHES)], key[1], rows
@@ -423,7 +439,7 @@ def weight_norms(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
     panels = _by_arch(curve)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels])
     for col, (arch, part) in enumerate(panels, start=1):
-        for variant, rows in part.sort_values("epoch").groupby("variant", observed=True, sort=False):
+        for variant, rows in _by_level(part.sort_values("epoch")).groupby("variant", observed=True, sort=False):
             fig.add_trace(go.Scatter(
                 x=rows.epoch, y=rows.norm, mode="lines", name=str(variant), legendgroup=str(variant),
                 showlegend=col == 1, line=dict(color=colors[variant], width=2.5),
@@ -445,7 +461,7 @@ def layer_norms(before_after: pd.DataFrame, title: str | None = None) -> go.Figu
         first = part.drop_duplicates("layer")
         fig.add_trace(go.Bar(x=first.layer, y=first.before, name="initialization", marker_color="#BBBBBB",
                              legendgroup="init", showlegend=col == 1), row=1, col=col)
-        for variant, rows in part.groupby("variant", observed=True, sort=False):
+        for variant, rows in _by_level(part).groupby("variant", observed=True, sort=False):
             fig.add_trace(go.Bar(x=rows.layer, y=rows.after, name=f"{variant}, after training",
                                  legendgroup=str(variant), showlegend=col == 1,
                                  marker_color=colors[variant], customdata=rows.ratio,

@@ -60,3 +60,12 @@ def test_levels_take_an_ordered_palette_and_kinds_their_own_colour():
     assert colours == [catalog.level_colour(p) for p in (0.0, 0.5, 1.0)] and len(set(colours)) == 3
     assert figures._color("randX") == catalog.kind_colour("randX")
     assert figures._color("randX:0.5") != figures._color("randY:0.5")
+
+
+def test_legends_read_from_low_to_high_level():
+    frame = norms_frame()
+    frame = pd.concat([frame.assign(variant=frame.variant.replace({"randY:0.0": v})) for v in
+                       ("randY:0.8", "randY:0.2")] + [frame])  # levels in dealing order, not level order
+    fig = figures.weight_norms(probes.norm_curves(frame))
+    names = [t.name for t in fig.data if t.showlegend]
+    assert names == ["randY:0.0", "randY:0.2", "randY:0.8", "randY:1.0"]
