@@ -233,7 +233,8 @@ def _variant_key(variant) -> tuple:
 def _by_level(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame's rows with its variants in level order (legends and bars read low to high)."""
     order = sorted(dict.fromkeys(frame.variant), key=_variant_key)
-    return frame.assign(_v=frame.variant.map({v: i for i, v in enumerate(order)})).sort_values(
+    rank = {str(v): i for i, v in enumerate(order)}  # by name: a categorical would sort by its own order
+    return frame.assign(_v=frame.variant.astype(str).map(rank).astype(int)).sort_values(
         "_v", kind="stable").drop(columns="_v")
 
 

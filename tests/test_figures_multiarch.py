@@ -66,6 +66,7 @@ def test_legends_read_from_low_to_high_level():
     frame = norms_frame()
     frame = pd.concat([frame.assign(variant=frame.variant.replace({"randY:0.0": v})) for v in
                        ("randY:0.8", "randY:0.2")] + [frame])  # levels in dealing order, not level order
+    frame["variant"] = frame.variant.astype("category")  # as the store reads it
     fig = figures.weight_norms(probes.norm_curves(frame))
     names = [t.name for t in fig.data if t.showlegend]
     assert names == ["randY:0.0", "randY:0.2", "randY:0.8", "randY:1.0"]
