@@ -335,10 +335,22 @@ def data_map(maps: pd.DataFrame, title: str | None = None) -> go.Figure:
     return fig
 
 
+def _panels_per_arch(*frames: pd.DataFrame) -> list[pd.DataFrame]:
+    """With several architectures, each frame's `variant` becomes 'arch variant' (one panel per
+    architecture and variant: two models are never averaged or joined)."""
+    first = frames[0]
+    if "arch" not in first.columns or first.arch.nunique() < 2:
+        return list(frames)
+    return [f.assign(variant=f.arch.astype(str) + " " + f.variant.astype(str)) if "arch" in f.columns else f
+            for f in frames]
+
+
 def phases(epochs: pd.DataFrame, boundaries: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Catastrophic forgetting: training (solid) and validation (dashed) accuracy against epoch,
-    one line per seed, one panel per variant; a dotted line where phase 2 (training split
-    alone) begins. Inputs: the `epochs` table and per variant x seed `phase1_epochs`."""
+    one line per seed, one panel per variant (and architecture); a dotted line where phase 2
+    (training split alone) begins. Inputs: the `epochs` table and per (arch x) variant x seed
+    `phase1_epochs`."""
+    epochs, boundaries = _panels_per_arch(epochs, boundaries)
     variants = list(dict.fromkeys(epochs.variant))
     fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True)
     for col, variant in enumerate(variants, start=1):
@@ -404,7 +416,8 @@ def weight_noise(curves: pd.DataFrame, title: str | None = None) -> go.Figure:
 def early_stopping(epochs: pd.DataFrame, stops: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Train (solid) and validation (dashed) accuracy against epoch, mean over seeds, one panel
     per variant, with the early-stopping epoch (dotted) and the best validation epoch marked.
-    Inputs: the `epochs` table; per variant `best_epoch` and `early_stop_epoch`."""
+    Inputs: the `epochs` table; per (arch x) variant `best_epoch` and `early_stop_epoch`."""
+    epochs, stops = _panels_per_arch(epochs, stops)
     variants = list(dict.fromkeys(epochs.variant))
     mean = epochs.groupby(["variant", "epoch"], observed=True, sort=False)[["train_acc", "val_acc"]].mean().reset_index()
     fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True)

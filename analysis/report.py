@@ -120,7 +120,12 @@ def _convergence_sections(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd
         f"<h2>Time to interpolation</h2><p class='note'>A model interpolates when its full-set training "
         f"accuracy (model fixed) reaches {threshold:.1%}. Times are training seconds (scoring excluded); "
         "'x clean' is the ratio to the same architecture on clean labels. Runs that never interpolated are "
-        "listed with where they stopped.</p><table><tr>" + "".join(f"<th>{h}</th>" for h in head)
+        "listed with where they stopped."
+        + (f" Models were trained {int(trials.pack_size.max())} to a pack, and a pack's seconds run on one clock "
+           "for all its models: compare epochs and steps across levels; seconds only between runs of equal "
+           "pack size (<code>--set pack_size=1</code> gives each model its own)."
+           if "pack_size" in trials.columns and trials.pack_size.max() > 1 else "")
+        + "</p><table><tr>" + "".join(f"<th>{h}</th>" for h in head)
         + f"</tr>{rows}</table>"]
     curve = convergence.label_corruption_curve(table)
     if curve.corruption_p.nunique() > 1:
@@ -163,7 +168,8 @@ def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.D
                 f"{spec['validation']['size']} held-out images ({html.escape(spec['validation']['corruption'])}) "
                 "until both are fit or the epoch budget ends; phase 2 trains on the training split alone. "
                 "One line per seed.</p>",
-                figures.phases(epochs, trials[["variant", "seed", "phase1_epochs"]])]
+                figures.phases(epochs, trials[[c for c in ("arch", "variant", "seed", "phase1_epochs")
+                                               if c in trials.columns]])]
         b = trials.groupby("variant", observed=True).phase1_epochs.mean()
         last = epochs.sort_values("epoch").groupby(["variant", "seed"], observed=True).last()
         at_b = epochs.merge(trials[["variant", "seed", "phase1_epochs"]], on=["variant", "seed"])

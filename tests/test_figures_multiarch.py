@@ -70,3 +70,18 @@ def test_legends_read_from_low_to_high_level():
     fig = figures.weight_norms(probes.norm_curves(frame))
     names = [t.name for t in fig.data if t.showlegend]
     assert names == ["randY:0.0", "randY:0.2", "randY:0.8", "randY:1.0"]
+
+
+def test_phases_and_early_stopping_give_each_arch_its_own_panel():
+    epochs = pd.DataFrame([dict(arch=a, variant="randY:1.0", seed=0, epoch=e, train_acc=0.1 * e, val_acc=0.05 * e,
+                                phase=1 if e <= 3 else 2) for a in ARCHS for e in range(1, 7)])
+    bounds = pd.DataFrame([dict(arch=a, variant="randY:1.0", seed=0, phase1_epochs=3) for a in ARCHS])
+    fig = figures.phases(epochs, bounds)
+    assert [a.text for a in fig.layout.annotations if a.text in ("mlp1 randY:1.0", "alexnet randY:1.0")] == [
+        "mlp1 randY:1.0", "alexnet randY:1.0"]
+    for trace in fig.data:
+        assert list(trace.x) == sorted(trace.x)  # one model per line
+    stops = probes.early_stopping_summary(pd.DataFrame([dict(arch=a, variant="randY:1.0", seed=0, best_epoch=2,
+                                                             early_stop_epoch=4) for a in ARCHS]))
+    fig = figures.early_stopping(epochs, stops)
+    assert {t.xaxis for t in fig.data} == {"x", "x2"}
