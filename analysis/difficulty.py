@@ -104,11 +104,17 @@ def bootstrap_bands(examples: pd.DataFrame, draws: int = 200, level: float = 0.9
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=[*KEYS, "rank", "lo", "hi"])
 
 
+MIN_SEEDS_TO_TELL = 5  # seeds below which a curve's distance from binomial is not read out
+
+
 def distance_sentence(row) -> str:
     """One sentence from a `summary` row: how far its curve is from Binomial(n, its own mean),
     and what that means (Arpit et al. 2017: a curve near the binomial means every example is
     about equally hard; a curve far from it means examples differ in difficulty)."""
     ks = float(row.ks_own)
+    if int(row.n_seeds) < MIN_SEEDS_TO_TELL:  # with one seed every P(correct) is 0 or 1: KS says nothing
+        return (f"{row.variant} ({row.split}, epoch {row.epoch}): {int(row.n_seeds)} seed(s) are too few to tell "
+                f"how far the examples are from equally hard (at least {MIN_SEEDS_TO_TELL} needed).")
     if ks < 0.1:
         verdict, meaning = "close to binomial", "the examples look about equally hard, as for noise"
     elif ks < 0.3:

@@ -170,13 +170,15 @@ def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.D
                 "One line per seed.</p>",
                 figures.phases(epochs, trials[[c for c in ("arch", "variant", "seed", "phase1_epochs")
                                                if c in trials.columns]])]
-        b = trials.groupby("variant", observed=True).phase1_epochs.mean()
-        last = epochs.sort_values("epoch").groupby(["variant", "seed"], observed=True).last()
-        at_b = epochs.merge(trials[["variant", "seed", "phase1_epochs"]], on=["variant", "seed"])
-        at_b = at_b[at_b.epoch == at_b.phase1_epochs].groupby("variant", observed=True)
+        # Per architecture and variant: two models are never averaged together.
+        keys = [c for c in ("arch", "variant") if c in trials.columns and c in epochs.columns]
+        b = trials.groupby(keys, observed=True).phase1_epochs.mean()
+        last = epochs.sort_values("epoch").groupby([*keys, "seed"], observed=True).last()
+        at_b = epochs.merge(trials[[*keys, "seed", "phase1_epochs"]], on=[*keys, "seed"])
+        at_b = at_b[at_b.epoch == at_b.phase1_epochs].groupby(keys, observed=True)
         summary = pd.DataFrame({"phase 1 epochs": b, "val acc, end of phase 1": at_b.val_acc.mean(),
-                                "val acc, end of phase 2": last.groupby("variant", observed=True).val_acc.mean(),
-                                "train acc, end of phase 2": last.groupby("variant", observed=True).train_acc.mean()})
+                                "val acc, end of phase 2": last.groupby(keys, observed=True).val_acc.mean(),
+                                "train acc, end of phase 2": last.groupby(keys, observed=True).train_acc.mean()})
         out.append(_table_html(summary.reset_index(), {"phase 1 epochs": ".1f"}))
     if "val_acc" in epochs.columns and spec.get("early_stopping", {}).get("patience"):
         es = probes.early_stopping_summary(trials)
@@ -221,7 +223,9 @@ def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.D
                 "mean over filters and seeds.</p>",
                 _table_html(stats, {"epoch": "d"})]
         seed0 = filters[filters.seed == filters.seed.min()]
-        for variant, rows in seed0.groupby("variant", observed=True):
+        keys = [c for c in ("arch", "variant") if c in seed0.columns]  # each architecture's own filters
+        for key, rows in seed0.groupby(keys, observed=True):
+            variant = " ".join(map(str, key)) if isinstance(key, tuple) else str(key)
             last = int(rows.epoch.max())
             w = probes.filter_array(rows[rows.epoch == last])[:64]
             out.append(figures.image(_filter_grid(w), f"{variant}: first-layer filters after epoch {last}",
@@ -326,6 +330,13 @@ def _planned(manifest: dict[str, Any]) -> dict[str, int] | None:
             for p in plan}
 
 
+def _preset_of(manifest: dict[str, Any]) -> str:
+    """'PRESET' or 'PRESET --name SWEEP' for a stored sweep (launched with --name or not)."""
+    name = manifest["spec"]["name"]
+    preset = (manifest.get("provenance") or {}).get("preset") or name
+    return preset if preset == name else f"{preset} --name {name}"
+
+
 def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str = "results") -> str:
     spec, planned = manifest["spec"], _planned(manifest)
     if trials is None or trials.empty:
@@ -339,7 +350,7 @@ def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str 
         counts = f"{len(trials)}/{sum(planned.values())} models" if planned else f"{len(trials)} models stored"
     if planned is not None and any(fragment not in done for fragment in planned):
         return (f"<div class='banner warn'><b>Incomplete sweep</b> ({counts}). It is still running or "
-                f"some trials failed; <code>sweep launch {html.escape(spec['name'])} --resume --results "
+                f"some trials failed; <code>sweep launch {html.escape(_preset_of(manifest))} --resume --results "
                 f"{html.escape(shlex.quote(str(results)))}</code> "
                 "finishes it. Everything below uses what is stored so far.</div>")
     return f"<div class='banner ok'>Complete: {counts}.</div>"

@@ -3,7 +3,7 @@
 # Slurm"): one Ray head on the first node of the allocation, one Ray worker per other node, then
 # the sweep's driver on the head. Submit from the project's root folder, after creating the venv
 # on the shared file system (python3.11 -m venv .venv && .venv/bin/pip install -c
-# deploy/constraints.txt -e .):
+# deploy/constraints.txt -e '.[train]'):
 #   sbatch deploy/slurm.sh fig1-difficulty --gpus-per-trial 0.25 --results /shared/memsweep
 #SBATCH --job-name=memsweep
 #SBATCH --nodes=3

@@ -417,11 +417,16 @@ def _drop_checkpoints(trial) -> None:
     results). Trouble removing them is a warning, never a failed sweep."""
     from pyarrow import fs as pafs
 
+    storage = getattr(trial, "storage", None)  # Tune's own filesystem for the trial (local or s3://)
+    filesystem, root = getattr(storage, "storage_filesystem", None), getattr(storage, "trial_fs_path", None)
     path = getattr(trial, "path", None)
-    if not path:
-        return
+    if filesystem is None or not root:
+        if not path:
+            return
+        filesystem, root = None, path
     try:
-        filesystem, root = pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
+        if filesystem is None:
+            filesystem, root = pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
         for info in filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
             if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
                 filesystem.delete_dir(info.path)
@@ -485,7 +490,11 @@ class _Progress(tune.Callback):
         more = f" +{len(self.running) - 4} more" if len(self.running) > 4 else ""
         text = (f"[{self.done:>4}/{self.total} trials | {now - self.start:7.1f} s] running: "
                 + "; ".join(parts) + more + self._eta())
-        if self.tty:
+        if self.tty:  # one row: a wrapped line could not be cleared by the next redraw
+            import shutil
+
+            width = shutil.get_terminal_size((120, 24)).columns
+            text = text if len(text) < width else text[:width - 2] + "…"
             print("\r\033[K" + text, end="", file=self.out, flush=True)
             self.drawn = True
         else:

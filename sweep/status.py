@@ -57,6 +57,8 @@ def list_sweeps(location: str) -> pd.DataFrame:
 
     probe = Store(location, "probe")  # resolves the location as every other command does
     fs, base = probe.fs, probe.root.rsplit("/", 1)[0]
+    if fs.get_file_info(base).type == pafs.FileType.File:
+        raise StoreError(f"--results {location} is a file, not a results folder or URI")
     rows = []
     for info in sorted(fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)), key=lambda i: i.base_name):
         if info.type != pafs.FileType.Directory:

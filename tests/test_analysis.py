@@ -144,3 +144,10 @@ def test_bootstrap_bands_widen_with_fewer_seeds_and_sentences_read_the_numbers()
     fig = figures.p_correct_curves(*D.sorted_curves(D.p_correct(frame(8))), "train", ["real"],
                                    bands=D.bootstrap_bands(frame(8), draws=50))
     assert fig.data[0].fill == "toself" and fig.data[1].name == "real"
+
+
+def test_too_few_seeds_are_said_not_read_as_equally_hard():
+    rows = pd.DataFrame([dict(variant="real", split="train", epoch=1, seed=0, index=i, correct=i % 2 == 0,
+                              label=0, true_label=0, corrupted=False) for i in range(20)])
+    text = D.distance_sentence(D.summary(D.p_correct(rows)).iloc[0])
+    assert "1 seed(s) are too few to tell" in text and "equally hard" in text and "close to binomial" not in text

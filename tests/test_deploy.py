@@ -43,3 +43,10 @@ def test_constraints_pin_every_runtime_dependency():
 
 def test_slurm_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(ROOT / "deploy/slurm.sh")], check=True)
+
+
+@pytest.mark.parametrize("path", ["cluster.yaml", "deploy/onprem.yaml", "deploy/slurm.sh"])
+def test_every_deploy_recipe_installs_the_training_stack(path):
+    """The core install is the analyst's (no torch, no Ray): a node that runs trials needs [train]."""
+    text = (ROOT / path).read_text()
+    assert "memsweep[train]" in text or "'.[train]'" in text, path
