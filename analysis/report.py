@@ -133,6 +133,17 @@ def _convergence_sections(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd
     return sections + curves
 
 
+# Column headers a reader understands without the source (analysis functions keep short names).
+HEADERS = {
+    "arch": "architecture", "acc0": "accuracy without noise", "sigma_half": "sigma where accuracy halves",
+    "change": "||W - W0|| / ||W0||", "smoothness": "smoothness of W", "update_smoothness": "smoothness of W - W0",
+    "best_epoch": "best validation epoch", "early_stop_epoch": "early-stop epoch", "epochs_trained": "epochs trained",
+    "n": "examples", "n_corrupted": "corrupted examples", "chance": "corrupted share (random ranking)",
+    "intersection": "correct at both epochs", "union": "correct at either epoch",
+    "epochs t-1, t = .., t": "first pair of epochs, ending at",
+}
+
+
 def _table_html(frame: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
     """A DataFrame as an HTML table: text left, numbers right, NaN as a dash."""
     formats = formats or {}
@@ -144,7 +155,7 @@ def _table_html(frame: pd.DataFrame, formats: dict[str, str] | None = None) -> s
             return f"<td>{v}</td>"
         return f"<td class='l'>{html.escape(str(v))}</td>"
 
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    head = "".join(f"<th>{html.escape(HEADERS.get(str(c), str(c)))}</th>" for c in frame.columns)
     body = "".join("<tr>" + "".join(cell(c, v) for c, v in zip(frame.columns, row)) + "</tr>"
                    for row in frame.itertuples(index=False))
     return f"<table><tr>{head}</tr>{body}</table>"
