@@ -157,9 +157,10 @@ LASS_ALPHA, LASS_BETA, LASS_R, LASS_ITERS = 0.25 / 255, 0.2 / 255, 30 / 255, 20
 
 # Corruption levels in figures: an ordered (sequential) palette per leveled kind, light (low p)
 # to dark (p = 1): blues for random labels, oranges for random inputs.
-LEVEL_SCALE = ("#C6DBEF", "#9ECAE1", "#6BAED6", "#4292C6", "#2171B5", "#08519C", "#08306B")
+# The lightest step is still visible on a white page (a reviewer found #C6DBEF faint).
+LEVEL_SCALE = ("#9ECAE1", "#6BAED6", "#4292C6", "#2171B5", "#08519C", "#08306B", "#041E42")
 LEVEL_SCALES = {"randY": LEVEL_SCALE,
-                "randX": ("#FDD0A2", "#FDAE6B", "#FD8D3C", "#F16913", "#D94801", "#A63603", "#7F2704")}
+                "randX": ("#FDAE6B", "#FD8D3C", "#F16913", "#D94801", "#A63603", "#7F2704", "#4D1702")}
 
 
 def level_colour(p: float, kind: str = "randY") -> str:

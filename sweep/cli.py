@@ -222,6 +222,7 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
             ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
             plans = specs.plan_of(store.read_manifest() or {"spec": spec.model_dump()})
             if mode == "resume" and not [p for p in plans if p.fragment not in store.intact()]:
+                store.prune_checkpoints()
                 print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
                       f"stored); nothing to resume")
                 return 0

@@ -263,6 +263,10 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
         # The store, not Tune's result grid, says what finished: a trial counts once its
         # trials fragment is written. An interrupted Tune returns normally with trials unfinished.
         done = store.completed()
+        try:
+            store.prune_checkpoints()  # earlier, interrupted launches' checkpoints of what is now stored
+        except OSError as exc:
+            print(f"memsweep: warning: could not prune old checkpoints: {exc}", file=sys.stderr)
         result.missing = [p.fragment for p in todo if p.fragment not in done]
         result.interrupted = bool(result.missing) and grid.num_errors < len(result.missing)
         result.wall_seconds = time.perf_counter() - started

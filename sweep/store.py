@@ -132,6 +132,24 @@ class Store:
 
     # --- fragments ------------------------------------------------------------------------
 
+    def prune_checkpoints(self) -> int:
+        """Remove Tune's `checkpoint_*` folders of every trial whose fragment is stored, in every
+        launch under `_tune/` (a resumed launch starts a new Tune experiment, so an interrupted
+        one's checkpoints would otherwise stay forever). Trial folders are named after their
+        fragment. Returns how many folders went."""
+        done, removed = self.completed(), 0
+        for launch in self.fs.get_file_info(pafs.FileSelector(self.path("_tune"), allow_not_found=True)):
+            if launch.type != pafs.FileType.Directory:
+                continue
+            for trial in self.fs.get_file_info(pafs.FileSelector(launch.path)):
+                if trial.type != pafs.FileType.Directory or trial.base_name not in done:
+                    continue
+                for item in self.fs.get_file_info(pafs.FileSelector(trial.path)):
+                    if item.type == pafs.FileType.Directory and item.base_name.startswith("checkpoint_"):
+                        self.fs.delete_dir(item.path)
+                        removed += 1
+        return removed
+
     def completed(self) -> set[str]:
         """Names of the fragments whose trial finished (present in `trials`), damaged or not."""
         return set(self._fragments("trials"))

@@ -245,3 +245,16 @@ sys.exit(cli.main(["list"]))
     assert proc.stderr.strip() == ("sweep: error: running sweeps needs the training stack (pydantic is not "
                                    "installed): pip install 'memsweep[train]'; reading results needs only `analysis`")
     assert out.stat().st_size > 100_000 and "P(correct)" in out.read_text()
+
+
+def test_checkpoints_left_by_an_interrupted_launch_go_once_their_fragments_are_stored(launched, ray_cluster):
+    folder, args, _ = launched
+    fragment = sorted(p.stem for p in (folder / "trials").glob("*.parquet"))[0]
+    old = folder / "_tune" / "launch-20260101-000000" / fragment / "checkpoint_000003"
+    old.mkdir(parents=True)
+    (old / "state.pt").write_bytes(b"x" * 1000)
+    unknown = folder / "_tune" / "launch-20260101-000000" / "not-a-fragment" / "checkpoint_000001"
+    unknown.mkdir(parents=True)
+    proc = sweep(*[a for a in args if a != "--overwrite"], "--resume")
+    assert proc.returncode == 0, proc.stderr[-2000:]  # complete: nothing to resume; else it finishes it
+    assert not old.exists() and unknown.exists()  # only what a stored fragment no longer needs
