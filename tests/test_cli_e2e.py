@@ -247,14 +247,17 @@ sys.exit(cli.main(["list"]))
     assert out.stat().st_size > 100_000 and "P(correct)" in out.read_text()
 
 
-def test_checkpoints_left_by_an_interrupted_launch_go_once_their_fragments_are_stored(launched, ray_cluster):
-    folder, args, _ = launched
+def test_checkpoints_left_by_an_interrupted_launch_go_once_their_fragments_are_stored(ray_cluster, tmp_path):
+    args = ["launch", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=2", "--set", "variants=[real]",
+            "--results", str(tmp_path), "--address", ray_cluster]
+    assert sweep(*args).returncode == 0
+    folder = tmp_path / "fig1-difficulty"
     fragment = sorted(p.stem for p in (folder / "trials").glob("*.parquet"))[0]
     old = folder / "_tune" / "launch-20260101-000000" / fragment / "checkpoint_000003"
     old.mkdir(parents=True)
     (old / "state.pt").write_bytes(b"x" * 1000)
     unknown = folder / "_tune" / "launch-20260101-000000" / "not-a-fragment" / "checkpoint_000001"
     unknown.mkdir(parents=True)
-    proc = sweep(*[a for a in args if a != "--overwrite"], "--resume")
-    assert proc.returncode == 0, proc.stderr[-2000:]  # complete: nothing to resume; else it finishes it
+    proc = sweep(*args, "--resume")
+    assert proc.returncode == 0 and "nothing to resume" in proc.stdout, proc.stderr[-2000:]
     assert not old.exists() and unknown.exists()  # only what a stored fragment no longer needs
