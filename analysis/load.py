@@ -68,3 +68,11 @@ def load_manifest(results: str, sweep: str) -> dict[str, Any]:
             return yaml.safe_load(f.read().decode())
     except FileNotFoundError:
         raise FileNotFoundError(f"no sweep {sweep!r} at {results} (no sweep.yaml)") from None
+
+
+def launch_args(manifest: dict[str, Any]) -> str:
+    """'PRESET' or 'PRESET --name SWEEP': what `sweep launch` takes to address a stored sweep
+    (its manifest names the preset it was launched from; older ones have none: the name is it)."""
+    name = manifest["spec"]["name"]
+    preset = (manifest.get("provenance") or {}).get("preset") or name
+    return preset if preset == name else f"{preset} --name {name}"

@@ -341,13 +341,6 @@ def _planned(manifest: dict[str, Any]) -> dict[str, int] | None:
             for p in plan}
 
 
-def _preset_of(manifest: dict[str, Any]) -> str:
-    """'PRESET' or 'PRESET --name SWEEP' for a stored sweep (launched with --name or not)."""
-    name = manifest["spec"]["name"]
-    preset = (manifest.get("provenance") or {}).get("preset") or name
-    return preset if preset == name else f"{preset} --name {name}"
-
-
 def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str = "results") -> str:
     spec, planned = manifest["spec"], _planned(manifest)
     if trials is None or trials.empty:
@@ -361,7 +354,7 @@ def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str 
         counts = f"{len(trials)}/{sum(planned.values())} models" if planned else f"{len(trials)} models stored"
     if planned is not None and any(fragment not in done for fragment in planned):
         return (f"<div class='banner warn'><b>Incomplete sweep</b> ({counts}). It is still running or "
-                f"some trials failed; <code>sweep launch {html.escape(_preset_of(manifest))} --resume --results "
+                f"some trials failed; <code>sweep launch {html.escape(load.launch_args(manifest))} --resume --results "
                 f"{html.escape(shlex.quote(str(results)))}</code> "
                 "finishes it. Everything below uses what is stored so far.</div>")
     return f"<div class='banner ok'>Complete: {counts}.</div>"

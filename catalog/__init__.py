@@ -31,7 +31,6 @@ class Arch:
     """
 
     name: str
-    title: str
     lr: float
     conv: bool
     params: int
@@ -39,13 +38,13 @@ class Arch:
 
 
 ARCHITECTURES: dict[str, Arch] = {a.name: a for a in (
-    Arch("mlp1", "MLP 1x512", 0.01, False, 1_209_866, "#56B4E9"),
-    Arch("mlp3", "MLP 3x512", 0.01, False, 1_735_178, "#0072B2"),
-    Arch("alexnet", "small AlexNet", 0.01, True, 1_387_786, "#E69F00"),
-    Arch("inception", "small Inception", 0.1, True, 1_652_826, "#009E73"),
-    Arch("inception_nobn", "small Inception, no BN", 0.01, True, 1_649_402, "#D55E00"),
-    Arch("wrn", "WideResNet", 0.1, True, 369_498, "#CC79A7"),
-    Arch("cnn", "Arpit et al. CNN", 0.01, True, 2_322_386, "#000000"),
+    Arch("mlp1", 0.01, False, 1_209_866, "#56B4E9"),
+    Arch("mlp3", 0.01, False, 1_735_178, "#0072B2"),
+    Arch("alexnet", 0.01, True, 1_387_786, "#E69F00"),
+    Arch("inception", 0.1, True, 1_652_826, "#009E73"),
+    Arch("inception_nobn", 0.01, True, 1_649_402, "#D55E00"),
+    Arch("wrn", 0.1, True, 369_498, "#CC79A7"),
+    Arch("cnn", 0.01, True, 2_322_386, "#000000"),
 )}
 ARCHS = tuple(ARCHITECTURES)
 DEFAULT_LR = {a.name: a.lr for a in ARCHITECTURES.values()}
@@ -65,18 +64,22 @@ class Kind:
     leveled: bool
     images: bool
     colour: str
-    meaning: str
 
 
 KIND_TABLE: dict[str, Kind] = {k.name: k for k in (
-    Kind("real", False, False, "#0072B2", "the true images and labels"),
-    Kind("randX", True, True, "#E69F00", "a fraction p of the training images replaced by Gaussian noise"),
-    Kind("randY", True, False, "#009E73", "a fraction p of the training labels replaced by uniform random ones"),
-    Kind("gaussian", False, True, "#CC79A7", "every image replaced by Gaussian noise of the data's mean and variance"),
-    Kind("shuffled_pixels", False, True, "#56B4E9", "one fixed pixel permutation applied to every image"),
-    Kind("random_pixels", False, True, "#D55E00", "a different random pixel permutation for every image"),
+    Kind("real", False, False, "#0072B2"),  # the true images and labels
+    Kind("randX", True, True, "#E69F00"),  # a fraction p of the training images replaced by Gaussian noise
+    Kind("randY", True, False, "#009E73"),  # a fraction p of the training labels replaced by random ones
+    Kind("gaussian", False, True, "#CC79A7"),  # every image Gaussian noise of the data's mean and variance
+    Kind("shuffled_pixels", False, True, "#56B4E9"),  # one fixed pixel permutation for every image
+    Kind("random_pixels", False, True, "#D55E00"),  # a different random permutation for every image
 )}
 KINDS = tuple(KIND_TABLE)
+
+
+def _unknown(kind: str) -> ValueError:
+    return ValueError(f"unknown corruption {kind!r} (allowed: {', '.join(KINDS)}, "
+                      "with ':p' for randX and randY, e.g. randY:0.3)")
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,7 @@ class Corruption:
 
     def __post_init__(self):
         if self.kind not in KIND_TABLE:
-            raise ValueError(f"unknown corruption {self.kind!r} (allowed: {', '.join(KINDS)}, "
-                             "with ':p' for randX and randY, e.g. randY:0.3)")
+            raise _unknown(self.kind)
         if not 0.0 <= self.p <= 1.0:  # also refuses NaN
             raise ValueError(f"corruption level {self.p} of {self.kind} is outside [0, 1]")
         if not KIND_TABLE[self.kind].leveled and self.p != (0.0 if self.kind == "real" else 1.0):
@@ -103,7 +105,7 @@ class Corruption:
         """'randY:0.3' -> Corruption('randY', 0.3); 'randY' -> p 1.0; 'real' -> p 0.0."""
         kind, colon, level = str(text).partition(":")
         if kind not in KIND_TABLE:
-            cls(kind, 0.0)  # raises the unknown-kind error
+            raise _unknown(kind)
         if not colon:
             return cls(kind, 0.0 if kind == "real" else 1.0)
         if not KIND_TABLE[kind].leveled:
@@ -119,7 +121,9 @@ class Corruption:
     @classmethod
     def of(cls, kind: str, p: float) -> Corruption:
         """The corruption of a fig1 variant: its kind at the sweep's level p ('real' has none)."""
-        return cls(kind, 0.0 if kind == "real" else (p if KIND_TABLE.get(kind, KIND_TABLE["real"]).leveled else 1.0))
+        if kind not in KIND_TABLE:
+            raise _unknown(kind)
+        return cls(kind, 0.0 if kind == "real" else p if KIND_TABLE[kind].leveled else 1.0)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.p}" if KIND_TABLE[self.kind].leveled else self.kind

@@ -158,14 +158,14 @@ def _no_sweep(args: argparse.Namespace) -> _UserError:
 def _relaunch(args: argparse.Namespace) -> str:
     """`sweep launch PRESET [--name SWEEP]` for the stored sweep `args.preset` (its manifest names
     the preset it was launched from)."""
+    from analysis.load import launch_args
     from sweep.store import Store, StoreError
 
     try:
-        preset = ((Store(args.results, args.preset).read_manifest() or {}).get("provenance") or {}).get("preset")
+        manifest = Store(args.results, args.preset).read_manifest()
     except (StoreError, OSError, ValueError):
-        preset = None
-    preset = preset or args.preset
-    return f"sweep launch {preset}" + (f" --name {args.preset}" if preset != args.preset else "")
+        manifest = None
+    return "sweep launch " + (launch_args(manifest) if manifest else args.preset)
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -222,7 +222,7 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
             ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
             plans = specs.plan_of(store.read_manifest() or {"spec": spec.model_dump()})
             if mode == "resume" and not [p for p in plans if p.fragment not in store.intact()]:
-                store.prune_checkpoints()
+                store.drop_checkpoints(store.completed())
                 print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
                       f"stored); nothing to resume")
                 return 0

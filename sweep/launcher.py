@@ -13,8 +13,9 @@ import contextlib
 import json
 import logging
 import math
-import shlex
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -263,10 +264,7 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
         # The store, not Tune's result grid, says what finished: a trial counts once its
         # trials fragment is written. An interrupted Tune returns normally with trials unfinished.
         done = store.completed()
-        try:
-            store.prune_checkpoints()  # earlier, interrupted launches' checkpoints of what is now stored
-        except OSError as exc:
-            print(f"memsweep: warning: could not prune old checkpoints: {exc}", file=sys.stderr)
+        _drop_checkpoints(store, done)  # also earlier, interrupted launches' checkpoints of what is stored
         result.missing = [p.fragment for p in todo if p.fragment not in done]
         result.interrupted = bool(result.missing) and grid.num_errors < len(result.missing)
         result.wall_seconds = time.perf_counter() - started
@@ -289,11 +287,11 @@ def _embedded_ray_settings() -> None:
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 
+HEARTBEAT_S = float(os.environ.get("MEMSWEEP_HEARTBEAT_S", "10"))  # seconds between progress redraws
 # Tune's defaults that a sweep does not use: its automatic CSV, JSON and TensorBoard loggers (the
 # store holds the results; the TensorBoard logger alone imports torch into the driver, 1.5 s of
 # a one-seed sweep's 9 s, measured) and its new console output (a configuration box and a
 # TensorBoard hint; memsweep prints its own progress lines). An environment that sets them wins.
-HEARTBEAT_S = float(os.environ.get("MEMSWEEP_HEARTBEAT_S", "10"))  # seconds between progress redraws
 # Also its warning that keeping one checkpoint forces an experiment snapshot at each checkpoint
 # (it does, and they are small; the warning printed three lines per checkpoint).
 TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0",
@@ -415,28 +413,13 @@ def _check_resources(total: dict[str, float], nodes: list[dict], cpus: float, gp
             print(f"memsweep: warning: {msg}; trials wait for the autoscaler", file=sys.stderr)
 
 
-def _drop_checkpoints(trial) -> None:
-    """Remove a finished trial's `checkpoint_*` folders: its fragment is in the store, so nothing
-    will resume from them (a 6-trial digits convergence sweep left 122 MB of them beside 300 KB of
-    results). Trouble removing them is a warning, never a failed sweep."""
-    from pyarrow import fs as pafs
-
-    storage = getattr(trial, "storage", None)  # Tune's own filesystem for the trial (local or s3://)
-    filesystem, root = getattr(storage, "storage_filesystem", None), getattr(storage, "trial_fs_path", None)
-    path = getattr(trial, "path", None)
-    if filesystem is None or not root:
-        if not path:
-            return
-        filesystem, root = None, path
+def _drop_checkpoints(store: Store, fragments: set[str]) -> None:
+    """`Store.drop_checkpoints` of stored fragments (a 6-trial digits convergence sweep left 122 MB
+    of them beside 300 KB of results); trouble removing them is a warning, never a failed sweep."""
     try:
-        if filesystem is None:
-            filesystem, root = pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
-        for info in filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
-            if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
-                filesystem.delete_dir(info.path)
-    except (OSError, ValueError) as exc:
-        print(f"memsweep: warning: could not remove the checkpoints of {_trial_name_of(trial.config)}: {exc}",
-              file=sys.stderr)
+        store.drop_checkpoints(fragments)
+    except OSError as exc:
+        print(f"memsweep: warning: could not remove old checkpoints under {store.uri}/_tune: {exc}", file=sys.stderr)
 
 
 class _Progress(tune.Callback):
@@ -495,8 +478,6 @@ class _Progress(tune.Callback):
         text = (f"[{self.done:>4}/{self.total} trials | {now - self.start:7.1f} s] running: "
                 + "; ".join(parts) + more + self._eta())
         if self.tty:  # one row: a wrapped line could not be cleared by the next redraw
-            import shutil
-
             width = shutil.get_terminal_size((120, 24)).columns
             text = text if len(text) < width else text[:width - 2] + "…"
             print("\r\033[K" + text, end="", file=self.out, flush=True)
@@ -508,7 +489,7 @@ class _Progress(tune.Callback):
         self.done += 1
         self._mark(trial, "TERMINATED")
         self.running.pop(_trial_name_of(trial.config), None)
-        _drop_checkpoints(trial)
+        _drop_checkpoints(self.store, {_trial_name_of(trial.config)})  # as each finishes: disk peaks lower
         r, plan = trial.last_result or {}, trial.config["trial"]["plan"]
         accs = "  ".join(f"{k.split('_')[0]} acc {r[k]:.3f}" for k in ("train_acc", "test_acc") if k in r)
         if plan.get("members"):

@@ -132,17 +132,17 @@ class Store:
 
     # --- fragments ------------------------------------------------------------------------
 
-    def prune_checkpoints(self) -> int:
-        """Remove Tune's `checkpoint_*` folders of every trial whose fragment is stored, in every
-        launch under `_tune/` (a resumed launch starts a new Tune experiment, so an interrupted
-        one's checkpoints would otherwise stay forever). Trial folders are named after their
-        fragment. Returns how many folders went."""
-        done, removed = self.completed(), 0
+    def drop_checkpoints(self, fragments: set[str]) -> int:
+        """Remove Tune's `checkpoint_*` folders of the trials of `fragments` (stored ones: nothing
+        will resume from them), in every launch under `_tune/`: a resumed launch starts a new Tune
+        experiment, so an interrupted one's checkpoints would otherwise stay. A trial's folder is
+        named `<fragment>-<Tune trial id>` (sweep.launcher). Returns how many folders went."""
+        removed = 0
         for launch in self.fs.get_file_info(pafs.FileSelector(self.path("_tune"), allow_not_found=True)):
             if launch.type != pafs.FileType.Directory:
                 continue
             for trial in self.fs.get_file_info(pafs.FileSelector(launch.path)):
-                if trial.type != pafs.FileType.Directory or trial.base_name not in done:
+                if trial.type != pafs.FileType.Directory or trial.base_name.rsplit("-", 1)[0] not in fragments:
                     continue
                 for item in self.fs.get_file_info(pafs.FileSelector(trial.path)):
                     if item.type == pafs.FileType.Directory and item.base_name.startswith("checkpoint_"):

@@ -253,7 +253,8 @@ def test_checkpoints_left_by_an_interrupted_launch_go_once_their_fragments_are_s
     assert sweep(*args).returncode == 0
     folder = tmp_path / "fig1-difficulty"
     fragment = sorted(p.stem for p in (folder / "trials").glob("*.parquet"))[0]
-    old = folder / "_tune" / "launch-20260101-000000" / fragment / "checkpoint_000003"
+    # Tune names a trial's folder <fragment>-<trial id> (sweep.launcher._trial_name).
+    old = folder / "_tune" / "launch-20260101-000000" / f"{fragment}-1a2b3_00000" / "checkpoint_000003"
     old.mkdir(parents=True)
     (old / "state.pt").write_bytes(b"x" * 1000)
     unknown = folder / "_tune" / "launch-20260101-000000" / "not-a-fragment" / "checkpoint_000001"
