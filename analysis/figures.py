@@ -258,45 +258,89 @@ def _by_arch(frame: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
     return [(str(a), rows) for a, rows in frame.groupby("arch", observed=True, sort=False)]
 
 
+def _arch_apart(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with the architecture in `arch` and the corruption alone in `variant`. The
+    dynamics measures group by variant only, so the report names a multi-architecture sweep's
+    variants 'arch variant'; split again, each level keeps its catalog colour and each
+    architecture gets its own panels. A frame with an `arch` column, or with names that are
+    not 'arch <catalog variant>', is returned as it is."""
+    if "arch" in frame.columns or frame.empty:
+        return frame
+    names = {n: n.partition(" ") for n in dict.fromkeys(frame.variant.astype(str))}
+    if any(not space or catalog.variant_colour(level) is None for _, space, level in names.values()):
+        return frame
+    variant = frame.variant.astype(str)
+    return frame.assign(arch=variant.map({n: a for n, (a, _, _) in names.items()}),
+                        variant=variant.map({n: v for n, (_, _, v) in names.items()}))
+
+
+def _level_grid(frame: pd.DataFrame, **subplots):
+    """A figure with one panel per variant (columns, in level order, each titled in its colour)
+    and per architecture (rows, titled, when the frame has several); its number of rows; and
+    (row, col, arch, variant, colour, rows) per panel that has rows."""
+    panels = _by_arch(frame)
+    variants = sorted(dict.fromkeys(frame.variant.astype(str)), key=_variant_key)
+    colors = _colors(variants)
+    fig = make_subplots(rows=len(panels), cols=len(variants), column_titles=variants,
+                        row_titles=[a for a, _ in panels] if len(panels) > 1 else None, **subplots)
+    for title in fig.layout.annotations:
+        if title.text in colors:
+            title.font.color = colors[title.text]
+    cells = [(row, col, arch, variant, colors[variant], rows[rows.variant.astype(str) == variant])
+             for row, (arch, rows) in enumerate(panels, start=1) for col, variant in enumerate(variants, start=1)]
+    return fig, len(panels), [cell for cell in cells if len(cell[-1])]
+
+
 def oscillation(osc: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Intersection (dashed) and union (solid) of the correctly classified training sets of
-    consecutive epochs, against the later epoch, one colour per variant. Input: `dynamics.oscillation`
-    (averaged over seeds here)."""
-    mean = osc.groupby(["variant", "epoch"], observed=True, sort=False)[["intersection", "union"]].mean().reset_index()
+    consecutive epochs, against the later epoch, one colour per variant and one panel per
+    architecture. Input: `dynamics.oscillation` (averaged over seeds here)."""
+    osc = _arch_apart(osc)
+    keys = [c for c in ("arch", "variant") if c in osc.columns] + ["epoch"]
+    mean = osc.groupby(keys, observed=True, sort=False)[["intersection", "union"]].mean().reset_index()
     colors = _colors(list(dict.fromkeys(mean.variant)))
-    fig = go.Figure()
-    for variant, rows in mean.groupby("variant", observed=True, sort=False):
-        for col, dash in (("union", "solid"), ("intersection", "dash")):
-            fig.add_trace(go.Scatter(
-                x=rows.epoch, y=rows[col], mode="lines+markers", name=f"{variant}: {col}",
-                line=dict(color=colors[variant], dash=dash, width=2.5),
-                hovertemplate=f"<b>{variant}</b><br>epochs %{{x}}-1 and %{{x}}<br>{col} %{{y:.3f}}<extra></extra>"))
+    panels, shown = _by_arch(mean), set()
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels], shared_yaxes=True)
+    for panel, (arch, part) in enumerate(panels, start=1):
+        for variant, rows in _by_level(part).groupby("variant", observed=True, sort=False):
+            for col, dash in (("union", "solid"), ("intersection", "dash")):
+                name = f"{variant}: {col}"
+                fig.add_trace(go.Scatter(
+                    x=rows.epoch, y=rows[col], mode="lines+markers", name=name, legendgroup=name,
+                    showlegend=name not in shown,
+                    line=dict(color=colors[variant], dash=dash, width=2.5),
+                    hovertemplate=(f"<b>{arch + ' ' if arch else ''}{variant}</b><br>epochs %{{x}}-1 and %{{x}}"
+                                   f"<br>{col} %{{y:.3f}}<extra></extra>")), row=1, col=panel)
+                shown.add(name)
+        fig.update_xaxes(title_text="epoch t", row=1, col=panel)
+    fig.update_yaxes(title_text="fraction of training examples", range=[0, 1.02], row=1, col=1)
     fig.update_layout(title=title or "Accuracy oscillation: correct at epoch t-1 and t (intersection) or either (union)",
-                      template="plotly_white", height=400, xaxis_title="epoch t",
-                      yaxis_title="fraction of training examples", yaxis_range=[0, 1.02],
-                      legend=dict(orientation="h", y=-0.25))
+                      template="plotly_white", height=400, legend=dict(orientation="h", y=-0.25))
     return fig
 
 
 def forgetting_histogram(events: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """Histogram of forgetting events per example (summed over seeds), one per variant, clean
-    and corrupted examples side by side. Input: `dynamics.forgetting_events` (or `dynamics.measures`)."""
-    variants = list(dict.fromkeys(events.variant))
-    fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True)
-    for col, variant in enumerate(variants, start=1):
-        one = events[events.variant == variant]
-        for flag, name, color in ((False, "clean", "#0072B2"), (True, "corrupted", "#D55E00")):
+    """Histogram of forgetting events per example (summed over seeds), one panel per variant
+    and architecture, clean (solid) and corrupted (hatched) examples side by side in the
+    variant's colour. Input: `dynamics.forgetting_events` (or `dynamics.measures`)."""
+    fig, n_rows, cells = _level_grid(_arch_apart(events), shared_yaxes=True)
+    shown = set()
+    for row, col, arch, variant, color, one in cells:
+        for flag, name, pattern in ((False, "clean", ""), (True, "corrupted", "/")):
             part = one[one.corrupted == flag]
             if part.empty:
                 continue
+            label = f"{variant}, {name}"
             fig.add_trace(go.Histogram(
-                x=part.forgotten, name=name, legendgroup=name, showlegend=col == 1, marker_color=color,
-                opacity=0.65, xbins=dict(start=-0.5, size=1), histnorm="percent",
-                hovertemplate=f"{name}<br>%{{x}} events<br>%{{y:.1f}}% of {name} examples<extra></extra>"),
-                row=1, col=col)
-        fig.update_xaxes(title_text="forgetting events (summed over seeds)", row=1, col=col)
-    fig.update_yaxes(title_text="% of examples", row=1, col=1)
-    fig.update_layout(barmode="overlay", template="plotly_white", height=380,
+                x=part.forgotten, name=label, legendgroup=label, showlegend=label not in shown,
+                marker=dict(color=color, pattern=dict(shape=pattern), line=dict(color=color, width=1)),
+                xbins=dict(start=-0.5, size=1), histnorm="percent",
+                hovertemplate=(f"<b>{arch + ' ' if arch else ''}{variant}</b> {name}<br>%{{x}} events"
+                               f"<br>%{{y:.1f}}% of {name} examples<extra></extra>")), row=row, col=col)
+            shown.add(label)
+    fig.update_xaxes(title_text="forgetting events (summed over seeds)", row=n_rows)
+    fig.update_yaxes(title_text="% of examples", col=1)
+    fig.update_layout(barmode="group", template="plotly_white", height=80 + 300 * n_rows,
                       title=title or "Forgetting events per training example (Toneva et al. 2019)",
                       legend=dict(orientation="h", y=-0.3))
     return fig
@@ -304,34 +348,35 @@ def forgetting_histogram(events: pd.DataFrame, title: str | None = None) -> go.F
 
 def data_map(maps: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Data maps (Swayamdipta et al. 2020): variability (x) against confidence (y), coloured by
-    correctness, one panel per variant; corrupted examples drawn as crosses. Input: `dynamics.data_map`
-    (or `dynamics.measures`)."""
-    variants = list(dict.fromkeys(maps.variant))
-    fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True,
-                        horizontal_spacing=0.04)
-    for col, variant in enumerate(variants, start=1):
-        one = maps[maps.variant == variant]
+    correctness as in the paper, one panel per variant (titled in its colour) and architecture;
+    corrupted examples drawn as crosses. Input: `dynamics.data_map` (or `dynamics.measures`)."""
+    fig, n_rows, cells = _level_grid(_arch_apart(maps), shared_yaxes=True, horizontal_spacing=0.04)
+    shown, bar = set(), True  # legend entries drawn; one colour bar serves every panel
+    for row, col, arch, variant, _, one in cells:
         if len(one) > DATA_MAP_POINTS:
             one = one.sample(DATA_MAP_POINTS, random_state=0)
         for flag, symbol, name in ((False, "circle", "clean"), (True, "x", "corrupted")):
             part = one[one.corrupted == flag]
             if part.empty:
                 continue
+            scale = bar and not flag
+            bar &= not scale
             fig.add_trace(go.Scattergl(
                 x=part.variability, y=part.confidence, mode="markers", name=name, legendgroup=name,
-                showlegend=col == 1,
+                showlegend=name not in shown,
                 marker=dict(symbol=symbol, size=6 if flag else 5, color=part.correctness, colorscale="Viridis",
                             cmin=0, cmax=1, opacity=0.75,
-                            colorbar=dict(title="correctness", len=0.8) if col == len(variants) and not flag else None,
-                            showscale=col == len(variants) and not flag),
+                            colorbar=dict(title="correctness", len=0.8) if scale else None, showscale=scale),
                 customdata=np.stack([part["index"], part.label, part.correctness], axis=1),
-                hovertemplate=(f"<b>{variant}</b> {name}<br>example %{{customdata[0]}} (label %{{customdata[1]}})"
-                               "<br>variability %{x:.3f}<br>confidence %{y:.3f}<br>correctness %{customdata[2]:.2f}"
-                               "<extra></extra>")), row=1, col=col)
-        fig.update_xaxes(title_text="variability", row=1, col=col)
-    fig.update_yaxes(title_text="confidence", range=[-0.02, 1.02], row=1, col=1)
+                hovertemplate=(f"<b>{arch + ' ' if arch else ''}{variant}</b> {name}<br>example %{{customdata[0]}} "
+                               "(label %{customdata[1]})<br>variability %{x:.3f}<br>confidence %{y:.3f}"
+                               "<br>correctness %{customdata[2]:.2f}<extra></extra>")), row=row, col=col)
+            shown.add(name)
+    fig.update_xaxes(title_text="variability", row=n_rows)
+    fig.update_yaxes(title_text="confidence", range=[-0.02, 1.02], col=1)
     fig.update_layout(title=title or "Data maps: confidence and variability of the labelled class's probability",
-                      template="plotly_white", height=440, legend=dict(orientation="h", y=-0.25))
+                      template="plotly_white", height=80 + 360 * n_rows,
+                      legend=dict(orientation="h", y=-0.25))
     return fig
 
 

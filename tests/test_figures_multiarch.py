@@ -1,11 +1,12 @@
 """Figures that can receive several architectures never join or stack them: each trace holds one
-architecture's rows (issue: alexnet's and mlp1's norms joined into one line and stacked bars)."""
+architecture's rows (issue: alexnet's and mlp1's norms joined into one line and stacked bars), and
+corruption levels keep the catalog's ordered palette however many architectures there are."""
 
 import numpy as np
 import pandas as pd
 
 import catalog
-from analysis import figures, probes
+from analysis import dynamics, figures, probes
 
 ARCHS = {"mlp1": 38.8, "alexnet": 49.4}  # final total norms, as in the report that misled
 
@@ -85,3 +86,80 @@ def test_phases_and_early_stopping_give_each_arch_its_own_panel():
                                                              early_stop_epoch=4) for a in ARCHS]))
     fig = figures.early_stopping(epochs, stops)
     assert {t.xaxis for t in fig.data} == {"x", "x2"}
+
+
+# --- per-example dynamics: the report names a multi-architecture variant 'arch variant' --------
+
+LEVELS = ("randY:0.0", "randY:0.5")
+
+
+def dynamics_examples() -> pd.DataFrame:
+    """The train-split examples of a two-architecture sweep as the report hands them to the
+    dynamics measures: architecture and level joined in `variant` (report._dynamics_sections)."""
+    rng = np.random.default_rng(0)
+    rows = [dict(variant=f"{arch} {level}", split="train", seed=seed, epoch=epoch, index=i,
+                 correct=bool(rng.random() < 0.7), p_label=float(rng.random()), label=i % 10,
+                 corrupted=level != "randY:0.0" and i % 2 == 1)
+            for arch in ARCHS for level in LEVELS for seed in (0, 1) for epoch in (1, 2, 3) for i in range(8)]
+    return pd.DataFrame(rows)
+
+
+def _panel_titles(fig) -> dict[str, str]:
+    return {a.text: a.font.color for a in fig.layout.annotations}
+
+
+def _panels_by_arch(fig) -> dict[str, set[str]]:
+    """The x axes (panels) that hold each architecture's traces: never one for two."""
+    panels = {arch: {t.xaxis for t in fig.data if f"<b>{arch} " in t.hovertemplate} for arch in ARCHS}
+    assert not panels["mlp1"] & panels["alexnet"]
+    return panels
+
+
+def test_oscillation_colours_each_level_and_gives_each_arch_its_own_panel():
+    fig = figures.oscillation(dynamics.oscillation(dynamics_examples()))
+    assert len(fig.data) == 8  # 2 archs x 2 levels x (union, intersection)
+    for trace in fig.data:
+        level, _, kind = trace.name.partition(": ")
+        assert level in LEVELS and kind in ("union", "intersection")
+        assert trace.line.color == catalog.level_colour(float(level.split(":")[1]))
+        assert trace.line.dash == ("solid" if kind == "union" else "dash")
+    assert sorted(map(len, _panels_by_arch(fig).values())) == [1, 1]
+    assert set(ARCHS) <= set(_panel_titles(fig))
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert legend == [f"{v}: {c}" for v in LEVELS for c in ("union", "intersection")]  # once each, low to high
+
+
+def test_forgetting_histogram_colours_each_level_and_hatches_the_corrupted():
+    fig = figures.forgetting_histogram(dynamics.measures(dynamics_examples()))
+    assert sorted({t.name for t in fig.data}) == ["randY:0.0, clean", "randY:0.5, clean", "randY:0.5, corrupted"]
+    for trace in fig.data:
+        level = trace.name.split(",")[0]
+        assert trace.marker.color == catalog.level_colour(float(level.split(":")[1]))
+        assert trace.marker.pattern.shape == ("/" if trace.name.endswith("corrupted") else "")
+    # one panel per architecture (rows) and level (columns), each holding one architecture's examples
+    assert len(fig.data) == 6 and sorted(map(len, _panels_by_arch(fig).values())) == [2, 2]
+    titles = _panel_titles(fig)
+    assert {v: titles[v] for v in LEVELS} == {v: catalog.variant_colour(v) for v in LEVELS}
+    assert set(ARCHS) <= set(titles)
+
+
+def test_data_map_gives_each_arch_and_level_its_panel_titled_in_the_level_colour():
+    fig = figures.data_map(dynamics.measures(dynamics_examples()))
+    assert [t.name for t in fig.data if t.showlegend] == ["clean", "corrupted"]
+    assert sum(bool(t.marker.showscale) for t in fig.data) == 1
+    assert sorted(map(len, _panels_by_arch(fig).values())) == [2, 2]
+    for arch in ARCHS:  # every example of each level, once
+        assert sum(len(t.x) for t in fig.data if f"<b>{arch} " in t.hovertemplate) == 2 * 8
+    titles = _panel_titles(fig)
+    assert {v: titles[v] for v in LEVELS} == {v: catalog.variant_colour(v) for v in LEVELS}
+    assert set(ARCHS) <= set(titles)
+
+
+def test_one_architecture_keeps_one_row_and_the_level_colours():
+    one = dynamics_examples()
+    one = one[one.variant.str.startswith("mlp1 ")].assign(variant=lambda f: f.variant.str.removeprefix("mlp1 "))
+    per = dynamics.measures(one)
+    for fig in (figures.forgetting_histogram(per), figures.data_map(per)):
+        assert {t.yaxis for t in fig.data} <= {"y", "y2"} and not set(ARCHS) & set(_panel_titles(fig))
+    fig = figures.oscillation(dynamics.oscillation(one))
+    assert {t.line.color for t in fig.data} == {catalog.level_colour(0.0), catalog.level_colour(0.5)}
