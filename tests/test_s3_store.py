@@ -122,3 +122,31 @@ def test_the_lock_on_s3_is_a_lease_that_refuses_a_second_launch_and_expires(s3, 
     with pytest.raises(StoreError, match="pid 1 on alive"):
         with Store(s3, "stale").lock("x"):
             pass
+
+
+def test_drop_checkpoints_on_s3_removes_exactly_the_stored_fragments_checkpoints(s3):
+    """Tune's own layout on the bucket: launches under `_tune/`, a folder `<fragment>-<trial id>`
+    per trial (sweep.launcher._trial_name) holding Tune's files and `checkpoint_*` folders. S3
+    has no folders, only keys: what goes is every key under the stored fragment's checkpoints,
+    in every launch, and nothing else (not its Tune files, not a neighbouring pack's)."""
+    import boto3
+
+    from sweep.store import Store
+
+    store, prefix = Store(s3, "ckpt"), "results/ckpt/_tune/"
+    stored, running = "mlp1-labels-pack000", "mlp1-labels-pack001"
+    layout = [f"{launch}/experiment_state-2026-01-01_00-00-00.json" for launch in ("launch-A", "launch-B")]
+    for launch, trial_id in (("launch-A", "1a2b3_00000"), ("launch-B", "4c5d6_00000")):  # interrupted, then resumed
+        for fragment in (stored, running):
+            trial = f"{launch}/{fragment}-{trial_id}"
+            layout += [f"{trial}/params.json", f"{trial}/result.json"]
+            layout += [f"{trial}/checkpoint_00000{i}/{name}" for i in (0, 1) for name in ("state.pt", ".metadata.json")]
+    client = boto3.client("s3")
+    for key in layout:
+        client.put_object(Bucket=BUCKET, Key=prefix + key, Body=b"x" * 100)
+
+    assert store.drop_checkpoints({stored}) == 4  # 2 launches x 2 checkpoints
+    gone = {k for k in layout if k.startswith(("launch-A/" + stored, "launch-B/" + stored)) and "/checkpoint_" in k}
+    assert len(gone) == 8
+    left = {k.removeprefix(prefix) for k in keys(prefix) if not k.endswith("/")}  # "/": pyarrow's folder markers
+    assert left == set(layout) - gone
