@@ -27,7 +27,8 @@ def _keys(arch: bool = True) -> list[pa.Field]:
             *([_field("arch", KEY, "convergence grids")] if arch else []), _field("seed", pa.int32())]
 
 
-CONV, VAL, FIG1 = "convergence grids", "a validation split", "fig1-difficulty"
+CONV, VAL, FIG1, SUB = "convergence grids", "a validation split", "fig1-difficulty", "subset sweeps"
+F1S = f"{FIG1} and {SUB}"
 
 SCHEMAS: dict[str, pa.Schema] = {
     "trials": pa.schema([
@@ -38,13 +39,15 @@ SCHEMAS: dict[str, pa.Schema] = {
         _field("corruption_p", pa.float64()), _field("n_corrupted", pa.int64()),
         _field("init_seed", pa.uint64()), _field("order_seed", pa.uint64()), _field("corruption_seed", pa.uint64()),
         _field("corruption_kind", pa.string(), "every sweep since schema 3 (2026-11-25); fig1 fragments stored before have none"), _field("params", pa.int64(), CONV),
-        _field("lr", pa.float64(), CONV), _field("stop_reason", pa.string(), CONV),
+        _field("lr", pa.float64(), CONV), _field("stop_reason", pa.string(), f"{CONV} and {SUB}"),
         _field("interpolated", pa.bool_(), CONV), _field("interp_epoch", pa.int32(), CONV),
         _field("interp_step", pa.int64(), CONV), _field("interp_train_seconds", pa.float64(), CONV),
         _field("interp_wall_seconds", pa.float64(), CONV), _field("interp_train_acc", pa.float32(), CONV),
         _field("interp_test_acc", pa.float32(), CONV), _field("resumed_from_epoch", pa.int32(), CONV),
-        _field("rss_before_mb", pa.float64(), FIG1), _field("peak_rss_mb", pa.float64(), FIG1),
-        _field("peak_cuda_mb", pa.float64(), FIG1),
+        _field("rss_before_mb", pa.float64(), F1S), _field("peak_rss_mb", pa.float64(), F1S),
+        _field("peak_cuda_mb", pa.float64(), F1S),
+        _field("subset_ratio", pa.float64(), SUB), _field("subset_size", pa.int32(), SUB),
+        _field("fit_acc", pa.float32(), SUB),
         _field("epochs_trained", pa.int32()), _field("steps", pa.int64()),
         _field("wall_seconds", pa.float64()), _field("train_seconds", pa.float64()),
         _field("started_at", UTC_MS), _field("finished_at", UTC_MS),
@@ -68,6 +71,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         _field("label", pa.int16()), _field("true_label", pa.int16()), _field("corrupted", pa.bool_()),
         _field("pred", pa.int16()), _field("correct", pa.bool_()),
         *[_field(n, pa.float32()) for n in RECORD_FLOATS],
+    ]),
+    "members": pa.schema([
+        _field("cell", KEY), _field("variant", KEY), _field("seed", pa.int32()), _field("index", pa.int32()),
     ]),
     "norms": pa.schema([
         *_keys(), _field("epoch", pa.int16()), _field("layer", KEY), _field("layer_index", pa.int16()),

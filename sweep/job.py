@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from catalog import Corruption
-from sweep.spec import ConvergenceSpec, DifficultySpec, Spec, TrialPlan, derive_seed
+from sweep.spec import ConvergenceSpec, DifficultySpec, Spec, SubsetSpec, TrialPlan, derive_seed
 from trainables import corruption, data as datasets, engine, packs, probes
 
 
@@ -53,7 +53,48 @@ class Job:
                    per_member(self.corrupted), {c: np.asarray(v)[idx] for c, v in self.columns.items()})
 
 
+def subset_of(spec: SubsetSpec, ratio: float, s: int, n: int) -> np.ndarray:
+    """Training indices (sorted) that model `s` of `ratio` trains on: the rule in SubsetSpec's
+    docstring. The store keeps them (members table); this only draws them."""
+    rng = np.random.default_rng(derive_seed(spec.seed, "subset", f"{ratio:g}:{s}"))
+    return np.sort(rng.permutation(n)[:round(ratio * n)])
+
+
+def prepare_subsets(spec: SubsetSpec, plan: TrialPlan, data_root: str, device: torch.device) -> Job:
+    """A subset trial: one ratio's models [seed_lo, seed_hi), each on its own subset of the
+    (optionally label-corrupted) training split; one corruption draw shared by every ratio."""
+    data = datasets.load(spec.dataset, data_root, device)
+    if spec.train_size is not None:
+        data = data.subset_train(spec.train_size)
+    clean = {"train": data.train.y.cpu().numpy(), "test": data.test.y.cpu().numpy()}
+    c = spec.corruption_of(plan.variant)
+    corruption_seed = derive_seed(spec.seed, "corruption", "labels")
+    data, mask = corruption.apply(data, c.kind, c.p, corruption_seed)
+    ratio = next(r for r in spec.ratios if spec.cell_of(r) == plan.cell)
+    seeds = list(range(plan.seed_lo, plan.seed_hi))
+    n, k = len(data.train), len(seeds)
+    subsets = np.stack([subset_of(spec, ratio, s, n) for s in seeds])
+    members = engine.Members(init_seeds=[derive_seed(spec.seed, "init", f"{plan.cell}:{s}") for s in seeds],
+                             order_seeds=[derive_seed(spec.seed, "order", f"{plan.cell}:{s}") for s in seeds],
+                             subsets=torch.as_tensor(subsets, device=device))
+    mask = mask.cpu().numpy()
+    columns = {
+        "corruption_kind": np.full(k, c.kind), "corruption_p": np.full(k, c.p),
+        "n_corrupted": np.full(k, int(mask.sum()), dtype=np.int64),
+        "init_seed": np.asarray(members.init_seeds, dtype=np.uint64),
+        "order_seed": np.asarray(members.order_seeds, dtype=np.uint64),
+        "corruption_seed": np.full(k, corruption_seed, dtype=np.uint64),
+        "subset_ratio": np.full(k, ratio), "subset_size": np.full(k, subsets.shape[1], dtype=np.int32),
+    }
+    label = "mlp-" + "x".join(map(str, spec.model.hidden))
+    return Job(data, members, "mlp", label, [{"cell": plan.cell, "variant": plan.variant}] * k, seeds,
+               {"train": data.train.y.cpu().numpy(), "test": clean["test"]}, clean,
+               {"train": mask, "test": np.zeros(len(clean["test"]), dtype=bool)}, columns)
+
+
 def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -> Job:
+    if isinstance(spec, SubsetSpec):
+        return prepare_subsets(spec, plan, data_root, device)
     if isinstance(spec, DifficultySpec):
         data = datasets.load(spec.dataset, data_root, device)
         if spec.train_size is not None:
@@ -110,7 +151,7 @@ def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -
 def build_pack(spec: Spec, job: Job, device: torch.device) -> torch.nn.Module:
     """The pack, initialized from the members' init seeds, on the device; for `torch.func` packs
     the faster of vmap and a per-member loop, timed on a first batch (`pack.mode`)."""
-    hidden = spec.model.hidden if isinstance(spec, DifficultySpec) else None
+    hidden = spec.model.hidden if isinstance(spec, (DifficultySpec, SubsetSpec)) else None
     wrn = spec.wrn if isinstance(spec, ConvergenceSpec) else None
     pack = packs.build(job.arch, job.data.input_shape, job.data.num_classes, job.members.init_seeds,
                        hidden=hidden, wrn_depth=wrn.depth if wrn else 28, wrn_widen=wrn.widen if wrn else 1).to(device)
@@ -120,6 +161,12 @@ def build_pack(spec: Spec, job: Job, device: torch.device) -> torch.nn.Module:
 
 
 def schedule(spec: Spec, plan: TrialPlan, chunk: int) -> engine.Schedule:
+    if isinstance(spec, SubsetSpec):  # to the threshold, checked every check_every epochs; scores kept once
+        checks = tuple(sorted({*range(spec.check_every, spec.max_epochs + 1, spec.check_every), spec.max_epochs}))
+        return engine.Schedule(
+            lr=spec.optimizer.lr, momentum=spec.optimizer.momentum, batch_size=spec.batch_size,
+            max_epochs=spec.max_epochs, threshold=spec.threshold, scored_epochs=checks,
+            keep_splits=("train", "test"), keep_last=True, norms=spec.norms, chunk=chunk)
     if isinstance(spec, DifficultySpec):
         return engine.Schedule(
             lr=spec.optimizer.lr, momentum=spec.optimizer.momentum, batch_size=spec.batch_size,

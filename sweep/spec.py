@@ -172,12 +172,7 @@ class DifficultySpec(_SpecBase):
 
     def resolved_trial_size(self, slots: int = 1) -> int:
         """Seeds per trial (see `trial_size`)."""
-        if self.trial_size is not None:
-            return min(self.trial_size, self.seeds)
-        if self.pack_size is not None:
-            return min(self.pack_size, self.seeds)
-        trials_per_cell = max(1, math.ceil(TRIALS_PER_SLOT * slots / len(self.variants)))
-        return math.ceil(self.seeds / min(trials_per_cell, self.seeds))
+        return _trial_size(self, len(self.variants), slots)
 
     def resolved_pack_size(self, seeds: int, device: str = "cpu", sharers: int = 1,
                            cache_bytes: int | None = None) -> int:
@@ -193,6 +188,17 @@ class DifficultySpec(_SpecBase):
                                          self.model.hidden, classes, self.batch_size)
         return budget.cache_pack_size(seeds, c * h * w, self.model.hidden, classes, sharers=sharers,
                                       cache_bytes=cache_bytes)
+
+
+def _trial_size(spec, cells: int, slots: int) -> int:
+    """Models per trial of a fig1 or subset sweep: `trial_size`, else `pack_size`, else cut so
+    that every slot gets at least TRIALS_PER_SLOT trials."""
+    if spec.trial_size is not None:
+        return min(spec.trial_size, spec.seeds)
+    if spec.pack_size is not None:
+        return min(spec.pack_size, spec.seeds)
+    trials_per_cell = max(1, math.ceil(TRIALS_PER_SLOT * slots / cells))
+    return math.ceil(spec.seeds / min(trials_per_cell, spec.seeds))
 
 
 class PreprocessSpec(_Strict):
@@ -387,8 +393,93 @@ class ConvergenceSpec(_SpecBase):
         return max(1, min(math.ceil(largest / packs_per_group), MAX_AUTO_PACK))
 
 
-Spec = DifficultySpec | ConvergenceSpec
-ENGINES: dict[str, type[BaseModel]] = {"packed": DifficultySpec, "interpolate": ConvergenceSpec}
+class SubsetSpec(_SpecBase):
+    """Many models on random subsets of the training set, for memorization and influence
+    estimates (Feldman & Zhang 2020) and consistency scores (Jiang et al. 2021).
+
+    For every subset ratio r in `ratios` (a cell 'ratio<r>'), `seeds` models of one MLP each
+    train on their own random subset of round(r * N) of the N training examples until they fit
+    it (accuracy on their own subset >= `threshold`, checked every `check_every` epochs, or
+    `max_epochs`). Every training and test example is then scored by every model. Subsets
+    (the documented rule): model s of ratio r trains on the first round(r * N) entries of
+    ``numpy.random.default_rng(derive_seed(seed, "subset", "<r>:<s>")).permutation(N)``, stored
+    in the members table; its init and order seeds are ``derive_seed(seed, "init"|"order",
+    "<cell>:<s>")``. A model's subset and seeds do not depend on how many models the sweep has,
+    so a sweep grows (`sweep launch ... --set seeds=M --resume`) without retraining any."""
+
+    EXECUTION_KEYS: typing.ClassVar[tuple[str, ...]] = ("pack_size", "trial_size", "memory_budget_gb")
+
+    name: str
+    description: str = ""
+    engine: Literal["subsets"]
+    dataset: Literal[DATASETS] = "cifar10"
+    seeds: Annotated[int, Field(ge=1, le=MAX_SEEDS)] = 2000  # models per subset ratio
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    # Fractions of the training set each model trains on: one for memorization (Feldman & Zhang
+    # 2020: 0.7), several for C-scores (Jiang et al. 2021: 0.1 ... 0.9).
+    ratios: Annotated[list[float], Field(min_length=1, max_length=100)] = [0.7]
+    corruption: CorruptionSpec = CorruptionSpec(p=0.0)  # randY: fraction of training labels made random
+    model: ModelSpec = ModelSpec(hidden=[512])
+    optimizer: OptimizerSpec = OptimizerSpec(lr=0.05, momentum=0.9)
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 32
+    # A model stops once its accuracy on its own subset reaches `threshold` (checked after every
+    # `check_every` epochs), or at max_epochs; null threshold: train all max_epochs.
+    threshold: Annotated[float, Field(gt=0, le=1)] | None = 0.99
+    check_every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 5
+    max_epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 40
+    trial_size: Annotated[int, Field(ge=1, le=MAX_SEEDS)] | None = None  # models per trial (see DifficultySpec)
+    pack_size: Annotated[int, Field(ge=1, le=MAX_SEEDS)] | None = None  # models trained at once
+    memory_budget_gb: Annotated[float, Field(gt=0, le=4096)] = 2.0
+    train_size: Annotated[int, Field(ge=1, le=100_000_000)] | None = None  # the first N training examples only
+    record_dtype: Literal["float32", "float16"] = "float32"
+    norms: bool = False
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: list[float]) -> list[float]:
+        bad = [r for r in v if not 0 < r < 1]
+        if bad:
+            raise ValueError(f"subset fractions must lie strictly between 0 and 1, got {bad[0]}")
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"must be strictly increasing, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "SubsetSpec":
+        n = self.train_size if self.train_size is not None else TRAIN_SIZES[self.dataset]
+        n = min(n, TRAIN_SIZES[self.dataset])
+        for r in self.ratios:
+            if not 1 <= round(r * n) < n:
+                raise ValueError(f"ratio {r} of {n:,} training examples leaves round({r} x {n}) = "
+                                 f"{round(r * n)} examples in a subset: need at least 1 and fewer than {n:,}")
+        return self
+
+    @property
+    def variant(self) -> str:
+        """The corruption every model trains on: 'real', or 'randY:p' for p > 0."""
+        return str(Corruption.of("randY", self.corruption.p)) if self.corruption.p > 0 else "real"
+
+    def corruption_of(self, variant: str) -> Corruption:
+        return Corruption.parse(variant)
+
+    @staticmethod
+    def cell_of(ratio: float) -> str:
+        return f"ratio{ratio:g}"
+
+    def subset_size(self, ratio: float) -> int:
+        n = min(self.train_size or TRAIN_SIZES[self.dataset], TRAIN_SIZES[self.dataset])
+        return round(ratio * n)
+
+    def resolved_trial_size(self, slots: int = 1) -> int:
+        """Models per trial (see DifficultySpec.trial_size), the same rule with a cell per ratio."""
+        return _trial_size(self, len(self.ratios), slots)
+
+    resolved_pack_size = DifficultySpec.resolved_pack_size
+
+
+Spec = DifficultySpec | ConvergenceSpec | SubsetSpec
+ENGINES: dict[str, type[BaseModel]] = {"packed": DifficultySpec, "interpolate": ConvergenceSpec,
+                                       "subsets": SubsetSpec}
 
 
 @dataclass(frozen=True)
@@ -435,7 +526,8 @@ def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
         k = spec.resolved_pack_size(slots)
         count = len(spec.archs) * sum(math.ceil(len(g) * spec.seeds / k) for g in input_groups(spec.corruptions).values())
     else:
-        count = len(spec.variants) * math.ceil(spec.seeds / spec.resolved_trial_size(slots))
+        cells = len(spec.ratios) if isinstance(spec, SubsetSpec) else len(spec.variants)
+        count = cells * math.ceil(spec.seeds / spec.resolved_trial_size(slots))
     if count > MAX_TRIALS:
         raise SpecError(f"the plan has {count:,} trials, more than the {MAX_TRIALS:,} allowed in one sweep: "
                         "use fewer seeds or cells, or larger packs (pack_size)")
@@ -454,9 +546,38 @@ def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
                                            arch=arch, members=pack))
         return plans
     k = spec.resolved_trial_size(slots)
-    packs = math.ceil(spec.seeds / k)
-    return [TrialPlan(cell=v, variant=v, pack=i, seed_lo=i * k, seed_hi=min(spec.seeds, (i + 1) * k))
-            for v in spec.variants for i in range(packs)]
+    if isinstance(spec, SubsetSpec):
+        return [p for r in spec.ratios for p in _seed_packs(spec.cell_of(r), spec.variant, 0, spec.seeds, k)]
+    return [p for v in spec.variants for p in _seed_packs(v, v, 0, spec.seeds, k)]
+
+
+def _seed_packs(cell: str, variant: str, lo: int, hi: int, k: int, first: int = 0) -> list[TrialPlan]:
+    """Trials of seeds [lo, hi) of one cell, k a trial, numbered from `first`."""
+    return [TrialPlan(cell=cell, variant=variant, pack=first + i, seed_lo=s, seed_hi=min(hi, s + k))
+            for i, s in enumerate(range(lo, hi, k))]
+
+
+def grow(stored: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan] | None:
+    """The plan of a subset sweep grown to `spec.seeds` models per ratio: the stored plan
+    (manifest) unchanged, then trials for the new seed indices of every ratio, numbered after
+    the stored ones. None unless `spec` is the stored spec with more seeds and nothing else
+    changed; SpecError if it asks for fewer."""
+    if not isinstance(spec, SubsetSpec) or stored.get("spec", {}).get("engine") != "subsets":
+        return None
+    old = stored["spec"]
+    same = {k: v for k, v in old.items() if k not in ("seeds", "description", *spec.EXECUTION_KEYS)}
+    if any(spec.model_dump().get(k) != v for k, v in same.items()) or old.get("seeds") == spec.seeds:
+        return None
+    if spec.seeds < old["seeds"]:
+        raise SpecError(f"seeds={spec.seeds}: the stored sweep {spec.name!r} already has {old['seeds']} models "
+                        "per ratio, and a sweep only grows (pass --overwrite to start again with fewer)")
+    plans = plan_of(stored)
+    k = spec.resolved_trial_size(slots)
+    for r in spec.ratios:
+        cell = spec.cell_of(r)
+        first = 1 + max(p.pack for p in plans if p.cell == cell)
+        plans += _seed_packs(cell, spec.variant, old["seeds"], spec.seeds, k, first)
+    return plans
 
 
 def plan_of(manifest: dict[str, Any]) -> list[TrialPlan]:

@@ -51,7 +51,7 @@ from sweep.spec import SpecError, check_name
 
 SCHEMA_VERSION = contract.VERSION  # 3: packed convergence grids (fragments per pack), pack_mode, row counts
 # Write order: trials last marks a fragment complete.
-TABLES = ("examples", "epochs", "norms", "probes", "filters", "trials")
+TABLES = ("examples", "members", "epochs", "norms", "probes", "filters", "trials")
 assert set(TABLES) == set(contract.TABLES)
 METADATA_KEY = b"memsweep"
 # What a sweep folder holds that the store wrote: --overwrite removes these and nothing else.

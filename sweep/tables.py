@@ -44,11 +44,12 @@ def examples_table(records, keys: list[dict[str, str]], seeds: list[int], labels
     and the corrupted mask are per split, shared (N,) or per member (K, N)."""
     parts, k = [], len(seeds)
     for r in records:
-        ks = np.flatnonzero(r.active)
+        ks = np.flatnonzero(r.active if r.kept is None else r.kept)
         for split, s in r.splits.items():
             n = s.correct.shape[1]
             member = np.repeat(ks, n)
             pick = (ks, slice(None))
+            mine = pick if r.kept is None else slice(None)  # scores of the kept members only: (K_kept, N)
             parts.append(pa.table({
                 **_key_columns(keys, member),
                 "seed": pa.array(np.asarray(seeds, dtype=np.int32)[member]),
@@ -58,11 +59,11 @@ def examples_table(records, keys: list[dict[str, str]], seeds: list[int], labels
                 "label": pa.array(_per_member(labels[split], k)[pick].astype(np.int16).ravel()),
                 "true_label": pa.array(_per_member(true_labels[split], k)[pick].astype(np.int16).ravel()),
                 "corrupted": pa.array(_per_member(corrupted[split], k)[pick].ravel()),
-                "pred": pa.array(s.pred[pick].astype(np.int16).ravel()),
-                "correct": pa.array(s.correct[pick].ravel()),
-                "p_label": pa.array(s.p_label[pick].astype(dtype).ravel()),
-                "loss": pa.array(s.loss[pick].astype(dtype).ravel()),
-                "el2n": pa.array(s.el2n[pick].astype(dtype).ravel()),
+                "pred": pa.array(s.pred[mine].astype(np.int16).ravel()),
+                "correct": pa.array(s.correct[mine].ravel()),
+                "p_label": pa.array(s.p_label[mine].astype(dtype).ravel()),
+                "loss": pa.array(s.loss[mine].astype(dtype).ravel()),
+                "el2n": pa.array(s.el2n[mine].astype(dtype).ravel()),
             }))
     # Kept as one chunk per (epoch, split) block: the store writes each as a row group.
     return pa.concat_tables(parts, promote_options="permissive")
@@ -243,6 +244,18 @@ def convergence_columns(spec: ConvergenceSpec, job, pack, out, found, resumed_fr
     return columns
 
 
+def members_table(keys: list[dict[str, str]], seeds: list[int], subsets: np.ndarray) -> pa.Table:
+    """One row per member x training example in its subset (`subsets`: (K, n) indices): which
+    examples each model of a subset sweep trained on."""
+    k, n = subsets.shape
+    member = np.repeat(np.arange(k), n)
+    return pa.table({
+        **_key_columns(keys, member),
+        "seed": pa.array(np.asarray(seeds, dtype=np.int32)[member]),
+        "index": pa.array(subsets.astype(np.int32).ravel()),
+    })
+
+
 def all_tables(spec: Spec, plan: TrialPlan, job, out, found, columns, ctx, started, wall_seconds) -> dict[str, pa.Table]:
     """Every table of a trial's fragment: those its spec and what its probes found call for."""
     k = job.members.k
@@ -256,6 +269,8 @@ def all_tables(spec: Spec, plan: TrialPlan, job, out, found, columns, ctx, start
     if any(r.splits for r in out.records):
         tables["examples"] = examples_table(out.records, job.keys, job.seeds, job.labels, job.true_labels,
                                               job.corrupted, spec.record_dtype)
+    if job.members.subsets is not None:
+        tables["members"] = members_table(job.keys, job.seeds, job.members.subsets.cpu().numpy())
     if spec.norms:
         tables["norms"] = norms_table(out.records, job.keys, job.seeds, found["init_norms"])
     if found["probes"]:

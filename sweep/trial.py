@@ -53,7 +53,8 @@ def run(config: dict[str, Any]) -> None:
         last = outcome.records[-1]
         reached = [e for e in outcome.reached_epoch if e is not None]
         extra = {"interpolated": len(reached), "interp_epoch_mean": float(np.mean(reached)) if reached else np.nan}
-    else:  # the trial's seeds in packs sized to the worker (its share of the cache, or the GPU budget)
+    else:  # fig1 and subset sweeps: the trial's seeds in packs sized to the worker (its share of the
+        # cache, or the GPU budget)
         from trainables import budget
 
         k = spec.resolved_pack_size(job.members.k, ctx["device"].type,
@@ -102,6 +103,9 @@ def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: 
     k = job.members.k
     columns = dict(job.columns, pack_mode=np.full(k, getattr(pack, "mode", "bmm")),
                    rss_before_mb=np.full(k, rss_before), **_peak_memory(k, ctx["device"]))
+    if job.members.subsets is not None:  # a subset sweep: how each model ended, on its own subset
+        columns.update(stop_reason=pa.array(outcome.stop_reason),
+                       fit_acc=np.asarray([outcome.last_record(i).fit_acc[i] for i in range(k)], dtype=np.float32))
     tables = T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
     return tables, outcome.records[-1]
 

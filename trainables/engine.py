@@ -73,6 +73,9 @@ class EpochRecord:
     acc: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (K,) accuracy, model fixed
     fit_acc: np.ndarray = None  # (K,) accuracy on each member's own training examples (and val if fitted)
     splits: dict[str, SplitScores] = field(default_factory=dict)  # per-example scores, when kept
+    # With `Schedule.keep_last`: the members whose per-example scores `splits` holds (those that
+    # stopped at this epoch), which are then (K_kept, N) arrays in member order. None: (K, N).
+    kept: np.ndarray | None = None
     norms: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> (K,) Frobenius norm
 
     def __post_init__(self):
@@ -106,6 +109,7 @@ class Schedule:
     score_splits: tuple[str, ...] | None = None  # None: every split of the data
     keep_splits: tuple[str, ...] = ()  # splits whose per-example scores are kept
     keep_every: int = 1  # ... at epochs divisible by this
+    keep_last: bool = False  # ... only at each member's last record (the epoch it stops)
     norms: bool = True
     autocast: torch.dtype | None = None  # forward passes in this precision (bf16); state stays fp32
     chunk: int = 1024  # examples per scoring chunk
@@ -455,9 +459,21 @@ def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, st
         _stop(record, state, schedule)
         if state.epoch >= last:
             state.stopped = [s or "max_epochs" for s in state.stopped]
+        if schedule.keep_last:
+            _keep_stopping(record, state)
         if on_epoch is not None:
             on_epoch(record, snapshot)
     return _outcome(snapshot(), schedule)
+
+
+def _keep_stopping(record: EpochRecord, state: PackState) -> None:
+    """Per-example scores of only the members that stop at this record (memory: a subset sweep
+    checks its members every few epochs and keeps each one's scores once)."""
+    record.kept = record.active & np.array([s is not None for s in state.stopped])
+    rows = np.flatnonzero(record.kept)
+    record.splits = {name: SplitScores(**{f: getattr(scores, f)[rows] for f in
+                                          ("pred", "correct", "p_label", "loss", "el2n")})
+                     for name, scores in record.splits.items()}
 
 
 def _outcome(state: PackState, schedule: Schedule) -> Outcome:

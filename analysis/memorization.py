@@ -1,0 +1,249 @@
+"""Memorization and influence estimates (Feldman & Zhang 2020) and C-scores (Jiang et al. 2021)
+from a subset sweep: pure functions over its `examples` and `members` tables (pandas and numpy).
+
+A subset sweep trains m models per subset ratio r, model s on its own random subset S_s of
+round(r N) of the N training examples (the members table lists them), and scores every training
+and test example with every model (the examples table: `correct` is h_s(x) == y, y the label the
+models trained on). With A[s, i] = (i in S_s) and C[s, j] = model s correct on example j:
+
+- Memorization (Feldman 2020, Eq. 1; Feldman & Zhang 2020, Sec. 2):
+  mem(i) = P[h(x_i) = y_i | i in S] - P[h(x_i) = y_i | i not in S], each probability the mean of
+  C[:, i] over the models with A[:, i] true (n_in of them) or false (n_out).
+- Influence of training example i on test example j (Feldman & Zhang 2020, Sec. 2):
+  infl(i, j) = P[h(x_j) = y_j | i in S] - P[h(x_j) = y_j | i not in S], from the same models.
+- C-score (Jiang et al. 2021, Sec. 3, the hold-out estimator): for each ratio r, the mean of
+  C[:, i] over the models of ratio r that did not train on i; C(i) is the mean over the ratios.
+
+Uncertainty. Each difference of two proportions comes with the Agresti-Caffo standard error
+(one success and one failure added to each group: p~ = (x + 1) / (n + 2),
+SE = sqrt(p~_in (1 - p~_in) / (n_in + 2) + p~_out (1 - p~_out) / (n_out + 2))), which unlike the
+plain Wald error is not 0 when every model agrees, and a 95% interval p~_in - p~_out +- 1.96 SE
+clipped to [-1, 1] (Agresti & Caffo 2000). A C-score's SE is that of a mean of independent
+per-ratio means, sqrt(sum_r SE_r^2) / R, with each SE_r = sqrt(p~(1 - p~) / (n + 2)). Every row
+says how many models its estimate rests on (n_in, n_out).
+
+An estimate needs every example both in and out of some models: `TooFewModels` names the
+examples that are not and how many models make it likely for all (see `models_needed`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+Z95 = 1.959964  # two-sided 95% normal quantile
+
+
+class TooFewModels(ValueError):
+    """Some example is never (or always) in a model's training subset: its estimate does not exist."""
+
+
+class MembersMismatch(ValueError):
+    """The members table is missing, or does not describe the models of the examples table."""
+
+
+@dataclass
+class Outcomes:
+    """Models x examples of one ratio (a cell) and split: `correct` (m, n) bool; `models` the
+    (cell, variant, seed) of each row; labels per example (the labels the models trained on)."""
+
+    models: pd.DataFrame
+    correct: np.ndarray
+    index: np.ndarray  # (n,) example indices, ascending
+    label: np.ndarray
+    true_label: np.ndarray
+
+
+def models_needed(n: int, ratio: float, confidence: float = 0.99) -> int:
+    """Models of one ratio that leave every one of n examples both in and out of some model's
+    subset with probability >= `confidence` (union bound: n (r^m + (1 - r)^m) <= 1 - confidence,
+    solved for the larger term). Subset fraction 0.7 and 1,437 examples: 34."""
+    worst = max(ratio, 1 - ratio)
+    return max(2, math.ceil(math.log(n * 2 / (1 - confidence)) / -math.log(worst)))
+
+
+def outcomes(examples: pd.DataFrame, split: str, cell: str | None = None) -> Outcomes:
+    """The correctness matrix of `split` for the models of `cell` (default: the only cell), each
+    model's last scored epoch. MembersMismatch-free: ValueError if a model misses examples."""
+    ex = examples[examples.split == split]
+    if ex.empty:
+        raise ValueError(f"examples table has no {split!r} rows (a subset sweep scores train and test)")
+    cells = sorted(ex.cell.astype(str).unique())
+    if cell is None:
+        if len(cells) > 1:
+            raise ValueError(f"the sweep has several subset ratios ({', '.join(cells)}): pick one (cell=...)")
+        cell = cells[0]
+    if cell not in cells:
+        raise ValueError(f"no cell {cell!r} in the examples table (it has {', '.join(cells)})")
+    ex = ex[ex.cell.astype(str) == cell]
+    last = ex.groupby(["variant", "seed"], observed=True).epoch.transform("max")
+    ex = ex[ex.epoch == last]
+    models = ex[["cell", "variant", "seed"]].drop_duplicates().sort_values("seed").reset_index(drop=True)
+    row = pd.Series(np.arange(len(models)), index=models.seed.to_numpy())[ex.seed.to_numpy()].to_numpy()
+    index = np.sort(ex["index"].unique())
+    col = np.searchsorted(index, ex["index"].to_numpy())
+    counts = np.bincount(row, minlength=len(models))
+    if (counts != len(index)).any():
+        bad = int(np.flatnonzero(counts != len(index))[0])
+        raise ValueError(f"examples table: model seed {models.seed[bad]} of {cell} has {counts[bad]} {split} "
+                         f"rows, the others {len(index)} (a damaged or partial store)")
+    correct = np.zeros((len(models), len(index)), dtype=bool)
+    correct[row, col] = ex.correct.to_numpy()
+    first = ex.drop_duplicates("index").set_index("index").loc[index]
+    return Outcomes(models, correct, index, first.label.to_numpy(), first.true_label.to_numpy())
+
+
+def inclusion(members: pd.DataFrame | None, out: Outcomes, n_train: int) -> np.ndarray:
+    """(m, n_train) bool: model s trained on training example i, from the members table, in the
+    rows of `out.models`. MembersMismatch if the table is missing or disagrees with them."""
+    if members is None or members.empty:
+        raise MembersMismatch("the members table is missing: which examples each model trained on is "
+                              "unknown, so no estimate can be made (was the sweep launched by memsweep >= 0.3?)")
+    cell = str(out.models.cell.iloc[0])
+    mine = members[members.cell.astype(str) == cell]
+    seeds = out.models.seed.to_numpy()
+    have = np.isin(seeds, mine.seed.unique())
+    if not have.all():
+        missing = seeds[~have]
+        raise MembersMismatch(f"the members table does not match the examples table: {len(missing)} model(s) of "
+                              f"{cell} have no subset in it (e.g. seed {missing[0]})")
+    mine = mine[mine.seed.isin(seeds)]
+    if mine["index"].max() >= n_train or mine["index"].min() < 0:
+        raise MembersMismatch(f"the members table does not match the examples table: training index "
+                              f"{int(mine['index'].max())} is outside the {n_train:,} training examples")
+    row = pd.Series(np.arange(len(seeds)), index=seeds)[mine.seed.to_numpy()].to_numpy()
+    a = np.zeros((len(seeds), n_train), dtype=bool)
+    a[row, mine["index"].to_numpy()] = True
+    return a
+
+
+def _check_split(a: np.ndarray, cell: str) -> tuple[np.ndarray, np.ndarray]:
+    """(n_in, n_out) per training example; TooFewModels if any is 0."""
+    n_in = a.sum(axis=0)
+    n_out = len(a) - n_in
+    never = np.flatnonzero((n_in == 0) | (n_out == 0))
+    if len(never):
+        ratio = a.sum(axis=1).mean() / a.shape[1]
+        need = models_needed(a.shape[1], ratio)
+        which = ", ".join(map(str, never[:5])) + (", ..." if len(never) > 5 else "")
+        raise TooFewModels(
+            f"{len(never):,} of {a.shape[1]:,} training examples are never held out or never trained on by the "
+            f"{len(a):,} models of {cell} (e.g. index {which}): each needs both; with subset fraction {ratio:.2g} "
+            f"about {need:,} models make that likely for every example ({max(need - len(a), 1):,} more: "
+            f"grow the sweep with --set seeds={max(need, len(a) + 1)} --resume)")
+    return n_in, n_out
+
+
+def _difference(x_in, n_in, x_out, n_out) -> dict[str, np.ndarray]:
+    """The estimate (difference of means), its Agresti-Caffo SE and 95% interval (module docstring)."""
+    p_in, p_out = x_in / n_in, x_out / n_out
+    t_in, t_out = (x_in + 1) / (n_in + 2), (x_out + 1) / (n_out + 2)
+    se = np.sqrt(t_in * (1 - t_in) / (n_in + 2) + t_out * (1 - t_out) / (n_out + 2))
+    centre = t_in - t_out
+    return {"p_in": p_in, "p_out": p_out, "estimate": p_in - p_out, "se": se,
+            "lo": np.clip(centre - Z95 * se, -1, 1), "hi": np.clip(centre + Z95 * se, -1, 1)}
+
+
+def memorization(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str | None = None) -> pd.DataFrame:
+    """mem(i) of every training example (module docstring), one row per example: index, label,
+    true_label, mislabeled (label != true label), n_in, n_out, p_in, p_out, mem, se, lo, hi."""
+    out = outcomes(examples, "train", cell)
+    a = inclusion(members, out, len(out.index))
+    n_in, n_out = _check_split(a, str(out.models.cell.iloc[0]))
+    c = out.correct.astype(np.float64)
+    x_in = (c * a).sum(axis=0)
+    d = _difference(x_in, n_in, c.sum(axis=0) - x_in, n_out)
+    return pd.DataFrame({"index": out.index, "label": out.label, "true_label": out.true_label,
+                         "mislabeled": out.label != out.true_label, "n_in": n_in, "n_out": n_out,
+                         "p_in": d["p_in"], "p_out": d["p_out"], "mem": d["estimate"], "se": d["se"],
+                         "lo": d["lo"], "hi": d["hi"]})
+
+
+def influence(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str | None = None, top: int = 50,
+              min_infl: float | None = None, block: int = 1024) -> pd.DataFrame:
+    """The `top` (training, test) pairs of highest infl(i, j) (module docstring), highest first,
+    keeping only those >= `min_infl` if given. The (N_train, N_test) matrix is never held whole:
+    it is computed `block` training examples at a time, keeping the best pairs seen so far. Rows:
+    train_index, test_index, their labels, n_in, n_out, p_in, p_out, infl, se, lo, hi."""
+    train = outcomes(examples, "train", cell)
+    test = outcomes(examples, "test", str(train.models.cell.iloc[0]))
+    if not train.models.seed.equals(test.models.seed):
+        raise ValueError("examples table: the train and test splits were scored by different models")
+    a = inclusion(members, train, len(train.index))
+    n_in, n_out = _check_split(a, str(train.models.cell.iloc[0]))
+    c = test.correct.astype(np.float32)
+    total = c.sum(axis=0)
+    best: list[tuple[float, int, int]] = []  # a min-heap of (infl, i, j)
+    for lo in range(0, a.shape[1], block):
+        ab = a[:, lo:lo + block].T.astype(np.float32)  # (b, m)
+        x_in = ab @ c  # (b, n_test): models with i in S that got j right
+        infl = x_in / n_in[lo:lo + block, None] - (total - x_in) / n_out[lo:lo + block, None]
+        flat = infl.ravel()
+        keep = min(top, flat.size)
+        for f in np.argpartition(-flat, keep - 1)[:keep]:
+            item = (float(flat[f]), lo + f // infl.shape[1], f % infl.shape[1])
+            if len(best) < top:
+                heapq.heappush(best, item)
+            elif item > best[0]:
+                heapq.heapreplace(best, item)
+    pairs = sorted(best, reverse=True)
+    i = np.asarray([p[1] for p in pairs], dtype=np.int64)
+    j = np.asarray([p[2] for p in pairs], dtype=np.int64)
+    x_in = (a[:, i] & test.correct[:, j]).sum(axis=0).astype(np.float64)
+    d = _difference(x_in, n_in[i], total[j] - x_in, n_out[i])
+    frame = pd.DataFrame({"train_index": train.index[i], "test_index": test.index[j],
+                          "train_label": train.label[i], "train_true_label": train.true_label[i],
+                          "test_label": test.label[j], "n_in": n_in[i], "n_out": n_out[i],
+                          "p_in": d["p_in"], "p_out": d["p_out"], "infl": d["estimate"], "se": d["se"],
+                          "lo": d["lo"], "hi": d["hi"]})
+    return frame[frame.infl >= min_infl].reset_index(drop=True) if min_infl is not None else frame
+
+
+def cscore(examples: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame:
+    """C-score of every training example over every ratio of the sweep (module docstring), one
+    row per example: index, label, true_label, mislabeled, ratios, n_out (held-out evaluations in
+    all), cscore, se, lo, hi, and held_out_<cell> (the per-ratio estimate)."""
+    cells = sorted(examples.cell.astype(str).unique(), key=lambda c: float(c.removeprefix("ratio")))
+    per, variances, n_out_all, first = {}, [], 0, None
+    for cell in cells:
+        out = outcomes(examples, "train", cell)
+        a = inclusion(members, out, len(out.index))
+        _, n_out = _check_split(a, cell)
+        x = (out.correct & ~a).sum(axis=0)
+        per[f"held_out_{cell}"] = x / n_out
+        t = (x + 1) / (n_out + 2)
+        variances.append(t * (1 - t) / (n_out + 2))
+        n_out_all = n_out_all + n_out
+        first = first or out
+    score = np.mean(list(per.values()), axis=0)
+    se = np.sqrt(np.sum(variances, axis=0)) / len(cells)
+    return pd.DataFrame({"index": first.index, "label": first.label, "true_label": first.true_label,
+                         "mislabeled": first.label != first.true_label, "ratios": len(cells), "n_out": n_out_all,
+                         "cscore": score, "se": se, "lo": np.clip(score - Z95 * se, 0, 1),
+                         "hi": np.clip(score + Z95 * se, 0, 1), **per})
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of `scores` for flagging `positive` (ties count one half): the
+    probability that a random positive scores above a random negative (Mann-Whitney U / n+ n-)."""
+    from scipy.stats import rankdata
+
+    positive = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_curve(scores: np.ndarray, positive: np.ndarray) -> pd.DataFrame:
+    """(false positive rate, true positive rate) at every threshold of `scores`, from the highest."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    s, pos = np.asarray(scores)[order], np.asarray(positive, dtype=bool)[order]
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # the last row of each tie
+    tp, fp = np.cumsum(pos)[last], np.cumsum(~pos)[last]
+    return pd.DataFrame({"fpr": np.r_[0.0, fp / max(1, (~pos).sum())], "tpr": np.r_[0.0, tp / max(1, pos.sum())]})
