@@ -548,3 +548,77 @@ def image(picture: np.ndarray, title: str, height: int = 420) -> go.Figure:
     fig.update_yaxes(visible=False)
     fig.update_layout(title=title, template="plotly_white", height=height, margin=dict(t=60, b=10, l=10, r=10))
     return fig
+
+
+# --- memorization, influence, C-scores (Feldman & Zhang 2020; Jiang et al. 2021) ------------
+
+CLEAN_COLOR, MISLABELED_COLOR = catalog.kind_colour("real"), "#D55E00"
+
+
+def _clean_and_mislabeled(frame: pd.DataFrame):
+    """(name, rows, colour) for the clean and (if any) mislabeled examples of a per-example frame."""
+    groups = [("clean labels", frame[~frame.mislabeled], CLEAN_COLOR)]
+    if frame.mislabeled.any():
+        groups.append(("mislabeled (random label differs from the true one)", frame[frame.mislabeled],
+                       MISLABELED_COLOR))
+    return groups
+
+
+def score_histogram(frame: pd.DataFrame, column: str, title: str, xaxis: str, bins: int = 40) -> go.Figure:
+    """Distribution of a per-example estimate (mem or cscore), clean and mislabeled examples overlaid."""
+    fig = go.Figure()
+    lo, hi = (-1.0, 1.0) if column == "mem" else (0.0, 1.0)
+    for name, rows, colour in _clean_and_mislabeled(frame):
+        fig.add_trace(go.Histogram(x=rows[column], name=f"{name} ({len(rows):,})", marker_color=colour, opacity=0.7,
+                                   xbins=dict(start=lo, end=hi + 1e-9, size=(hi - lo) / bins)))
+    fig.update_layout(barmode="overlay", template="plotly_white", height=360, title=title, xaxis_title=xaxis,
+                      yaxis_title="Training examples (log scale)", yaxis_type="log",
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def roc(curve: pd.DataFrame, auc: float, title: str) -> go.Figure:
+    """An ROC curve (fpr, tpr) with its area and the chance diagonal."""
+    fig = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                                line=dict(color=BASELINE_COLOR, dash="dash")),
+                     go.Scatter(x=curve.fpr, y=curve.tpr, mode="lines", name=f"AUROC {auc:.3f}",
+                                line=dict(color=MISLABELED_COLOR, width=2.5))])
+    fig.update_layout(template="plotly_white", height=420, width=520, title=title,
+                      xaxis_title="False positive rate (clean examples flagged)",
+                      yaxis_title="True positive rate (mislabeled examples flagged)",
+                      legend=dict(x=0.55, y=0.1))
+    return fig
+
+
+def score_scatter(frame: pd.DataFrame, x: str, y: str, xaxis: str, yaxis: str, title: str) -> go.Figure:
+    """One point per training example (hover: index and label), clean and mislabeled apart."""
+    fig = go.Figure()
+    for name, rows, colour in _clean_and_mislabeled(frame):
+        fig.add_trace(go.Scattergl(
+            x=rows[x], y=rows[y], mode="markers", name=name, marker=dict(color=colour, size=5, opacity=0.6),
+            customdata=np.stack([rows["index"], rows["label"]], axis=1),
+            hovertemplate=f"#%{{customdata[0]}} y=%{{customdata[1]}}<br>{xaxis} %{{x:.3f}}<br>{yaxis} "
+                          "%{y:.3f}<extra></extra>"))
+    fig.update_layout(template="plotly_white", height=420, title=title, xaxis_title=xaxis, yaxis_title=yaxis,
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def held_out_by_ratio(frame: pd.DataFrame, title: str) -> go.Figure:
+    """Mean held-out accuracy against the subset ratio (columns held_out_ratio<r> of `cscore`),
+    clean and mislabeled examples apart, with the examples' 10th-90th percentile band."""
+    cols = [c for c in frame.columns if c.startswith("held_out_ratio")]
+    ratios = [float(c.removeprefix("held_out_ratio")) for c in cols]
+    fig = go.Figure()
+    for name, rows, colour in _clean_and_mislabeled(frame):
+        values = rows[cols].to_numpy()
+        lo, hi = np.percentile(values, 10, axis=0), np.percentile(values, 90, axis=0)
+        fig.add_trace(go.Scatter(x=ratios + ratios[::-1], y=list(hi) + list(lo[::-1]), fill="toself",
+                                 fillcolor=colour, opacity=0.15, line=dict(width=0), hoverinfo="skip",
+                                 showlegend=False))
+        fig.add_trace(go.Scatter(x=ratios, y=values.mean(axis=0), mode="lines+markers", name=name,
+                                 line=dict(color=colour, width=2.5)))
+    fig.update_layout(template="plotly_white", height=380, title=title, xaxis_title="Subset ratio (fraction of the "
+                      "training set each model trained on)", yaxis_title="Accuracy of models that did not train "
+                      "on the example", yaxis_range=[0, 1.02], legend=dict(orientation="h", y=-0.3))
+    return fig

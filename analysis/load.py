@@ -76,3 +76,12 @@ def launch_args(manifest: dict[str, Any]) -> str:
     name = manifest["spec"]["name"]
     preset = (manifest.get("provenance") or {}).get("preset") or name
     return preset if preset == name else f"{preset} --name {name}"
+
+
+def sweeps(results: str) -> list[str]:
+    """Names of the sweeps stored at `results` (folders with a sweep.yaml), sorted."""
+    fs, base = sweep_path(results, "")
+    base = base.rstrip("/")
+    found = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    names = [i.base_name for i in found if i.type == pafs.FileType.Directory]
+    return sorted(n for n in names if fs.get_file_info(f"{base}/{n}/sweep.yaml").type == pafs.FileType.File)

@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import yaml
 
-from analysis import convergence, difficulty, dynamics, figures, load, probes
+from analysis import convergence, difficulty, dynamics, figures, load, memorization as memo, probes
 
 EXAMPLE_COLUMNS = ["variant", "seed", "split", "epoch", "index", "correct", "label", "true_label", "corrupted", "p_label",
                    "loss"]
@@ -57,13 +57,16 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
         f"<p class='sub'>{html.escape(spec.get('description', ''))}</p>",
         _status(manifest, trials, results), _provenance(manifest, trials)]
     if trials is not None and len(trials):
-        if spec.get("engine", "packed") == "interpolate":
+        if spec.get("engine") == "subsets":  # its models stop at their own epochs: no dynamics
+            sections += _subset_sections(results, sweep, spec, trials, images)
+        elif spec.get("engine", "packed") == "interpolate":
             epochs = load.load_table(results, sweep, "epochs")
             sections += _convergence_sections(spec, trials, epochs)
             sections += _probe_sections(results, sweep, spec, trials, epochs)
         else:
             sections += _difficulty_sections(results, sweep, spec, images)
-        sections += _dynamics_sections(results, sweep)
+        if spec.get("engine") != "subsets":
+            sections += _dynamics_sections(results, sweep)
     sections.append(f"<h2>Spec</h2><pre>{html.escape(yaml.safe_dump(spec, sort_keys=False))}</pre>")
     body, first = [], True
     for section in sections:
@@ -366,7 +369,19 @@ def _provenance(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
     if trials is not None and len(trials):
         versions.update(json.loads(trials.versions.iloc[0]))
     opt = spec["optimizer"]
-    if spec.get("engine", "packed") == "packed":
+    if spec.get("engine") == "subsets":
+        rows = [("data set", spec["dataset"] + (f" (first {spec['train_size']:,} training examples)"
+                                                if spec.get("train_size") else "")),
+                ("subset ratios", ", ".join(f"{r:g}" for r in spec["ratios"])),
+                ("models per ratio", f"{spec['seeds']:,}"),
+                ("labels", f"{spec['corruption']['p']:.0%} of training labels random (randY)"
+                           if spec["corruption"]["p"] else "true labels"),
+                ("model", f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"),
+                ("optimizer", f"SGD lr {opt['lr']}, momentum {opt['momentum']}, batch {spec['batch_size']}"),
+                ("stopping", (f"accuracy on its own subset >= {spec['threshold']} (checked every "
+                              f"{spec['check_every']} epochs), or " if spec["threshold"] else "")
+                             + f"{spec['max_epochs']} epochs")]
+    elif spec.get("engine", "packed") == "packed":
         rows = [("data set", spec["dataset"]), ("variants", ", ".join(spec["variants"])),
                 ("seeds", spec["seeds"]), ("scored epochs", ", ".join(map(str, spec["epochs"]))),
                 ("model", f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"),
@@ -443,3 +458,193 @@ def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, images) -> li
         out.append(figures.gallery(shown[rows["index"].to_numpy()], captions,
                                    f"{variant}: the {len(rows)} {kind}{note}"))
     return out
+
+
+# --- subset sweeps: memorization, influence, C-scores ----------------------------------------
+
+SUBSET_COLUMNS = ["cell", "variant", "seed", "split", "epoch", "index", "correct", "label", "true_label"]
+MEMORIZED = 0.25  # Feldman & Zhang 2020 call examples with mem above this "memorized" in their selections
+TOP_PAIRS = 20
+
+
+def _subset_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame, images) -> list:
+    """How well the models fit their subsets; then mem and influence (one ratio) or C-scores
+    (several), or a banner saying what the store lacks for them."""
+    out: list = [_fit_html(spec, trials)]
+    examples = load.load_table(results, sweep, "examples", columns=SUBSET_COLUMNS)
+    members = _optional(results, sweep, "members")
+    try:
+        if len(spec["ratios"]) == 1:
+            out += _memorization_sections(results, sweep, spec, examples, members, images)
+        else:
+            out += _cscore_sections(spec, examples, members, images)
+    except (memo.TooFewModels, memo.MembersMismatch) as exc:
+        out.append(f"<div class='banner warn'><b>No estimates yet.</b> {html.escape(str(exc))}</div>")
+    return out
+
+
+def _fit_html(spec: dict[str, Any], trials: pd.DataFrame) -> str:
+    fit = trials.fit_acc
+    reached = int((trials.stop_reason == "interpolated").sum()) if spec.get("threshold") else len(trials)
+    by_ratio = trials.groupby("cell", observed=True).agg(models=("seed", "size"), epochs=("epochs_trained", "mean"),
+                                                           fit_min=("fit_acc", "min"), fit_mean=("fit_acc", "mean"),
+                                                           test=("final_test_acc", "mean")).reset_index()
+    by_ratio.columns = ["subset ratio", "models", "mean epochs", "lowest accuracy on own subset",
+                        "mean accuracy on own subset", "mean test accuracy"]
+    goal = (f"{reached:,} of {len(trials):,} models reached accuracy {spec['threshold']:.0%} on their own subset"
+            if spec.get("threshold") else f"{len(trials):,} models trained {spec['max_epochs']} epochs")
+    warn = ""
+    if spec.get("threshold") and reached < len(trials):
+        warn = (f"<div class='banner warn'>{len(trials) - reached:,} models stopped at max_epochs "
+                f"({spec['max_epochs']}) below the threshold (lowest accuracy on own subset {fit.min():.3f}): they "
+                "memorized less, which biases mem(i) down; raise max_epochs to fit them.</div>")
+    return (f"<h2>Models</h2><p class='note'>{goal}. Every model then scored every training and test "
+            "example.</p>" + warn + _table_html(by_ratio, {"mean epochs": ".1f"}))
+
+
+def _models_sentence(frame: pd.DataFrame) -> str:
+    return (f"Each example's estimate rests on the models that trained on it (n_in: {frame.n_in.min()}-"
+            f"{frame.n_in.max()}, median {frame.n_in.median():.0f}) and those that did not (n_out: "
+            f"{frame.n_out.min()}-{frame.n_out.max()}, median {frame.n_out.median():.0f}).")
+
+
+def _memorization_sections(results, sweep, spec, examples, members, images) -> list:
+    mem = memo.memorization(examples, members)
+    ratio = spec["ratios"][0]
+    intro = (f"<h2>Memorization scores</h2><p class='note'>mem(i) = P[h(x_i) = y_i | i in S] - "
+             f"P[h(x_i) = y_i | i not in S] (Feldman &amp; Zhang 2020): the accuracy on training example i of "
+             f"the models whose random {ratio:.0%} subset S contained it, minus that of the models whose subset did "
+             f"not, with y_i the label the models trained on. Near 1: the models get i right only when they "
+             f"saw it (memorized); near 0: they get it right (or wrong) either way. {_models_sentence(mem)} "
+             f"Standard errors: Agresti-Caffo (largest {mem.se.max():.3f}, median {mem.se.median():.3f}); "
+             "intervals 95%.</p>")
+    summary = pd.DataFrame([{
+        "examples": "mislabeled" if flag else "clean labels", "n": len(rows), "mean mem": rows.mem.mean(),
+        f"share with mem > {MEMORIZED}": (rows.mem > MEMORIZED).mean(), "largest SE": rows.se.max()}
+        for flag, rows in mem.groupby("mislabeled")])
+    out: list = [intro, _table_html(summary, {"n": "d"}),
+                 figures.score_histogram(mem, "mem", "Distribution of memorization scores", "mem(i)")]
+    if mem.mislabeled.any() and (~mem.mislabeled).any():
+        auc = memo.auroc(mem.mem.to_numpy(), mem.mislabeled.to_numpy())
+        out += [f"<h3>Does the score flag the mislabeled examples?</h3><p class='note'>{int(mem.mislabeled.sum()):,} "
+                f"training labels differ from the true ones ({spec['corruption']['p']:.0%} were drawn at random; a "
+                f"random label can equal the true one). Ranking the examples by mem(i): AUROC <b>{auc:.3f}</b> "
+                "(1: every mislabeled example above every clean one; 0.5: chance).</p>",
+                figures.roc(memo.roc_curve(mem.mem.to_numpy(), mem.mislabeled.to_numpy()), auc,
+                            "Flagging mislabeled training examples by mem(i)")]
+    out += _estimate_galleries(mem, "mem", "memorized", spec, images)
+    out += _influence_sections(examples, members, spec, images)
+    out += _companion_sections(results, sweep, spec, mem)
+    return out
+
+
+def _estimate_galleries(frame: pd.DataFrame, column: str, word: str, spec, images) -> list:
+    """The GALLERY_SIZE highest and lowest examples by `column`, with label, original label and interval."""
+    shown = images(spec["dataset"], "train") if images is not None else None
+    if shown is None:
+        return [f"<p class='note'>The {html.escape(spec['dataset'])} files are not available here (pass "
+                "--data-root), so the galleries are omitted.</p>"]
+    out: list = [f"<h3>Most and least {word} training examples</h3><p class='note'>With the label the models "
+                 "trained on (and the true one where it differs) and the 95% interval; ties broken by index.</p>"]
+    for kind, rows in (("most", frame.sort_values([column, "index"], ascending=[False, True]).head(GALLERY_SIZE)),
+                       ("least", frame.sort_values([column, "index"]).head(GALLERY_SIZE))):
+        captions = [f"#{r.index} y={r.label}" + (f" (true {r.true_label})" if r.mislabeled else "")
+                    + f"<br>{getattr(r, column):.2f} [{r.lo:.2f}, {r.hi:.2f}]" for r in rows.itertuples()]
+        out.append(figures.gallery(shown[rows["index"].to_numpy()], captions, f"The {len(rows)} {kind} {word}"))
+    return out
+
+
+def _influence_sections(examples, members, spec, images) -> list:
+    pairs = memo.influence(examples, members, top=TOP_PAIRS)
+    out: list = [f"<h2>Highest-influence pairs</h2><p class='note'>infl(i, j) = P[h(x_j) = y_j | i in S] - "
+                 "P[h(x_j) = y_j | i not in S]: how much training on example i raises the accuracy on test example "
+                 f"j (Feldman &amp; Zhang 2020). The {len(pairs)} highest of every (training, test) pair, computed "
+                 "in blocks without holding the whole matrix.</p>",
+                 _table_html(pairs[["train_index", "train_label", "test_index", "test_label", "infl", "se", "lo",
+                                    "hi", "n_in", "n_out"]], {"train_index": "d", "test_index": "d"})]
+    train = images(spec["dataset"], "train") if images is not None else None
+    test = images(spec["dataset"], "test") if images is not None else None
+    if train is None or test is None:
+        return out
+    top = pairs.head(10)
+    pictures = np.stack([im for r in top.itertuples() for im in (train[r.train_index], test[r.test_index])])
+    captions = [c for r in top.itertuples() for c in (
+        f"train #{r.train_index} y={r.train_label}", f"test #{r.test_index} y={r.test_label}<br>infl {r.infl:.2f}")]
+    out.append(figures.gallery(pictures, captions, "Training example (left) and the test example it helps most "
+                                                   "(right), by influence"))
+    return out
+
+
+def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.DataFrame) -> list:
+    """mem(i) against fig1's P(correct) and against forgetting events and EL2N, from other sweeps
+    in the same results location on the same training examples (same data set, no train_size cut
+    or validation carve-out, true labels)."""
+    out: list = []
+    for other in load.sweeps(results):
+        if other == sweep:
+            continue
+        try:
+            manifest = load.load_manifest(results, other)
+        except (FileNotFoundError, OSError, ValueError):
+            continue
+        o = manifest.get("spec", {})
+        if o.get("dataset") != spec["dataset"] or o.get("train_size") or spec.get("train_size") \
+                or (o.get("validation") or {}).get("size"):
+            continue
+        have = load.table_columns(results, other, "examples")
+        if not have:
+            continue
+        if o.get("engine", "packed") == "packed" and "real" in o.get("variants", []):
+            ex = load.load_table(results, other, "examples", variants=["real"], splits=["train"],
+                                 columns=["variant", "seed", "epoch", "index", "correct"])
+            last = ex[ex.epoch == ex.epoch.max()]
+            pc = last.groupby("index").correct.mean().rename("p_correct").reset_index()
+            both = mem.merge(pc, on="index")
+            rho = both[["mem", "p_correct"]].corr(method="spearman").iloc[0, 1]
+            out += [f"<h3>Against P(correct) of sweep {html.escape(other)}</h3><p class='note'>fig1's P(correct) "
+                    f"after epoch {int(last.epoch.max())} (real data, {last.seed.nunique()} seeds) against mem(i): "
+                    f"Spearman rho {rho:.2f}. Examples that are learned late tend to be the memorized ones.</p>",
+                    figures.score_scatter(both, "p_correct", "mem", f"P(correct), {other}", "mem(i)",
+                                          f"Memorization score against P(correct) of {other}")]
+        elif o.get("engine") == "interpolate" and "real" in o.get("corruptions", []) and "el2n" in have:
+            ex = load.load_table(results, other, "examples", variants=["real"], splits=["train"],
+                                 columns=DYNAMICS_COLUMNS + ["el2n"])
+            if ex.epoch.nunique() < 2:
+                continue
+            ex["variant"] = ex.variant.astype(str)
+            per = dynamics.measures(ex)
+            both = mem.merge(per[["index", "forgotten", "el2n"]], on="index")
+            for column, what in (("forgotten", "forgetting events (Toneva et al. 2019)"),
+                                 ("el2n", f"EL2N at epoch {int(ex.epoch.min())} (Paul et al. 2021)")):
+                rho = both[["mem", column]].corr(method="spearman").iloc[0, 1]
+                out += [f"<h3>Against {what} of sweep {html.escape(other)}</h3><p class='note'>Spearman rho "
+                        f"{rho:.2f} with mem(i).</p>",
+                        figures.score_scatter(both, column, "mem", what, "mem(i)",
+                                              f"Memorization score against {what.split(' (')[0]} of {other}")]
+    if not out:
+        out.append("<p class='note'>To compare mem(i) with fig1's P(correct), or with forgetting events and "
+                   "EL2N, launch <code>fig1-difficulty</code> (or a convergence sweep with "
+                   "<code>record_examples=true</code>) on the same data set into the same results location.</p>")
+    return out
+
+
+def _cscore_sections(spec: dict[str, Any], examples, members, images) -> list:
+    cs = memo.cscore(examples, members)
+    ratios = ", ".join(f"{r:g}" for r in spec["ratios"])
+    out: list = [
+        f"<h2>C-scores</h2><p class='note'>The consistency score of training example i (Jiang et al. 2021): the "
+        f"accuracy on i of models trained on random subsets that did <i>not</i> contain it, averaged over the "
+        f"subset ratios {ratios} (the hold-out estimator). Low: the rest of the data does not predict the example's "
+        f"label (atypical or mislabeled). Each example's score rests on {cs.n_out.min()}-{cs.n_out.max()} held-out "
+        f"evaluations (median {cs.n_out.median():.0f}); standard errors (largest {cs.se.max():.3f}, median "
+        f"{cs.se.median():.3f}) from the per-ratio binomial errors.</p>",
+        figures.score_histogram(cs, "cscore", "Distribution of C-scores", "C-score"),
+        figures.held_out_by_ratio(cs, "Held-out accuracy against the subset ratio (mean over examples, "
+                                      "10th-90th percentile band)")]
+    if cs.mislabeled.any() and (~cs.mislabeled).any():
+        auc = memo.auroc(-cs.cscore.to_numpy(), cs.mislabeled.to_numpy())
+        out += [f"<p class='note'>Ranking the examples by 1 - C-score flags the {int(cs.mislabeled.sum()):,} "
+                f"mislabeled ones with AUROC <b>{auc:.3f}</b>.</p>",
+                figures.roc(memo.roc_curve(-cs.cscore.to_numpy(), cs.mislabeled.to_numpy()), auc,
+                            "Flagging mislabeled training examples by 1 - C-score")]
+    return out + _estimate_galleries(cs.assign(mem=cs.cscore), "cscore", "consistent", spec, images)

@@ -220,7 +220,8 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
                                 on_dataset=lambda name: specs.resolve(args.preset, name, [
                                     *args.overrides, *([f"name={args.name}"] if args.name else [])]))
             ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
-            plans = specs.plan_of(store.read_manifest() or {"spec": spec.model_dump()})
+            manifest = store.read_manifest()
+            plans = specs.resume_plan(manifest, spec) if manifest else specs.expand(spec)
             if mode == "resume" and not [p for p in plans if p.fragment not in store.intact()]:
                 store.drop_checkpoints(store.completed())
                 print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "

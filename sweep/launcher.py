@@ -29,7 +29,7 @@ import ray
 from ray import tune
 
 from sweep import __version__
-from sweep.spec import Spec, SpecError, TrialPlan, expand, plan_of, validate
+from sweep.spec import Spec, SpecError, TrialPlan, expand, grow, plan_of, resume_plan, validate
 from sweep.store import Store
 
 Mode = Literal["new", "resume", "overwrite"]
@@ -74,6 +74,8 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None) -> None:
         return
     done, planned = len(store.intact()), len(plan_of(manifest))
     if manifest.get("spec_hash") != spec.hash() and _stored_hash(manifest) != spec.hash():
+        if mode == "resume" and grow(manifest, spec) is not None:  # more models of a subset sweep
+            return
         old, new = manifest.get("spec", {}), spec.model_dump()
         ignored = {"description", *spec.EXECUTION_KEYS}  # keys that do not make it another sweep
         changed = sorted(k for k in set(old) | set(new) if k not in ignored and old.get(k) != new.get(k))
@@ -89,9 +91,11 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None) -> None:
                              if k != "dataset" else f"--dataset {old[k]}" for k in repeat)
             raise SpecError(f"--resume: {store.uri} holds sweep {spec.name!r} launched with other settings "
                             f"(differs in: {', '.join(changed) or 'version'}); to resume it, repeat them: {again}")
+        more = ("; to add models to it, add --resume" if changed == ["seeds"] and grow(manifest, spec) is not None
+                else "")
         raise SpecError(f"{store.uri} already holds sweep {spec.name!r} with a different spec "
                         f"(differs in: {', '.join(changed) or 'version'}); pass --overwrite to replace "
-                        f"it or --results DIR for a new location")
+                        f"it or --results DIR for a new location{more}")
     if mode == "new":
         what = ("it is complete; pass --overwrite to start again or --results DIR for a new location"
                 if done == planned else "pass --resume to finish it or --overwrite to start again")
@@ -181,6 +185,9 @@ def describe(plans: list[TrialPlan], spec) -> str:
                 f"{_plural(len(spec.corruptions), 'corruption')} x {_plural(spec.seeds, 'seed')})")
     cells = len({p.cell for p in plans})
     per = max(p.seed_hi - p.seed_lo for p in plans)
+    if getattr(spec, "engine", "") == "subsets":
+        return (f"{_plural(len(plans), 'trial')} of up to {_plural(per, 'model')} each, {spec.seeds:,} models x "
+                f"{_plural(cells, 'subset ratio')} ({', '.join(f'{r:g}' for r in spec.ratios)})")
     return (f"{_plural(len(plans), 'trial')}: {_plural(cells, 'cell')} x up to {_plural(per, 'seed')} "
             f"each, of {spec.seeds}")
 
@@ -221,7 +228,11 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
             store.clear(_planned_fragments(store))
         prov = dict(provenance(), preset=preset or spec.name)
         manifest = store.read_manifest() if mode == "resume" else None
-        plans = plan_of(manifest) if manifest else expand(spec, _slots(cpus_per_trial, gpus_per_trial))
+        slots = _slots(cpus_per_trial, gpus_per_trial)
+        plans = resume_plan(manifest, spec, slots) if manifest else expand(spec, slots)
+        if manifest and manifest["spec"].get("seeds") != spec.seeds:
+            print(f"memsweep: growing {spec.name} from {manifest['spec']['seeds']:,} to {spec.seeds:,} models per "
+                  "ratio; the stored models stay as they are", file=out)
         done = set()
         if mode == "resume":
             damaged = store.damaged()

@@ -572,7 +572,7 @@ def grow(stored: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan] 
         raise SpecError(f"seeds={spec.seeds}: the stored sweep {spec.name!r} already has {old['seeds']} models "
                         "per ratio, and a sweep only grows (pass --overwrite to start again with fewer)")
     plans = plan_of(stored)
-    k = spec.resolved_trial_size(slots)
+    k = spec.model_copy(update={"seeds": spec.seeds - old["seeds"]}).resolved_trial_size(slots)  # the new ones
     for r in spec.ratios:
         cell = spec.cell_of(r)
         first = 1 + max(p.pack for p in plans if p.cell == cell)
@@ -587,6 +587,12 @@ def plan_of(manifest: dict[str, Any]) -> list[TrialPlan]:
     if manifest.get("plan"):
         return [TrialPlan(**p) for p in manifest["plan"]]
     return expand(validate(manifest["spec"]))
+
+
+def resume_plan(manifest: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan]:
+    """The plan a --resume runs: the stored one, grown when `spec` is the stored subset sweep with
+    more models (`grow`)."""
+    return grow(manifest, spec, slots) or plan_of(manifest)
 
 
 def input_groups(corruptions: list[str]) -> dict[str, list[str]]:
