@@ -519,7 +519,7 @@ def _memorization_sections(results, sweep, spec, examples, members, images) -> l
              f"Standard errors: Agresti-Caffo (largest {mem.se.max():.3f}, median {mem.se.median():.3f}); "
              "intervals 95%.</p>")
     summary = pd.DataFrame([{
-        "examples": "mislabeled" if flag else "clean labels", "n": len(rows), "mean mem": rows.mem.mean(),
+        "labels": "mislabeled" if flag else "clean", "n": len(rows), "mean mem": rows.mem.mean(),
         f"share with mem > {MEMORIZED}": (rows.mem > MEMORIZED).mean(), "largest SE": rows.se.max()}
         for flag, rows in mem.groupby("mislabeled")])
     out: list = [intro, _table_html(summary, {"n": "d"}),
@@ -569,7 +569,7 @@ def _influence_sections(examples, members, spec, images) -> list:
     top = pairs.head(10)
     pictures = np.stack([im for r in top.itertuples() for im in (train[r.train_index], test[r.test_index])])
     captions = [c for r in top.itertuples() for c in (
-        f"train #{r.train_index} y={r.train_label}", f"test #{r.test_index} y={r.test_label}<br>infl {r.infl:.2f}")]
+        f"train #{r.train_index} y={r.train_label}", f"test #{r.test_index} y={r.test_label} infl {r.infl:.2f}")]
     out.append(figures.gallery(pictures, captions, "Training example (left) and the test example it helps most "
                                                    "(right), by influence"))
     return out
@@ -580,6 +580,7 @@ def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.
     in the same results location on the same training examples (same data set, no train_size cut
     or validation carve-out, true labels)."""
     out: list = []
+    mem = mem[~mem.mislabeled]  # the other sweeps trained on the true labels
     for other in load.sweeps(results):
         if other == sweep:
             continue
@@ -602,8 +603,9 @@ def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.
             both = mem.merge(pc, on="index")
             rho = both[["mem", "p_correct"]].corr(method="spearman").iloc[0, 1]
             out += [f"<h3>Against P(correct) of sweep {html.escape(other)}</h3><p class='note'>fig1's P(correct) "
-                    f"after epoch {int(last.epoch.max())} (real data, {last.seed.nunique()} seeds) against mem(i): "
-                    f"Spearman rho {rho:.2f}. Examples that are learned late tend to be the memorized ones.</p>",
+                    f"after epoch {int(last.epoch.max())} (real data, {last.seed.nunique()} seeds) against mem(i), "
+                    f"for the {len(both):,} training examples with their true label: Spearman rho {rho:.2f}"
+                    f"{_rho_sentence(rho, 'examples learned late (low P(correct))')}.</p>",
                     figures.score_scatter(both, "p_correct", "mem", f"P(correct), {other}", "mem(i)",
                                           f"Memorization score against P(correct) of {other}")]
         elif o.get("engine") == "interpolate" and "real" in o.get("corruptions", []) and "el2n" in have:
@@ -617,8 +619,9 @@ def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.
             for column, what in (("forgotten", "forgetting events (Toneva et al. 2019)"),
                                  ("el2n", f"EL2N at epoch {int(ex.epoch.min())} (Paul et al. 2021)")):
                 rho = both[["mem", column]].corr(method="spearman").iloc[0, 1]
-                out += [f"<h3>Against {what} of sweep {html.escape(other)}</h3><p class='note'>Spearman rho "
-                        f"{rho:.2f} with mem(i).</p>",
+                out += [f"<h3>Against {what} of sweep {html.escape(other)}</h3><p class='note'>For the "
+                        f"{len(both):,} training examples with their true label: Spearman rho {rho:.2f} with mem(i)"
+                        f"{_rho_sentence(-rho, 'examples hard by this measure (high values)')}.</p>",
                         figures.score_scatter(both, column, "mem", what, "mem(i)",
                                               f"Memorization score against {what.split(' (')[0]} of {other}")]
     if not out:
@@ -626,6 +629,15 @@ def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.
                    "EL2N, launch <code>fig1-difficulty</code> (or a convergence sweep with "
                    "<code>record_examples=true</code>) on the same data set into the same results location.</p>")
     return out
+
+
+def _rho_sentence(rho: float, hard: str) -> str:
+    """How to read a rank correlation whose negative sign means 'the hard examples are the memorized ones'."""
+    if pd.isna(rho) or abs(rho) < 0.1:
+        return ": the two rank the examples almost independently"
+    strength = "strongly" if abs(rho) >= 0.5 else "moderately" if abs(rho) >= 0.3 else "weakly"
+    return (f": {hard} tend {strength} to be the memorized ones" if rho < 0 else
+            f": unexpectedly, {hard} tend {strength} to be the <i>less</i> memorized ones")
 
 
 def _cscore_sections(spec: dict[str, Any], examples, members, images) -> list:

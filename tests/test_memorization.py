@@ -1,0 +1,194 @@
+"""Memorization, influence and C-score estimates (analysis.memorization) on tiny hand-made tables,
+and the subset-sweep spec: ratios, growth."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import memorization as memo
+from sweep import spec as specs
+
+
+def tables(correct_train, subsets, correct_test=None, cell="ratio0.5", labels=None, true_labels=None):
+    """examples and members tables of m models (rows of `correct_*`) with the given subsets."""
+    correct_train = np.asarray(correct_train, dtype=bool)
+    m, n = correct_train.shape
+    labels = np.zeros(n, dtype=int) if labels is None else np.asarray(labels)
+    true_labels = labels if true_labels is None else np.asarray(true_labels)
+    rows = []
+    for split, matrix in (("train", correct_train), ("test", correct_test)):
+        if matrix is None:
+            continue
+        matrix = np.asarray(matrix, dtype=bool)
+        for s in range(m):
+            for i in range(matrix.shape[1]):
+                rows.append({"cell": cell, "variant": "real", "seed": s, "split": split, "epoch": 5, "index": i,
+                             "correct": matrix[s, i], "label": labels[i] if split == "train" else 0,
+                             "true_label": true_labels[i] if split == "train" else 0})
+    members = pd.DataFrame([{"cell": cell, "variant": "real", "seed": s, "index": i}
+                            for s, subset in enumerate(subsets) for i in subset])
+    return pd.DataFrame(rows), members
+
+
+# 4 models, 3 training examples. Example 0: right when in (models 0, 1), wrong when out (2, 3):
+# mem 1. Example 1: always right: mem 0. Example 2: in models 1 and 2, right in model 1 and 3.
+SUBSETS = [[0], [0, 2], [1, 2], [1]]
+CORRECT = [[1, 1, 0], [1, 1, 1], [0, 1, 0], [0, 1, 1]]
+
+
+def test_memorization_by_hand():
+    ex, mb = tables(CORRECT, SUBSETS)
+    m = memo.memorization(ex, mb).set_index("index")
+    assert m.mem.tolist() == [1.0, 0.0, 0.0]
+    assert m.n_in.tolist() == [2, 2, 2] and m.n_out.tolist() == [2, 2, 2]
+    assert m.loc[2, "p_in"] == 0.5 and m.loc[2, "p_out"] == 0.5
+    # Agresti-Caffo for example 0: p~_in = 3/4, p~_out = 1/4, SE = sqrt(2 * (3/16) / 4)
+    assert m.loc[0, "se"] == pytest.approx(np.sqrt(2 * 3 / 16 / 4))
+    assert m.loc[0, "lo"] == pytest.approx(0.5 - memo.Z95 * m.loc[0, "se"])
+    assert m.loc[0, "hi"] == 1.0  # clipped
+    assert (m.se > 0).all()  # never 0, even where every model agrees
+
+
+def test_memorization_flags_mislabeled_examples():
+    ex, mb = tables(CORRECT, SUBSETS, labels=[3, 1, 2], true_labels=[5, 1, 2])
+    m = memo.memorization(ex, mb)
+    assert m.mislabeled.tolist() == [True, False, False]
+    assert memo.auroc(m.mem.to_numpy(), m.mislabeled.to_numpy()) == 1.0
+
+
+def test_influence_by_hand_and_blocks_change_nothing():
+    # Test example 0 is right exactly in the models that trained on training example 0.
+    test = [[1, 1], [1, 0], [0, 1], [0, 0]]
+    ex, mb = tables(CORRECT, SUBSETS, correct_test=test)
+    pairs = memo.influence(ex, mb, top=6)
+    first = pairs.iloc[0]
+    assert (first.train_index, first.test_index, first.infl) == (0, 0, 1.0)
+    assert first.n_in == 2 and first.n_out == 2
+    # every pair by hand: infl(i, j) = mean correct_j over models with i in S - over the others
+    a = np.zeros((4, 3), dtype=bool)
+    for s, subset in enumerate(SUBSETS):
+        a[s, subset] = True
+    t = np.asarray(test, dtype=float)
+    want = {(i, j): t[a[:, i], j].mean() - t[~a[:, i], j].mean() for i in range(3) for j in range(2)}
+    for r in pairs.itertuples():
+        assert r.infl == pytest.approx(want[(r.train_index, r.test_index)])
+    assert sorted(pairs.infl, reverse=True) == pairs.infl.tolist()
+    assert pairs.infl.tolist() == sorted(want.values(), reverse=True)
+    blocked = memo.influence(ex, mb, top=6, block=1)
+    pd.testing.assert_frame_equal(blocked[["train_index", "test_index", "infl"]].sort_values(["infl", "train_index",
+                                  "test_index"]).reset_index(drop=True),
+                                  pairs[["train_index", "test_index", "infl"]].sort_values(["infl", "train_index",
+                                  "test_index"]).reset_index(drop=True))
+    assert (memo.influence(ex, mb, top=6, min_infl=0.5).infl >= 0.5).all()
+
+
+def test_cscore_by_hand():
+    ex1, mb1 = tables(CORRECT, SUBSETS, cell="ratio0.3")
+    # a second ratio where example 2 is held out by models 0 and 3 and right in neither
+    ex2, mb2 = tables([[1, 1, 0], [1, 1, 1], [1, 0, 1], [0, 1, 0]], [[1], [0, 2], [2], [0, 1]], cell="ratio0.6")
+    cs = memo.cscore(pd.concat([ex1, ex2]), pd.concat([mb1, mb2])).set_index("index")
+    # ratio0.3: held out of example 0 by models 2, 3 (wrong, wrong) -> 0; ratio0.6: by models 0, 2 -> 1
+    assert cs.loc[0, "held_out_ratio0.3"] == 0.0 and cs.loc[0, "held_out_ratio0.6"] == 1.0
+    assert cs.loc[0, "cscore"] == 0.5
+    assert cs.loc[2, "cscore"] == pytest.approx((0.5 + 0.0) / 2)
+    assert (cs.ratios == 2).all() and cs.loc[0, "n_out"] == 4
+    t = 1 / 4  # p~ of ratio0.3 for example 0: (0 + 1) / (2 + 2); ratio0.6: 3 / 4, same variance
+    assert cs.loc[0, "se"] == pytest.approx(np.sqrt(2 * t * (1 - t) / 4) / 2)
+
+
+def test_too_few_models_names_the_examples_and_how_many_more():
+    ex, mb = tables([[1, 1, 1], [1, 1, 1]], [[0, 1], [0, 2]])  # example 0 is never held out
+    with pytest.raises(memo.TooFewModels) as err:
+        memo.memorization(ex, mb)
+    text = str(err.value)
+    assert "1 of 3 training examples" in text and "index 0" in text and "--set seeds=" in text
+    assert "\n" not in text
+    with pytest.raises(memo.TooFewModels):
+        memo.cscore(ex, mb)
+
+
+def test_models_needed():
+    assert memo.models_needed(1437, 0.7) == 36
+    assert memo.models_needed(1437, 0.3) == 36  # symmetric in r and 1 - r
+    # at that count, a simulation leaves every example in and out of some model almost always
+    rng = np.random.default_rng(0)
+    fails = sum(((a := rng.random((36, 1437)) < 0.7).all(axis=0) | (~a).all(axis=0)).any() for _ in range(200))
+    assert fails <= 4
+
+
+def test_members_table_missing_or_not_matching():
+    ex, mb = tables(CORRECT, SUBSETS)
+    with pytest.raises(memo.MembersMismatch, match="members table is missing"):
+        memo.memorization(ex, None)
+    with pytest.raises(memo.MembersMismatch, match=r"1 model\(s\) of ratio0.5 have no subset in it \(e.g. seed 3\)"):
+        memo.memorization(ex, mb[mb.seed != 3])
+    bad = mb.copy()
+    bad.loc[0, "index"] = 99
+    with pytest.raises(memo.MembersMismatch, match="training index 99 is outside the 3 training examples"):
+        memo.memorization(ex, bad)
+    with pytest.raises(ValueError, match="has 2 train rows, the others 3"):
+        memo.memorization(ex.drop(index=0), mb)
+
+
+def test_auroc_and_roc_curve():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    scores, flags = rng.integers(0, 5, 300).astype(float), rng.random(300) < 0.2
+    assert memo.auroc(scores, flags) == pytest.approx(roc_auc_score(flags, scores))
+    curve = memo.roc_curve(scores, flags)
+    assert curve.fpr.iloc[0] == 0 and curve.tpr.iloc[-1] == 1 and curve.fpr.iloc[-1] == 1
+    assert np.trapezoid(curve.tpr, curve.fpr) == pytest.approx(roc_auc_score(flags, scores))
+    assert np.isnan(memo.auroc(scores, np.zeros(300, dtype=bool)))
+
+
+# --- the spec ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("override, message", [
+    ("ratios=[0.7, 1.0]", "ratios: [0.7, 1.0] (subset fractions must lie strictly between 0 and 1, got 1.0)"),
+    ("ratios=[0.0]", "strictly between 0 and 1, got 0.0"),
+    ("ratios=[0.5, 0.3]", "must be strictly increasing, got [0.5, 0.3]"),
+    ("ratios=[]", "ratios"),
+])
+def test_bad_ratios_are_one_line_errors(override, message):
+    with pytest.raises(specs.SpecError) as err:
+        specs.resolve("cscore", "digits", [override])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_ratio_that_leaves_an_empty_subset():
+    with pytest.raises(specs.SpecError, match=r"ratio 0.1 of 4 training examples leaves round\(0.1 x 4\) = 0"):
+        specs.resolve("memorization", "digits", ["ratios=[0.1]", "train_size=4"])
+
+
+def test_plan_and_growth_keep_every_stored_trial():
+    spec = specs.resolve("cscore", "digits", ["seeds=10", "ratios=[0.3, 0.7]"])
+    plans = specs.expand(spec, slots=2)
+    assert {p.cell for p in plans} == {"ratio0.3", "ratio0.7"}
+    assert sum(p.seed_hi - p.seed_lo for p in plans) == 20
+    stored = {"spec": spec.model_dump(), "plan": [p.to_dict() for p in plans]}
+    bigger = specs.resolve("cscore", "digits", ["seeds=25", "ratios=[0.3, 0.7]"])
+    grown = specs.grow(stored, bigger, slots=2)
+    assert grown[:len(plans)] == plans  # the stored trials, unchanged
+    new = grown[len(plans):]
+    assert {p.fragment for p in new}.isdisjoint({p.fragment for p in plans})
+    for cell in ("ratio0.3", "ratio0.7"):
+        seeds = sorted(s for p in grown if p.cell == cell for s in range(p.seed_lo, p.seed_hi))
+        assert seeds == list(range(25))
+    assert specs.resume_plan(stored, bigger) == specs.grow(stored, bigger)
+    assert specs.grow(stored, spec) is None  # same spec: nothing to grow
+    other = specs.resolve("cscore", "digits", ["seeds=25", "ratios=[0.3, 0.7]", "max_epochs=7"])
+    assert specs.grow(stored, other) is None  # another sweep, not a bigger one
+    with pytest.raises(specs.SpecError, match="already has 10 models per ratio, and a sweep only grows"):
+        specs.grow(stored, specs.resolve("cscore", "digits", ["seeds=5", "ratios=[0.3, 0.7]"]))
+
+
+def test_subsets_follow_the_documented_rule():
+    from sweep.job import subset_of
+
+    spec = specs.resolve("memorization", "digits")
+    a = subset_of(spec, 0.7, 3, 1437)
+    rng = np.random.default_rng(specs.derive_seed(0, "subset", "0.7:3"))
+    assert a.tolist() == sorted(rng.permutation(1437)[:1006].tolist())
+    assert len(np.unique(a)) == 1006 == spec.subset_size(0.7)
+    assert not np.array_equal(a, subset_of(spec, 0.7, 4, 1437))

@@ -1,0 +1,153 @@
+"""Subset sweeps end to end through the real CLI, real Ray and real Parquet, on digits: the
+memorization and cscore presets, their members table, growth with --resume, the report and its
+banners, and bad input."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import memorization as memo
+from conftest import SWEEP
+
+N_TEST, TRAIN = 360, 300
+SEEDS = 40
+SUBSET = 210  # round(0.7 x 300)
+
+
+def sweep(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=600)
+
+
+def snapshot(folder) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*.parquet")}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="module")
+def launched(ray_cluster, results):
+    args = ["launch", "memorization", "--dataset", "digits", "--set", f"seeds={SEEDS}", "--set", f"train_size={TRAIN}",
+            "--set", "corruption.p=0.2", "--results", str(results), "--address", ray_cluster]
+    proc = sweep(*args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return results / "memorization", args, proc
+
+
+def test_members_examples_and_trials_tables(launched):
+    from sweep import spec as specs
+    from sweep.job import subset_of
+
+    folder = launched[0]
+    members = pd.read_parquet(folder / "members")
+    examples = pd.read_parquet(folder / "examples")
+    trials = pd.read_parquet(folder / "trials")
+    assert len(members) == SEEDS * SUBSET and len(trials) == SEEDS
+    assert len(examples) == SEEDS * (TRAIN + N_TEST)
+    spec = specs.resolve("memorization", "digits", [f"seeds={SEEDS}", f"train_size={TRAIN}", "corruption.p=0.2"])
+    for seed, rows in members.groupby("seed"):  # the documented rule, recomputed
+        assert rows["index"].tolist() == subset_of(spec, 0.7, seed, TRAIN).tolist()
+    # each model's scores are kept once, at the epoch it stopped
+    kept = examples.groupby("seed").epoch.agg(["nunique", "first"])
+    assert (kept["nunique"] == 1).all()
+    assert (kept["first"] == trials.set_index("seed").epochs_trained).all()
+    assert set(trials.stop_reason) <= {"interpolated", "max_epochs"}
+    assert (trials.fit_acc[trials.stop_reason == "interpolated"] >= 0.99).all()
+    assert (trials.subset_ratio == 0.7).all() and (trials.subset_size == SUBSET).all()
+    assert (trials.corruption_kind == "randY").all() and (trials.n_corrupted > 0).all()
+    assert "2 trials" not in launched[2].stdout and "40 models x 1 subset ratio (0.7)" in launched[2].stdout
+
+
+def test_estimates_from_the_store_alone(launched):
+    folder = launched[0]
+    examples, members = pd.read_parquet(folder / "examples"), pd.read_parquet(folder / "members")
+    mem = memo.memorization(examples, members)
+    assert len(mem) == TRAIN and mem.mislabeled.sum() > 20
+    assert mem[mem.mislabeled].mem.mean() > mem[~mem.mislabeled].mem.mean() + 0.3
+    assert memo.auroc(mem.mem.to_numpy(), mem.mislabeled.to_numpy()) > 0.8
+    assert (mem.n_in + mem.n_out == SEEDS).all()
+    pairs = memo.influence(examples, members, top=10)
+    assert len(pairs) == 10 and pairs.infl.is_monotonic_decreasing
+
+
+def test_report_has_every_section(launched, tmp_path):
+    out = tmp_path / "r.html"
+    proc = sweep("report", "memorization", "--results", str(launched[0].parent), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    for text in ("Memorization scores", "Does the score flag the mislabeled examples?", "AUROC",
+                 "Most and least memorized training examples", "Highest-influence pairs", "Agresti-Caffo",
+                 "launch <code>fig1-difficulty</code>"):
+        assert text in page, text
+
+
+def test_growth_keeps_the_stored_models(launched, ray_cluster):
+    folder, args, _ = launched
+    before = snapshot(folder)
+    more = [a if a != f"seeds={SEEDS}" else f"seeds={SEEDS + 10}" for a in args]
+    refused = sweep(*more)  # without --resume: refused, with the hint
+    assert refused.returncode == 2 and "to add models to it, add --resume" in refused.stderr
+    grown = sweep(*more, "--resume")
+    assert grown.returncode == 0, grown.stderr[-2000:]
+    assert f"growing memorization from {SEEDS} to {SEEDS + 10} models per ratio" in grown.stdout
+    after = snapshot(folder)
+    assert all(after[name] == stat for name, stat in before.items())  # not one stored file touched
+    assert len(pd.read_parquet(folder / "trials")) == SEEDS + 10
+    assert pd.read_parquet(folder / "members").seed.nunique() == SEEDS + 10
+    fewer = sweep(*[a if a != f"seeds={SEEDS}" else "seeds=5" for a in args], "--resume")
+    assert fewer.returncode == 2 and "a sweep only grows" in fewer.stderr and fewer.stderr.count("\n") == 1
+    again = sweep(*more, "--resume")
+    assert again.returncode == 0 and "nothing to resume" in again.stdout
+
+
+def test_partial_stores_get_banners(launched, ray_cluster, results, tmp_path):
+    few = sweep("launch", "memorization", "--name", "few", "--dataset", "digits", "--set", "seeds=3", "--set",
+                f"train_size={TRAIN}", "--results", str(results), "--address", ray_cluster)
+    assert few.returncode == 0, few.stderr[-2000:]
+    out = tmp_path / "few.html"
+    assert sweep("report", "few", "--results", str(results), "--out", str(out)).returncode == 0
+    page = out.read_text()
+    assert "No estimates yet" in page and "never held out or never trained on" in page and "--set seeds=" in page
+    copy = tmp_path / "copy"
+    shutil.copytree(launched[0], copy / "memorization")
+    shutil.rmtree(copy / "memorization" / "members")
+    # The CLI checks the store first: each trial's completion mark counts its members rows.
+    proc = sweep("report", "memorization", "--results", str(copy), "--out", str(tmp_path / "x.html"))
+    assert proc.returncode == 2 and "damaged" in proc.stderr and "members" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "x.html").exists()
+    # analysis alone (a notebook) reads what is there and says what is missing
+    from analysis import report
+
+    assert "members table is missing" in report.build(str(copy), "memorization")
+
+
+def test_cscore_sweep(ray_cluster, results, tmp_path):
+    proc = sweep("launch", "cscore", "--dataset", "digits", "--set", "seeds=30", "--set", "ratios=[0.3, 0.7]",
+                 "--set", f"train_size={TRAIN}", "--results", str(results), "--address", ray_cluster)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    folder = results / "cscore"
+    cs = memo.cscore(pd.read_parquet(folder / "examples"), pd.read_parquet(folder / "members"))
+    assert len(cs) == TRAIN and cs.cscore.between(0, 1).all()
+    assert {"held_out_ratio0.3", "held_out_ratio0.7"} <= set(cs.columns)
+    # more training data, better held-out accuracy
+    assert cs["held_out_ratio0.7"].mean() > cs["held_out_ratio0.3"].mean()
+    out = tmp_path / "c.html"
+    assert sweep("report", "cscore", "--results", str(results), "--out", str(out)).returncode == 0
+    page = out.read_text()
+    assert "C-scores" in page and "Held-out accuracy against the subset ratio" in page
+
+
+@pytest.mark.parametrize("override, message", [
+    ("ratios=[0.7, 0.3]", "must be strictly increasing"),
+    ("ratios=[1.5]", "strictly between 0 and 1, got 1.5"),
+])
+def test_bad_input_is_one_line_and_stores_nothing(override, message, tmp_path):
+    proc = sweep("launch", "cscore", "--dataset", "digits", "--set", override, "--results", str(tmp_path))
+    assert proc.returncode == 2 and message in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not any(tmp_path.iterdir())
