@@ -46,6 +46,10 @@ class MembersMismatch(ValueError):
     """The members table is missing, or does not describe the models of the examples table."""
 
 
+class IncompleteExamples(ValueError):
+    """A model lacks rows of the examples table (a damaged or partial store)."""
+
+
 @dataclass
 class Outcomes:
     """Models x examples of one ratio (a cell) and split: `correct` (m, n) bool; `models` the
@@ -61,7 +65,7 @@ class Outcomes:
 def models_needed(n: int, ratio: float, confidence: float = 0.99) -> int:
     """Models of one ratio that leave every one of n examples both in and out of some model's
     subset with probability >= `confidence` (union bound: n (r^m + (1 - r)^m) <= 1 - confidence,
-    solved for the larger term). Subset fraction 0.7 and 1,437 examples: 34."""
+    with the larger term counted twice). Subset fraction 0.7 and 1,437 examples: 36."""
     worst = max(ratio, 1 - ratio)
     return max(2, math.ceil(math.log(n * 2 / (1 - confidence)) / -math.log(worst)))
 
@@ -89,7 +93,7 @@ def outcomes(examples: pd.DataFrame, split: str, cell: str | None = None) -> Out
     counts = np.bincount(row, minlength=len(models))
     if (counts != len(index)).any():
         bad = int(np.flatnonzero(counts != len(index))[0])
-        raise ValueError(f"examples table: model seed {models.seed[bad]} of {cell} has {counts[bad]} {split} "
+        raise IncompleteExamples(f"examples table: model seed {models.seed[bad]} of {cell} has {counts[bad]} {split} "
                          f"rows, the others {len(index)} (a damaged or partial store)")
     correct = np.zeros((len(models), len(index)), dtype=bool)
     correct[row, col] = ex.correct.to_numpy()
@@ -121,15 +125,15 @@ def inclusion(members: pd.DataFrame | None, out: Outcomes, n_train: int) -> np.n
     return a
 
 
-def _check_split(a: np.ndarray, cell: str) -> tuple[np.ndarray, np.ndarray]:
-    """(n_in, n_out) per training example; TooFewModels if any is 0."""
+def _check_split(a: np.ndarray, cell: str, index: np.ndarray, need_in: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(n_in, n_out) per training example; TooFewModels if any is 0 (n_in only with `need_in`)."""
     n_in = a.sum(axis=0)
     n_out = len(a) - n_in
-    never = np.flatnonzero((n_in == 0) | (n_out == 0))
+    never = np.flatnonzero(((n_in == 0) & need_in) | (n_out == 0))
     if len(never):
         ratio = a.sum(axis=1).mean() / a.shape[1]
         need = models_needed(a.shape[1], ratio)
-        which = ", ".join(map(str, never[:5])) + (", ..." if len(never) > 5 else "")
+        which = ", ".join(map(str, index[never[:5]])) + (", ..." if len(never) > 5 else "")
         raise TooFewModels(
             f"{len(never):,} of {a.shape[1]:,} training examples are never held out or never trained on by the "
             f"{len(a):,} models of {cell} (e.g. index {which}): each needs both; with subset fraction {ratio:.2g} "
@@ -153,7 +157,7 @@ def memorization(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str
     true_label, mislabeled (label != true label), n_in, n_out, p_in, p_out, mem, se, lo, hi."""
     out = outcomes(examples, "train", cell)
     a = inclusion(members, out, len(out.index))
-    n_in, n_out = _check_split(a, str(out.models.cell.iloc[0]))
+    n_in, n_out = _check_split(a, str(out.models.cell.iloc[0]), out.index)
     c = out.correct.astype(np.float64)
     x_in = (c * a).sum(axis=0)
     d = _difference(x_in, n_in, c.sum(axis=0) - x_in, n_out)
@@ -174,7 +178,7 @@ def influence(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str | 
     if not train.models.seed.equals(test.models.seed):
         raise ValueError("examples table: the train and test splits were scored by different models")
     a = inclusion(members, train, len(train.index))
-    n_in, n_out = _check_split(a, str(train.models.cell.iloc[0]))
+    n_in, n_out = _check_split(a, str(train.models.cell.iloc[0]), train.index)
     c = test.correct.astype(np.float32)
     total = c.sum(axis=0)
     best: list[tuple[float, int, int]] = []  # a min-heap of (infl, i, j)
@@ -212,7 +216,7 @@ def cscore(examples: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame
     for cell in cells:
         out = outcomes(examples, "train", cell)
         a = inclusion(members, out, len(out.index))
-        _, n_out = _check_split(a, cell)
+        _, n_out = _check_split(a, cell, out.index, need_in=False)  # a C-score needs only held-out models
         x = (out.correct & ~a).sum(axis=0)
         per[f"held_out_{cell}"] = x / n_out
         t = (x + 1) / (n_out + 2)

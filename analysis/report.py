@@ -474,11 +474,13 @@ def _subset_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.
     examples = load.load_table(results, sweep, "examples", columns=SUBSET_COLUMNS)
     members = _optional(results, sweep, "members")
     try:
-        if len(spec["ratios"]) == 1:
-            out += _memorization_sections(results, sweep, spec, examples, members, images)
-        else:
+        if len(spec["ratios"]) > 1:
             out += _cscore_sections(spec, examples, members, images)
-    except (memo.TooFewModels, memo.MembersMismatch) as exc:
+        # mem(i) and influence at one ratio: the only one, or of several the nearest to Feldman &
+        # Zhang's 0.7
+        ratio = min(spec["ratios"], key=lambda r: abs(r - 0.7))
+        out += _memorization_sections(results, sweep, spec, examples, members, images, ratio)
+    except (memo.TooFewModels, memo.MembersMismatch, memo.IncompleteExamples) as exc:
         out.append(f"<div class='banner warn'><b>No estimates yet.</b> {html.escape(str(exc))}</div>")
     return out
 
@@ -508,12 +510,13 @@ def _models_sentence(frame: pd.DataFrame) -> str:
             f"{frame.n_out.min()}-{frame.n_out.max()}, median {frame.n_out.median():.0f}).")
 
 
-def _memorization_sections(results, sweep, spec, examples, members, images) -> list:
-    mem = memo.memorization(examples, members)
-    ratio = spec["ratios"][0]
+def _memorization_sections(results, sweep, spec, examples, members, images, ratio: float) -> list:
+    cell = f"ratio{ratio:g}"
+    mem = memo.memorization(examples, members, cell)
+    others = f" (of this sweep's ratios, the nearest to the paper's 0.7)" if len(spec["ratios"]) > 1 else ""
     intro = (f"<h2>Memorization scores</h2><p class='note'>mem(i) = P[h(x_i) = y_i | i in S] - "
              f"P[h(x_i) = y_i | i not in S] (Feldman &amp; Zhang 2020): the accuracy on training example i of "
-             f"the models whose random {ratio:.0%} subset S contained it, minus that of the models whose subset did "
+             f"the models whose random {ratio:.0%} subset S{others} contained it, minus that of the models whose subset did "
              f"not, with y_i the label the models trained on. Near 1: the models get i right only when they "
              f"saw it (memorized); near 0: they get it right (or wrong) either way. {_models_sentence(mem)} "
              f"Standard errors: Agresti-Caffo (largest {mem.se.max():.3f}, median {mem.se.median():.3f}); "
@@ -533,7 +536,7 @@ def _memorization_sections(results, sweep, spec, examples, members, images) -> l
                 figures.roc(memo.roc_curve(mem.mem.to_numpy(), mem.mislabeled.to_numpy()), auc,
                             "Flagging mislabeled training examples by mem(i)")]
     out += _estimate_galleries(mem, "mem", "memorized", spec, images)
-    out += _influence_sections(examples, members, spec, images)
+    out += _influence_sections(examples, members, spec, images, cell)
     out += _companion_sections(results, sweep, spec, mem)
     return out
 
@@ -554,14 +557,16 @@ def _estimate_galleries(frame: pd.DataFrame, column: str, word: str, spec, image
     return out
 
 
-def _influence_sections(examples, members, spec, images) -> list:
-    pairs = memo.influence(examples, members, top=TOP_PAIRS)
+def _influence_sections(examples, members, spec, images, cell: str) -> list:
+    pairs = memo.influence(examples, members, cell, top=TOP_PAIRS)
     out: list = [f"<h2>Highest-influence pairs</h2><p class='note'>infl(i, j) = P[h(x_j) = y_j | i in S] - "
                  "P[h(x_j) = y_j | i not in S]: how much training on example i raises the accuracy on test example "
                  f"j (Feldman &amp; Zhang 2020). The {len(pairs)} highest of every (training, test) pair, computed "
-                 "in blocks without holding the whole matrix.</p>",
-                 _table_html(pairs[["train_index", "train_label", "test_index", "test_label", "infl", "se", "lo",
-                                    "hi", "n_in", "n_out"]], {"train_index": "d", "test_index": "d"})]
+                 "in blocks without holding the whole matrix. Being the largest of many noisy estimates, they "
+                 "lean high: read each interval as that of the pair alone, not of the selection (re-estimating "
+                 "the chosen pairs on further models, grown with --resume, removes the bias).</p>",
+                 _table_html(pairs[["train_index", "train_label", "train_true_label", "test_index", "test_label",
+                                    "infl", "se", "lo", "hi", "n_in", "n_out"]], {"train_index": "d", "test_index": "d"})]
     train = images(spec["dataset"], "train") if images is not None else None
     test = images(spec["dataset"], "test") if images is not None else None
     if train is None or test is None:
@@ -569,7 +574,9 @@ def _influence_sections(examples, members, spec, images) -> list:
     top = pairs.head(10)
     pictures = np.stack([im for r in top.itertuples() for im in (train[r.train_index], test[r.test_index])])
     captions = [c for r in top.itertuples() for c in (
-        f"train #{r.train_index} y={r.train_label}", f"test #{r.test_index} y={r.test_label} infl {r.infl:.2f}")]
+        f"train #{r.train_index} y={r.train_label}" + (f" (true {r.train_true_label})"
+                                                        if r.train_label != r.train_true_label else ""),
+        f"test #{r.test_index} y={r.test_label} infl {r.infl:.2f}")]
     out.append(figures.gallery(pictures, captions, "Training example (left) and the test example it helps most "
                                                    "(right), by influence"))
     return out
@@ -610,7 +617,11 @@ def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.
                                           f"Memorization score against P(correct) of {other}")]
         elif o.get("engine") == "interpolate" and "real" in o.get("corruptions", []) and "el2n" in have:
             ex = load.load_table(results, other, "examples", variants=["real"], splits=["train"],
-                                 columns=DYNAMICS_COLUMNS + ["el2n"])
+                                 columns=DYNAMICS_COLUMNS + ["el2n"] + (["arch"] if "arch" in have else []))
+            if "arch" in ex.columns:  # one architecture's models: seeds of two are never one sequence
+                first = sorted(ex.arch.astype(str).unique())[0]
+                ex = ex[ex.arch.astype(str) == first].drop(columns="arch")
+                other = f"{other} ({first})"
             if ex.epoch.nunique() < 2:
                 continue
             ex["variant"] = ex.variant.astype(str)

@@ -216,30 +216,31 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
     try:
         store = Store(args.results, spec.name)
         with store.lock(shlex.join(["sweep", *sys.argv[1:]])):
-            launcher.check_mode(store, spec, mode,  # first: a resume with other settings says so
+            grow_ok = "seeds" in dict(specs.parse_override(o) for o in args.overrides)
+            launcher.check_mode(store, spec, mode, grow_ok=grow_ok,  # first: a resume with other settings says so
                                 on_dataset=lambda name: specs.resolve(args.preset, name, [
                                     *args.overrides, *([f"name={args.name}"] if args.name else [])]))
             ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
             manifest = store.read_manifest()
-            plans = specs.resume_plan(manifest, spec) if manifest else specs.expand(spec)
+            plans = specs.resume_plan(manifest, spec, grow_ok=grow_ok) if manifest else specs.expand(spec)
             if mode == "resume" and not [p for p in plans if p.fragment not in store.intact()]:
                 store.drop_checkpoints(store.completed())
                 print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
                       f"stored); nothing to resume")
                 return 0
             store.check_writable()
-            return _run(args, spec, store, data_root, mode)
+            return _run(args, spec, store, data_root, mode, grow_ok)
     except (DataUnavailable, StoreError) as exc:
         raise _UserError(str(exc)) from None
 
 
-def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode: str) -> int:
+def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode: str, grow_ok: bool = False) -> int:
     from sweep import launcher
 
     result = launcher.launch(
         spec, store, data_root=data_root,
         mode=mode, address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        preset=args.preset)
+        preset=args.preset, grow_ok=grow_ok)
 
     counts = store.row_counts()
     shown = store.uri if "://" in args.results else str(Path(args.results) / spec.name)

@@ -61,7 +61,7 @@ def provenance() -> dict[str, Any]:
             "git_rev": rev}
 
 
-def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None) -> None:
+def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: bool = False) -> None:
     """Refuse to mix two specs in one location: an existing sweep needs --resume (same spec)
     or --overwrite. Raises SpecError; changes nothing. `on_dataset(name)`: the user's spec
     resolved on another data set (so that a resume hint names the data set, not its defaults)."""
@@ -74,7 +74,9 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None) -> None:
         return
     done, planned = len(store.intact()), len(plan_of(manifest))
     if manifest.get("spec_hash") != spec.hash() and _stored_hash(manifest) != spec.hash():
-        if mode == "resume" and grow(manifest, spec) is not None:  # more models of a subset sweep
+        # More models of a subset sweep, when the user asked for them (--set seeds=M): a plain
+        # --resume that forgot the launch's seeds must not grow it to the preset's default.
+        if mode == "resume" and grow_ok and grow(manifest, spec) is not None:
             return
         old, new = manifest.get("spec", {}), spec.model_dump()
         ignored = {"description", *spec.EXECUTION_KEYS}  # keys that do not make it another sweep
@@ -204,7 +206,8 @@ def trial_config(spec: Spec, plan: TrialPlan, store: Store, data_root: str,
 
 def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
            address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
-           callbacks: list | None = None, out=sys.stdout, preset: str | None = None) -> LaunchResult:
+           callbacks: list | None = None, out=sys.stdout, preset: str | None = None,
+           grow_ok: bool = False) -> LaunchResult:
     """Run the sweep's missing trials; returns what ran. Raises SpecError on a resource request
     the cluster cannot meet (before anything is stored)."""
     started = time.perf_counter()
@@ -229,7 +232,7 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
         prov = dict(provenance(), preset=preset or spec.name)
         manifest = store.read_manifest() if mode == "resume" else None
         slots = _slots(cpus_per_trial, gpus_per_trial)
-        plans = resume_plan(manifest, spec, slots) if manifest else expand(spec, slots)
+        plans = resume_plan(manifest, spec, slots, grow_ok) if manifest else expand(spec, slots)
         if manifest and manifest["spec"].get("seeds") != spec.seeds:
             print(f"memsweep: growing {spec.name} from {manifest['spec']['seeds']:,} to {spec.seeds:,} models per "
                   "ratio; the stored models stay as they are", file=out)
@@ -477,11 +480,22 @@ class _Progress(tune.Callback):
         if result.get("stored"):
             return
         self.running[_trial_name_of(trial.config)] = result
+        self._beat()
+
+    def on_step_end(self, iteration, trials, **info):
+        """Tune's loop turns every fraction of a second: the heartbeat keeps time even while no
+        trial reports (a fig1 trial reports once per pack)."""
+        for t in trials:
+            if t.status == "RUNNING":
+                self.running.setdefault(_trial_name_of(t.config), {"since": time.perf_counter()})
+        self._beat()
+
+    def _beat(self) -> None:
         now = time.perf_counter()
-        if now - self.last_beat < self.every:
+        if now - self.last_beat < self.every or not self.running:
             return
         self.last_beat = now
-        parts = [f"{name} epoch {r.get('epoch', '?')}"
+        parts = [f"{name} " + (f"epoch {r['epoch']}" if "epoch" in r else f"for {now - r['since']:.0f} s")
                  + (f" train {r['train_acc']:.2f}" if "train_acc" in r else "")
                  + (f" ({r['members_training']}/{r['members']} training)" if r.get("members", 1) > 1 else "")
                  for name, r in list(self.running.items())[:4]]

@@ -402,9 +402,9 @@ class SubsetSpec(_SpecBase):
     it (accuracy on their own subset >= `threshold`, checked every `check_every` epochs, or
     `max_epochs`). Every training and test example is then scored by every model. Subsets
     (the documented rule): model s of ratio r trains on the first round(r * N) entries of
-    ``numpy.random.default_rng(derive_seed(seed, "subset", "<r>:<s>")).permutation(N)``, stored
+    ``numpy.random.default_rng(derive_seed(seed, "subset", f"{r:g}:{s}")).permutation(N)``, stored
     in the members table; its init and order seeds are ``derive_seed(seed, "init"|"order",
-    "<cell>:<s>")``. A model's subset and seeds do not depend on how many models the sweep has,
+    f"{cell}:{s}")`` with cell ``f"ratio{r:g}"``. A model's subset and seeds do not depend on how many models the sweep has,
     so a sweep grows (`sweep launch ... --set seeds=M --resume`) without retraining any."""
 
     EXECUTION_KEYS: typing.ClassVar[tuple[str, ...]] = ("pack_size", "trial_size", "memory_budget_gb")
@@ -442,6 +442,10 @@ class SubsetSpec(_SpecBase):
             raise ValueError(f"subset fractions must lie strictly between 0 and 1, got {bad[0]}")
         if any(b <= a for a, b in zip(v, v[1:])):
             raise ValueError(f"must be strictly increasing, got {v}")
+        names = [f"{r:g}" for r in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"must differ in their first 6 significant digits (they name cells and seed "
+                             f"streams as {{r:g}}), got {v}")
         return v
 
     @model_validator(mode="after")
@@ -570,7 +574,7 @@ def grow(stored: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan] 
         return None
     if spec.seeds < old["seeds"]:
         raise SpecError(f"seeds={spec.seeds}: the stored sweep {spec.name!r} already has {old['seeds']} models "
-                        "per ratio, and a sweep only grows (pass --overwrite to start again with fewer)")
+                        f"per ratio, and a sweep only grows (to resume it as it is: --set seeds={old['seeds']})")
     plans = plan_of(stored)
     k = spec.model_copy(update={"seeds": spec.seeds - old["seeds"]}).resolved_trial_size(slots)  # the new ones
     for r in spec.ratios:
@@ -589,10 +593,10 @@ def plan_of(manifest: dict[str, Any]) -> list[TrialPlan]:
     return expand(validate(manifest["spec"]))
 
 
-def resume_plan(manifest: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan]:
-    """The plan a --resume runs: the stored one, grown when `spec` is the stored subset sweep with
-    more models (`grow`)."""
-    return grow(manifest, spec, slots) or plan_of(manifest)
+def resume_plan(manifest: dict[str, Any], spec: Spec, slots: int = 1, grow_ok: bool = False) -> list[TrialPlan]:
+    """The plan a --resume runs: the stored one, grown when `grow_ok` (the user set `seeds`) and
+    `spec` is the stored subset sweep with more models (`grow`)."""
+    return (grow(manifest, spec, slots) if grow_ok else None) or plan_of(manifest)
 
 
 def input_groups(corruptions: list[str]) -> dict[str, list[str]]:

@@ -175,7 +175,8 @@ def test_plan_and_growth_keep_every_stored_trial():
     for cell in ("ratio0.3", "ratio0.7"):
         seeds = sorted(s for p in grown if p.cell == cell for s in range(p.seed_lo, p.seed_hi))
         assert seeds == list(range(25))
-    assert specs.resume_plan(stored, bigger) == specs.grow(stored, bigger)
+    assert specs.resume_plan(stored, bigger, grow_ok=True) == specs.grow(stored, bigger)
+    assert specs.resume_plan(stored, bigger) == plans  # only when the user asked for more models
     assert specs.grow(stored, spec) is None  # same spec: nothing to grow
     other = specs.resolve("cscore", "digits", ["seeds=25", "ratios=[0.3, 0.7]", "max_epochs=7"])
     assert specs.grow(stored, other) is None  # another sweep, not a bigger one
@@ -192,3 +193,35 @@ def test_subsets_follow_the_documented_rule():
     assert a.tolist() == sorted(rng.permutation(1437)[:1006].tolist())
     assert len(np.unique(a)) == 1006 == spec.subset_size(0.7)
     assert not np.array_equal(a, subset_of(spec, 0.7, 4, 1437))
+
+
+def test_influence_top_pairs_match_brute_force_with_any_block():
+    rng = np.random.default_rng(3)
+    m, n_train, n_test = 30, 12, 7
+    subsets = [sorted(rng.choice(n_train, 6, replace=False)) for _ in range(m)]
+    ex, mb = tables(rng.random((m, n_train)) < 0.7, subsets, correct_test=rng.random((m, n_test)) < 0.6)
+    a = np.zeros((m, n_train), dtype=bool)
+    for s, subset in enumerate(subsets):
+        a[s, subset] = True
+    t = ex[ex.split == "test"].sort_values(["seed", "index"]).correct.to_numpy().reshape(m, n_test)
+    brute = sorted((t[a[:, i], j].mean() - t[~a[:, i], j].mean() for i in range(n_train) for j in range(n_test)),
+                   reverse=True)[:5]
+    for block in (1, 4, 1024):
+        pairs = memo.influence(ex, mb, top=5, block=block)
+        assert pairs.infl.to_numpy() == pytest.approx(brute)
+        for r in pairs.itertuples():  # each pair's value is its own
+            assert r.infl == pytest.approx(t[a[:, r.train_index], r.test_index].mean()
+                                           - t[~a[:, r.train_index], r.test_index].mean())
+
+
+def test_a_cscore_needs_only_held_out_models():
+    ex, mb = tables([[1, 1, 0], [0, 1, 1]], [[0], [2]], cell="ratio0.3")  # example 1 never trained on
+    cs = memo.cscore(ex, mb).set_index("index")
+    assert cs.loc[1, "cscore"] == 1.0 and cs.loc[1, "n_out"] == 2
+    with pytest.raises(memo.TooFewModels, match="index 0"):  # example 0 is never held out
+        memo.cscore(*tables([[1, 1, 0], [0, 1, 1]], [[0, 1], [0, 2]], cell="ratio0.3"))
+
+
+def test_ratios_must_name_distinct_cells():
+    with pytest.raises(specs.SpecError, match="must differ in their first 6 significant digits"):
+        specs.resolve("cscore", "digits", ["ratios=[0.3, 0.30000000000000004]"])

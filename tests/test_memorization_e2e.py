@@ -99,7 +99,20 @@ def test_growth_keeps_the_stored_models(launched, ray_cluster):
     after = snapshot(folder)
     assert all(after[name] == stat for name, stat in before.items())  # not one stored file touched
     assert len(pd.read_parquet(folder / "trials")) == SEEDS + 10
-    assert pd.read_parquet(folder / "members").seed.nunique() == SEEDS + 10
+    members = pd.read_parquet(folder / "members")
+    assert members.seed.nunique() == SEEDS + 10
+    from sweep import spec as specs
+    from sweep.job import subset_of
+
+    spec = specs.resolve("memorization", "digits", [f"seeds={SEEDS + 10}", f"train_size={TRAIN}"])
+    for seed in range(SEEDS, SEEDS + 10):  # the new models follow the same rule
+        assert members[members.seed == seed]["index"].tolist() == subset_of(spec, 0.7, seed, TRAIN).tolist()
+    mem = memo.memorization(pd.read_parquet(folder / "examples"), members)
+    assert (mem.n_in + mem.n_out == SEEDS + 10).all()  # every estimate rests on every model
+    # a plain --resume that leaves out --set seeds finishes the sweep as stored: it never grows it
+    at = args.index(f"seeds={SEEDS}")
+    plain = sweep(*args[:at - 1], *args[at + 1:], "--resume")
+    assert plain.returncode == 2 and "repeat them" in plain.stderr and "--set seeds=50" in plain.stderr
     fewer = sweep(*[a if a != f"seeds={SEEDS}" else "seeds=5" for a in args], "--resume")
     assert fewer.returncode == 2 and "a sweep only grows" in fewer.stderr and fewer.stderr.count("\n") == 1
     again = sweep(*more, "--resume")
