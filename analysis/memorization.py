@@ -208,25 +208,40 @@ def influence(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str | 
 
 
 def cscore(examples: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame:
-    """C-score of every training example over every ratio of the sweep (module docstring), one
-    row per example: index, label, true_label, mislabeled, ratios, n_out (held-out evaluations in
-    all), cscore, se, lo, hi, and held_out_<cell> (the per-ratio estimate)."""
+    """C-score of every training example over the ratios of the sweep (module docstring), one
+    row per example: index, label, true_label, mislabeled, ratios (those at which some model held
+    it out: the mean is over them), n_out (held-out evaluations in all), cscore, se, lo, hi, and
+    held_out_<cell> (the per-ratio estimate, NaN where no model of that ratio held it out).
+    TooFewModels if an example is held out at no ratio."""
     cells = sorted(examples.cell.astype(str).unique(), key=lambda c: float(c.removeprefix("ratio")))
     per, variances, n_out_all, first = {}, [], 0, None
     for cell in cells:
         out = outcomes(examples, "train", cell)
         a = inclusion(members, out, len(out.index))
-        _, n_out = _check_split(a, cell, out.index, need_in=False)  # a C-score needs only held-out models
+        n_out = (~a).sum(axis=0)
         x = (out.correct & ~a).sum(axis=0)
-        per[f"held_out_{cell}"] = x / n_out
+        with np.errstate(invalid="ignore", divide="ignore"):  # NaN where no model of the ratio held it out
+            per[f"held_out_{cell}"] = np.where(n_out > 0, x / n_out, np.nan)
         t = (x + 1) / (n_out + 2)
-        variances.append(t * (1 - t) / (n_out + 2))
+        variances.append(np.where(n_out > 0, t * (1 - t) / (n_out + 2), np.nan))
         n_out_all = n_out_all + n_out
         first = first or out
-    score = np.mean(list(per.values()), axis=0)
-    se = np.sqrt(np.sum(variances, axis=0)) / len(cells)
+    # An example counts the ratios at which some model held it out (at a high ratio with few
+    # models, some examples are in every subset); it needs at least one.
+    values = np.stack(list(per.values()))
+    ratios = (~np.isnan(values)).sum(axis=0)
+    if (ratios == 0).any():
+        never = np.flatnonzero(ratios == 0)
+        lowest = min(float(c.removeprefix("ratio")) for c in cells)
+        need = math.ceil(math.log(len(first.index) / 0.01) / -math.log(lowest))  # held out once, 99%
+        raise TooFewModels(
+            f"{len(never):,} of {len(first.index):,} training examples are held out by no model at any ratio "
+            f"(e.g. index {', '.join(map(str, first.index[never[:5]]))}): a C-score needs held-out models; about "
+            f"{need:,} models per ratio make that likely: grow the sweep with --set seeds={need} --resume")
+    score = np.nanmean(values, axis=0)
+    se = np.sqrt(np.nansum(variances, axis=0)) / ratios
     return pd.DataFrame({"index": first.index, "label": first.label, "true_label": first.true_label,
-                         "mislabeled": first.label != first.true_label, "ratios": len(cells), "n_out": n_out_all,
+                         "mislabeled": first.label != first.true_label, "ratios": ratios, "n_out": n_out_all,
                          "cscore": score, "se": se, "lo": np.clip(score - Z95 * se, 0, 1),
                          "hi": np.clip(score + Z95 * se, 0, 1), **per})
 

@@ -87,7 +87,11 @@ def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], images)
     last = int(pc.epoch.max())
     table = difficulty.summary(pc)
     bands = difficulty.bootstrap_bands(examples)
-    sections: list = [_summary_html(table), CURVES_INTRO]
+    intro = CURVES_INTRO if "randX" in spec["variants"] else CURVES_INTRO.replace(
+        "</p>", " This sweep has no randX variant, so there is no such line: the distance of each curve "
+                "from its own binomial (the summary's <i>KS to own binomial</i>) still says whether its "
+                "examples differ in difficulty.</p>")
+    sections: list = [_summary_html(table), intro]
     sections += [figures.p_correct_curves(curves, baselines, split, spec["variants"], bands=bands)
                  for split in ("train", "test") if split in set(curves.split)]
     sentences = [difficulty.distance_sentence(r) for _, r in table[table.epoch == table.epoch.max()].iterrows()]
@@ -418,13 +422,18 @@ def _summary_html(table: pd.DataFrame) -> str:
     rows = "".join(
         "<tr>" + f"<td class='l'>{r.variant}</td><td class='l'>{r.split}</td><td>{r.epoch}</td>"
         f"<td>{r.n_seeds}</td><td>{r.n_examples}</td><td>{r.mean:.3f}</td><td>{r.std:.3f}</td>"
-        f"<td>{r.binom_std:.3f}</td><td><b>{r.ks_own:.3f}</b></td><td>{r.p_ref:.3f}</td>"
-        f"<td>{r.ks_ref:.3f}</td></tr>" for r in table.itertuples())
+        f"<td>{r.binom_std:.3f}</td><td><b>{r.ks_own:.3f}</b></td><td>{_num(r.p_ref)}</td>"
+        f"<td>{_num(r.ks_ref)}</td></tr>" for r in table.itertuples())
     return ("<h2>Summary</h2><p class='note'>KS: the Kolmogorov-Smirnov distance (0 to 1) between the "
             "examples' P(correct) values and Binomial(n = seeds, p)/n. <i>Own binomial</i> uses the curve's "
             "own mean: near 0 if every example were equally hard. <i>randX binomial</i> uses p = the randX "
             "mean, the paper's baseline.</p><table><tr>"
             + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{rows}</table>")
+
+
+def _num(value: float) -> str:
+    """A number to 3 decimals, or a dash where there is none (NaN: e.g. no randX variant)."""
+    return "&ndash;" if pd.isna(value) else f"{value:.3f}"
 
 
 def _galleries_intro(epoch: int) -> str:
@@ -473,15 +482,16 @@ def _subset_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.
     out: list = [_fit_html(spec, trials)]
     examples = load.load_table(results, sweep, "examples", columns=SUBSET_COLUMNS)
     members = _optional(results, sweep, "members")
-    try:
-        if len(spec["ratios"]) > 1:
-            out += _cscore_sections(spec, examples, members, images)
-        # mem(i) and influence at one ratio: the only one, or of several the nearest to Feldman &
-        # Zhang's 0.7
-        ratio = min(spec["ratios"], key=lambda r: abs(r - 0.7))
-        out += _memorization_sections(results, sweep, spec, examples, members, images, ratio)
-    except (memo.TooFewModels, memo.MembersMismatch, memo.IncompleteExamples) as exc:
-        out.append(f"<div class='banner warn'><b>No estimates yet.</b> {html.escape(str(exc))}</div>")
+    # mem(i) and influence at one ratio: the only one, or of several the nearest to Feldman &
+    # Zhang's 0.7; each section stands alone, so one that lacks models never hides the other.
+    ratio = min(spec["ratios"], key=lambda r: abs(r - 0.7))
+    parts = [lambda: _cscore_sections(spec, examples, members, images)] if len(spec["ratios"]) > 1 else []
+    parts.append(lambda: _memorization_sections(results, sweep, spec, examples, members, images, ratio))
+    for part in parts:
+        try:
+            out += part()
+        except (memo.TooFewModels, memo.MembersMismatch, memo.IncompleteExamples) as exc:
+            out.append(f"<div class='banner warn'><b>No estimates yet.</b> {html.escape(str(exc))}</div>")
     return out
 
 
@@ -637,8 +647,10 @@ def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.
                                               f"Memorization score against {what.split(' (')[0]} of {other}")]
     if not out:
         out.append("<p class='note'>To compare mem(i) with fig1's P(correct), or with forgetting events and "
-                   "EL2N, launch <code>fig1-difficulty</code> (or a convergence sweep with "
-                   "<code>record_examples=true</code>) on the same data set into the same results location.</p>")
+                   "EL2N, launch <code>fig1-difficulty</code> with its <code>real</code> variant (or a convergence "
+                   "sweep with <code>real</code> among its corruptions and <code>record_examples=true</code>) on the "
+                   "same data set, without <code>train_size</code> or a validation split, into the same results "
+                   "location.</p>")
     return out
 
 

@@ -357,6 +357,9 @@ def _report(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _UserError(f"cannot write report to {out}: {exc.strerror}") from None
     print(f"memsweep: report written to {out} ({len(text) / 2**20:.1f} MiB, self-contained; open it in a browser)")
+    if "No estimates yet" in text:  # a subset sweep whose store cannot give them yet: say so here too
+        print("memsweep: warning: the report has no estimates for some sections (too few models or a partial "
+              "store); its banners say what is missing", file=sys.stderr)
     return 0
 
 

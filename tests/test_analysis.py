@@ -151,3 +151,13 @@ def test_too_few_seeds_are_said_not_read_as_equally_hard():
                               label=0, true_label=0, corrupted=False) for i in range(20)])
     text = D.distance_sentence(D.summary(D.p_correct(rows)).iloc[0])
     assert "1 seed(s) are too few to tell" in text and "equally hard" in text and "close to binomial" not in text
+
+
+def test_summary_without_randx_shows_dashes_not_nan():
+    from analysis import report
+
+    table = pd.DataFrame([{"variant": "real", "split": "train", "epoch": 1, "n_seeds": 5, "n_examples": 10,
+                           "mean": 0.8, "std": 0.1, "binom_std": 0.17, "ks_own": 0.3, "p_ref": np.nan,
+                           "ks_ref": np.nan}])
+    page = report._summary_html(table)
+    assert "nan" not in page and page.count("&ndash;") == 2

@@ -218,10 +218,21 @@ def test_a_cscore_needs_only_held_out_models():
     ex, mb = tables([[1, 1, 0], [0, 1, 1]], [[0], [2]], cell="ratio0.3")  # example 1 never trained on
     cs = memo.cscore(ex, mb).set_index("index")
     assert cs.loc[1, "cscore"] == 1.0 and cs.loc[1, "n_out"] == 2
-    with pytest.raises(memo.TooFewModels, match="index 0"):  # example 0 is never held out
+    with pytest.raises(memo.TooFewModels, match="index 0"):  # example 0 is held out by no model
         memo.cscore(*tables([[1, 1, 0], [0, 1, 1]], [[0, 1], [0, 2]], cell="ratio0.3"))
 
 
 def test_ratios_must_name_distinct_cells():
     with pytest.raises(specs.SpecError, match="must differ in their first 6 significant digits"):
         specs.resolve("cscore", "digits", ["ratios=[0.3, 0.30000000000000004]"])
+
+
+def test_a_cscore_uses_the_ratios_that_held_each_example_out():
+    # ratio0.9: example 0 is in every subset; ratio0.3 holds it out (wrong in both models)
+    ex1, mb1 = tables([[0, 1, 1], [0, 1, 1]], [[1], [2]], cell="ratio0.3")
+    ex2, mb2 = tables([[1, 1, 1], [1, 1, 1]], [[0, 1], [0, 2]], cell="ratio0.9")
+    cs = memo.cscore(pd.concat([ex1, ex2]), pd.concat([mb1, mb2])).set_index("index")
+    assert np.isnan(cs.loc[0, "held_out_ratio0.9"]) and cs.loc[0, "ratios"] == 1 and cs.loc[0, "cscore"] == 0.0
+    assert cs.loc[1, "ratios"] == 2 and cs.loc[1, "cscore"] == 1.0
+    with pytest.raises(memo.TooFewModels, match="held out by no model at any ratio"):
+        memo.cscore(ex2, mb2)
