@@ -523,7 +523,7 @@ def _models_sentence(frame: pd.DataFrame) -> str:
 def _memorization_sections(results, sweep, spec, examples, members, images, ratio: float) -> list:
     cell = f"ratio{ratio:g}"
     mem = memo.memorization(examples, members, cell)
-    others = f" (of this sweep's ratios, the nearest to the paper's 0.7)" if len(spec["ratios"]) > 1 else ""
+    others = " (of this sweep's ratios, the nearest to the paper's 0.7)" if len(spec["ratios"]) > 1 else ""
     intro = (f"<h2>Memorization scores</h2><p class='note'>mem(i) = P[h(x_i) = y_i | i in S] - "
              f"P[h(x_i) = y_i | i not in S] (Feldman &amp; Zhang 2020): the accuracy on training example i of "
              f"the models whose random {ratio:.0%} subset S{others} contained it, minus that of the models whose subset did "

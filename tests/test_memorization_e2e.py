@@ -5,7 +5,6 @@ banners, and bad input."""
 import shutil
 import subprocess
 
-import numpy as np
 import pandas as pd
 import pytest
 
