@@ -431,6 +431,11 @@ def _summary_html(table: pd.DataFrame) -> str:
             + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{rows}</table>")
 
 
+def _round(value: float) -> str:
+    """Two decimals, never '-0.00' (an estimate of -0.001 is zero to the reader)."""
+    return f"{round(float(value), 2) + 0.0:.2f}"
+
+
 def _num(value: float) -> str:
     """A number to 3 decimals, or a dash where there is none (NaN: e.g. no randX variant)."""
     return "&ndash;" if pd.isna(value) else f"{value:.3f}"
@@ -562,7 +567,7 @@ def _estimate_galleries(frame: pd.DataFrame, column: str, word: str, spec, image
     for kind, rows in (("most", frame.sort_values([column, "index"], ascending=[False, True]).head(GALLERY_SIZE)),
                        ("least", frame.sort_values([column, "index"]).head(GALLERY_SIZE))):
         captions = [f"#{r.index} y={r.label}" + (f" (true {r.true_label})" if r.mislabeled else "")
-                    + f"<br>{getattr(r, column):.2f} [{r.lo:.2f}, {r.hi:.2f}]" for r in rows.itertuples()]
+                    + f"<br>{_round(getattr(r, column))} [{_round(r.lo)}, {_round(r.hi)}]" for r in rows.itertuples()]
         out.append(figures.gallery(shown[rows["index"].to_numpy()], captions, f"The {len(rows)} {kind} {word}"))
     return out
 

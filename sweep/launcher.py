@@ -97,7 +97,7 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: b
                 else "")
         raise SpecError(f"{store.uri} already holds sweep {spec.name!r} with a different spec "
                         f"(differs in: {', '.join(changed) or 'version'}); pass --overwrite to replace "
-                        f"it or --results DIR for a new location{more}")
+                        f"it, --name NAME to store this one beside it, or --results DIR for a new location{more}")
     if mode == "new":
         what = ("it is complete; pass --overwrite to start again or --results DIR for a new location"
                 if done == planned else "pass --resume to finish it or --overwrite to start again")
@@ -527,6 +527,9 @@ class _Progress(tune.Callback):
             return
         seeds = (f"seed  {plan['seed_lo']}" if plan["seed_hi"] - plan["seed_lo"] == 1
                  else f"seeds {plan['seed_lo']}-{plan['seed_hi'] - 1}")
+        if trial.config["trial"]["spec"].get("engine") == "subsets" and "fit_acc" in r:
+            # the whole training split's accuracy mixes in each model's held-out examples
+            accs = f"own subset acc {r['fit_acc']:.3f}  " + accs.replace("train acc", "all-train acc")
         self._line(f"{plan['cell']:>6} {seeds:<11} {accs}{self._eta()}")
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -747,6 +747,10 @@ def _one_line(exc: ValidationError) -> str:
     if err["type"] == "missing":
         return f"missing key {where!r} (the preset does not set it and it has no default)"
     msg = err["msg"].replace("Value error, ", "")
+    if err["type"] == "list_type":
+        msg = f"expected a list, e.g. [{err['input']}]"
+    elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        msg = f"a group of keys: set one of them, e.g. --set {where}.KEY=VALUE; `sweep show` lists them"
     if not err["loc"]:  # a rule across keys: the message names them
         return f"bad spec: {msg}"
     shown = repr(err["input"])

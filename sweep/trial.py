@@ -169,6 +169,8 @@ def _summary(records, done: bool) -> dict[str, float]:
            "members": int(len(active)), "members_training": int(active.sum())}
     for split in records[0].acc:
         out[f"{split}_acc"] = float(np.concatenate([np.asarray(r.acc[split]) for r in records])[active].mean())
+    if all(r.fit_acc is not None for r in records):  # accuracy on each model's own training examples
+        out["fit_acc"] = float(np.concatenate([r.fit_acc for r in records])[active].mean())
     return out
 
 
