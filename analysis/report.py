@@ -380,7 +380,8 @@ def _provenance(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
                 ("models per ratio", f"{spec['seeds']:,}"),
                 ("labels", f"{spec['corruption']['p']:.0%} of training labels random (randY)"
                            if spec["corruption"]["p"] else "true labels"),
-                ("model", f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"),
+                ("model", f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"
+                          if spec.get("arch", "mlp") == "mlp" else spec["arch"]),
                 ("optimizer", f"SGD lr {opt['lr']}, momentum {opt['momentum']}, batch {spec['batch_size']}"),
                 ("stopping", (f"accuracy on its own subset >= {spec['threshold']} (checked every "
                               f"{spec['check_every']} epochs), or " if spec["threshold"] else "")

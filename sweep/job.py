@@ -86,8 +86,7 @@ def prepare_subsets(spec: SubsetSpec, plan: TrialPlan, data_root: str, device: t
         "corruption_seed": np.full(k, corruption_seed, dtype=np.uint64),
         "subset_ratio": np.full(k, ratio), "subset_size": np.full(k, subsets.shape[1], dtype=np.int32),
     }
-    label = "mlp-" + "x".join(map(str, spec.model.hidden))
-    return Job(data, members, "mlp", label, [{"cell": plan.cell, "variant": plan.variant}] * k, seeds,
+    return Job(data, members, spec.arch, spec.arch_label, [{"cell": plan.cell, "variant": plan.variant}] * k, seeds,
                {"train": data.train.y.cpu().numpy(), "test": clean["test"]}, clean,
                {"train": mask, "test": np.zeros(len(clean["test"]), dtype=bool)}, columns)
 
@@ -151,7 +150,7 @@ def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -
 def build_pack(spec: Spec, job: Job, device: torch.device) -> torch.nn.Module:
     """The pack, initialized from the members' init seeds, on the device; for `torch.func` packs
     the faster of vmap and a per-member loop, timed on a first batch (`pack.mode`)."""
-    hidden = spec.model.hidden if isinstance(spec, (DifficultySpec, SubsetSpec)) else None
+    hidden = spec.model.hidden if isinstance(spec, (DifficultySpec, SubsetSpec)) and job.arch == "mlp" else None
     wrn = spec.wrn if isinstance(spec, ConvergenceSpec) else None
     pack = packs.build(job.arch, job.data.input_shape, job.data.num_classes, job.members.init_seeds,
                        hidden=hidden, wrn_depth=wrn.depth if wrn else 28, wrn_widen=wrn.widen if wrn else 1).to(device)

@@ -50,6 +50,7 @@ MAX_WIDTH = 65_536  # hidden units of one layer
 MAX_BATCH = 1_000_000
 MAX_LIST = 10_000  # entries of a list key (epochs, sigmas, ...)
 MAX_AUTO_PACK = 64  # models per convergence pack when pack_size is not set
+CONV_PACK = 16  # convolutional models per pack of a subset sweep when pack_size is not set
 # Trials per slot (trials the cluster runs at once) when the plan sizes them: at least two, so
 # that no core idles behind the last, slowest trial.
 TRIALS_PER_SLOT = 2
@@ -419,6 +420,9 @@ class SubsetSpec(_SpecBase):
     # 2020: 0.7), several for C-scores (Jiang et al. 2021: 0.1 ... 0.9).
     ratios: Annotated[list[float], Field(min_length=1, max_length=100)] = [0.7]
     corruption: CorruptionSpec = CorruptionSpec(p=0.0)  # randY: fraction of training labels made random
+    # 'mlp' (ReLU MLP of `model.hidden`) or an architecture of the convergence grids (mlp1, alexnet,
+    # inception, wrn, cnn, ...), e.g. for CIFAR-10 with convolutional networks as the papers did
+    arch: Literal[("mlp", *ARCHS)] = "mlp"
     model: ModelSpec = ModelSpec(hidden=[512])
     optimizer: OptimizerSpec = OptimizerSpec(lr=0.05, momentum=0.9)
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 32
@@ -478,7 +482,20 @@ class SubsetSpec(_SpecBase):
         """Models per trial (see DifficultySpec.trial_size), the same rule with a cell per ratio."""
         return _trial_size(self, len(self.ratios), slots)
 
-    resolved_pack_size = DifficultySpec.resolved_pack_size
+    def resolved_pack_size(self, seeds: int, device: str = "cpu", sharers: int = 1,
+                           cache_bytes: int | None = None) -> int:
+        """Models per pack: the MLP rule of DifficultySpec (its memory model) for the MLPs; for
+        the other architectures `pack_size`, else CONV_PACK (torch.func packs, timed per trial)."""
+        widths = {"mlp": self.model.hidden, "mlp1": [512], "mlp3": [512] * 3}
+        if self.arch not in widths:
+            return min(self.pack_size or CONV_PACK, seeds)
+        like = self.model_copy(update={"model": ModelSpec(hidden=widths[self.arch])})
+        return DifficultySpec.resolved_pack_size(like, seeds, device, sharers, cache_bytes)
+
+    @property
+    def arch_label(self) -> str:
+        """The architecture as the trials table names it ('mlp-128' for the spec's own MLP)."""
+        return "mlp-" + "x".join(map(str, self.model.hidden)) if self.arch == "mlp" else self.arch
 
 
 Spec = DifficultySpec | ConvergenceSpec | SubsetSpec

@@ -236,3 +236,12 @@ def test_a_cscore_uses_the_ratios_that_held_each_example_out():
     assert cs.loc[1, "ratios"] == 2 and cs.loc[1, "cscore"] == 1.0
     with pytest.raises(memo.TooFewModels, match="held out by no model at any ratio"):
         memo.cscore(ex2, mb2)
+
+
+def test_pack_sizes_per_architecture():
+    mlp = specs.resolve("memorization", "digits", ["pack_size=7"])
+    assert mlp.resolved_pack_size(100) == 7 and mlp.arch_label == "mlp-128"
+    cnn = specs.resolve("memorization", "digits", ["arch=cnn"])
+    assert cnn.resolved_pack_size(100) == specs.CONV_PACK and cnn.resolved_pack_size(5) == 5
+    assert cnn.arch_label == "cnn"
+    assert specs.resolve("memorization", "digits", ["arch=mlp1"]).resolved_pack_size(500, cache_bytes=2**25) >= 1

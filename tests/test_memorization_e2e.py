@@ -163,3 +163,14 @@ def test_bad_input_is_one_line_and_stores_nothing(override, message, tmp_path):
     proc = sweep("launch", "cscore", "--dataset", "digits", "--set", override, "--results", str(tmp_path))
     assert proc.returncode == 2 and message in proc.stderr
     assert proc.stderr.count("\n") == 1 and not any(tmp_path.iterdir())
+
+
+def test_convolutional_models_pack_too(ray_cluster, results):
+    proc = sweep("launch", "memorization", "--name", "mem-cnn", "--dataset", "digits", "--set", "arch=cnn",
+                 "--set", "seeds=8", "--set", "train_size=100", "--set", "max_epochs=5", "--set", "optimizer.lr=0.01",
+                 "--results", str(results), "--address", ray_cluster)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trials = pd.read_parquet(results / "mem-cnn" / "trials")
+    assert set(trials.arch) == {"cnn"} and set(trials.pack_mode) <= {"vmap", "loop"} and len(trials) == 8
+    assert len(pd.read_parquet(results / "mem-cnn" / "members")) == 8 * 70
+    assert len(pd.read_parquet(results / "mem-cnn" / "examples")) == 8 * (100 + N_TEST)
