@@ -611,12 +611,12 @@ def held_out_by_ratio(frame: pd.DataFrame, title: str) -> go.Figure:
     ratios = [float(c.removeprefix("held_out_ratio")) for c in cols]
     fig = go.Figure()
     for name, rows, colour in _clean_and_mislabeled(frame):
-        values = rows[cols].to_numpy()
-        lo, hi = np.percentile(values, 10, axis=0), np.percentile(values, 90, axis=0)
+        values = rows[cols].to_numpy()  # NaN where no model of a ratio held the example out
+        lo, hi = np.nanpercentile(values, 10, axis=0), np.nanpercentile(values, 90, axis=0)
         fig.add_trace(go.Scatter(x=ratios + ratios[::-1], y=list(hi) + list(lo[::-1]), fill="toself",
                                  fillcolor=colour, opacity=0.15, line=dict(width=0), hoverinfo="skip",
                                  showlegend=False))
-        fig.add_trace(go.Scatter(x=ratios, y=values.mean(axis=0), mode="lines+markers", name=name,
+        fig.add_trace(go.Scatter(x=ratios, y=np.nanmean(values, axis=0), mode="lines+markers", name=name,
                                  line=dict(color=colour, width=2.5)))
     fig.update_layout(template="plotly_white", height=380, title=title, xaxis_title="Subset ratio (fraction of the "
                       "training set each model trained on)", yaxis_title="Accuracy of models that did not train "

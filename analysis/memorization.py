@@ -28,7 +28,6 @@ examples that are not and how many models make it likely for all (see `models_ne
 
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass
 
@@ -75,14 +74,14 @@ def outcomes(examples: pd.DataFrame, split: str, cell: str | None = None) -> Out
     model's last scored epoch. MembersMismatch-free: ValueError if a model misses examples."""
     ex = examples[examples.split == split]
     if ex.empty:
-        raise ValueError(f"examples table has no {split!r} rows (a subset sweep scores train and test)")
+        raise IncompleteExamples(f"examples table has no {split!r} rows (a subset sweep scores train and test)")
     cells = sorted(ex.cell.astype(str).unique())
     if cell is None:
         if len(cells) > 1:
             raise ValueError(f"the sweep has several subset ratios ({', '.join(cells)}): pick one (cell=...)")
         cell = cells[0]
     if cell not in cells:
-        raise ValueError(f"no cell {cell!r} in the examples table (it has {', '.join(cells)})")
+        raise IncompleteExamples(f"no models of {cell} are stored yet (the examples table has {', '.join(cells)})")
     ex = ex[ex.cell.astype(str) == cell]
     last = ex.groupby(["variant", "seed"], observed=True).epoch.transform("max")
     ex = ex[ex.epoch == last]
@@ -125,11 +124,11 @@ def inclusion(members: pd.DataFrame | None, out: Outcomes, n_train: int) -> np.n
     return a
 
 
-def _check_split(a: np.ndarray, cell: str, index: np.ndarray, need_in: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(n_in, n_out) per training example; TooFewModels if any is 0 (n_in only with `need_in`)."""
+def _check_split(a: np.ndarray, cell: str, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n_in, n_out) per training example; TooFewModels if any is 0."""
     n_in = a.sum(axis=0)
     n_out = len(a) - n_in
-    never = np.flatnonzero(((n_in == 0) & need_in) | (n_out == 0))
+    never = np.flatnonzero((n_in == 0) | (n_out == 0))
     if len(never):
         ratio = a.sum(axis=1).mean() / a.shape[1]
         need = models_needed(a.shape[1], ratio)
@@ -176,27 +175,26 @@ def influence(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str | 
     train = outcomes(examples, "train", cell)
     test = outcomes(examples, "test", str(train.models.cell.iloc[0]))
     if not train.models.seed.equals(test.models.seed):
-        raise ValueError("examples table: the train and test splits were scored by different models")
+        raise IncompleteExamples("examples table: the train and test splits were scored by different models")
     a = inclusion(members, train, len(train.index))
     n_in, n_out = _check_split(a, str(train.models.cell.iloc[0]), train.index)
     c = test.correct.astype(np.float32)
     total = c.sum(axis=0)
-    best: list[tuple[float, int, int]] = []  # a min-heap of (infl, i, j)
+    n_test = c.shape[1]
+    # The best pairs so far as (value, flat pair number i * n_test + j), ordered by value
+    # descending, then by pair number: ties are broken the same way whatever the block size.
+    best_v, best_f = np.empty(0, np.float32), np.empty(0, np.int64)
     for lo in range(0, a.shape[1], block):
         ab = a[:, lo:lo + block].T.astype(np.float32)  # (b, m)
         x_in = ab @ c  # (b, n_test): models with i in S that got j right
-        infl = x_in / n_in[lo:lo + block, None] - (total - x_in) / n_out[lo:lo + block, None]
-        flat = infl.ravel()
+        flat = (x_in / n_in[lo:lo + block, None] - (total - x_in) / n_out[lo:lo + block, None]).ravel()
         keep = min(top, flat.size)
-        for f in np.argpartition(-flat, keep - 1)[:keep]:
-            item = (float(flat[f]), lo + f // infl.shape[1], f % infl.shape[1])
-            if len(best) < top:
-                heapq.heappush(best, item)
-            elif item > best[0]:
-                heapq.heapreplace(best, item)
-    pairs = sorted(best, reverse=True)
-    i = np.asarray([p[1] for p in pairs], dtype=np.int64)
-    j = np.asarray([p[2] for p in pairs], dtype=np.int64)
+        cut = np.partition(flat, flat.size - keep)[flat.size - keep]  # the keep-th largest
+        f = np.flatnonzero(flat >= cut)  # every pair at or above it, ties included
+        best_v, best_f = np.r_[best_v, flat[f]], np.r_[best_f, lo * n_test + f]
+        order = np.lexsort((best_f, -best_v))[:top]
+        best_v, best_f = best_v[order], best_f[order]
+    i, j = best_f // n_test, best_f % n_test
     x_in = (a[:, i] & test.correct[:, j]).sum(axis=0).astype(np.float64)
     d = _difference(x_in, n_in[i], total[j] - x_in, n_out[i])
     frame = pd.DataFrame({"train_index": train.index[i], "test_index": test.index[j],
@@ -214,7 +212,7 @@ def cscore(examples: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame
     held_out_<cell> (the per-ratio estimate, NaN where no model of that ratio held it out).
     TooFewModels if an example is held out at no ratio."""
     cells = sorted(examples.cell.astype(str).unique(), key=lambda c: float(c.removeprefix("ratio")))
-    per, variances, n_out_all, first = {}, [], 0, None
+    per, variances, n_out_all, first, models = {}, [], 0, None, 0
     for cell in cells:
         out = outcomes(examples, "train", cell)
         a = inclusion(members, out, len(out.index))
@@ -225,7 +223,7 @@ def cscore(examples: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame
         t = (x + 1) / (n_out + 2)
         variances.append(np.where(n_out > 0, t * (1 - t) / (n_out + 2), np.nan))
         n_out_all = n_out_all + n_out
-        first = first or out
+        first, models = first or out, max(models, len(a))
     # An example counts the ratios at which some model held it out (at a high ratio with few
     # models, some examples are in every subset); it needs at least one.
     values = np.stack(list(per.values()))
@@ -237,7 +235,8 @@ def cscore(examples: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame
         raise TooFewModels(
             f"{len(never):,} of {len(first.index):,} training examples are held out by no model at any ratio "
             f"(e.g. index {', '.join(map(str, first.index[never[:5]]))}): a C-score needs held-out models; about "
-            f"{need:,} models per ratio make that likely: grow the sweep with --set seeds={need} --resume")
+            f"{need:,} models per ratio make that likely: grow the sweep with --set seeds={max(need, models + 1)} "
+            "--resume")
     score = np.nanmean(values, axis=0)
     se = np.sqrt(np.nansum(variances, axis=0)) / ratios
     return pd.DataFrame({"index": first.index, "label": first.label, "true_label": first.true_label,

@@ -621,6 +621,8 @@ def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.
         if o.get("engine", "packed") == "packed" and "real" in o.get("variants", []):
             ex = load.load_table(results, other, "examples", variants=["real"], splits=["train"],
                                  columns=["variant", "seed", "epoch", "index", "correct"])
+            if ex.empty:  # its real models' training split not stored (yet, or not scored)
+                continue
             last = ex[ex.epoch == ex.epoch.max()]
             pc = last.groupby("index").correct.mean().rename("p_correct").reset_index()
             both = mem.merge(pc, on="index")
@@ -632,25 +634,24 @@ def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.
                     figures.score_scatter(both, "p_correct", "mem", f"P(correct), {other}", "mem(i)",
                                           f"Memorization score against P(correct) of {other}")]
         elif o.get("engine") == "interpolate" and "real" in o.get("corruptions", []) and "el2n" in have:
-            ex = load.load_table(results, other, "examples", variants=["real"], splits=["train"],
-                                 columns=DYNAMICS_COLUMNS + ["el2n"] + (["arch"] if "arch" in have else []))
-            if "arch" in ex.columns:  # one architecture's models: seeds of two are never one sequence
-                first = sorted(ex.arch.astype(str).unique())[0]
-                ex = ex[ex.arch.astype(str) == first].drop(columns="arch")
-                other = f"{other} ({first})"
-            if ex.epoch.nunique() < 2:
-                continue
-            ex["variant"] = ex.variant.astype(str)
-            per = dynamics.measures(ex)
-            both = mem.merge(per[["index", "forgotten", "el2n"]], on="index")
-            for column, what in (("forgotten", "forgetting events (Toneva et al. 2019)"),
-                                 ("el2n", f"EL2N at epoch {int(ex.epoch.min())} (Paul et al. 2021)")):
-                rho = both[["mem", column]].corr(method="spearman").iloc[0, 1]
-                out += [f"<h3>Against {what} of sweep {html.escape(other)}</h3><p class='note'>For the "
-                        f"{len(both):,} training examples with their true label: Spearman rho {rho:.2f} with mem(i)"
-                        f"{_rho_sentence(-rho, 'examples hard by this measure (high values)')}.</p>",
-                        figures.score_scatter(both, column, "mem", what, "mem(i)",
-                                              f"Memorization score against {what.split(' (')[0]} of {other}")]
+            rows = load.load_table(results, other, "examples", variants=["real"], splits=["train"],
+                                   columns=DYNAMICS_COLUMNS + ["el2n"] + (["arch"] if "arch" in have else []))
+            # One comparison per architecture: seeds of two models are never one sequence.
+            groups = rows.groupby(rows.arch.astype(str)) if "arch" in rows.columns else [(None, rows)]
+            for arch, ex in groups:
+                if ex.epoch.nunique() < 2:
+                    continue
+                ex = ex.drop(columns=[c for c in ("arch",) if c in ex.columns]).assign(variant="real")
+                name = f"{other} ({arch})" if arch else other
+                both = mem.merge(dynamics.measures(ex)[["index", "forgotten", "el2n"]], on="index")
+                for column, what in (("forgotten", "forgetting events (Toneva et al. 2019)"),
+                                     ("el2n", f"EL2N at epoch {int(ex.epoch.min())} (Paul et al. 2021)")):
+                    rho = both[["mem", column]].corr(method="spearman").iloc[0, 1]
+                    out += [f"<h3>Against {what} of sweep {html.escape(name)}</h3><p class='note'>For the "
+                            f"{len(both):,} training examples with their true label: Spearman rho {rho:.2f} with "
+                            f"mem(i){_rho_sentence(-rho, 'examples hard by this measure (high values)')}.</p>",
+                            figures.score_scatter(both, column, "mem", what, "mem(i)",
+                                                  f"Memorization score against {what.split(' (')[0]} of {name}")]
     if not out:
         out.append("<p class='note'>To compare mem(i) with fig1's P(correct), or with forgetting events and "
                    "EL2N, launch <code>fig1-difficulty</code> with its <code>real</code> variant (or a convergence "
@@ -671,14 +672,22 @@ def _rho_sentence(rho: float, hard: str) -> str:
 
 def _cscore_sections(spec: dict[str, Any], examples, members, images) -> list:
     cs = memo.cscore(examples, members)
-    ratios = ", ".join(f"{r:g}" for r in spec["ratios"])
+    held = [c for c in cs.columns if c.startswith("held_out_ratio")]
+    ratios = ", ".join(c.removeprefix("held_out_ratio") for c in held)
+    missing = [f"{r:g}" for r in spec["ratios"] if f"held_out_ratio{r:g}" not in held]
+    fewer = int((cs.ratios < len(held)).sum())
+    caveat = ((f" {'Ratio' if len(missing) == 1 else 'Ratios'} {', '.join(missing)} "
+               f"{'has' if len(missing) == 1 else 'have'} no stored models yet." if missing else "")
+              + (f" {fewer:,} examples were held out by no model at some ratio (a high ratio with few models): "
+                 "their score averages the other ratios, which leans low (held-out accuracy rises with the "
+                 "ratio); more models fix it." if fewer else ""))
     out: list = [
         f"<h2>C-scores</h2><p class='note'>The consistency score of training example i (Jiang et al. 2021): the "
         f"accuracy on i of models trained on random subsets that did <i>not</i> contain it, averaged over the "
         f"subset ratios {ratios} (the hold-out estimator). Low: the rest of the data does not predict the example's "
         f"label (atypical or mislabeled). Each example's score rests on {cs.n_out.min()}-{cs.n_out.max()} held-out "
         f"evaluations (median {cs.n_out.median():.0f}); standard errors (largest {cs.se.max():.3f}, median "
-        f"{cs.se.median():.3f}) from the per-ratio binomial errors.</p>",
+        f"{cs.se.median():.3f}) from the per-ratio binomial errors.{caveat}</p>",
         figures.score_histogram(cs, "cscore", "Distribution of C-scores", "C-score"),
         figures.held_out_by_ratio(cs, "Held-out accuracy against the subset ratio (mean over examples, "
                                       "10th-90th percentile band)")]

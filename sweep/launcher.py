@@ -233,7 +233,7 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
         manifest = store.read_manifest() if mode == "resume" else None
         slots = _slots(cpus_per_trial, gpus_per_trial)
         plans = resume_plan(manifest, spec, slots, grow_ok) if manifest else expand(spec, slots)
-        if manifest and manifest["spec"].get("seeds") != spec.seeds:
+        if manifest and len(plans) > len(plan_of(manifest)):
             print(f"memsweep: growing {spec.name} from {manifest['spec']['seeds']:,} to {spec.seeds:,} models per "
                   "ratio; the stored models stay as they are", file=out)
         done = set()

@@ -398,7 +398,7 @@ class SubsetSpec(_SpecBase):
     """Many models on random subsets of the training set, for memorization and influence
     estimates (Feldman & Zhang 2020) and consistency scores (Jiang et al. 2021).
 
-    For every subset ratio r in `ratios` (a cell 'ratio<r>'), `seeds` models of one MLP each
+    For every subset ratio r in `ratios` (a cell 'ratio<r>'), `seeds` models of one architecture each
     train on their own random subset of round(r * N) of the N training examples until they fit
     it (accuracy on their own subset >= `threshold`, checked every `check_every` epochs, or
     `max_epochs`). Every training and test example is then scored by every model. Subsets
@@ -586,8 +586,13 @@ def grow(stored: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan] 
     if not isinstance(spec, SubsetSpec) or stored.get("spec", {}).get("engine") != "subsets":
         return None
     old = stored["spec"]
-    same = {k: v for k, v in old.items() if k not in ("seeds", "description", *spec.EXECUTION_KEYS)}
-    if any(spec.model_dump().get(k) != v for k, v in same.items()) or old.get("seeds") == spec.seeds:
+    try:  # as this version reads it: keys added since then take their defaults (arch: mlp)
+        then = validate(old).model_dump()
+    except SpecError:
+        return None
+    now = spec.model_dump()
+    if any(then[k] != now[k] for k in now if k not in ("seeds", "description", *spec.EXECUTION_KEYS)) \
+            or old.get("seeds") == spec.seeds:
         return None
     if spec.seeds < old["seeds"]:
         raise SpecError(f"seeds={spec.seeds}: the stored sweep {spec.name!r} already has {old['seeds']} models "

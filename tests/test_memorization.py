@@ -244,4 +244,31 @@ def test_pack_sizes_per_architecture():
     cnn = specs.resolve("memorization", "digits", ["arch=cnn"])
     assert cnn.resolved_pack_size(100) == specs.CONV_PACK and cnn.resolved_pack_size(5) == 5
     assert cnn.arch_label == "cnn"
-    assert specs.resolve("memorization", "digits", ["arch=mlp1"]).resolved_pack_size(500, cache_bytes=2**25) >= 1
+    mlp1 = specs.resolve("memorization", "digits", ["arch=mlp1"])  # the MLP cache rule, at mlp1's 512 units
+    wide = specs.resolve("memorization", "digits", ["model.hidden=[512]"])
+    assert mlp1.resolved_pack_size(500, cache_bytes=2**25) == wide.resolved_pack_size(500, cache_bytes=2**25)
+    assert wide.resolved_pack_size(500, cache_bytes=2**25) < mlp.model_copy(
+        update={"pack_size": None}).resolved_pack_size(500, cache_bytes=2**25)
+
+
+def test_tied_influence_pairs_are_the_same_whatever_the_block():
+    rng = np.random.default_rng(5)
+    m, n_train, n_test = 6, 15, 9  # few models: many pairs share a value
+    subsets = [sorted(rng.choice(n_train, 7, replace=False)) for _ in range(m)]
+    ex, mb = tables(rng.random((m, n_train)) < 0.7, subsets, correct_test=rng.random((m, n_test)) < 0.5)
+    shown = [memo.influence(ex, mb, top=12, block=b)[["train_index", "test_index", "infl"]] for b in (1, 4, 7, 1024)]
+    assert shown[0].infl.duplicated().any()  # the case under test: ties at the top
+    for other in shown[1:]:
+        pd.testing.assert_frame_equal(other, shown[0])
+    # ties in order of (train, test) index
+    for _, group in shown[0].groupby("infl"):
+        assert list(zip(group.train_index, group.test_index)) == sorted(zip(group.train_index, group.test_index))
+
+
+def test_growth_never_changes_what_the_stored_models_are():
+    spec = specs.resolve("memorization", "digits", ["seeds=10"])
+    old = spec.model_dump()
+    del old["arch"]  # a sweep stored before the key existed: it trained the MLP
+    stored = {"spec": old, "plan": [p.to_dict() for p in specs.expand(spec)]}
+    assert specs.grow(stored, specs.resolve("memorization", "digits", ["seeds=20"])) is not None
+    assert specs.grow(stored, specs.resolve("memorization", "digits", ["seeds=20", "arch=cnn"])) is None

@@ -153,6 +153,16 @@ def test_cscore_sweep(ray_cluster, results, tmp_path):
     assert sweep("report", "cscore", "--results", str(results), "--out", str(out)).returncode == 0
     page = out.read_text()
     assert "C-scores" in page and "Held-out accuracy against the subset ratio" in page
+    # a partial store (ratio 0.7 not stored yet): the C-scores of what is there, a banner for mem(i)
+    from analysis import report
+
+    copy = tmp_path / "partial"
+    shutil.copytree(folder, copy / "cscore")
+    for gone in (copy / "cscore").glob("*/ratio0.7-*"):
+        gone.unlink()
+    page = report.build(str(copy), "cscore")
+    assert "C-scores" in page and "Ratio 0.7 has no stored models yet" in page
+    assert "No estimates yet" in page and "no models of ratio0.7 are stored yet" in page
 
 
 @pytest.mark.parametrize("override, message", [
