@@ -605,8 +605,9 @@ def score_scatter(frame: pd.DataFrame, x: str, y: str, xaxis: str, yaxis: str, t
 
 
 def held_out_by_ratio(frame: pd.DataFrame, title: str) -> go.Figure:
-    """Mean held-out accuracy against the subset ratio (columns held_out_ratio<r> of `cscore`),
-    clean and mislabeled examples apart, with the examples' 10th-90th percentile band."""
+    """Median held-out accuracy against the subset ratio (columns held_out_ratio<r> of `cscore`),
+    clean and mislabeled examples apart, with the examples' 10th-90th percentile band (a mean could
+    sit outside a band where most examples are at 1)."""
     cols = [c for c in frame.columns if c.startswith("held_out_ratio")]
     ratios = [float(c.removeprefix("held_out_ratio")) for c in cols]
     fig = go.Figure()
@@ -616,7 +617,7 @@ def held_out_by_ratio(frame: pd.DataFrame, title: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=ratios + ratios[::-1], y=list(hi) + list(lo[::-1]), fill="toself",
                                  fillcolor=colour, opacity=0.15, line=dict(width=0), hoverinfo="skip",
                                  showlegend=False))
-        fig.add_trace(go.Scatter(x=ratios, y=np.nanmean(values, axis=0), mode="lines+markers", name=name,
+        fig.add_trace(go.Scatter(x=ratios, y=np.nanmedian(values, axis=0), mode="lines+markers", name=name,
                                  line=dict(color=colour, width=2.5)))
     fig.update_layout(template="plotly_white", height=380, title=title, xaxis_title="Subset ratio (fraction of the "
                       "training set each model trained on)", yaxis_title="Accuracy of models that did not train "

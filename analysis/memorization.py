@@ -136,7 +136,7 @@ def _check_split(a: np.ndarray, cell: str, index: np.ndarray) -> tuple[np.ndarra
         raise TooFewModels(
             f"{len(never):,} of {a.shape[1]:,} training examples are never held out or never trained on by the "
             f"{len(a):,} models of {cell} (e.g. index {which}): each needs both; with subset fraction {ratio:.2g} "
-            f"about {need:,} models make that likely for every example ({max(need - len(a), 1):,} more: "
+            f"about {need:,} models make that likely for every example ({max(need - len(a), 1):,} more per ratio: "
             f"grow the sweep with --set seeds={max(need, len(a) + 1)} --resume)")
     return n_in, n_out
 

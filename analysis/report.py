@@ -493,11 +493,12 @@ def _subset_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.
     ratio = min(spec["ratios"], key=lambda r: abs(r - 0.7))
     parts = [lambda: _cscore_sections(spec, examples, members, images)] if len(spec["ratios"]) > 1 else []
     parts.append(lambda: _memorization_sections(results, sweep, spec, examples, members, images, ratio))
-    for part in parts:
+    for part, title in zip(parts, ["C-scores", "Memorization scores"][-len(parts):]):
         try:
             out += part()
         except (memo.TooFewModels, memo.MembersMismatch, memo.IncompleteExamples) as exc:
-            out.append(f"<div class='banner warn'><b>No estimates yet.</b> {html.escape(str(exc))}</div>")
+            out.append(f"<h2>{title}</h2><div class='banner warn'><b>No estimates yet.</b> "
+                       f"{html.escape(str(exc))}</div>")
     return out
 
 
@@ -593,8 +594,8 @@ def _influence_sections(examples, members, spec, images, cell: str) -> list:
         f"train #{r.train_index} y={r.train_label}" + (f" (true {r.train_true_label})"
                                                         if r.train_label != r.train_true_label else ""),
         f"test #{r.test_index} y={r.test_label} infl {r.infl:.2f}")]
-    out.append(figures.gallery(pictures, captions, "Training example (left) and the test example it helps most "
-                                                   "(right), by influence"))
+    out.append(figures.gallery(pictures, captions, f"The {len(top)} highest-influence pairs: training example "
+                                                   "(left), test example (right)"))
     return out
 
 
@@ -602,6 +603,10 @@ def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.
     """mem(i) against fig1's P(correct) and against forgetting events and EL2N, from other sweeps
     in the same results location on the same training examples (same data set, no train_size cut
     or validation carve-out, true labels)."""
+    if spec.get("train_size"):
+        return [f"<p class='note'>This sweep trains on the first {spec['train_size']:,} training examples "
+                "(<code>train_size</code>), so its mem(i) cannot be set beside fig1's P(correct) or forgetting "
+                "events of sweeps on the whole training split.</p>"]
     out: list = []
     mem = mem[~mem.mislabeled]  # the other sweeps trained on the true labels
     for other in load.sweeps(results):
@@ -689,7 +694,7 @@ def _cscore_sections(spec: dict[str, Any], examples, members, images) -> list:
         f"evaluations (median {cs.n_out.median():.0f}); standard errors (largest {cs.se.max():.3f}, median "
         f"{cs.se.median():.3f}) from the per-ratio binomial errors.{caveat}</p>",
         figures.score_histogram(cs, "cscore", "Distribution of C-scores", "C-score"),
-        figures.held_out_by_ratio(cs, "Held-out accuracy against the subset ratio (mean over examples, "
+        figures.held_out_by_ratio(cs, "Held-out accuracy against the subset ratio (median over examples, "
                                       "10th-90th percentile band)")]
     if cs.mislabeled.any() and (~cs.mislabeled).any():
         auc = memo.auroc(-cs.cscore.to_numpy(), cs.mislabeled.to_numpy())

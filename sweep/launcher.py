@@ -93,8 +93,8 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: b
                              if k != "dataset" else f"--dataset {old[k]}" for k in repeat)
             raise SpecError(f"--resume: {store.uri} holds sweep {spec.name!r} launched with other settings "
                             f"(differs in: {', '.join(changed) or 'version'}); to resume it, repeat them: {again}")
-        more = ("; to add models to it, add --resume" if changed == ["seeds"] and grow(manifest, spec) is not None
-                else "")
+        more = ("; to add models to it, add --resume" if changed == ["seeds"] and grow_ok
+                and grow(manifest, spec) is not None else "")
         raise SpecError(f"{store.uri} already holds sweep {spec.name!r} with a different spec "
                         f"(differs in: {', '.join(changed) or 'version'}); pass --overwrite to replace "
                         f"it, --name NAME to store this one beside it, or --results DIR for a new location{more}")
