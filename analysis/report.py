@@ -570,7 +570,11 @@ def _estimate_galleries(frame: pd.DataFrame, column: str, word: str, spec, image
                        ("least", frame.sort_values([column, "index"]).head(GALLERY_SIZE))):
         captions = [f"#{r.index} y={r.label}" + (f" (true {r.true_label})" if r.mislabeled else "")
                     + f"<br>{_round(getattr(r, column))} [{_round(r.lo)}, {_round(r.hi)}]" for r in rows.itertuples()]
-        out.append(figures.gallery(shown[rows["index"].to_numpy()], captions, f"The {len(rows)} {kind} {word}"))
+        edge = getattr(rows.iloc[-1], column)
+        tied = int((frame[column] == edge).sum())
+        note = f" ({tied:,} examples share {_round(edge)}; shown: the lowest indices)" if tied > 1 and len(rows) and \
+            (rows[column] == edge).sum() < tied else ""
+        out.append(figures.gallery(shown[rows["index"].to_numpy()], captions, f"The {len(rows)} {kind} {word}{note}"))
     return out
 
 

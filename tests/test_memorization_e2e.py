@@ -184,3 +184,16 @@ def test_convolutional_models_pack_too(ray_cluster, results):
     assert set(trials.arch) == {"cnn"} and set(trials.pack_mode) <= {"vmap", "loop"} and len(trials) == 8
     assert len(pd.read_parquet(results / "mem-cnn" / "members")) == 8 * 70
     assert len(pd.read_parquet(results / "mem-cnn" / "examples")) == 8 * (100 + N_TEST)
+
+
+def test_report_compares_with_a_fig1_sweep_in_the_same_location(ray_cluster, tmp_path):
+    results = tmp_path / "together"
+    for args in (["fig1-difficulty", "--set", "seeds=4", "--set", "variants=[real]"],
+                 ["memorization", "--set", "seeds=40"]):
+        proc = sweep("launch", *args, "--dataset", "digits", "--results", str(results), "--address", ray_cluster)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    from analysis import report
+
+    page = report.build(str(results), "memorization")
+    assert "Against P(correct) of sweep fig1-difficulty" in page and "Spearman rho" in page
+    assert "Memorization score against P(correct) of fig1-difficulty" in page
