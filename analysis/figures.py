@@ -13,8 +13,6 @@ from plotly.subplots import make_subplots
 
 import catalog
 
-# One colour per corruption kind and per architecture across every figure (catalog).
-COLORS = {k: catalog.kind_colour(k) for k in catalog.KINDS}
 BASELINE_COLOR = "#555555"
 MAX_POINTS = 2000  # per curve; a longer sorted curve is drawn at evenly spaced ranks
 

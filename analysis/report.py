@@ -478,6 +478,7 @@ def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, images) -> li
 # --- subset sweeps: memorization, influence, C-scores ----------------------------------------
 
 SUBSET_COLUMNS = ["cell", "variant", "seed", "split", "epoch", "index", "correct", "label", "true_label"]
+NO_ESTIMATES = "No estimates yet."  # the banner of a section whose store cannot give its estimates
 MEMORIZED = 0.25  # Feldman & Zhang 2020 call examples with mem above this "memorized" in their selections
 TOP_PAIRS = 20
 
@@ -491,13 +492,14 @@ def _subset_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.
     # mem(i) and influence at one ratio: the only one, or of several the nearest to Feldman &
     # Zhang's 0.7; each section stands alone, so one that lacks models never hides the other.
     ratio = min(spec["ratios"], key=lambda r: abs(r - 0.7))
-    parts = [lambda: _cscore_sections(spec, examples, members, images)] if len(spec["ratios"]) > 1 else []
-    parts.append(lambda: _memorization_sections(results, sweep, spec, examples, members, images, ratio))
-    for part, title in zip(parts, ["C-scores", "Memorization scores"][-len(parts):]):
+    parts = [("C-scores", lambda: _cscore_sections(spec, examples, members, images))] if len(spec["ratios"]) > 1 else []
+    parts.append(("Memorization scores",
+                  lambda: _memorization_sections(results, sweep, spec, examples, members, images, ratio)))
+    for title, part in parts:
         try:
             out += part()
         except (memo.TooFewModels, memo.MembersMismatch, memo.IncompleteExamples) as exc:
-            out.append(f"<h2>{title}</h2><div class='banner warn'><b>No estimates yet.</b> "
+            out.append(f"<h2>{title}</h2><div class='banner warn'><b>{NO_ESTIMATES}</b> "
                        f"{html.escape(str(exc))}</div>")
     return out
 
@@ -706,4 +708,4 @@ def _cscore_sections(spec: dict[str, Any], examples, members, images) -> list:
                 f"mislabeled ones with AUROC <b>{auc:.3f}</b>.</p>",
                 figures.roc(memo.roc_curve(-cs.cscore.to_numpy(), cs.mislabeled.to_numpy()), auc,
                             "Flagging mislabeled training examples by 1 - C-score")]
-    return out + _estimate_galleries(cs.assign(mem=cs.cscore), "cscore", "consistent", spec, images)
+    return out + _estimate_galleries(cs, "cscore", "consistent", spec, images)

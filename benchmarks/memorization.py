@@ -121,9 +121,7 @@ def split(m: int = 500) -> dict:
         found = {"init_norms": {}, "probes": [], "filters": [], "phase1": None}
         ctx = {"trial_id": "bench", "node_id": "", "resources": {}, "device": torch.device("cpu"), "versions": {},
                "git_rev": None}
-        columns = dict(sub.columns, pack_mode=np.full(sub.members.k, "bmm"), stop_reason=np.asarray(out.stop_reason),
-                       fit_acc=np.asarray([out.last_record(i).fit_acc[i] for i in range(sub.members.k)],
-                                          dtype=np.float32))
+        columns = dict(sub.columns, pack_mode=np.full(sub.members.k, "bmm"), **T.subset_columns(out))
         parts.append(T.all_tables(SPEC, plan, sub, out, found, columns, ctx, pd.Timestamp.now(tz="UTC"), 0.0))
         tables_s += time.perf_counter() - t
     import pyarrow as pa

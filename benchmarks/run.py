@@ -55,6 +55,10 @@ DEFAULT_THREADS = torch.get_num_threads()  # PyTorch's default, before any measu
 PRESET = specs.resolve("fig1-difficulty", "digits")
 HIDDEN, LR, MOMENTUM, BATCH = PRESET.model.hidden, PRESET.optimizer.lr, PRESET.optimizer.momentum, PRESET.batch_size
 VARIANTS = PRESET.variants
+(_C, _H, _W), _CLASSES = specs.DATASET_SHAPES["digits"]
+SIZES = [_C * _H * _W, *HIDDEN, _CLASSES]  # the MLP's layer widths, input to logits
+N_TRAIN = specs.TRAIN_SIZES["digits"]
+STEPS = -(-N_TRAIN // BATCH)  # SGD steps per epoch
 
 
 # --- the notebook loop ------------------------------------------------------------------------
@@ -143,7 +147,7 @@ def run_memsweep(*sets: str) -> float:
 def run_engine(seeds: int) -> dict[str, float]:
     """The pack engine alone on the preset's work: packs sized as a lone trial would size them."""
     torch.set_num_threads(DEFAULT_THREADS)
-    k = PRESET.resolved_pack_size(seeds, "cpu", sharers=1)
+    k = PRESET.resolved_pack_size(seeds, "cpu")
     train = total = 0.0
     for variant in VARIANTS:
         d = variant_data(variant)
@@ -221,19 +225,17 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def step_floor(k: int, peak_gflops: float, bw_gbs: float) -> dict[str, float]:
+def step_floor(peak_gflops: float, bw_gbs: float) -> dict[str, float]:
     """The MLP training step's floor per seed-epoch (1,437 examples at batch 16), 1 thread.
 
     FLOPs: forward 2, weight gradients 2, input gradients 2 (none for the first layer) per
     multiply-add per example. Bytes: each parameter and its momentum buffer are read or written
     7 times a step (forward read, backward read, momentum read and write, parameter read and
     write, momentum read by the update), at the bandwidth of where a pack of k seeds' state lives."""
-    sizes = [64, *HIDDEN, 10]
-    macs = [i * o for i, o in zip(sizes[:-1], sizes[1:])]
-    n, steps = 1437, -(-1437 // BATCH)
-    flops = n * (6 * sum(macs) - 2 * macs[0])
-    params = budget.mlp_param_count(64, HIDDEN, 10)
-    moved = steps * 7 * 4 * params
+    macs = [i * o for i, o in zip(SIZES[:-1], SIZES[1:])]
+    flops = N_TRAIN * (6 * sum(macs) - 2 * macs[0])
+    params = budget.mlp_param_count(SIZES[0], HIDDEN, SIZES[-1])
+    moved = STEPS * 7 * 4 * params
     return {"gflop": flops / 1e9, "gbyte": moved / 1e9, "flop_s": flops / (peak_gflops * 1e9),
             "byte_s": moved / (bw_gbs * 1e9), "floor_s": max(flops / (peak_gflops * 1e9), moved / (bw_gbs * 1e9))}
 
@@ -243,9 +245,8 @@ def gemm_floor(k: int, repeats: int = 200) -> float:
     input gradients at this pack size, batch 16), each timed at its best, 1 thread: the floor
     this BLAS sets for the step, below the large-matmul peak that `step_floor` assumes."""
     torch.set_num_threads(1)
-    sizes = [64, *HIDDEN, 10]
     total = 0.0
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
         x, w, g = torch.randn(k, BATCH, n_in), torch.randn(k, n_in, n_out), torch.randn(k, BATCH, n_out)
         b, v, back = torch.randn(k, 1, n_out), torch.randn(k, n_in, n_out), torch.empty(k, BATCH, n_in)
         ops = [lambda: torch.baddbmm(b, x, w), lambda: v.baddbmm_(x.transpose(1, 2), g, beta=0.9)]
@@ -254,7 +255,7 @@ def gemm_floor(k: int, repeats: int = 200) -> float:
         for op in ops:
             op()
             total += min(_timed(op) for _ in range(repeats))
-    return total * -(-1437 // BATCH) / k
+    return total * STEPS / k
 
 
 def measure_step(k: int, repeats: int = 3) -> float:
@@ -298,7 +299,7 @@ def main() -> None:
     step = {}
     for kk, bw, where in ((k, bw_cache, "cache"), (20, bw_dram, "DRAM")):
         t = measure_step(kk)
-        fl = step_floor(kk, peak1, bw)
+        fl = step_floor(peak1, bw)
         gemms = gemm_floor(kk)
         step[f"pack_{kk}"] = {"ms_per_seed_epoch": round(1e3 * t, 1), "floor_ms": round(1e3 * fl["floor_s"], 1),
                               "gemm_floor_ms": round(1e3 * gemms, 1), "fraction_of_gemm_floor": round(gemms / t, 2),

@@ -143,10 +143,10 @@ class _UserError(Exception):
 
 def _no_sweep(args: argparse.Namespace) -> _UserError:
     """'no sweep NAME at LOCATION', naming the sweeps that are there (a typo, or --results forgotten)."""
-    from sweep.status import list_sweeps
+    from analysis.load import sweeps
 
-    try:
-        there = list(list_sweeps(args.results).sweep)
+    try:  # names only: one listing, no manifest or footer read
+        there = sweeps(args.results)
     except Exception:  # noqa: BLE001 - the listing is a hint; the error stands without it
         there = []
     hint = (f"sweeps there: {', '.join(there)}" if there else "no sweeps there")
@@ -329,7 +329,8 @@ def _report(args: argparse.Namespace) -> int:
 
     try:
         store = Store(args.results, args.preset)
-        if store.read_manifest() is None:
+        manifest = store.read_manifest()
+        if manifest is None:
             raise _no_sweep(args)
         damaged = store.damaged()
     except StoreError as exc:
@@ -341,7 +342,7 @@ def _report(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
     try:
-        text = report.build(args.results, args.preset, images=_images(args.data_root, store.read_manifest()))
+        text = report.build(args.results, args.preset, images=_images(args.data_root, manifest))
     except FileNotFoundError as exc:
         raise _UserError(f"{exc}; run `{_relaunch(args)} --results {args.results}` first") from None
     except MissingRows as exc:
@@ -357,7 +358,7 @@ def _report(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _UserError(f"cannot write report to {out}: {exc.strerror}") from None
     print(f"memsweep: report written to {out} ({len(text) / 2**20:.1f} MiB, self-contained; open it in a browser)")
-    if "No estimates yet" in text:  # a subset sweep whose store cannot give them yet: say so here too
+    if report.NO_ESTIMATES in text:  # a subset sweep whose store cannot give them yet: say so here too
         print("memsweep: warning: the report has no estimates for some sections (too few models or a partial "
               "store); its banners say what is missing", file=sys.stderr)
     return 0

@@ -53,6 +53,17 @@ class Job:
                    per_member(self.corrupted), {c: np.asarray(v)[idx] for c, v in self.columns.items()})
 
 
+def _identity_columns(members: engine.Members, corruptions: list[Corruption], n_corrupted,
+                      corruption_seeds: list[int]) -> dict[str, np.ndarray]:
+    """The trials columns that say what each member is: its corruption, seeds and corrupted count."""
+    return {"corruption_kind": np.asarray([c.kind for c in corruptions]),
+            "corruption_p": np.asarray([c.p for c in corruptions], dtype=np.float64),
+            "n_corrupted": np.asarray(n_corrupted, dtype=np.int64),
+            "init_seed": np.asarray(members.init_seeds, dtype=np.uint64),
+            "order_seed": np.asarray(members.order_seeds, dtype=np.uint64),
+            "corruption_seed": np.asarray(corruption_seeds, dtype=np.uint64)}
+
+
 def subset_of(spec: SubsetSpec, ratio: float, s: int, n: int) -> np.ndarray:
     """Training indices (sorted) that model `s` of `ratio` trains on: the rule in SubsetSpec's
     docstring. The store keeps them (members table); this only draws them."""
@@ -78,14 +89,8 @@ def prepare_subsets(spec: SubsetSpec, plan: TrialPlan, data_root: str, device: t
                              order_seeds=[derive_seed(spec.seed, "order", f"{plan.cell}:{s}") for s in seeds],
                              subsets=torch.as_tensor(subsets, device=device))
     mask = mask.cpu().numpy()
-    columns = {
-        "corruption_kind": np.full(k, c.kind), "corruption_p": np.full(k, c.p),
-        "n_corrupted": np.full(k, int(mask.sum()), dtype=np.int64),
-        "init_seed": np.asarray(members.init_seeds, dtype=np.uint64),
-        "order_seed": np.asarray(members.order_seeds, dtype=np.uint64),
-        "corruption_seed": np.full(k, corruption_seed, dtype=np.uint64),
-        "subset_ratio": np.full(k, ratio), "subset_size": np.full(k, subsets.shape[1], dtype=np.int32),
-    }
+    columns = {**_identity_columns(members, [c] * k, [mask.sum()] * k, [corruption_seed] * k),
+               "subset_ratio": np.full(k, ratio), "subset_size": np.full(k, subsets.shape[1], dtype=np.int32)}
     return Job(data, members, spec.arch, spec.arch_label, [{"cell": plan.cell, "variant": plan.variant}] * k, seeds,
                {"train": data.train.y.cpu().numpy(), "test": clean["test"]}, clean,
                {"train": mask, "test": np.zeros(len(clean["test"]), dtype=bool)}, columns)
@@ -132,14 +137,8 @@ def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -
         labels["train"] = labels["train"][0]
     keys = [{"cell": c, "variant": v, **({"arch": plan.arch} if plan.arch else {})} for c, v, _ in models_]
     k = len(seeds)
-    columns = {
-        "corruption_kind": np.asarray([drawn[v][3].kind for _, v, _ in models_]),
-        "corruption_p": np.asarray([drawn[v][3].p for _, v, _ in models_]),
-        "n_corrupted": masks.sum(axis=1).astype(np.int64),
-        "init_seed": np.asarray(members.init_seeds, dtype=np.uint64),
-        "order_seed": np.asarray(members.order_seeds, dtype=np.uint64),
-        "corruption_seed": np.asarray([drawn[v][2] for _, v, _ in models_], dtype=np.uint64),
-    }
+    columns = _identity_columns(members, [drawn[v][3] for _, v, _ in models_], masks.sum(axis=1),
+                                [drawn[v][2] for _, v, _ in models_])
     if isinstance(spec, ConvergenceSpec):
         columns["lr"] = np.full(k, spec.optimizer.lr_for(plan.arch))
     arch = "mlp" if isinstance(spec, DifficultySpec) else plan.arch

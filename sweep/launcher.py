@@ -257,14 +257,15 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
 
         data_root_abs = str(Path(data_root).expanduser().resolve()) if "://" not in data_root else data_root
         configs = [trial_config(spec, p, store, data_root_abs, cpus_per_trial, prov) for p in todo]
-        progress = _Progress(len(todo), out, store, [p.fragment for p in todo])
+        experiment = time.strftime("launch-%Y%m%d-%H%M%S")
+        progress = _Progress(len(todo), out, store, [p.fragment for p in todo], experiment)
         tuner = tune.Tuner(
             tune.with_resources(_entry, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
             param_space={"trial": tune.grid_search(configs)},
             tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=_trial_name,
                                         trial_dirname_creator=_trial_name),
             run_config=tune.RunConfig(
-                name=time.strftime("launch-%Y%m%d-%H%M%S"),
+                name=experiment,
                 storage_path=store.uri_of("_tune"),
                 failure_config=tune.FailureConfig(max_failures=2),
                 # A retry needs only the latest checkpoint; a finished trial's go (_drop_checkpoints).
@@ -427,11 +428,11 @@ def _check_resources(total: dict[str, float], nodes: list[dict], cpus: float, gp
             print(f"memsweep: warning: {msg}; trials wait for the autoscaler", file=sys.stderr)
 
 
-def _drop_checkpoints(store: Store, fragments: set[str]) -> None:
+def _drop_checkpoints(store: Store, fragments: set[str], launch: str | None = None) -> None:
     """`Store.drop_checkpoints` of stored fragments (a 6-trial digits convergence sweep left 122 MB
     of them beside 300 KB of results); trouble removing them is a warning, never a failed sweep."""
     try:
-        store.drop_checkpoints(fragments)
+        store.drop_checkpoints(fragments, launch)
     except OSError as exc:
         print(f"memsweep: warning: could not remove old checkpoints under {store.uri}/_tune: {exc}", file=sys.stderr)
 
@@ -440,9 +441,9 @@ class _Progress(tune.Callback):
     """One line per finished or failed trial (Tune's own status table is off), and each trial's
     state in the store's `_launch.json` for `sweep status` (JSON: nothing there is ever unpickled)."""
 
-    def __init__(self, total: int, out, store: Store, fragments: list[str]):
+    def __init__(self, total: int, out, store: Store, fragments: list[str], experiment: str | None = None):
         self.total, self.out, self.done, self.start = total, out, 0, time.perf_counter()
-        self.store = store
+        self.store, self.experiment = store, experiment
         # While trials run: a heartbeat naming each running trial's epoch, accuracy and members
         # still training, and an ETA once trials have finished. On a terminal it redraws one
         # line; elsewhere (CI, nohup, ray exec) it is a plain line every HEARTBEAT_S x 3.
@@ -514,7 +515,8 @@ class _Progress(tune.Callback):
         self.done += 1
         self._mark(trial, "TERMINATED")
         self.running.pop(_trial_name_of(trial.config), None)
-        _drop_checkpoints(self.store, {_trial_name_of(trial.config)})  # as each finishes: disk peaks lower
+        # As each finishes (disk peaks lower); only this launch's folder is listed.
+        _drop_checkpoints(self.store, {_trial_name_of(trial.config)}, self.experiment)
         r, plan = trial.last_result or {}, trial.config["trial"]["plan"]
         accs = "  ".join(f"{k.split('_')[0]} acc {r[k]:.3f}" for k in ("train_acc", "test_acc") if k in r)
         if plan.get("members"):

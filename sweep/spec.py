@@ -247,8 +247,8 @@ class ValidationSpec(_Strict):
     @field_validator("corruption")
     @classmethod
     def _kind(cls, v: str) -> str:
-        v = str(Corruption.parse(v))
-        kind = Corruption.parse(v).kind
+        parsed = Corruption.parse(v)
+        v, kind = str(parsed), parsed.kind
         if kind not in ("real", "randX", "randY", "gaussian"):
             raise ValueError(f"{v!r}: a validation split allows real, randX, randY or gaussian")
         return v

@@ -132,16 +132,19 @@ class Store:
 
     # --- fragments ------------------------------------------------------------------------
 
-    def drop_checkpoints(self, fragments: set[str]) -> int:
+    def drop_checkpoints(self, fragments: set[str], launch: str | None = None) -> int:
         """Remove Tune's `checkpoint_*` folders of the trials of `fragments` (stored ones: nothing
-        will resume from them), in every launch under `_tune/`: a resumed launch starts a new Tune
-        experiment, so an interrupted one's checkpoints would otherwise stay. A trial's folder is
-        named `<fragment>-<Tune trial id>` (sweep.launcher). Returns how many folders went."""
+        will resume from them), in every launch under `_tune/` (a resumed launch starts a new Tune
+        experiment, so an interrupted one's checkpoints would otherwise stay), or in `launch` only
+        (a trial that just finished: one folder listed, not the whole history). A trial's folder
+        is named `<fragment>-<Tune trial id>` (sweep.launcher). Returns how many folders went."""
         removed = 0
-        for launch in self.fs.get_file_info(pafs.FileSelector(self.path("_tune"), allow_not_found=True)):
-            if launch.type != pafs.FileType.Directory:
+        launches = ([self.fs.get_file_info(self.path(f"_tune/{launch}"))] if launch else
+                    self.fs.get_file_info(pafs.FileSelector(self.path("_tune"), allow_not_found=True)))
+        for launch_info in launches:
+            if launch_info.type != pafs.FileType.Directory:
                 continue
-            for trial in self.fs.get_file_info(pafs.FileSelector(launch.path)):
+            for trial in self.fs.get_file_info(pafs.FileSelector(launch_info.path)):
                 if trial.type != pafs.FileType.Directory or trial.base_name.rsplit("-", 1)[0] not in fragments:
                     continue
                 for item in self.fs.get_file_info(pafs.FileSelector(trial.path)):

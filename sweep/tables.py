@@ -244,6 +244,14 @@ def convergence_columns(spec: ConvergenceSpec, job, pack, out, found, resumed_fr
     return columns
 
 
+def subset_columns(out) -> dict[str, Any]:
+    """The trials columns of a subset sweep's pack: how each model ended, and its accuracy on its
+    own subset then (the engine's Outcome -> columns)."""
+    k = len(out.stop_reason)
+    return {"stop_reason": pa.array(out.stop_reason),
+            "fit_acc": np.asarray([out.last_record(i).fit_acc[i] for i in range(k)], dtype=np.float32)}
+
+
 def members_table(keys: list[dict[str, str]], seeds: list[int], subsets: np.ndarray) -> pa.Table:
     """One row per member x training example in its subset (`subsets`: (K, n) indices): which
     examples each model of a subset sweep trained on."""

@@ -60,7 +60,7 @@ def run(config: dict[str, Any]) -> None:
                                     cache_bytes=budget.cache_share_bytes(float(config["cpus"])))
         parts = [_fig1_pack(spec, plan, job.select(range(i, min(i + k, job.members.k))), ctx, started, t0, rss_before)
                  for i in range(0, job.members.k, k)]
-        tables = {name: pa.concat_tables([part[name] for part, _ in parts]) for name in parts[0][0]}
+        tables = {name: pa.concat_tables([part[name] for part in parts]) for name in parts[0]}
         trials = tables["trials"]  # every member's row gets the whole trial's wall time
         at = trials.schema.get_field_index("wall_seconds")
         tables["trials"] = trials.set_column(at, "wall_seconds", pa.array([time.perf_counter() - t0] * len(trials)))
@@ -88,7 +88,7 @@ def _pack(spec, plan: TrialPlan, job, device):
 
 
 def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: float):
-    """Train one pack of a fig1 trial's seeds; (its tables, its last epoch record)."""
+    """Train one pack of a fig1 or subset trial's seeds; its tables."""
     from ray import tune
 
     from trainables import engine
@@ -96,16 +96,14 @@ def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: 
     pack, schedule = _pack(spec, plan, job, ctx["device"])
     init_norms = {k: v.cpu().numpy() for k, v in pack.layer_norms().items()} if spec.norms else {}
     outcome = engine.run(pack, job.data, job.members, schedule,
-                         on_epoch=lambda r, _: tune.report(_summary(r, done=False)))
+                         on_epoch=lambda r, _: tune.report(_summary(r)))
     found = {"init_norms": init_norms, "probes": [], "filters": [], "phase1": None}
     k = job.members.k
     columns = dict(job.columns, pack_mode=np.full(k, getattr(pack, "mode", "bmm")),
                    rss_before_mb=np.full(k, rss_before), **_peak_memory(k, ctx["device"]))
-    if job.members.subsets is not None:  # a subset sweep: how each model ended, on its own subset
-        columns.update(stop_reason=pa.array(outcome.stop_reason),
-                       fit_acc=np.asarray([outcome.last_record(i).fit_acc[i] for i in range(k)], dtype=np.float32))
-    tables = T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
-    return tables, outcome.records[-1]
+    if job.members.subsets is not None:
+        columns.update(T.subset_columns(outcome))
+    return T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
 
 
 def _converge(spec: ConvergenceSpec, job, pack, schedule):
@@ -128,7 +126,7 @@ def _converge(spec: ConvergenceSpec, job, pack, schedule):
 
     def on_epoch(record, snapshot) -> None:
         probes.on_epoch(pack, record.epoch, record.active)
-        metrics = _summary(record, done=False)
+        metrics = _summary(record)
         if record.epoch % spec.checkpoint_every == 0:
             with tempfile.TemporaryDirectory() as folder:
                 checkpoints.save({"pack": snapshot(), "found": probes.found}, f"{folder}/state.pt")
@@ -171,18 +169,15 @@ def _final_summary(trials: pa.Table) -> dict[str, float]:
     return out
 
 
-def _summary(records, done: bool) -> dict[str, float]:
-    """What the trial tells Tune after an epoch: means over the members that trained in it, of one
-    pack's epoch record, or of several (a fig1 trial's packs) weighted by their members."""
-    records = records if isinstance(records, list) else [records]
-    active = np.concatenate([r.active for r in records])
-    out = {"epoch": max(r.epoch for r in records), "stored": done,
-           "running_loss": float(np.concatenate([r.running_loss for r in records])[active].mean()),
+def _summary(record) -> dict[str, float]:
+    """What the trial tells Tune after an epoch: means over the members that trained in it."""
+    active = record.active
+    out = {"epoch": record.epoch, "stored": False, "running_loss": float(record.running_loss[active].mean()),
            "members": int(len(active)), "members_training": int(active.sum())}
-    for split in records[0].acc:
-        out[f"{split}_acc"] = float(np.concatenate([np.asarray(r.acc[split]) for r in records])[active].mean())
-    if all(r.fit_acc is not None for r in records):  # accuracy on each model's own training examples
-        out["fit_acc"] = float(np.concatenate([r.fit_acc for r in records])[active].mean())
+    for split, acc in record.acc.items():
+        out[f"{split}_acc"] = float(np.asarray(acc)[active].mean())
+    if record.fit_acc is not None:  # accuracy on each model's own training examples
+        out["fit_acc"] = float(record.fit_acc[active].mean())
     return out
 
 

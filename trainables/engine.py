@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -53,6 +53,10 @@ class SplitScores:
     p_label: np.ndarray  # float32 softmax probability of the label used
     loss: np.ndarray  # float32 cross-entropy against the label used, nats
     el2n: np.ndarray  # float32 ||softmax - one_hot(label used)||_2 (Paul et al. 2021), in [0, sqrt(2)]
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> "SplitScores":
+        """The same scores with `fn` applied to each (K, N) array (e.g. to select members)."""
+        return SplitScores(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
 
 
 @dataclass
@@ -369,8 +373,7 @@ def _score_epoch(pack, data: Data, members: Members, schedule: Schedule, record:
         labels = train_labels if s == "train" else data.split(s).y
         scores = score(infer(pack, data.split(s).x, schedule.chunk, schedule.autocast, running), labels)
         if running is not None:
-            scores = SplitScores(**{f: _spread(getattr(scores, f), running, members.k, fill=0)
-                                    for f in ("pred", "correct", "p_label", "loss", "el2n")})
+            scores = scores.map(lambda v: _spread(v, running, members.k, fill=0))
         record.add_scores(s, scores, keep=keep and s in schedule.keep_splits)
         if running is not None:
             record.loss[s][~record.active] = np.nan
@@ -471,9 +474,7 @@ def _keep_stopping(record: EpochRecord, state: PackState) -> None:
     checks its members every few epochs and keeps each one's scores once)."""
     record.kept = record.active & np.array([s is not None for s in state.stopped])
     rows = np.flatnonzero(record.kept)
-    record.splits = {name: SplitScores(**{f: getattr(scores, f)[rows] for f in
-                                          ("pred", "correct", "p_label", "loss", "el2n")})
-                     for name, scores in record.splits.items()}
+    record.splits = {name: scores.map(lambda v: v[rows]) for name, scores in record.splits.items()}
 
 
 def _outcome(state: PackState, schedule: Schedule) -> Outcome:
