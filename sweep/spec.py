@@ -142,7 +142,7 @@ class DifficultySpec(_SpecBase):
     trial_size: Annotated[int, Field(ge=1, le=MAX_SEEDS)] | None = None
     # Seeds trained at once as one pack inside a trial (a trial trains its packs one after
     # another); None: sized on the worker, to its last-level cache on a CPU
-    # (trainables.budget.cache_pack_size) and to memory_budget_gb on a GPU.
+    # (trainables.budget.cache_pack_size, at most 20 MiB a pack) and to memory_budget_gb on a GPU.
     pack_size: Annotated[int, Field(ge=1, le=MAX_SEEDS)] | None = None
     memory_budget_gb: Annotated[float, Field(gt=0, le=4096)] = 2.0
     splits: Annotated[list[Literal["train", "test"]], Field(min_length=1)] = ["train", "test"]

@@ -45,6 +45,13 @@ def test_pack_sizes_fit_the_gpu_budget_or_the_cpu_cache():
     # sharing a 32 MiB cache get 8 MiB each for packs: 3 seeds.
     assert budget.cache_pack_size(50, 64, [512, 512], 10, sharers=2, cache_bytes=32 * 2**20) == 3
     assert budget.cache_pack_size(50, 3072, [4096, 4096], 10, sharers=2, cache_bytes=32 * 2**20) == 1
+    # A cache that sysfs reports as huge (a VM's 480 MiB L3) does not make packs huge: 20 MiB of
+    # parameters and momentum at most, 8 seeds of this MLP; a small MLP still packs by the hundred.
+    assert budget.cache_pack_size(50, 64, [512, 512], 10, cache_bytes=480 * 2**20) == 8
+    assert budget.cache_pack_size(5000, 64, [128], 10, cache_bytes=480 * 2**20) == 20 * 2**20 // (8 * 9610)
+    # CPU scoring chunks: K x chunk x widest layer floats ~ 1 MiB, at least 64 examples.
+    assert budget.cpu_score_chunk(1, 64, [512, 512]) == 512 and budget.cpu_score_chunk(8, 64, [512, 512]) == 64
+    assert budget.cpu_score_chunk(2, 64, [128]) == 1024
     digits = S.resolve("fig1-difficulty", "digits")
     assert digits.resolved_pack_size(50, "cpu", sharers=2) == budget.cache_pack_size(50, 64, [512, 512], 10, sharers=2)
 

@@ -75,18 +75,41 @@ def cache_share_bytes(cpus_per_trial: float) -> int:
     return int(size * min(1.0, max(cpus_per_trial, 1e-3) / sharing))
 
 
+# At most this many bytes of parameters and momentum a pack on a CPU, whatever the cache says: 8
+# seeds of the digits 2 x 512 MLP (2.4 MB each) already pay PyTorch's per-op cost once for 8 models,
+# and a larger pack only spills further. A 2-core Xeon VM whose sysfs shows a 480 MiB L3 (which moved
+# 38 GB/s, no faster than from 2 MiB up) took 48.7 / 47.0 / 42.1 / 41.7 / 40.7 / 40.7 ms per
+# seed-epoch for packs of 4 / 6 / 8 / 10 / 12 / 16 (1 thread), and the digits fig1 preset ran
+# 23.0 s end to end with the packs of 50 that the cache rule alone gave there, 15.6-18.4 s with
+# packs of 8 (benchmarks/README.md). Small models still pack by the hundred (memorization's
+# 64-128-10 MLP: 77 KB a seed).
+CPU_PACK_BYTES = 20 * 2**20
+
+
 def cache_pack_size(seeds: int, in_features: int, hidden: Sequence[int], num_classes: int, *,
                     sharers: int = 1, cache_bytes: int | None = None) -> int:
     """Seeds per pack on a CPU: as many as keep the pack's parameters and momentum (2 x params
     floats a seed) within half of this trial's share of the last-level cache (`cache_bytes` /
-    `sharers`; by default the whole cache), at least 1.
+    `sharers`; by default the whole cache), at least 1, and at most CPU_PACK_BYTES of them.
 
     A small-batch MLP step reads and writes every parameter and its momentum; once they spill
     to DRAM the step waits on memory. Measured on a 2-core EPYC (32 MiB L3), 2 x 512 MLP on
     digits, two trials at once: 51 / 55 / 65 / 70 ms per seed for packs of 2 / 5 / 10 / 20."""
     cache = cache_bytes or last_level_cache_bytes()
     per_seed = 2 * BYTES * mlp_param_count(in_features, hidden, num_classes)
-    return max(1, min(seeds, cache // (2 * max(1, sharers) * per_seed)))
+    return max(1, min(seeds, CPU_PACK_BYTES // per_seed, cache // (2 * max(1, sharers) * per_seed)))
+
+
+# Scoring on a CPU: chunks whose widest activation, K x chunk x width floats, stays about this
+# size (L2-sized): 7.1 ms a seed for 1,797 digits examples at K = 10 in chunks of 128, against
+# 9.5 at 1,024 and 13.5 at 2,048 (2-core Xeon VM, 2 MiB L2 a core, 1 thread).
+CPU_SCORE_BYTES = 2**20
+
+
+def cpu_score_chunk(k: int, in_features: int, hidden: Sequence[int]) -> int:
+    """Examples per scoring chunk on a CPU: K x chunk x widest layer floats ~ CPU_SCORE_BYTES,
+    at least 64."""
+    return max(64, CPU_SCORE_BYTES // (k * BYTES * max([in_features, *hidden])))
 
 
 def score_chunk(budget_bytes: int, k: int, in_features: int, hidden: Sequence[int],
