@@ -154,8 +154,11 @@ def run_engine(seeds: int) -> dict[str, float]:
         for lo in range(0, seeds, k):
             members = range(lo, min(seeds, lo + k))
             pack = packs.build("mlp", d.input_shape, 10, list(members), hidden=HIDDEN)
+            chunk = budget.score_chunk(int(PRESET.memory_budget_gb * 2**30), len(members), SIZES[0], HIDDEN,
+                                       SIZES[-1], BATCH, cpu=True)  # as a CPU trial scores (sweep/trial.py)
             sched = engine.Schedule(lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,),
-                                    score_splits=("train", "test"), keep_splits=("train", "test"), norms=True)
+                                    score_splits=("train", "test"), keep_splits=("train", "test"), norms=True,
+                                    chunk=chunk)
             t = time.perf_counter()
             out = engine.run(pack, d, engine.Members(list(members), list(members)), sched)
             total += time.perf_counter() - t

@@ -81,9 +81,7 @@ def _pack(spec, plan: TrialPlan, job, device):
     (c, h, w), classes = job.data.input_shape, job.data.num_classes
     if isinstance(pack, PackedMLP):  # the MLP's memory model sizes the scoring chunk from the budget
         chunk = budget.score_chunk(int(getattr(spec, "memory_budget_gb", 2.0) * 2**30), job.members.k, c * h * w,
-                                   getattr(pack, "hidden"), classes, spec.batch_size)
-        if device.type == "cpu":  # activations that stay in cache (budget.CPU_SCORE_BYTES)
-            chunk = min(chunk, budget.cpu_score_chunk(job.members.k, c * h * w, getattr(pack, "hidden")))
+                                   getattr(pack, "hidden"), classes, spec.batch_size, cpu=device.type == "cpu")
     else:  # a CNN scores K x chunk images at once: 1,024 images in all, as one model did alone
         chunk = max(16, 1024 // job.members.k)
     return pack, jobs.schedule(spec, plan, chunk)

@@ -48,10 +48,12 @@ def test_pack_sizes_fit_the_gpu_budget_or_the_cpu_cache():
     # A cache that sysfs reports as huge (a VM's 480 MiB L3) does not make packs huge: 20 MiB of
     # parameters and momentum at most, 8 seeds of this MLP; a small MLP still packs by the hundred.
     assert budget.cache_pack_size(50, 64, [512, 512], 10, cache_bytes=480 * 2**20) == 8
-    assert budget.cache_pack_size(5000, 64, [128], 10, cache_bytes=480 * 2**20) == 20 * 2**20 // (8 * 9610)
+    assert budget.cache_pack_size(5000, 64, [128], 10, cache_bytes=480 * 2**20) == 272
     # CPU scoring chunks: K x chunk x widest layer floats ~ 1 MiB, at least 64 examples.
     assert budget.cpu_score_chunk(1, 64, [512, 512]) == 512 and budget.cpu_score_chunk(8, 64, [512, 512]) == 64
     assert budget.cpu_score_chunk(2, 64, [128]) == 1024
+    assert budget.score_chunk(2**31, 8, 64, [512, 512], 10, 16, cpu=True) == 64  # the CPU cap on the budget's
+    assert budget.score_chunk(2**31, 8, 64, [512, 512], 10, 16) > 64
     digits = S.resolve("fig1-difficulty", "digits")
     assert digits.resolved_pack_size(50, "cpu", sharers=2) == budget.cache_pack_size(50, 64, [512, 512], 10, sharers=2)
 

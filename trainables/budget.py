@@ -76,13 +76,13 @@ def cache_share_bytes(cpus_per_trial: float) -> int:
 
 
 # At most this many bytes of parameters and momentum a pack on a CPU, whatever the cache says: 8
-# seeds of the digits 2 x 512 MLP (2.4 MB each) already pay PyTorch's per-op cost once for 8 models,
-# and a larger pack only spills further. A 2-core Xeon VM whose sysfs shows a 480 MiB L3 (which moved
-# 38 GB/s, no faster than from 2 MiB up) took 48.7 / 47.0 / 42.1 / 41.7 / 40.7 / 40.7 ms per
-# seed-epoch for packs of 4 / 6 / 8 / 10 / 12 / 16 (1 thread), and the digits fig1 preset ran
-# 23.0 s end to end with the packs of 50 that the cache rule alone gave there, 15.6-18.4 s with
-# packs of 8 (benchmarks/README.md). Small models still pack by the hundred (memorization's
-# 64-128-10 MLP: 77 KB a seed).
+# seeds of the digits 2 x 512 MLP (2.4 MB each) already pay PyTorch's per-op cost once for 8 models.
+# Measured 2026-12-02 on a 2-core Xeon VM whose sysfs shows a 480 MiB L3 (which moved 36-38 GB/s, no
+# faster than from 2 MiB up): 48.7 / 47.0 / 42.1 / 41.7 / 40.7 / 40.7 ms per seed-epoch for packs
+# of 4 / 6 / 8 / 10 / 12 / 16 (one trial, 1 thread), and the digits fig1 preset end to end, two
+# trials at once, 23.0 s with the packs of 50 that the cache rule alone gave there against
+# 15.6-18.4 s with packs of 8. Small models still pack by the hundred (memorization's 64-128-10
+# MLP: 77 KB a seed).
 CPU_PACK_BYTES = 20 * 2**20
 
 
@@ -101,8 +101,8 @@ def cache_pack_size(seeds: int, in_features: int, hidden: Sequence[int], num_cla
 
 
 # Scoring on a CPU: chunks whose widest activation, K x chunk x width floats, stays about this
-# size (L2-sized): 7.1 ms a seed for 1,797 digits examples at K = 10 in chunks of 128, against
-# 9.5 at 1,024 and 13.5 at 2,048 (2-core Xeon VM, 2 MiB L2 a core, 1 thread).
+# size (L2-sized). 1,797 digits examples at K = 10, 1 thread, 2-core Xeon VM (2 MiB L2 a core):
+# 7.1 / 7.8 / 9.5 / 13.5 ms a seed in chunks of 128 / 256 / 1,024 / 2,048 (the rule gives 64 there).
 CPU_SCORE_BYTES = 2**20
 
 
@@ -113,9 +113,11 @@ def cpu_score_chunk(k: int, in_features: int, hidden: Sequence[int]) -> int:
 
 
 def score_chunk(budget_bytes: int, k: int, in_features: int, hidden: Sequence[int],
-                num_classes: int, batch_size: int) -> int:
+                num_classes: int, batch_size: int, cpu: bool = False) -> int:
     """Examples per scoring chunk: what the budget leaves after the training state, spent on
-    K x chunk x (2 x widest layer + 3 x C) floats of transient activations; at least 256."""
+    K x chunk x (2 x widest layer + 3 x C) floats of transient activations; at least 256. With
+    `cpu`, no more than `cpu_score_chunk` (activations that stay in cache)."""
     left = budget_bytes - k * memory_per_seed(in_features, hidden, num_classes, batch_size)
     per_example = k * BYTES * (2 * max([in_features, *hidden]) + 3 * num_classes)
-    return int(max(256, left // per_example))
+    chunk = int(max(256, left // per_example))
+    return min(chunk, cpu_score_chunk(k, in_features, hidden)) if cpu else chunk
