@@ -17,12 +17,15 @@ train and test example scored; real, randX and randY):
   floor       the training step's floor: its FLOPs at the measured matmul peak and its bytes at the
               measured bandwidth of the memory its state lives in, whichever is slower.
 
-    python benchmarks/run.py --quick   # about 4 minutes on 2 cores: seeds 10 and 100
-    python benchmarks/run.py           # about 15 minutes: seeds 10 to 1,000, and the curve
+    python benchmarks/run.py --quick   # about 12 minutes on a 2-core VM: seeds 10 and 100
+    python benchmarks/run.py           # about 50 minutes there: seeds 10 to 1,000, and the curve
     python benchmarks/run.py --readme  # also rewrite the table in benchmarks/README.md
 
-Writes benchmarks/results.json (and benchmarks/seeds_curve.html, the curve) and prints a table.
-CPU only: no GPU was at hand when this was written, so there is no GPU mode (benchmarks/README.md).
+    python benchmarks/run.py --device cuda   # the GPU mode: digits and the CIFAR-shaped synthetic fig1
+
+Writes benchmarks/results.json (and benchmarks/seeds_curve.html, the curve) and prints a table; the
+GPU mode writes benchmarks/results_gpu.json. No GPU was at hand when the GPU mode was written: it has
+run on a CPU machine only as far as its check for a CUDA device (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -63,21 +66,24 @@ STEPS = -(-N_TRAIN // BATCH)  # SGD steps per epoch
 
 # --- the notebook loop ------------------------------------------------------------------------
 
-def variant_data(variant: str) -> datasets.Data:
-    d = datasets.load("digits")
-    c = PRESET.corruption_of(variant)
+def variant_data(variant: str, spec: specs.DifficultySpec = PRESET) -> datasets.Data:
+    d = datasets.load(spec.dataset)
+    c = spec.corruption_of(variant)
     return corruption.apply(d, c.kind, c.p, specs.derive_seed(0, "corruption", variant))[0]
 
 
-def notebook_seed(d: datasets.Data, seed: int) -> dict[str, np.ndarray]:
-    """One seed as a notebook does it: train one epoch, then score every example."""
+def notebook_seed(d: datasets.Data, seed: int, spec: specs.DifficultySpec = PRESET,
+                  device: str = "cpu") -> dict[str, np.ndarray]:
+    """One seed as a notebook does it: train one epoch, then score every example. On a GPU the
+    model lives there and each batch is moved to it (`DataLoader` over CPU tensors, pinned)."""
     torch.manual_seed(seed)
-    model = MLP(int(np.prod(d.input_shape)), HIDDEN, d.num_classes)
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    loader = DataLoader(TensorDataset(d.train.x.flatten(1), d.train.y), batch_size=BATCH, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
+    model = MLP(int(np.prod(d.input_shape)), spec.model.hidden, d.num_classes).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=spec.optimizer.lr, momentum=spec.optimizer.momentum)
+    loader = DataLoader(TensorDataset(d.train.x.flatten(1), d.train.y), batch_size=spec.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed), pin_memory=device != "cpu")
     model.train()
     for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
@@ -87,19 +93,25 @@ def notebook_seed(d: datasets.Data, seed: int) -> dict[str, np.ndarray]:
     with torch.no_grad():
         for name in ("train", "test"):
             s = d.split(name)
-            logp = torch.log_softmax(model(s.x.flatten(1)), dim=1)
-            lp = logp.gather(1, s.y[:, None]).squeeze(1)
-            out[name] = np.stack([lp.exp().numpy(), (-lp).numpy(), (logp.argmax(1) == s.y).numpy()])
+            parts = []
+            for lo in range(0, len(s.y), 10_000):  # the 50,000 CIFAR-shaped images in slices
+                x, y = s.x[lo:lo + 10_000].flatten(1).to(device), s.y[lo:lo + 10_000].to(device)
+                logp = torch.log_softmax(model(x), dim=1)
+                lp = logp.gather(1, y[:, None]).squeeze(1)
+                parts.append(torch.stack([lp.exp(), -lp, (logp.argmax(1) == y).float()]).cpu().numpy())
+            out[name] = np.concatenate(parts, axis=1)
     return out
 
 
-def run_notebook(seeds: int) -> float:
+def run_notebook(seeds: int, spec: specs.DifficultySpec = PRESET, device: str = "cpu") -> float:
     torch.set_num_threads(DEFAULT_THREADS)  # the notebook's default threads, whatever ran before
     start = time.perf_counter()
-    for variant in VARIANTS:
-        d = variant_data(variant)
+    for variant in spec.variants:
+        d = variant_data(variant, spec)
         for seed in range(seeds):
-            notebook_seed(d, seed)
+            notebook_seed(d, seed, spec, device)
+    if device != "cpu":
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -132,9 +144,9 @@ def run_tune_per_seed(seeds: int) -> float:
 
 # --- memsweep ---------------------------------------------------------------------------------
 
-def run_memsweep(*sets: str) -> float:
+def run_memsweep(*sets: str, dataset: str = "digits", options: tuple[str, ...] = ()) -> float:
     with tempfile.TemporaryDirectory() as results:
-        args = [*SWEEP, "launch", "fig1-difficulty", "--dataset", "digits", "--results", results]
+        args = [*SWEEP, "launch", "fig1-difficulty", "--dataset", dataset, "--results", results, *options]
         args += [a for s in sets for a in ("--set", s)]
         start = time.perf_counter()
         proc = subprocess.run(args, capture_output=True, text=True)
@@ -275,40 +287,123 @@ def measure_step(k: int, repeats: int = 3) -> float:
     return best
 
 
+# --- the GPU mode -----------------------------------------------------------------------------
+
+def gpu_matmul_peak(dtype: torch.dtype, tf32: bool = False, n: int = 8192, repeats: int = 10) -> float:
+    """Best TFLOP/s of an n x n matmul on the GPU (events around each call)."""
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    a, b = torch.randn(n, n, device="cuda", dtype=dtype), torch.randn(n, n, device="cuda", dtype=dtype)
+    c = a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.mm(a, b, out=c)
+        end.record()
+        torch.cuda.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return 2 * n**3 / best / 1e12
+
+
+TEST_SIZES = {"digits": 360, "synthetic": 10_000, "cifar10": 10_000}  # README's data table
+
+
+def fig1_flops(spec: specs.DifficultySpec) -> float:
+    """FLOPs of a fig1 sweep's models: per seed-epoch 6 per multiply-add per training example (no
+    input gradient for the first layer), then 2 per multiply-add per scored example, per variant."""
+    (c, h, w), classes = specs.DATASET_SHAPES[spec.dataset]
+    sizes = [c * h * w, *spec.model.hidden, classes]
+    macs = [i * o for i, o in zip(sizes[:-1], sizes[1:])]
+    n_train, n_test = specs.TRAIN_SIZES[spec.dataset], TEST_SIZES[spec.dataset]
+    per_seed = (max(spec.epochs) * n_train * (6 * sum(macs) - 2 * macs[0])
+                + len(spec.epochs) * 2 * sum(macs) * (n_train + n_test))
+    return per_seed * spec.seeds * len(spec.variants)
+
+
+def gpu_main(args) -> None:
+    """The notebook loop against memsweep on one GPU: the digits preset, and the CIFAR-shaped
+    synthetic fig1 (100 seeds x 3 variants of the 2 x 4096 MLP, 50,000 train / 10,000 test images,
+    every example scored); the notebook measured on `--gpu-notebook-seeds` seeds a variant and
+    scaled (linear: each seed is the same work)."""
+    if not torch.cuda.is_available():
+        sys.exit("benchmarks/run.py: --device cuda: torch sees no CUDA device (torch.cuda.is_available() is "
+                 "False); run it where a GPU is visible, or without --device for the CPU benchmark")
+    out: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "torch": torch.__version__,
+                 "gpu": torch.cuda.get_device_name(), "command": "python benchmarks/run.py --device cuda"}
+    peaks = {"fp32": gpu_matmul_peak(torch.float32), "tf32": gpu_matmul_peak(torch.float32, tf32=True),
+             "bf16": gpu_matmul_peak(torch.bfloat16)}
+    out["matmul_tflops"] = {k: round(v, 1) for k, v in peaks.items()}
+    say(f"{out['gpu']}: matmul {peaks['fp32']:.1f} TFLOP/s fp32, {peaks['tf32']:.1f} tf32, {peaks['bf16']:.1f} bf16")
+    gpus = ("--gpus-per-trial", str(args.gpus_per_trial))
+    rows = {}
+    # fp32 as PyTorch runs it by default; tf32 as `--set precision=tf32` (the synthetic job's 3.3
+    # PFLOP take ~50 s at an H100's 67 fp32 TFLOP/s alone). The notebook runs at the same precision.
+    for dataset, precision in (("digits", "fp32"), ("synthetic", "fp32"), ("synthetic", "tf32")):
+        spec = specs.resolve("fig1-difficulty", dataset)
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        nb_seeds = args.gpu_notebook_seeds
+        t_nb = run_notebook(nb_seeds, spec, "cuda") * spec.seeds / nb_seeds
+        torch.backends.cuda.matmul.allow_tf32 = False
+        t_ms = run_memsweep(f"precision={precision}", dataset=dataset, options=gpus)
+        flops, peak = fig1_flops(spec), peaks[precision] * 1e12
+        rows[f"{dataset}_{precision}"] = {
+            "notebook_s": round(t_nb, 1), "notebook_seeds_measured": nb_seeds, "memsweep_s": round(t_ms, 1),
+            "notebook/memsweep": round(t_nb / t_ms, 2), "tflop": round(flops / 1e12, 2),
+            f"fraction_of_{precision}_peak": round(flops / t_ms / peak, 3)}
+        say(f"{dataset} {precision}: notebook {t_nb:.1f} s ({nb_seeds} seeds x 3 measured, scaled to {spec.seeds}), "
+            f"memsweep {t_ms:.1f} s end to end ({t_nb / t_ms:.1f}x); {flops / 1e12:.1f} TFLOP = "
+            f"{flops / t_ms / peak:.1%} of the {precision} matmul peak over the whole run")
+    out["fig1"] = rows
+    (HERE / "results_gpu.json").write_text(json.dumps(out, indent=1))
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="seeds 10 and 100 only (about 4 minutes)")
+    parser.add_argument("--quick", action="store_true", help="seeds 10 and 100 only (about 12 minutes on 2 cores)")
     parser.add_argument("--readme", action="store_true", help="rewrite the table in benchmarks/README.md")
     parser.add_argument("--tune-seeds", type=int, default=5, help="seeds per variant for the Tune contender")
     parser.add_argument("--pairs", type=int, default=3,
                         help="notebook / memsweep pairs at 100 seeds, alternating (the notebook loop's time varies)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the GPU mode (digits and the CIFAR-shaped synthetic fig1, results_gpu.json)")
+    parser.add_argument("--gpus-per-trial", type=float, default=0.25, help="GPU mode: memsweep's --gpus-per-trial")
+    parser.add_argument("--gpu-notebook-seeds", type=int, default=10,
+                        help="GPU mode: seeds a variant the notebook runs (scaled to the preset's 100)")
     args = parser.parse_args()
+    if args.device == "cuda":
+        return gpu_main(args)
     cores = os.cpu_count() or 1
     out: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "cores": cores,
                  "torch": torch.__version__, "command": "python benchmarks/run.py" + (" --quick" if args.quick else "")}
 
     peak1, peak_all = matmul_peak(1), matmul_peak(cores)
-    cache_share = budget.last_level_cache_bytes() // 4  # a pack's state within a quarter of the L3
-    bw_dram, bw_cache = bandwidth(256 * 2**20), bandwidth(cache_share // 2)
+    bw_dram = bandwidth(256 * 2**20)
     out["hardware"] = {"matmul_gflops_1_thread": round(peak1, 1), f"matmul_gflops_{cores}_threads": round(peak_all, 1),
-                       "dram_gbs_1_thread": round(bw_dram, 1), "cache_gbs_1_thread": round(bw_cache, 1)}
+                       "dram_gbs_1_thread": round(bw_dram, 1), "last_level_cache_mib": budget.last_level_cache_bytes() // 2**20}
     say(f"hardware: matmul {peak1:.0f} GFLOP/s (1 thread), {peak_all:.0f} ({cores}); "
-        f"bandwidth {bw_dram:.0f} GB/s DRAM, {bw_cache:.0f} GB/s in cache (1 thread)")
+        f"bandwidth {bw_dram:.0f} GB/s from 256 MiB arrays (1 thread)")
 
     # The step against its floor: the pack size memsweep picks on this machine, and a larger one.
+    # Each at the bandwidth measured over arrays as large as that pack's parameters and momentum
+    # (where they live: a sysfs cache size is no promise of its speed; one VM's "480 MiB L3" moved
+    # no more than 38 GB/s from 1.5 MiB up).
     k = PRESET.resolved_pack_size(100, "cpu", cache_bytes=budget.cache_share_bytes(1.0))
     step = {}
-    for kk, bw, where in ((k, bw_cache, "cache"), (20, bw_dram, "DRAM")):
+    for kk in (k, 20):
+        state = kk * 2 * 4 * budget.mlp_param_count(SIZES[0], HIDDEN, SIZES[-1])
+        bw = bandwidth(state // 2)  # y += x over two arrays: the pack's state in all
+        where = f"{state / 2**20:.0f} MiB, {bw:.0f} GB/s"
         t = measure_step(kk)
         fl = step_floor(peak1, bw)
         gemms = gemm_floor(kk)
         step[f"pack_{kk}"] = {"ms_per_seed_epoch": round(1e3 * t, 1), "floor_ms": round(1e3 * fl["floor_s"], 1),
                               "gemm_floor_ms": round(1e3 * gemms, 1), "fraction_of_gemm_floor": round(gemms / t, 2),
                               "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
-                              "state_in": where, "fraction_of_floor": round(fl["floor_s"] / t, 2)}
-        say(f"step, pack of {kk} (state in {where}): {1e3 * t:.1f} ms per seed-epoch; floor {1e3 * fl['floor_s']:.1f} ms "
+                              "state_in": where, "state_gbs": round(bw, 1), "fraction_of_floor": round(fl["floor_s"] / t, 2)}
+        say(f"step, pack of {kk} (state {where}): {1e3 * t:.1f} ms per seed-epoch; floor {1e3 * fl['floor_s']:.1f} ms "
             f"(FLOPs {1e3 * fl['flop_s']:.1f}, bytes {1e3 * fl['byte_s']:.1f}): {fl['floor_s'] / t:.0%} of the floor; "
             f"its GEMMs alone {1e3 * gemms:.1f} ms ({gemms / t:.0%})")
     out["step"] = step
@@ -381,9 +476,10 @@ def markdown(out: dict) -> str:
              f"for 100 seeds x 3 (a line through {out['tune_per_seed']['seeds'][0]} and "
              f"{out['tune_per_seed']['seeds'][1]} seeds x 3, measured).",
              f"- Hardware: matmul {hw['matmul_gflops_1_thread']} GFLOP/s on 1 thread; `y += x` "
-             f"{hw['dram_gbs_1_thread']} GB/s from DRAM, {hw['cache_gbs_1_thread']} GB/s in cache."]
+             f"{hw['dram_gbs_1_thread']} GB/s over 256 MiB arrays; a {hw['last_level_cache_mib']} MiB last-level cache "
+             "by sysfs."]
     for name, s in out["step"].items():
-        rows.append(f"- Training step, {name.replace('_', ' of ')} (state in {s['state_in']}): {s['ms_per_seed_epoch']} ms "
+        rows.append(f"- Training step, {name.replace('_', ' of ')} (state {s['state_in']}): {s['ms_per_seed_epoch']} ms "
                     f"per seed-epoch against a floor of {s['floor_ms']} ms (FLOPs {s['flop_ms']} ms, bytes "
                     f"{s['byte_ms']} ms): **{s['fraction_of_floor']:.0%} of the floor**; the step's own GEMMs "
                     f"alone, each at its best, take {s['gemm_floor_ms']} ms ({s['fraction_of_gemm_floor']:.0%}).")

@@ -178,7 +178,8 @@ class DifficultySpec(_SpecBase):
     def resolved_pack_size(self, seeds: int, device: str = "cpu", sharers: int = 1,
                            cache_bytes: int | None = None) -> int:
         """Seeds per pack for a trial of `seeds` on `device`: on a CPU, sized to `cache_bytes` (the
-        trial's share of the last-level cache; default: the whole cache over `sharers`)."""
+        trial's share of the last-level cache; default: the whole cache over `sharers`) and at most
+        `budget.CPU_PACK_BYTES` (20 MiB) of parameters and momentum; on a GPU, to `memory_budget_gb`."""
         from trainables import budget  # plain arithmetic: the driver plans without torch
 
         (c, h, w), classes = DATASET_SHAPES[self.dataset]
