@@ -105,14 +105,15 @@ class _SpecBase(_Strict):
         except SpecError as exc:
             raise ValueError(str(exc).split(": ", 1)[1]) from None
 
-    # Keys left out of the spec's identity (they change no stored number); none by default: in a
-    # convergence grid pack_size decides which models share a pack's clock (time budgets, seconds
-    # to interpolation).
+    # Keys left out of the spec's identity (they change no stored number beyond float rounding);
+    # none by default: in a convergence grid pack_size decides which models share a pack's clock
+    # (time budgets, seconds to interpolation).
     EXECUTION_KEYS: typing.ClassVar[tuple[str, ...]] = ()
 
     def hash(self) -> str:
         """Identity of what the sweep computes, 16 hex digits: every key but the description and
-        the keys that only say how the work is cut up (EXECUTION_KEYS), which change no number."""
+        the keys that only say how the work is cut up (EXECUTION_KEYS), which change no number beyond
+        float rounding."""
         body = self.model_dump(exclude={"description", *self.EXECUTION_KEYS})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -120,7 +121,8 @@ class _SpecBase(_Strict):
 class DifficultySpec(_SpecBase):
     """Per-example difficulty (Arpit et al. 2017, Fig. 1): seeds x variants of one MLP."""
 
-    # How the seeds are cut into trials and packs changes no stored number: its members are
+    # How the seeds are cut into trials and packs changes no stored number beyond float rounding (a
+    # batched GEMM may sum in another order: a loss can differ in its last bit): its members are
     # independent and one epoch long (tests/test_engine.py holds packs to members trained alone).
     EXECUTION_KEYS: typing.ClassVar[tuple[str, ...]] = ("pack_size", "trial_size", "memory_budget_gb")
 
