@@ -240,6 +240,19 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def train_flops(sizes: list[int]) -> int:
+    """FLOPs of one training example through an MLP of these widths (input to logits): forward 2,
+    weight gradients 2, input gradients 2 (none for the first layer) per multiply-add."""
+    macs = [i * o for i, o in zip(sizes[:-1], sizes[1:])]
+    return 6 * sum(macs) - 2 * macs[0]
+
+
+def linear_at(n: int, n1: int, t1: float, n2: int, t2: float) -> float:
+    """The line through (n1, t1) and (n2, t2) at n: a contender measured on few seeds, scaled
+    without scaling its fixed part (a Ray start, data loading, warm-up)."""
+    return t1 + (t2 - t1) / (n2 - n1) * (n - n1)
+
+
 def step_floor(peak_gflops: float, bw_gbs: float) -> dict[str, float]:
     """The MLP training step's floor per seed-epoch (1,437 examples at batch 16), 1 thread.
 
@@ -247,8 +260,7 @@ def step_floor(peak_gflops: float, bw_gbs: float) -> dict[str, float]:
     multiply-add per example. Bytes: each parameter and its momentum buffer are read or written
     7 times a step (forward read, backward read, momentum read and write, parameter read and
     write, momentum read by the update), at the bandwidth of where a pack of k seeds' state lives."""
-    macs = [i * o for i, o in zip(SIZES[:-1], SIZES[1:])]
-    flops = N_TRAIN * (6 * sum(macs) - 2 * macs[0])
+    flops = N_TRAIN * train_flops(SIZES)
     params = budget.mlp_param_count(SIZES[0], HIDDEN, SIZES[-1])
     moved = STEPS * 7 * 4 * params
     return {"gflop": flops / 1e9, "gbyte": moved / 1e9, "flop_s": flops / (peak_gflops * 1e9),
@@ -306,26 +318,22 @@ def gpu_matmul_peak(dtype: torch.dtype, tf32: bool = False, n: int = 8192, repea
     return 2 * n**3 / best / 1e12
 
 
-TEST_SIZES = {"digits": 360, "synthetic": 10_000, "cifar10": 10_000}  # README's data table
-
-
 def fig1_flops(spec: specs.DifficultySpec) -> float:
-    """FLOPs of a fig1 sweep's models: per seed-epoch 6 per multiply-add per training example (no
-    input gradient for the first layer), then 2 per multiply-add per scored example, per variant."""
+    """FLOPs of a fig1 sweep's models: `train_flops` per training example and epoch, then 2 per
+    multiply-add per scored example at each recorded epoch, per seed and variant."""
     (c, h, w), classes = specs.DATASET_SHAPES[spec.dataset]
     sizes = [c * h * w, *spec.model.hidden, classes]
-    macs = [i * o for i, o in zip(sizes[:-1], sizes[1:])]
-    n_train, n_test = specs.TRAIN_SIZES[spec.dataset], TEST_SIZES[spec.dataset]
-    per_seed = (max(spec.epochs) * n_train * (6 * sum(macs) - 2 * macs[0])
-                + len(spec.epochs) * 2 * sum(macs) * (n_train + n_test))
+    macs = sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
+    n_train, n_test = specs.TRAIN_SIZES[spec.dataset], specs.TEST_SIZES[spec.dataset]
+    per_seed = max(spec.epochs) * n_train * train_flops(sizes) + len(spec.epochs) * 2 * macs * (n_train + n_test)
     return per_seed * spec.seeds * len(spec.variants)
 
 
 def gpu_main(args) -> None:
     """The notebook loop against memsweep on one GPU: the digits preset, and the CIFAR-shaped
     synthetic fig1 (100 seeds x 3 variants of the 2 x 4096 MLP, 50,000 train / 10,000 test images,
-    every example scored); the notebook measured on `--gpu-notebook-seeds` seeds a variant and
-    scaled (linear: each seed is the same work)."""
+    every example scored); the notebook measured on 1 and `--gpu-notebook-seeds` seeds a variant
+    and taken at 100 on the line through both."""
     if not torch.cuda.is_available():
         sys.exit("benchmarks/run.py: --device cuda: torch sees no CUDA device (torch.cuda.is_available() is "
                  "False); run it where a GPU is visible, or without --device for the CPU benchmark")
@@ -343,15 +351,18 @@ def gpu_main(args) -> None:
         spec = specs.resolve("fig1-difficulty", dataset)
         torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
         nb_seeds = args.gpu_notebook_seeds
-        t_nb = run_notebook(nb_seeds, spec, "cuda") * spec.seeds / nb_seeds
+        # A line through 1 and nb_seeds seeds a variant: data loading and warm-up are not scaled.
+        t1, t2 = run_notebook(1, spec, "cuda"), run_notebook(nb_seeds, spec, "cuda")
+        t_nb = linear_at(spec.seeds, 1, t1, nb_seeds, t2)
         torch.backends.cuda.matmul.allow_tf32 = False
         t_ms = run_memsweep(f"precision={precision}", dataset=dataset, options=gpus)
         flops, peak = fig1_flops(spec), peaks[precision] * 1e12
         rows[f"{dataset}_{precision}"] = {
-            "notebook_s": round(t_nb, 1), "notebook_seeds_measured": nb_seeds, "memsweep_s": round(t_ms, 1),
+            "notebook_s": round(t_nb, 1), "notebook_measured_s": [round(t1, 1), round(t2, 1)],
+            "notebook_seeds_measured": [1, nb_seeds], "memsweep_s": round(t_ms, 1),
             "notebook/memsweep": round(t_nb / t_ms, 2), "tflop": round(flops / 1e12, 2),
             f"fraction_of_{precision}_peak": round(flops / t_ms / peak, 3)}
-        say(f"{dataset} {precision}: notebook {t_nb:.1f} s ({nb_seeds} seeds x 3 measured, scaled to {spec.seeds}), "
+        say(f"{dataset} {precision}: notebook {t_nb:.1f} s (a line through 1 and {nb_seeds} seeds x 3, at {spec.seeds}), "
             f"memsweep {t_ms:.1f} s end to end ({t_nb / t_ms:.1f}x); {flops / 1e12:.1f} TFLOP = "
             f"{flops / t_ms / peak:.1%} of the {precision} matmul peak over the whole run")
     out["fig1"] = rows
@@ -371,7 +382,7 @@ def main() -> None:
                         help="cuda: the GPU mode (digits and the CIFAR-shaped synthetic fig1, results_gpu.json)")
     parser.add_argument("--gpus-per-trial", type=float, default=0.25, help="GPU mode: memsweep's --gpus-per-trial")
     parser.add_argument("--gpu-notebook-seeds", type=int, default=10,
-                        help="GPU mode: seeds a variant the notebook runs (scaled to the preset's 100)")
+                        help="GPU mode: the notebook runs 1 and this many seeds a variant (a line through both, at 100)")
     args = parser.parse_args()
     if args.device == "cuda":
         return gpu_main(args)
@@ -392,7 +403,7 @@ def main() -> None:
     # no more than 38 GB/s from 1.5 MiB up).
     k = PRESET.resolved_pack_size(100, "cpu", cache_bytes=budget.cache_share_bytes(1.0))
     step = {}
-    for kk in (k, 20):
+    for kk in sorted({k, 20}):
         state = kk * 2 * 4 * budget.mlp_param_count(SIZES[0], HIDDEN, SIZES[-1])
         bw = bandwidth(state // 2)  # y += x over two arrays: the pack's state in all
         where = f"{state / 2**20:.0f} MiB, {bw:.0f} GB/s"
@@ -436,7 +447,7 @@ def main() -> None:
     # Two seed counts, so that the fixed part (Ray's start) is not scaled up with the seeds.
     n1, n2 = args.tune_seeds, 2 * args.tune_seeds
     t1, t2 = run_tune_per_seed(n1), run_tune_per_seed(n2)
-    at_100 = t1 + (t2 - t1) / (n2 - n1) * (100 - n1)
+    at_100 = linear_at(100, n1, t1, n2, t2)
     out["tune_per_seed"] = {"measured_s": [round(t1, 1), round(t2, 1)], "seeds": [n1, n2],
                             "scaled_to_100_s": round(at_100, 1)}
     say(f"one Tune trial per seed: {t1:.1f} s for {n1} seeds x {len(VARIANTS)}, {t2:.1f} s for {n2} "

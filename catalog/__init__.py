@@ -145,12 +145,13 @@ class Dataset:
     shape: tuple[int, int, int]  # (C, H, W) as stored
     classes: int
     train_size: int
+    test_size: int
 
 
 DATASET_TABLE: dict[str, Dataset] = {d.name: d for d in (
-    Dataset("digits", (1, 8, 8), 10, 1437),  # scikit-learn's 8x8 digits, 80/20 split
-    Dataset("cifar10", (3, 32, 32), 10, 50_000),
-    Dataset("synthetic", (3, 32, 32), 10, 50_000),  # CIFAR-shaped Gaussian data for speed tests
+    Dataset("digits", (1, 8, 8), 10, 1437, 360),  # scikit-learn's 8x8 digits, 80/20 split
+    Dataset("cifar10", (3, 32, 32), 10, 50_000, 10_000),
+    Dataset("synthetic", (3, 32, 32), 10, 50_000, 10_000),  # CIFAR-shaped uniform noise for speed tests
 )}
 DATASETS = tuple(DATASET_TABLE)
 NORMALIZATIONS = ("dataset", "per_image")

@@ -34,6 +34,7 @@ from catalog import (ARCHITECTURES, ARCHS, DATASET_TABLE, DATASETS, DEFAULT_LR, 
 # Input shape (C, H, W) and class count of each data set, known without loading it.
 DATASET_SHAPES = {d.name: (d.shape, d.classes) for d in DATASET_TABLE.values()}
 TRAIN_SIZES = {d.name: d.train_size for d in DATASET_TABLE.values()}
+TEST_SIZES = {d.name: d.test_size for d in DATASET_TABLE.values()}
 
 
 class SpecError(ValueError):

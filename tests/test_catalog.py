@@ -55,6 +55,7 @@ def test_every_dataset_has_the_catalogs_shape():
     d = catalog.DATASET_TABLE["digits"]
     digits = datasets.load("digits", "", torch.device("cpu"))
     assert (tuple(digits.input_shape), digits.num_classes, len(digits.train)) == (d.shape, d.classes, d.train_size)
+    assert len(digits.test) == d.test_size == 360
     assert catalog.DATASET_TABLE["synthetic"].shape == catalog.DATASET_TABLE["cifar10"].shape
 
 

@@ -54,7 +54,7 @@ def test_pack_sizes_fit_the_gpu_budget_or_the_cpu_cache():
     assert budget.cpu_score_chunk(2, 64, [128]) == 1024
     assert budget.cpu_score_chunk(10, 64, [512, 512]) == 64  # the rule's 51, raised to the floor
     assert budget.cpu_score_chunk(100, 3072, [4096, 4096]) == 64
-    assert budget.score_chunk(2**31, 8, 64, [512, 512], 10, 16, cpu=True) == 64  # the CPU cap on the budget's
+    assert budget.score_chunk(2**31, 8, 64, [512, 512], 10, 16, cpu=True) == 64  # the CPU cap on the budget's chunk
     assert budget.score_chunk(2**31, 8, 64, [512, 512], 10, 16) > 64
     digits = S.resolve("fig1-difficulty", "digits")
     assert digits.resolved_pack_size(50, "cpu", sharers=2) == budget.cache_pack_size(50, 64, [512, 512], 10, sharers=2)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from catalog import DATASETS, NORMALIZATIONS
+from catalog import DATASET_TABLE, DATASETS, NORMALIZATIONS
 
 from .files import CIFAR_DIR, DataUnavailable, cifar10_files, default_root
 
@@ -159,7 +159,7 @@ def per_image_standardize(x: torch.Tensor) -> torch.Tensor:
 Arrays = tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-DIGITS_TEST = 360  # test images of the fixed digits split
+DIGITS_TEST = DATASET_TABLE["digits"].test_size  # test images of the fixed digits split
 
 
 def _digits() -> Arrays:
