@@ -131,7 +131,7 @@ def run_tune_per_seed(seeds: int) -> float:
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no console box; Tune's loggers stay on (its default)
     start = time.perf_counter()
-    ray.init(include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", include_dashboard=False, logging_level="ERROR")
     with tempfile.TemporaryDirectory() as storage:
         grid = tune.Tuner(
             tune.with_resources(_tune_trial, {"cpu": 1}),
@@ -187,7 +187,7 @@ import ray
 from sweep import launcher
 t1 = time.perf_counter()
 launcher._embedded_ray_settings()
-ray.init(include_dashboard=False, logging_level=40)
+ray.init(address="local", include_dashboard=False, logging_level=40)
 t2 = time.perf_counter()
 @ray.remote(num_cpus=1)
 def torch_import():

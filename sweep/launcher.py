@@ -213,10 +213,12 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
     started = time.perf_counter()
     # Without an address: the Ray this process already has (a notebook's, a test's), or an
     # embedded one started here and stopped at the end. Trial workers import the installed package.
+    # "local": a bare ray.init() would join whatever cluster `ray start --head` last registered on
+    # this machine (Ray's /tmp/ray/ray_current_cluster) while we call it embedded.
     own_ray = address is None and not ray.is_initialized()
     if own_ray:
         _embedded_ray_settings()
-        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
     elif address is not None:
         _connect_settings(address)
         try:

@@ -131,3 +131,22 @@ def test_interrupted_driver_resumes_to_the_same_store(cluster, tmp_path):
         b = pd.read_parquet(tmp_path / "b" / "fig1-difficulty" / table).sort_values(keys).reset_index(drop=True)
         assert len(a) == len(b)
         pd.testing.assert_frame_equal(a[keys + cols], b[keys + cols])
+
+
+def test_launch_without_address_starts_its_own_ray_beside_a_registered_cluster(cluster, tmp_path):
+    """A cluster registered on this machine (`ray start --head`, or this module's Cluster, write
+    its address where a bare ray.init() looks first) is not joined by a launch without --address:
+    the sweep runs on an embedded Ray of its own, and says so."""
+    import ray
+
+    c, workers, _ = cluster
+    ray.shutdown()
+    env = {k: v for k, v in os.environ.items() if k not in ("MEMSWEEP_FAULT", "RAY_ADDRESS")}
+    run = subprocess.run([*SWEEP, "launch", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=2",
+                          "--set", "variants=[real]", "--set", "model.hidden=[64]", "--results", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Ray (embedded)" in run.stdout and "2 GPUs" not in run.stdout, run.stdout
+    trials = pd.read_parquet(tmp_path / "fig1-difficulty" / "trials")
+    cluster_nodes = {w.node_id for w in workers} | {c.head_node.node_id}
+    assert len(trials) == 2 and not set(trials.node_id) & cluster_nodes
