@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="finish the trials missing from an existing sweep with the same spec")
     mode.add_argument("--overwrite", action="store_true",
                       help="delete the existing sweep at the location and start again")
-    status = sub.add_parser("status", help="per cell: seeds done, running, failed, not started")
+    status = sub.add_parser("status", help="per cell: seeds done, damaged, running, interrupted, failed, not started")
     status.add_argument("preset", metavar="SWEEP", help=SWEEP_HELP)
     status.add_argument("--results", default="results", help="results location (default: ./results)")
 
@@ -262,7 +262,7 @@ def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode
 
 
 def _status(args: argparse.Namespace) -> int:
-    from sweep.status import status
+    from sweep.status import STATES, status
     from sweep.store import Store, StoreError
 
     try:
@@ -273,8 +273,7 @@ def _status(args: argparse.Namespace) -> int:
         raise _no_sweep(args) from None
     print(table.to_string(index=False))
     totals = table.drop(columns="cell").sum()
-    print("total: " + ", ".join(f"{totals[c]} {c}" for c in ["seeds", "done", "damaged", "running", "failed",
-                                                              "not started"]))
+    print("total: " + ", ".join(f"{totals[c]} {c}" for c in ["seeds", *STATES]))
     for fragment, why in damaged.items():
         print(f"damaged: {fragment}: {why}")
     if totals["done"] < totals["seeds"]:

@@ -284,6 +284,7 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
         _drop_checkpoints(store, done)  # also earlier, interrupted launches' checkpoints of what is stored
         result.missing = [p.fragment for p in todo if p.fragment not in done]
         result.interrupted = bool(result.missing) and grid.num_errors < len(result.missing)
+        progress.close(done, result.interrupted)
         result.wall_seconds = time.perf_counter() - started
         return result
     finally:
@@ -315,6 +316,10 @@ TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"
             "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 
 
+def _no_restore_hint(record: logging.LogRecord) -> bool:
+    return "Tuner.restore(" not in record.getMessage()
+
+
 @contextlib.contextmanager
 def _quiet_tune() -> Iterator[None]:
     """TUNE_ENV for this launch only (a notebook's own Tune runs afterwards keep their defaults)."""
@@ -326,9 +331,14 @@ def _quiet_tune() -> Iterator[None]:
     quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
+    # After Ctrl-C Tune suggests `Tuner.restore(...)`; memsweep's own hint (`--resume`) is the one
+    # that works here (the store, not Tune's experiment state, says what is left to run).
+    tune_log = logging.getLogger("ray.tune.tune")
+    tune_log.addFilter(_no_restore_hint)
     try:
         yield
     finally:
+        tune_log.removeFilter(_no_restore_hint)
         quiet.setLevel(level)
         for key, value in saved.items():
             if value is None:
@@ -462,6 +472,18 @@ class _Progress(tune.Callback):
         try:
             self.store.write_launch_state(self.state)
         except OSError as exc:  # status is advice; a store hiccup must not stop the sweep
+            print(f"memsweep: warning: could not update {self.store.uri}/_launch.json: {exc}", file=sys.stderr)
+
+    def close(self, done: set[str], interrupted: bool) -> None:
+        """The launch is over: a trial still listed as running was cut short (a Ctrl-C), and
+        `sweep status` should not call it running; one still pending never started."""
+        for fragment, state in self.state["trials"].items():
+            if fragment not in done and state == "RUNNING" and interrupted:
+                self.state["trials"][fragment] = "INTERRUPTED"
+        self.state["ended"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        try:
+            self.store.write_launch_state(self.state)
+        except OSError as exc:
             print(f"memsweep: warning: could not update {self.store.uri}/_launch.json: {exc}", file=sys.stderr)
 
     def _line(self, text: str) -> None:

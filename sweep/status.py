@@ -1,10 +1,12 @@
-"""`sweep status`: per cell, how many seeds are done, damaged, running, failed or not started.
+"""`sweep status`: per cell, how many seeds are done, damaged, running, interrupted, failed or not
+started.
 
 Everything comes from the store's own files, never from unpickling: done and damaged
 from the Parquet fragments (a trial's `trials` fragment is its completion mark; its
 footer records the row counts its other files must have), running and failed from
 the last launch's `_launch.json` (plain JSON the driver rewrites as trials start and
-end; a driver that died leaves its trials listed as running).
+end, and at its end marks what an interrupt (Ctrl-C) left unfinished; a driver that was killed
+leaves its trials listed as running). A trial queued behind others (Tune's PENDING) is not started.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pandas as pd
 from sweep.spec import plan_of
 from sweep.store import Store
 
-STATES = ("done", "damaged", "running", "failed", "not started")
+STATES = ("done", "damaged", "running", "interrupted", "failed", "not started")
 
 
 def status(store: Store) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -31,8 +33,10 @@ def status(store: Store) -> tuple[pd.DataFrame, dict[str, str]]:
             state = "damaged"
         elif plan.fragment in done:
             state = "done"
-        elif state in ("RUNNING", "PENDING"):
+        elif state == "RUNNING":
             state = "running"
+        elif state == "INTERRUPTED":
+            state = "interrupted"
         elif state in ("ERROR", "TERMINATED"):
             state = "failed"  # ended without a fragment: it did not finish its write
         else:

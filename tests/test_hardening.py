@@ -250,7 +250,7 @@ def test_status_reads_the_store_alone(stored):
     results, _ = stored
     proc = sweep("status", "fig1-difficulty", "--results", str(results))
     assert proc.returncode == 0, proc.stderr
-    assert "total: 4 seeds, 4 done, 0 damaged, 0 running, 0 failed, 0 not started" in proc.stdout
+    assert "total: 4 seeds, 4 done, 0 damaged, 0 running, 0 interrupted, 0 failed, 0 not started" in proc.stdout
     state = json.loads((results / "fig1-difficulty" / "_launch.json").read_text())
     assert set(state["trials"].values()) == {"TERMINATED"}
 

@@ -119,6 +119,16 @@ def test_interrupted_driver_resumes_to_the_same_store(cluster, tmp_path):
     stored = len(list(trials_dir.glob("*.parquet")))
     assert proc.returncode == 130 and "--resume" in err, (proc.returncode, err[-2000:])
     assert 2 <= stored < 16
+    assert "Tuner.restore(" not in err  # Tune's own hint; memsweep's --resume is the one that works
+    status = subprocess.run([*SWEEP, "status", "fig1-difficulty", "--results", str(tmp_path / "b")],
+                            capture_output=True, text=True, timeout=120)
+    total = next(line for line in status.stdout.splitlines() if line.startswith("total:"))
+    counts = {name: int(n) for n, name in (part.split(" ", 1) for part in total[7:].split(", "))}
+    # Nothing is left "running" once the driver has stopped: what Ctrl-C cut short is interrupted,
+    # what was still queued is not started.
+    # (Seeds, two a trial; four trials run at once.)
+    assert counts["running"] == 0 and counts["done"] == 2 * stored, total
+    assert counts["interrupted"] + counts["not started"] == 32 - 2 * stored and counts["interrupted"] <= 8, total
 
     resumed = subprocess.run([*SWEEP, *args, "--results", str(tmp_path / "b"), "--resume"],
                              capture_output=True, text=True, timeout=600)
