@@ -6,7 +6,9 @@ Only pandas and pyarrow: an analyst does not need torch or Ray.
 from __future__ import annotations
 
 import functools
+import json
 import operator
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,12 +72,33 @@ def load_manifest(results: str, sweep: str) -> dict[str, Any]:
         raise FileNotFoundError(f"no sweep {sweep!r} at {results} (no sweep.yaml)") from None
 
 
+def load_launch_state(results: str, sweep: str) -> dict[str, Any]:
+    """The last launch's _launch.json ({} if none or unreadable): when it started and, once it
+    is over, ended; each trial's state (PENDING, RUNNING, TERMINATED, ERROR, INTERRUPTED)."""
+    fs, root = sweep_path(results, sweep)
+    try:
+        with fs.open_input_stream(f"{root}/_launch.json") as f:
+            state = json.loads(f.read().decode())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 def launch_args(manifest: dict[str, Any]) -> str:
-    """'PRESET' or 'PRESET --name SWEEP': what `sweep launch` takes to address a stored sweep
-    (its manifest names the preset it was launched from; older ones have none: the name is it)."""
+    """'PRESET [--name SWEEP] [--dataset D] [--set K=V ...]': what `sweep launch` takes to give
+    the stored sweep's spec again (its manifest names the preset and the command line's --dataset
+    and --set arguments; older ones lack them: see `launch_args_known`)."""
     name = manifest["spec"]["name"]
-    preset = (manifest.get("provenance") or {}).get("preset") or name
-    return preset if preset == name else f"{preset} --name {name}"
+    prov = manifest.get("provenance") or {}
+    preset = prov.get("preset") or name
+    text = preset if preset == name else f"{preset} --name {name}"
+    return f"{text} {shlex.join(prov['args'])}" if prov.get("args") else text
+
+
+def launch_args_known(manifest: dict[str, Any]) -> bool:
+    """Whether the manifest recorded its launch's --dataset and --set arguments (stores written
+    before they were kept do not)."""
+    return "args" in (manifest.get("provenance") or {})
 
 
 def sweeps(results: str) -> list[str]:

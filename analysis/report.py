@@ -55,7 +55,7 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
     sections: list[str | go.Figure] = [
         f"<h1>memsweep report: {html.escape(sweep)}</h1>",
         f"<p class='sub'>{html.escape(spec.get('description', ''))}</p>",
-        _status(manifest, trials, results), _provenance(manifest, trials)]
+        _status(manifest, trials, results, load.load_launch_state(results, sweep)), _provenance(manifest, trials)]
     if trials is not None and len(trials):
         if spec.get("engine") == "subsets":  # its models stop at their own epochs: no dynamics
             sections += _subset_sections(results, sweep, spec, trials, images)
@@ -348,22 +348,34 @@ def _planned(manifest: dict[str, Any]) -> dict[str, int] | None:
             for p in plan}
 
 
-def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str = "results") -> str:
-    spec, planned = manifest["spec"], _planned(manifest)
+def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str = "results",
+            launch: dict[str, Any] | None = None) -> str:
+    """The banner: complete, or what is missing and why (from the last launch's state: still
+    running, interrupted, failed, not started) with the command that finishes it."""
+    spec, planned, launch = manifest["spec"], _planned(manifest), launch or {}
+    done = set() if trials is None else set(trials.fragment)
+    resume = (f"<code>sweep launch {html.escape(load.launch_args(manifest))} --resume --results "
+              f"{html.escape(shlex.quote(str(results)))}</code>")
+    if not launch.get("ended"):
+        why, finish = "It is still running (or its driver was stopped before it could say)", "finishes it"
+    else:
+        states = launch.get("trials") or {}
+        word = {"INTERRUPTED": "interrupted", "ERROR": "failed", "TERMINATED": "failed"}
+        missing = [word.get(states.get(f), "not started") for f in (planned or {}) if f not in done]
+        parts = [f"{missing.count(w)} {w}" for w in ("interrupted", "failed", "not started") if w in missing]
+        why = "Its last launch ended with trials unfinished" + (f" ({', '.join(parts)})" if parts else "")
+        finish = "runs them"
     if trials is None or trials.empty:
-        return ("<div class='banner warn'><b>No results yet.</b> The sweep has started but no trial "
-                "has finished; run <code>sweep report</code> again later.</div>")
-    done = set(trials.fragment)
+        then = (f"run <code>sweep report</code> again later" if not launch.get("ended") else f"{resume} {finish}")
+        return f"<div class='banner warn'><b>No results yet.</b> No trial has finished. {why}; {then}.</div>"
     if spec.get("engine", "packed") == "packed":
         have = trials.groupby("variant", observed=True).seed.nunique().reindex(spec["variants"], fill_value=0)
         counts = ", ".join(f"{v}: {n}/{spec['seeds']} seeds" for v, n in have.items())
     else:
         counts = f"{len(trials)}/{sum(planned.values())} models" if planned else f"{len(trials)} models stored"
     if planned is not None and any(fragment not in done for fragment in planned):
-        return (f"<div class='banner warn'><b>Incomplete sweep</b> ({counts}). It is still running or "
-                f"some trials failed; <code>sweep launch {html.escape(load.launch_args(manifest))} --resume --results "
-                f"{html.escape(shlex.quote(str(results)))}</code> "
-                "finishes it. Everything below uses what is stored so far.</div>")
+        return (f"<div class='banner warn'><b>Incomplete sweep</b> ({counts}). {why}; {resume} {finish}. "
+                "Everything below uses what is stored so far.</div>")
     return f"<div class='banner ok'>Complete: {counts}.</div>"
 
 

@@ -155,17 +155,39 @@ def _no_sweep(args: argparse.Namespace) -> _UserError:
     return _UserError(f"no sweep {args.preset!r} at {args.results} ({hint}); {launch}")
 
 
-def _relaunch(args: argparse.Namespace) -> str:
-    """`sweep launch PRESET [--name SWEEP]` for the stored sweep `args.preset` (its manifest names
-    the preset it was launched from)."""
-    from analysis.load import launch_args
+def _stored_manifest(args: argparse.Namespace) -> dict | None:
     from sweep.store import Store, StoreError
 
     try:
-        manifest = Store(args.results, args.preset).read_manifest()
+        return Store(args.results, args.preset).read_manifest()
     except (StoreError, OSError, ValueError):
-        manifest = None
+        return None
+
+
+def _relaunch(args: argparse.Namespace) -> str:
+    """`sweep launch PRESET [--name SWEEP] [--dataset D --set K=V ...]` for the stored sweep
+    `args.preset` (its manifest names the preset and the arguments it was launched with)."""
+    from analysis.load import launch_args
+
+    manifest = _stored_manifest(args)
     return "sweep launch " + (launch_args(manifest) if manifest else args.preset)
+
+
+def _resume(args: argparse.Namespace) -> str:
+    """The command that resumes the stored sweep, quoted; for a store too old to have kept its
+    launch's --dataset and --set arguments, a reminder to add them."""
+    from analysis.load import launch_args_known
+
+    manifest = _stored_manifest(args)
+    known = manifest is not None and launch_args_known(manifest)
+    return (f"`{_relaunch(args)} --resume{_at(args)}`"
+            + ("" if known else " (with the launch's --dataset and --set arguments)"))
+
+
+def _spec_args(args: argparse.Namespace) -> list[str]:
+    """The command line's --dataset and --set arguments, as given."""
+    return ([*(["--dataset", args.dataset] if args.dataset else []),
+             *(a for o in args.overrides for a in ("--set", o))])
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -240,7 +262,7 @@ def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode
     result = launcher.launch(
         spec, store, data_root=data_root,
         mode=mode, address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        preset=args.preset, grow_ok=grow_ok)
+        preset=args.preset, grow_ok=grow_ok, spec_args=_spec_args(args))
 
     counts = store.row_counts()
     shown = store.uri if "://" in args.results else str(Path(args.results) / spec.name)
@@ -277,8 +299,8 @@ def _status(args: argparse.Namespace) -> int:
     for fragment, why in damaged.items():
         print(f"damaged: {fragment}: {why}")
     if totals["done"] < totals["seeds"]:
-        print(f"(after an interrupted launch, or to repair damaged trials, `{_relaunch(args)} "
-              f"--resume{_at(args)}` with the launch's --dataset and --set arguments runs exactly those again)")
+        print(f"(after an interrupted launch, or to repair damaged trials, {_resume(args)} runs exactly "
+              "those again)")
     return 1 if damaged else 0
 
 
@@ -306,13 +328,12 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"memsweep: {len(done) - len(damaged)}/{len(done)} stored trials intact (every file's pages read)")
     if damaged and args.repair:
         store.forget(set(damaged))
-        print(f"memsweep: {_n(len(damaged), 'damaged trial')} marked not done; `{_relaunch(args)} "
-              f"--resume{_at(args)}` (with the launch's --dataset and --set arguments) runs exactly them again")
+        print(f"memsweep: {_n(len(damaged), 'damaged trial')} marked not done; {_resume(args)} runs exactly "
+              "them again")
         return 0
     if damaged:
         print(f"sweep: error: {len(damaged)} damaged; `sweep verify {args.preset} --repair{_at(args)}` then "
-              f"`{_relaunch(args)} --resume{_at(args)}` (with the launch's --dataset and --set arguments) "
-              "runs exactly those trials again", file=sys.stderr)
+              f"{_resume(args)} runs exactly those trials again", file=sys.stderr)
         return 1
     return 0
 
@@ -337,7 +358,7 @@ def _report(args: argparse.Namespace) -> int:
     if damaged:
         first, why = next(iter(damaged.items()))
         raise _UserError(f"{_n(len(damaged), 'stored trial')} damaged (e.g. {first}: {why}); "
-                         f"`{_relaunch(args)} --resume{_at(args)}` runs them again, then report")
+                         f"{_resume(args)} runs them again, then report")
     import pyarrow as pa
 
     try:
@@ -349,7 +370,7 @@ def _report(args: argparse.Namespace) -> int:
     except (OSError, pa.ArrowException) as exc:  # damage inside a file that its footer does not show
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise _UserError(f"cannot read the stored results ({reason}); `sweep verify {args.preset} --repair{_at(args)}` "
-                         f"finds damaged trials and `{_relaunch(args)} --resume{_at(args)}` runs them "
+                         f"finds damaged trials and {_resume(args)} runs them "
                          "again") from None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

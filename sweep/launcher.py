@@ -207,9 +207,11 @@ def trial_config(spec: Spec, plan: TrialPlan, store: Store, data_root: str,
 def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
            address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
            callbacks: list | None = None, out=sys.stdout, preset: str | None = None,
-           grow_ok: bool = False) -> LaunchResult:
+           grow_ok: bool = False, spec_args: list[str] | None = None) -> LaunchResult:
     """Run the sweep's missing trials; returns what ran. Raises SpecError on a resource request
-    the cluster cannot meet (before anything is stored)."""
+    the cluster cannot meet (before anything is stored). `spec_args`: the command line's
+    --dataset and --set arguments, kept in the manifest so that every hint to resume the sweep
+    gives them back."""
     started = time.perf_counter()
     # Without an address: the Ray this process already has (a notebook's, a test's), or an
     # embedded one started here and stopped at the end. Trial workers import the installed package.
@@ -232,6 +234,8 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
         if mode == "overwrite":
             store.clear(_planned_fragments(store))
         prov = dict(provenance(), preset=preset or spec.name)
+        if spec_args is not None:
+            prov["args"] = list(spec_args)
         manifest = store.read_manifest() if mode == "resume" else None
         slots = _slots(cpus_per_trial, gpus_per_trial)
         plans = resume_plan(manifest, spec, slots, grow_ok) if manifest else expand(spec, slots)

@@ -3,6 +3,7 @@
 The CLI runs as a subprocess connected (--address) to one Ray started for this module.
 """
 
+import html
 import re
 import subprocess
 
@@ -102,6 +103,14 @@ def test_existing_sweep_is_never_mixed(launched, ray_cluster):
 
     partial = report.build(str(folder.parent), "fig1-difficulty")  # a partly failed sweep still reports
     assert "Incomplete sweep</b> (real: 8/8 seeds, randX: 8/8 seeds, randY: 4/8 seeds)" in partial
+    # Why, and the command that finishes it with the launch's own arguments (a resume without them
+    # would be refused: another spec).
+    assert "Its last launch ended with trials unfinished (1 failed)" in partial
+    assert html.unescape(f"<code>sweep launch fig1-difficulty --dataset digits --set seeds=8 --set pack_size=4 "
+                         f"--set 'epochs=[1, 2]' --resume --results {folder.parent}</code>") in html.unescape(partial)
+    status = sweep("status", "fig1-difficulty", "--results", str(folder.parent))
+    assert ("`sweep launch fig1-difficulty --dataset digits --set seeds=8 --set pack_size=4 --set 'epochs=[1, 2]' "
+            f"--resume --results {folder.parent}` runs exactly those again") in status.stdout, status.stdout
     resumed = sweep(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "1 to run, 5 already stored" in resumed.stdout
