@@ -170,6 +170,11 @@ class DifficultySpec(_SpecBase):
     def _unique(cls, v: list[str]) -> list[str]:
         return _no_repeats(v, "a name")
 
+    @model_validator(mode="after")
+    def _train_size_fits(self) -> "DifficultySpec":
+        _check_train_size(self.train_size, self.dataset)
+        return self
+
     def corruption_of(self, variant: str) -> Corruption:
         """The corruption a model of this sweep trains on: its variant's kind at `corruption.p`."""
         return Corruption.of(variant, self.corruption.p)
@@ -193,6 +198,14 @@ class DifficultySpec(_SpecBase):
                                          self.model.hidden, classes, self.batch_size)
         return budget.cache_pack_size(seeds, c * h * w, self.model.hidden, classes, sharers=sharers,
                                       cache_bytes=cache_bytes)
+
+
+def _check_train_size(train_size: int | None, dataset: str) -> None:
+    """`train_size` takes the first N training examples: N past the data set's own size would
+    silently be all of them under another spec hash."""
+    if train_size is not None and train_size > TRAIN_SIZES[dataset]:
+        raise ValueError(f"train_size {train_size:,} is more than {dataset}'s {TRAIN_SIZES[dataset]:,} training "
+                         f"examples (allowed: 1 to {TRAIN_SIZES[dataset]:,}, or leave it unset for all)")
 
 
 def _trial_size(spec, cells: int, slots: int) -> int:
@@ -458,8 +471,8 @@ class SubsetSpec(_SpecBase):
 
     @model_validator(mode="after")
     def _sizes(self) -> "SubsetSpec":
+        _check_train_size(self.train_size, self.dataset)
         n = self.train_size if self.train_size is not None else TRAIN_SIZES[self.dataset]
-        n = min(n, TRAIN_SIZES[self.dataset])
         for r in self.ratios:
             if not 1 <= round(r * n) < n:
                 raise ValueError(f"ratio {r} of {n:,} training examples leaves round({r} x {n}) = "
@@ -479,8 +492,7 @@ class SubsetSpec(_SpecBase):
         return f"ratio{ratio:g}"
 
     def subset_size(self, ratio: float) -> int:
-        n = min(self.train_size or TRAIN_SIZES[self.dataset], TRAIN_SIZES[self.dataset])
-        return round(ratio * n)
+        return round(ratio * (self.train_size or TRAIN_SIZES[self.dataset]))
 
     def resolved_trial_size(self, slots: int = 1) -> int:
         """Models per trial (see DifficultySpec.trial_size), the same rule with a cell per ratio."""
@@ -779,6 +791,8 @@ def _one_line(exc: ValidationError) -> str:
         msg = f"a group of keys: set one of them, e.g. --set {where}.KEY=VALUE; `sweep show` lists them"
     if not err["loc"]:  # a rule across keys: the message names them
         return f"bad spec: {msg}"
+    if err["input"] is None:  # `--set KEY=` (empty: "unset") on a key that has no unset state
+        return f"bad value for {where}: nothing after '=' ({where} cannot be unset; {msg[0].lower()}{msg[1:]})"
     shown = repr(err["input"])
     if len(shown) > 80:  # a whole sub-tree: name its type, not its contents
         shown = f"a {type(err['input']).__name__} of {len(err['input'])} entries" if hasattr(
