@@ -17,7 +17,7 @@ train and test example scored; real, randX and randY):
   floor       the training step's floor: its FLOPs at the measured matmul peak and its bytes at the
               measured bandwidth of the memory its state lives in, whichever is slower.
 
-    python benchmarks/run.py --quick   # about 12 minutes on a 2-core VM: seeds 10 and 100
+    python benchmarks/run.py --quick   # about 5 minutes on a 2-core VM: seeds 10 and 100, one repeat each
     python benchmarks/run.py           # about 50 minutes there: seeds 10 to 1,000, and the curve
     python benchmarks/run.py --readme  # also rewrite the table in benchmarks/README.md
 
@@ -145,6 +145,12 @@ def run_tune_per_seed(seeds: int) -> float:
 # --- memsweep ---------------------------------------------------------------------------------
 
 def run_memsweep(*sets: str, dataset: str = "digits", options: tuple[str, ...] = ()) -> float:
+    return launch_timed(*sets, dataset=dataset, options=options)[0]
+
+
+def launch_timed(*sets: str, dataset: str = "digits", options: tuple[str, ...] = ()) -> tuple[float, list[str]]:
+    """(seconds end to end, the launch's own 'memsweep: ...' lines: its plan, Ray's resources,
+    what finished)."""
     with tempfile.TemporaryDirectory() as results:
         args = [*SWEEP, "launch", "fig1-difficulty", "--dataset", dataset, "--results", results, *options]
         args += [a for s in sets for a in ("--set", s)]
@@ -153,13 +159,14 @@ def run_memsweep(*sets: str, dataset: str = "digits", options: tuple[str, ...] =
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-3000:])
-        return seconds
+        return seconds, [line for line in proc.stdout.splitlines() if line.startswith("memsweep: ")][:3]
 
 
 def run_engine(seeds: int) -> dict[str, float]:
-    """The pack engine alone on the preset's work: packs sized as a lone trial would size them."""
+    """The pack engine alone on the preset's work: packs sized as a trial of one CPU sizes them
+    (its share of the last-level cache), all cores training."""
     torch.set_num_threads(DEFAULT_THREADS)
-    k = PRESET.resolved_pack_size(seeds, "cpu")
+    k = PRESET.resolved_pack_size(seeds, "cpu", cache_bytes=budget.cache_share_bytes(1.0))  # as sweep/trial.py
     train = total = 0.0
     for variant in VARIANTS:
         d = variant_data(variant)
@@ -209,11 +216,13 @@ def fixed_cost(repeats: int) -> dict[str, float]:
     for _ in range(repeats):
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", FLOOR_PARTS], capture_output=True, text=True, cwd=HERE.parent)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the fixed cost's parts failed: {proc.stderr[-3000:]}")
         parts.append([time.perf_counter() - start, *map(float, proc.stdout.split()[-4:])])
     med = [statistics.median(p[i] for p in parts) for i in range(5)]
     return {"one_seed_sweep_s": statistics.median(one), "one_seed_sweep_runs": [round(t, 2) for t in one],
-            "python_and_ray_import_s": med[1], "ray_init_s": med[2], "trial_torch_import_s": med[3],
-            "ray_stop_s": med[4], "floor_s": med[1] + med[2] + med[3]}
+            "parts_process_s": med[0], "python_and_ray_import_s": med[1], "ray_init_s": med[2],
+            "trial_torch_import_s": med[3], "ray_stop_s": med[4], "floor_s": med[1] + med[2] + med[3]}
 
 
 # --- the hardware and the step's floor --------------------------------------------------------
@@ -343,7 +352,7 @@ def gpu_main(args) -> None:
              "bf16": gpu_matmul_peak(torch.bfloat16)}
     out["matmul_tflops"] = {k: round(v, 1) for k, v in peaks.items()}
     say(f"{out['gpu']}: matmul {peaks['fp32']:.1f} TFLOP/s fp32, {peaks['tf32']:.1f} tf32, {peaks['bf16']:.1f} bf16")
-    gpus = ("--gpus-per-trial", str(args.gpus_per_trial))
+    gpus = ("--gpus-per-trial", str(args.gpus_per_trial), "--cpus-per-trial", str(args.cpus_per_trial))
     rows = {}
     # fp32 as PyTorch runs it by default; tf32 as `--set precision=tf32` (the synthetic job's 3.3
     # PFLOP take ~50 s at an H100's 67 fp32 TFLOP/s alone). The notebook runs at the same precision.
@@ -355,16 +364,16 @@ def gpu_main(args) -> None:
         t1, t2 = run_notebook(1, spec, "cuda"), run_notebook(nb_seeds, spec, "cuda")
         t_nb = linear_at(spec.seeds, 1, t1, nb_seeds, t2)
         torch.backends.cuda.matmul.allow_tf32 = False
-        t_ms = run_memsweep(f"precision={precision}", dataset=dataset, options=gpus)
+        t_ms, lines = launch_timed(f"precision={precision}", dataset=dataset, options=gpus)
         flops, peak = fig1_flops(spec), peaks[precision] * 1e12
         rows[f"{dataset}_{precision}"] = {
             "notebook_s": round(t_nb, 1), "notebook_measured_s": [round(t1, 1), round(t2, 1)],
             "notebook_seeds_measured": [1, nb_seeds], "memsweep_s": round(t_ms, 1),
             "notebook/memsweep": round(t_nb / t_ms, 2), "tflop": round(flops / 1e12, 2),
-            f"fraction_of_{precision}_peak": round(flops / t_ms / peak, 3)}
+            f"fraction_of_{precision}_peak": round(flops / t_ms / peak, 3), "launch": lines}
         say(f"{dataset} {precision}: notebook {t_nb:.1f} s (a line through 1 and {nb_seeds} seeds x 3, at {spec.seeds}), "
             f"memsweep {t_ms:.1f} s end to end ({t_nb / t_ms:.1f}x); {flops / 1e12:.1f} TFLOP = "
-            f"{flops / t_ms / peak:.1%} of the {precision} matmul peak over the whole run")
+            f"{flops / t_ms / peak:.1%} of the {precision} matmul peak over the whole run\n  " + "\n  ".join(lines))
     out["fig1"] = rows
     (HERE / "results_gpu.json").write_text(json.dumps(out, indent=1))
 
@@ -373,17 +382,25 @@ def gpu_main(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="seeds 10 and 100 only (about 12 minutes on 2 cores)")
+    parser.add_argument("--quick", action="store_true",
+                        help="seeds 10 and 100, one repeat each, no extra pairs, Tune at 1 and 2 seeds, the step at the "
+                             "rule's pack only (about 5 minutes on 2 cores)")
     parser.add_argument("--readme", action="store_true", help="rewrite the table in benchmarks/README.md")
-    parser.add_argument("--tune-seeds", type=int, default=5, help="seeds per variant for the Tune contender")
-    parser.add_argument("--pairs", type=int, default=3,
-                        help="notebook / memsweep pairs at 100 seeds, alternating (the notebook loop's time varies)")
+    parser.add_argument("--tune-seeds", type=int, default=None,
+                        help="seeds per variant for the Tune contender, measured at this and twice this (default 5; "
+                             "--quick 1)")
+    parser.add_argument("--pairs", type=int, default=None,
+                        help="notebook / memsweep pairs at 100 seeds, alternating (the notebook loop's time varies; "
+                             "default 3, --quick 0)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: the GPU mode (digits and the CIFAR-shaped synthetic fig1, results_gpu.json)")
     parser.add_argument("--gpus-per-trial", type=float, default=0.25, help="GPU mode: memsweep's --gpus-per-trial")
     parser.add_argument("--gpu-notebook-seeds", type=int, default=10,
                         help="GPU mode: the notebook runs 1 and this many seeds a variant (a line through both, at 100)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1, help="GPU mode: memsweep's --cpus-per-trial")
     args = parser.parse_args()
+    args.tune_seeds = args.tune_seeds or (1 if args.quick else 5)
+    args.pairs = args.pairs if args.pairs is not None else (0 if args.quick else 3)
     if args.device == "cuda":
         return gpu_main(args)
     cores = os.cpu_count() or 1
@@ -403,7 +420,7 @@ def main() -> None:
     # no more than 38 GB/s from 1.5 MiB up).
     k = PRESET.resolved_pack_size(100, "cpu", cache_bytes=budget.cache_share_bytes(1.0))
     step = {}
-    for kk in sorted({k, 20}):
+    for kk in sorted({k} if args.quick else {k, 20}):
         state = kk * 2 * 4 * budget.mlp_param_count(SIZES[0], HIDDEN, SIZES[-1])
         bw = bandwidth(state // 2)  # y += x over two arrays: the pack's state in all
         where = f"{state / 2**20:.0f} MiB, {bw:.0f} GB/s"
@@ -419,7 +436,7 @@ def main() -> None:
             f"its GEMMs alone {1e3 * gemms:.1f} ms ({gemms / t:.0%})")
     out["step"] = step
 
-    fc = fixed_cost(2 if args.quick else 3)
+    fc = fixed_cost(1 if args.quick else 3)
     out["fixed_cost"] = {key: (round(v, 2) if isinstance(v, float) else v) for key, v in fc.items()}
     say(f"fixed cost: one-seed sweep {fc['one_seed_sweep_s']:.1f} s; floor {fc['floor_s']:.1f} s = imports "
         f"{fc['python_and_ray_import_s']:.1f} + ray.init {fc['ray_init_s']:.1f} + a trial importing torch "
