@@ -383,12 +383,12 @@ def gpu_main(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="seeds 10 and 100, one repeat each, no extra pairs, Tune at 1 and 2 seeds, the step at the "
+                        help="seeds 10 and 100, one repeat each, no extra pairs, Tune at 2 and 4 seeds, the step at the "
                              "rule's pack only (about 5 minutes on 2 cores)")
     parser.add_argument("--readme", action="store_true", help="rewrite the table in benchmarks/README.md")
     parser.add_argument("--tune-seeds", type=int, default=None,
                         help="seeds per variant for the Tune contender, measured at this and twice this (default 5; "
-                             "--quick 1)")
+                             "--quick 2)")
     parser.add_argument("--pairs", type=int, default=None,
                         help="notebook / memsweep pairs at 100 seeds, alternating (the notebook loop's time varies; "
                              "default 3, --quick 0)")
@@ -399,7 +399,7 @@ def main() -> None:
                         help="GPU mode: the notebook runs 1 and this many seeds a variant (a line through both, at 100)")
     parser.add_argument("--cpus-per-trial", type=float, default=1, help="GPU mode: memsweep's --cpus-per-trial")
     args = parser.parse_args()
-    args.tune_seeds = args.tune_seeds or (1 if args.quick else 5)
+    args.tune_seeds = args.tune_seeds or (2 if args.quick else 5)
     args.pairs = args.pairs if args.pairs is not None else (0 if args.quick else 3)
     if args.device == "cuda":
         return gpu_main(args)
