@@ -350,23 +350,29 @@ def _planned(manifest: dict[str, Any]) -> dict[str, int] | None:
 
 def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str = "results",
             launch: dict[str, Any] | None = None) -> str:
-    """The banner: complete, or what is missing and why (from the last launch's state: still
-    running, interrupted, failed, not started) with the command that finishes it."""
-    spec, planned, launch = manifest["spec"], _planned(manifest), launch or {}
+    """The banner: complete, or what is missing and why (from the last launch's state: not known
+    to have ended, or ended with trials interrupted, failed, not started) with the command that
+    finishes it."""
+    spec, planned = manifest["spec"], _planned(manifest)
+    launch = launch if isinstance(launch, dict) else {}
+    states = launch.get("trials") if isinstance(launch.get("trials"), dict) else {}
     done = set() if trials is None else set(trials.fragment)
     resume = (f"<code>sweep launch {html.escape(load.launch_args(manifest))} --resume --results "
               f"{html.escape(shlex.quote(str(results)))}</code>")
+    if not load.launch_args_known(manifest):  # stored before the manifest kept them
+        resume += " (with the launch's <code>--dataset</code> and <code>--set</code> arguments)"
     if not launch.get("ended"):
-        why, finish = "It is still running (or its driver was stopped before it could say)", "finishes it"
+        why = ("Its last launch has not recorded an end: it is still running, or its driver was stopped "
+               "before it could")
+        finish = "finishes it"
     else:
-        states = launch.get("trials") or {}
-        word = {"INTERRUPTED": "interrupted", "ERROR": "failed", "TERMINATED": "failed"}
+        word = {"INTERRUPTED": "interrupted", "RUNNING": "interrupted", "ERROR": "failed", "TERMINATED": "failed"}
         missing = [word.get(states.get(f), "not started") for f in (planned or {}) if f not in done]
         parts = [f"{missing.count(w)} {w}" for w in ("interrupted", "failed", "not started") if w in missing]
         why = "Its last launch ended with trials unfinished" + (f" ({', '.join(parts)})" if parts else "")
         finish = "runs them"
     if trials is None or trials.empty:
-        then = (f"run <code>sweep report</code> again later" if not launch.get("ended") else f"{resume} {finish}")
+        then = "run <code>sweep report</code> again later" if not launch.get("ended") else f"{resume} {finish}"
         return f"<div class='banner warn'><b>No results yet.</b> No trial has finished. {why}; {then}.</div>"
     if spec.get("engine", "packed") == "packed":
         have = trials.groupby("variant", observed=True).seed.nunique().reindex(spec["variants"], fill_value=0)

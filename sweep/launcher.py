@@ -209,7 +209,9 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
            callbacks: list | None = None, out=sys.stdout, preset: str | None = None,
            grow_ok: bool = False, spec_args: list[str] | None = None) -> LaunchResult:
     """Run the sweep's missing trials; returns what ran. Raises SpecError on a resource request
-    the cluster cannot meet (before anything is stored). `spec_args`: the command line's
+    the cluster cannot meet (before anything is stored). Without `address`, the Ray this process
+    already has or an embedded one, never a cluster found through RAY_ADDRESS or Ray's record of
+    the last `ray start` (the CLI turns RAY_ADDRESS into `address` itself). `spec_args`: the command line's
     --dataset and --set arguments, kept in the manifest so that every hint to resume the sweep
     gives them back."""
     started = time.perf_counter()
@@ -288,7 +290,7 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
         _drop_checkpoints(store, done)  # also earlier, interrupted launches' checkpoints of what is stored
         result.missing = [p.fragment for p in todo if p.fragment not in done]
         result.interrupted = bool(result.missing) and grid.num_errors < len(result.missing)
-        progress.close(done, result.interrupted)
+        progress.close(done)
         result.wall_seconds = time.perf_counter() - started
         return result
     finally:
@@ -478,11 +480,11 @@ class _Progress(tune.Callback):
         except OSError as exc:  # status is advice; a store hiccup must not stop the sweep
             print(f"memsweep: warning: could not update {self.store.uri}/_launch.json: {exc}", file=sys.stderr)
 
-    def close(self, done: set[str], interrupted: bool) -> None:
-        """The launch is over: a trial still listed as running was cut short (a Ctrl-C), and
-        `sweep status` should not call it running; one still pending never started."""
+    def close(self, done: set[str]) -> None:
+        """The launch is over: a trial still listed as running was cut short (a Ctrl-C, or Tune
+        stopping), and `sweep status` should not call it running; one still pending never started."""
         for fragment, state in self.state["trials"].items():
-            if fragment not in done and state == "RUNNING" and interrupted:
+            if fragment not in done and state == "RUNNING":
                 self.state["trials"][fragment] = "INTERRUPTED"
         self.state["ended"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
         try:

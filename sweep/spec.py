@@ -204,8 +204,8 @@ def _check_train_size(train_size: int | None, dataset: str) -> None:
     """`train_size` takes the first N training examples: N past the data set's own size would
     silently be all of them under another spec hash."""
     if train_size is not None and train_size > TRAIN_SIZES[dataset]:
-        raise ValueError(f"train_size {train_size:,} is more than {dataset}'s {TRAIN_SIZES[dataset]:,} training "
-                         f"examples (allowed: 1 to {TRAIN_SIZES[dataset]:,}, or leave it unset for all)")
+        raise ValueError(f"train_size {train_size:,} is more than the {TRAIN_SIZES[dataset]:,} training examples of "
+                         f"{dataset} (allowed: 1 to {TRAIN_SIZES[dataset]:,}, or leave it unset for all)")
 
 
 def _trial_size(spec, cells: int, slots: int) -> int:
@@ -791,8 +791,8 @@ def _one_line(exc: ValidationError) -> str:
         msg = f"a group of keys: set one of them, e.g. --set {where}.KEY=VALUE; `sweep show` lists them"
     if not err["loc"]:  # a rule across keys: the message names them
         return f"bad spec: {msg}"
-    if err["input"] is None:  # `--set KEY=` (empty: "unset") on a key that has no unset state
-        return f"bad value for {where}: nothing after '=' ({where} cannot be unset; {msg[0].lower()}{msg[1:]})"
+    if err["input"] is None:  # `--set KEY=` or `KEY=null` ("unset") on a key that cannot be unset
+        return f"bad value for {where}: none given ({where} cannot be unset; {msg[0].lower()}{msg[1:]})"
     shown = repr(err["input"])
     if len(shown) > 80:  # a whole sub-tree: name its type, not its contents
         shown = f"a {type(err['input']).__name__} of {len(err['input'])} entries" if hasattr(

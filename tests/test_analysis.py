@@ -161,3 +161,41 @@ def test_summary_without_randx_shows_dashes_not_nan():
                            "ks_ref": np.nan}])
     page = report._summary_html(table)
     assert "nan" not in page and page.count("&ndash;") == 2
+
+
+def _manifest(args=None):
+    prov = {"preset": "fig1-difficulty", **({"args": args} if args is not None else {})}
+    plan = [{"cell": v, "pack": 0, "seed_lo": 0, "seed_hi": 2} for v in ("real", "randY")]
+    return {"spec": {"name": "fig1-difficulty", "engine": "packed", "seeds": 2, "variants": ["real", "randY"]},
+            "provenance": prov, "plan": plan}
+
+
+def test_launch_args_give_the_stored_arguments_back_quoted():
+    m = _manifest(["--dataset", "digits", "--set", "epochs=[1, 2]", "--set", "name=it's"])
+    assert load.launch_args(m) == "fig1-difficulty --dataset digits --set 'epochs=[1, 2]' --set 'name=it'\"'\"'s'"
+    assert load.launch_args_known(m) and not load.launch_args_known(_manifest())
+    assert load.launch_args(_manifest()) == "fig1-difficulty"
+
+
+def test_report_banner_says_why_a_sweep_is_incomplete():
+    import html
+
+    from analysis.report import _status
+
+    real = pd.DataFrame({"fragment": ["real-pack000"] * 2, "variant": ["real"] * 2, "seed": [0, 1]})
+    m = _manifest(["--dataset", "digits"])
+    cmd = "sweep launch fig1-difficulty --dataset digits --resume --results r"
+    running = html.unescape(_status(m, real, "r", {"trials": {"randY-pack000": "RUNNING"}}))
+    assert "Incomplete sweep</b> (real: 2/2 seeds, randY: 0/2 seeds)" in running
+    assert "has not recorded an end" in running and f"<code>{cmd}</code> finishes it" in running
+    ended = html.unescape(_status(m, real, "r", {"ended": "x", "trials": {"randY-pack000": "INTERRUPTED"}}))
+    assert "ended with trials unfinished (1 interrupted)" in ended and f"<code>{cmd}</code> runs them" in ended
+    failed = html.unescape(_status(m, None, "r", {"ended": "x", "trials": {"real-pack000": "ERROR"}}))
+    assert "No results yet" in failed and "(1 failed, 1 not started)" in failed and cmd in failed
+    assert "again later" not in failed
+    waiting = _status(m, None, "r", {"trials": "not a dict"})
+    assert "again later" in waiting
+    old = html.unescape(_status(_manifest(), real, "r", {}))  # a store from before the arguments were kept
+    assert "--resume --results r</code> (with the launch's <code>--dataset</code>" in old
+    whole = pd.concat([real, real.assign(fragment="randY-pack000", variant="randY")])
+    assert "Complete: real: 2/2 seeds, randY: 2/2 seeds" in _status(m, whole, "r", {"ended": "x"})

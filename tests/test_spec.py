@@ -98,7 +98,7 @@ BAD = [
     (["show", "fig1-difficulty", "--set", "optimizer.lr=0"], "optimizer.lr: 0", "greater than 0"),
     (["show", "fig1-difficulty", "--set", "model.hidden=512"], "model.hidden: 512", "list"),
     (["show", "fig1-difficulty", "--set", "seeds"], "bad --set 'seeds'", "KEY=VALUE"),
-    (["show", "fig1-difficulty", "--set", "seeds="], "seeds: nothing after '='", "cannot be unset"),
+    (["show", "fig1-difficulty", "--set", "seeds="], "seeds: none given", "cannot be unset"),
     (["show", "fig1-difficulty", "--dataset", "digits", "--set", "train_size=99999"], "train_size 99,999",
      "1 to 1,437"),
     (["show", "cscore", "--dataset", "digits", "--set", "train_size=1438"], "train_size 1,438", "1 to 1,437"),
