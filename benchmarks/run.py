@@ -501,8 +501,13 @@ def markdown(out: dict) -> str:
              f"{fc['python_and_ray_import_s']} s, `ray.init` {fc['ray_init_s']} s, a trial process importing torch "
              f"{fc['trial_torch_import_s']} s).",
              f"- One Tune trial per seed (the notebook's code in Tune's default way): {out['tune_per_seed']['scaled_to_100_s']} s "
-             f"for 100 seeds x 3 (a line through {out['tune_per_seed']['seeds'][0]} and "
-             f"{out['tune_per_seed']['seeds'][1]} seeds x 3, measured).",
+             f"for 100 seeds x 3, taken on the line through {out['tune_per_seed']['seeds'][0]} and "
+             f"{out['tune_per_seed']['seeds'][1]} seeds x 3 (measured: {out['tune_per_seed']['measured_s'][0]} s and "
+             f"{out['tune_per_seed']['measured_s'][1]} s)"
+             + (f"; memsweep end to end is **{out['tune_per_seed']['scaled_to_100_s'] / out['seeds'][100]['memsweep_s']:.0f}x** "
+                "faster." if 100 in out["seeds"] else "."),
+             "- The notebook loop is timed inside a warm process (torch already imported, no interpreter start); "
+             "memsweep's times include its process start, imports, Ray's start and stop, and the Parquet writes.",
              f"- Hardware: matmul {hw['matmul_gflops_1_thread']} GFLOP/s on 1 thread; `y += x` "
              f"{hw['dram_gbs_1_thread']} GB/s over 256 MiB arrays; a {hw['last_level_cache_mib']} MiB last-level cache "
              "by sysfs."]
