@@ -308,6 +308,30 @@ def measure_step(k: int, repeats: int = 3) -> float:
     return best
 
 
+def profile_step(k: int, top: int = 5) -> dict:
+    """One epoch of a pack of k under torch.profiler, 1 thread: the ops' shares of their self time
+    (the largest `top`), and the time of the step's batched GEMMs in place (forward `baddbmm`,
+    weight-gradient `baddbmm_`, input-gradient `bmm`) per seed-epoch, to set beside their time
+    alone (`gemm_floor`): with the state out of cache they stream their weights from memory."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(1)
+    d = variant_data("real")
+    sched = engine.Schedule(lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,),
+                            score_splits=(), norms=False)
+    members = engine.Members(list(range(k)), list(range(k)))
+    engine.run(packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=HIDDEN), d, members, sched)  # warm
+    pack = packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=HIDDEN)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        engine.run(pack, d, members, sched)
+    ops = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    total = sum(ops.values())
+    gemms = sum(ops.get(name, 0) for name in ("aten::baddbmm", "aten::baddbmm_", "aten::bmm"))
+    shares = sorted(ops.items(), key=lambda kv: -kv[1])[:top]
+    return {"op_shares": {name.removeprefix("aten::"): round(t / total, 3) for name, t in shares},
+            "gemms_in_place_ms": round(gemms / 1e3 / k, 1)}
+
+
 # --- the GPU mode -----------------------------------------------------------------------------
 
 def gpu_matmul_peak(dtype: torch.dtype, tf32: bool = False, n: int = 8192, repeats: int = 10) -> float:
@@ -427,13 +451,16 @@ def main() -> None:
         t = measure_step(kk)
         fl = step_floor(peak1, bw)
         gemms = gemm_floor(kk)
+        prof = profile_step(kk)
         step[f"pack_{kk}"] = {"ms_per_seed_epoch": round(1e3 * t, 1), "floor_ms": round(1e3 * fl["floor_s"], 1),
                               "gemm_floor_ms": round(1e3 * gemms, 1), "gemms_share_of_step": round(gemms / t, 2),
                               "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
-                              "state_in": where, "state_gbs": round(bw, 1), "fraction_of_floor": round(fl["floor_s"] / t, 2)}
+                              "state_in": where, "state_gbs": round(bw, 1), "fraction_of_floor": round(fl["floor_s"] / t, 2),
+                              "profile": prof}
         say(f"step, pack of {kk} (state {where}): {1e3 * t:.1f} ms per seed-epoch; floor {1e3 * fl['floor_s']:.1f} ms "
             f"(FLOPs {1e3 * fl['flop_s']:.1f}, bytes {1e3 * fl['byte_s']:.1f}): {fl['floor_s'] / t:.0%} of the floor; "
-            f"its GEMMs alone {1e3 * gemms:.1f} ms ({gemms / t:.0%} of the step)")
+            f"its GEMMs alone {1e3 * gemms:.1f} ms ({gemms / t:.0%} of the step), in place {prof['gemms_in_place_ms']} ms; "
+            f"op time: " + ", ".join(f"{n} {v:.0%}" for n, v in prof["op_shares"].items()))
     out["step"] = step
 
     fc = fixed_cost(1 if args.quick else 3)
@@ -515,7 +542,10 @@ def markdown(out: dict) -> str:
         rows.append(f"- Training step, {name.replace('_', ' of ')} (state {s['state_in']}): {s['ms_per_seed_epoch']} ms "
                     f"per seed-epoch against a floor of {s['floor_ms']} ms (FLOPs {s['flop_ms']} ms, bytes "
                     f"{s['byte_ms']} ms): **{s['fraction_of_floor']:.0%} of the floor**; the step's own GEMMs "
-                    f"alone, each at its best, take {s['gemm_floor_ms']} ms ({s['gemms_share_of_step']:.0%} of the step).")
+                    f"alone, each at its best, take {s['gemm_floor_ms']} ms ({s['gemms_share_of_step']:.0%} of the step)"
+                    + (f", and {s['profile']['gemms_in_place_ms']} ms in place (torch.profiler over one epoch, the ops' self time: "
+                       + ", ".join(f"`{n}` {v:.0%}" for n, v in s["profile"]["op_shares"].items()) + ")"
+                       if "profile" in s else "") + ".")
     if "t1000/t100" in out:
         rows.append(f"- Linear in seeds: t(1,000) / t(100) = {out['t1000/t100']} end to end.")
     return "\n".join(rows)
