@@ -61,7 +61,8 @@ def distance_from_binomial(p_values: np.ndarray, n: int, p: float) -> float:
 def summary(pc: pd.DataFrame, reference: str = "randX") -> pd.DataFrame:
     """One row per curve (variant x split x epoch) of a `p_correct` frame:
 
-    n_seeds, n_examples, mean and std of P(correct); `p_ref`, the mean P(correct) of the
+    n_seeds, n_examples, mean, std, min and max of P(correct); `all_seeds` and `no_seed`, the
+    shares of examples every seed / no seed gets right; `p_ref`, the mean P(correct) of the
     `reference` variant on the same split and epoch (NaN if it is absent), and `ks_ref`,
     the distance from Binomial(n, p_ref)/n (the paper's baseline); `binom_std`, the std
     Binomial(n, mean)/n would have, and `ks_own`, the distance from it: how far the
@@ -77,6 +78,8 @@ def summary(pc: pd.DataFrame, reference: str = "randX") -> pd.DataFrame:
         rows.append({
             "variant": variant, "split": split, "epoch": epoch, "n_seeds": n,
             "n_examples": len(values), "mean": mean, "std": float(values.std()),
+            "min": float(values.min()), "max": float(values.max()),
+            "all_seeds": float((values == 1).mean()), "no_seed": float((values == 0).mean()),
             "binom_std": float(np.sqrt(mean * (1 - mean) / n)),
             "ks_own": distance_from_binomial(values, n, mean),
             "p_ref": p_ref,
@@ -115,13 +118,22 @@ def distance_sentence(row) -> str:
     if int(row.n_seeds) < MIN_SEEDS_TO_TELL:  # with one seed every P(correct) is 0 or 1: KS says nothing
         return (f"{row.variant} ({row.split}, epoch {row.epoch}): {int(row.n_seeds)} seed(s) are too few to tell "
                 f"how far the examples are from equally hard (at least {MIN_SEEDS_TO_TELL} needed).")
-    if ks < 0.1:
+    spread = f"P(correct) runs from {row['min']:.2f} to {row['max']:.2f}" if "min" in row else ""
+    ends = [f"{share:.0%} {who}" for share, who in ((row.get("all_seeds", 0), "right for every seed"),
+                                                   (row.get("no_seed", 0), "for none")) if share > 0]
+    spread += (f" ({', '.join(ends)})" if ends else "")
+    if ks < 0.1 and row["mean"] >= 0.99:  # the binomial at p ~ 1 is every example learned: nothing to tell apart
+        verdict, meaning = "close to binomial", "nearly every example is right for nearly every seed"
+    elif ks < 0.1 and row["mean"] <= 0.01:
+        verdict, meaning = "close to binomial", "nearly every example is wrong for nearly every seed"
+    elif ks < 0.1:
         verdict, meaning = "close to binomial", "the examples look about equally hard, as for noise"
     elif ks < 0.3:
         verdict, meaning = "moderately far from binomial", "examples differ somewhat in difficulty"
     else:
-        verdict, meaning = "far from binomial", "examples differ in difficulty: some are learned by every seed, " \
-                                                 "some by none"
+        verdict, meaning = "far from binomial", "examples differ in difficulty"
+    if spread and ks >= 0.1:
+        meaning += f": {spread}"
     return (f"{row.variant} ({row.split}, epoch {row.epoch}): {verdict} (KS {ks:.2f} against Binomial(n={row.n_seeds}, "
             f"p={row['mean']:.2f})): {meaning}.")
 

@@ -141,6 +141,13 @@ def test_bootstrap_bands_widen_with_fewer_seeds_and_sentences_read_the_numbers()
     table = D.summary(D.p_correct(frame(64)))
     text = D.distance_sentence(table.iloc[0])
     assert text.startswith("real (train, epoch 1): far from binomial (KS ") and "differ in difficulty" in text
+    row = table.iloc[0]  # the sentence reads the curve's own ends, not a stock phrase
+    assert f"P(correct) runs from {row['min']:.2f} to {row['max']:.2f}" in text
+    assert ("right for every seed" in text) == (row["all_seeds"] > 0) and ("for none" in text) == (row["no_seed"] > 0)
+    learned = pd.DataFrame([dict(variant="real", split="train", epoch=9, seed=s, index=i, correct=True, label=0,
+                                 true_label=0, corrupted=False) for s in range(8) for i in range(20)])
+    done = D.distance_sentence(D.summary(D.p_correct(learned)).iloc[0])
+    assert "nearly every example is right for nearly every seed" in done and "as for noise" not in done
     fig = figures.p_correct_curves(*D.sorted_curves(D.p_correct(frame(8))), "train", ["real"],
                                    bands=D.bootstrap_bands(frame(8), draws=50))
     assert fig.data[0].fill == "toself" and fig.data[1].name == "real"
