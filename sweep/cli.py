@@ -45,7 +45,8 @@ def _finite(text: str) -> float:
 
 def _add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("preset", help="preset name (see `sweep list`)")
-    p.add_argument("--dataset", help="data set: " + ", ".join(specs.DATASET_SHAPES))
+    p.add_argument("--dataset", help="data set: " + ", ".join(specs.DATASET_SHAPES)
+                   + " (default: the preset's, cifar10 for the papers' presets; digits runs offline)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec key (dotted, YAML value), e.g. --set seeds=8 "
                         "--set model.hidden=[512,512]; repeatable")
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--address", default=None,
                         help="an existing Ray cluster ('auto' or ray://host:port); "
                              "default: start and stop an embedded local Ray")
-    launch.add_argument("--cpus-per-trial", type=_finite, default=1.0, metavar="N")
+    launch.add_argument("--cpus-per-trial", type=_finite, default=1.0, metavar="N",
+                        help="CPUs per trial (default 1: one trial per core; a trial's torch threads follow it)")
     launch.add_argument("--gpus-per-trial", type=_finite, default=0.0, metavar="F",
                         help="GPU fraction per trial, e.g. 0.25 packs four trials on a GPU")
     mode = launch.add_mutually_exclusive_group()
@@ -110,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
               "pip install 'memsweep[train]'; reading results needs only `analysis`", file=sys.stderr)
         return EXIT_USAGE
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for hints that repeat it
     try:
+        results = getattr(args, "results", None)
+        if results and "://" not in results and Path(results).expanduser().is_file():
+            raise _UserError(f"--results {results} is a file, not a results folder or URI (pass a folder, "
+                             "or leave it out for ./results)")
         if args.command == "list":
             return _list()
         if args.command == "ls":
@@ -237,7 +244,7 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
     data_root = str(Path(args.data_root).expanduser()) if named else str(default_root())
     try:
         store = Store(args.results, spec.name)
-        with store.lock(shlex.join(["sweep", *sys.argv[1:]])):
+        with store.lock(shlex.join(["sweep", *args.argv])):
             grow_ok = "seeds" in dict(specs.parse_override(o) for o in args.overrides)
             launcher.check_mode(store, spec, mode, grow_ok=grow_ok,  # first: a resume with other settings says so
                                 on_dataset=lambda name: specs.resolve(args.preset, name, [
@@ -264,23 +271,32 @@ def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode
         mode=mode, address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         preset=args.preset, grow_ok=grow_ok, spec_args=_spec_args(args))
 
-    counts = store.row_counts()
+    counts = {t: n for t, n in store.row_counts().items() if n}
     shown = store.uri if "://" in args.results else str(Path(args.results) / spec.name)
     print(f"memsweep: {result.ran - len(result.missing)}/{result.ran} trials finished "
           f"({result.skipped} already stored) in {result.wall_seconds:.1f} s")
-    print(f"memsweep: results in {store.uri}: " + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()))
-    first, *rest = counts or ["trials"]
-    print(f'memsweep: load with  pandas.read_parquet("{shown}/{first}")'
-          + (f"  (also {', '.join(rest)})" if rest else ""))
-    print(f"memsweep: report with  sweep report {spec.name} --results {args.results}"
-          + (f" --data-root {args.data_root}" if args.data_root else ""))
+    if counts:
+        print(f"memsweep: results in {store.uri}: " + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()))
+        first, *rest = counts
+        print(f'memsweep: load with  pandas.read_parquet("{shown}/{first}")'
+              + (f"  (also {', '.join(rest)})" if rest else ""))
+        print(f"memsweep: report with  sweep report {spec.name} --results {shlex.quote(args.results)}"
+              + (f" --data-root {shlex.quote(args.data_root)}" if args.data_root else ""))
+    else:
+        print(f"memsweep: nothing stored yet at {store.uri}")
     if result.missing:
         why = "the run was interrupted" if result.interrupted else "they failed (see the errors above)"
         names = ", ".join(result.missing[:5]) + (", ..." if len(result.missing) > 5 else "")
         print(f"sweep: error: {len(result.missing)} trials did not finish because {why}: {names}; "
-              f"run the same command with --resume to finish them", file=sys.stderr)
+              f"`{_same_with_resume(args.argv)}` finishes them", file=sys.stderr)
         return 130 if result.interrupted else 1
     return 0
+
+
+def _same_with_resume(typed: list[str]) -> str:
+    """This very command line, with --resume instead of --overwrite (the way to finish it)."""
+    argv = [a for a in typed if a != "--overwrite"]
+    return shlex.join(["sweep", *argv, *([] if "--resume" in argv else ["--resume"])])
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -298,7 +314,11 @@ def _status(args: argparse.Namespace) -> int:
     print("total: " + ", ".join(f"{totals[c]} {c}" for c in ["seeds", *STATES]))
     for fragment, why in damaged.items():
         print(f"damaged: {fragment}: {why}")
-    if totals["done"] < totals["seeds"]:
+    running = Store(args.results, args.preset).holder()
+    if running is not None:
+        print(f"(a launch is running now: pid {running.get('pid', '?')} on {running.get('host', '?')}, started "
+              f"{running.get('started', '?')}; `sweep status` again to follow it)")
+    elif totals["done"] < totals["seeds"]:
         print(f"(after an interrupted launch, or to repair damaged trials, {_resume(args)} runs exactly "
               "those again)")
     return 1 if damaged else 0

@@ -415,6 +415,29 @@ class Store:
             return None
         return value if isinstance(value, dict) else None
 
+    def holder(self) -> dict[str, Any] | None:
+        """The launch holding the sweep's lock right now (its owner record, {} if unreadable), or
+        None: for `sweep status`, which should not suggest resuming a sweep that is running."""
+        if not self.is_local:
+            lease = self._read_lease()
+            return lease if lease and time.time() - _number(lease.get("heartbeat")) < LEASE_SECONDS else None
+        import fcntl
+
+        path = self.path(LOCK)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_owner(path)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)  # closing drops a shared lock we got: nobody held it
+        return None
+
     def _held_message(self, owner: dict[str, Any]) -> str:
         who = (f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}, started {owner.get('started', '?')}: "
                f"{owner.get('command', '?')}") if owner else "owner unknown"

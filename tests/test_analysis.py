@@ -196,9 +196,9 @@ def test_report_banner_says_why_a_sweep_is_incomplete():
     assert "Incomplete sweep</b> (real: 2/2 seeds, randY: 0/2 seeds)" in running
     assert "has not recorded an end" in running and f"<code>{cmd}</code> finishes it" in running
     ended = html.unescape(_status(m, real, "r", {"ended": "x", "trials": {"randY-pack000": "INTERRUPTED"}}))
-    assert "ended with trials unfinished (1 interrupted)" in ended and f"<code>{cmd}</code> runs them" in ended
+    assert "ended with trials unfinished (1 trial interrupted)" in ended and f"<code>{cmd}</code> runs them" in ended
     failed = html.unescape(_status(m, None, "r", {"ended": "x", "trials": {"real-pack000": "ERROR"}}))
-    assert "No results yet" in failed and "(1 failed, 1 not started)" in failed and cmd in failed
+    assert "No results yet" in failed and "(1 trial failed, 1 trial not started)" in failed and cmd in failed
     assert "again later" not in failed
     waiting = _status(m, None, "r", {"trials": "not a dict"})
     assert "again later" in waiting

@@ -105,7 +105,7 @@ def test_existing_sweep_is_never_mixed(launched, ray_cluster):
     assert "Incomplete sweep</b> (real: 8/8 seeds, randX: 8/8 seeds, randY: 4/8 seeds)" in partial
     # Why, and the command that finishes it with the launch's own arguments (a resume without them
     # would be refused: another spec).
-    assert "Its last launch ended with trials unfinished (1 failed)" in partial
+    assert "Its last launch ended with trials unfinished (1 trial failed)" in partial
     assert html.unescape(f"<code>sweep launch fig1-difficulty --dataset digits --set seeds=8 --set pack_size=4 "
                          f"--set 'epochs=[1, 2]' --resume --results {folder.parent}</code>") in html.unescape(partial)
     status = sweep("status", "fig1-difficulty", "--results", str(folder.parent))

@@ -354,8 +354,10 @@ def test_the_lock_is_released_when_its_holder_dies(tmp_path):
     with pytest.raises(StoreError, match=f"in use by another launch \\(pid {holder.pid} .*holder"):
         with Store(str(tmp_path), "x").lock("second"):
             pass
+    assert Store(str(tmp_path), "x").holder()["pid"] == holder.pid  # what `sweep status` reads
     holder.kill()
     holder.wait()
+    assert Store(str(tmp_path), "x").holder() is None
     with Store(str(tmp_path), "x").lock("third"):  # a killed holder's lock is free at once
         pass
 

@@ -143,3 +143,14 @@ def test_presets_hold_only_what_differs_from_the_family_defaults():
             defaults = dict(S._flatten(family.get(dataset, {})))
             restated = [k for k, v in S._flatten(block) if k in defaults and defaults[k] == v]
             assert not restated, (name, dataset, restated)
+
+
+@pytest.mark.parametrize("command", [["launch", "fig1-difficulty", "--dataset", "digits"], ["status", "fig1-difficulty"],
+                                     ["report", "fig1-difficulty"], ["verify", "fig1-difficulty"], ["ls"]])
+def test_results_that_is_a_file_is_one_line_exit_2(command, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert run_cli([*command, "--results", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--results {afile} is a file, not a results folder" in err, err
+    assert afile.read_text() == "mine"
