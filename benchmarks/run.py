@@ -12,7 +12,8 @@ train and test example scored; real, randX and randY):
   memsweep    `sweep launch fig1-difficulty --dataset digits` as a user runs it: a fresh process,
               Ray started and stopped, results stored as Parquet;
   engine      memsweep's pack engine alone (no Ray, no store), one process, all cores;
-  fixed cost  a one-seed, one-variant sweep end to end, and the parts no sweep can avoid here
+  fixed cost  a one-seed, one-variant sweep end to end, and the parts no sweep that starts Ray
+              and a torch trial process avoids here
               (Python and Ray imports, `ray.init`, a trial process importing torch);
   floor       the training step's floor: its FLOPs at the measured matmul peak and its bytes at the
               measured bandwidth of the memory its state lives in, whichever is slower.
@@ -524,7 +525,7 @@ def markdown(out: dict) -> str:
                  f"memsweep): " + "; ".join(f"{a} s / {b} s = {r}x" for a, b, r in pr["notebook_memsweep_ratio"])
                  + f": **median {pr['median_ratio']}x**."]
     rows += ["", f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; "
-             f"the floor that no Ray sweep here avoids is {fc['floor_s']} s (Python and Ray imports "
+             f"the floor of any sweep that starts Ray and a torch trial process here is {fc['floor_s']} s (Python and Ray imports "
              f"{fc['python_and_ray_import_s']} s, `ray.init` {fc['ray_init_s']} s, a trial process importing torch "
              f"{fc['trial_torch_import_s']} s).",
              f"- One Tune trial per seed (the notebook's code in Tune's default way): {out['tune_per_seed']['scaled_to_100_s']} s "
