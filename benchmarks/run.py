@@ -313,7 +313,8 @@ def profile_step(k: int, top: int = 5) -> dict:
     """One epoch of a pack of k under torch.profiler, 1 thread: the ops' shares of their self time
     (the largest `top`), and the time of the step's batched GEMMs in place (forward `baddbmm`,
     weight-gradient `baddbmm_`, input-gradient `bmm`) per seed-epoch, to set beside their time
-    alone (`gemm_floor`): with the state out of cache they stream their weights from memory."""
+    alone (`gemm_floor`), which they exceed in the step (measured 1.6-2x, also with the state in
+    cache; not explained yet). The profiled epoch runs slower than an unprofiled one."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(1)
