@@ -84,6 +84,14 @@ def load_launch_state(results: str, sweep: str) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
+def trial_state(launch_state: str | None) -> str:
+    """A trial without a stored fragment, as `sweep status` and the report name it, from its state
+    in _launch.json: running; interrupted (a Ctrl-C cut it short); failed (it ended, or Tune
+    ended it, without finishing its write); else not started."""
+    return {"RUNNING": "running", "INTERRUPTED": "interrupted", "ERROR": "failed",
+            "TERMINATED": "failed"}.get(launch_state or "", "not started")
+
+
 def launch_args(manifest: dict[str, Any]) -> str:
     """'PRESET [--name SWEEP] [--dataset D] [--set K=V ...]': what `sweep launch` takes to give
     the stored sweep's spec again (its manifest names the preset and the command line's --dataset

@@ -366,10 +366,9 @@ def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str 
                "before it could")
         finish = "finishes it"
     else:
-        word = {"INTERRUPTED": "interrupted", "RUNNING": "interrupted", "ERROR": "failed", "TERMINATED": "failed"}
-        missing = [word.get(states.get(f), "not started") for f in (planned or {}) if f not in done]
+        missing = [load.trial_state(states.get(f)) for f in (planned or {}) if f not in done]
         parts = [f"{missing.count(w)} trial{'' if missing.count(w) == 1 else 's'} {w}"
-                 for w in ("interrupted", "failed", "not started") if w in missing]
+                 for w in ("running", "interrupted", "failed", "not started") if w in missing]
         why = "Its last launch ended with trials unfinished" + (f" ({', '.join(parts)})" if parts else "")
         finish = "runs them"
     if trials is None or trials.empty:

@@ -295,6 +295,11 @@ def gemm_floor(k: int, repeats: int = 200) -> float:
     return total * STEPS / k
 
 
+# One epoch of training and nothing else: no scoring, no norms (the step alone).
+TRAIN_ONLY = engine.Schedule(lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,),
+                             score_splits=(), norms=False)
+
+
 def measure_step(k: int, repeats: int = 3) -> float:
     """Seconds of training per seed-epoch for a pack of k, 1 thread (best of `repeats`)."""
     torch.set_num_threads(1)
@@ -302,9 +307,7 @@ def measure_step(k: int, repeats: int = 3) -> float:
     best = float("inf")
     for _ in range(repeats):
         pack = packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=HIDDEN)
-        sched = engine.Schedule(lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,),
-                                score_splits=(), norms=False)
-        out = engine.run(pack, d, engine.Members(list(range(k)), list(range(k))), sched)
+        out = engine.run(pack, d, engine.Members(list(range(k)), list(range(k))), TRAIN_ONLY)
         best = min(best, out.state.train_seconds / k)
     return best
 
@@ -319,13 +322,11 @@ def profile_step(k: int, top: int = 5) -> dict:
 
     torch.set_num_threads(1)
     d = variant_data("real")
-    sched = engine.Schedule(lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,),
-                            score_splits=(), norms=False)
     members = engine.Members(list(range(k)), list(range(k)))
-    engine.run(packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=HIDDEN), d, members, sched)  # warm
+    engine.run(packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=HIDDEN), d, members, TRAIN_ONLY)  # warm
     pack = packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=HIDDEN)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        engine.run(pack, d, members, sched)
+        engine.run(pack, d, members, TRAIN_ONLY)
     ops = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
     total = sum(ops.values())
     gemms = sum(ops.get(name, 0) for name in ("aten::baddbmm", "aten::baddbmm_", "aten::bmm"))

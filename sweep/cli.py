@@ -171,12 +171,13 @@ def _stored_manifest(args: argparse.Namespace) -> dict | None:
         return None
 
 
-def _relaunch(args: argparse.Namespace) -> str:
+def _relaunch(args: argparse.Namespace, manifest: dict | None = None) -> str:
     """`sweep launch PRESET [--name SWEEP] [--dataset D --set K=V ...]` for the stored sweep
-    `args.preset` (its manifest names the preset and the arguments it was launched with)."""
+    `args.preset` (its manifest names the preset and the arguments it was launched with; read
+    here unless given)."""
     from analysis.load import launch_args
 
-    manifest = _stored_manifest(args)
+    manifest = manifest or _stored_manifest(args)
     return "sweep launch " + (launch_args(manifest) if manifest else args.preset)
 
 
@@ -187,7 +188,7 @@ def _resume(args: argparse.Namespace) -> str:
 
     manifest = _stored_manifest(args)
     known = manifest is not None and launch_args_known(manifest)
-    return (f"`{_relaunch(args)} --resume{_at(args)}`"
+    return (f"`{_relaunch(args, manifest)} --resume{_at(args)}`"
             + ("" if known else " (with the launch's --dataset and --set arguments)"))
 
 
@@ -304,7 +305,8 @@ def _status(args: argparse.Namespace) -> int:
     from sweep.store import Store, StoreError
 
     try:
-        table, damaged = status(Store(args.results, args.preset))
+        store = Store(args.results, args.preset)
+        table, damaged = status(store)
     except StoreError as exc:
         raise _UserError(str(exc)) from None
     except FileNotFoundError:
@@ -314,7 +316,7 @@ def _status(args: argparse.Namespace) -> int:
     print("total: " + ", ".join(f"{totals[c]} {c}" for c in ["seeds", *STATES]))
     for fragment, why in damaged.items():
         print(f"damaged: {fragment}: {why}")
-    running = Store(args.results, args.preset).holder()
+    running = store.holder()
     if running is not None:
         print(f"(a launch is running now: pid {running.get('pid', '?')} on {running.get('host', '?')}, started "
               f"{running.get('started', '?')}; `sweep status` again to follow it)")

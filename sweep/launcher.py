@@ -475,6 +475,9 @@ class _Progress(tune.Callback):
 
     def _mark(self, trial, state: str) -> None:
         self.state["trials"][_trial_name_of(trial.config)] = state
+        self._write()
+
+    def _write(self) -> None:
         try:
             self.store.write_launch_state(self.state)
         except OSError as exc:  # status is advice; a store hiccup must not stop the sweep
@@ -487,10 +490,7 @@ class _Progress(tune.Callback):
             if fragment not in done and state == "RUNNING":
                 self.state["trials"][fragment] = "INTERRUPTED"
         self.state["ended"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-        try:
-            self.store.write_launch_state(self.state)
-        except OSError as exc:
-            print(f"memsweep: warning: could not update {self.store.uri}/_launch.json: {exc}", file=sys.stderr)
+        self._write()
 
     def _line(self, text: str) -> None:
         clear = "\r\033[K" if self.drawn else ""

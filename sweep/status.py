@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analysis.load import trial_state
 from sweep.spec import plan_of
 from sweep.store import Store
 
@@ -33,14 +34,8 @@ def status(store: Store) -> tuple[pd.DataFrame, dict[str, str]]:
             state = "damaged"
         elif plan.fragment in done:
             state = "done"
-        elif state == "RUNNING":
-            state = "running"
-        elif state == "INTERRUPTED":
-            state = "interrupted"
-        elif state in ("ERROR", "TERMINATED"):
-            state = "failed"  # ended without a fragment: it did not finish its write
         else:
-            state = "not started"
+            state = trial_state(state)
         rows += [{"cell": cell, "state": state, "seeds": 1} for cell, _, _ in plan.models()]
     frame = pd.DataFrame(rows)
     table = frame.pivot_table(index="cell", columns="state", values="seeds", aggfunc="sum", fill_value=0,

@@ -374,8 +374,8 @@ class Store:
     @contextlib.contextmanager
     def _lease(self, owner: dict[str, Any]) -> Iterator[None]:
         path = self.path(LOCK)
-        current = self._read_lease()
-        if current and time.time() - _number(current.get("heartbeat")) < LEASE_SECONDS:
+        current = self._live_lease()
+        if current:
             raise StoreError(self._held_message(current))
 
         def write() -> None:
@@ -407,6 +407,11 @@ class Store:
                 if ours():
                     self.fs.delete_file(path)
 
+    def _live_lease(self) -> dict[str, Any] | None:
+        """The lease on <sweep>/_lock if its holder refreshed it within LEASE_SECONDS, else None."""
+        lease = self._read_lease()
+        return lease if lease and time.time() - _number(lease.get("heartbeat")) < LEASE_SECONDS else None
+
     def _read_lease(self) -> dict[str, Any] | None:
         try:
             with self.fs.open_input_stream(self.path(LOCK)) as f:
@@ -419,8 +424,7 @@ class Store:
         """The launch holding the sweep's lock right now (its owner record, {} if unreadable), or
         None: for `sweep status`, which should not suggest resuming a sweep that is running."""
         if not self.is_local:
-            lease = self._read_lease()
-            return lease if lease and time.time() - _number(lease.get("heartbeat")) < LEASE_SECONDS else None
+            return self._live_lease()
         import fcntl
 
         path = self.path(LOCK)
