@@ -11,12 +11,15 @@ train and test example scored; real, randX and randY):
               on a few seeds and scaled to all;
   memsweep    `sweep launch fig1-difficulty --dataset digits` as a user runs it: a fresh process,
               Ray started and stopped, results stored as Parquet;
-  engine      memsweep's pack engine alone (no Ray, no store), one process, all cores;
+  engine      memsweep's pack engine alone (no Ray, no store), one process, 1 thread, as a trial
+              of one CPU runs it;
   fixed cost  a one-seed, one-variant sweep end to end, and the parts no sweep that starts Ray
               and a torch trial process avoids here
               (Python and Ray imports, `ray.init`, a trial process importing torch);
-  floor       the training step's floor: its FLOPs at the measured matmul peak and its bytes at the
-              measured bandwidth of the memory its state lives in, whichever is slower.
+  floor       end to end: the fixed cost's parts plus the engine's time over the cores, the least
+              any such sweep takes; the training step's: its FLOPs at the measured matmul peak and
+              its bytes at the measured bandwidth of the memory its state lives in, whichever is
+              slower, beside the step's own GEMMs timed alone (hot, and with the cache flushed).
 
     python benchmarks/run.py --quick   # about 5 minutes on a 2-core VM: seeds 10 and 100, one repeat each
     python benchmarks/run.py           # about 50 minutes there: seeds 10 to 1,000, and the curve
@@ -164,9 +167,10 @@ def launch_timed(*sets: str, dataset: str = "digits", options: tuple[str, ...] =
 
 
 def run_engine(seeds: int) -> dict[str, float]:
-    """The pack engine alone on the preset's work: packs sized as a trial of one CPU sizes them
-    (its share of the last-level cache), all cores training."""
-    torch.set_num_threads(DEFAULT_THREADS)
+    """The pack engine alone on the preset's work, as a trial of one CPU runs it: packs sized to
+    its share of the last-level cache, 1 thread. A sweep splits this work over its trials, one a
+    core, so its compute takes at least this / cores."""
+    torch.set_num_threads(1)
     k = PRESET.resolved_pack_size(seeds, "cpu", cache_bytes=budget.cache_share_bytes(1.0))  # as sweep/trial.py
     train = total = 0.0
     for variant in VARIANTS:
@@ -277,12 +281,16 @@ def step_floor(peak_gflops: float, bw_gbs: float) -> dict[str, float]:
             "byte_s": moved / (bw_gbs * 1e9), "floor_s": max(flops / (peak_gflops * 1e9), moved / (bw_gbs * 1e9))}
 
 
-def gemm_floor(k: int, repeats: int = 200) -> float:
+def gemm_times(k: int, repeats: int = 200, flushed_repeats: int = 30) -> dict[str, float]:
     """Seconds per seed-epoch of the step's own batched GEMMs alone (forward, weight gradients,
-    input gradients at this pack size, batch 16), each timed at its best, 1 thread: the floor
-    this BLAS sets for the step, below the large-matmul peak that `step_floor` assumes."""
+    input gradients at this pack size, batch 16), 1 thread: each at its best and at its median of
+    `repeats` calls with its operands hot in cache, and at its median of `flushed_repeats` calls
+    each after a write over three times the last-level cache (at least 96 MiB), so that its
+    operands come from memory. In the step the operands lie somewhere between: each large one was
+    last touched an op or more before, with the pack's other state in between."""
     torch.set_num_threads(1)
-    total = 0.0
+    flush = torch.zeros(max(96 * 2**20, 3 * budget.last_level_cache_bytes()) // 4)
+    best = median = flushed = 0.0
     for i, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
         x, w, g = torch.randn(k, BATCH, n_in), torch.randn(k, n_in, n_out), torch.randn(k, BATCH, n_out)
         b, v, back = torch.randn(k, 1, n_out), torch.randn(k, n_in, n_out), torch.empty(k, BATCH, n_in)
@@ -291,8 +299,15 @@ def gemm_floor(k: int, repeats: int = 200) -> float:
             ops.append(lambda: torch.bmm(g, w.transpose(1, 2), out=back))
         for op in ops:
             op()
-            total += min(_timed(op) for _ in range(repeats))
-    return total * STEPS / k
+            hot = [_timed(op) for _ in range(repeats)]
+            best, median = best + min(hot), median + statistics.median(hot)
+            cold = []
+            for _ in range(flushed_repeats):
+                flush.add_(1.0)
+                cold.append(_timed(op))
+            flushed += statistics.median(cold)
+    per = STEPS / k
+    return {"best_s": best * per, "median_s": median * per, "flushed_s": flushed * per}
 
 
 # One epoch of training and nothing else: no scoring, no norms (the step alone).
@@ -316,8 +331,7 @@ def profile_step(k: int, top: int = 5) -> dict:
     """One epoch of a pack of k under torch.profiler, 1 thread: the ops' shares of their self time
     (the largest `top`), and the time of the step's batched GEMMs in place (forward `baddbmm`,
     weight-gradient `baddbmm_`, input-gradient `bmm`) per seed-epoch, to set beside their time
-    alone (`gemm_floor`), which they exceed in the step (measured 1.6-2x, also with the state in
-    cache; not explained yet). The profiled epoch runs slower than an unprofiled one."""
+    alone (`gemm_times`). The profiled epoch runs slower than an unprofiled one."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(1)
@@ -447,22 +461,26 @@ def main() -> None:
     # no more than 38 GB/s from 1.5 MiB up).
     k = PRESET.resolved_pack_size(100, "cpu", cache_bytes=budget.cache_share_bytes(1.0))
     step = {}
-    for kk in sorted({k} if args.quick else {k, 20}):
+    for kk in sorted({k} if args.quick else {k, 2 * k, 20}):
         state = kk * 2 * 4 * budget.mlp_param_count(SIZES[0], HIDDEN, SIZES[-1])
         bw = bandwidth(state // 2)  # y += x over two arrays: the pack's state in all
         where = f"{state / 2**20:.0f} MiB, {bw:.0f} GB/s"
         t = measure_step(kk)
         fl = step_floor(peak1, bw)
-        gemms = gemm_floor(kk)
+        gemms = gemm_times(kk)
         prof = profile_step(kk)
         step[f"pack_{kk}"] = {"ms_per_seed_epoch": round(1e3 * t, 1), "floor_ms": round(1e3 * fl["floor_s"], 1),
-                              "gemm_floor_ms": round(1e3 * gemms, 1), "gemms_share_of_step": round(gemms / t, 2),
+                              "gemm_best_ms": round(1e3 * gemms["best_s"], 1),
+                              "gemm_median_ms": round(1e3 * gemms["median_s"], 1),
+                              "gemm_flushed_ms": round(1e3 * gemms["flushed_s"], 1),
+                              "gemms_best_share_of_step": round(gemms["best_s"] / t, 2),
                               "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
                               "state_in": where, "state_gbs": round(bw, 1), "fraction_of_floor": round(fl["floor_s"] / t, 2),
                               "profile": prof}
         say(f"step, pack of {kk} (state {where}): {1e3 * t:.1f} ms per seed-epoch; floor {1e3 * fl['floor_s']:.1f} ms "
             f"(FLOPs {1e3 * fl['flop_s']:.1f}, bytes {1e3 * fl['byte_s']:.1f}): {fl['floor_s'] / t:.0%} of the floor; "
-            f"its GEMMs alone {1e3 * gemms:.1f} ms ({gemms / t:.0%} of the step), in place {prof['gemms_in_place_ms']} ms; "
+            f"its GEMMs alone {1e3 * gemms['best_s']:.1f} ms best, {1e3 * gemms['median_s']:.1f} median, "
+            f"{1e3 * gemms['flushed_s']:.1f} from memory; in place {prof['gemms_in_place_ms']} ms; "
             f"op time: " + ", ".join(f"{n} {v:.0%}" for n, v in prof["op_shares"].items()))
     out["step"] = step
 
@@ -477,11 +495,16 @@ def main() -> None:
         t_nb = run_notebook(seeds)
         t_ms = run_memsweep(f"seeds={seeds}")
         eng = run_engine(seeds)
+        # The least any sweep that starts Ray and torch trials could take: the fixed floor, then the
+        # engine's own work split evenly over the cores, one trial a core (a trial's work cannot
+        # start before Ray and torch have, and two trials at once run no faster than each alone).
+        floor = fc["floor_s"] + eng["seconds"] / cores
         curve[seeds] = {"notebook_s": round(t_nb, 1), "memsweep_s": round(t_ms, 1), "engine_s": round(eng["seconds"], 1),
+                        "floor_s": round(floor, 1), "notebook/floor": round(t_nb / floor, 2),
                         "engine_train_s": round(eng["train_seconds"], 1), "engine_pack_size": eng["pack_size"],
                         "notebook/memsweep": round(t_nb / t_ms, 2)}
         say(f"seeds {seeds:>4} x {len(VARIANTS)} ({DEFAULT_THREADS} notebook threads): notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s "
-            f"({t_nb / t_ms:.2f}x), engine alone {eng['seconds']:.1f} s")
+            f"({t_nb / t_ms:.2f}x), engine alone {eng['seconds']:.1f} s, floor {floor:.1f} s (at most {t_nb / floor:.2f}x)")
     out["seeds"] = curve
     pairs = []
     for _ in range(args.pairs):  # alternating A B A B: both meet the same machine state
@@ -515,11 +538,12 @@ def main() -> None:
 
 def markdown(out: dict) -> str:
     rows = [f"Measured {out['date']} on {out['machine']}, torch {out['torch']} (`{out['command']}`).", "",
-            "| seeds x 3 variants | notebook loop | memsweep end to end | notebook / memsweep | engine alone |",
-            "|---|---|---|---|---|"]
+            "| seeds x 3 variants | notebook loop | memsweep end to end | notebook / memsweep | engine alone, 1 thread "
+            "| floor (fixed floor + engine / cores) | notebook / floor |",
+            "|---|---|---|---|---|---|---|"]
     for seeds, r in out["seeds"].items():
         rows.append(f"| {seeds} | {r['notebook_s']} s | {r['memsweep_s']} s | **{r['notebook/memsweep']}x** | "
-                    f"{r['engine_s']} s |")
+                    f"{r['engine_s']} s | {r.get('floor_s', '-')} s | {r.get('notebook/floor', '-')}x |")
     fc, hw = out["fixed_cost"], out["hardware"]
     if "pairs_100" in out:
         pr = out["pairs_100"]
@@ -529,7 +553,10 @@ def markdown(out: dict) -> str:
     rows += ["", f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; "
              f"the floor of any sweep that starts Ray and a torch trial process here is {fc['floor_s']} s (Python and Ray imports "
              f"{fc['python_and_ray_import_s']} s, `ray.init` {fc['ray_init_s']} s, a trial process importing torch "
-             f"{fc['trial_torch_import_s']} s).",
+             f"{fc['trial_torch_import_s']} s). The table's floor is that plus the engine alone on the same work, "
+             f"1 thread, split evenly over the {out['cores']} cores (a trial's work cannot start before Ray and torch "
+             "have, and trials at once run no faster than each alone): notebook / floor is the most any such sweep "
+             "could reach.",
              f"- One Tune trial per seed (the notebook's code in Tune's default way): {out['tune_per_seed']['scaled_to_100_s']} s "
              f"for 100 seeds x 3, taken on the line through {out['tune_per_seed']['seeds'][0]} and "
              f"{out['tune_per_seed']['seeds'][1]} seeds x 3 (measured: {out['tune_per_seed']['measured_s'][0]} s and "
@@ -545,7 +572,10 @@ def markdown(out: dict) -> str:
         rows.append(f"- Training step, {name.replace('_', ' of ')} (state {s['state_in']}): {s['ms_per_seed_epoch']} ms "
                     f"per seed-epoch against a floor of {s['floor_ms']} ms (FLOPs {s['flop_ms']} ms, bytes "
                     f"{s['byte_ms']} ms): **{s['fraction_of_floor']:.0%} of the floor**; the step's own GEMMs "
-                    f"alone, each at its best, take {s['gemm_floor_ms']} ms ({s['gemms_share_of_step']:.0%} of the step)"
+                    f"alone take {s['gemm_best_ms']} ms each at its best ({s['gemms_best_share_of_step']:.0%} of the step), "
+                    f"{s['gemm_median_ms']} ms at their median, {s['gemm_flushed_ms']} ms with the cache flushed before each "
+                    f"(operands from memory): a step of these GEMMs and nothing else, at their median, would run at "
+                    f"{s['floor_ms'] / s['gemm_median_ms']:.0%} of the floor"
                     + (f", and {s['profile']['gemms_in_place_ms']} ms in place (torch.profiler over one epoch, the ops' self time: "
                        + ", ".join(f"`{n}` {v:.0%}" for n, v in s["profile"]["op_shares"].items()) + ")"
                        if "profile" in s else "") + ".")
@@ -560,7 +590,7 @@ def plot(curve: dict) -> None:
     seeds = list(curve)
     fig = go.Figure([go.Scatter(x=seeds, y=[curve[s][k] for s in seeds], name=name, mode="lines+markers")
                      for k, name in (("notebook_s", "notebook loop"), ("memsweep_s", "memsweep end to end"),
-                                     ("engine_s", "engine alone"))])
+                                     ("floor_s", "floor (fixed floor + engine / cores)"))])
     fig.update_layout(title="Digits fig1 (3 variants): seconds against seeds", xaxis_type="log", yaxis_type="log",
                       xaxis_title="seeds per variant", yaxis_title="seconds", template="plotly_white")
     fig.write_html(HERE / "seeds_curve.html", include_plotlyjs="cdn")

@@ -54,3 +54,22 @@ def test_gpu_mode_without_a_gpu_is_one_line_and_nonzero():
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "--device cuda" in proc.stderr and "no CUDA device" in proc.stderr
     assert (gpu_json.stat().st_mtime_ns if gpu_json.exists() else None) == before  # nothing written
+
+
+def test_gemm_times_and_the_table_it_feeds(bench):
+    g = bench.gemm_times(1, repeats=3, flushed_repeats=2)
+    assert set(g) == {"best_s", "median_s", "flushed_s"} and all(v > 0 for v in g.values())
+    assert g["best_s"] <= g["median_s"]  # the best of three calls is no slower than their median
+    out = {"date": "d", "machine": "m", "torch": "t", "command": "c", "cores": 2,
+           "seeds": {10: {"notebook_s": 5.0, "memsweep_s": 10.0, "notebook/memsweep": 0.5, "engine_s": 4.0,
+                          "floor_s": 6.0, "notebook/floor": 0.83}},
+           "fixed_cost": {"one_seed_sweep_s": 8.0, "floor_s": 4.0, "python_and_ray_import_s": 1.0,
+                          "ray_init_s": 2.0, "trial_torch_import_s": 1.0},
+           "tune_per_seed": {"scaled_to_100_s": 900.0, "seeds": [2, 4], "measured_s": [20.0, 38.0]},
+           "hardware": {"matmul_gflops_1_thread": 90.0, "dram_gbs_1_thread": 40.0, "last_level_cache_mib": 32},
+           "step": {"pack_3": {"state_in": "7 MiB, 120 GB/s", "ms_per_seed_epoch": 60.0, "floor_ms": 26.0,
+                               "flop_ms": 26.0, "byte_ms": 6.0, "fraction_of_floor": 0.43, "gemm_best_ms": 35.0,
+                               "gemms_best_share_of_step": 0.58, "gemm_median_ms": 40.0, "gemm_flushed_ms": 84.0}}}
+    table = bench.markdown(out)
+    assert "| 10 | 5.0 s | 10.0 s | **0.5x** | 4.0 s | 6.0 s | 0.83x |" in table
+    assert "40.0 ms at their median, 84.0 ms with the cache flushed" in table and "65% of the floor" in table
