@@ -427,6 +427,9 @@ def main() -> None:
                         help="seeds 10 and 100, one repeat each, no extra pairs, Tune at 2 and 4 seeds, the step at the "
                              "rule's pack only (about 5 minutes on 2 cores)")
     parser.add_argument("--readme", action="store_true", help="rewrite the table in benchmarks/README.md")
+    parser.add_argument("--from-json", type=Path, default=None, metavar="RESULTS",
+                        help="measure nothing: print (with --readme, rewrite) the table from a results file this "
+                             "benchmark wrote")
     parser.add_argument("--tune-seeds", type=int, default=None,
                         help="seeds per variant for the Tune contender, measured at this and twice this (default 5; "
                              "--quick 2)")
@@ -444,6 +447,10 @@ def main() -> None:
     args.pairs = args.pairs if args.pairs is not None else (0 if args.quick else 3)
     if args.device == "cuda":
         return gpu_main(args)
+    if args.from_json is not None:
+        out = json.loads(args.from_json.read_text())
+        out["seeds"] = {int(seeds): row for seeds, row in out["seeds"].items()}  # JSON keys are strings
+        return write_table(out, args.readme)
     cores = os.cpu_count() or 1
     out: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "cores": cores,
                  "torch": torch.__version__, "command": "python benchmarks/run.py" + (" --quick" if args.quick else "")}
@@ -526,14 +533,19 @@ def main() -> None:
         out["t1000/t100"] = round(curve[1000]["memsweep_s"] / curve[100]["memsweep_s"], 2)
         plot(curve)
     (HERE / ("results_quick.json" if args.quick else "results.json")).write_text(json.dumps(out, indent=1))
+    write_table(out, args.readme)
+
+
+def write_table(out: dict, readme: bool) -> None:
+    """Print the table of a run; with `readme`, also put it in benchmarks/README.md."""
     table = markdown(out)
     print(table)
-    if args.readme:
-        readme = HERE / "README.md"
-        text = readme.read_text()
+    if readme:
+        path = HERE / "README.md"
+        text = path.read_text()
         start, end = "<!-- run.py table -->", "<!-- /run.py table -->"
         head, rest = text.split(start, 1)
-        readme.write_text(head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
+        path.write_text(head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
 
 
 def markdown(out: dict) -> str:
@@ -573,12 +585,13 @@ def markdown(out: dict) -> str:
                     f"per seed-epoch against a floor of {s['floor_ms']} ms (FLOPs {s['flop_ms']} ms, bytes "
                     f"{s['byte_ms']} ms): **{s['fraction_of_floor']:.0%} of the floor**; the step's own GEMMs "
                     f"alone take {s['gemm_best_ms']} ms each at its best ({s['gemms_best_share_of_step']:.0%} of the step), "
-                    f"{s['gemm_median_ms']} ms at their median, {s['gemm_flushed_ms']} ms with the cache flushed before each "
-                    f"(operands from memory): a step of these GEMMs and nothing else, at their median, would run at "
-                    f"{s['floor_ms'] / s['gemm_median_ms']:.0%} of the floor"
-                    + (f", and {s['profile']['gemms_in_place_ms']} ms in place (torch.profiler over one epoch, the ops' self time: "
-                       + ", ".join(f"`{n}` {v:.0%}" for n, v in s["profile"]["op_shares"].items()) + ")"
-                       if "profile" in s else "") + ".")
+                    f"{s['gemm_median_ms']} ms at their median and {s['gemm_flushed_ms']} ms with the cache flushed before "
+                    "each (operands from memory)"
+                    + (f", and {s['profile']['gemms_in_place_ms']} ms in the step (torch.profiler over one epoch, the ops' "
+                       "self time: " + ", ".join(f"`{n}` {v:.0%}" for n, v in s["profile"]["op_shares"].items()) + ")"
+                       if "profile" in s else "")
+                    + f"; a step of these GEMMs and nothing else, at their median, would run at "
+                    f"{s['floor_ms'] / s['gemm_median_ms']:.0%} of the floor.")
     if "t1000/t100" in out:
         rows.append(f"- Linear in seeds: t(1,000) / t(100) = {out['t1000/t100']} end to end.")
     return "\n".join(rows)

@@ -72,4 +72,4 @@ def test_gemm_times_and_the_table_it_feeds(bench):
                                "gemms_best_share_of_step": 0.58, "gemm_median_ms": 40.0, "gemm_flushed_ms": 84.0}}}
     table = bench.markdown(out)
     assert "| 10 | 5.0 s | 10.0 s | **0.5x** | 4.0 s | 6.0 s | 0.83x |" in table
-    assert "40.0 ms at their median, 84.0 ms with the cache flushed" in table and "65% of the floor" in table
+    assert "40.0 ms at their median and 84.0 ms with the cache flushed" in table and "65% of the floor" in table
