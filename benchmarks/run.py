@@ -21,8 +21,8 @@ train and test example scored; real, randX and randY):
               its bytes at the measured bandwidth of the memory its state lives in, whichever is
               slower, beside the step's own GEMMs timed alone (hot, and with the cache flushed).
 
-    python benchmarks/run.py --quick   # about 5 minutes on a 2-core VM: seeds 10 and 100, one repeat each
-    python benchmarks/run.py           # about 50 minutes there: seeds 10 to 1,000, and the curve
+    python benchmarks/run.py --quick   # about 4 minutes on a 2-core VM: seeds 10 and 100, one repeat each
+    python benchmarks/run.py           # 35-50 minutes there: seeds 10 to 1,000, and the curve
     python benchmarks/run.py --readme  # also rewrite the table in benchmarks/README.md
 
     python benchmarks/run.py --device cuda   # the GPU mode: digits and the CIFAR-shaped synthetic fig1
@@ -425,7 +425,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="seeds 10 and 100, one repeat each, no extra pairs, Tune at 2 and 4 seeds, the step at the "
-                             "rule's pack only (about 5 minutes on 2 cores)")
+                             "rule's pack only (3.5-5 minutes on 2 cores)")
     parser.add_argument("--readme", action="store_true", help="rewrite the table in benchmarks/README.md")
     parser.add_argument("--from-json", type=Path, default=None, metavar="RESULTS",
                         help="measure nothing: print (with --readme, rewrite) the table from a results file this "
