@@ -21,7 +21,7 @@ train and test example scored; real, randX and randY):
               its bytes at the measured bandwidth of the memory its state lives in, whichever is
               slower, beside the step's own GEMMs timed alone (hot, and with the cache flushed).
 
-    python benchmarks/run.py --quick   # about 4 minutes on a 2-core VM: seeds 10 and 100, one repeat each
+    python benchmarks/run.py --quick   # 3.5-5 minutes on a 2-core VM: seeds 10 and 100, one repeat each
     python benchmarks/run.py           # 35-50 minutes there: seeds 10 to 1,000, and the curve
     python benchmarks/run.py --readme  # also rewrite the table in benchmarks/README.md
 
@@ -310,6 +310,36 @@ def gemm_times(k: int, repeats: int = 200, flushed_repeats: int = 30) -> dict[st
     return {"best_s": best * per, "median_s": median * per, "flushed_s": flushed * per}
 
 
+def gemms_in_order(k: int, repeats: int = 3) -> float:
+    """Seconds per seed-epoch of the step's GEMMs and nothing else, in the step's order over a
+    pack's own state (weights and momentum as `PackedMLP` holds them, outputs into buffers made
+    once), 1 thread, best of `repeats` epochs: every step of this MLP does at least these GEMMs
+    on this state in some such order, so this bounds the step from below on this BLAS, with its
+    operands wherever the step's walk over its state leaves them (no loss, no ReLU, no updates,
+    no allocation)."""
+    torch.set_num_threads(1)
+    pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
+    weights, biases = [w.detach() for w in pack.weights], [b.detach() for b in pack.biases]
+    momentum = [torch.zeros_like(w) for w in weights]
+    acts = [torch.randn(k, BATCH, SIZES[0])] + [torch.empty(k, BATCH, n) for n in SIZES[1:]]
+    grads = [torch.empty(k, BATCH, n) for n in SIZES[1:-1]] + [torch.randn(k, BATCH, SIZES[-1])]
+    n = len(weights)
+
+    def epoch() -> float:
+        start = time.perf_counter()
+        for _ in range(STEPS):
+            for i in range(n):
+                torch.baddbmm(biases[i], acts[i], weights[i], out=acts[i + 1])
+            for i in reversed(range(n)):
+                if i > 0:
+                    torch.bmm(grads[i], weights[i].transpose(1, 2), out=grads[i - 1])
+                momentum[i].baddbmm_(acts[i].transpose(1, 2), grads[i], beta=MOMENTUM)
+        return time.perf_counter() - start
+
+    epoch()
+    return min(epoch() for _ in range(repeats)) / k
+
+
 # One epoch of training and nothing else: no scoring, no norms (the step alone).
 TRAIN_ONLY = engine.Schedule(lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,),
                              score_splits=(), norms=False)
@@ -330,8 +360,9 @@ def measure_step(k: int, repeats: int = 3) -> float:
 def profile_step(k: int, top: int = 5) -> dict:
     """One epoch of a pack of k under torch.profiler, 1 thread: the ops' shares of their self time
     (the largest `top`), and the time of the step's batched GEMMs in place (forward `baddbmm`,
-    weight-gradient `baddbmm_`, input-gradient `bmm`) per seed-epoch, to set beside their time
-    alone (`gemm_times`). The profiled epoch runs slower than an unprofiled one."""
+    weight-gradient `baddbmm_`, input-gradient `bmm`): their share of the ops' profiled time, and
+    their profiled time per seed-epoch. The profiled epoch runs slower than an unprofiled one, so
+    the share times the unprofiled step is what is set beside their time alone (`gemm_times`)."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(1)
@@ -346,7 +377,7 @@ def profile_step(k: int, top: int = 5) -> dict:
     gemms = sum(ops.get(name, 0) for name in ("aten::baddbmm", "aten::baddbmm_", "aten::bmm"))
     shares = sorted(ops.items(), key=lambda kv: -kv[1])[:top]
     return {"op_shares": {name.removeprefix("aten::"): round(t / total, 3) for name, t in shares},
-            "gemms_in_place_ms": round(gemms / 1e3 / k, 1)}
+            "gemms_share": round(gemms / total, 3), "gemms_in_place_ms": round(gemms / 1e3 / k, 1)}
 
 
 # --- the GPU mode -----------------------------------------------------------------------------
@@ -429,7 +460,7 @@ def main() -> None:
     parser.add_argument("--readme", action="store_true", help="rewrite the table in benchmarks/README.md")
     parser.add_argument("--from-json", type=Path, default=None, metavar="RESULTS",
                         help="measure nothing: print (with --readme, rewrite) the table from a results file this "
-                             "benchmark wrote")
+                             "version of the benchmark wrote")
     parser.add_argument("--tune-seeds", type=int, default=None,
                         help="seeds per variant for the Tune contender, measured at this and twice this (default 5; "
                              "--quick 2)")
@@ -475,19 +506,23 @@ def main() -> None:
         t = measure_step(kk)
         fl = step_floor(peak1, bw)
         gemms = gemm_times(kk)
+        in_order = gemms_in_order(kk)
         prof = profile_step(kk)
         step[f"pack_{kk}"] = {"ms_per_seed_epoch": round(1e3 * t, 1), "floor_ms": round(1e3 * fl["floor_s"], 1),
                               "gemm_best_ms": round(1e3 * gemms["best_s"], 1),
                               "gemm_median_ms": round(1e3 * gemms["median_s"], 1),
                               "gemm_flushed_ms": round(1e3 * gemms["flushed_s"], 1),
                               "gemms_best_share_of_step": round(gemms["best_s"] / t, 2),
+                              "gemms_in_order_ms": round(1e3 * in_order, 1),
+                              "gemms_in_step_ms": round(1e3 * t * prof["gemms_share"], 1),
                               "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
                               "state_in": where, "state_gbs": round(bw, 1), "fraction_of_floor": round(fl["floor_s"] / t, 2),
                               "profile": prof}
         say(f"step, pack of {kk} (state {where}): {1e3 * t:.1f} ms per seed-epoch; floor {1e3 * fl['floor_s']:.1f} ms "
             f"(FLOPs {1e3 * fl['flop_s']:.1f}, bytes {1e3 * fl['byte_s']:.1f}): {fl['floor_s'] / t:.0%} of the floor; "
             f"its GEMMs alone {1e3 * gemms['best_s']:.1f} ms best, {1e3 * gemms['median_s']:.1f} median, "
-            f"{1e3 * gemms['flushed_s']:.1f} from memory; in place {prof['gemms_in_place_ms']} ms; "
+            f"{1e3 * gemms['flushed_s']:.1f} from memory, {1e3 * in_order:.1f} in the step's order "
+            f"({fl['floor_s'] / in_order:.0%} of the floor at most); in the step ~{1e3 * t * prof['gemms_share']:.1f} ms; "
             f"op time: " + ", ".join(f"{n} {v:.0%}" for n, v in prof["op_shares"].items()))
     out["step"] = step
 
@@ -567,8 +602,11 @@ def markdown(out: dict) -> str:
              f"{fc['python_and_ray_import_s']} s, `ray.init` {fc['ray_init_s']} s, a trial process importing torch "
              f"{fc['trial_torch_import_s']} s). The table's floor is that plus the engine alone on the same work, "
              f"1 thread, split evenly over the {out['cores']} cores (a trial's work cannot start before Ray and torch "
-             "have, and trials at once run no faster than each alone): notebook / floor is the most any such sweep "
-             "could reach.",
+             "have, and trials at once run no faster than each alone): notebook / floor is the most a sweep on "
+             "this engine could reach."
+             + "".join(f" At {n} seeds the notebook's {r['notebook_s']} s is under the fixed floor alone: at most "
+                       f"{r['notebook_s'] / fc['floor_s']:.2f}x for any sweep that starts Ray and torch trials, whatever "
+                       "its engine." for n, r in out["seeds"].items() if r["notebook_s"] < fc["floor_s"]),
              f"- One Tune trial per seed (the notebook's code in Tune's default way): {out['tune_per_seed']['scaled_to_100_s']} s "
              f"for 100 seeds x 3, taken on the line through {out['tune_per_seed']['seeds'][0]} and "
              f"{out['tune_per_seed']['seeds'][1]} seeds x 3 (measured: {out['tune_per_seed']['measured_s'][0]} s and "
@@ -583,15 +621,18 @@ def markdown(out: dict) -> str:
     for name, s in out["step"].items():
         rows.append(f"- Training step, {name.replace('_', ' of ')} (state {s['state_in']}): {s['ms_per_seed_epoch']} ms "
                     f"per seed-epoch against a floor of {s['floor_ms']} ms (FLOPs {s['flop_ms']} ms, bytes "
-                    f"{s['byte_ms']} ms): **{s['fraction_of_floor']:.0%} of the floor**; the step's own GEMMs "
-                    f"alone take {s['gemm_best_ms']} ms each at its best ({s['gemms_best_share_of_step']:.0%} of the step), "
-                    f"{s['gemm_median_ms']} ms at their median and {s['gemm_flushed_ms']} ms with the cache flushed before "
-                    "each (operands from memory)"
-                    + (f", and {s['profile']['gemms_in_place_ms']} ms in the step (torch.profiler over one epoch, the ops' "
-                       "self time: " + ", ".join(f"`{n}` {v:.0%}" for n, v in s["profile"]["op_shares"].items()) + ")"
-                       if "profile" in s else "")
-                    + f"; a step of these GEMMs and nothing else, at their median, would run at "
-                    f"{s['floor_ms'] / s['gemm_median_ms']:.0%} of the floor.")
+                    f"{s['byte_ms']} ms): **{s['fraction_of_floor']:.0%} of the floor**. Its eight batched GEMMs alone "
+                    f"take {s['gemm_best_ms']} ms together, each at its best ({s['gemms_best_share_of_step']:.0%} of the "
+                    f"step), {s['gemm_median_ms']} ms at their median and {s['gemm_flushed_ms']} ms with the cache flushed "
+                    "before each (operands from memory)"
+                    + (f"; in the step ~{s['gemms_in_step_ms']} ms (their share of the ops' time under torch.profiler, "
+                       f"{s['profile']['gemms_share']:.0%}, times the step; the ops' shares: "
+                       + ", ".join(f"`{n}` {v:.0%}" for n, v in s["profile"]["op_shares"].items()) + ")"
+                       if "gemms_in_step_ms" in s else "")
+                    + (f". Run in the step's order over a pack's own state, and nothing else (no loss, no updates), "
+                       f"best of 3 epochs, they take {s['gemms_in_order_ms']} ms: no step built on them runs at more "
+                       f"than **{s['floor_ms'] / s['gemms_in_order_ms']:.0%} of the floor**."
+                       if "gemms_in_order_ms" in s else "."))
     if "t1000/t100" in out:
         rows.append(f"- Linear in seeds: t(1,000) / t(100) = {out['t1000/t100']} end to end.")
     return "\n".join(rows)

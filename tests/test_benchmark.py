@@ -69,7 +69,13 @@ def test_gemm_times_and_the_table_it_feeds(bench):
            "hardware": {"matmul_gflops_1_thread": 90.0, "dram_gbs_1_thread": 40.0, "last_level_cache_mib": 32},
            "step": {"pack_3": {"state_in": "7 MiB, 120 GB/s", "ms_per_seed_epoch": 60.0, "floor_ms": 26.0,
                                "flop_ms": 26.0, "byte_ms": 6.0, "fraction_of_floor": 0.43, "gemm_best_ms": 35.0,
-                               "gemms_best_share_of_step": 0.58, "gemm_median_ms": 40.0, "gemm_flushed_ms": 84.0}}}
+                               "gemms_best_share_of_step": 0.58, "gemm_median_ms": 40.0, "gemm_flushed_ms": 84.0,
+                               "gemms_in_step_ms": 45.0, "gemms_in_order_ms": 52.0,
+                               "profile": {"gemms_share": 0.75, "op_shares": {"baddbmm": 0.4}}}}}
     table = bench.markdown(out)
     assert "| 10 | 5.0 s | 10.0 s | **0.5x** | 4.0 s | 6.0 s | 0.83x |" in table
-    assert "40.0 ms at their median and 84.0 ms with the cache flushed" in table and "65% of the floor" in table
+    assert "40.0 ms at their median and 84.0 ms with the cache flushed" in table and "50% of the floor**" in table
+    assert "at most 0.62x for any sweep that starts Ray" not in table  # the notebook's 5.0 s is over the 4.0 s floor
+    out["fixed_cost"]["floor_s"] = 8.0
+    assert "At 10 seeds the notebook's 5.0 s is under the fixed floor alone: at most 0.62x" in bench.markdown(out)
+    assert bench.gemms_in_order(1, repeats=1) > 0
