@@ -119,8 +119,10 @@ def distance_sentence(row) -> str:
         return (f"{row.variant} ({row.split}, epoch {row.epoch}): {int(row.n_seeds)} seed(s) are too few to tell "
                 f"how far the examples are from equally hard (at least {MIN_SEEDS_TO_TELL} needed).")
     spread = f"P(correct) runs from {row['min']:.2f} to {row['max']:.2f}" if "min" in row else ""
-    ends = [f"{share:.0%} {who}" for share, who in ((row.get("all_seeds", 0), "right for every seed"),
-                                                   (row.get("no_seed", 0), "for none")) if share > 0]
+    n = int(row["n_examples"]) if "n_examples" in row else 0
+    # Counts, not rounded shares: "0% for none" would read as "no such example" when a few exist.
+    ends = [f"{round(share * n):,} of {n:,} {who}" for share, who in (
+        (row.get("all_seeds", 0), "right for every seed"), (row.get("no_seed", 0), "right for no seed")) if share > 0]
     spread += (f" ({', '.join(ends)})" if ends else "")
     if ks < 0.1 and row["mean"] >= 0.99:  # the binomial at p ~ 1 is every example learned: nothing to tell apart
         verdict, meaning = "close to binomial", "nearly every example is right for nearly every seed"

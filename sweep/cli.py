@@ -128,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         if args.command == "verify":
             return _verify(args)
-        overrides = [*args.overrides, *([f"name={args.name}"] if getattr(args, "name", None) else [])]
-        spec = specs.resolve(args.preset, args.dataset, overrides)
+        spec = specs.resolve(args.preset, args.dataset, _overrides(args))
         if args.command == "show":
             from sweep.launcher import describe
 
@@ -192,6 +191,19 @@ def _resume(args: argparse.Namespace) -> str:
             + ("" if known else " (with the launch's --dataset and --set arguments)"))
 
 
+def _overrides(args) -> list[str]:
+    """The --set overrides, then --name as `name=...`; the two naming different sweeps is refused,
+    as --dataset against --set dataset= is."""
+    name = getattr(args, "name", None)
+    if not name:
+        return list(args.overrides)
+    for override in args.overrides:
+        key, value = specs.parse_override(override)
+        if key == "name" and str(value) != name:
+            raise specs.SpecError(f"--name {name} and --set name={value} disagree")
+    return [*args.overrides, f"name={name}"]
+
+
 def _spec_args(args: argparse.Namespace) -> list[str]:
     """The command line's --dataset and --set arguments, as given."""
     return ([*(["--dataset", args.dataset] if args.dataset else []),
@@ -248,15 +260,15 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
         with store.lock(shlex.join(["sweep", *args.argv])):
             grow_ok = "seeds" in dict(specs.parse_override(o) for o in args.overrides)
             launcher.check_mode(store, spec, mode, grow_ok=grow_ok,  # first: a resume with other settings says so
-                                on_dataset=lambda name: specs.resolve(args.preset, name, [
-                                    *args.overrides, *([f"name={args.name}"] if args.name else [])]))
+                                on_dataset=lambda name: specs.resolve(args.preset, name, _overrides(args)))
             ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
             manifest = store.read_manifest()
             plans = specs.resume_plan(manifest, spec, grow_ok=grow_ok) if manifest else specs.expand(spec)
-            if mode == "resume" and not [p for p in plans if p.fragment not in store.intact()]:
+            if mode != "overwrite" and manifest and not [p for p in plans if p.fragment not in store.intact()]:
                 store.drop_checkpoints(store.completed())
                 print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
-                      f"stored); nothing to resume")
+                      f"stored); nothing to {'resume' if mode == 'resume' else 'run (--overwrite starts it again)'}")
+                print(f"memsweep: report with  sweep report {spec.name} --results {shlex.quote(args.results)}")
                 return 0
             store.check_writable()
             return _run(args, spec, store, data_root, mode, grow_ok)
@@ -277,7 +289,9 @@ def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode
     print(f"memsweep: {result.ran - len(result.missing)}/{result.ran} trials finished "
           f"({result.skipped} already stored) in {result.wall_seconds:.1f} s")
     if counts:
-        print(f"memsweep: results in {store.uri}: " + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()))
+        # The `trials` table has a row a model (seed x cell), not a row a Ray trial: say so beside the trial count.
+        print(f"memsweep: results in {store.uri}: " + ", ".join(
+            f"{t} {n:,} rows" + (" (one a model)" if t == "trials" else "") for t, n in counts.items()))
         first, *rest = counts
         print(f'memsweep: load with  pandas.read_parquet("{shown}/{first}")'
               + (f"  (also {', '.join(rest)})" if rest else ""))

@@ -63,7 +63,8 @@ def provenance() -> dict[str, Any]:
 
 def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: bool = False) -> None:
     """Refuse to mix two specs in one location: an existing sweep needs --resume (same spec)
-    or --overwrite. Raises SpecError; changes nothing. `on_dataset(name)`: the user's spec
+    or --overwrite, unless it is complete with the same spec (nothing to run). Raises SpecError;
+    changes nothing. `on_dataset(name)`: the user's spec
     resolved on another data set (so that a resume hint names the data set, not its defaults)."""
     manifest = store.read_manifest()
     if manifest is None:
@@ -98,10 +99,9 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: b
         raise SpecError(f"{store.uri} already holds sweep {spec.name!r} with a different spec "
                         f"(differs in: {', '.join(changed) or 'version'}); pass --overwrite to replace "
                         f"it, --name NAME to store this one beside it, or --results DIR for a new location{more}")
-    if mode == "new":
-        what = ("it is complete; pass --overwrite to start again or --results DIR for a new location"
-                if done == planned else "pass --resume to finish it or --overwrite to start again")
-        raise SpecError(f"{store.uri} already holds this sweep ({done}/{planned} trials done); {what}")
+    if mode == "new" and done < planned:  # complete: the launch has nothing to do, and says so
+        raise SpecError(f"{store.uri} already holds this sweep ({done}/{planned} trials done); "
+                        "pass --resume to finish it or --overwrite to start again")
 
 
 def _stored_hash(manifest: dict[str, Any]) -> str | None:

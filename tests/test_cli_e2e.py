@@ -90,8 +90,8 @@ def test_existing_sweep_is_never_mixed(launched, ray_cluster):
     folder, args, _ = launched
     before = snapshot(folder)
 
-    again = sweep(*args)
-    assert again.returncode == 2 and "already holds this sweep (6/6 trials done)" in again.stderr
+    again = sweep(*args)  # the same launch again: complete, nothing to run, nothing written
+    assert again.returncode == 0 and "is complete (6/6 trials stored); nothing to run" in again.stdout
     other = sweep(*args, "--set", "seeds=4")
     assert other.returncode == 2 and "with a different spec (differs in: seeds)" in other.stderr
     assert other.stderr.count("\n") == 1

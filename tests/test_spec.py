@@ -103,6 +103,7 @@ BAD = [
      "1 to 1,437"),
     (["show", "cscore", "--dataset", "digits", "--set", "train_size=1438"], "train_size 1,438", "1 to 1,437"),
     (["launch", "fig1-difficulty", "--resume", "--overwrite"], "not allowed with argument", "--resume"),
+    (["launch", "fig1-difficulty", "--name", "t1", "--set", "name=other"], "--set name=other", "--name t1"),
 ]
 
 
