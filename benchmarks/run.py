@@ -17,12 +17,13 @@ train and test example scored; real, randX and randY):
               and a torch trial process avoids here
               (Python and Ray imports, `ray.init`, a trial process importing torch);
   floor       end to end: the fixed cost's parts plus the engine's time over the cores, the least
-              any such sweep takes; the training step's: its FLOPs at the measured matmul peak and
-              its bytes at the measured bandwidth of the memory its state lives in, whichever is
-              slower, beside the step's own GEMMs timed alone (hot, and with the cache flushed).
+              a sweep on this engine takes; the training step's: its FLOPs at the measured matmul
+              peak and its bytes at the measured bandwidth of the memory its state lives in,
+              whichever is slower, beside the step's own GEMMs timed alone (hot, and with the cache
+              flushed) and run in the step's order over a pack's state with nothing else.
 
     python benchmarks/run.py --quick   # 3.5-5 minutes on a 2-core VM: seeds 10 and 100, one repeat each
-    python benchmarks/run.py           # 35-50 minutes there: seeds 10 to 1,000, and the curve
+    python benchmarks/run.py           # 30-50 minutes there: seeds 10 to 1,000, and the curve
     python benchmarks/run.py --readme  # also rewrite the table in benchmarks/README.md
 
     python benchmarks/run.py --device cuda   # the GPU mode: digits and the CIFAR-shaped synthetic fig1
@@ -313,10 +314,10 @@ def gemm_times(k: int, repeats: int = 200, flushed_repeats: int = 30) -> dict[st
 def gemms_in_order(k: int, repeats: int = 3) -> float:
     """Seconds per seed-epoch of the step's GEMMs and nothing else, in the step's order over a
     pack's own state (weights and momentum as `PackedMLP` holds them, outputs into buffers made
-    once), 1 thread, best of `repeats` epochs: every step of this MLP does at least these GEMMs
-    on this state in some such order, so this bounds the step from below on this BLAS, with its
-    operands wherever the step's walk over its state leaves them (no loss, no ReLU, no updates,
-    no allocation)."""
+    once), 1 thread, best of `repeats` epochs: what the step's GEMMs cost with their operands
+    wherever the step's walk over its state leaves them (no loss, no ReLU, no updates, no
+    allocation), to set beside the step in the same run. A measurement of this machine at this
+    moment, not a bound: on a noisy VM another moment's step can beat it."""
     torch.set_num_threads(1)
     pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
     weights, biases = [w.detach() for w in pack.weights], [b.detach() for b in pack.biases]
@@ -480,7 +481,12 @@ def main() -> None:
         return gpu_main(args)
     if args.from_json is not None:
         out = json.loads(args.from_json.read_text())
-        out["seeds"] = {int(seeds): row for seeds, row in out["seeds"].items()}  # JSON keys are strings
+        try:
+            out["seeds"] = {int(seeds): row for seeds, row in out["seeds"].items()}  # JSON keys are strings
+            markdown(out)
+        except (KeyError, TypeError, ValueError) as exc:
+            sys.exit(f"run.py: --from-json {args.from_json}: not a results file of this version of the benchmark "
+                     f"({type(exc).__name__}: {exc}); rerun the benchmark to get one")
         return write_table(out, args.readme)
     cores = os.cpu_count() or 1
     out: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "cores": cores,
@@ -630,8 +636,8 @@ def markdown(out: dict) -> str:
                        + ", ".join(f"`{n}` {v:.0%}" for n, v in s["profile"]["op_shares"].items()) + ")"
                        if "gemms_in_step_ms" in s else "")
                     + (f". Run in the step's order over a pack's own state, and nothing else (no loss, no updates), "
-                       f"best of 3 epochs, they take {s['gemms_in_order_ms']} ms: no step built on them runs at more "
-                       f"than **{s['floor_ms'] / s['gemms_in_order_ms']:.0%} of the floor**."
+                       f"best of 3 epochs, they take {s['gemms_in_order_ms']} ms ({s['floor_ms'] / s['gemms_in_order_ms']:.0%} "
+                       f"of the floor): the step runs at {s['gemms_in_order_ms'] / s['ms_per_seed_epoch']:.0%} of their speed."
                        if "gemms_in_order_ms" in s else "."))
     if "t1000/t100" in out:
         rows.append(f"- Linear in seeds: t(1,000) / t(100) = {out['t1000/t100']} end to end.")

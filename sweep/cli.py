@@ -191,6 +191,11 @@ def _resume(args: argparse.Namespace) -> str:
             + ("" if known else " (with the launch's --dataset and --set arguments)"))
 
 
+def _report_command(args, spec) -> str:
+    return (f"sweep report {spec.name} --results {shlex.quote(args.results)}"
+            + (f" --data-root {shlex.quote(args.data_root)}" if args.data_root else ""))
+
+
 def _overrides(args) -> list[str]:
     """The --set overrides, then --name as `name=...`; the two naming different sweeps is refused,
     as --dataset against --set dataset= is."""
@@ -198,9 +203,9 @@ def _overrides(args) -> list[str]:
     if not name:
         return list(args.overrides)
     for override in args.overrides:
-        key, value = specs.parse_override(override)
-        if key == "name" and str(value) != name:
-            raise specs.SpecError(f"--name {name} and --set name={value} disagree")
+        key, _, text = override.partition("=")  # the text as typed: YAML would read `yes` as true
+        if key.strip() == "name" and text.strip() != name:
+            raise specs.SpecError(f"--name {name} and --set name={text.strip()} disagree")
     return [*args.overrides, f"name={name}"]
 
 
@@ -261,15 +266,22 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
             grow_ok = "seeds" in dict(specs.parse_override(o) for o in args.overrides)
             launcher.check_mode(store, spec, mode, grow_ok=grow_ok,  # first: a resume with other settings says so
                                 on_dataset=lambda name: specs.resolve(args.preset, name, _overrides(args)))
-            ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
             manifest = store.read_manifest()
             plans = specs.resume_plan(manifest, spec, grow_ok=grow_ok) if manifest else specs.expand(spec)
-            if mode != "overwrite" and manifest and not [p for p in plans if p.fragment not in store.intact()]:
-                store.drop_checkpoints(store.completed())
-                print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
-                      f"stored); nothing to {'resume' if mode == 'resume' else 'run (--overwrite starts it again)'}")
-                print(f"memsweep: report with  sweep report {spec.name} --results {shlex.quote(args.results)}")
-                return 0
+            if mode != "overwrite" and manifest:
+                intact = store.intact()
+                missing = [p for p in plans if p.fragment not in intact]
+                if not missing:  # nothing to run: no data fetched, no trial started; stored checkpoints dropped
+                    store.drop_checkpoints(store.completed())
+                    print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
+                          f"stored); nothing to {'resume' if mode == 'resume' else 'run (--overwrite starts it again)'}")
+                    print(f"memsweep: report with  {_report_command(args, spec)}")
+                    return 0
+                if mode == "new":  # a plain launch never runs into a stored sweep that is not complete
+                    raise specs.SpecError(f"{store.uri} already holds this sweep ({len(plans) - len(missing)}/"
+                                          f"{len(plans)} trials done); pass --resume to finish it or --overwrite "
+                                          "to start again")
+            ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
             store.check_writable()
             return _run(args, spec, store, data_root, mode, grow_ok)
     except (DataUnavailable, StoreError) as exc:
@@ -295,8 +307,7 @@ def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode
         first, *rest = counts
         print(f'memsweep: load with  pandas.read_parquet("{shown}/{first}")'
               + (f"  (also {', '.join(rest)})" if rest else ""))
-        print(f"memsweep: report with  sweep report {spec.name} --results {shlex.quote(args.results)}"
-              + (f" --data-root {shlex.quote(args.data_root)}" if args.data_root else ""))
+        print(f"memsweep: report with  {_report_command(args, spec)}")
     else:
         print(f"memsweep: nothing stored yet at {store.uri}")
     if result.missing:

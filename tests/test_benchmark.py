@@ -74,7 +74,7 @@ def test_gemm_times_and_the_table_it_feeds(bench):
                                "profile": {"gemms_share": 0.75, "op_shares": {"baddbmm": 0.4}}}}}
     table = bench.markdown(out)
     assert "| 10 | 5.0 s | 10.0 s | **0.5x** | 4.0 s | 6.0 s | 0.83x |" in table
-    assert "40.0 ms at their median and 84.0 ms with the cache flushed" in table and "50% of the floor**" in table
+    assert "40.0 ms at their median and 84.0 ms with the cache flushed" in table and "52.0 ms (50% of the floor): the step runs at 87% of their speed" in table
     assert "at most 0.62x for any sweep that starts Ray" not in table  # the notebook's 5.0 s is over the 4.0 s floor
     out["fixed_cost"]["floor_s"] = 8.0
     assert "At 10 seeds the notebook's 5.0 s is under the fixed floor alone: at most 0.62x" in bench.markdown(out)
