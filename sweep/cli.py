@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--overwrite", action="store_true",
                       help="delete the existing sweep at the location and start again")
     status = sub.add_parser("status", help="per cell: seeds done, damaged, running, interrupted, failed, not started")
-    status.add_argument("preset", metavar="SWEEP", help=SWEEP_HELP)
+    status.add_argument("preset", metavar="SWEEP", nargs="?", default=None,
+                        help=SWEEP_HELP + "; without it, the sweeps stored there (as `sweep ls`)")
     status.add_argument("--results", default="results", help="results location (default: ./results)")
 
     verify = sub.add_parser("verify", help="read every stored file in full; list damaged fragments (exit 1)")
@@ -215,7 +216,7 @@ def _spec_args(args: argparse.Namespace) -> list[str]:
              *(a for o in args.overrides for a in ("--set", o))])
 
 
-def _ls(args: argparse.Namespace) -> int:
+def _ls(args: argparse.Namespace, hint: str | None = None) -> int:
     from sweep.status import list_sweeps
     from sweep.store import StoreError
 
@@ -227,6 +228,8 @@ def _ls(args: argparse.Namespace) -> int:
         print(f"memsweep: no sweeps at {args.results}")
         return 0
     print(table.to_string(index=False))
+    if hint:
+        print(hint)
     return 0
 
 
@@ -329,6 +332,8 @@ def _status(args: argparse.Namespace) -> int:
     from sweep.status import STATES, status
     from sweep.store import Store, StoreError
 
+    if args.preset is None:  # which sweeps there are, and how to ask about one
+        return _ls(args, hint="memsweep: `sweep status SWEEP` for one of them")
     try:
         store = Store(args.results, args.preset)
         table, damaged = status(store)

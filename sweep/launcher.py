@@ -92,8 +92,12 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: b
                     pass
             again = " ".join(f"--set {shlex.quote(k + '=' + json.dumps(old[k], separators=(',', ':')))}"
                              if k != "dataset" else f"--dataset {old[k]}" for k in repeat)
+            # More seeds asked of a sweep that cannot grow (only subset sweeps add models in place).
+            why = ("; only subset sweeps (memorization, cscore) grow by --set seeds=M --resume: to train more "
+                   "seeds, launch them beside it with --name NAME"
+                   if changed == ["seeds"] and grow_ok and getattr(spec, "engine", None) != "subsets" else "")
             raise SpecError(f"--resume: {store.uri} holds sweep {spec.name!r} launched with other settings "
-                            f"(differs in: {', '.join(changed) or 'version'}); to resume it, repeat them: {again}")
+                            f"(differs in: {', '.join(changed) or 'version'}); to resume it, repeat them: {again}{why}")
         more = ("; to add models to it, add --resume" if changed == ["seeds"] and grow_ok
                 and grow(manifest, spec) is not None else "")
         raise SpecError(f"{store.uri} already holds sweep {spec.name!r} with a different spec "

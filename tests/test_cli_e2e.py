@@ -95,6 +95,9 @@ def test_existing_sweep_is_never_mixed(launched, ray_cluster):
     other = sweep(*args, "--set", "seeds=4")
     assert other.returncode == 2 and "with a different spec (differs in: seeds)" in other.stderr
     assert other.stderr.count("\n") == 1
+    more = sweep(*args, "--set", "seeds=9", "--resume")  # a fig1 sweep does not grow in place: say so
+    assert more.returncode == 2 and more.stderr.count("\n") == 1
+    assert "only subset sweeps" in more.stderr and "--name NAME" in more.stderr
     assert snapshot(folder) == before
 
     # A trial that never finished (its trials fragment missing) is re-run by --resume, alone.
@@ -211,6 +214,8 @@ def test_named_sweeps_share_a_location_and_ls_lists_them(launched, ray_cluster):
     done, planned = lines["fig1-difficulty"][4].split("/")  # earlier tests here may have relaunched it
     assert done == planned and int(lines["fig1-difficulty"][5]) > 0
     assert sweep("status", "fig1-p06", "--results", str(results)).returncode == 0
+    bare = sweep("status", "--results", str(results))  # no name: the sweeps there, as `sweep ls`
+    assert bare.returncode == 0 and bare.stdout.startswith(ls.stdout) and "sweep status SWEEP" in bare.stdout
     # The same name again without --resume is refused, naming the sweep; an unknown name lists those there.
     again = sweep(*base, "--name", "fig1-p03", "--set", "corruption.p=0.9")
     assert again.returncode == 2 and "fig1-p03" in again.stderr and len(again.stderr.strip().splitlines()) == 1
