@@ -267,23 +267,17 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
         store = Store(args.results, spec.name)
         with store.lock(shlex.join(["sweep", *args.argv])):
             grow_ok = "seeds" in dict(specs.parse_override(o) for o in args.overrides)
-            launcher.check_mode(store, spec, mode, grow_ok=grow_ok,  # first: a resume with other settings says so
-                                on_dataset=lambda name: specs.resolve(args.preset, name, _overrides(args)))
-            manifest = store.read_manifest()
-            plans = specs.resume_plan(manifest, spec, grow_ok=grow_ok) if manifest else specs.expand(spec)
-            if mode != "overwrite" and manifest:
-                intact = store.intact()
-                missing = [p for p in plans if p.fragment not in intact]
-                if not missing:  # nothing to run: no data fetched, no trial started; stored checkpoints dropped
+            # First: a resume with other settings, or a plain launch into an unfinished sweep, says so.
+            intact = launcher.check_mode(store, spec, mode, grow_ok=grow_ok,
+                                         on_dataset=lambda name: specs.resolve(args.preset, name, _overrides(args)))
+            if intact is not None:  # the stored sweep, this spec: is anything left to run?
+                plans = specs.resume_plan(store.read_manifest(), spec, grow_ok=grow_ok)
+                if all(p.fragment in intact for p in plans):  # no data fetched, no trial started
                     store.drop_checkpoints(store.completed())
                     print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
                           f"stored); nothing to {'resume' if mode == 'resume' else 'run (--overwrite starts it again)'}")
                     print(f"memsweep: report with  {_report_command(args, spec)}")
                     return 0
-                if mode == "new":  # a plain launch never runs into a stored sweep that is not complete
-                    raise specs.SpecError(f"{store.uri} already holds this sweep ({len(plans) - len(missing)}/"
-                                          f"{len(plans)} trials done); pass --resume to finish it or --overwrite "
-                                          "to start again")
             ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
             store.check_writable()
             return _run(args, spec, store, data_root, mode, grow_ok)

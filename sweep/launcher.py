@@ -61,24 +61,25 @@ def provenance() -> dict[str, Any]:
             "git_rev": rev}
 
 
-def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: bool = False) -> None:
+def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: bool = False) -> set[str] | None:
     """Refuse to mix two specs in one location: an existing sweep needs --resume (same spec)
     or --overwrite, unless it is complete with the same spec (nothing to run). Raises SpecError;
-    changes nothing. `on_dataset(name)`: the user's spec
-    resolved on another data set (so that a resume hint names the data set, not its defaults)."""
+    changes nothing. `on_dataset(name)`: the user's spec resolved on another data set (so that a
+    resume hint names the data set, not its defaults). Returns the stored sweep's intact
+    fragments when it holds this spec (read once here, for the caller to tell what is left), else
+    None (nothing stored, --overwrite, or a subset sweep growing)."""
     manifest = store.read_manifest()
     if manifest is None:
         if mode == "resume":
             raise SpecError(f"--resume: nothing to resume at {store.uri} (launch without --resume)")
-        return
+        return None
     if mode == "overwrite":
-        return
-    done, planned = len(store.intact()), len(plan_of(manifest))
+        return None
     if manifest.get("spec_hash") != spec.hash() and _stored_hash(manifest) != spec.hash():
         # More models of a subset sweep, when the user asked for them (--set seeds=M): a plain
         # --resume that forgot the launch's seeds must not grow it to the preset's default.
         if mode == "resume" and grow_ok and grow(manifest, spec) is not None:
-            return
+            return None
         old, new = manifest.get("spec", {}), spec.model_dump()
         ignored = {"description", *spec.EXECUTION_KEYS}  # keys that do not make it another sweep
         changed = sorted(k for k in set(old) | set(new) if k not in ignored and old.get(k) != new.get(k))
@@ -103,9 +104,13 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: b
         raise SpecError(f"{store.uri} already holds sweep {spec.name!r} with a different spec "
                         f"(differs in: {', '.join(changed) or 'version'}); pass --overwrite to replace "
                         f"it, --name NAME to store this one beside it, or --results DIR for a new location{more}")
-    if mode == "new" and done < planned:  # complete: the launch has nothing to do, and says so
-        raise SpecError(f"{store.uri} already holds this sweep ({done}/{planned} trials done); "
+    intact = store.intact()
+    planned = plan_of(manifest)
+    done = sum(p.fragment in intact for p in planned)  # by name: a stray fragment counts for nothing
+    if mode == "new" and done < len(planned):  # complete: the launch has nothing to do, and says so
+        raise SpecError(f"{store.uri} already holds this sweep ({done}/{len(planned)} trials done); "
                         "pass --resume to finish it or --overwrite to start again")
+    return intact
 
 
 def _stored_hash(manifest: dict[str, Any]) -> str | None:
