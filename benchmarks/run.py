@@ -343,6 +343,68 @@ def gemms_in_order(k: int, repeats: int = 3) -> float:
     return min(epoch() for _ in range(repeats)) / k
 
 
+def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum: float,
+                     velocity: list[torch.Tensor], rows: int) -> None:
+    """`PackedMLP.sgd_step` (all members, no `members`) with each layer of at least 2 x `rows`
+    inputs blocked: its backward in row panels of its weight, `rows` inputs each, and per panel the
+    three ops that touch it one after another (input gradient, weight gradient into momentum,
+    update), so that the panel of weight and momentum (rows x 512 floats each per member) is reused
+    from a near cache instead of streamed three times. The lever "keep a block of the 512 x 512
+    layer in L2 across its ops", built from torch's own kernels, to measure beside the step."""
+    weights, biases = list(pack.weights), list(pack.biases)
+    n = len(weights)
+    vel_w, vel_b = velocity[:n], velocity[n:]
+    acts = [x]
+    for i in range(n):
+        h = torch.baddbmm(biases[i], acts[-1], weights[i])
+        acts.append(h.relu_() if i < n - 1 else h)
+    logp = torch.log_softmax(acts[-1], dim=-1)
+    target = y.unsqueeze(-1)
+    grad = logp.exp_().scatter_add_(-1, target, torch.full_like(logp[..., :1], -1.0)).div_(x.shape[1])
+    for i in reversed(range(n)):
+        w, v, a = weights[i], vel_w[i], acts[i]
+        width = rows if w.shape[1] >= 2 * rows else w.shape[1]  # a small layer: one panel
+        back = []
+        for r in range(0, w.shape[1], width):
+            wp, vp = w[:, r:r + width], v[:, r:r + width]
+            if i > 0:
+                back.append(torch.bmm(grad, wp.transpose(1, 2)))
+            vp.baddbmm_(a[:, :, r:r + width].transpose(1, 2), grad, beta=momentum)
+            wp.sub_(vp, alpha=lr)
+        vel_b[i].mul_(momentum).add_(grad.sum(dim=1, keepdim=True))
+        biases[i].sub_(vel_b[i], alpha=lr)
+        grad = torch.ops.aten.threshold_backward(torch.cat(back, dim=2), a, 0) if i > 0 else None
+
+
+def blocked_step_times(k: int, rows_options: tuple[int, ...] = (64, 128, 256), repeats: int = 5) -> dict[str, float]:
+    """Seconds per seed-epoch, 1 thread, of the step as `PackedMLP.sgd_step` runs it and blocked in
+    row panels (`blocked_sgd_step`) at each of `rows_options`, side by side over the same synthetic
+    epoch (the digits shapes, a batch of 16 per member), interleaved, best of `repeats` each."""
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(0)
+    xs = torch.randn(STEPS, k, BATCH, SIZES[0], generator=gen)
+    ys = torch.randint(0, SIZES[-1], (STEPS, k, BATCH), generator=gen)
+    steps = {"step": lambda p, x, y, vel: p.sgd_step(x, y, LR, MOMENTUM, vel)}
+    steps.update({f"rows_{r}": (lambda r: lambda p, x, y, vel: blocked_sgd_step(p, x, y, LR, MOMENTUM, vel, r))(r)
+                  for r in rows_options})
+
+    def epoch(fn) -> float:
+        pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
+        vel = [torch.zeros_like(t) for t in pack.tensors()]
+        with torch.no_grad():
+            fn(pack, xs[0], ys[0], vel)  # warm
+            start = time.perf_counter()
+            for s in range(STEPS):
+                fn(pack, xs[s], ys[s], vel)
+            return (time.perf_counter() - start) / k
+
+    best = dict.fromkeys(steps, float("inf"))
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            best[name] = min(best[name], epoch(fn))
+    return best
+
+
 # One epoch of training and nothing else: no scoring, no norms (the step alone).
 TRAIN_ONLY = engine.Schedule(lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,),
                              score_splits=(), norms=False)
@@ -526,6 +588,11 @@ def main() -> None:
                               "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
                               "state_in": where, "state_gbs": round(bw, 1), "fraction_of_floor": round(fl["floor_s"] / t, 2),
                               "profile": prof}
+        if kk == k:  # the lever of blocking the step, side by side with the step over one synthetic epoch
+            blocked = blocked_step_times(kk)
+            step[f"pack_{kk}"]["blocked_ms"] = {name: round(1e3 * v, 1) for name, v in blocked.items()}
+            say(f"  blocked in row panels, pack of {kk}, side by side over one synthetic epoch: "
+                + ", ".join(f"{name.replace('_', ' ')} {1e3 * v:.1f} ms" for name, v in blocked.items()))
         say(f"step, pack of {kk} (state {where}): {1e3 * t:.1f} ms per seed-epoch; floor {1e3 * fl['floor_s']:.1f} ms "
             f"(FLOPs {1e3 * fl['flop_s']:.1f}, bytes {1e3 * fl['byte_s']:.1f}): {fl['floor_s'] / t:.0%} of the floor; "
             f"its GEMMs alone {1e3 * gemms['best_s']:.1f} ms best, {1e3 * gemms['median_s']:.1f} median, "
@@ -641,7 +708,13 @@ def markdown(out: dict) -> str:
                     + (f". Run in the step's order over a pack's own state, and nothing else (no loss, no updates), "
                        f"best of 3 epochs, they take {s['gemms_in_order_ms']} ms ({s['floor_ms'] / s['gemms_in_order_ms']:.0%} "
                        f"of the floor): the step runs at {s['gemms_in_order_ms'] / s['ms_per_seed_epoch']:.0%} of their speed."
-                       if "gemms_in_order_ms" in s else "."))
+                       if "gemms_in_order_ms" in s else ".")
+                    + (" Blocked in row panels of its weights (each panel's input gradient, weight gradient and "
+                       "update one after another, with torch's kernels), over the same synthetic epoch side by side: "
+                       "the step " + f"{s['blocked_ms']['step']} ms, "
+                       + ", ".join(f"{name.split('_')[1]} rows a panel {t} ms" for name, t in s["blocked_ms"].items()
+                                   if name != "step") + "."
+                       if "blocked_ms" in s else ""))
     if "t1000/t100" in out:
         rows.append(f"- Linear in seeds: t(1,000) / t(100) = {out['t1000/t100']} end to end.")
     return "\n".join(rows)

@@ -537,7 +537,7 @@ class _Progress(tune.Callback):
         self.last_beat = now
         parts = [f"{name} " + (f"epoch {r['epoch']}" if "epoch" in r else f"for {now - r['since']:.0f} s")
                  + (f" train {r['train_acc']:.2f}" if "train_acc" in r else "")
-                 + (f" ({r['members_training']}/{r['members']} training)" if r.get("members", 1) > 1 else "")
+                 + (f", {r['members_training']} of {r['members']} models still training" if r.get("members", 1) > 1 else "")
                  for name, r in list(self.running.items())[:4]]
         more = f" +{len(self.running) - 4} more" if len(self.running) > 4 else ""
         text = (f"[{self.done:>4}/{self.total} trials | {now - self.start:7.1f} s] running: "
