@@ -17,14 +17,20 @@ train and test example scored; real, randX and randY):
               and a torch trial process avoids here
               (Python and Ray imports, `ray.init`, a trial process importing torch);
   floor       end to end: the fixed cost's parts plus the engine's time over the cores, the least
-              a sweep on this engine takes; the training step's: its FLOPs at the measured matmul
-              peak and its bytes at the measured bandwidth of the memory its state lives in,
-              whichever is slower, beside the step's own GEMMs timed alone (hot, and with the cache
-              flushed) and run in the step's order over a pack's state with nothing else.
+              a sweep on this engine takes (notebook / floor: the most it could reach); the
+              training step's: its FLOPs at the measured matmul peak and its bytes at the measured
+              bandwidth of the memory its state lives in, whichever is slower, beside the step's
+              own GEMMs timed alone (hot, and with the cache flushed), run in the step's order over a
+              pack's state with nothing else, and their share of the step under torch.profiler;
+  blocked     the step with its 512 x 512 layer's backward in row panels, side by side with the
+              step over one synthetic epoch;
+  pairs       at 100 seeds, more notebook / memsweep pairs run alternately, and their median ratio;
+              and t(1,000 seeds) / t(100 seeds) end to end.
 
     python benchmarks/run.py --quick   # 3.5-5 minutes on a 2-core VM: seeds 10 and 100, one repeat each
     python benchmarks/run.py           # 30-50 minutes there: seeds 10 to 1,000, and the curve
     python benchmarks/run.py --readme  # also rewrite the table in benchmarks/README.md
+    python benchmarks/run.py --from-json benchmarks/results.json --readme  # the table again, measuring nothing
 
     python benchmarks/run.py --device cuda   # the GPU mode: digits and the CIFAR-shaped synthetic fig1
 
@@ -344,13 +350,18 @@ def gemms_in_order(k: int, repeats: int = 3) -> float:
 
 
 def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum: float,
-                     velocity: list[torch.Tensor], rows: int) -> None:
-    """`PackedMLP.sgd_step` (all members, no `members`) with each layer of at least 2 x `rows`
-    inputs blocked: its backward in row panels of its weight, `rows` inputs each, and per panel the
-    three ops that touch it one after another (input gradient, weight gradient into momentum,
-    update), so that the panel of weight and momentum (rows x 512 floats each per member) is reused
-    from a near cache instead of streamed three times. The lever "keep a block of the 512 x 512
-    layer in L2 across its ops", built from torch's own kernels, to measure beside the step."""
+                     velocity: list[torch.Tensor], rows: int, per_member: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """`PackedMLP.sgd_step` (all members, no `members`; the same loss, hits and update) with the
+    square hidden layers (at least 2 x `rows` inputs and outputs: the 512 x 512 one) blocked: the
+    backward in row panels of the weight, `rows` inputs each, and per panel the three ops that touch
+    it one after another (input gradient, weight gradient into the momentum, update), so that the
+    panel of weights and momentum is reused from a near cache instead of streamed three times. A
+    batched panel spans the pack's members (K x rows x 512 floats of weights and as many of
+    momentum); with `per_member`, each member's panels are done in turn (rows x 512 each), so that
+    a panel fits a smaller cache at the price of K times the calls. The lever "keep a block of the
+    512 x 512 layer in L2 across its ops", built from torch's own kernels, measured beside the
+    step. Returns (loss sum, hits) per member, and the number of panels the blocked layers ran."""
     weights, biases = list(pack.weights), list(pack.biases)
     n = len(weights)
     vel_w, vel_b = velocity[:n], velocity[n:]
@@ -360,33 +371,55 @@ def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum
         acts.append(h.relu_() if i < n - 1 else h)
     logp = torch.log_softmax(acts[-1], dim=-1)
     target = y.unsqueeze(-1)
+    losses = -logp.gather(-1, target).squeeze(-1).sum(dim=1)
+    hits = (acts[-1].argmax(-1) == y).sum(dim=1)
     grad = logp.exp_().scatter_add_(-1, target, torch.full_like(logp[..., :1], -1.0)).div_(x.shape[1])
+    panels = 0
     for i in reversed(range(n)):
         w, v, a = weights[i], vel_w[i], acts[i]
-        width = rows if w.shape[1] >= 2 * rows else w.shape[1]  # a small layer: one panel
-        back = []
-        for r in range(0, w.shape[1], width):
-            wp, vp = w[:, r:r + width], v[:, r:r + width]
-            if i > 0:
-                back.append(torch.bmm(grad, wp.transpose(1, 2)))
-            vp.baddbmm_(a[:, :, r:r + width].transpose(1, 2), grad, beta=momentum)
-            wp.sub_(vp, alpha=lr)
+        if 0 < i < n - 1 and w.shape[1] >= 2 * rows:  # a hidden-to-hidden layer, two panels or more
+            groups = [slice(m, m + 1) for m in range(w.shape[0])] if per_member else [slice(None)]
+            back = []
+            for g in groups:
+                parts = []
+                for r in range(0, w.shape[1], rows):
+                    wp, vp = w[g, r:r + rows], v[g, r:r + rows]
+                    if i > 0:
+                        parts.append(torch.bmm(grad[g], wp.transpose(1, 2)))
+                    vp.baddbmm_(a[g, :, r:r + rows].transpose(1, 2), grad[g], beta=momentum)
+                    wp.sub_(vp, alpha=lr)
+                    panels += 1
+                back.append(torch.cat(parts, dim=2) if i > 0 else None)
+            back = (torch.cat(back) if len(back) > 1 else back[0]) if i > 0 else None
+        else:  # as the step does it
+            back = torch.bmm(grad, w.transpose(1, 2)) if i > 0 else None
+            v.baddbmm_(a.transpose(1, 2), grad, beta=momentum)
+            w.sub_(v, alpha=lr)
         vel_b[i].mul_(momentum).add_(grad.sum(dim=1, keepdim=True))
         biases[i].sub_(vel_b[i], alpha=lr)
-        grad = torch.ops.aten.threshold_backward(torch.cat(back, dim=2), a, 0) if i > 0 else None
+        grad = torch.ops.aten.threshold_backward(back, a, 0) if i > 0 else None
+    return losses, hits, panels
 
 
-def blocked_step_times(k: int, rows_options: tuple[int, ...] = (64, 128, 256), repeats: int = 5) -> dict[str, float]:
-    """Seconds per seed-epoch, 1 thread, of the step as `PackedMLP.sgd_step` runs it and blocked in
-    row panels (`blocked_sgd_step`) at each of `rows_options`, side by side over the same synthetic
-    epoch (the digits shapes, a batch of 16 per member), interleaved, best of `repeats` each."""
+BLOCKINGS = {"rows_32": (32, False), "rows_64": (64, False), "member_rows_64": (64, True),
+             "member_rows_128": (128, True)}  # (rows a panel, per member): a panel of weights and momentum
+# at a pack of 3 is 384 / 768 KiB batched, 256 / 512 KiB per member, under a 1 MiB L2
+
+
+def blocked_step_times(k: int, blockings: dict[str, tuple[int, bool]] = BLOCKINGS,
+                       repeats: int = 5) -> dict[str, float]:
+    """Seconds per seed-epoch, 1 thread, of the step as `PackedMLP.sgd_step` runs it and blocked
+    (`blocked_sgd_step`) at each of `blockings`, side by side over the same synthetic epoch (the
+    digits shapes, a batch of 16 per member), interleaved, after a warm-up step, best of `repeats`.
+    A bare step in a loop: it runs faster than the engine's epoch (`measure_step`: real batches
+    gathered by index, a fresh pack, no warm-up), so it is set beside its blockings, not the floor."""
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
     xs = torch.randn(STEPS, k, BATCH, SIZES[0], generator=gen)
     ys = torch.randint(0, SIZES[-1], (STEPS, k, BATCH), generator=gen)
     steps = {"step": lambda p, x, y, vel: p.sgd_step(x, y, LR, MOMENTUM, vel)}
-    steps.update({f"rows_{r}": (lambda r: lambda p, x, y, vel: blocked_sgd_step(p, x, y, LR, MOMENTUM, vel, r))(r)
-                  for r in rows_options})
+    steps.update({name: (lambda r, m: lambda p, x, y, vel: blocked_sgd_step(p, x, y, LR, MOMENTUM, vel, r, m))(*how)
+                  for name, how in blockings.items()})
 
     def epoch(fn) -> float:
         pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
@@ -591,8 +624,9 @@ def main() -> None:
         if kk == k:  # the lever of blocking the step, side by side with the step over one synthetic epoch
             blocked = blocked_step_times(kk)
             step[f"pack_{kk}"]["blocked_ms"] = {name: round(1e3 * v, 1) for name, v in blocked.items()}
-            say(f"  blocked in row panels, pack of {kk}, side by side over one synthetic epoch: "
-                + ", ".join(f"{name.replace('_', ' ')} {1e3 * v:.1f} ms" for name, v in blocked.items()))
+            say(f"  the step blocked, pack of {kk}, side by side over one synthetic epoch: "
+                + ", ".join(f"{'the step' if name == 'step' else _blocking_words(name)} {1e3 * v:.1f} ms"
+                            for name, v in blocked.items()))
         say(f"step, pack of {kk} (state {where}): {1e3 * t:.1f} ms per seed-epoch; floor {1e3 * fl['floor_s']:.1f} ms "
             f"(FLOPs {1e3 * fl['flop_s']:.1f}, bytes {1e3 * fl['byte_s']:.1f}): {fl['floor_s'] / t:.0%} of the floor; "
             f"its GEMMs alone {1e3 * gemms['best_s']:.1f} ms best, {1e3 * gemms['median_s']:.1f} median, "
@@ -709,15 +743,21 @@ def markdown(out: dict) -> str:
                        f"best of 3 epochs, they take {s['gemms_in_order_ms']} ms ({s['floor_ms'] / s['gemms_in_order_ms']:.0%} "
                        f"of the floor): the step runs at {s['gemms_in_order_ms'] / s['ms_per_seed_epoch']:.0%} of their speed."
                        if "gemms_in_order_ms" in s else ".")
-                    + (" Blocked in row panels of its weights (each panel's input gradient, weight gradient and "
-                       "update one after another, with torch's kernels), over the same synthetic epoch side by side: "
-                       "the step " + f"{s['blocked_ms']['step']} ms, "
-                       + ", ".join(f"{name.split('_')[1]} rows a panel {t} ms" for name, t in s["blocked_ms"].items()
+                    + (" Its 512 x 512 layer's backward blocked in row panels (each panel's input gradient, weight "
+                       "gradient and update one after another, with torch's kernels), over one synthetic epoch side by "
+                       "side, bare steps in a loop: the step " + f"{s['blocked_ms']['step']} ms, "
+                       + ", ".join(f"{_blocking_words(name)} {t} ms" for name, t in s["blocked_ms"].items()
                                    if name != "step") + "."
                        if "blocked_ms" in s else ""))
     if "t1000/t100" in out:
         rows.append(f"- Linear in seeds: t(1,000) / t(100) = {out['t1000/t100']} end to end.")
     return "\n".join(rows)
+
+
+def _blocking_words(name: str) -> str:
+    """'rows_64' -> 'panels of 64 rows'; 'member_rows_128' -> 'panels of 128 rows a member'."""
+    rows = name.rsplit("_", 1)[1]
+    return f"panels of {rows} rows" + (" a member" if name.startswith("member_") else "")
 
 
 def plot(curve: dict) -> None:

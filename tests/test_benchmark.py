@@ -72,32 +72,39 @@ def test_gemm_times_and_the_table_it_feeds(bench):
                                "gemms_best_share_of_step": 0.58, "gemm_median_ms": 40.0, "gemm_flushed_ms": 84.0,
                                "gemms_in_step_ms": 45.0, "gemms_in_order_ms": 52.0,
                                "profile": {"gemms_share": 0.75, "op_shares": {"baddbmm": 0.4}},
-                               "blocked_ms": {"step": 47.0, "rows_64": 57.0, "rows_256": 49.0}}}}
+                               "blocked_ms": {"step": 47.0, "rows_64": 57.0, "member_rows_128": 49.0}}}}
     table = bench.markdown(out)
     assert "| 10 | 5.0 s | 10.0 s | **0.5x** | 4.0 s | 6.0 s | 0.83x |" in table
     assert "40.0 ms at their median and 84.0 ms with the cache flushed" in table and "52.0 ms (50% of the floor): the step runs at 87% of their speed" in table
-    assert "the step 47.0 ms, 64 rows a panel 57.0 ms, 256 rows a panel 49.0 ms." in table
+    assert "the step 47.0 ms, panels of 64 rows 57.0 ms, panels of 128 rows a member 49.0 ms." in table
     assert "at most 0.62x for any sweep that starts Ray" not in table  # the notebook's 5.0 s is over the 4.0 s floor
     out["fixed_cost"]["floor_s"] = 8.0
     assert "At 10 seeds the notebook's 5.0 s is under the fixed floor alone: at most 0.62x" in bench.markdown(out)
     assert bench.gemms_in_order(1, repeats=1) > 0
 
 
-def test_the_blocked_step_is_the_same_sgd_step_in_row_panels(bench):
+@pytest.mark.parametrize("rows,per_member", [(128, False), (96, False), (64, True)])
+def test_the_blocked_step_is_the_same_sgd_step_in_row_panels(bench, rows, per_member):
     import torch
     from trainables import packs
 
     gen = torch.Generator().manual_seed(1)
     x, y = torch.randn(2, 16, 64, generator=gen), torch.randint(0, 10, (2, 16), generator=gen)
-    a = packs.build("mlp", (1, 8, 8), 10, [3, 4], hidden=[512, 512])
-    b = packs.build("mlp", (1, 8, 8), 10, [3, 4], hidden=[512, 512])
+    a, b, fresh = (packs.build("mlp", (1, 8, 8), 10, [3, 4], hidden=[512, 512]) for _ in range(3))
     va, vb = ([torch.zeros_like(t) for t in p.tensors()] for p in (a, b))
     with torch.no_grad():
         for _ in range(3):  # momentum carried across steps
-            a.sgd_step(x, y, 0.05, 0.9, va)
-            bench.blocked_sgd_step(b, x, y, 0.05, 0.9, vb, rows=128)
-    assert not torch.equal(a.weights[1], packs.build("mlp", (1, 8, 8), 10, [3, 4], hidden=[512, 512]).weights[1])
+            loss_a, hits_a = a.sgd_step(x, y, 0.05, 0.9, va)
+            loss_b, hits_b, panels = bench.blocked_sgd_step(b, x, y, 0.05, 0.9, vb, rows=rows, per_member=per_member)
+    # the 512 x 512 layer only, in ceil(512 / rows) panels (a member at a time: twice as many)
+    assert panels == -(-512 // rows) * (2 if per_member else 1)
+    assert not torch.equal(a.weights[1], fresh.weights[1])
+    torch.testing.assert_close(loss_a, loss_b)
+    assert torch.equal(hits_a, hits_b)
     for p, q in zip([*a.tensors(), *va], [*b.tensors(), *vb]):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
-    times = bench.blocked_step_times(1, rows_options=(256,), repeats=1)
-    assert set(times) == {"step", "rows_256"} and all(t > 0 for t in times.values())
+
+
+def test_blocked_step_times(bench):
+    times = bench.blocked_step_times(1, {"member_rows_128": (128, True)}, repeats=1)
+    assert set(times) == {"step", "member_rows_128"} and all(t > 0 for t in times.values())
