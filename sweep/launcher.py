@@ -464,6 +464,21 @@ def _drop_checkpoints(store: Store, fragments: set[str], launch: str | None = No
         print(f"memsweep: warning: could not remove old checkpoints under {store.uri}/_tune: {exc}", file=sys.stderr)
 
 
+def _running(r: dict, now: float) -> str:
+    """A running trial in the heartbeat, from its last report: a fig1 or subset trial by the
+    models of it that its current pack covers ("models 4-6 of 50, epoch 1"); another by its
+    epoch and, in a pack, its models still training."""
+    if "epoch" not in r:
+        return f"started {now - r['since']:.0f} s ago"
+    acc = f", train {r['train_acc']:.2f}" if "train_acc" in r else ""
+    if "trial_models" in r:
+        lo, n = r["models_from"], r["members"]
+        models = f"model {lo + 1}" if n == 1 else f"models {lo + 1}-{lo + n}"
+        return f"{models} of {r['trial_models']}, epoch {r['epoch']}{acc}"
+    still = f", {r['members_training']} of {r['members']} models still training" if r.get("members", 1) > 1 else ""
+    return f"epoch {r['epoch']}{acc}{still}"
+
+
 class _Progress(tune.Callback):
     """One line per finished or failed trial (Tune's own status table is off), and each trial's
     state in the store's `_launch.json` for `sweep status` (JSON: nothing there is ever unpickled)."""
@@ -477,6 +492,7 @@ class _Progress(tune.Callback):
         self.tty = bool(getattr(out, "isatty", lambda: False)())
         self.every = HEARTBEAT_S if self.tty else 3 * HEARTBEAT_S
         self.running: dict[str, dict] = {}
+        self.first_start: float | None = None
         self.last_beat, self.drawn = time.perf_counter(), False
         self.state = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                       "trials": dict.fromkeys(fragments, "PENDING")}
@@ -508,12 +524,18 @@ class _Progress(tune.Callback):
               file=self.out, flush=True)
 
     def _eta(self) -> str:
+        """Trials left at the pace of those done, timed from the first trial's start (Ray's and
+        the trial processes' start-up is behind by then, and is not paid again). A running fig1
+        or subset trial counts with the share of its models its last report covers."""
         if self.done < 2 or self.done >= self.total:
             return ""
-        elapsed = time.perf_counter() - self.start
-        return f"; ETA ~{elapsed / self.done * (self.total - self.done):.0f} s"
+        elapsed = time.perf_counter() - (self.first_start or self.start)
+        done = self.done + sum(min(1.0, (r["models_from"] + r["members"]) / r["trial_models"])
+                               for r in self.running.values() if "trial_models" in r)
+        return f"; ETA ~{elapsed / done * (self.total - done):.0f} s"
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self.first_start = self.first_start or time.perf_counter()
         self._mark(trial, "RUNNING")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -535,10 +557,7 @@ class _Progress(tune.Callback):
         if now - self.last_beat < self.every or not self.running:
             return
         self.last_beat = now
-        parts = [f"{name} " + (f"epoch {r['epoch']}" if "epoch" in r else f"for {now - r['since']:.0f} s")
-                 + (f" train {r['train_acc']:.2f}" if "train_acc" in r else "")
-                 + (f", {r['members_training']} of {r['members']} models still training" if r.get("members", 1) > 1 else "")
-                 for name, r in list(self.running.items())[:4]]
+        parts = [f"{name} " + _running(r, now) for name, r in list(self.running.items())[:4]]
         more = f" +{len(self.running) - 4} more" if len(self.running) > 4 else ""
         text = (f"[{self.done:>4}/{self.total} trials | {now - self.start:7.1f} s] running: "
                 + "; ".join(parts) + more + self._eta())

@@ -58,7 +58,8 @@ def run(config: dict[str, Any]) -> None:
 
         k = spec.resolved_pack_size(job.members.k, ctx["device"].type,
                                     cache_bytes=budget.cache_share_bytes(float(config["cpus"])))
-        parts = [_fig1_pack(spec, plan, job.select(range(i, min(i + k, job.members.k))), ctx, started, t0, rss_before)
+        parts = [_fig1_pack(spec, plan, job.select(range(i, min(i + k, job.members.k))), ctx, started, t0, rss_before,
+                            progress={"trial_models": job.members.k, "models_from": i})
                  for i in range(0, job.members.k, k)]
         tables = {name: pa.concat_tables([part[name] for part in parts]) for name in parts[0]}
         trials = tables["trials"]  # every member's row gets the whole trial's wall time
@@ -87,8 +88,11 @@ def _pack(spec, plan: TrialPlan, job, device):
     return pack, jobs.schedule(spec, plan, chunk)
 
 
-def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: float):
-    """Train one pack of a fig1 or subset trial's seeds; its tables."""
+def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: float,
+               progress: dict[str, int] | None = None):
+    """Train one pack of a fig1 or subset trial's seeds; its tables. `progress` (the trial's
+    model count, and the pack's first model in it) goes into each epoch's report, for the
+    launch's progress line."""
     from ray import tune
 
     from trainables import engine
@@ -96,7 +100,7 @@ def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: 
     pack, schedule = _pack(spec, plan, job, ctx["device"])
     init_norms = {k: v.cpu().numpy() for k, v in pack.layer_norms().items()} if spec.norms else {}
     outcome = engine.run(pack, job.data, job.members, schedule,
-                         on_epoch=lambda r, _: tune.report(_summary(r)))
+                         on_epoch=lambda r, _: tune.report({**_summary(r), **(progress or {})}))
     found = {"init_norms": init_norms, "probes": [], "filters": [], "phase1": None}
     k = job.members.k
     columns = dict(job.columns, pack_mode=np.full(k, getattr(pack, "mode", "bmm")),

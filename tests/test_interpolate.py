@@ -127,3 +127,31 @@ def test_progress_shows_running_trials_an_eta_and_epochs_to_interpolation(ray_lo
         assert "\r\033[K" in text and "\r\033[K[" in text
     else:  # plain lines only
         assert "\r" not in text and "\033" not in text
+
+
+def test_the_heartbeat_names_a_fig1_trials_models_and_the_eta_starts_at_the_first_trial(tmp_path, monkeypatch):
+    fig1 = {"epoch": 1, "train_acc": 0.931, "members": 3, "members_training": 3, "trial_models": 50, "models_from": 12}
+    assert launcher._running(fig1, 0.0) == "models 13-15 of 50, epoch 1, train 0.93"
+    assert launcher._running({**fig1, "members": 1, "models_from": 49}, 0.0) == "model 50 of 50, epoch 1, train 0.93"
+    pack = {"epoch": 7, "train_acc": 0.5, "members": 11, "members_training": 4}
+    assert launcher._running(pack, 0.0) == "epoch 7, train 0.50, 4 of 11 models still training"
+    assert launcher._running({"since": 10.0}, 13.2) == "started 3 s ago"
+
+    now = [100.0]  # the launch starts at 100 s; its first trial at 110 s
+    monkeypatch.setattr(launcher.time, "perf_counter", lambda: now[0])
+    progress = launcher._Progress(6, io.StringIO(), Store(tmp_path, "s"), [f"f{i}" for i in range(6)])
+    now[0] = 110.0
+
+    class _Trial:
+        config = {"trial": {"plan": {"fragment": "f0"}}}
+
+    monkeypatch.setattr(launcher, "_trial_name_of", lambda config: "f0")
+    progress.on_trial_start(0, [], _Trial())
+    progress.done = 2
+    now[0] = 118.0
+    # 2 trials in the 8 s since the first started: 4 left take ~16 s (timed from the launch's
+    # start, 18 s, it would say ~36 s: Ray's start-up counted as if every trial paid it)
+    assert progress._eta() == "; ETA ~16 s"
+    # a running fig1 trial counts with the share of its models done: 2.5 in 8 s, 3.5 left
+    progress.running["f2"] = {**fig1, "models_from": 22}  # models 23-25 of 50
+    assert progress._eta() == "; ETA ~11 s"
