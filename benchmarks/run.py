@@ -631,7 +631,7 @@ def main() -> None:
             f"(FLOPs {1e3 * fl['flop_s']:.1f}, bytes {1e3 * fl['byte_s']:.1f}): {fl['floor_s'] / t:.0%} of the floor; "
             f"its GEMMs alone {1e3 * gemms['best_s']:.1f} ms best, {1e3 * gemms['median_s']:.1f} median, "
             f"{1e3 * gemms['flushed_s']:.1f} from memory, {1e3 * in_order:.1f} in the step's order "
-            f"({fl['floor_s'] / in_order:.0%} of the floor at most); in the step ~{1e3 * t * prof['gemms_share']:.1f} ms; "
+            f"({fl['floor_s'] / in_order:.0%} of the floor); in the step ~{1e3 * t * prof['gemms_share']:.1f} ms; "
             f"op time: " + ", ".join(f"{n} {v:.0%}" for n, v in prof["op_shares"].items()))
     out["step"] = step
 
