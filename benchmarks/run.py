@@ -62,7 +62,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from sweep import spec as specs  # noqa: E402
 from trainables import budget, corruption, data as datasets, engine, packs  # noqa: E402
-from trainables.models import MLP  # noqa: E402
+from trainables.models import MLP, forward_loss_grad  # noqa: E402
 
 SWEEP = [sys.executable, "-m", "sweep.cli"]
 DEFAULT_THREADS = torch.get_num_threads()  # PyTorch's default, before any measurement changes it
@@ -365,15 +365,7 @@ def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum
     weights, biases = list(pack.weights), list(pack.biases)
     n = len(weights)
     vel_w, vel_b = velocity[:n], velocity[n:]
-    acts = [x]
-    for i in range(n):
-        h = torch.baddbmm(biases[i], acts[-1], weights[i])
-        acts.append(h.relu_() if i < n - 1 else h)
-    logp = torch.log_softmax(acts[-1], dim=-1)
-    target = y.unsqueeze(-1)
-    losses = -logp.gather(-1, target).squeeze(-1).sum(dim=1)
-    hits = (acts[-1].argmax(-1) == y).sum(dim=1)
-    grad = logp.exp_().scatter_add_(-1, target, torch.full_like(logp[..., :1], -1.0)).div_(x.shape[1])
+    acts, losses, hits, grad = forward_loss_grad(weights, biases, x, y)  # as the step's forward
     panels = 0
     for i in reversed(range(n)):
         w, v, a = weights[i], vel_w[i], acts[i]

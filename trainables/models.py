@@ -108,15 +108,7 @@ class PackedMLP(nn.Module):
         if members is not None:  # step copies of the running members', then put them back
             weights, biases = [w[members] for w in weights], [b[members] for b in biases]
             vel_w, vel_b = [v[members] for v in vel_w], [v[members] for v in vel_b]
-        acts = [x]
-        for i in range(n):
-            h = torch.baddbmm(biases[i], acts[-1], weights[i])
-            acts.append(h.relu_() if i < n - 1 else h)
-        logp = torch.log_softmax(acts[-1], dim=-1)
-        target = y.unsqueeze(-1)
-        losses = -logp.gather(-1, target).squeeze(-1).sum(dim=1)
-        hits = (acts[-1].argmax(-1) == y).sum(dim=1)
-        grad = logp.exp_().scatter_add_(-1, target, torch.full_like(logp[..., :1], -1.0)).div_(x.shape[1])
+        acts, losses, hits, grad = forward_loss_grad(weights, biases, x, y)
         for i in reversed(range(n)):
             # ReLU's backward in one op (autograd's own): the gradient where the activation is > 0.
             back = torch.ops.aten.threshold_backward(torch.bmm(grad, weights[i].transpose(1, 2)), acts[i], 0) \
@@ -165,6 +157,25 @@ class PackedMLP(nn.Module):
             lin.weight.copy_(w[k].T)
             lin.bias.copy_(b[k, 0])
         return mlp
+
+
+def forward_loss_grad(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor], x: torch.Tensor,
+                      y: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The forward half of `PackedMLP.sgd_step` for stacked weights (K, in, out) and biases
+    (K, 1, out) on batches x (K, B, D), labels y (K, B): each layer's input after its ReLU (the
+    input x first, the logits last), the loss sum and hits per member, and the gradient of each
+    member's mean cross-entropy with respect to its logits."""
+    n = len(weights)
+    acts = [x]
+    for i in range(n):
+        h = torch.baddbmm(biases[i], acts[-1], weights[i])
+        acts.append(h.relu_() if i < n - 1 else h)
+    logp = torch.log_softmax(acts[-1], dim=-1)
+    target = y.unsqueeze(-1)
+    losses = -logp.gather(-1, target).squeeze(-1).sum(dim=1)
+    hits = (acts[-1].argmax(-1) == y).sum(dim=1)
+    grad = logp.exp_().scatter_add_(-1, target, torch.full_like(logp[..., :1], -1.0)).div_(x.shape[1])
+    return acts, losses, hits, grad
 
 
 def _linear_init(sizes: Sequence[int], seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
