@@ -353,7 +353,7 @@ def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum
                      velocity: list[torch.Tensor], rows: int, per_member: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """`PackedMLP.sgd_step` (all members, no `members`; the same loss, hits and update) with the
-    square hidden layers (at least 2 x `rows` inputs and outputs: the 512 x 512 one) blocked: the
+    hidden-to-hidden layers of at least 2 x `rows` inputs (here the 512 x 512 one) blocked: the
     backward in row panels of the weight, `rows` inputs each, and per panel the three ops that touch
     it one after another (input gradient, weight gradient into the momentum, update), so that the
     panel of weights and momentum is reused from a near cache instead of streamed three times. A
@@ -371,18 +371,17 @@ def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum
         w, v, a = weights[i], vel_w[i], acts[i]
         if 0 < i < n - 1 and w.shape[1] >= 2 * rows:  # a hidden-to-hidden layer, two panels or more
             groups = [slice(m, m + 1) for m in range(w.shape[0])] if per_member else [slice(None)]
-            back = []
+            back = []  # the input gradient, panel by panel (columns), group by group (members)
             for g in groups:
                 parts = []
                 for r in range(0, w.shape[1], rows):
                     wp, vp = w[g, r:r + rows], v[g, r:r + rows]
-                    if i > 0:
-                        parts.append(torch.bmm(grad[g], wp.transpose(1, 2)))
+                    parts.append(torch.bmm(grad[g], wp.transpose(1, 2)))
                     vp.baddbmm_(a[g, :, r:r + rows].transpose(1, 2), grad[g], beta=momentum)
                     wp.sub_(vp, alpha=lr)
                     panels += 1
-                back.append(torch.cat(parts, dim=2) if i > 0 else None)
-            back = (torch.cat(back) if len(back) > 1 else back[0]) if i > 0 else None
+                back.append(torch.cat(parts, dim=2))
+            back = torch.cat(back) if len(back) > 1 else back[0]
         else:  # as the step does it
             back = torch.bmm(grad, w.transpose(1, 2)) if i > 0 else None
             v.baddbmm_(a.transpose(1, 2), grad, beta=momentum)

@@ -89,7 +89,7 @@ def _pack(spec, plan: TrialPlan, job, device):
 
 
 def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: float,
-               progress: dict[str, int] | None = None):
+               progress: dict[str, int]):
     """Train one pack of a fig1 or subset trial's seeds; its tables. `progress` (the trial's
     model count, and the pack's first model in it) goes into each epoch's report, for the
     launch's progress line."""
@@ -100,7 +100,7 @@ def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: 
     pack, schedule = _pack(spec, plan, job, ctx["device"])
     init_norms = {k: v.cpu().numpy() for k, v in pack.layer_norms().items()} if spec.norms else {}
     outcome = engine.run(pack, job.data, job.members, schedule,
-                         on_epoch=lambda r, _: tune.report({**_summary(r), **(progress or {})}))
+                         on_epoch=lambda r, _: tune.report({**_summary(r), **progress}))
     found = {"init_norms": init_norms, "probes": [], "filters": [], "phase1": None}
     k = job.members.k
     columns = dict(job.columns, pack_mode=np.full(k, getattr(pack, "mode", "bmm")),
