@@ -349,7 +349,7 @@ def test_best_epoch_is_an_epoch_not_a_position(digits):
 def test_the_mlps_fused_step_is_torchs_sgd_and_leaves_stopped_members_alone():
     """PackedMLP.sgd_step (a written-out backward with the update fused in) against autograd and
     torch.optim.SGD on each member as a plain torch.nn MLP, for three steps."""
-    from trainables.models import PackedMLP
+    from trainables.models import PackedMLP, loss_and_hits
 
     torch.manual_seed(0)
     pack = PackedMLP(64, [32, 16], 10, init_seeds=[1, 2, 3])
@@ -361,7 +361,7 @@ def test_the_mlps_fused_step_is_torchs_sgd_and_leaves_stopped_members_alone():
         x, y = torch.randn(3, 8, 64), torch.randint(0, 10, (3, 8))
         members = torch.tensor([0, 2]) if step == 2 else None  # member 1 stops before the last step
         rows = members if members is not None else torch.arange(3)
-        losses, hits = pack.sgd_step(x[rows], y[rows], 0.05, 0.9, velocity, members)
+        losses, hits = loss_and_hits(pack.sgd_step(x[rows], y[rows], 0.05, 0.9, velocity, members), y[rows])
         for k in ([0, 2] if step == 2 else range(3)):
             logits = plain[k](x[k])
             loss = torch.nn.functional.cross_entropy(logits, y[k])

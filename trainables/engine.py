@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Data
-from .models import PackedMLP
+from .models import PackedMLP, loss_and_hits
 
 # An epoch's inputs are gathered in one index op when they take at most this much memory
 # (the digits MLP: K x 1,437 x 64 floats, 7 MB at K = 20); larger sets are gathered per step.
@@ -326,16 +326,20 @@ def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState
     x_epoch = x_fit[order] if x_fit[0].numel() * order.numel() * x_fit.element_size() <= EPOCH_GATHER_BYTES else None
     loss_sum = torch.zeros(len(order), device=order.device)
     hits = torch.zeros(len(order), device=order.device, dtype=torch.long)
+    # The MLP's fused steps write their logits here; the epoch's loss and hits are taken from
+    # them once, at its end, instead of in a handful of small ops at every step.
+    logits = torch.empty(len(order), n, pack.num_classes, device=order.device) if fused else None
     for i in range(0, n, schedule.batch_size):
         yb = y_epoch[:, i:i + schedule.batch_size]
         xb = x_epoch[:, i:i + schedule.batch_size] if x_epoch is not None else x_fit[order[:, i:i + schedule.batch_size]]
         if fused:  # the MLP: a written-out backward, the update fused into it
-            losses, right = pack.sgd_step(xb, yb, lr, schedule.momentum, state.momentum, members)
-            loss_sum += losses
-            hits += right
+            pack.sgd_step(xb, yb, lr, schedule.momentum, state.momentum, members,
+                          logits=logits[:, i:i + schedule.batch_size])
         else:
             loss_sum, hits = _autograd_step(pack, xb, yb, schedule, state, lr, active, members, loss_sum, hits)
         state.step += 1
+    if fused:
+        loss_sum, hits = loss_and_hits(logits, y_epoch)
     return _spread((loss_sum / n).cpu().numpy(), members, k), _spread((hits / n).cpu().numpy(), members, k)
 
 
