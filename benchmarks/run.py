@@ -62,7 +62,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from sweep import spec as specs  # noqa: E402
 from trainables import budget, corruption, data as datasets, engine, packs  # noqa: E402
-from trainables.models import MLP, forward_loss_grad  # noqa: E402
+from trainables.models import MLP, forward_grad  # noqa: E402
 
 SWEEP = [sys.executable, "-m", "sweep.cli"]
 DEFAULT_THREADS = torch.get_num_threads()  # PyTorch's default, before any measurement changes it
@@ -222,8 +222,47 @@ print(t1 - t0, t2 - t1, t_torch, t4 - t3)
 """
 
 
+# The least a one-trial sweep on an embedded Ray Tune takes here, whatever it trains: a fresh
+# process that imports Tune, starts Ray as memsweep does (loopback only, Tune's automatic loggers
+# off), runs one Tune trial that imports torch and reports once, and stops Ray as memsweep does
+# (its processes killed at once). memsweep runs its trials under Ray Tune by design, so this is
+# the fixed floor it is held to; the parts above are the floor of any sweep that starts Ray.
+BARE_TUNE = """
+import os, tempfile
+import ray
+from ray import tune
+from sweep import launcher
+launcher._embedded_ray_settings()
+for key, value in launcher.TUNE_ENV.items():
+    os.environ.setdefault(key, value)
+ray.init(address="local", include_dashboard=False, logging_level=40)
+
+def trial(config):
+    import torch
+    tune.report({"threads": torch.get_num_threads()})
+
+with tempfile.TemporaryDirectory() as storage:
+    grid = tune.Tuner(tune.with_resources(trial, {"cpu": 1}),
+                      run_config=tune.RunConfig(storage_path=storage, verbose=0)).fit()
+assert grid.num_errors == 0
+launcher._stop_embedded_ray()
+"""
+
+
+def bare_tune_sweep() -> float:
+    """Seconds end to end of BARE_TUNE in a fresh process, timed as a user's launch is."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", BARE_TUNE], capture_output=True, text=True, cwd=HERE.parent)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the bare Tune sweep failed: {proc.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
 def fixed_cost(repeats: int) -> dict[str, float]:
-    one = [run_memsweep("seeds=1", "variants=[real]") for _ in range(repeats)]
+    one, bare = [], []
+    for _ in range(repeats):  # alternating, so that both meet the same machine state
+        one.append(run_memsweep("seeds=1", "variants=[real]"))
+        bare.append(bare_tune_sweep())
     parts = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -236,7 +275,7 @@ def fixed_cost(repeats: int) -> dict[str, float]:
     return {"one_seed_sweep_s": statistics.median(one), "one_seed_sweep_runs": [round(t, 2) for t in one],
             "parts_process_s": best[0], "python_and_ray_import_s": best[1], "ray_init_s": best[2],
             "trial_torch_import_s": best[3], "ray_stop_s": best[4], "floor_s": best[1] + best[2] + best[3],
-            "parts": "fastest"}
+            "parts": "fastest", "tune_floor_s": min(bare), "bare_tune_runs": [round(t, 2) for t in bare]}
 
 
 # --- the hardware and the step's floor --------------------------------------------------------
@@ -319,6 +358,43 @@ def gemm_times(k: int, repeats: int = 200, flushed_repeats: int = 30) -> dict[st
     return {"best_s": best * per, "median_s": median * per, "flushed_s": flushed * per}
 
 
+def gemm_libraries(repeats: int = 300) -> dict[str, dict[str, float]]:
+    """GFLOP/s, 1 thread, best of `repeats` calls with operands hot, of the step's three GEMM
+    shapes on its 512 x 512 layer (one member, batch 16: forward x W, input gradient g W^T,
+    weight gradient x^T g) on three CPU GEMM libraries: torch's (MKL here: what the step uses),
+    oneDNN (`torch._C._nn.mkldnn_linear`) and OpenBLAS (numpy's). Whether another well-kept
+    library runs the step's small GEMMs faster than the one it uses."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(0)
+    n = HIDDEN[0]
+    x, g, w = (torch.randn(BATCH, n, generator=gen), torch.randn(BATCH, n, generator=gen),
+               torch.randn(n, n, generator=gen))
+    xt = x.t().contiguous()
+    zero = torch.zeros(n)
+    out, outw = torch.empty(BATCH, n), torch.empty(n, n)
+    # Each shape as torch calls it, as a linear layer (input @ weight^T) for oneDNN, and in numpy.
+    shapes = {
+        "forward": (lambda: torch.mm(x, w, out=out), (x, w.t().contiguous()), (x.numpy(), w.numpy(), out.numpy())),
+        "input_gradient": (lambda: torch.mm(g, w.t(), out=out), (g, w), (g.numpy(), w.numpy().T, out.numpy())),
+        "weight_gradient": (lambda: torch.mm(xt, g, out=outw), (xt, g.t().contiguous()),
+                            (xt.numpy(), g.numpy(), outw.numpy())),
+    }
+    rates = {}
+    for name, (mkl, (inp, weight), (a, b, c)) in shapes.items():
+        flops = 2 * BATCH * n * n
+        dnn_in, dnn_w, dnn_b = inp.to_mkldnn(), weight.to_mkldnn(), zero[:weight.shape[0]].to_mkldnn()
+        calls = {"torch": mkl, "onednn": lambda: torch._C._nn.mkldnn_linear(dnn_in, dnn_w, dnn_b),
+                 "openblas": lambda: np.matmul(a, b, out=c)}
+        rates[name] = {}
+        with threadpool_limits(1):
+            for lib, call in calls.items():
+                call()
+                rates[name][lib] = round(flops / min(_timed(call) for _ in range(repeats)) / 1e9, 1)
+    return rates
+
+
 def gemms_in_order(k: int, repeats: int = 3) -> float:
     """Seconds per seed-epoch of the step's GEMMs and nothing else, in the step's order over a
     pack's own state (weights and momentum as `PackedMLP` holds them, outputs into buffers made
@@ -351,8 +427,8 @@ def gemms_in_order(k: int, repeats: int = 3) -> float:
 
 def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum: float,
                      velocity: list[torch.Tensor], rows: int, per_member: bool = False
-                     ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """`PackedMLP.sgd_step` (all members, no `members`; the same loss, hits and update) with the
+                     ) -> tuple[torch.Tensor, int]:
+    """`PackedMLP.sgd_step` (all members, no `members`; the same logits and update) with the
     hidden-to-hidden layers of at least 2 x `rows` inputs (here the 512 x 512 one) blocked: the
     backward in row panels of the weight, `rows` inputs each, and per panel the three ops that touch
     it one after another (input gradient, weight gradient into the momentum, update), so that the
@@ -361,11 +437,12 @@ def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum
     momentum); with `per_member`, each member's panels are done in turn (rows x 512 each), so that
     a panel fits a smaller cache at the price of K times the calls. The lever "keep a block of the
     512 x 512 layer in L2 across its ops", built from torch's own kernels, measured beside the
-    step. Returns (loss sum, hits) per member, and the number of panels the blocked layers ran."""
+    step. Returns the step's logits, and the number of panels the blocked layers ran."""
     weights, biases = list(pack.weights), list(pack.biases)
     n = len(weights)
     vel_w, vel_b = velocity[:n], velocity[n:]
-    acts, losses, hits, grad = forward_loss_grad(weights, biases, x, y)  # as the step's forward
+    acts, grad = forward_grad(weights, biases, x, y)  # as the step's forward
+    ones = grad.new_ones(grad.shape[0], 1, grad.shape[1])
     panels = 0
     for i in reversed(range(n)):
         w, v, a = weights[i], vel_w[i], acts[i]
@@ -386,10 +463,10 @@ def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum
             back = torch.bmm(grad, w.transpose(1, 2)) if i > 0 else None
             v.baddbmm_(a.transpose(1, 2), grad, beta=momentum)
             w.sub_(v, alpha=lr)
-        vel_b[i].mul_(momentum).add_(grad.sum(dim=1, keepdim=True))
+        vel_b[i].baddbmm_(ones, grad, beta=momentum)
         biases[i].sub_(vel_b[i], alpha=lr)
         grad = torch.ops.aten.threshold_backward(back, a, 0) if i > 0 else None
-    return losses, hits, panels
+    return acts[-1], panels
 
 
 BLOCKINGS = {"rows_32": (32, False), "rows_64": (64, False), "member_rows_64": (64, True),
@@ -444,6 +521,20 @@ def measure_step(k: int, repeats: int = 3) -> float:
         out = engine.run(pack, d, engine.Members(list(range(k)), list(range(k))), TRAIN_ONLY)
         best = min(best, out.state.train_seconds / k)
     return best
+
+
+def step_beside_gemms(k: int, rounds: int = 7) -> dict[str, float]:
+    """The step (`measure_step`) and its GEMMs in the step's order (`gemms_in_order`), one epoch
+    of each per round, alternating, so that both meet the same machine state: each's best, and in
+    how many rounds the step took longer than its GEMMs alone in order. Every step built on these
+    batched GEMMs does at least them, in this order, over this state: where the step is slower in
+    every round, their best is the floor of such a step on this machine."""
+    steps, orders = [], []
+    for _ in range(rounds):
+        steps.append(measure_step(k, repeats=1))
+        orders.append(gemms_in_order(k, repeats=1))
+    return {"step_s": min(steps), "in_order_s": min(orders), "rounds": rounds,
+            "step_slower_rounds": sum(s > o for s, o in zip(steps, orders))}
 
 
 def profile_step(k: int, top: int = 5) -> dict:
@@ -597,10 +688,10 @@ def main() -> None:
         state = kk * 2 * 4 * budget.mlp_param_count(SIZES[0], HIDDEN, SIZES[-1])
         bw = bandwidth(state // 2)  # y += x over two arrays: the pack's state in all
         where = f"{state / 2**20:.0f} MiB, {bw:.0f} GB/s"
-        t = measure_step(kk)
+        side = step_beside_gemms(kk)
+        t, in_order = side["step_s"], side["in_order_s"]
         fl = step_floor(peak1, bw)
         gemms = gemm_times(kk)
-        in_order = gemms_in_order(kk)
         prof = profile_step(kk)
         step[f"pack_{kk}"] = {"ms_per_seed_epoch": round(1e3 * t, 1), "floor_ms": round(1e3 * fl["floor_s"], 1),
                               "gemm_best_ms": round(1e3 * gemms["best_s"], 1),
@@ -608,6 +699,7 @@ def main() -> None:
                               "gemm_flushed_ms": round(1e3 * gemms["flushed_s"], 1),
                               "gemms_best_share_of_step": round(gemms["best_s"] / t, 2),
                               "gemms_in_order_ms": round(1e3 * in_order, 1),
+                              "in_order_rounds": [side["step_slower_rounds"], side["rounds"]],
                               "gemms_in_step_ms": round(1e3 * t * prof["gemms_share"], 1),
                               "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
                               "state_in": where, "state_gbs": round(bw, 1), "fraction_of_floor": round(fl["floor_s"] / t, 2),
@@ -622,7 +714,8 @@ def main() -> None:
             f"(FLOPs {1e3 * fl['flop_s']:.1f}, bytes {1e3 * fl['byte_s']:.1f}): {fl['floor_s'] / t:.0%} of the floor; "
             f"its GEMMs alone {1e3 * gemms['best_s']:.1f} ms best, {1e3 * gemms['median_s']:.1f} median, "
             f"{1e3 * gemms['flushed_s']:.1f} from memory, {1e3 * in_order:.1f} in the step's order "
-            f"({fl['floor_s'] / in_order:.0%} of the floor); in the step ~{1e3 * t * prof['gemms_share']:.1f} ms; "
+            f"({fl['floor_s'] / in_order:.0%} of the floor; the step slower in {side['step_slower_rounds']} of "
+            f"{side['rounds']} alternating rounds); in the step ~{1e3 * t * prof['gemms_share']:.1f} ms; "
             f"op time: " + ", ".join(f"{n} {v:.0%}" for n, v in prof["op_shares"].items()))
     out["step"] = step
 
