@@ -378,3 +378,24 @@ def test_the_mlps_fused_step_is_torchs_sgd_and_leaves_stopped_members_alone():
         for a, b in zip(got.parameters(), plain[k].parameters()):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert torch.equal(pack.weights[0][1], frozen_w)  # the stopped member did not move
+
+
+def test_the_mlps_step_follows_its_parameters_through_to():
+    """The step works on the pack's own parameters also after `.to()` replaced them (torch's
+    overwrite-on-conversion setting), not on tensors it held from before."""
+    from trainables.models import PackedMLP
+
+    pack = PackedMLP(64, [16], 10, init_seeds=[1, 2])
+    old = torch.__future__.get_overwrite_module_params_on_conversion()
+    torch.__future__.set_overwrite_module_params_on_conversion(True)
+    try:
+        pack = pack.to(torch.float64)
+    finally:
+        torch.__future__.set_overwrite_module_params_on_conversion(old)
+    before = [t.clone() for t in pack.tensors()]
+    velocity = [torch.zeros_like(t) for t in pack.tensors()]
+    with torch.no_grad():
+        logits = pack.sgd_step(torch.randn(2, 8, 64, dtype=torch.float64), torch.randint(0, 10, (2, 8)), 0.1, 0.9,
+                               velocity)
+    assert logits.dtype == torch.float64 and logits.shape == (2, 8, 10)
+    assert all(not torch.equal(a, b) for a, b in zip(before, pack.tensors()))  # every layer moved
