@@ -81,6 +81,25 @@ def test_gemm_times_and_the_table_it_feeds(bench):
     out["fixed_cost"]["floor_s"] = 8.0
     assert "At 10 seeds the notebook's 5.0 s is under the fixed floor alone: at most 0.62x" in bench.markdown(out)
     assert bench.gemms_in_order(1, repeats=1) > 0
+    # A run with the bare Tune sweep: it is the fixed part of the floor, and what bounds any sweep on Tune.
+    out["fixed_cost"].update(tune_floor_s=6.5, bare_tune_runs=[6.5, 7.1])
+    out["step"]["pack_3"]["in_order_rounds"] = [6, 7]
+    out["gemm_libraries"] = {"forward": {"torch": 70.0, "onednn": 72.0, "openblas": 81.0}}
+    table = bench.markdown(out)
+    assert "| floor (a bare Tune sweep + engine / cores) |" in table
+    assert "takes 6.5 s (the fastest of 6.5 s, 7.1 s, run alternately with the one-seed sweeps)" in table
+    assert "At 10 seeds the notebook's 5.0 s is under a bare Tune sweep alone: at most 0.77x for any sweep on Ray Tune" in table
+    assert "best of 7 rounds, they take 52.0 ms" in table and "slower than them in 6 of the 7 rounds" in table
+    assert "forward torch 70.0, onednn 72.0, openblas 81.0 GFLOP/s: at best 90% of the 90.0 GFLOP/s" in table
+
+
+def test_the_step_beside_its_gemms_and_the_libraries(bench):
+    side = bench.step_beside_gemms(1, rounds=2)
+    assert side["rounds"] == 2 and 0 <= side["step_slower_rounds"] <= 2
+    assert side["step_s"] > 0 and side["in_order_s"] > 0
+    libs = bench.gemm_libraries(repeats=3)
+    assert set(libs) == {"forward", "input_gradient", "weight_gradient"}
+    assert all(set(r) == {"torch", "onednn", "openblas"} and all(v > 0 for v in r.values()) for r in libs.values())
 
 
 @pytest.mark.parametrize("rows,per_member", [(128, False), (96, False), (64, True)])
