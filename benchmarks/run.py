@@ -425,6 +425,45 @@ def gemms_in_order(k: int, repeats: int = 3) -> float:
     return min(epoch() for _ in range(repeats)) / k
 
 
+def other_ops_in_order(k: int, repeats: int = 3) -> float:
+    """Seconds per seed-epoch of the step's ops other than its eight GEMMs, alone, in the step's
+    order over a pack's own state at their real sizes (the ReLUs, the logits' gradient and their
+    copy into the epoch's buffer, ReLU's backward, the bias momentum, the updates of weights and
+    biases), with the GEMMs' outputs as buffers made once; 1 thread, best of `repeats` epochs.
+    `PackedMLP.sgd_step` without its GEMMs: with `gemms_in_order`, the step in its two parts, each
+    measured alone, the two together close to the least a step made of these torch calls takes."""
+    torch.set_num_threads(1)
+    pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
+    weights, biases = [w.detach() for w in pack.weights], [b.detach() for b in pack.biases]
+    vel_w, vel_b = [torch.zeros_like(w) for w in weights], [torch.zeros_like(b) for b in biases]
+    gen = torch.Generator().manual_seed(0)
+    acts = [torch.randn(k, BATCH, n, generator=gen) for n in SIZES]  # each layer's input, the logits last
+    backs = [torch.randn(k, BATCH, n, generator=gen) for n in SIZES[:-1]]  # input gradients, before ReLU's
+    y = torch.randint(0, SIZES[-1], (k, BATCH), generator=gen)
+    logits = torch.empty(k, STEPS * BATCH, SIZES[-1])
+    n = len(weights)
+
+    def epoch() -> float:
+        start = time.perf_counter()
+        for s in range(STEPS):
+            for i in range(1, n):
+                acts[i].relu_()
+            logits[:, s * BATCH:(s + 1) * BATCH].copy_(acts[-1])
+            grad = torch.softmax(acts[-1], dim=-1)
+            grad.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(grad[..., :1], -1.0)).div_(BATCH)
+            ones = grad.new_ones(k, 1, BATCH)
+            for i in reversed(range(n)):
+                back = torch.ops.aten.threshold_backward(backs[i], acts[i], 0) if i > 0 else None
+                vel_b[i].baddbmm_(ones, grad, beta=MOMENTUM)
+                weights[i].sub_(vel_w[i], alpha=LR)
+                biases[i].sub_(vel_b[i], alpha=LR)
+                grad = back
+        return time.perf_counter() - start
+
+    epoch()
+    return min(epoch() for _ in range(repeats)) / k
+
+
 def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum: float,
                      velocity: list[torch.Tensor], rows: int, per_member: bool = False
                      ) -> tuple[torch.Tensor, int]:
@@ -524,17 +563,19 @@ def measure_step(k: int, repeats: int = 3) -> float:
 
 
 def step_beside_gemms(k: int, rounds: int = 7) -> dict[str, float]:
-    """The step (`measure_step`) and its GEMMs in the step's order (`gemms_in_order`), one epoch
-    of each per round, alternating, so that both meet the same machine state: each's best, and in
-    how many rounds the step took longer than its GEMMs alone in order. Every step built on these
-    batched GEMMs does at least them, in this order, over this state: where the step is slower in
-    every round, their best is the floor of such a step on this machine."""
-    steps, orders = [], []
+    """The step (`measure_step`), its GEMMs in the step's order (`gemms_in_order`) and its other ops
+    in order (`other_ops_in_order`), one epoch of each per round, alternating, so that all meet the
+    same machine state: each's best, and in how many rounds the step took longer than its GEMMs
+    alone, and than its two parts alone together. Every step built on these batched GEMMs does at
+    least them, in this order, over this state; a step made of these torch calls does both parts."""
+    steps, orders, others = [], [], []
     for _ in range(rounds):
         steps.append(measure_step(k, repeats=1))
         orders.append(gemms_in_order(k, repeats=1))
-    return {"step_s": min(steps), "in_order_s": min(orders), "rounds": rounds,
-            "step_slower_rounds": sum(s > o for s, o in zip(steps, orders))}
+        others.append(other_ops_in_order(k, repeats=1))
+    return {"step_s": min(steps), "in_order_s": min(orders), "others_s": min(others), "rounds": rounds,
+            "step_slower_rounds": sum(s > o for s, o in zip(steps, orders)),
+            "step_slower_than_parts_rounds": sum(s > o + p for s, o, p in zip(steps, orders, others))}
 
 
 def profile_step(k: int, top: int = 5) -> dict:
@@ -700,6 +741,8 @@ def main() -> None:
                               "gemms_best_share_of_step": round(gemms["best_s"] / t, 2),
                               "gemms_in_order_ms": round(1e3 * in_order, 1),
                               "in_order_rounds": [side["step_slower_rounds"], side["rounds"]],
+                              "other_ops_ms": round(1e3 * side["others_s"], 1),
+                              "parts_rounds": [side["step_slower_than_parts_rounds"], side["rounds"]],
                               "gemms_in_step_ms": round(1e3 * t * prof["gemms_share"], 1),
                               "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
                               "state_in": where, "state_gbs": round(bw, 1), "fraction_of_floor": round(fl["floor_s"] / t, 2),
@@ -715,13 +758,21 @@ def main() -> None:
             f"its GEMMs alone {1e3 * gemms['best_s']:.1f} ms best, {1e3 * gemms['median_s']:.1f} median, "
             f"{1e3 * gemms['flushed_s']:.1f} from memory, {1e3 * in_order:.1f} in the step's order "
             f"({fl['floor_s'] / in_order:.0%} of the floor; the step slower in {side['step_slower_rounds']} of "
-            f"{side['rounds']} alternating rounds); in the step ~{1e3 * t * prof['gemms_share']:.1f} ms; "
+            f"{side['rounds']} alternating rounds); its other ops alone {1e3 * side['others_s']:.1f} ms, the two parts "
+            f"{1e3 * (in_order + side['others_s']):.1f} ms ({fl['floor_s'] / (in_order + side['others_s']):.0%} of the floor; "
+            f"the step slower in {side['step_slower_than_parts_rounds']} of {side['rounds']}); in the step ~{1e3 * t * prof['gemms_share']:.1f} ms; "
             f"op time: " + ", ".join(f"{n} {v:.0%}" for n, v in prof["op_shares"].items()))
     out["step"] = step
+    libs = gemm_libraries()
+    out["gemm_libraries"] = libs
+    say("the step's 512 x 512 GEMMs (one member, batch 16), GFLOP/s by library: "
+        + "; ".join(f"{shape.replace('_', ' ')} " + ", ".join(f"{lib} {v}" for lib, v in rates.items())
+                    for shape, rates in libs.items()))
 
     fc = fixed_cost(1 if args.quick else 3)
     out["fixed_cost"] = {key: (round(v, 2) if isinstance(v, float) else v) for key, v in fc.items()}
-    say(f"fixed cost: one-seed sweep {fc['one_seed_sweep_s']:.1f} s; floor {fc['floor_s']:.1f} s = imports "
+    say(f"fixed cost: one-seed sweep {fc['one_seed_sweep_s']:.1f} s; a bare one-trial Tune sweep {fc['tune_floor_s']:.1f} s "
+        f"(fastest of {fc['bare_tune_runs']}); the parts of any sweep that starts Ray {fc['floor_s']:.1f} s = imports "
         f"{fc['python_and_ray_import_s']:.1f} + ray.init {fc['ray_init_s']:.1f} + a trial importing torch "
         f"{fc['trial_torch_import_s']:.1f}")
 
@@ -730,10 +781,11 @@ def main() -> None:
         t_nb = run_notebook(seeds)
         t_ms = run_memsweep(f"seeds={seeds}")
         eng = run_engine(seeds)
-        # The least any sweep that starts Ray and torch trials could take: the fixed floor, then the
-        # engine's own work split evenly over the cores, one trial a core (a trial's work cannot
-        # start before Ray and torch have, and two trials at once run no faster than each alone).
-        floor = fc["floor_s"] + eng["seconds"] / cores
+        # The least a sweep on Ray Tune with this engine could take: a bare one-trial Tune sweep
+        # (Ray, Tune, a trial process importing torch, Ray's stop), then the engine's own work split
+        # evenly over the cores, one trial a core (a trial's work cannot start before its process
+        # has torch, and two trials at once run no faster than each alone).
+        floor = fc["tune_floor_s"] + eng["seconds"] / cores
         curve[seeds] = {"notebook_s": round(t_nb, 1), "memsweep_s": round(t_ms, 1), "engine_s": round(eng["seconds"], 1),
                         "floor_s": round(floor, 1), "notebook/floor": round(t_nb / floor, 2),
                         "engine_train_s": round(eng["train_seconds"], 1), "engine_pack_size": eng["pack_size"],
@@ -777,30 +829,47 @@ def write_table(out: dict, readme: bool) -> None:
 
 
 def markdown(out: dict) -> str:
+    fc, hw = out["fixed_cost"], out["hardware"]
+    tune_floor = fc.get("tune_floor_s")  # runs before 2026-12-06 measured only the parts of any Ray sweep
     rows = [f"Measured {out['date']} on {out['machine']}, torch {out['torch']} (`{out['command']}`).", "",
             "| seeds x 3 variants | notebook loop | memsweep end to end | notebook / memsweep | engine alone, 1 thread "
-            "| floor (fixed floor + engine / cores) | notebook / floor |",
+            f"| floor ({'a bare Tune sweep' if tune_floor else 'fixed floor'} + engine / cores) | notebook / floor |",
             "|---|---|---|---|---|---|---|"]
     for seeds, r in out["seeds"].items():
         rows.append(f"| {seeds} | {r['notebook_s']} s | {r['memsweep_s']} s | **{r['notebook/memsweep']}x** | "
                     f"{r['engine_s']} s | {r.get('floor_s', '-')} s | {r.get('notebook/floor', '-')}x |")
-    fc, hw = out["fixed_cost"], out["hardware"]
     if "pairs_100" in out:
         pr = out["pairs_100"]
         rows += ["", f"At 100 seeds, {len(pr['notebook_memsweep_ratio'])} more pairs run alternately (notebook, "
                  f"memsweep): " + "; ".join(f"{a} s / {b} s = {r}x" for a, b, r in pr["notebook_memsweep_ratio"])
                  + f": **median {pr['median_ratio']}x**."]
-    rows += ["", f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; "
-             f"the floor of any sweep that starts Ray and a torch trial process here is {fc['floor_s']} s (Python and Ray imports "
-             f"{fc['python_and_ray_import_s']} s, `ray.init` {fc['ray_init_s']} s, a trial process importing torch "
-             f"{fc['trial_torch_import_s']} s; {'each the fastest' if fc.get('parts') == 'fastest' else 'each the median'} "
-             "of its repeats). The table's floor is that plus the engine alone on the same work, "
-             f"1 thread, split evenly over the {out['cores']} cores (a trial's work cannot start before Ray and torch "
-             "have, and trials at once run no faster than each alone): notebook / floor is the most a sweep on "
-             "this engine could reach."
-             + "".join(f" At {n} seeds the notebook's {r['notebook_s']} s is under the fixed floor alone: at most "
-                       f"{r['notebook_s'] / fc['floor_s']:.2f}x for any sweep that starts Ray and torch trials, whatever "
-                       "its engine." for n, r in out["seeds"].items() if r["notebook_s"] < fc["floor_s"]),
+    fixed = tune_floor or fc["floor_s"]
+    if tune_floor:
+        fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; a bare "
+                      f"one-trial Ray Tune sweep, started and stopped as memsweep does it, whose trial only imports "
+                      f"torch, takes {tune_floor} s (the fastest of {', '.join(f'{t} s' for t in fc['bare_tune_runs'])}, "
+                      "run alternately with the one-seed sweeps): the least any sweep on Ray Tune takes here. Of "
+                      f"it, the parts of any sweep that starts Ray: Python and Ray imports {fc['python_and_ray_import_s']} s, "
+                      f"`ray.init` {fc['ray_init_s']} s, a process importing torch {fc['trial_torch_import_s']} s "
+                      f"(each the fastest of its repeats; {fc['floor_s']} s together). The table's floor is the bare "
+                      "Tune sweep plus the engine alone on the same work, 1 thread, split evenly over the "
+                      f"{out['cores']} cores: notebook / floor is the most a sweep on Ray Tune with this engine could reach.")
+    else:
+        fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; "
+                      f"the floor of any sweep that starts Ray and a torch trial process here is {fc['floor_s']} s (Python "
+                      f"and Ray imports {fc['python_and_ray_import_s']} s, `ray.init` {fc['ray_init_s']} s, a trial process "
+                      f"importing torch {fc['trial_torch_import_s']} s; "
+                      f"{'each the fastest' if fc.get('parts') == 'fastest' else 'each the median'} of its repeats). The "
+                      "table's floor is that plus the engine alone on the same work, "
+                      f"1 thread, split evenly over the {out['cores']} cores (a trial's work cannot start before Ray and "
+                      "torch have, and trials at once run no faster than each alone): notebook / floor is the most a "
+                      "sweep on this engine could reach.")
+    bound = "a bare Tune sweep alone" if tune_floor else "the fixed floor alone"
+    whom = "any sweep on Ray Tune" if tune_floor else "any sweep that starts Ray and torch trials"
+    rows += ["", fixed_text
+             + "".join(f" At {n} seeds the notebook's {r['notebook_s']} s is under {bound}: at most "
+                       f"{r['notebook_s'] / fixed:.2f}x for {whom}, whatever its engine." for n, r in out["seeds"].items()
+                       if r["notebook_s"] < fixed),
              f"- One Tune trial per seed (the notebook's code in Tune's default way): {out['tune_per_seed']['scaled_to_100_s']} s "
              f"for 100 seeds x 3, taken on the line through {out['tune_per_seed']['seeds'][0]} and "
              f"{out['tune_per_seed']['seeds'][1]} seeds x 3 (measured: {out['tune_per_seed']['measured_s'][0]} s and "
@@ -824,8 +893,18 @@ def markdown(out: dict) -> str:
                        + ", ".join(f"`{n}` {v:.0%}" for n, v in s["profile"]["op_shares"].items()) + ")"
                        if "gemms_in_step_ms" in s else "")
                     + (f". Run in the step's order over a pack's own state, and nothing else (no loss, no updates), "
-                       f"best of 3 epochs, they take {s['gemms_in_order_ms']} ms ({s['floor_ms'] / s['gemms_in_order_ms']:.0%} "
-                       f"of the floor): the step runs at {s['gemms_in_order_ms'] / s['ms_per_seed_epoch']:.0%} of their speed."
+                       + (f"one epoch of each a round, alternately with the step, best of {s['in_order_rounds'][1]} rounds, "
+                          if "in_order_rounds" in s else "best of 3 epochs, ")
+                       + f"they take {s['gemms_in_order_ms']} ms ({s['floor_ms'] / s['gemms_in_order_ms']:.0%} "
+                       f"of the floor): the step runs at {s['gemms_in_order_ms'] / s['ms_per_seed_epoch']:.0%} of their speed"
+                       + (f", and was slower than them in {s['in_order_rounds'][0]} of the {s['in_order_rounds'][1]} rounds"
+                          if "in_order_rounds" in s else "")
+                       + (f". Its other ops (ReLUs, the logits' gradient, the bias momentum, the updates) alone, in "
+                          f"order, the same way: {s['other_ops_ms']} ms; the two parts together "
+                          f"{round(s['gemms_in_order_ms'] + s['other_ops_ms'], 1)} ms "
+                          f"({s['floor_ms'] / (s['gemms_in_order_ms'] + s['other_ops_ms']):.0%} of the floor), and the step "
+                          f"was slower than them in {s['parts_rounds'][0]} of the {s['parts_rounds'][1]} rounds."
+                          if "other_ops_ms" in s else ".")
                        if "gemms_in_order_ms" in s else ".")
                     + (" Its 512 x 512 layer's backward blocked in row panels (each panel's input gradient, weight "
                        "gradient and update one after another, with torch's kernels), over one synthetic epoch side by "
@@ -833,6 +912,14 @@ def markdown(out: dict) -> str:
                        + ", ".join(f"{_blocking_words(name)} {t} ms" for name, t in s["blocked_ms"].items()
                                    if name != "step") + "."
                        if "blocked_ms" in s else ""))
+    if "gemm_libraries" in out:
+        libs, peak = out["gemm_libraries"], hw["matmul_gflops_1_thread"]
+        rows.append("- The step's three GEMM shapes on its 512 x 512 layer (one member, batch 16), 1 thread, operands hot, "
+                    "best of 300 calls, on three CPU GEMM libraries (torch's own, oneDNN, numpy's OpenBLAS): "
+                    + "; ".join(f"{shape.replace('_', ' ')} " + ", ".join(f"{lib} {v}" for lib, v in rates.items())
+                                + " GFLOP/s" for shape, rates in libs.items())
+                    + f": at best {max(max(r.values()) for r in libs.values()) / peak:.0%} of the {peak} GFLOP/s "
+                    "large-matmul peak.")
     if "t1000/t100" in out:
         rows.append(f"- Linear in seeds: t(1,000) / t(100) = {out['t1000/t100']} end to end.")
     return "\n".join(rows)

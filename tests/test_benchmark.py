@@ -83,20 +83,23 @@ def test_gemm_times_and_the_table_it_feeds(bench):
     assert bench.gemms_in_order(1, repeats=1) > 0
     # A run with the bare Tune sweep: it is the fixed part of the floor, and what bounds any sweep on Tune.
     out["fixed_cost"].update(tune_floor_s=6.5, bare_tune_runs=[6.5, 7.1])
-    out["step"]["pack_3"]["in_order_rounds"] = [6, 7]
+    out["step"]["pack_3"].update(in_order_rounds=[6, 7], other_ops_ms=8.0, parts_rounds=[5, 7])
     out["gemm_libraries"] = {"forward": {"torch": 70.0, "onednn": 72.0, "openblas": 81.0}}
     table = bench.markdown(out)
     assert "| floor (a bare Tune sweep + engine / cores) |" in table
     assert "takes 6.5 s (the fastest of 6.5 s, 7.1 s, run alternately with the one-seed sweeps)" in table
     assert "At 10 seeds the notebook's 5.0 s is under a bare Tune sweep alone: at most 0.77x for any sweep on Ray Tune" in table
     assert "best of 7 rounds, they take 52.0 ms" in table and "slower than them in 6 of the 7 rounds" in table
+    assert "the same way: 8.0 ms; the two parts together 60.0 ms (43% of the floor)" in table
+    assert "was slower than them in 5 of the 7 rounds." in table
     assert "forward torch 70.0, onednn 72.0, openblas 81.0 GFLOP/s: at best 90% of the 90.0 GFLOP/s" in table
 
 
 def test_the_step_beside_its_gemms_and_the_libraries(bench):
     side = bench.step_beside_gemms(1, rounds=2)
     assert side["rounds"] == 2 and 0 <= side["step_slower_rounds"] <= 2
-    assert side["step_s"] > 0 and side["in_order_s"] > 0
+    assert side["step_s"] > 0 and side["in_order_s"] > 0 and side["others_s"] > 0
+    assert 0 <= side["step_slower_than_parts_rounds"] <= side["step_slower_rounds"]
     libs = bench.gemm_libraries(repeats=3)
     assert set(libs) == {"forward", "input_gradient", "weight_gradient"}
     assert all(set(r) == {"torch", "onednn", "openblas"} and all(v > 0 for v in r.values()) for r in libs.values())
