@@ -203,9 +203,9 @@ FLOOR_PARTS = """
 import time, sys
 t0 = time.perf_counter()
 import ray
-from sweep import launcher
+from sweep import embedded
 t1 = time.perf_counter()
-launcher._embedded_ray_settings()
+embedded.settings()
 ray.init(address="local", include_dashboard=False, logging_level=40)
 t2 = time.perf_counter()
 @ray.remote(num_cpus=1)
@@ -216,24 +216,26 @@ def torch_import():
     return time.perf_counter() - t
 t_torch = ray.get(torch_import.remote())
 t3 = time.perf_counter()
-launcher._stop_embedded_ray()
+embedded.stop()
 t4 = time.perf_counter()
 print(t1 - t0, t2 - t1, t_torch, t4 - t3)
 """
 
 
-# The least a one-trial sweep on an embedded Ray Tune takes here, whatever it trains: a fresh
-# process that imports Tune, starts Ray as memsweep does (loopback only, Tune's automatic loggers
-# off), runs one Tune trial that imports torch and reports once, and stops Ray as memsweep does
-# (its processes killed at once). memsweep runs its trials under Ray Tune by design, so this is
-# the fixed floor it is held to; the parts above are the floor of any sweep that starts Ray.
+# A one-trial sweep on an embedded Ray Tune that trains nothing: a fresh process that imports
+# Ray and Tune (and memsweep's `sweep.embedded`, Ray's settings and stop), starts Ray as memsweep does
+# (loopback only, Tune's automatic loggers off), runs one Tune trial (a function that imports
+# torch and reports once; Tune's defaults otherwise) and stops Ray as memsweep does (its processes
+# killed at once). memsweep runs its trials under Ray Tune by design (the same code on a laptop
+# and a cluster), so this is the fixed floor it is held to; a path that skipped Ray for small
+# local sweeps would not be bound by it. The parts above are the floor of any sweep that starts Ray.
 BARE_TUNE = """
 import os, tempfile
 import ray
 from ray import tune
-from sweep import launcher
-launcher._embedded_ray_settings()
-for key, value in launcher.TUNE_ENV.items():
+from sweep import embedded
+embedded.settings()
+for key, value in embedded.TUNE_ENV.items():
     os.environ.setdefault(key, value)
 ray.init(address="local", include_dashboard=False, logging_level=40)
 
@@ -245,7 +247,7 @@ with tempfile.TemporaryDirectory() as storage:
     grid = tune.Tuner(tune.with_resources(trial, {"cpu": 1}),
                       run_config=tune.RunConfig(storage_path=storage, verbose=0)).fit()
 assert grid.num_errors == 0
-launcher._stop_embedded_ray()
+embedded.stop()
 """
 
 
@@ -260,9 +262,12 @@ def bare_tune_sweep() -> float:
 
 def fixed_cost(repeats: int) -> dict[str, float]:
     one, bare = [], []
-    for _ in range(repeats):  # alternating, so that both meet the same machine state
+    for i in range(repeats):  # alternating, each first in turn, so that both meet the same machine states
+        if i % 2:
+            bare.append(bare_tune_sweep())
         one.append(run_memsweep("seeds=1", "variants=[real]"))
-        bare.append(bare_tune_sweep())
+        if not i % 2:
+            bare.append(bare_tune_sweep())
     parts = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -275,7 +280,8 @@ def fixed_cost(repeats: int) -> dict[str, float]:
     return {"one_seed_sweep_s": statistics.median(one), "one_seed_sweep_runs": [round(t, 2) for t in one],
             "parts_process_s": best[0], "python_and_ray_import_s": best[1], "ray_init_s": best[2],
             "trial_torch_import_s": best[3], "ray_stop_s": best[4], "floor_s": best[1] + best[2] + best[3],
-            "parts": "fastest", "tune_floor_s": min(bare), "bare_tune_runs": [round(t, 2) for t in bare]}
+            "parts": "fastest", "tune_floor_s": min(bare), "bare_tune_runs": [round(t, 2) for t in bare],
+            "bare_tune_median_s": statistics.median(bare)}
 
 
 # --- the hardware and the step's floor --------------------------------------------------------
@@ -361,9 +367,11 @@ def gemm_times(k: int, repeats: int = 200, flushed_repeats: int = 30) -> dict[st
 def gemm_libraries(repeats: int = 300) -> dict[str, dict[str, float]]:
     """GFLOP/s, 1 thread, best of `repeats` calls with operands hot, of the step's three GEMM
     shapes on its 512 x 512 layer (one member, batch 16: forward x W, input gradient g W^T,
-    weight gradient x^T g) on three CPU GEMM libraries: torch's (MKL here: what the step uses),
-    oneDNN (`torch._C._nn.mkldnn_linear`) and OpenBLAS (numpy's). Whether another well-kept
-    library runs the step's small GEMMs faster than the one it uses."""
+    weight gradient x^T g) on three CPU GEMM libraries: torch's `mm` (MKL in the standard wheels:
+    the library under the step's batched `bmm` / `baddbmm`), oneDNN (`torch._C._nn.mkldnn_linear`,
+    which allocates its output and adds a zero bias each call, where the others write into a
+    buffer) and OpenBLAS (numpy's). Whether another well-kept library runs the step's small GEMMs
+    faster than the one it uses."""
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
@@ -427,12 +435,27 @@ def gemms_in_order(k: int, repeats: int = 3) -> float:
 
 def other_ops_in_order(k: int, repeats: int = 3) -> float:
     """Seconds per seed-epoch of the step's ops other than its eight GEMMs, alone, in the step's
-    order over a pack's own state at their real sizes (the ReLUs, the logits' gradient and their
-    copy into the epoch's buffer, ReLU's backward, the bias momentum, the updates of weights and
-    biases), with the GEMMs' outputs as buffers made once; 1 thread, best of `repeats` epochs.
-    `PackedMLP.sgd_step` without its GEMMs: with `gemms_in_order`, the step in its two parts, each
-    measured alone, the two together close to the least a step made of these torch calls takes."""
+    order over a pack's own state at their real sizes (the ReLUs, the logits' gradient, ReLU's
+    backward, the bias momentum, the updates of weights and biases), with the GEMMs' outputs as
+    buffers made once; 1 thread, after a warm-up epoch, best of `repeats` epochs:
+    `PackedMLP.sgd_step` without its GEMMs. With `gemms_in_order`, the step in its two parts, each
+    measured warm and alone: an estimate of what a step made of these torch calls costs at least
+    here, not a strict bound (inside the step the parts may meet their operands in other caches)."""
     torch.set_num_threads(1)
+    step = other_ops_step(k)
+
+    def epoch() -> float:
+        start = time.perf_counter()
+        for _ in range(STEPS):
+            step()
+        return time.perf_counter() - start
+
+    epoch()
+    return min(epoch() for _ in range(repeats)) / k
+
+
+def other_ops_step(k: int):
+    """One step of `other_ops_in_order` over a fresh pack's state: a function of no arguments."""
     pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
     weights, biases = [w.detach() for w in pack.weights], [b.detach() for b in pack.biases]
     vel_w, vel_b = [torch.zeros_like(w) for w in weights], [torch.zeros_like(b) for b in biases]
@@ -440,28 +463,22 @@ def other_ops_in_order(k: int, repeats: int = 3) -> float:
     acts = [torch.randn(k, BATCH, n, generator=gen) for n in SIZES]  # each layer's input, the logits last
     backs = [torch.randn(k, BATCH, n, generator=gen) for n in SIZES[:-1]]  # input gradients, before ReLU's
     y = torch.randint(0, SIZES[-1], (k, BATCH), generator=gen)
-    logits = torch.empty(k, STEPS * BATCH, SIZES[-1])
     n = len(weights)
 
-    def epoch() -> float:
-        start = time.perf_counter()
-        for s in range(STEPS):
-            for i in range(1, n):
-                acts[i].relu_()
-            logits[:, s * BATCH:(s + 1) * BATCH].copy_(acts[-1])
-            grad = torch.softmax(acts[-1], dim=-1)
-            grad.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(grad[..., :1], -1.0)).div_(BATCH)
-            ones = grad.new_ones(k, 1, BATCH)
-            for i in reversed(range(n)):
-                back = torch.ops.aten.threshold_backward(backs[i], acts[i], 0) if i > 0 else None
-                vel_b[i].baddbmm_(ones, grad, beta=MOMENTUM)
-                weights[i].sub_(vel_w[i], alpha=LR)
-                biases[i].sub_(vel_b[i], alpha=LR)
-                grad = back
-        return time.perf_counter() - start
+    def step() -> None:
+        for i in range(1, n):
+            acts[i].relu_()
+        grad = torch.softmax(acts[-1], dim=-1)
+        grad.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(grad[..., :1], -1.0)).div_(BATCH)
+        ones = grad.new_ones(k, 1, BATCH)
+        for i in reversed(range(n)):
+            back = torch.ops.aten.threshold_backward(backs[i], acts[i], 0) if i > 0 else None
+            vel_b[i].baddbmm_(ones, grad, beta=MOMENTUM)
+            weights[i].sub_(vel_w[i], alpha=LR)
+            biases[i].sub_(vel_b[i], alpha=LR)
+            grad = back
 
-    epoch()
-    return min(epoch() for _ in range(repeats)) / k
+    return step
 
 
 def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum: float,
@@ -563,11 +580,13 @@ def measure_step(k: int, repeats: int = 3) -> float:
 
 
 def step_beside_gemms(k: int, rounds: int = 7) -> dict[str, float]:
-    """The step (`measure_step`), its GEMMs in the step's order (`gemms_in_order`) and its other ops
-    in order (`other_ops_in_order`), one epoch of each per round, alternating, so that all meet the
-    same machine state: each's best, and in how many rounds the step took longer than its GEMMs
-    alone, and than its two parts alone together. Every step built on these batched GEMMs does at
-    least them, in this order, over this state; a step made of these torch calls does both parts."""
+    """The step as the engine runs it (`measure_step`: a fresh pack's epoch, its batches gathered,
+    as a fig1 trial runs its only epoch), its GEMMs in the step's order (`gemms_in_order`) and its
+    other ops in order (`other_ops_in_order`), both warm, one epoch of each per round, alternating,
+    so that all meet the same machine state: each's best, and in how many rounds the step took
+    longer than its GEMMs alone, and than its two parts alone together. Every step built on these
+    batched GEMMs does at least them, in this order, over this state; a step made of these torch
+    calls does both parts."""
     steps, orders, others = [], [], []
     for _ in range(rounds):
         steps.append(measure_step(k, repeats=1))
@@ -848,12 +867,14 @@ def markdown(out: dict) -> str:
         fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; a bare "
                       f"one-trial Ray Tune sweep, started and stopped as memsweep does it, whose trial only imports "
                       f"torch, takes {tune_floor} s (the fastest of {', '.join(f'{t} s' for t in fc['bare_tune_runs'])}, "
-                      "run alternately with the one-seed sweeps): the least any sweep on Ray Tune takes here. Of "
+                      "run alternately with the one-seed sweeps): the least a sweep run through Ray Tune as memsweep "
+                      "runs it (an embedded Ray, a trial process importing torch) takes here. Of "
                       f"it, the parts of any sweep that starts Ray: Python and Ray imports {fc['python_and_ray_import_s']} s, "
                       f"`ray.init` {fc['ray_init_s']} s, a process importing torch {fc['trial_torch_import_s']} s "
                       f"(each the fastest of its repeats; {fc['floor_s']} s together). The table's floor is the bare "
                       "Tune sweep plus the engine alone on the same work, 1 thread, split evenly over the "
-                      f"{out['cores']} cores: notebook / floor is the most a sweep on Ray Tune with this engine could reach.")
+                      f"{out['cores']} cores: notebook / floor is about the most a sweep on Ray Tune with this engine "
+                      "could reach (a measurement of noisy parts, so within their noise, not to the tenth).")
     else:
         fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; "
                       f"the floor of any sweep that starts Ray and a torch trial process here is {fc['floor_s']} s (Python "
@@ -864,12 +885,20 @@ def markdown(out: dict) -> str:
                       f"1 thread, split evenly over the {out['cores']} cores (a trial's work cannot start before Ray and "
                       "torch have, and trials at once run no faster than each alone): notebook / floor is the most a "
                       "sweep on this engine could reach.")
-    bound = "a bare Tune sweep alone" if tune_floor else "the fixed floor alone"
-    whom = "any sweep on Ray Tune" if tune_floor else "any sweep that starts Ray and torch trials"
-    rows += ["", fixed_text
-             + "".join(f" At {n} seeds the notebook's {r['notebook_s']} s is under {bound}: at most "
-                       f"{r['notebook_s'] / fixed:.2f}x for {whom}, whatever its engine." for n, r in out["seeds"].items()
-                       if r["notebook_s"] < fixed),
+    if tune_floor:  # any engine: the bare Tune sweep, then the job's FLOPs at the all-core matmul peak
+        peak_all = hw.get(f"matmul_gflops_{out['cores']}_threads")
+        per_seed = fig1_flops(PRESET) / PRESET.seeds
+        least = {n: tune_floor + (per_seed * n / (peak_all * 1e9) if peak_all else 0.0) for n in out["seeds"]}
+        bounds = "".join(
+            f" At {n} seeds the notebook's {r['notebook_s']} s is under that: a bare Tune sweep and then the job's "
+            f"{per_seed * n / 1e9:,.0f} GFLOP at the {peak_all} GFLOP/s all-core matmul peak take {least[n]:.1f} s, so "
+            f"at most {r['notebook_s'] / least[n]:.2f}x for any sweep run through Ray Tune, whatever its engine."
+            for n, r in out["seeds"].items() if r["notebook_s"] < least[n])
+    else:
+        bounds = "".join(f" At {n} seeds the notebook's {r['notebook_s']} s is under the fixed floor alone: at most "
+                         f"{r['notebook_s'] / fixed:.2f}x for any sweep that starts Ray and torch trials, whatever its "
+                         "engine." for n, r in out["seeds"].items() if r["notebook_s"] < fixed)
+    rows += ["", fixed_text + bounds,
              f"- One Tune trial per seed (the notebook's code in Tune's default way): {out['tune_per_seed']['scaled_to_100_s']} s "
              f"for 100 seeds x 3, taken on the line through {out['tune_per_seed']['seeds'][0]} and "
              f"{out['tune_per_seed']['seeds'][1]} seeds x 3 (measured: {out['tune_per_seed']['measured_s'][0]} s and "

@@ -193,7 +193,8 @@ def _resume(args: argparse.Namespace) -> str:
 
 
 def _report_command(args, spec) -> str:
-    return (f"sweep report {spec.name} --results {shlex.quote(args.results)}"
+    """The `sweep report` line for this sweep: --results only where it is not the default."""
+    return (f"sweep report {spec.name}" + (f" --results {shlex.quote(args.results)}" if args.results != "results" else "")
             + (f" --data-root {shlex.quote(args.data_root)}" if args.data_root else ""))
 
 

@@ -276,3 +276,15 @@ def test_checkpoints_left_by_an_interrupted_launch_go_once_their_fragments_are_s
     proc = sweep(*args, "--resume")
     assert proc.returncode == 0 and "nothing to resume" in proc.stdout, proc.stderr[-2000:]
     assert not old.exists() and unknown.exists()  # only what a stored fragment no longer needs
+
+
+def test_the_report_hint_names_results_only_when_not_the_default():
+    import argparse
+
+    from sweep import cli, spec as specs
+
+    spec = specs.resolve("fig1-difficulty", "digits")
+    hint = cli._report_command(argparse.Namespace(results="results", data_root=None), spec)
+    assert hint == "sweep report fig1-difficulty"
+    hint = cli._report_command(argparse.Namespace(results="/tmp/my results", data_root="/data"), spec)
+    assert hint == "sweep report fig1-difficulty --results '/tmp/my results' --data-root /data"

@@ -399,3 +399,32 @@ def test_the_mlps_step_follows_its_parameters_through_to():
                                velocity)
     assert logits.dtype == torch.float64 and logits.shape == (2, 8, 10)
     assert all(not torch.equal(a, b) for a, b in zip(before, pack.tensors()))  # every layer moved
+
+
+@pytest.mark.parametrize("buffer_bytes", [engine.LOGIT_BUFFER_BYTES, 3 * 16 * 10 * 4 * 2])
+def test_the_mlps_running_loss_and_accuracy_are_autograds(monkeypatch, buffer_bytes):
+    """The fused step's epoch loss and accuracy, taken from its logits once the buffer fills (all
+    at once, or two batches at a time) over 300 examples at batch 16 (a short last batch), are
+    what the autograd path counts step by step."""
+    data = small_digits()
+    members, schedule = engine.Members([1, 2, 3], [4, 5, 6]), engine.Schedule(lr=0.05, momentum=0.9, batch_size=16,
+                                                                              max_epochs=2, scored_epochs=(2,))
+    monkeypatch.setattr(engine, "LOGIT_BUFFER_BYTES", buffer_bytes)
+    fused = engine.run(packs.build("mlp", data.input_shape, 10, [1, 2, 3], hidden=[32]), data, members, schedule)
+    monkeypatch.delattr(PackedMLP, "sgd_step")  # the autograd step instead
+    plain = engine.run(packs.build("mlp", data.input_shape, 10, [1, 2, 3], hidden=[32]), data, members, schedule)
+    for a, b in zip(fused.records, plain.records):
+        np.testing.assert_allclose(a.running_loss, b.running_loss, rtol=1e-5)
+        np.testing.assert_allclose(a.running_acc, b.running_acc, atol=1.5 / 300)  # a rounding-level tie at most
+        assert a.running_acc.min() > 0.2  # counted against the right labels
+
+
+def test_the_mlps_step_follows_load_state_dict_with_assign():
+    """After `load_state_dict(..., assign=True)` (new tensors in the pack) the step moves those."""
+    pack, other = PackedMLP(64, [16], 10, init_seeds=[1]), PackedMLP(64, [16], 10, init_seeds=[2])
+    loaded = {k: v.clone() for k, v in other.state_dict().items()}
+    pack.load_state_dict({k: v.clone() for k, v in loaded.items()}, assign=True)
+    velocity = [torch.zeros_like(t) for t in pack.tensors()]
+    with torch.no_grad():
+        pack.sgd_step(torch.randn(1, 8, 64), torch.randint(0, 10, (1, 8)), 0.1, 0.9, velocity)
+    assert not torch.equal(pack.weights[0], loaded["weights.0"])  # the loaded tensors stepped

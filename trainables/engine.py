@@ -42,6 +42,9 @@ from .models import PackedMLP, loss_and_hits
 # An epoch's inputs are gathered in one index op when they take at most this much memory
 # (the digits MLP: K x 1,437 x 64 floats, 7 MB at K = 20); larger sets are gathered per step.
 EPOCH_GATHER_BYTES = 64 * 2**20
+# The MLP's fused steps write their logits into a buffer of at most this many bytes (the digits
+# epoch at K = 20: 1.1 MB); the loss and hits are taken from it each time it fills.
+LOGIT_BUFFER_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -326,20 +329,27 @@ def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState
     x_epoch = x_fit[order] if x_fit[0].numel() * order.numel() * x_fit.element_size() <= EPOCH_GATHER_BYTES else None
     loss_sum = torch.zeros(len(order), device=order.device)
     hits = torch.zeros(len(order), device=order.device, dtype=torch.long)
-    # The MLP's fused steps write their logits here; the epoch's loss and hits are taken from
-    # them once, at its end, instead of in a handful of small ops at every step.
-    logits = torch.empty(len(order), n, pack.num_classes, device=order.device) if fused else None
-    for i in range(0, n, schedule.batch_size):
-        yb = y_epoch[:, i:i + schedule.batch_size]
-        xb = x_epoch[:, i:i + schedule.batch_size] if x_epoch is not None else x_fit[order[:, i:i + schedule.batch_size]]
+    b = schedule.batch_size
+    if fused:  # the MLP's steps write their logits here; the loss and hits are taken from many steps at
+        # once (a digits epoch: all of them), not in a handful of small ops at every step
+        dtype = pack.tensors()[0].dtype
+        per_row = len(order) * pack.num_classes * torch.finfo(dtype).bits // 8
+        rows = min(n, max(b, LOGIT_BUFFER_BYTES // per_row // b * b))  # whole batches
+        logits = torch.empty(len(order), rows, pack.num_classes, device=order.device, dtype=dtype)
+    for i in range(0, n, b):
+        yb = y_epoch[:, i:i + b]
+        xb = x_epoch[:, i:i + b] if x_epoch is not None else x_fit[order[:, i:i + b]]
         if fused:  # the MLP: a written-out backward, the update fused into it
-            pack.sgd_step(xb, yb, lr, schedule.momentum, state.momentum, members,
-                          logits=logits[:, i:i + schedule.batch_size])
+            at, m = i % rows, yb.shape[1]  # where this batch goes in the buffer; its size (the last may be short)
+            pack.sgd_step(xb, yb, lr, schedule.momentum, state.momentum, members, logits=logits[:, at:at + m])
+            if at + m >= rows or i + m >= n:  # the buffer is full, or the epoch is over
+                done = at + m
+                losses, right = loss_and_hits(logits[:, :done], y_epoch[:, i + m - done:i + m])
+                loss_sum += losses
+                hits += right
         else:
             loss_sum, hits = _autograd_step(pack, xb, yb, schedule, state, lr, active, members, loss_sum, hits)
         state.step += 1
-    if fused:
-        loss_sum, hits = loss_and_hits(logits, y_epoch)
     return _spread((loss_sum / n).cpu().numpy(), members, k), _spread((hits / n).cpu().numpy(), members, k)
 
 

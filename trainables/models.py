@@ -59,11 +59,14 @@ class PackedMLP(nn.Module):
             nn.Parameter(torch.stack([layers[i][1] for layers in per_seed])[:, None, :])
             for i in range(len(sizes) - 1))
         self._layers()
+        self.register_load_state_dict_post_hook(lambda module, _: module._layers())
 
     def _layers(self) -> None:
         """The parameters as plain tuples, for the step (a ParameterList's indexing costs ~18 us a
         step, 1% of the digits step): kept in step with the lists by `_apply`, which `.to()`
-        uses, whether it changes the tensors in place or replaces them."""
+        uses, whether it changes the tensors in place or replaces them, and after
+        `load_state_dict` (which may assign new ones). Assigning into `weights` or `biases`
+        directly is not followed: the pack never does."""
         self._w, self._b = tuple(self.weights), tuple(self.biases)
 
     def _apply(self, fn, recurse=True):
@@ -123,6 +126,8 @@ class PackedMLP(nn.Module):
         if members is not None:  # step copies of the running members', then put them back
             weights, biases = [w[members] for w in weights], [b[members] for b in biases]
             vel_w, vel_b = [v[members] for v in vel_w], [v[members] for v in vel_b]
+        if logits is not None and logits.shape != (x.shape[0], x.shape[1], self.num_classes):
+            raise ValueError(f"logits buffer {tuple(logits.shape)}: expected {(x.shape[0], x.shape[1], self.num_classes)}")
         acts, grad = forward_grad(weights, biases, x, y, logits)
         ones = grad.new_ones(grad.shape[0], 1, grad.shape[1])
         for i in reversed(range(n)):
