@@ -890,7 +890,8 @@ def markdown(out: dict) -> str:
         per_seed = fig1_flops(PRESET) / PRESET.seeds
         least = {n: tune_floor + (per_seed * n / (peak_all * 1e9) if peak_all else 0.0) for n in out["seeds"]}
         bounds = "".join(
-            f" At {n} seeds the notebook's {r['notebook_s']} s is under that: a bare Tune sweep and then the job's "
+            f" At {n} seeds the notebook's {r['notebook_s']} s is under the least any engine needs here: a bare Tune "
+            f"sweep and then the job's "
             f"{per_seed * n / 1e9:,.0f} GFLOP at the {peak_all} GFLOP/s all-core matmul peak take {least[n]:.1f} s, so "
             f"at most {r['notebook_s'] / least[n]:.2f}x for any sweep run through Ray Tune, whatever its engine."
             for n, r in out["seeds"].items() if r["notebook_s"] < least[n])
