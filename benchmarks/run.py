@@ -27,7 +27,7 @@ train and test example scored; real, randX and randY):
   pairs       at 100 seeds, more notebook / memsweep pairs run alternately, and their median ratio;
               and t(1,000 seeds) / t(100 seeds) end to end.
 
-    python benchmarks/run.py --quick   # 3.5-5 minutes on a 2-core VM: seeds 10 and 100, one repeat each
+    python benchmarks/run.py --quick   # 3-5 minutes on a 2-core VM: seeds 10 and 100, one repeat each
     python benchmarks/run.py           # 30-50 minutes there: seeds 10 to 1,000, and the curve
     python benchmarks/run.py --readme  # also rewrite the table in benchmarks/README.md
     python benchmarks/run.py --from-json benchmarks/results.json --readme  # the table again, measuring nothing
@@ -696,7 +696,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="seeds 10 and 100, one repeat each, no extra pairs, Tune at 2 and 4 seeds, the step at the "
-                             "rule's pack only (3.5-5 minutes on 2 cores)")
+                             "rule's pack only (3-5 minutes on 2 cores)")
     parser.add_argument("--readme", action="store_true", help="rewrite the table in benchmarks/README.md")
     parser.add_argument("--from-json", type=Path, default=None, metavar="RESULTS",
                         help="measure nothing: print (with --readme, rewrite) the table from a results file this "
