@@ -262,12 +262,10 @@ def bare_tune_sweep() -> float:
 
 def fixed_cost(repeats: int) -> dict[str, float]:
     one, bare = [], []
+    runs = [lambda: one.append(run_memsweep("seeds=1", "variants=[real]")), lambda: bare.append(bare_tune_sweep())]
     for i in range(repeats):  # alternating, each first in turn, so that both meet the same machine states
-        if i % 2:
-            bare.append(bare_tune_sweep())
-        one.append(run_memsweep("seeds=1", "variants=[real]"))
-        if not i % 2:
-            bare.append(bare_tune_sweep())
+        for run in (runs if i % 2 == 0 else runs[::-1]):
+            run()
     parts = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -862,8 +860,7 @@ def markdown(out: dict) -> str:
         rows += ["", f"At 100 seeds, {len(pr['notebook_memsweep_ratio'])} more pairs run alternately (notebook, "
                  f"memsweep): " + "; ".join(f"{a} s / {b} s = {r}x" for a, b, r in pr["notebook_memsweep_ratio"])
                  + f": **median {pr['median_ratio']}x**."]
-    fixed = tune_floor or fc["floor_s"]
-    if tune_floor:
+    if tune_floor:  # the bound for any engine: the bare Tune sweep, then the job's FLOPs at the all-core peak
         fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; a bare "
                       f"one-trial Ray Tune sweep, started and stopped as memsweep does it, whose trial only imports "
                       f"torch, takes {tune_floor} s (the fastest of {', '.join(f'{t} s' for t in fc['bare_tune_runs'])}, "
@@ -875,17 +872,6 @@ def markdown(out: dict) -> str:
                       "Tune sweep plus the engine alone on the same work, 1 thread, split evenly over the "
                       f"{out['cores']} cores: notebook / floor is about the most a sweep on Ray Tune with this engine "
                       "could reach (a measurement of noisy parts, so within their noise, not to the tenth).")
-    else:
-        fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; "
-                      f"the floor of any sweep that starts Ray and a torch trial process here is {fc['floor_s']} s (Python "
-                      f"and Ray imports {fc['python_and_ray_import_s']} s, `ray.init` {fc['ray_init_s']} s, a trial process "
-                      f"importing torch {fc['trial_torch_import_s']} s; "
-                      f"{'each the fastest' if fc.get('parts') == 'fastest' else 'each the median'} of its repeats). The "
-                      "table's floor is that plus the engine alone on the same work, "
-                      f"1 thread, split evenly over the {out['cores']} cores (a trial's work cannot start before Ray and "
-                      "torch have, and trials at once run no faster than each alone): notebook / floor is the most a "
-                      "sweep on this engine could reach.")
-    if tune_floor:  # any engine: the bare Tune sweep, then the job's FLOPs at the all-core matmul peak
         peak_all = hw.get(f"matmul_gflops_{out['cores']}_threads")
         per_seed = fig1_flops(PRESET) / PRESET.seeds
         least = {n: tune_floor + (per_seed * n / (peak_all * 1e9) if peak_all else 0.0) for n in out["seeds"]}
@@ -895,10 +881,19 @@ def markdown(out: dict) -> str:
             f"{per_seed * n / 1e9:,.0f} GFLOP at the {peak_all} GFLOP/s all-core matmul peak take {least[n]:.1f} s, so "
             f"at most {r['notebook_s'] / least[n]:.2f}x for any sweep run through Ray Tune, whatever its engine."
             for n, r in out["seeds"].items() if r["notebook_s"] < least[n])
-    else:
+    else:  # a results file from before 2026-12-06: the parts of any sweep that starts Ray
+        fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; "
+                      f"the floor of any sweep that starts Ray and a torch trial process here is {fc['floor_s']} s (Python "
+                      f"and Ray imports {fc['python_and_ray_import_s']} s, `ray.init` {fc['ray_init_s']} s, a trial process "
+                      f"importing torch {fc['trial_torch_import_s']} s; "
+                      f"{'each the fastest' if fc.get('parts') == 'fastest' else 'each the median'} of its repeats). The "
+                      "table's floor is that plus the engine alone on the same work, "
+                      f"1 thread, split evenly over the {out['cores']} cores (a trial's work cannot start before Ray and "
+                      "torch have, and trials at once run no faster than each alone): notebook / floor is the most a "
+                      "sweep on this engine could reach.")
         bounds = "".join(f" At {n} seeds the notebook's {r['notebook_s']} s is under the fixed floor alone: at most "
-                         f"{r['notebook_s'] / fixed:.2f}x for any sweep that starts Ray and torch trials, whatever its "
-                         "engine." for n, r in out["seeds"].items() if r["notebook_s"] < fixed)
+                         f"{r['notebook_s'] / fc['floor_s']:.2f}x for any sweep that starts Ray and torch trials, whatever its "
+                         "engine." for n, r in out["seeds"].items() if r["notebook_s"] < fc["floor_s"])
     rows += ["", fixed_text + bounds,
              f"- One Tune trial per seed (the notebook's code in Tune's default way): {out['tune_per_seed']['scaled_to_100_s']} s "
              f"for 100 seeds x 3, taken on the line through {out['tune_per_seed']['seeds'][0]} and "

@@ -333,7 +333,7 @@ def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState
     if fused:  # the MLP's steps write their logits here; the loss and hits are taken from many steps at
         # once (a digits epoch: all of them), not in a handful of small ops at every step
         dtype = pack.tensors()[0].dtype
-        per_row = len(order) * pack.num_classes * torch.finfo(dtype).bits // 8
+        per_row = len(order) * pack.num_classes * dtype.itemsize
         rows = min(n, max(b, LOGIT_BUFFER_BYTES // per_row // b * b))  # whole batches
         logits = torch.empty(len(order), rows, pack.num_classes, device=order.device, dtype=dtype)
     for i in range(0, n, b):
