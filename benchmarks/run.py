@@ -21,10 +21,12 @@ train and test example scored; real, randX and randY):
               training step's: its FLOPs at the measured matmul peak and its bytes at the measured
               bandwidth of the memory its state lives in, whichever is slower, beside the step's
               own GEMMs timed alone (hot, and with the cache flushed), run in the step's order over a
-              pack's state with nothing else, and their share of the step under torch.profiler;
+              pack's state with nothing else (and with only the weights' updates: the least step of
+              library calls), and their share of the step under torch.profiler;
   blocked     the step with its 512 x 512 layer's backward in row panels, side by side with the
               step over one synthetic epoch;
-  pairs       at 100 seeds, more notebook / memsweep pairs run alternately, and their median ratio;
+  pairs       at 30 and at 100 seeds, more notebook / memsweep pairs run alternately, and their
+              median ratio;
               and t(1,000 seeds) / t(100 seeds) end to end.
 
     python benchmarks/run.py --quick   # 3-5 minutes on a 2-core VM: seeds 10 and 100, one repeat each
@@ -401,34 +403,59 @@ def gemm_libraries(repeats: int = 300) -> dict[str, dict[str, float]]:
     return rates
 
 
-def gemms_in_order(k: int, repeats: int = 3) -> float:
+def gemms_in_order(k: int, repeats: int = 3, updates: bool = False) -> float:
     """Seconds per seed-epoch of the step's GEMMs and nothing else, in the step's order over a
     pack's own state (weights and momentum as `PackedMLP` holds them, outputs into buffers made
     once), 1 thread, best of `repeats` epochs: what the step's GEMMs cost with their operands
     wherever the step's walk over its state leaves them (no loss, no ReLU, no updates, no
     allocation), to set beside the step in the same run. A measurement of this machine at this
-    moment, not a bound: on a noisy VM another moment's step can beat it."""
+    moment, not a bound: on a noisy VM another moment's step can beat it.
+
+    With `updates`, each layer's weights are also updated from their momentum right after its
+    momentum GEMM, as the step does (`sub_`): the least step built of library calls. Every step
+    does these GEMMs (no larger ones exist: each member has its own weights) and updates every
+    weight from its momentum after the momentum has its gradient, a pass no BLAS call makes in
+    the same call; what such a step drops beyond this is the ReLUs, the logits' gradient and the
+    biases (which a layout with each bias as a row of its weight would fold into the GEMMs)."""
     torch.set_num_threads(1)
-    pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
-    weights, biases = [w.detach() for w in pack.weights], [b.detach() for b in pack.biases]
-    momentum = [torch.zeros_like(w) for w in weights]
-    acts = [torch.randn(k, BATCH, SIZES[0])] + [torch.empty(k, BATCH, n) for n in SIZES[1:]]
-    grads = [torch.empty(k, BATCH, n) for n in SIZES[1:-1]] + [torch.randn(k, BATCH, SIZES[-1])]
-    n = len(weights)
+    step = gemms_step(k, updates)
 
     def epoch() -> float:
         start = time.perf_counter()
         for _ in range(STEPS):
-            for i in range(n):
-                torch.baddbmm(biases[i], acts[i], weights[i], out=acts[i + 1])
-            for i in reversed(range(n)):
-                if i > 0:
-                    torch.bmm(grads[i], weights[i].transpose(1, 2), out=grads[i - 1])
-                momentum[i].baddbmm_(acts[i].transpose(1, 2), grads[i], beta=MOMENTUM)
+            step()
         return time.perf_counter() - start
 
     epoch()
     return min(epoch() for _ in range(repeats)) / k
+
+
+def gemms_step(k: int, updates: bool = False):
+    """One step of `gemms_in_order` over a fresh pack's state: a function of no arguments."""
+    pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
+    weights, biases = [w.detach() for w in pack.weights], [b.detach() for b in pack.biases]
+    momentum = [torch.zeros_like(w) for w in weights]
+    gen = torch.Generator().manual_seed(0)
+    acts = [torch.randn(k, BATCH, SIZES[0], generator=gen)] + [torch.empty(k, BATCH, n) for n in SIZES[1:]]
+    grads = [torch.empty(k, BATCH, n) for n in SIZES[1:-1]] + [torch.randn(k, BATCH, SIZES[-1], generator=gen)]
+    n = len(weights)
+    sign = [LR]
+
+    def step() -> None:
+        # With updates, the weights step back and forth (the same call, its sign flipped every
+        # step): a fixed logits' gradient followed one way would grow them without bound.
+        sign[0] = -sign[0]
+        for i in range(n):
+            torch.baddbmm(biases[i], acts[i], weights[i], out=acts[i + 1])
+        for i in reversed(range(n)):
+            if i > 0:
+                torch.bmm(grads[i], weights[i].transpose(1, 2), out=grads[i - 1])
+            momentum[i].baddbmm_(acts[i].transpose(1, 2), grads[i], beta=MOMENTUM)
+            if updates:
+                weights[i].sub_(momentum[i], alpha=sign[0])
+
+    step.weights = weights  # for a check that the updates stay finite
+    return step
 
 
 def other_ops_in_order(k: int, repeats: int = 3) -> float:
@@ -580,19 +607,23 @@ def measure_step(k: int, repeats: int = 3) -> float:
 def step_beside_gemms(k: int, rounds: int = 7) -> dict[str, float]:
     """The step as the engine runs it (`measure_step`: a fresh pack's epoch, its batches gathered,
     as a fig1 trial runs its only epoch), its GEMMs in the step's order (`gemms_in_order`) and its
-    other ops in order (`other_ops_in_order`), both warm, one epoch of each per round, alternating,
-    so that all meet the same machine state: each's best, and in how many rounds the step took
-    longer than its GEMMs alone, and than its two parts alone together. Every step built on these
+    other ops in order (`other_ops_in_order`), and its GEMMs with the weights' updates (the least
+    step of library calls, `gemms_in_order(updates=True)`), all warm, one epoch of each per round,
+    alternating, so that all meet the same machine state: each's best, and in how many rounds the
+    step took longer than its GEMMs alone, than its two parts alone together, and than the least
+    step of library calls. Every step built on these
     batched GEMMs does at least them, in this order, over this state; a step made of these torch
     calls does both parts."""
-    steps, orders, others = [], [], []
+    steps, orders, others, leasts = [], [], [], []
     for _ in range(rounds):
         steps.append(measure_step(k, repeats=1))
         orders.append(gemms_in_order(k, repeats=1))
         others.append(other_ops_in_order(k, repeats=1))
-    return {"step_s": min(steps), "in_order_s": min(orders), "others_s": min(others), "rounds": rounds,
-            "step_slower_rounds": sum(s > o for s, o in zip(steps, orders)),
-            "step_slower_than_parts_rounds": sum(s > o + p for s, o, p in zip(steps, orders, others))}
+        leasts.append(gemms_in_order(k, repeats=1, updates=True))
+    return {"step_s": min(steps), "in_order_s": min(orders), "others_s": min(others), "least_s": min(leasts),
+            "rounds": rounds, "step_slower_rounds": sum(s > o for s, o in zip(steps, orders)),
+            "step_slower_than_parts_rounds": sum(s > o + p for s, o, p in zip(steps, orders, others)),
+            "step_slower_than_least_rounds": sum(s > q for s, q in zip(steps, leasts))}
 
 
 def profile_step(k: int, top: int = 5) -> dict:
@@ -703,8 +734,8 @@ def main() -> None:
                         help="seeds per variant for the Tune contender, measured at this and twice this (default 5; "
                              "--quick 2)")
     parser.add_argument("--pairs", type=int, default=None,
-                        help="notebook / memsweep pairs at 100 seeds, alternating (the notebook loop's time varies; "
-                             "default 3, --quick 0)")
+                        help="notebook / memsweep pairs at 30 and at 100 seeds, alternating (the notebook loop's time "
+                             "varies; default 3, --quick 0)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: the GPU mode (digits and the CIFAR-shaped synthetic fig1, results_gpu.json)")
     parser.add_argument("--gpus-per-trial", type=float, default=0.25, help="GPU mode: memsweep's --gpus-per-trial")
@@ -760,6 +791,8 @@ def main() -> None:
                               "in_order_rounds": [side["step_slower_rounds"], side["rounds"]],
                               "other_ops_ms": round(1e3 * side["others_s"], 1),
                               "parts_rounds": [side["step_slower_than_parts_rounds"], side["rounds"]],
+                              "least_library_ms": round(1e3 * side["least_s"], 1),
+                              "least_rounds": [side["step_slower_than_least_rounds"], side["rounds"]],
                               "gemms_in_step_ms": round(1e3 * t * prof["gemms_share"], 1),
                               "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
                               "state_in": where, "state_gbs": round(bw, 1), "fraction_of_floor": round(fl["floor_s"] / t, 2),
@@ -777,7 +810,9 @@ def main() -> None:
             f"({fl['floor_s'] / in_order:.0%} of the floor; the step slower in {side['step_slower_rounds']} of "
             f"{side['rounds']} alternating rounds); its other ops alone {1e3 * side['others_s']:.1f} ms, the two parts "
             f"{1e3 * (in_order + side['others_s']):.1f} ms ({fl['floor_s'] / (in_order + side['others_s']):.0%} of the floor; "
-            f"the step slower in {side['step_slower_than_parts_rounds']} of {side['rounds']}); in the step ~{1e3 * t * prof['gemms_share']:.1f} ms; "
+            f"the step slower in {side['step_slower_than_parts_rounds']} of {side['rounds']}); its GEMMs and weight "
+            f"updates alone {1e3 * side['least_s']:.1f} ms ({fl['floor_s'] / side['least_s']:.0%} of the floor; the step "
+            f"slower in {side['step_slower_than_least_rounds']} of {side['rounds']}); in the step ~{1e3 * t * prof['gemms_share']:.1f} ms; "
             f"op time: " + ", ".join(f"{n} {v:.0%}" for n, v in prof["op_shares"].items()))
     out["step"] = step
     libs = gemm_libraries()
@@ -810,14 +845,14 @@ def main() -> None:
         say(f"seeds {seeds:>4} x {len(VARIANTS)} ({DEFAULT_THREADS} notebook threads): notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s "
             f"({t_nb / t_ms:.2f}x), engine alone {eng['seconds']:.1f} s, floor {floor:.1f} s (at most {t_nb / floor:.2f}x)")
     out["seeds"] = curve
-    pairs = []
-    for _ in range(args.pairs):  # alternating A B A B: both meet the same machine state
-        t_nb, t_ms = run_notebook(100), run_memsweep("seeds=100")
-        pairs.append((round(t_nb, 1), round(t_ms, 1), round(t_nb / t_ms, 2)))
-        say(f"pair at 100 seeds: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s ({t_nb / t_ms:.2f}x)")
-    if pairs:
-        out["pairs_100"] = {"notebook_memsweep_ratio": pairs,
-                            "median_ratio": statistics.median(p[2] for p in pairs)}
+    for seeds in (30, 100) if args.pairs else ():
+        pairs = []
+        for _ in range(args.pairs):  # alternating A B A B: both meet the same machine state
+            t_nb, t_ms = run_notebook(seeds), run_memsweep(f"seeds={seeds}")
+            pairs.append((round(t_nb, 1), round(t_ms, 1), round(t_nb / t_ms, 2)))
+            say(f"pair at {seeds} seeds: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s ({t_nb / t_ms:.2f}x)")
+        out[f"pairs_{seeds}"] = {"notebook_memsweep_ratio": pairs,
+                                 "median_ratio": statistics.median(p[2] for p in pairs)}
     # Two seed counts, so that the fixed part (Ray's start) is not scaled up with the seeds.
     n1, n2 = args.tune_seeds, 2 * args.tune_seeds
     t1, t2 = run_tune_per_seed(n1), run_tune_per_seed(n2)
@@ -855,11 +890,23 @@ def markdown(out: dict) -> str:
     for seeds, r in out["seeds"].items():
         rows.append(f"| {seeds} | {r['notebook_s']} s | {r['memsweep_s']} s | **{r['notebook/memsweep']}x** | "
                     f"{r['engine_s']} s | {r.get('floor_s', '-')} s | {r.get('notebook/floor', '-')}x |")
-    if "pairs_100" in out:
-        pr = out["pairs_100"]
-        rows += ["", f"At 100 seeds, {len(pr['notebook_memsweep_ratio'])} more pairs run alternately (notebook, "
-                 f"memsweep): " + "; ".join(f"{a} s / {b} s = {r}x" for a, b, r in pr["notebook_memsweep_ratio"])
-                 + f": **median {pr['median_ratio']}x**."]
+    paired = [n for n in out["seeds"] if f"pairs_{n}" in out]
+    if paired:
+        rows.append("")
+    for n in paired:
+        pr = out[f"pairs_{n}"]
+        rows.append(f"At {n} seeds, {len(pr['notebook_memsweep_ratio'])} more pairs run alternately (notebook, "
+                    f"memsweep): " + "; ".join(f"{a} s / {b} s = {r}x" for a, b, r in pr["notebook_memsweep_ratio"])
+                    + f": **median {pr['median_ratio']}x**." + ("" if n == paired[-1] else "<br>"))
+
+    def notebook_at(n: int) -> tuple[float, str]:
+        """The notebook's time at n seeds for a bound: its median over the curve's run and the pairs'."""
+        r = out["seeds"][n]
+        if f"pairs_{n}" not in out:
+            return r["notebook_s"], f"the notebook's {r['notebook_s']} s"
+        times = [r["notebook_s"], *(a for a, _, _ in out[f"pairs_{n}"]["notebook_memsweep_ratio"])]
+        mid = statistics.median(times)
+        return mid, f"the notebook's {mid} s (the median of its {len(times)} runs, {min(times)}-{max(times)} s)"
     if tune_floor:  # the bound for any engine: the bare Tune sweep, then the job's FLOPs at the all-core peak
         fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; a bare "
                       f"one-trial Ray Tune sweep, started and stopped as memsweep does it, whose trial only imports "
@@ -876,11 +923,11 @@ def markdown(out: dict) -> str:
         per_seed = fig1_flops(PRESET) / PRESET.seeds
         least = {n: tune_floor + (per_seed * n / (peak_all * 1e9) if peak_all else 0.0) for n in out["seeds"]}
         bounds = "".join(
-            f" At {n} seeds the notebook's {r['notebook_s']} s is under the least any engine needs here: a bare Tune "
+            f" At {n} seeds {notebook_at(n)[1]} is under the least any engine needs here: a bare Tune "
             f"sweep and then the job's "
             f"{per_seed * n / 1e9:,.0f} GFLOP at the {peak_all} GFLOP/s all-core matmul peak take {least[n]:.1f} s, so "
-            f"at most {r['notebook_s'] / least[n]:.2f}x for any sweep run through Ray Tune, whatever its engine."
-            for n, r in out["seeds"].items() if r["notebook_s"] < least[n])
+            f"at most {notebook_at(n)[0] / least[n]:.2f}x for any sweep run through Ray Tune, whatever its engine."
+            for n in out["seeds"] if notebook_at(n)[0] < least[n])
     else:  # a results file from before 2026-12-06: the parts of any sweep that starts Ray
         fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; "
                       f"the floor of any sweep that starts Ray and a torch trial process here is {fc['floor_s']} s (Python "
@@ -930,6 +977,12 @@ def markdown(out: dict) -> str:
                           f"({s['floor_ms'] / (s['gemms_in_order_ms'] + s['other_ops_ms']):.0%} of the floor), and the step "
                           f"was slower than them in {s['parts_rounds'][0]} of the {s['parts_rounds'][1]} rounds."
                           if "other_ops_ms" in s else ".")
+                       + (f" Its GEMMs with each layer's weight update after its momentum GEMM (`sub_`), and nothing "
+                          f"else, the least step of library calls (every step makes these GEMMs and updates each "
+                          f"weight from its momentum, a pass no BLAS call makes), the same way: "
+                          f"{s['least_library_ms']} ms ({s['floor_ms'] / s['least_library_ms']:.0%} of the floor); "
+                          f"the step was slower in {s['least_rounds'][0]} of the {s['least_rounds'][1]} rounds."
+                          if "least_library_ms" in s else "")
                        if "gemms_in_order_ms" in s else ".")
                     + (" Its 512 x 512 layer's backward blocked in row panels (each panel's input gradient, weight "
                        "gradient and update one after another, with torch's kernels), over one synthetic epoch side by "
