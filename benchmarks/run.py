@@ -21,8 +21,9 @@ train and test example scored; real, randX and randY):
               training step's: its FLOPs at the measured matmul peak and its bytes at the measured
               bandwidth of the memory its state lives in, whichever is slower, beside the step's
               own GEMMs timed alone (hot, and with the cache flushed), run in the step's order over a
-              pack's state with nothing else (and with only the weights' updates: the least step of
-              library calls), and their share of the step under torch.profiler;
+              pack's state with nothing else (and again with each layer's weight update added: the
+              least step of these torch calls, an estimate), and their share of the step under
+              torch.profiler;
   blocked     the step with its 512 x 512 layer's backward in row panels, side by side with the
               step over one synthetic epoch;
   pairs       at 30 and at 100 seeds, more notebook / memsweep pairs run alternately, and their
@@ -412,11 +413,13 @@ def gemms_in_order(k: int, repeats: int = 3, updates: bool = False) -> float:
     moment, not a bound: on a noisy VM another moment's step can beat it.
 
     With `updates`, each layer's weights are also updated from their momentum right after its
-    momentum GEMM, as the step does (`sub_`): the least step built of library calls. Every step
-    does these GEMMs (no larger ones exist: each member has its own weights) and updates every
-    weight from its momentum after the momentum has its gradient, a pass no BLAS call makes in
-    the same call; what such a step drops beyond this is the ReLUs, the logits' gradient and the
-    biases (which a layout with each bias as a row of its weight would fold into the GEMMs)."""
+    momentum GEMM, as the step does (`sub_`): the least step of these torch calls in the step's
+    order (MKL's batched GEMMs called from Python), measured warm: an estimate, not a bound.
+    Every such step makes these GEMMs (no larger ones exist: each member has its own weights)
+    and updates every weight from its momentum once the momentum has its gradient, a pass no
+    BLAS call makes (a GEMM writes one output); it leaves out the ReLUs, the logits' gradient
+    and the biases' own calls (about what a layout with each bias as a row of its weight would
+    fold into the GEMMs)."""
     torch.set_num_threads(1)
     step = gemms_step(k, updates)
 
@@ -608,12 +611,12 @@ def step_beside_gemms(k: int, rounds: int = 7) -> dict[str, float]:
     """The step as the engine runs it (`measure_step`: a fresh pack's epoch, its batches gathered,
     as a fig1 trial runs its only epoch), its GEMMs in the step's order (`gemms_in_order`) and its
     other ops in order (`other_ops_in_order`), and its GEMMs with the weights' updates (the least
-    step of library calls, `gemms_in_order(updates=True)`), all warm, one epoch of each per round,
-    alternating, so that all meet the same machine state: each's best, and in how many rounds the
-    step took longer than its GEMMs alone, than its two parts alone together, and than the least
-    step of library calls. Every step built on these
-    batched GEMMs does at least them, in this order, over this state; a step made of these torch
-    calls does both parts."""
+    step of these torch calls, `gemms_in_order(updates=True)`), all warm, one epoch of each per
+    round, alternating, so that all meet the same machine state: each's best, and in how many
+    rounds the step took longer than its GEMMs alone, than its two parts alone together, and
+    than the least step of these calls. Estimates of what a step made of these torch calls, in
+    this order, costs here, not bounds: another order or library may do better (the blocked step
+    below is another order, measured slower)."""
     steps, orders, others, leasts = [], [], [], []
     for _ in range(rounds):
         steps.append(measure_step(k, repeats=1))
@@ -734,8 +737,8 @@ def main() -> None:
                         help="seeds per variant for the Tune contender, measured at this and twice this (default 5; "
                              "--quick 2)")
     parser.add_argument("--pairs", type=int, default=None,
-                        help="notebook / memsweep pairs at 30 and at 100 seeds, alternating (the notebook loop's time "
-                             "varies; default 3, --quick 0)")
+                        help="notebook / memsweep pairs at each of 30 and 100 seeds in the curve, alternating (the "
+                             "notebook loop's time varies; default 3 at each, --quick 0)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: the GPU mode (digits and the CIFAR-shaped synthetic fig1, results_gpu.json)")
     parser.add_argument("--gpus-per-trial", type=float, default=0.25, help="GPU mode: memsweep's --gpus-per-trial")
@@ -745,6 +748,8 @@ def main() -> None:
     args = parser.parse_args()
     args.tune_seeds = args.tune_seeds or (2 if args.quick else 5)
     args.pairs = args.pairs if args.pairs is not None else (0 if args.quick else 3)
+    if args.pairs < 0:
+        parser.error(f"--pairs {args.pairs}: must be 0 or more")
     if args.device == "cuda":
         return gpu_main(args)
     if args.from_json is not None:
@@ -845,7 +850,7 @@ def main() -> None:
         say(f"seeds {seeds:>4} x {len(VARIANTS)} ({DEFAULT_THREADS} notebook threads): notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s "
             f"({t_nb / t_ms:.2f}x), engine alone {eng['seconds']:.1f} s, floor {floor:.1f} s (at most {t_nb / floor:.2f}x)")
     out["seeds"] = curve
-    for seeds in (30, 100) if args.pairs else ():
+    for seeds in (n for n in (30, 100) if n in curve and args.pairs > 0):
         pairs = []
         for _ in range(args.pairs):  # alternating A B A B: both meet the same machine state
             t_nb, t_ms = run_notebook(seeds), run_memsweep(f"seeds={seeds}")
@@ -905,7 +910,7 @@ def markdown(out: dict) -> str:
         if f"pairs_{n}" not in out:
             return r["notebook_s"], f"the notebook's {r['notebook_s']} s"
         times = [r["notebook_s"], *(a for a, _, _ in out[f"pairs_{n}"]["notebook_memsweep_ratio"])]
-        mid = statistics.median(times)
+        mid = round(statistics.median(times), 1)
         return mid, f"the notebook's {mid} s (the median of its {len(times)} runs, {min(times)}-{max(times)} s)"
     if tune_floor:  # the bound for any engine: the bare Tune sweep, then the job's FLOPs at the all-core peak
         fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; a bare "
@@ -922,12 +927,13 @@ def markdown(out: dict) -> str:
         peak_all = hw.get(f"matmul_gflops_{out['cores']}_threads")
         per_seed = fig1_flops(PRESET) / PRESET.seeds
         least = {n: tune_floor + (per_seed * n / (peak_all * 1e9) if peak_all else 0.0) for n in out["seeds"]}
+        notebook = {n: notebook_at(n) for n in out["seeds"]}
         bounds = "".join(
-            f" At {n} seeds {notebook_at(n)[1]} is under the least any engine needs here: a bare Tune "
+            f" At {n} seeds {notebook[n][1]} is under the least any engine needs here: a bare Tune "
             f"sweep and then the job's "
             f"{per_seed * n / 1e9:,.0f} GFLOP at the {peak_all} GFLOP/s all-core matmul peak take {least[n]:.1f} s, so "
-            f"at most {notebook_at(n)[0] / least[n]:.2f}x for any sweep run through Ray Tune, whatever its engine."
-            for n in out["seeds"] if notebook_at(n)[0] < least[n])
+            f"at most {notebook[n][0] / least[n]:.2f}x for any sweep run through Ray Tune, whatever its engine."
+            for n in out["seeds"] if notebook[n][0] < least[n])
     else:  # a results file from before 2026-12-06: the parts of any sweep that starts Ray
         fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; "
                       f"the floor of any sweep that starts Ray and a torch trial process here is {fc['floor_s']} s (Python "
@@ -978,8 +984,9 @@ def markdown(out: dict) -> str:
                           f"was slower than them in {s['parts_rounds'][0]} of the {s['parts_rounds'][1]} rounds."
                           if "other_ops_ms" in s else ".")
                        + (f" Its GEMMs with each layer's weight update after its momentum GEMM (`sub_`), and nothing "
-                          f"else, the least step of library calls (every step makes these GEMMs and updates each "
-                          f"weight from its momentum, a pass no BLAS call makes), the same way: "
+                          f"else, the least step of these torch calls in this order (every such step makes these "
+                          f"GEMMs and updates each weight from its momentum, a pass no BLAS call makes; measured "
+                          f"warm, an estimate, not a bound), the same way: "
                           f"{s['least_library_ms']} ms ({s['floor_ms'] / s['least_library_ms']:.0%} of the floor); "
                           f"the step was slower in {s['least_rounds'][0]} of the {s['least_rounds'][1]} rounds."
                           if "least_library_ms" in s else "")
