@@ -746,14 +746,22 @@ def main() -> None:
                         help="GPU mode: the notebook runs 1 and this many seeds a variant (a line through both, at 100)")
     parser.add_argument("--cpus-per-trial", type=float, default=1, help="GPU mode: memsweep's --cpus-per-trial")
     args = parser.parse_args()
-    args.tune_seeds = args.tune_seeds or (2 if args.quick else 5)
+    args.tune_seeds = args.tune_seeds if args.tune_seeds is not None else (2 if args.quick else 5)
     args.pairs = args.pairs if args.pairs is not None else (0 if args.quick else 3)
-    if args.pairs < 0:
-        parser.error(f"--pairs {args.pairs}: must be 0 or more")
+    for flag, value, least in (("--pairs", args.pairs, 0), ("--tune-seeds", args.tune_seeds, 1),
+                               ("--gpu-notebook-seeds", args.gpu_notebook_seeds, 2)):
+        if value < least:
+            parser.error(f"{flag} {value}: must be {least} or more")
+    for flag, value in (("--gpus-per-trial", args.gpus_per_trial), ("--cpus-per-trial", args.cpus_per_trial)):
+        if not value > 0:
+            parser.error(f"{flag} {value}: must be more than 0")
     if args.device == "cuda":
         return gpu_main(args)
     if args.from_json is not None:
-        out = json.loads(args.from_json.read_text())
+        try:
+            out = json.loads(args.from_json.read_text())
+        except (OSError, ValueError) as exc:
+            sys.exit(f"run.py: --from-json {args.from_json}: cannot read it as JSON ({type(exc).__name__}: {exc})")
         try:
             out["seeds"] = {int(seeds): row for seeds, row in out["seeds"].items()}  # JSON keys are strings
             markdown(out)

@@ -217,3 +217,16 @@ def test_the_least_step_of_these_calls_is_the_steps_gemms_and_weight_updates(ben
         least()
     for w, w0 in zip(least.weights, before):
         assert not torch.equal(w, w0) and torch.isfinite(w).all() and w.abs().max() < 10 * w0.abs().max()
+
+
+@pytest.mark.parametrize("argv,named", [(["--tune-seeds", "0"], "--tune-seeds 0: must be 1 or more"),
+                                        (["--pairs", "-1"], "--pairs -1: must be 0 or more"),
+                                        (["--gpus-per-trial", "0", "--device", "cuda"], "--gpus-per-trial 0.0: must be more than 0"),
+                                        (["--from-json", "/nonexistent/results.json"], "--from-json /nonexistent/results.json: cannot read it")])
+def test_bad_arguments_are_one_clear_line_and_measure_nothing(argv, named):
+    outputs = [RUN.parent / name for name in ("results.json", "results_quick.json", "seeds_curve.html")]
+    before = [f.stat().st_mtime_ns if f.exists() else None for f in outputs]
+    proc = subprocess.run([sys.executable, str(RUN), *argv], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and named in proc.stderr.strip().splitlines()[-1], proc.stderr
+    assert "Traceback" not in proc.stderr and not proc.stdout
+    assert [f.stat().st_mtime_ns if f.exists() else None for f in outputs] == before
