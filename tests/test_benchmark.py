@@ -34,6 +34,7 @@ def test_flop_counts_by_hand(bench):
     assert bench.linear_at(100, 5, 10.0, 10, 20.0) == pytest.approx(200.0)  # 2 s a seed from 10 s at 5
 
 
+@pytest.mark.numerics
 def test_the_notebook_loop_trains_and_scores_every_example(bench):
     spec = bench.specs.resolve("fig1-difficulty", "digits", ["model.hidden=[32]"])
     out = bench.notebook_seed(bench.variant_data("real", spec), 0, spec, "cpu")
@@ -122,6 +123,7 @@ def test_the_step_beside_its_gemms_and_the_libraries(bench):
     assert all(set(r) == {"torch", "onednn", "openblas"} and all(v > 0 for v in r.values()) for r in libs.values())
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("rows,per_member", [(128, False), (96, False), (64, True)])
 def test_the_blocked_step_is_the_same_sgd_step_in_row_panels(bench, rows, per_member):
     import torch
@@ -176,6 +178,7 @@ def test_the_steps_other_ops_are_the_step_without_its_gemms(bench):
     assert step - Counter({"aten::baddbmm": 3, "aten::bmm": 2, "aten::baddbmm_": 3}) == others, (step, others)
 
 
+@pytest.mark.numerics
 def test_the_least_step_of_these_calls_is_the_steps_gemms_and_weight_updates(bench):
     """`gemms_step(updates=True)` runs the step's eight GEMMs and its three weight updates from
     their momentum, on the same shapes and in the order `PackedMLP.sgd_step` makes them, and

@@ -71,6 +71,7 @@ def test_report_is_one_self_contained_page(launched, tmp_path):
     assert "no sweep 'fig1-difficulty'" in missing.stderr and "sweep launch fig1-difficulty" in missing.stderr
 
 
+@pytest.mark.numerics
 def test_results_show_the_effect_and_carry_provenance(launched):
     folder = launched[0]
     ex = pd.read_parquet(folder / "examples", filters=[("split", "=", "train"), ("epoch", "=", 1)])

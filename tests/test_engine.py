@@ -15,6 +15,9 @@ from trainables.data import Data, Split
 from trainables.budget import mlp_param_count
 from trainables.models import MLP, PackedMLP
 
+# Every test here trains or compares float computations: .ci/run runs them under a second kernel path.
+pytestmark = pytest.mark.numerics
+
 
 def small_digits(n_train=300, n_test=100, **kw) -> Data:
     d = datasets.load("digits", **kw)
@@ -80,7 +83,10 @@ def alone_and_packed(arch, data, members, schedule, **build):
     return together, alone
 
 
-def assert_member_matches(together, alone, k, atol):
+def assert_member_matches(together, alone, k, atol, flips=0):
+    """Member k of the pack ends where it ends alone: the same stop, epochs and losses within
+    `atol`, accuracies equal or (`flips`) within that many examples of the smaller split (40),
+    for engines whose kernels round differently: an example at a near-tie may flip."""
     assert together.stop_reason[k] == alone.stop_reason[0]
     assert together.reached_epoch[k] == alone.reached_epoch[0]
     mine = [r for r in together.records if r.active[k]]
@@ -88,11 +94,13 @@ def assert_member_matches(together, alone, k, atol):
     for a, b in zip(mine, alone.records):
         for split in ("train", "test"):
             np.testing.assert_allclose(a.loss[split][k], b.loss[split][0], atol=atol)
-            assert a.acc[split][k] == pytest.approx(b.acc[split][0], abs=1.5 / 300)
+            assert a.acc[split][k] == pytest.approx(b.acc[split][0], abs=flips / 40 + 1e-9)
         np.testing.assert_allclose(a.running_loss[k], b.running_loss[0], atol=atol)
 
 
 def test_mlp_members_with_their_own_labels_and_subsets_end_where_they_end_alone():
+    # Exact by construction: a batched matmul is K independent GEMMs of one shape, so a member's
+    # numbers do not depend on the pack's size (bitwise on AVX-512, AVX2 and SSE4 kernel paths).
     data = small_digits(300)
     gen = torch.Generator().manual_seed(0)
     levels = [0.0, 0.5, 1.0]
@@ -107,20 +115,24 @@ def test_mlp_members_with_their_own_labels_and_subsets_end_where_they_end_alone(
         assert_member_matches(together, alone[k], k, atol=1e-4)
 
 
-@pytest.mark.parametrize("mode, lr, atol", [
-    ("loop", 0.05, 0.0),  # the same kernels as alone: bit for bit, through a member's freeze
-    ("vmap", 0.01, 1e-5),  # batched kernels round differently; at lr 0.05 random labels amplify that
+@pytest.mark.parametrize("mode, lr, atol, threshold, flips", [
+    # The same kernels as alone: bit for bit, through a member's freeze (member 0 interpolates at
+    # epoch 4 of 6 on AMD EPYC under AVX-512, AVX2 and SSE4 kernel paths).
+    ("loop", 0.05, 0.0, 1.0, 0),
+    # Batched kernels round differently (losses ~2e-7 apart after 6 epochs): no interpolation
+    # stop, whose epoch one flipped example can move, and an accuracy within one example.
+    ("vmap", 0.01, 1e-5, None, 1),
 ])
-def test_cnn_members_with_batch_norm_end_where_they_end_alone(mode, lr, atol):
+def test_cnn_members_with_batch_norm_end_where_they_end_alone(mode, lr, atol, threshold, flips):
     data = small_digits(96, 40, normalize="per_image")
     labels = torch.stack([corruption.apply(data, "randY", p, seed=1)[0].train.y for p in (0.0, 1.0)])
     members = engine.Members([1, 2], [3, 4], labels=labels)
-    schedule = engine.Schedule(lr=lr, momentum=0.9, batch_size=16, max_epochs=6, threshold=1.0)
+    schedule = engine.Schedule(lr=lr, momentum=0.9, batch_size=16, max_epochs=6, threshold=threshold)
     together, alone = alone_and_packed("wrn", data, members, schedule, wrn_depth=10, mode=mode)
     if mode == "loop":
         assert together.reached_epoch[0] < 6 and together.stop_reason[1] == "max_epochs"  # one froze, one went on
     for k in range(2):
-        assert_member_matches(together, alone[k], k, atol=atol)
+        assert_member_matches(together, alone[k], k, atol=atol, flips=flips)
 
 
 def test_a_frozen_member_does_not_move():

@@ -375,27 +375,49 @@ def test_cluster_configs_expose_nothing_by_default():
 
 # --- 13. the BN-free Inception learns ---------------------------------------------------------
 
-def test_the_inception_without_batch_norm_learns_a_small_batch():
+@pytest.mark.numerics
+def test_he_initialization_lets_the_inception_without_batch_norm_learn():
+    """The claim behind the BN-free Inception's He initialization (trainables.models): under
+    torch's default conv init its logits barely differ across examples and SGD stays at chance;
+    under He init it learns. Checked in the bn-ablation preset's digits regime (batch 16, lr 0.01,
+    momentum 0.9), six epochs of 256 images, for three seeds. At this lr the BN-free net is near
+    the edge of stability: a run's accuracy can dip for an epoch or two (one seed fell from 0.43
+    to 0.18 at epoch 3 under the AVX2 kernels) and recovers. Measured on AMD EPYC with torch's,
+    MKL's and oneDNN's kernels capped at AVX-512, AVX2 and SSE4 (.ci/run's paths), seeds 0-4:
+    He 0.73-0.98 after six epochs, default init 0.14 (one class) in every run. A loss trajectory
+    is not asserted: it depends on the kernels' rounding."""
     import torch
     import torch.nn.functional as F
+    from torch import nn
 
     from trainables import data as datasets, models
 
     data = datasets.load("digits", None, torch.device("cpu"), normalize="per_image", crop=None)
-    x, y = data.train.x[:64], data.train.y[:64]
-    torch.manual_seed(0)
-    model = models.build("inception_nobn", data.input_shape, data.num_classes)
-    with torch.no_grad():
-        assert model(x).std(dim=0).mean() > 1e-2  # the logits differ across examples at initialization
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    losses = []
-    for _ in range(60):
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.2 * losses[0], losses[::10]
+    x, y = data.train.x[:256], data.train.y[:256]
+
+    def trained_accuracy(seed: int, he: bool) -> float:
+        torch.manual_seed(seed)
+        model = models.build("inception_nobn", data.input_shape, data.num_classes)
+        if not he:
+            for module in model.modules():
+                if isinstance(module, nn.Conv2d):
+                    module.reset_parameters()  # torch's default init
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        shuffle = torch.Generator().manual_seed(seed)
+        order = torch.cat([torch.randperm(256, generator=shuffle) for _ in range(6)])
+        for batch in order.split(16):
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            return (model(x).argmax(1) == y).float().mean().item()
+
+    he = [trained_accuracy(seed, he=True) for seed in range(3)]
+    default = [trained_accuracy(seed, he=False) for seed in range(3)]
+    chance = torch.bincount(y).max().item() / len(y)  # always answering the commonest class
+    assert min(he) > 0.5 > chance + 0.3, (he, chance)
+    assert max(default) < chance + 0.1, (default, chance)
 
 
 def listening_addresses() -> set[tuple[str, int]]:

@@ -30,6 +30,7 @@ def _linear_case(n: int, seed: int):
     return model, x, distance, float(np.median(distance))
 
 
+@pytest.mark.numerics
 def test_lass_finds_exactly_the_samples_within_r_of_a_linear_boundary():
     # In the L-inf norm the distance to the boundary w.x + b = 0 is |w.x + b| / ||w||_1, and the
     # sign of the gradient is the steepest L-inf direction, so noise-free LASS with enough steps
@@ -46,6 +47,7 @@ def test_lass_finds_exactly_the_samples_within_r_of_a_linear_boundary():
     assert (out.steps[~out.critical] == 101).all()
 
 
+@pytest.mark.numerics
 def test_lass_never_leaves_the_box_with_noise_and_respects_pixel_scale():
     model, x, distance, r = _linear_case(300, seed=2)
     # Noise cannot carry a sample across a boundary farther than r: never critical.
@@ -81,6 +83,7 @@ def test_weight_noise_zero_sigma_is_the_model_and_weights_are_restored():
         assert torch.equal(v, state[k])
 
 
+@pytest.mark.numerics
 def test_weight_noise_on_a_fitted_linear_model_degrades_with_sigma():
     # Class 1 iff x0 > x1, fitted exactly by w = (5, -5). Multiplicative noise tilts the
     # boundary by the ratio of the two noisy weights: tiny sigma keeps (almost) every
@@ -110,6 +113,7 @@ def test_layer_norms_by_hand():
     assert models.layer_norms(lin) == pytest.approx({"0 Linear": 5.0, "2 Linear": 3 ** 0.5})
 
 
+@pytest.mark.numerics
 def test_packed_layer_norms_match_the_unpacked_models():
     pm = models.PackedMLP(64, [32, 16], 10, init_seeds=[1, 2, 3])
     norms = pm.layer_norms()
