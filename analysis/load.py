@@ -16,8 +16,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-import yaml
-
+from analysis.safe_yaml import read_yaml
 from analysis.schema import SCHEMAS, TABLES
 
 
@@ -26,7 +25,10 @@ def sweep_path(results: str, sweep: str) -> tuple[pafs.FileSystem, str]:
     if "://" in results:
         fs, base = pafs.FileSystem.from_uri(results)
     else:
-        fs, base = pafs.LocalFileSystem(), str(Path(results).expanduser().resolve())
+        try:
+            fs, base = pafs.LocalFileSystem(), str(Path(results).expanduser().resolve())
+        except RuntimeError as exc:  # Python < 3.13 raises it for a symbolic link loop
+            raise OSError(f"{results} is a symbolic link loop ({exc})") from None
     return fs, f"{base.rstrip('/')}/{sweep}"
 
 
@@ -67,7 +69,7 @@ def load_manifest(results: str, sweep: str) -> dict[str, Any]:
     fs, root = sweep_path(results, sweep)
     try:
         with fs.open_input_stream(f"{root}/sweep.yaml") as f:
-            return yaml.safe_load(f.read().decode())
+            return read_yaml(f.read().decode())
     except FileNotFoundError:
         raise FileNotFoundError(f"no sweep {sweep!r} at {results} (no sweep.yaml)") from None
 
@@ -99,8 +101,8 @@ def launch_args(manifest: dict[str, Any]) -> str:
     name = manifest["spec"]["name"]
     prov = manifest.get("provenance") or {}
     preset = prov.get("preset") or name
-    text = preset if preset == name else f"{preset} --name {name}"
-    return f"{text} {shlex.join(prov['args'])}" if prov.get("args") else text
+    text = shlex.quote(str(preset)) + ("" if preset == name else f" --name {shlex.quote(str(name))}")
+    return f"{text} {shlex.join(map(str, prov['args']))}" if prov.get("args") else text
 
 
 def launch_args_known(manifest: dict[str, Any]) -> bool:

@@ -46,7 +46,9 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
     noise), or None where the data set's files are not at hand (the galleries are then left out);
     the caller loads them (analysis has no data-loading code)."""
     manifest = load.load_manifest(results, sweep)
-    spec = manifest["spec"]
+    # Every string of a stored spec reaches the page escaped (a results location may be shared);
+    # the description and the YAML dump escape the original once.
+    spec = _escaped(manifest["spec"])
     try:
         trials = load.load_table(results, sweep, "trials")
     except FileNotFoundError:  # launched, but no trial has finished yet
@@ -54,7 +56,7 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
     # Sections in page order: HTML strings and plotly figures.
     sections: list[str | go.Figure] = [
         f"<h1>memsweep report: {html.escape(sweep)}</h1>",
-        f"<p class='sub'>{html.escape(spec.get('description', ''))}</p>",
+        f"<p class='sub'>{html.escape(str(manifest['spec'].get('description', '')))}</p>",
         _status(manifest, trials, results, load.load_launch_state(results, sweep)), _provenance(manifest, trials)]
     if trials is not None and len(trials):
         if spec.get("engine") == "subsets":  # its models stop at their own epochs: no dynamics
@@ -67,7 +69,7 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
             sections += _difficulty_sections(results, sweep, spec, images)
         if spec.get("engine") != "subsets":
             sections += _dynamics_sections(results, sweep)
-    sections.append(f"<h2>Spec</h2><pre>{html.escape(yaml.safe_dump(spec, sort_keys=False))}</pre>")
+    sections.append(f"<h2>Spec</h2><pre>{html.escape(yaml.safe_dump(manifest['spec'], sort_keys=False))}</pre>")
     body, first = [], True
     for section in sections:
         if isinstance(section, str):
@@ -78,6 +80,21 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
             first = False
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>memsweep: {html.escape(sweep)}"
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+
+
+def _escaped(value: Any) -> Any:
+    """`value` (plain data) with every string HTML-escaped."""
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
+
+
+def _text(value: Any) -> str:
+    return html.escape(str(value))
 
 
 def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], images) -> list:
@@ -118,8 +135,8 @@ def _convergence_sections(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd
     def cell(v, fmt):
         return "&ndash;" if pd.isna(v) else format(v, fmt)
     rows = "".join(
-        f"<tr><td class='l'>{r.arch}</td><td class='l'>{r.variant}</td>"
-        f"<td class='l'>{convergence.status_text(r)}</td><td>{cell(r.epochs, '.0f')}</td>"
+        f"<tr><td class='l'>{_text(r.arch)}</td><td class='l'>{_text(r.variant)}</td>"
+        f"<td class='l'>{_text(convergence.status_text(r))}</td><td>{cell(r.epochs, '.0f')}</td>"
         f"<td>{cell(r.seconds, '.1f')}</td><td>{cell(r.steps, '.0f')}</td><td>{cell(r.ratio_seconds, '.2f')}</td>"
         f"<td><b>{cell(r.test_error, '.3f')}</b></td><td>{r.final_train_acc:.3f}</td><td>{r.final_test_acc:.3f}</td></tr>"
         for r in table.itertuples())
@@ -379,6 +396,7 @@ def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str 
         counts = ", ".join(f"{v}: {n}/{spec['seeds']} seeds" for v, n in have.items())
     else:
         counts = f"{len(trials)}/{sum(planned.values())} models" if planned else f"{len(trials)} models stored"
+    counts = html.escape(counts)
     if planned is not None and any(fragment not in done for fragment in planned):
         return (f"<div class='banner warn'><b>Incomplete sweep</b> ({counts}). {why}; {resume} {finish}. "
                 "Everything below uses what is stored so far.</div>")
@@ -389,7 +407,10 @@ def _provenance(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
     spec, prov = manifest["spec"], manifest.get("provenance", {})
     versions = dict(prov.get("versions", {}))
     if trials is not None and len(trials):
-        versions.update(json.loads(trials.versions.iloc[0]))
+        try:
+            versions.update(json.loads(trials.versions.iloc[0]))
+        except (ValueError, TypeError):  # not what a trial writes: shown as stored
+            versions["stored"] = trials.versions.iloc[0]
     opt = spec["optimizer"]
     if spec.get("engine") == "subsets":
         rows = [("data set", spec["dataset"] + (f" (first {spec['train_size']:,} training examples)"
@@ -439,7 +460,7 @@ def _summary_html(table: pd.DataFrame) -> str:
     head = ["variant", "split", "epoch", "seeds", "examples", "mean P(correct)", "std",
             "binomial std", "KS to own binomial", "randX mean", "KS to randX binomial"]
     rows = "".join(
-        "<tr>" + f"<td class='l'>{r.variant}</td><td class='l'>{r.split}</td><td>{r.epoch}</td>"
+        "<tr>" + f"<td class='l'>{_text(r.variant)}</td><td class='l'>{_text(r.split)}</td><td>{r.epoch}</td>"
         f"<td>{r.n_seeds}</td><td>{r.n_examples}</td><td>{r.mean:.3f}</td><td>{r.std:.3f}</td>"
         f"<td>{r.binom_std:.3f}</td><td><b>{r.ks_own:.3f}</b></td><td>{_num(r.p_ref)}</td>"
         f"<td>{_num(r.ks_ref)}</td></tr>" for r in table.itertuples())

@@ -8,6 +8,7 @@ and what is allowed, exit code 2, and nothing stored changed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shlex
@@ -205,9 +206,9 @@ def _overrides(args) -> list[str]:
     if not name:
         return list(args.overrides)
     for override in args.overrides:
-        key, _, text = override.partition("=")  # the text as typed: YAML would read `yes` as true
-        if key.strip() == "name" and text.strip() != name:
-            raise specs.SpecError(f"--name {name} and --set name={text.strip()} disagree")
+        key, _, text = override.partition("=")  # a name is the text as typed (see parse_override)
+        if key.strip() == "name" and text != name:
+            raise specs.SpecError(f"--name {name} and --set name={text} disagree")
     return [*args.overrides, f"name={name}"]
 
 
@@ -367,17 +368,30 @@ def _verify(args: argparse.Namespace) -> int:
         store = Store(args.results, args.preset)
         if store.read_manifest() is None:
             raise _no_sweep(args)
-        done, damaged = store.completed(), store.damaged(full=True)
+        # --repair changes the launch's state: never under a running launch
+        with store.lock(shlex.join(["sweep", *args.argv])) if args.repair else contextlib.nullcontext():
+            return _verify_locked(args, store)
     except StoreError as exc:
         raise _UserError(str(exc)) from None
+
+
+def _verify_locked(args: argparse.Namespace, store) -> int:
+    done, damaged, strays = store.completed(), store.damaged(full=True), store.strays()
     for fragment, why in damaged.items():
         print(f"damaged: {fragment}: {why}")
-    print(f"memsweep: {len(done) - len(damaged)}/{len(done)} stored trials intact (every file's pages read)")
+    for stray in strays:
+        print(f"not a fragment: {stray} (memsweep did not write it; move it out of the table folder)")
+    print(f"memsweep: {len(done) - len(damaged)}/{len(done)} stored trials intact (every file's bytes and pages "
+          "checked)")
     if damaged and args.repair:
         store.forget(set(damaged))
         print(f"memsweep: {_n(len(damaged), 'damaged trial')} marked not done; {_resume(args)} runs exactly "
               "them again")
-        return 0
+        return 1 if strays else 0
+    if strays and not damaged:
+        print(f"sweep: error: {_n(len(strays), 'file')} in the table folders that memsweep did not write (e.g. "
+              f"{strays[0]}); Parquet readers of the folder fail on them: move them out", file=sys.stderr)
+        return 1
     if damaged:
         print(f"sweep: error: {len(damaged)} damaged; `sweep verify {args.preset} --repair{_at(args)}` then "
               f"{_resume(args)} runs exactly those trials again", file=sys.stderr)
@@ -399,9 +413,13 @@ def _report(args: argparse.Namespace) -> int:
         manifest = store.read_manifest()
         if manifest is None:
             raise _no_sweep(args)
-        damaged = store.damaged()
+        store.read_launch_state()  # its shape is checked: the report shows each trial's state
+        damaged, strays = store.damaged(), store.strays()
     except StoreError as exc:
         raise _UserError(str(exc)) from None
+    if strays:
+        raise _UserError(f"{strays[0]} is not a fragment of this sweep (memsweep did not write it), and a table "
+                         f"folder's readers would read it as data: move it out of {strays[0].rsplit('/', 1)[0]}")
     if damaged:
         first, why = next(iter(damaged.items()))
         raise _UserError(f"{_n(len(damaged), 'stored trial')} damaged (e.g. {first}: {why}); "
@@ -420,8 +438,7 @@ def _report(args: argparse.Namespace) -> int:
                          f"finds damaged trials and {_resume(args)} runs them "
                          "again") from None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        _replace(out, text)
     except OSError as exc:
         raise _UserError(f"cannot write report to {out}: {exc.strerror}") from None
     print(f"memsweep: report written to {out} ({len(text) / 2**20:.1f} MiB, self-contained; open it in a browser)")
@@ -429,6 +446,20 @@ def _report(args: argparse.Namespace) -> int:
         print("memsweep: warning: the report has no estimates for some sections (too few models or a partial "
               "store); its banners say what is missing", file=sys.stderr)
     return 0
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `path` whole or not at all: a temporary file beside it, renamed over it (a rename
+    replaces a symbolic link at `path` rather than writing through it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _images(data_root: str | None, manifest: dict):

@@ -16,8 +16,10 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -67,12 +69,12 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: b
     resume hint names the data set, not its defaults). Returns the stored sweep's intact
     fragments when it holds this spec (read once here, for the caller to tell what is left), else
     None (nothing stored, --overwrite, or a subset sweep growing)."""
+    if mode == "overwrite":  # whatever is stored there, even a manifest that no longer reads
+        return None
     manifest = store.read_manifest()
     if manifest is None:
         if mode == "resume":
             raise SpecError(f"--resume: nothing to resume at {store.uri} (launch without --resume)")
-        return None
-    if mode == "overwrite":
         return None
     if manifest.get("spec_hash") != spec.hash() and _stored_hash(manifest) != spec.hash():
         # More models of a subset sweep, when the user asked for them (--set seeds=M): a plain
@@ -167,12 +169,12 @@ def check_address(address: str, timeout_s: float = 10.0) -> None:
 
 def _planned_fragments(store: Store) -> set[str]:
     """The fragment names of the sweep stored at `store` (its manifest's plan); empty if none."""
-    from sweep.spec import plan_of
+    from sweep.store import StoreError
 
-    manifest = store.read_manifest()
     try:
+        manifest = store.read_manifest()
         return {p.fragment for p in plan_of(manifest)} if manifest else set()
-    except (SpecError, KeyError, TypeError):
+    except (SpecError, StoreError, KeyError, TypeError):
         return set()
 
 
@@ -290,7 +292,7 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
                 callbacks=[progress, *(callbacks or [])],
             ),
         )
-        with _quiet_tune():
+        with _quiet_tune(), _sigterm_as_sigint():
             grid = tuner.fit()
         # The store, not Tune's result grid, says what finished: a trial counts once its
         # trials fragment is written. An interrupted Tune returns normally with trials unfinished.
@@ -336,6 +338,21 @@ def _quiet_tune() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _sigterm_as_sigint() -> Iterator[None]:
+    """SIGTERM (a scheduler's or `kill`'s stop) ends the sweep as Ctrl-C does: Tune stops its
+    trials, the launch marks them interrupted and prints the resume hint. Ray's driver handler
+    (installed by ray.init) would exit at once, leaving `_launch.json` saying RUNNING."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _connect_settings(address: str) -> None:

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from analysis.safe_yaml import read_yaml
 from catalog import (ARCHITECTURES, ARCHS, DATASET_TABLE, DATASETS, DEFAULT_LR, LASS_ALPHA, LASS_BETA,
                      LASS_ITERS, LASS_R, NORMALIZATIONS, Corruption)
 
@@ -669,15 +670,19 @@ def load_preset(name: str) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """'model.hidden=[512, 512]' -> ('model.hidden', [512, 512]); values are YAML."""
+    """'model.hidden=[512, 512]' -> ('model.hidden', [512, 512]); values are YAML without anchors or
+    aliases, except a sweep's name, which is a string as typed ('2024', 'yes', 'a #b')."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise SpecError(f"bad --set {text!r}: expected KEY=VALUE, e.g. --set seeds=8")
+        raise SpecError(f"bad --set {text[:200]!r}: expected KEY=VALUE, e.g. --set seeds=8")
+    if key == "name":
+        return key, raw
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        raise SpecError(f"bad --set {text!r}: {raw!r} is not a YAML value") from None
+        value = read_yaml(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        why = "YAML anchors and aliases (& and *) are not allowed" if "aliases" in str(exc) else "not a YAML value"
+        raise SpecError(f"bad --set {key}={raw[:200]!r}: {why}") from None
     if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
         value = float(value)  # YAML 1.1 reads '1e-3' as a string; users mean a number
     return key, value

@@ -17,7 +17,13 @@ file is written under a hidden temporary name (Parquet readers skip names
 starting with '.' or '_') and then moved into place, so a reader never sees half
 a file. `trials` is written last: a fragment present there marks the trial done,
 and its Parquet metadata records how many rows each of the trial's other tables
-holds, so a damaged or missing file is found (`Store.damaged`) and re-run on resume.
+holds and the SHA-256 of each file's bytes, so a missing, truncated or altered file is found
+(`Store.damaged`) and re-run on resume. Every page also carries Parquet's own CRC32 checksum,
+which `sweep verify` checks as it reads each file in full.
+
+A results location may be shared, so memsweep never follows a symbolic link inside it: a
+local sweep folder that holds one (at any depth, the folder itself included) is refused in one
+line naming the link, before anything is read, written or deleted there.
 
 Nothing here unpickles: status, resume and report read Parquet, YAML and JSON only,
 so a file planted in a shared results location cannot run code as its reader.
@@ -29,8 +35,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import hashlib
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -46,8 +55,9 @@ import yaml
 
 from analysis import schema as contract
 from analysis.load import sweep_path
+from analysis.safe_yaml import read_yaml, write_yaml
 from sweep.faults import maybe_crash
-from sweep.spec import SpecError, check_name
+from sweep.spec import NAME_PATTERN, SpecError, TrialPlan, check_name
 
 SCHEMA_VERSION = contract.VERSION  # 3: packed convergence grids (fragments per pack), pack_mode, row counts
 # Write order: trials last marks a fragment complete.
@@ -83,6 +93,8 @@ class Store:
         self.location = location.rstrip("/") if "://" in location else self.root.rsplit("/", 1)[0]
         self.uri = f"{self.location}/{sweep}"
         self.sweep = sweep
+        if self.is_local:
+            self._refuse_links()
 
     @property
     def is_local(self) -> bool:
@@ -111,16 +123,48 @@ class Store:
             reason = str(exc).splitlines()[0]
             raise StoreError(f"results location {self.uri!r} cannot be written: {reason}") from None
 
+    def _refuse_links(self) -> None:
+        """StoreError naming the first symbolic link at or under the sweep's local folder: a link
+        planted in a shared location would lead reads, writes and deletes outside it."""
+        def walk(folder: str) -> None:
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            except OSError as exc:
+                raise StoreError(f"cannot read {folder}: {exc.strerror}") from None
+            for entry in entries:
+                if entry.is_symlink():
+                    raise StoreError(_link_message(entry.path))
+                if entry.is_dir(follow_symlinks=False):
+                    walk(entry.path)
+
+        if os.path.islink(self.root):
+            raise StoreError(_link_message(self.root))
+        walk(self.root)
+
     def exists(self) -> bool:
         return self.fs.get_file_info(self.path("sweep.yaml")).type == pafs.FileType.File
 
     # --- the sweep's manifest -------------------------------------------------------------
 
     def read_manifest(self) -> dict[str, Any] | None:
+        """sweep.yaml, checked for the shape memsweep writes (StoreError, one line naming the file,
+        if it is not a manifest: a bad YAML tag, anchors, a plan entry of another shape)."""
         if not self.exists():
             return None
-        with self.fs.open_input_stream(self.path("sweep.yaml")) as f:
-            return yaml.safe_load(f.read().decode())
+        where = self.uri_of("sweep.yaml")
+        try:
+            with self.fs.open_input_stream(self.path("sweep.yaml")) as f:
+                manifest = read_yaml(f.read().decode())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{where} is not a memsweep manifest ({_first_line(exc)}); "
+                             "move it away or launch with --overwrite") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("spec"), dict):
+            raise StoreError(f"{where} is not a memsweep manifest (no 'spec' mapping); move it away "
+                             "or launch with --overwrite")
+        _check_plan(manifest, where)
+        return manifest
 
     def write_manifest(self, spec: dict[str, Any], spec_hash: str, provenance: dict[str, Any],
                        plan: list[dict[str, Any]] | None = None) -> None:
@@ -128,7 +172,7 @@ class Store:
         (each trial's pack of models, as `sweep.spec.TrialPlan` fields)."""
         body = {"schema_version": SCHEMA_VERSION, "spec_hash": spec_hash, "spec": spec,
                 "provenance": provenance, "plan": plan or []}
-        self._atomic_write(self.path("sweep.yaml"), yaml.safe_dump(body, sort_keys=False).encode())
+        self._atomic_write(self.path("sweep.yaml"), write_yaml(body).encode())
 
     # --- fragments ------------------------------------------------------------------------
 
@@ -144,14 +188,23 @@ class Store:
         for launch_info in launches:
             if launch_info.type != pafs.FileType.Directory:
                 continue
+            if self._is_link(launch_info.path):
+                continue
             for trial in self.fs.get_file_info(pafs.FileSelector(launch_info.path)):
-                if trial.type != pafs.FileType.Directory or trial.base_name.rsplit("-", 1)[0] not in fragments:
+                if (trial.type != pafs.FileType.Directory or trial.base_name.rsplit("-", 1)[0] not in fragments
+                        or self._is_link(trial.path)):
                     continue
                 for item in self.fs.get_file_info(pafs.FileSelector(trial.path)):
-                    if item.type == pafs.FileType.Directory and item.base_name.startswith("checkpoint_"):
+                    if (item.type == pafs.FileType.Directory and item.base_name.startswith("checkpoint_")
+                            and not self._is_link(item.path)):
                         self.fs.delete_dir(item.path)
                         removed += 1
         return removed
+
+    def _is_link(self, path: str) -> bool:
+        """A local symbolic link (checked again where memsweep deletes: one planted after the
+        store was opened is still never followed)."""
+        return self.is_local and os.path.islink(path)
 
     def completed(self) -> set[str]:
         """Names of the fragments whose trial finished (present in `trials`), damaged or not."""
@@ -161,40 +214,73 @@ class Store:
         """Finished fragments whose every file is present and readable: what resume skips."""
         return self.completed() - set(self.damaged())
 
-    def damaged(self, full: bool = False) -> dict[str, str]:
+    def damaged(self, full: bool = False, contents: bool = True) -> dict[str, str]:
         """fragment -> what is wrong, for finished fragments with a file that is missing, has an
-        unreadable Parquet footer, or holds another row count than its trial recorded. With
-        `full`, every data page is read too (slower: the whole store)."""
+        unreadable Parquet footer, holds another row count than its trial recorded, or (with
+        `contents`) whose bytes differ from what its trial wrote (SHA-256, recorded since schema
+        version 3; a trials file is read in full, its pages' checksums checked). With `full`,
+        every file is also decoded in full, every page's checksum checked."""
         out: dict[str, str] = {}
         for fragment in sorted(self.completed()):
             try:
-                meta = self._footer("trials", fragment, full)
-                rows = json.loads((meta.metadata or {}).get(METADATA_KEY, b"{}")).get("rows")
-            except (OSError, pa.ArrowException, ValueError) as exc:
+                meta = self._footer("trials", fragment, full or contents)
+                record = json.loads((meta.metadata or {}).get(METADATA_KEY, b"{}"))
+                rows, digests = record.get("rows"), record.get("sha256") or {}
+            except (OSError, pa.ArrowException, ValueError, AttributeError) as exc:
                 out[fragment] = f"trials file unreadable ({_first_line(exc)})"
                 continue
             if rows is None:  # written before row counts were recorded: check what is there
                 rows = {t: None for t in TABLES if t != "trials" and fragment in self._fragments(t)}
             for table, expected in rows.items():
-                try:
-                    got = self._footer(table, fragment, full).num_rows
-                except FileNotFoundError:
-                    out[fragment] = f"{table} file missing"
-                    break
-                except (OSError, pa.ArrowException) as exc:
-                    out[fragment] = f"{table} file unreadable ({_first_line(exc)})"
-                    break
-                if expected is not None and got != expected:
-                    out[fragment] = f"{table} file has {got} rows, its trial wrote {expected}"
+                why = self._file_damage(table, fragment, expected, digests.get(table) if contents else None, full)
+                if why:
+                    out[fragment] = why
                     break
         return out
 
+    def _file_damage(self, table: str, fragment: str, rows: int | None, digest: str | None,
+                     full: bool) -> str | None:
+        """What is wrong with one of a fragment's files (None: nothing found), the most telling
+        first: missing, unreadable, another row count, other bytes."""
+        try:
+            got = self._footer(table, fragment, full=False).num_rows
+            if rows is not None and got != rows:
+                return f"{table} file has {got} rows, its trial wrote {rows}"
+            if digest is not None and self._sha256(self.path(table, f"{fragment}.parquet")) != digest:
+                return f"{table} file's bytes differ from what its trial wrote (SHA-256)"
+            if full:
+                self._footer(table, fragment, full=True)
+        except FileNotFoundError:
+            return f"{table} file missing"
+        except (OSError, pa.ArrowException) as exc:
+            return f"{table} file unreadable ({_first_line(exc)})"
+        return None
+
+    def _sha256(self, path: str) -> str:
+        digest = hashlib.sha256()
+        with self.fs.open_input_stream(path) as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+
     def _footer(self, table: str, fragment: str, full: bool) -> pq.FileMetaData:
+        """The file's footer; with `full` the whole file is decoded, each page's CRC checked."""
         with self.fs.open_input_file(self.path(table, f"{fragment}.parquet")) as f:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(f, page_checksum_verification=True)
             if full:
                 pf.read()
             return pf.metadata
+
+    def strays(self) -> list[str]:
+        """Files in the table folders that are not fragments (a Parquet reader of the folder, as
+        `pandas.read_parquet` or the report, would fail on them or read them as data)."""
+        found = []
+        for table in TABLES:
+            selector = pafs.FileSelector(self.path(table), allow_not_found=True)
+            found += [self.uri_of(table, i.base_name) for i in self.fs.get_file_info(selector)
+                      if not i.base_name.startswith((".", "_"))
+                      and (i.type != pafs.FileType.File or not i.base_name.endswith(".parquet"))]
+        return found
 
     def forget(self, fragments: set[str]) -> None:
         """Remove the completion mark (the `trials` file) of these fragments, so they run again,
@@ -219,21 +305,16 @@ class Store:
         if "trials" not in tables or not set(tables) <= set(TABLES):
             raise ValueError(f"a fragment needs 'trials' and only tables of {TABLES}, got {sorted(tables)}")
         meta = {"schema_version": SCHEMA_VERSION, **metadata}
-        # The trials file (the completion mark) records every other file's row count.
+        # The trials file (the completion mark) records every other file's row count and SHA-256.
         rows = {name: tables[name].num_rows for name in TABLES if name in tables and name != "trials"}
+        digests: dict[str, str] = {}
         for name in [t for t in TABLES if t in tables]:
             contract.check(name, tables[name].schema)  # before anything of the fragment is written
         for name in [t for t in TABLES if t in tables]:
-            table = tables[name]
-            body = json.dumps(dict(meta, rows=rows) if name == "trials" else meta, sort_keys=True).encode()
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: body})
-            sink = pa.BufferOutputStream()
-            # One row group per record batch: a trial hands over one batch per (epoch, split)
-            # block, so readers filtering on those columns skip the other blocks by statistics.
-            with pq.ParquetWriter(sink, table.schema, compression="zstd") as writer:
-                for batch in table.to_batches():
-                    writer.write_batch(batch)
-            self._atomic_write(self.path(name, f"{fragment}.parquet"), sink.getvalue())
+            record = dict(meta, rows=rows, sha256=digests) if name == "trials" else meta
+            payload = _parquet_bytes(tables[name], json.dumps(record, sort_keys=True).encode())
+            digests[name] = hashlib.sha256(payload).hexdigest()
+            self._atomic_write(self.path(name, f"{fragment}.parquet"), payload)
             maybe_crash(f"after-{name}")
 
     def clear(self, fragments: set[str] = frozenset()) -> None:
@@ -289,13 +370,18 @@ class Store:
         self._atomic_write(self.path("_launch.json"), json.dumps(state, sort_keys=True).encode())
 
     def read_launch_state(self) -> dict[str, Any]:
-        """The last launch's state ({} if none or unreadable): plain JSON, never code."""
+        """The last launch's state ({} if none or unreadable): plain JSON, never code. StoreError
+        (one line naming the file) if it is JSON of another shape than memsweep writes."""
         try:
             with self.fs.open_input_stream(self.path("_launch.json")) as f:
                 state = json.loads(f.read().decode())
         except (OSError, ValueError, pa.ArrowException):
             return {}
-        return state if isinstance(state, dict) else {}
+        trials = state.get("trials", {}) if isinstance(state, dict) else None
+        if not isinstance(trials, dict) or not all(isinstance(v, str) for v in trials.values()):
+            raise StoreError(f"{self.uri_of('_launch.json')} is not a memsweep launch state (its 'trials' must map "
+                             "fragments to states); move it away")
+        return state
 
     # --- one launch at a time -------------------------------------------------------------
 
@@ -342,7 +428,13 @@ class Store:
 
         path = self.path(LOCK)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:  # O_NOFOLLOW: a link planted as the lock is never written through
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise StoreError(_link_message(path)) from None
+                raise StoreError(f"cannot take the lock {path} ({exc.strerror}): it must be a file memsweep "
+                                 "creates; move it away if no launch is running") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -461,9 +553,51 @@ class Store:
         folder, name = path.rsplit("/", 1)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
         self.fs.create_dir(folder, recursive=True)
+        if self.is_local and os.path.realpath(folder) != folder:  # a link planted since the store opened
+            raise StoreError(f"{folder} is reached through a symbolic link; memsweep never follows links inside "
+                             "a results location: remove it")
         with self.fs.open_output_stream(tmp) as f:
             f.write(payload)
         self.fs.move(tmp, path)  # a rename on local and POSIX file systems
+
+
+def _parquet_bytes(table: pa.Table, record: bytes) -> bytes:
+    """One Parquet file of `table` with `record` as its memsweep metadata, zstd, a CRC per page.
+    One row group per record batch: a trial hands over one batch per (epoch, split) block, so
+    readers filtering on those columns skip the other blocks by statistics."""
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: record})
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, table.schema, compression="zstd", write_page_checksum=True) as writer:
+        for batch in table.to_batches():
+            writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def _link_message(path: str) -> str:
+    return (f"{path} is a symbolic link; memsweep never follows links inside a results location "
+            "(it could lead writes or deletes outside it): remove the link, or use another location")
+
+
+_PLAN_FIELDS = {"cell": str, "variant": str, "pack": int, "seed_lo": int, "seed_hi": int}
+
+
+def _check_plan(manifest: dict[str, Any], where: str) -> None:
+    """StoreError naming `where` unless the manifest's plan entries are TrialPlans whose fragment
+    names are safe file names (a planted '../x' would write outside the sweep's folder)."""
+    plan = manifest.get("plan") or []
+    bad = "its 'plan' is not a list" if not isinstance(plan, list) else None
+    for i, entry in enumerate(plan if bad is None else []):
+        ok = (isinstance(entry, dict) and set(_PLAN_FIELDS) <= set(entry) <= {*_PLAN_FIELDS, "arch", "members"}
+              and all(type(entry[k]) is t for k, t in _PLAN_FIELDS.items())
+              and (entry.get("arch") is None or isinstance(entry["arch"], str))
+              and isinstance(entry.get("members", []), list)
+              and all(isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) and type(m[1]) is int
+                      for m in entry.get("members", [])))
+        if not ok or not re.fullmatch(NAME_PATTERN, TrialPlan(**entry).fragment):
+            bad = f"plan entry {i} is not a trial of the shape memsweep writes"
+            break
+    if bad:
+        raise StoreError(f"{where} is not a memsweep manifest ({bad}); move it away or launch with --overwrite")
 
 
 def _first_line(exc: BaseException) -> str:

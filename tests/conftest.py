@@ -106,3 +106,49 @@ def contract_table(table: str, columns: dict | None = None, rows: int | None = N
         fields.append(field.name)
     assert not columns, f"not in the contract: {sorted(columns)}"
     return pa.table(arrays, names=fields)
+
+
+def plant_strings(folder: Path, payload: str, spare: tuple[str, ...] = ("split", "probe")) -> None:
+    """What someone with write access to a shared results location can do to a stored sweep at
+    `folder`: `payload` put before every text value of every table (but the `spare` columns,
+    whose values the analysis compares with fixed names), before the spec's variants (so stored
+    and planned variants still match), its description and every provenance string; each trial's
+    completion mark rewritten to match (row counts kept, SHA-256 recomputed), so the store passes
+    its own checks."""
+    import hashlib
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    def planted(column: pa.ChunkedArray) -> pa.ChunkedArray:
+        values = [None if v is None else payload + v for v in column.to_pylist()]
+        return pa.chunked_array([pa.array(values, pa.string())]).cast(column.type)
+
+    for path in sorted(folder.glob("*/*.parquet")):
+        table = pq.read_table(path)
+        for i, field in enumerate(table.schema):
+            text = pa.types.is_string(field.type) or (pa.types.is_dictionary(field.type)
+                                                      and pa.types.is_string(field.type.value_type))
+            if text and field.name not in spare:
+                table = table.set_column(i, field, planted(table.column(i)))
+        pq.write_table(table, path)
+    for path in sorted(folder.glob("trials/*.parquet")):
+        table = pq.read_table(path)
+        record = json.loads(table.schema.metadata[b"memsweep"])
+        record["sha256"] = {t: hashlib.sha256((folder / t / path.name).read_bytes()).hexdigest()
+                            for t in record.get("sha256", {})}
+        pq.write_table(table.replace_schema_metadata({b"memsweep": json.dumps(record).encode()}), path)
+    manifest = yaml.safe_load((folder / "sweep.yaml").read_text())
+    spec = manifest["spec"]
+    spec["description"] = payload + spec.get("description", "")
+    for key in ("variants", "corruptions", "archs"):
+        if key in spec:
+            spec[key] = [payload + v for v in spec[key]]
+    for entry in manifest.get("plan") or []:
+        entry["variant"] = payload + entry["variant"]
+    prov = manifest["provenance"]
+    prov.update({k: payload + v for k, v in prov.items() if isinstance(v, str)})
+    prov["versions"] = {k: payload + str(v) for k, v in prov.get("versions", {}).items()}
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))

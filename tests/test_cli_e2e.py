@@ -194,6 +194,13 @@ def test_every_preset_runs_and_reports(preset, ray_cluster, tmp_path):
     assert "Complete:" in page and "Time to interpolation" in page and "Learning curves" in page
     if preset == "convergence-slowdown":
         assert "Convergence slowdown (Zhang et al. 2017, Fig. 1b)" in page
+        # Planted strings in a shared location: the time-to-interpolation table shows them as text.
+        from analysis import report as reports
+        from conftest import plant_strings
+
+        plant_strings(tmp_path / preset, "<img src=x onerror=alert(1)>")
+        page = reports.build(str(tmp_path), preset)
+        assert "<img" not in page and "<td class='l'>&lt;img src=x onerror=alert(1)&gt;mlp1</td>" in page
 
 
 def test_named_sweeps_share_a_location_and_ls_lists_them(launched, ray_cluster):

@@ -9,10 +9,12 @@ process's monkeypatches (the tiny CIFAR-10's checksums), where it calls `sweep.c
 
 from __future__ import annotations
 
+import html
 import json
 import os
-import shlex
 import pickle
+import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -490,11 +492,11 @@ def test_damage_inside_a_file_is_found_by_verify_and_repaired_by_resume(stored, 
     third = (len(raw) - footer) // 3
     raw[third:2 * third] = bytes(third)  # a third of the pages zeroed; the footer still reads
     victim.write_bytes(bytes(raw))
-    assert "0 damaged" in sweep("status", "fig1-difficulty", "--results", str(results)).stdout
+    assert "2 damaged" in sweep("status", "fig1-difficulty", "--results", str(results)).stdout
     verify = sweep("verify", "fig1-difficulty", "--results", str(results))
-    assert verify.returncode == 1 and "damaged: real-pack000: examples file unreadable" in verify.stdout
+    assert verify.returncode == 1 and "damaged: real-pack000: examples file's bytes differ" in verify.stdout
     one_line_error(sweep("report", "fig1-difficulty", "--results", str(results), "--out", str(tmp_path / "r.html")),
-                   "sweep verify fig1-difficulty --repair")
+                   "real-pack000", "--resume")
     repair = sweep("verify", "fig1-difficulty", "--repair", "--results", str(results))
     assert repair.returncode == 0 and "1 damaged trial marked not done" in repair.stdout
     resume = sweep("launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2]", "--resume", "--results", str(results))
@@ -516,6 +518,7 @@ def test_a_store_written_before_row_counts_is_still_checked(stored, tmp_path):
         table = pq.read_table(path)
         meta = json.loads(table.schema.metadata[METADATA_KEY])
         meta.pop("rows")
+        meta.pop("sha256")
         pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()}), path)
     victim = folder / "epochs" / "randY-pack000.parquet"
     victim.write_bytes(victim.read_bytes()[:50])
@@ -524,23 +527,19 @@ def test_a_store_written_before_row_counts_is_still_checked(stored, tmp_path):
     assert Store(str(results), "fig1-difficulty").damaged()["randY-pack000"].startswith("epochs file unreadable")
 
 
-def test_overwrite_spares_foreign_parquet_files_and_linked_folders(stored, tmp_path):
+def test_overwrite_spares_foreign_parquet_files(stored, tmp_path):
     import shutil
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    results, outside = tmp_path / "copy", tmp_path / "outside"
+    results = tmp_path / "copy"
     shutil.copytree(stored[0], results)
-    outside.mkdir()
-    pq.write_table(pa.table({"x": [1]}), outside / "other.parquet")
     folder = results / "fig1-difficulty"
     pq.write_table(pa.table({"x": [1]}), folder / "examples" / "mine.parquet")
-    shutil.rmtree(folder / "filters", ignore_errors=True)
-    (folder / "filters").symlink_to(outside)
     proc = sweep("launch", "fig1-difficulty", *TINY, "--set", "seeds=1", "--overwrite", "--results", str(results))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert (outside / "other.parquet").exists() and (folder / "examples" / "mine.parquet").exists()
+    assert (folder / "examples" / "mine.parquet").exists()
 
 
 def test_a_refused_launch_leaves_no_folders_behind(tmp_path):
@@ -570,3 +569,253 @@ def test_a_resume_with_other_settings_says_how_to_name_the_stored_sweep(stored):
     assert "batch_size" not in hint and "model" not in hint
     again = sweep("launch", "fig1-difficulty", "--resume", "--results", str(results), *shlex.split(hint))
     assert again.returncode == 0, again.stderr
+
+
+# --- a shared results location: planted links, bytes and strings ---------------------------
+
+def copy_of(stored, tmp_path) -> Path:
+    import shutil
+
+    results = tmp_path / "copy"
+    shutil.copytree(stored[0], results, symlinks=True)
+    return results
+
+
+def plant_link(link: Path, target: Path) -> None:
+    if link.is_dir() and not link.is_symlink():
+        import shutil
+
+        shutil.rmtree(link)
+    elif link.exists() or link.is_symlink():
+        link.unlink()
+    link.symlink_to(target)
+
+
+@pytest.mark.parametrize("where", ["trial checkpoints", "lock", "report", "table"])
+def test_a_link_inside_a_location_is_refused_and_never_followed(stored, tmp_path, where):
+    """Each link planted where someone with write access to a shared location could plant it: the
+    command refuses in one line naming the link, and the files outside stay as they were."""
+    results, outside = copy_of(stored, tmp_path), tmp_path / "outside"
+    folder = results / "fig1-difficulty"
+    (outside / "checkpoint_000000").mkdir(parents=True)
+    (outside / "checkpoint_000000" / "model.pt").write_text("precious")
+    (outside / "victim.txt").write_text("precious")
+    relaunch = ["launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2]", "--results", str(results)]
+    if where == "trial checkpoints":  # a stored trial's folder: pruning its checkpoints used to follow it
+        trial = next(p for p in (folder / "_tune").glob("launch-*/real-pack000-*") if p.is_dir())
+        link, target, command = trial, outside, relaunch
+    elif where == "lock":
+        link, target, command = folder / "_lock", outside / "victim.txt", [*relaunch, "--resume"]
+    elif where == "report":
+        link, target, command = folder / "report.html", outside / "victim.txt", \
+            ["report", "fig1-difficulty", "--results", str(results)]
+    else:  # a table folder of a sweep not launched yet
+        folder = results / "fresh"
+        folder.mkdir()
+        link, target, command = folder / "examples", outside, [*relaunch, "--name", "fresh"]
+    plant_link(link, target)
+    one_line_error(sweep(*command), f"{link} is a symbolic link", "never follows links")
+    assert (outside / "checkpoint_000000" / "model.pt").read_text() == "precious"
+    assert (outside / "victim.txt").read_text() == "precious"
+    assert sorted(p.name for p in outside.iterdir()) == ["checkpoint_000000", "victim.txt"]
+    assert link.is_symlink()  # left for the user to see
+
+
+def test_a_link_planted_after_the_store_opened_is_not_followed(stored, tmp_path):
+    from sweep.store import Store, StoreError
+
+    results, outside = copy_of(stored, tmp_path), tmp_path / "outside"
+    (outside / "checkpoint_000000").mkdir(parents=True)
+    store = Store(str(results), "fig1-difficulty")
+    trial = next(p for p in (results / "fig1-difficulty" / "_tune").glob("launch-*/real-pack000-*") if p.is_dir())
+    plant_link(trial, outside)
+    store.drop_checkpoints({"real-pack000"})
+    assert (outside / "checkpoint_000000").is_dir()
+    plant_link(results / "fig1-difficulty" / "epochs", outside)
+    with pytest.raises(StoreError, match="reached through a symbolic link"):
+        store._atomic_write(store.path("epochs", "x.parquet"), b"x")
+    assert sorted(p.name for p in outside.iterdir()) == ["checkpoint_000000"]
+
+
+def test_a_results_location_that_is_a_link_loop_is_one_line(tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    for command in (["status", "fig1-difficulty"], ["report", "fig1-difficulty"], ["ls"],
+                    ["launch", "fig1-difficulty", *TINY]):
+        one_line_error(sweep(*command, "--results", str(loop)), str(loop), "symbolic link loop")
+
+
+def overwrite_page(path: Path, size: int = 256) -> None:
+    """`size` bytes in the middle of the file's data pages replaced by others; the footer intact."""
+    import pyarrow.parquet as pq
+
+    raw = bytearray(path.read_bytes())
+    footer = pq.ParquetFile(path).metadata.serialized_size + 8
+    at = (len(raw) - footer) // 2
+    raw[at:at + size] = bytes((b + 101) % 256 for b in raw[at:at + size])
+    path.write_bytes(bytes(raw))
+    pq.ParquetFile(path).metadata  # the footer still reads
+
+
+def test_a_changed_page_is_found_refused_and_repaired_by_resume(stored, tmp_path):
+    """256 bytes of a data page changed, the footer intact: every reader's check finds it (each
+    file's SHA-256 is recorded in its trial's completion mark), the report refuses, and a plain
+    --resume runs exactly that trial again."""
+    results = copy_of(stored, tmp_path)
+    folder = results / "fig1-difficulty"
+    before = pd.read_parquet(folder / "examples").sort_values(["variant", "seed", "epoch", "split", "index"])
+    overwrite_page(folder / "examples" / "real-pack000.parquet")
+    why = "examples file's bytes differ from what its trial wrote"
+    status = sweep("status", "fig1-difficulty", "--results", str(results))
+    assert status.returncode == 1 and f"damaged: real-pack000: {why}" in status.stdout, status.stdout
+    verify = sweep("verify", "fig1-difficulty", "--results", str(results))
+    assert verify.returncode == 1 and f"damaged: real-pack000: {why}" in verify.stdout, verify.stdout
+    one_line_error(sweep("report", "fig1-difficulty", "--results", str(results), "--out", str(tmp_path / "r.html")),
+                   "real-pack000", "--resume")
+    assert not (tmp_path / "r.html").exists()
+    resume = sweep("launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2]", "--resume", "--results", str(results))
+    assert resume.returncode == 0 and "1 to run, 1 already stored" in resume.stdout, resume.stdout + resume.stderr
+    after = pd.read_parquet(folder / "examples").sort_values(["variant", "seed", "epoch", "split", "index"])
+    pd.testing.assert_frame_equal(before.reset_index(drop=True), after.reset_index(drop=True))
+    assert sweep("verify", "fig1-difficulty", "--results", str(results)).returncode == 0
+
+
+def test_verify_checks_each_pages_checksum(stored, tmp_path):
+    """Without a recorded SHA-256 (a store written before them), `verify`'s full read still finds
+    a changed page by the CRC32 each page carries."""
+    import pyarrow.parquet as pq
+
+    from sweep.store import METADATA_KEY
+
+    results = copy_of(stored, tmp_path)
+    folder = results / "fig1-difficulty"
+    for path in (folder / "trials").glob("*.parquet"):
+        table = pq.read_table(path)
+        meta = json.loads(table.schema.metadata[METADATA_KEY])
+        meta.pop("sha256")
+        pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()}), path)
+    overwrite_page(folder / "examples" / "randY-pack000.parquet")
+    verify = sweep("verify", "fig1-difficulty", "--results", str(results))
+    assert verify.returncode == 1 and "damaged: randY-pack000: examples file unreadable" in verify.stdout, verify.stdout
+
+
+PAYLOAD = "<img src=x onerror=alert(document.domain)>"
+
+
+def test_stored_strings_reach_the_report_escaped(stored, tmp_path):
+    """A planted string in every text column of every table (but those whose values the analysis
+    compares with fixed names), in the spec's variants and description and in the provenance:
+    the report an analyst builds shows each as text, never as markup; `sweep report` refuses the
+    spec, whose variants are no longer variants, in one line."""
+    from analysis import report
+    from conftest import plant_strings
+
+    results = copy_of(stored, tmp_path)
+    plant_strings(results / "fig1-difficulty", PAYLOAD)
+    page = report.build(str(results), "fig1-difficulty")
+    assert PAYLOAD not in page and "<img" not in page
+    assert page.count(html.escape(PAYLOAD)) >= 8  # the summary, the banner, provenance, the spec
+    one_line_error(sweep("report", "fig1-difficulty", "--results", str(results)), "bad value for variants[0]")
+
+
+def test_yaml_aliases_in_a_set_value_are_refused_at_once(tmp_path):
+    levels = ["&a0 [0,0,0,0,0,0,0,0,0]"] + [f"&a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 8)]
+    bomb = "[" + ", ".join(levels) + "]"
+    start = time.monotonic()
+    one_line_error(sweep("launch", "fig1-difficulty", *TINY, "--set", f"seeds={bomb}", "--results", str(tmp_path)),
+                   "anchors and aliases", "not allowed")
+    assert time.monotonic() - start < 60 and not any(tmp_path.iterdir())
+
+
+def test_a_malformed_file_in_the_location_is_one_line_naming_it(stored, tmp_path):
+    import yaml
+
+    results = copy_of(stored, tmp_path)
+    folder = results / "fig1-difficulty"
+    manifest = (folder / "sweep.yaml").read_text()
+    state = (folder / "_launch.json").read_text()
+    status = ["status", "fig1-difficulty", "--results", str(results)]
+    resume = ["launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2]", "--resume", "--results", str(results)]
+
+    (folder / "sweep.yaml").write_text("!!python/object/apply:os.system ['true']\n" + manifest)
+    for command in (status, resume, ["report", "fig1-difficulty", "--results", str(results)]):
+        one_line_error(sweep(*command), f"{folder / 'sweep.yaml'} is not a memsweep manifest")
+    body = yaml.safe_load(manifest)
+    body["plan"][0] = ["real", 0]
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(body))
+    one_line_error(sweep(*status), "sweep.yaml is not a memsweep manifest", "plan entry 0")
+    body["plan"][0] = dict(yaml.safe_load(manifest)["plan"][0], cell="../../outside")
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(body))
+    one_line_error(sweep(*resume), "sweep.yaml is not a memsweep manifest", "plan entry 0")
+
+    (folder / "sweep.yaml").write_text(manifest)
+    (folder / "_launch.json").write_text(json.dumps({"trials": ["real-pack000"]}))
+    for command in (status, ["report", "fig1-difficulty", "--results", str(results)]):
+        one_line_error(sweep(*command), "_launch.json is not a memsweep launch state")
+    (folder / "_launch.json").write_text(state)
+    (folder / "_lock").mkdir()
+    one_line_error(sweep(*resume), "cannot take the lock", "_lock")
+
+
+@pytest.mark.parametrize("name", ["2024", "yes", "007", "1e5", "fig1 #second"])
+def test_a_sweep_name_is_taken_as_typed(tmp_path, name):
+    proc = sweep("launch", "fig1-difficulty", *TINY, "--name", name, "--resume", "--results", str(tmp_path))
+    if " " in name:  # refused by the rule, not shortened to 'fig1'
+        one_line_error(proc, f"name: {name!r}", "use 1-100 letters")
+    else:
+        one_line_error(proc, f"nothing to resume at {tmp_path / name}")
+
+
+def test_hints_quote_every_stored_value(stored, tmp_path):
+    import yaml
+
+    results = copy_of(stored, tmp_path)
+    folder = results / "fig1-difficulty"
+    body = yaml.safe_load((folder / "sweep.yaml").read_text())
+    body["provenance"]["preset"] = "fig1; touch pwned"
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(body))
+    (folder / "trials" / "real-pack000.parquet").unlink()  # unfinished: status suggests a resume
+    proc = sweep("status", "fig1-difficulty", "--results", str(results))
+    assert "sweep launch 'fig1; touch pwned' --name fig1-difficulty" in proc.stdout, proc.stdout
+
+
+def test_a_stray_file_in_a_table_folder_is_named(stored, tmp_path):
+    results = copy_of(stored, tmp_path)
+    stray = results / "fig1-difficulty" / "examples" / "notes.txt"
+    stray.write_text("mine")
+    one_line_error(sweep("report", "fig1-difficulty", "--results", str(results)), f"{stray} is not a fragment")
+    verify = sweep("verify", "fig1-difficulty", "--results", str(results))
+    assert verify.returncode == 1 and f"not a fragment: {stray}" in verify.stdout
+    assert "2/2 stored trials intact" in verify.stdout and stray.read_text() == "mine"
+
+
+def test_verify_repair_waits_for_no_launch(stored, tmp_path):
+    from sweep.store import Store
+
+    results = copy_of(stored, tmp_path)
+    (results / "fig1-difficulty" / "trials" / "real-pack000.parquet").write_bytes(b"broken")
+    state = (results / "fig1-difficulty" / "_launch.json").read_text()
+    with Store(str(results), "fig1-difficulty").lock("sweep launch (a test holding the lock)"):
+        proc = sweep("verify", "fig1-difficulty", "--repair", "--results", str(results))
+    one_line_error(proc, "in use by another launch", "a test holding the lock")
+    assert (results / "fig1-difficulty" / "_launch.json").read_text() == state
+
+
+def test_sigterm_to_the_driver_ends_like_ctrl_c(tmp_path):
+    results = tmp_path / "r"
+    args = ["launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2,3,4,5,6,7,8,9,10,11,12]",
+            "--set", "seeds=4", "--results", str(results)]
+    proc = subprocess.Popen([*SWEEP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = results / "fig1-difficulty" / "_launch.json"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and "RUNNING" not in (state.read_text() if state.exists() else ""):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, (proc.returncode, out[-2000:], err[-2000:])
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("sweep: error: ") and "interrupted" in lines[-1], err[-2000:]
+    assert shlex.join(["sweep", *args, "--resume"]) in lines[-1]
+    assert "Traceback" not in err and len(lines) <= 2, err[-2000:]  # Tune's "Stop signal received" and ours
+    trials = json.loads(state.read_text())["trials"]
+    assert "RUNNING" not in trials.values() and "INTERRUPTED" in trials.values(), trials

@@ -1,5 +1,6 @@
 """The Parquet store: atomic, idempotent fragments with provenance; unusable locations."""
 
+import hashlib
 import json
 
 import pandas as pd
@@ -31,10 +32,12 @@ def test_fragments_carry_provenance(tmp_path):
     Store(tmp_path, "s").write_fragment("f", tables(0, 1), {"spec": {"seeds": 2}, "git_rev": "abc"})
     meta = json.loads(pq.read_schema(tmp_path / "s" / "epochs" / "f.parquet").metadata[b"memsweep"])
     assert meta == {"schema_version": SCHEMA_VERSION, "spec": {"seeds": 2}, "git_rev": "abc"}
-    # The trials file (the completion mark) also records the other files' row counts.
+    # The trials file (the completion mark) also records the other files' row counts and SHA-256.
     meta = json.loads(pq.read_schema(tmp_path / "s" / "trials" / "f.parquet").metadata[b"memsweep"])
+    digests = {t: hashlib.sha256((tmp_path / "s" / t / "f.parquet").read_bytes()).hexdigest()
+               for t in ("examples", "epochs")}
     assert meta == {"schema_version": SCHEMA_VERSION, "spec": {"seeds": 2}, "git_rev": "abc",
-                    "rows": {"examples": 1, "epochs": 1}}
+                    "rows": {"examples": 1, "epochs": 1}, "sha256": digests}
 
 
 def test_half_written_files_are_invisible(tmp_path):

@@ -1,0 +1,39 @@
+"""YAML as plain data: what memsweep reads from a spec override or a results location, and writes there.
+
+A results location may be shared (NFS, a bucket), so its YAML is untrusted: only the safe types,
+and no anchors or aliases, since a few hundred characters of nested aliases expand to gigabytes
+wherever the value is walked (a hash, a repr, a validation). What memsweep writes has none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without anchors and aliases: a few hundred characters of nested aliases
+    expand to gigabytes wherever the value is walked (a hash, a repr, a validation)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML anchors and aliases (& and *) are not allowed",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def read_yaml(text: str) -> Any:
+    """A YAML document as plain values (safe types only, no anchors or aliases); yaml.YAMLError if not."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+class _PlainDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:  # a value repeated is written out again
+        return True
+
+
+def write_yaml(value: Any) -> str:
+    """`value` (plain data) as a YAML document without anchors, keys in their given order."""
+    return yaml.dump(value, Dumper=_PlainDumper, sort_keys=False)
