@@ -309,6 +309,20 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def _best_epoch(make_step, k: int, repeats: int) -> float:
+    """Seconds per seed-epoch of a pack of k's step made by `make_step` (after torch is set to 1
+    thread), run STEPS times an epoch: the best of `repeats` epochs after a warm-up epoch."""
+    torch.set_num_threads(1)
+    step = make_step()
+
+    def epoch() -> None:
+        for _ in range(STEPS):
+            step()
+
+    epoch()
+    return min(_timed(epoch) for _ in range(repeats)) / k
+
+
 def train_flops(sizes: list[int]) -> int:
     """FLOPs of one training example through an MLP of these widths (input to logits): forward 2,
     weight gradients 2, input gradients 2 (none for the first layer) per multiply-add."""
@@ -420,17 +434,7 @@ def gemms_in_order(k: int, repeats: int = 3, updates: bool = False) -> float:
     BLAS call makes (a GEMM writes one output); it leaves out the ReLUs, the logits' gradient
     and the biases' own calls (about what a layout with each bias as a row of its weight would
     fold into the GEMMs)."""
-    torch.set_num_threads(1)
-    step = gemms_step(k, updates)
-
-    def epoch() -> float:
-        start = time.perf_counter()
-        for _ in range(STEPS):
-            step()
-        return time.perf_counter() - start
-
-    epoch()
-    return min(epoch() for _ in range(repeats)) / k
+    return _best_epoch(lambda: gemms_step(k, updates), k, repeats)
 
 
 def gemms_step(k: int, updates: bool = False):
@@ -469,17 +473,7 @@ def other_ops_in_order(k: int, repeats: int = 3) -> float:
     `PackedMLP.sgd_step` without its GEMMs. With `gemms_in_order`, the step in its two parts, each
     measured warm and alone: an estimate of what a step made of these torch calls costs at least
     here, not a strict bound (inside the step the parts may meet their operands in other caches)."""
-    torch.set_num_threads(1)
-    step = other_ops_step(k)
-
-    def epoch() -> float:
-        start = time.perf_counter()
-        for _ in range(STEPS):
-            step()
-        return time.perf_counter() - start
-
-    epoch()
-    return min(epoch() for _ in range(repeats)) / k
+    return _best_epoch(lambda: other_ops_step(k), k, repeats)
 
 
 def other_ops_step(k: int):
