@@ -152,6 +152,9 @@ DATASET_TABLE: dict[str, Dataset] = {d.name: d for d in (
     Dataset("digits", (1, 8, 8), 10, 1437, 360),  # scikit-learn's 8x8 digits, 80/20 split
     Dataset("cifar10", (3, 32, 32), 10, 50_000, 10_000),
     Dataset("synthetic", (3, 32, 32), 10, 50_000, 10_000),  # CIFAR-shaped uniform noise for speed tests
+    Dataset("fashion-mnist", (1, 28, 28), 10, 60_000, 10_000),  # Xiao et al. 2017; Debian: dataset-fashion-mnist
+    Dataset("mnist", (1, 28, 28), 10, 60_000, 10_000),
+    Dataset("kmnist", (1, 28, 28), 10, 60_000, 10_000),
 )}
 DATASETS = tuple(DATASET_TABLE)
 NORMALIZATIONS = ("dataset", "per_image")

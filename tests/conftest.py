@@ -152,3 +152,25 @@ def plant_strings(folder: Path, payload: str, spare: tuple[str, ...] = ("split",
     prov.update({k: payload + v for k, v in prov.items() if isinstance(v, str)})
     prov["versions"] = {k: payload + str(v) for k, v in prov.get("versions", {}).items()}
     (folder / "sweep.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+
+
+def write_idx(folder: Path, train: int = 12, test: int = 5, seed: int = 0, compress: bool = False) -> dict:
+    """The four files of an MNIST-format data set in the real IDX layout (big-endian header,
+    then unsigned bytes), `train` and `test` 28x28 images with labels, under `folder`
+    (gzipped, as Debian and the upstream archives ship them, with `compress`). Returns the arrays."""
+    import gzip
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, n in (("train", train), ("t10k", test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        arrays[split] = (images, labels)
+        for kind, header, body in (
+                ("images-idx3-ubyte", b"\x00\x00\x08\x03" + np.array([n, 28, 28], ">i4").tobytes(), images),
+                ("labels-idx1-ubyte", b"\x00\x00\x08\x01" + np.array([n], ">i4").tobytes(), labels)):
+            name = f"{split}-{kind}" + (".gz" if compress else "")
+            payload = header + body.tobytes()
+            (folder / name).write_bytes(gzip.compress(payload) if compress else payload)
+    return arrays

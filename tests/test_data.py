@@ -1,8 +1,14 @@
-"""Data sets: the digits split and normalization, torchvision's CIFAR-10 path on a tiny real-format set."""
+"""Data sets: the digits split and normalization, torchvision's CIFAR-10 and MNIST-format paths on
+tiny real-format sets, and the real Fashion-MNIST where Debian's package is installed."""
+
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from conftest import write_idx
 
 from trainables import data as datasets, files
 
@@ -52,8 +58,8 @@ def test_cifar10_offline_without_files(tmp_path, monkeypatch):
 
 
 def test_unknown_dataset():
-    with pytest.raises(ValueError, match="unknown dataset .mnist. \\(allowed: digits, cifar10, synthetic\\)"):
-        datasets.load("mnist")
+    with pytest.raises(ValueError, match="unknown dataset .svhn. \\(allowed: digits, cifar10, synthetic, fashion-mnist"):
+        datasets.load("svhn")
 
 
 def test_synthetic_is_cifar_shaped_and_fixed():
@@ -105,3 +111,84 @@ def datasets_corrupt(d, c, seed):
     from trainables import corruption
 
     return corruption.apply(d, c.kind, c.p, seed)
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "mnist", "kmnist"])
+def test_an_mnist_format_set_through_torchvision(tmp_path, name):
+    folder = files.IDX_SETS[name].folder
+    arrays = write_idx(tmp_path / folder / "raw")
+    d = datasets.load(name, tmp_path, download=False)
+    assert d.train.x.shape == (12, 1, 28, 28) and d.test.x.shape == (5, 1, 28, 28)
+    assert d.train.y.tolist() == arrays["train"][1].tolist() and d.test.y.tolist() == arrays["t10k"][1].tolist()
+    pixels = arrays["train"][0].astype(np.float64) / 255  # /255, then the train split's global mean and std
+    expect = (pixels[0, 0, 0] - pixels.mean()) / pixels.std(ddof=1)
+    assert abs(d.train.x[0, 0, 0, 0].item() - expect) < 1e-4 and abs(d.train.x.mean().item()) < 1e-5
+
+
+@pytest.fixture
+def debian(tmp_path, monkeypatch):
+    """Debian's package folder for Fashion-MNIST (tiny .gz files in the real format) and an empty
+    default data folder."""
+    import dataclasses
+
+    package = tmp_path / "usr-share-datasets-fashion-mnist"
+    arrays = write_idx(package, compress=True)
+    info = dataclasses.replace(files.IDX_SETS["fashion-mnist"], debian_dir=str(package))
+    monkeypatch.setitem(files.IDX_SETS, "fashion-mnist", info)
+    monkeypatch.setenv("MEMSWEEP_DATA", str(tmp_path / "cache"))
+    return package, arrays
+
+
+def test_debians_files_are_decompressed_once_into_the_data_folder(debian, tmp_path):
+    package, arrays = debian
+    d = datasets.load("fashion-mnist", download=False)
+    assert d.train.y.tolist() == arrays["train"][1].tolist()
+    raw = tmp_path / "cache" / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(files.IDX_SETS["fashion-mnist"].files)
+    stamp = {p.name: p.stat().st_mtime_ns for p in raw.iterdir()}
+    datasets.load("fashion-mnist", download=False)
+    assert {p.name: p.stat().st_mtime_ns for p in raw.iterdir()} == stamp  # read, not written again
+
+
+def test_a_damaged_idx_file_is_one_line_naming_it(debian, tmp_path):
+    datasets.load("fashion-mnist", download=False)
+    victim = tmp_path / "cache" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+    victim.write_bytes(victim.read_bytes()[:-100])  # truncated
+    with pytest.raises(datasets.DataUnavailable) as err:
+        datasets.load("fashion-mnist", download=False)
+    assert "\n" not in str(err.value) and f"{victim} has " in str(err.value) and "header says" in str(err.value)
+    # The driver's check also compares the real data set's sizes and checksums: the tiny set is not it.
+    victim.unlink()
+    with pytest.raises(datasets.DataUnavailable, match="the data set's is 47,040,016"):
+        files.ensure_available("fashion-mnist")
+
+
+def test_a_missing_set_says_how_to_get_it(tmp_path, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setitem(files.IDX_SETS, "fashion-mnist", dataclasses.replace(
+        files.IDX_SETS["fashion-mnist"], debian_dir=str(tmp_path / "not-installed")))
+    with pytest.raises(datasets.DataUnavailable) as err:
+        files.ensure_available("fashion-mnist", tmp_path / "empty", download=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "apt-get install dataset-fashion-mnist" in msg and "--data-root" in msg
+    with pytest.raises(datasets.DataUnavailable, match="does not exist"):
+        files.ensure_available("fashion-mnist", tmp_path / "no-such-folder", create_root=False)
+
+
+REAL_FASHION = Path(files.IDX_SETS["fashion-mnist"].debian_dir)
+
+
+@pytest.mark.skipif(not REAL_FASHION.is_dir() and not os.environ.get("MEMSWEEP_REQUIRE_REAL_DATA"),
+                    reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+def test_the_real_fashion_mnist(tmp_path, monkeypatch):
+    """The original files (Debian's package; .ci/run installs it): recorded sizes and SHA-256s,
+    60,000 + 10,000 images, pixel mean 0.2860 and std 0.3530 (Xiao et al. 2017)."""
+    monkeypatch.setenv("MEMSWEEP_DATA", str(tmp_path))
+    files.ensure_available("fashion-mnist", download=False)  # decompresses, checks every SHA-256
+    d = datasets.load("fashion-mnist", download=False)
+    assert d.train.x.shape == (60_000, 1, 28, 28) and d.test.x.shape == (10_000, 1, 28, 28)
+    assert torch.bincount(d.train.y).tolist() == [6000] * 10 and torch.bincount(d.test.y).tolist() == [1000] * 10
+    assert abs(1 / d.pixel_scale[0] - 0.3530) < 1e-4
+    raw = datasets.load("fashion-mnist", download=False, normalize="per_image")  # no train statistics
+    assert raw.train.x.shape == d.train.x.shape

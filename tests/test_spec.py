@@ -92,7 +92,7 @@ BAD = [
     (["show", "fig1-difficulty", "--set", "corruption.p=-0.1"], "corruption.p: -0.1", "greater than or equal to 0"),
     (["show", "fig1-difficulty", "--set", "seeds=0"], "seeds: 0", "greater than or equal to 1"),
     (["show", "fig1-difficulty", "--set", "seeds=-5"], "seeds: -5", "greater than or equal to 1"),
-    (["show", "fig1-difficulty", "--dataset", "mnist"], "unknown dataset 'mnist'", "digits, cifar10"),
+    (["show", "fig1-difficulty", "--dataset", "svhn"], "unknown dataset 'svhn'", "digits, cifar10"),
     (["show", "fig1-difficulty", "--set", "variants=[real, randZ]"], "variants[1]: 'randZ'", "'randX'"),
     (["show", "fig1-difficulty", "--set", "epochs=[10, 1]"], "epochs: [10, 1]", "increasing"),
     (["show", "fig1-difficulty", "--set", "optimizer.lr=0"], "optimizer.lr: 0", "greater than 0"),

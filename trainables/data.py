@@ -19,6 +19,12 @@ Data sets and their normalization (both documented in the README):
   ``root/cifar-10-batches-py``. Pixels /255, then standardized per channel with
   the train split's channel means and stds. Shape (N, 3, 32, 32).
 
+- ``fashion-mnist`` (Xiao et al. 2017), ``mnist``, ``kmnist``: 60,000 train / 10,000 test
+  28x28 grayscale images, read by torchvision's classes from the original IDX files (found under
+  ``root``, in Debian's ``dataset-fashion-mnist`` package, or downloaded: `files.idx_root`).
+  Pixels /255, then standardized with the train split's global mean and std (Fashion-MNIST:
+  0.2860, 0.3530). Shape (N, 1, 28, 28).
+
 - ``synthetic``: CIFAR-shaped noise for speed measurements: 50,000 train and 10,000
   test images (3, 32, 32) of uniform [0, 1) pixels and uniform random labels, drawn
   from a fixed seed; normalized like cifar10. Nothing can be learned from it; its
@@ -38,7 +44,7 @@ import torch
 
 from catalog import DATASET_TABLE, DATASETS, NORMALIZATIONS
 
-from .files import CIFAR_DIR, DataUnavailable, cifar10_files, default_root
+from .files import CIFAR_DIR, IDX_SETS, DataUnavailable, cifar10_files, default_root, idx_root
 
 
 
@@ -117,6 +123,8 @@ def load(name: str, root: str | Path | None = None, device: torch.device | str =
         (x_tr, y_tr), (x_te, y_te) = _digits()
     elif name == "cifar10":
         (x_tr, y_tr), (x_te, y_te) = _cifar10(Path(root or default_root()), download=download)
+    elif name in IDX_SETS:
+        (x_tr, y_tr), (x_te, y_te) = _idx(name, root, download=download)
     elif name == "synthetic":
         (x_tr, y_tr), (x_te, y_te) = _synthetic()
     else:
@@ -129,8 +137,8 @@ def load(name: str, root: str | Path | None = None, device: torch.device | str =
         pixel_scale = (scale,) * x_tr.shape[1]
         x_tr, x_te = per_image_standardize(x_tr), per_image_standardize(x_te)
     else:
-        # digits: one global mean and std (several border pixels are constant 0);
-        # cifar10: per channel.
+        # digits: one global mean and std (several border pixels are constant 0); cifar10: per
+        # channel (the one-channel sets: the same as global).
         dims = (0, 1, 2, 3) if name == "digits" else (0, 2, 3)
         mean, std = x_tr.mean(dim=dims, keepdim=True), x_tr.std(dim=dims, keepdim=True)
         x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
@@ -241,6 +249,20 @@ def _cifar10(root: Path, download: bool) -> Arrays:
         return x.contiguous(), torch.as_tensor(ds.targets, dtype=torch.int64)
 
     return tensors(train), tensors(test)
+
+
+def _idx(name: str, root: str | Path | None, download: bool) -> Arrays:
+    """((x_train, y_train), (x_test, y_test)) of an MNIST-format set: pixels in [0, 1], shape (N, 1, 28, 28)."""
+    from torchvision import datasets
+
+    where = idx_root(name, root, download=download)
+    cls = getattr(datasets, IDX_SETS[name].folder)
+
+    def tensors(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        ds = cls(str(where), train=train, download=False)
+        return ds.data[:, None].float().div_(255.0), ds.targets.to(torch.int64)
+
+    return tensors(True), tensors(False)
 
 
 def display_images(name: str, split: str, root: str | Path | None = None, *,
