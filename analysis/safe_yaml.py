@@ -12,21 +12,26 @@ from typing import Any
 import yaml
 
 
+class AliasError(yaml.YAMLError):
+    """The YAML uses an anchor or an alias."""
+
+
 class _NoAliasLoader(yaml.SafeLoader):
-    """YAML's safe loader without anchors and aliases: a few hundred characters of nested aliases
-    expand to gigabytes wherever the value is walked (a hash, a repr, a validation)."""
+    """YAML's safe loader (its standard types only: no Python objects) without anchors and aliases."""
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, "YAML anchors and aliases (& and *) are not allowed",
-                                              event.start_mark)
+            raise AliasError(f"YAML anchors and aliases (& and *) are not allowed{self.peek_event().start_mark}")
         return super().compose_node(parent, index)
 
 
 def read_yaml(text: str) -> Any:
-    """A YAML document as plain values (safe types only, no anchors or aliases); yaml.YAMLError if not."""
-    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    """A YAML document as plain values (safe types only, no anchors or aliases); yaml.YAMLError
+    if not (AliasError for an anchor or alias; nesting too deep to parse is an error too)."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 class _PlainDumper(yaml.SafeDumper):

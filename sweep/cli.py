@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sweep: error: running sweeps needs the training stack ({MISSING.name} is not installed): "
               "pip install 'memsweep[train]'; reading results needs only `analysis`", file=sys.stderr)
         return EXIT_USAGE
+    if argv is None and hasattr(signal, "SIGPIPE"):  # `sweep status | head`: stop quietly, as other tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for hints that repeat it
     try:
@@ -203,7 +206,7 @@ def _overrides(args) -> list[str]:
     """The --set overrides, then --name as `name=...`; the two naming different sweeps is refused,
     as --dataset against --set dataset= is."""
     name = getattr(args, "name", None)
-    if not name:
+    if name is None:
         return list(args.overrides)
     for override in args.overrides:
         key, _, text = override.partition("=")  # a name is the text as typed (see parse_override)
@@ -226,6 +229,8 @@ def _ls(args: argparse.Namespace, hint: str | None = None) -> int:
         table = list_sweeps(args.results)
     except StoreError as exc:
         raise _UserError(str(exc)) from None
+    for name, why in table.attrs.get("refused", []):
+        print(f"memsweep: {name} not listed: {why}", file=sys.stderr)
     if table.empty:
         print(f"memsweep: no sweeps at {args.results}")
         return 0
@@ -290,10 +295,15 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
 def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode: str, grow_ok: bool = False) -> int:
     from sweep import launcher
 
-    result = launcher.launch(
-        spec, store, data_root=data_root,
-        mode=mode, address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        preset=args.preset, grow_ok=grow_ok, spec_args=_spec_args(args))
+    try:
+        result = launcher.launch(
+            spec, store, data_root=data_root,
+            mode=mode, address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+            preset=args.preset, grow_ok=grow_ok, spec_args=_spec_args(args))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Tune took over (or after it ended)
+        print(f"sweep: error: interrupted before every trial finished; `{_same_with_resume(args.argv)}` finishes "
+              "the sweep", file=sys.stderr)
+        return 130
 
     counts = {t: n for t, n in store.row_counts().items() if n}
     shown = store.uri if "://" in args.results else str(Path(args.results) / spec.name)
@@ -329,7 +339,7 @@ def _status(args: argparse.Namespace) -> int:
     from sweep.store import Store, StoreError
 
     if args.preset is None:  # which sweeps there are, and how to ask about one
-        return _ls(args, hint="memsweep: `sweep status SWEEP` for one of them")
+        return _ls(args, hint=f"memsweep: `sweep status SWEEP{_at(args)}` for one of them")
     try:
         store = Store(args.results, args.preset)
         table, damaged = status(store)
@@ -366,17 +376,22 @@ def _verify(args: argparse.Namespace) -> int:
 
     try:
         store = Store(args.results, args.preset)
-        if store.read_manifest() is None:
+        manifest = store.read_manifest()
+        if manifest is None:
             raise _no_sweep(args)
         # --repair changes the launch's state: never under a running launch
         with store.lock(shlex.join(["sweep", *args.argv])) if args.repair else contextlib.nullcontext():
-            return _verify_locked(args, store)
+            return _verify_locked(args, store, _planned(manifest))
     except StoreError as exc:
         raise _UserError(str(exc)) from None
 
 
-def _verify_locked(args: argparse.Namespace, store) -> int:
-    done, damaged, strays = store.completed(), store.damaged(full=True), store.strays()
+def _planned(manifest: dict) -> set[str]:
+    return {p.fragment for p in specs.plan_of(manifest)}
+
+
+def _verify_locked(args: argparse.Namespace, store, planned: set[str]) -> int:
+    done, damaged, strays = store.completed() & planned, store.damaged(full=True), store.strays(planned)
     for fragment, why in damaged.items():
         print(f"damaged: {fragment}: {why}")
     for stray in strays:
@@ -387,11 +402,13 @@ def _verify_locked(args: argparse.Namespace, store) -> int:
         store.forget(set(damaged))
         print(f"memsweep: {_n(len(damaged), 'damaged trial')} marked not done; {_resume(args)} runs exactly "
               "them again")
-        return 1 if strays else 0
-    if strays and not damaged:
+    if strays:
         print(f"sweep: error: {_n(len(strays), 'file')} in the table folders that memsweep did not write (e.g. "
-              f"{strays[0]}); Parquet readers of the folder fail on them: move them out", file=sys.stderr)
+              f"{strays[0]}); Parquet readers of the folder would read them as this sweep's data: move them out",
+              file=sys.stderr)
         return 1
+    if damaged and args.repair:
+        return 0
     if damaged:
         print(f"sweep: error: {len(damaged)} damaged; `sweep verify {args.preset} --repair{_at(args)}` then "
               f"{_resume(args)} runs exactly those trials again", file=sys.stderr)
@@ -414,7 +431,7 @@ def _report(args: argparse.Namespace) -> int:
         if manifest is None:
             raise _no_sweep(args)
         store.read_launch_state()  # its shape is checked: the report shows each trial's state
-        damaged, strays = store.damaged(), store.strays()
+        damaged, strays = store.damaged(), store.strays(_planned(manifest))
     except StoreError as exc:
         raise _UserError(str(exc)) from None
     if strays:

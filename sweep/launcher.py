@@ -93,7 +93,7 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: b
                 except SpecError:
                     pass
             again = " ".join(f"--set {shlex.quote(k + '=' + json.dumps(old[k], separators=(',', ':')))}"
-                             if k != "dataset" else f"--dataset {old[k]}" for k in repeat)
+                             if k != "dataset" else f"--dataset {shlex.quote(str(old[k]))}" for k in repeat)
             # More seeds asked of a sweep that cannot grow (only subset sweeps add models in place).
             why = ("; only subset sweeps (memorization, cscore) grow by --set seeds=M --resume: to train more "
                    "seeds, launch them beside it with --name NAME"
@@ -241,71 +241,82 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
             raise SpecError(f"--address {address}: no Ray cluster answers there (something listens, but "
                             "not a Ray head); check the host and port (`ray status` on the head)") from None
     try:
-        _check_resources(ray.cluster_resources(), ray.nodes(), cpus_per_trial, gpus_per_trial,
-                         local=address is None)
-        if mode == "overwrite":
-            store.clear(_planned_fragments(store))
-        prov = dict(provenance(), preset=preset or spec.name)
-        if spec_args is not None:
-            prov["args"] = list(spec_args)
-        manifest = store.read_manifest() if mode == "resume" else None
-        slots = _slots(cpus_per_trial, gpus_per_trial)
-        plans = resume_plan(manifest, spec, slots, grow_ok) if manifest else expand(spec, slots)
-        if manifest and len(plans) > len(plan_of(manifest)):
-            print(f"memsweep: growing {spec.name} from {manifest['spec']['seeds']:,} to {spec.seeds:,} models per "
-                  "ratio; the stored models stay as they are", file=out)
-        done = set()
-        if mode == "resume":
-            damaged = store.damaged()
-            for fragment, why in damaged.items():
-                print(f"memsweep: {fragment} is damaged ({why}): running it again", file=out)
-            store.forget(set(damaged))  # its completion mark: a retry that dies leaves it not done
-            done = store.completed()
-        todo = [p for p in plans if p.fragment not in done]
-        store.write_manifest(spec.model_dump(), spec.hash(), prov, plan=[p.to_dict() for p in plans])
-        res = ray.cluster_resources()
-        print(f"memsweep: {spec.name} on {spec.dataset}: {describe(plans, spec)}; "
-              f"{len(todo)} to run, {len(plans) - len(todo)} already stored", file=out)
-        print(f"memsweep: Ray {'at ' + address if address else '(embedded)'}: "
-              f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; per trial "
-              f"{cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU", file=out, flush=True)
-        result = LaunchResult(planned=len(plans), skipped=len(plans) - len(todo), ran=len(todo))
-        if not todo:
-            return result
-
-        data_root_abs = str(Path(data_root).expanduser().resolve()) if "://" not in data_root else data_root
-        configs = [trial_config(spec, p, store, data_root_abs, cpus_per_trial, prov) for p in todo]
-        experiment = time.strftime("launch-%Y%m%d-%H%M%S")
-        progress = _Progress(len(todo), out, store, [p.fragment for p in todo], experiment)
-        tuner = tune.Tuner(
-            tune.with_resources(_entry, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
-            param_space={"trial": tune.grid_search(configs)},
-            tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=_trial_name,
-                                        trial_dirname_creator=_trial_name),
-            run_config=tune.RunConfig(
-                name=experiment,
-                storage_path=store.uri_of("_tune"),
-                failure_config=tune.FailureConfig(max_failures=2),
-                # A retry needs only the latest checkpoint; a finished trial's go (_drop_checkpoints).
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                verbose=0,
-                callbacks=[progress, *(callbacks or [])],
-            ),
-        )
-        with _quiet_tune(), _sigterm_as_sigint():
-            grid = tuner.fit()
-        # The store, not Tune's result grid, says what finished: a trial counts once its
-        # trials fragment is written. An interrupted Tune returns normally with trials unfinished.
-        done = store.completed()
-        _drop_checkpoints(store, done)  # also earlier, interrupted launches' checkpoints of what is stored
-        result.missing = [p.fragment for p in todo if p.fragment not in done]
-        result.interrupted = bool(result.missing) and grid.num_errors < len(result.missing)
-        progress.close(done)
-        result.wall_seconds = time.perf_counter() - started
-        return result
+        with _sigterm_as_sigint():  # after ray.init, which installs its own SIGTERM handler
+            return _launch_on_ray(spec, store, started, data_root=data_root, mode=mode, address=address,
+                                  cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                                  callbacks=callbacks, out=out, preset=preset, grow_ok=grow_ok,
+                                  spec_args=spec_args)
     finally:
         if own_ray:
             embedded.stop()
+
+
+def _launch_on_ray(spec: Spec, store: Store, started: float, *, data_root: str, mode: Mode, address: str | None,
+                   cpus_per_trial: float, gpus_per_trial: float, callbacks: list | None, out, preset: str | None,
+                   grow_ok: bool, spec_args: list[str] | None) -> LaunchResult:
+    """`launch`'s work once Ray is up: the store prepared, the missing trials run through Tune."""
+    _check_resources(ray.cluster_resources(), ray.nodes(), cpus_per_trial, gpus_per_trial,
+                     local=address is None)
+    if mode == "overwrite":
+        store.clear(_planned_fragments(store))
+    prov = dict(provenance(), preset=preset or spec.name)
+    if spec_args is not None:
+        prov["args"] = list(spec_args)
+    manifest = store.read_manifest() if mode == "resume" else None
+    slots = _slots(cpus_per_trial, gpus_per_trial)
+    plans = resume_plan(manifest, spec, slots, grow_ok) if manifest else expand(spec, slots)
+    if manifest and len(plans) > len(plan_of(manifest)):
+        print(f"memsweep: growing {spec.name} from {manifest['spec']['seeds']:,} to {spec.seeds:,} models per "
+              "ratio; the stored models stay as they are", file=out)
+    done = set()
+    if mode == "resume":
+        damaged = store.damaged()
+        for fragment, why in damaged.items():
+            print(f"memsweep: {fragment} is damaged ({why}): running it again", file=out)
+        store.forget(set(damaged))  # its completion mark: a retry that dies leaves it not done
+        done = store.completed()
+    todo = [p for p in plans if p.fragment not in done]
+    store.write_manifest(spec.model_dump(), spec.hash(), prov, plan=[p.to_dict() for p in plans])
+    res = ray.cluster_resources()
+    print(f"memsweep: {spec.name} on {spec.dataset}: {describe(plans, spec)}; "
+          f"{len(todo)} to run, {len(plans) - len(todo)} already stored", file=out)
+    print(f"memsweep: Ray {'at ' + address if address else '(embedded)'}: "
+          f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; per trial "
+          f"{cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU", file=out, flush=True)
+    result = LaunchResult(planned=len(plans), skipped=len(plans) - len(todo), ran=len(todo))
+    if not todo:
+        return result
+
+    data_root_abs = str(Path(data_root).expanduser().resolve()) if "://" not in data_root else data_root
+    configs = [trial_config(spec, p, store, data_root_abs, cpus_per_trial, prov) for p in todo]
+    experiment = time.strftime("launch-%Y%m%d-%H%M%S")
+    progress = _Progress(len(todo), out, store, [p.fragment for p in todo], experiment)
+    tuner = tune.Tuner(
+        tune.with_resources(_entry, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+        param_space={"trial": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=_trial_name,
+                                    trial_dirname_creator=_trial_name),
+        run_config=tune.RunConfig(
+            name=experiment,
+            storage_path=store.uri_of("_tune"),
+            failure_config=tune.FailureConfig(max_failures=2),
+            # A retry needs only the latest checkpoint; a finished trial's go (_drop_checkpoints).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=0,
+            callbacks=[progress, *(callbacks or [])],
+        ),
+    )
+    with _quiet_tune():
+        grid = tuner.fit()
+    # The store, not Tune's result grid, says what finished: a trial counts once its
+    # trials fragment is written. An interrupted Tune returns normally with trials unfinished.
+    done = store.completed()
+    _drop_checkpoints(store, done)  # also earlier, interrupted launches' checkpoints of what is stored
+    result.missing = [p.fragment for p in todo if p.fragment not in done]
+    result.interrupted = bool(result.missing) and grid.num_errors < len(result.missing)
+    progress.close(done)
+    result.wall_seconds = time.perf_counter() - started
+    return result
 
 
 HEARTBEAT_S = float(os.environ.get("MEMSWEEP_HEARTBEAT_S", "10"))  # seconds between progress redraws

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from analysis.safe_yaml import read_yaml
+from analysis.safe_yaml import AliasError, read_yaml
 from catalog import (ARCHITECTURES, ARCHS, DATASET_TABLE, DATASETS, DEFAULT_LR, LASS_ALPHA, LASS_BETA,
                      LASS_ITERS, LASS_R, NORMALIZATIONS, Corruption)
 
@@ -540,6 +540,23 @@ class TrialPlan:
     def __post_init__(self):  # a plan read back from JSON or YAML has lists for tuples
         object.__setattr__(self, "members", tuple(tuple(m) for m in self.members))
 
+    @classmethod
+    def from_dict(cls, entry: Any) -> "TrialPlan":
+        """A plan entry read back from a manifest (`to_dict`'s shape), checked: ValueError unless it
+        has these fields with these types, and a fragment name that is one safe path component."""
+        types = {"cell": str, "variant": str, "pack": int, "seed_lo": int, "seed_hi": int}
+        members = entry.get("members", []) if isinstance(entry, dict) else None
+        if not (isinstance(entry, dict) and set(types) <= set(entry) <= {*types, "arch", "members"}
+                and all(type(entry[k]) is t for k, t in types.items())
+                and (entry.get("arch") is None or isinstance(entry["arch"], str)) and isinstance(members, list)
+                and all(isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) and type(m[1]) is int
+                        for m in members)):
+            raise ValueError("not a trial of the shape memsweep writes")
+        plan = cls(**entry)
+        if not re.fullmatch(NAME_PATTERN, plan.fragment):
+            raise ValueError(f"its fragment name {plan.fragment!r} is not a safe file name")
+        return plan
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values (lists for tuples), for the manifest's YAML and the trial's config."""
         return {**{f: getattr(self, f) for f in ("cell", "variant", "pack", "seed_lo", "seed_hi", "arch")},
@@ -628,7 +645,7 @@ def plan_of(manifest: dict[str, Any]) -> list[TrialPlan]:
     later change of the pack-size rule can never rename its fragments); expanded from the
     manifest's spec for sweeps stored before the plan was recorded."""
     if manifest.get("plan"):
-        return [TrialPlan(**p) for p in manifest["plan"]]
+        return [TrialPlan.from_dict(p) for p in manifest["plan"]]
     return expand(validate(manifest["spec"]))
 
 
@@ -680,9 +697,10 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key, raw
     try:
         value = read_yaml(raw) if raw.strip() else None
+    except AliasError:
+        raise SpecError(f"bad --set {key}={raw[:200]!r}: YAML anchors and aliases (& and *) are not allowed") from None
     except yaml.YAMLError as exc:
-        why = "YAML anchors and aliases (& and *) are not allowed" if "aliases" in str(exc) else "not a YAML value"
-        raise SpecError(f"bad --set {key}={raw[:200]!r}: {why}") from None
+        raise SpecError(f"bad --set {key}={raw[:200]!r}: not a YAML value ({str(exc).splitlines()[0]})") from None
     if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
         value = float(value)  # YAML 1.1 reads '1e-3' as a string; users mean a number
     return key, value

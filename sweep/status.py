@@ -11,6 +11,8 @@ leaves its trials listed as running). A trial queued behind others (Tune's PENDI
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 
 from analysis.load import trial_state
@@ -58,14 +60,15 @@ def list_sweeps(location: str) -> pd.DataFrame:
     fs, base = probe.fs, probe.root.rsplit("/", 1)[0]
     if fs.get_file_info(base).type == pafs.FileType.File:
         raise StoreError(f"--results {location} is a file, not a results folder or URI")
-    rows = []
+    rows, refused = [], []
     for info in sorted(fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)), key=lambda i: i.base_name):
-        if info.type != pafs.FileType.Directory:
+        if info.type != pafs.FileType.Directory and not (probe.is_local and os.path.islink(info.path)):
             continue
         try:
             store = Store(location, info.base_name)
             manifest = store.read_manifest()
-        except (StoreError, OSError, ValueError):
+        except (StoreError, OSError, ValueError) as exc:
+            refused.append((info.base_name, str(exc)))
             continue
         if not manifest:
             continue
@@ -76,9 +79,21 @@ def list_sweeps(location: str) -> pd.DataFrame:
         rows.append({
             "sweep": info.base_name, "preset": manifest.get("provenance", {}).get("preset", "?"),
             "dataset": spec.get("dataset", "?"), "spec_hash": manifest.get("spec_hash", "?"),
-            "trials": f"{len(store.intact())}/{len(plan_of(manifest))}",
-            "rows": sum(store.row_counts().values()),
+            "trials": f"{len(store.intact(contents=False))}/{len(plan_of(manifest))}",  # footers only: fast
+            "rows": _rows(store),
             "size_mb": round(sum(f.size or 0 for f in files) / 2**20, 1),
             "last_write": (last.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if last else "?")})
-    return pd.DataFrame(rows, columns=["sweep", "preset", "dataset", "spec_hash", "trials", "rows", "size_mb",
-                                       "last_write"])
+    frame = pd.DataFrame(rows, columns=["sweep", "preset", "dataset", "spec_hash", "trials", "rows", "size_mb",
+                                        "last_write"])
+    frame.attrs["refused"] = refused  # (sweep, why): folders that are not a sweep memsweep can read
+    return frame
+
+
+def _rows(store: Store) -> int | str:
+    """Rows in all tables, or '?' when a file's footer cannot be read (`sweep status` names it)."""
+    import pyarrow as pa
+
+    try:
+        return sum(store.row_counts().values())
+    except (OSError, pa.ArrowException):
+        return "?"

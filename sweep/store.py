@@ -39,8 +39,8 @@ import errno
 import hashlib
 import json
 import os
-import re
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -57,7 +57,7 @@ from analysis import schema as contract
 from analysis.load import sweep_path
 from analysis.safe_yaml import read_yaml, write_yaml
 from sweep.faults import maybe_crash
-from sweep.spec import NAME_PATTERN, SpecError, TrialPlan, check_name
+from sweep.spec import SpecError, TrialPlan, check_name
 
 SCHEMA_VERSION = contract.VERSION  # 3: packed convergence grids (fragments per pack), pack_mode, row counts
 # Write order: trials last marks a fragment complete.
@@ -77,7 +77,9 @@ class StoreError(RuntimeError):
 
 
 class Store:
-    def __init__(self, location: str | os.PathLike, sweep: str):
+    def __init__(self, location: str | os.PathLike, sweep: str, check_links: bool = True):
+        """`check_links`: walk the local sweep folder for links now (every command does; a trial,
+        which only writes its fragment, relies on `_atomic_write`'s own check)."""
         location = str(location)
         if not location.strip():
             raise StoreError("results location '' is empty: pass --results DIR_OR_URI (default: ./results)")
@@ -93,7 +95,8 @@ class Store:
         self.location = location.rstrip("/") if "://" in location else self.root.rsplit("/", 1)[0]
         self.uri = f"{self.location}/{sweep}"
         self.sweep = sweep
-        if self.is_local:
+        self._damage: dict[tuple[bool, bool], dict[str, str]] = {}  # damaged()'s answers, until a write
+        if self.is_local and check_links:
             self._refuse_links()
 
     @property
@@ -132,7 +135,8 @@ class Store:
             except (FileNotFoundError, NotADirectoryError):
                 return
             except OSError as exc:
-                raise StoreError(f"cannot read {folder}: {exc.strerror}") from None
+                what = "is a symbolic link loop" if exc.errno == errno.ELOOP else f"cannot be read ({exc.strerror})"
+                raise StoreError(f"{folder} {what}") from None
             for entry in entries:
                 if entry.is_symlink():
                     raise StoreError(_link_message(entry.path))
@@ -201,6 +205,15 @@ class Store:
                         removed += 1
         return removed
 
+    def _refuse_link_on_way(self, folder: str) -> None:
+        """StoreError if the sweep's folder or any folder from it down to `folder` is a link."""
+        relative = os.path.relpath(folder, self.root)
+        parts = [] if relative == "." else relative.split(os.sep)
+        for depth in range(len(parts) + 1):
+            here = os.path.join(self.root, *parts[:depth])
+            if os.path.islink(here):
+                raise StoreError(_link_message(here))
+
     def _is_link(self, path: str) -> bool:
         """A local symbolic link (checked again where memsweep deletes: one planted after the
         store was opened is still never followed)."""
@@ -210,23 +223,29 @@ class Store:
         """Names of the fragments whose trial finished (present in `trials`), damaged or not."""
         return set(self._fragments("trials"))
 
-    def intact(self) -> set[str]:
-        """Finished fragments whose every file is present and readable: what resume skips."""
-        return self.completed() - set(self.damaged())
+    def intact(self, contents: bool = True) -> set[str]:
+        """Finished fragments whose every file is present and readable (with `contents`: and
+        holds the bytes its trial wrote): what resume skips."""
+        return self.completed() - set(self.damaged(contents=contents))
 
     def damaged(self, full: bool = False, contents: bool = True) -> dict[str, str]:
         """fragment -> what is wrong, for finished fragments with a file that is missing, has an
         unreadable Parquet footer, holds another row count than its trial recorded, or (with
         `contents`) whose bytes differ from what its trial wrote (SHA-256, recorded since schema
         version 3; a trials file is read in full, its pages' checksums checked). With `full`,
-        every file is also decoded in full, every page's checksum checked."""
+        every file is also decoded in full, every page's checksum checked. Computed once per store
+        object and kind of check, until it writes or forgets a fragment."""
+        if (full, contents) not in self._damage:
+            self._damage[(full, contents)] = self._find_damage(full, contents)
+        return dict(self._damage[(full, contents)])
+
+    def _find_damage(self, full: bool, contents: bool) -> dict[str, str]:
         out: dict[str, str] = {}
         for fragment in sorted(self.completed()):
             try:
                 meta = self._footer("trials", fragment, full or contents)
-                record = json.loads((meta.metadata or {}).get(METADATA_KEY, b"{}"))
-                rows, digests = record.get("rows"), record.get("sha256") or {}
-            except (OSError, pa.ArrowException, ValueError, AttributeError) as exc:
+                rows, digests = _record(meta)
+            except (OSError, pa.ArrowException, ValueError) as exc:
                 out[fragment] = f"trials file unreadable ({_first_line(exc)})"
                 continue
             if rows is None:  # written before row counts were recorded: check what is there
@@ -271,20 +290,23 @@ class Store:
                 pf.read()
             return pf.metadata
 
-    def strays(self) -> list[str]:
-        """Files in the table folders that are not fragments (a Parquet reader of the folder, as
-        `pandas.read_parquet` or the report, would fail on them or read them as data)."""
+    def strays(self, planned: set[str]) -> list[str]:
+        """Files in the table folders that are not fragments of the `planned` trials (a copy, a
+        note, another sweep's file): a Parquet reader of the folder, as `pandas.read_parquet` or
+        the report, would fail on them or read them as this sweep's data."""
         found = []
         for table in TABLES:
             selector = pafs.FileSelector(self.path(table), allow_not_found=True)
             found += [self.uri_of(table, i.base_name) for i in self.fs.get_file_info(selector)
                       if not i.base_name.startswith((".", "_"))
-                      and (i.type != pafs.FileType.File or not i.base_name.endswith(".parquet"))]
+                      and (i.type != pafs.FileType.File or not i.base_name.endswith(".parquet")
+                           or i.base_name[:-len(".parquet")] not in planned)]
         return found
 
     def forget(self, fragments: set[str]) -> None:
         """Remove the completion mark (the `trials` file) of these fragments, so they run again,
         and their last launch state (they are not failed: not done)."""
+        self._damage.clear()
         for fragment in fragments:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.delete_file(self.path("trials", f"{fragment}.parquet"))
@@ -304,6 +326,7 @@ class Store:
         A table left out (e.g. `examples` when a run records none) gets no file."""
         if "trials" not in tables or not set(tables) <= set(TABLES):
             raise ValueError(f"a fragment needs 'trials' and only tables of {TABLES}, got {sorted(tables)}")
+        self._damage.clear()
         meta = {"schema_version": SCHEMA_VERSION, **metadata}
         # The trials file (the completion mark) records every other file's row count and SHA-256.
         rows = {name: tables[name].num_rows for name in TABLES if name in tables and name != "trials"}
@@ -324,11 +347,11 @@ class Store:
         and Tune's state. Anything else (a file it does not recognise as its own) is left alone."""
         for table in TABLES:
             folder = self.path(table)
-            if self.is_local and os.path.islink(folder):
+            if self._is_link(folder):
                 continue
             selector = pafs.FileSelector(folder, allow_not_found=True)
             for info in self.fs.get_file_info(selector):
-                if info.type != pafs.FileType.File or (self.is_local and os.path.islink(info.path)):
+                if info.type != pafs.FileType.File or self._is_link(info.path):
                     continue
                 name = info.base_name
                 temporary = name.startswith(".") and name.endswith(".tmp")
@@ -339,7 +362,7 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.delete_file(self.path(name))
         for name in OWN_FOLDERS:
-            if self.is_local and os.path.islink(self.path(name)):
+            if self._is_link(self.path(name)):
                 continue
             if self.fs.get_file_info(self.path(name)).type == pafs.FileType.Directory:
                 self.fs.delete_dir(self.path(name))
@@ -374,9 +397,13 @@ class Store:
         (one line naming the file) if it is JSON of another shape than memsweep writes."""
         try:
             with self.fs.open_input_stream(self.path("_launch.json")) as f:
-                state = json.loads(f.read().decode())
-        except (OSError, ValueError, pa.ArrowException):
+                text = f.read().decode(errors="replace")
+        except (FileNotFoundError, pa.ArrowException):
             return {}
+        try:
+            state = json.loads(text)
+        except (ValueError, RecursionError):
+            state = None
         trials = state.get("trials", {}) if isinstance(state, dict) else None
         if not isinstance(trials, dict) or not all(isinstance(v, str) for v in trials.values()):
             raise StoreError(f"{self.uri_of('_launch.json')} is not a memsweep launch state (its 'trials' must map "
@@ -435,6 +462,12 @@ class Store:
                     raise StoreError(_link_message(path)) from None
                 raise StoreError(f"cannot take the lock {path} ({exc.strerror}): it must be a file memsweep "
                                  "creates; move it away if no launch is running") from None
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # a FIFO, a device, a hard link
+                os.close(fd)
+                raise StoreError(f"cannot take the lock {path}: it must be a regular file memsweep creates (one "
+                                 "link, not a FIFO or a hard link to another file); move it away if no launch is "
+                                 "running")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -552,10 +585,9 @@ class Store:
     def _atomic_write(self, path: str, payload: bytes) -> None:
         folder, name = path.rsplit("/", 1)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        if self.is_local:  # a link planted since the store opened
+            self._refuse_link_on_way(folder)
         self.fs.create_dir(folder, recursive=True)
-        if self.is_local and os.path.realpath(folder) != folder:  # a link planted since the store opened
-            raise StoreError(f"{folder} is reached through a symbolic link; memsweep never follows links inside "
-                             "a results location: remove it")
         with self.fs.open_output_stream(tmp) as f:
             f.write(payload)
         self.fs.move(tmp, path)  # a rename on local and POSIX file systems
@@ -573,29 +605,37 @@ def _parquet_bytes(table: pa.Table, record: bytes) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def _record(meta: pq.FileMetaData) -> tuple[dict | None, dict]:
+    """(rows, sha256) of a trials file's memsweep record: what each of the trial's other files
+    holds (None and {} for stores written before them). ValueError if they are of another shape."""
+    record = json.loads((meta.metadata or {}).get(METADATA_KEY, b"{}"))
+    rows, digests = (record.get("rows"), record.get("sha256") or {}) if isinstance(record, dict) else (0, 0)
+    if not (rows is None or isinstance(rows, dict)) or not isinstance(digests, dict):
+        raise ValueError("its memsweep record is not of the shape memsweep writes")
+    return rows, digests
+
+
 def _link_message(path: str) -> str:
     return (f"{path} is a symbolic link; memsweep never follows links inside a results location "
             "(it could lead writes or deletes outside it): remove the link, or use another location")
 
 
-_PLAN_FIELDS = {"cell": str, "variant": str, "pack": int, "seed_lo": int, "seed_hi": int}
-
-
 def _check_plan(manifest: dict[str, Any], where: str) -> None:
-    """StoreError naming `where` unless the manifest's plan entries are TrialPlans whose fragment
-    names are safe file names (a planted '../x' would write outside the sweep's folder)."""
-    plan = manifest.get("plan") or []
+    """StoreError naming `where` unless the manifest's plan entries are TrialPlans with safe
+    fragment names (a planted '../x' would write outside the sweep's folder) and its provenance,
+    which hints repeat, is of the shape memsweep writes."""
+    plan, prov = manifest.get("plan") or [], manifest.get("provenance") or {}
     bad = "its 'plan' is not a list" if not isinstance(plan, list) else None
     for i, entry in enumerate(plan if bad is None else []):
-        ok = (isinstance(entry, dict) and set(_PLAN_FIELDS) <= set(entry) <= {*_PLAN_FIELDS, "arch", "members"}
-              and all(type(entry[k]) is t for k, t in _PLAN_FIELDS.items())
-              and (entry.get("arch") is None or isinstance(entry["arch"], str))
-              and isinstance(entry.get("members", []), list)
-              and all(isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) and type(m[1]) is int
-                      for m in entry.get("members", [])))
-        if not ok or not re.fullmatch(NAME_PATTERN, TrialPlan(**entry).fragment):
-            bad = f"plan entry {i} is not a trial of the shape memsweep writes"
+        try:
+            TrialPlan.from_dict(entry)
+        except ValueError as exc:
+            bad = f"plan entry {i}: {exc}"
             break
+    args = prov.get("args", []) if isinstance(prov, dict) else None
+    if bad is None and not (isinstance(prov, dict) and isinstance(prov.get("preset", ""), str)
+                            and isinstance(args, list) and all(isinstance(a, str) for a in args)):
+        bad = "its 'provenance' is not of the shape memsweep writes"
     if bad:
         raise StoreError(f"{where} is not a memsweep manifest ({bad}); move it away or launch with --overwrite")
 

@@ -108,13 +108,15 @@ def contract_table(table: str, columns: dict | None = None, rows: int | None = N
     return pa.table(arrays, names=fields)
 
 
-def plant_strings(folder: Path, payload: str, spare: tuple[str, ...] = ("split", "probe")) -> None:
+def plant_strings(folder: Path, payload: str, spare: tuple[str, ...] = ("split", "probe"),
+                  manifest: bool = True) -> None:
     """What someone with write access to a shared results location can do to a stored sweep at
     `folder`: `payload` put before every text value of every table (but the `spare` columns,
     whose values the analysis compares with fixed names), before the spec's variants (so stored
     and planned variants still match), its description and every provenance string; each trial's
     completion mark rewritten to match (row counts kept, SHA-256 recomputed), so the store passes
-    its own checks."""
+    its own checks. With `manifest`, the spec and provenance too (the spec then no longer
+    validates: its variants are not variants)."""
     import hashlib
     import json
 
@@ -140,6 +142,8 @@ def plant_strings(folder: Path, payload: str, spare: tuple[str, ...] = ("split",
         record["sha256"] = {t: hashlib.sha256((folder / t / path.name).read_bytes()).hexdigest()
                             for t in record.get("sha256", {})}
         pq.write_table(table.replace_schema_metadata({b"memsweep": json.dumps(record).encode()}), path)
+    if not manifest:
+        return
     manifest = yaml.safe_load((folder / "sweep.yaml").read_text())
     spec = manifest["spec"]
     spec["description"] = payload + spec.get("description", "")

@@ -632,9 +632,17 @@ def test_a_link_planted_after_the_store_opened_is_not_followed(stored, tmp_path)
     store.drop_checkpoints({"real-pack000"})
     assert (outside / "checkpoint_000000").is_dir()
     plant_link(results / "fig1-difficulty" / "epochs", outside)
-    with pytest.raises(StoreError, match="reached through a symbolic link"):
+    with pytest.raises(StoreError, match="epochs is a symbolic link"):
         store._atomic_write(store.path("epochs", "x.parquet"), b"x")
     assert sorted(p.name for p in outside.iterdir()) == ["checkpoint_000000"]
+
+
+def test_ls_names_the_sweeps_it_refuses(stored, tmp_path):
+    results = copy_of(stored, tmp_path)
+    (results / "fig1-difficulty" / "_lock").symlink_to(tmp_path)
+    proc = sweep("ls", "--results", str(results))
+    assert proc.returncode == 0 and "no sweeps at" in proc.stdout
+    assert proc.stderr.startswith("memsweep: fig1-difficulty not listed: ") and "is a symbolic link" in proc.stderr
 
 
 def test_a_results_location_that_is_a_link_loop_is_one_line(tmp_path):
@@ -642,19 +650,22 @@ def test_a_results_location_that_is_a_link_loop_is_one_line(tmp_path):
     loop.symlink_to(loop)
     for command in (["status", "fig1-difficulty"], ["report", "fig1-difficulty"], ["ls"],
                     ["launch", "fig1-difficulty", *TINY]):
-        one_line_error(sweep(*command, "--results", str(loop)), str(loop), "symbolic link loop")
+        one_line_error(sweep(*command, "--results", str(loop)), str(loop), "link loop")
 
 
 def overwrite_page(path: Path, size: int = 256) -> None:
-    """`size` bytes in the middle of the file's data pages replaced by others; the footer intact."""
+    """`size` bytes in the middle of the first row group's `loss` values replaced by others: the
+    page header and the footer intact, so a reader that does not check the page's CRC decodes
+    other numbers without an error."""
     import pyarrow.parquet as pq
 
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    chunk = next(group.column(j) for j in range(group.num_columns) if group.column(j).path_in_schema == "loss")
     raw = bytearray(path.read_bytes())
-    footer = pq.ParquetFile(path).metadata.serialized_size + 8
-    at = (len(raw) - footer) // 2
-    raw[at:at + size] = bytes((b + 101) % 256 for b in raw[at:at + size])
+    at = chunk.data_page_offset + chunk.total_compressed_size // 2 - size // 2
+    raw[at:at + size] = bytes(b ^ 0xFF for b in raw[at:at + size])
     path.write_bytes(bytes(raw))
-    pq.ParquetFile(path).metadata  # the footer still reads
+    assert pq.ParquetFile(path, page_checksum_verification=False).read().num_rows  # silently other numbers
 
 
 def test_a_changed_page_is_found_refused_and_repaired_by_resume(stored, tmp_path):
@@ -697,6 +708,7 @@ def test_verify_checks_each_pages_checksum(stored, tmp_path):
     overwrite_page(folder / "examples" / "randY-pack000.parquet")
     verify = sweep("verify", "fig1-difficulty", "--results", str(results))
     assert verify.returncode == 1 and "damaged: randY-pack000: examples file unreadable" in verify.stdout, verify.stdout
+    assert "CRC checksum verification failed" in verify.stdout
 
 
 PAYLOAD = "<img src=x onerror=alert(document.domain)>"
@@ -707,6 +719,8 @@ def test_stored_strings_reach_the_report_escaped(stored, tmp_path):
     compares with fixed names), in the spec's variants and description and in the provenance:
     the report an analyst builds shows each as text, never as markup; `sweep report` refuses the
     spec, whose variants are no longer variants, in one line."""
+    import shutil
+
     from analysis import report
     from conftest import plant_strings
 
@@ -716,6 +730,14 @@ def test_stored_strings_reach_the_report_escaped(stored, tmp_path):
     assert PAYLOAD not in page and "<img" not in page
     assert page.count(html.escape(PAYLOAD)) >= 8  # the summary, the banner, provenance, the spec
     one_line_error(sweep("report", "fig1-difficulty", "--results", str(results)), "bad value for variants[0]")
+    # Through `sweep report`: strings planted in the tables alone, the spec left valid.
+    results = tmp_path / "tables-only"
+    shutil.copytree(stored[0], results)
+    plant_strings(results / "fig1-difficulty", PAYLOAD, manifest=False)
+    proc = sweep("report", "fig1-difficulty", "--results", str(results), "--out", str(tmp_path / "r.html"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = (tmp_path / "r.html").read_text()
+    assert PAYLOAD not in page and "<img" not in page and page.count(html.escape(PAYLOAD)) >= 4
 
 
 def test_yaml_aliases_in_a_set_value_are_refused_at_once(tmp_path):
@@ -755,6 +777,15 @@ def test_a_malformed_file_in_the_location_is_one_line_naming_it(stored, tmp_path
     (folder / "_launch.json").write_text(state)
     (folder / "_lock").mkdir()
     one_line_error(sweep(*resume), "cannot take the lock", "_lock")
+    (folder / "_lock").rmdir()
+    os.mkfifo(folder / "_lock")
+    one_line_error(sweep(*resume), "cannot take the lock", "regular file")
+    (folder / "_lock").unlink()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    os.link(outside, folder / "_lock")  # a hard link is no symbolic link: O_NOFOLLOW does not see it
+    one_line_error(sweep(*resume), "cannot take the lock", "hard link")
+    assert outside.read_text() == "precious"
 
 
 @pytest.mark.parametrize("name", ["2024", "yes", "007", "1e5", "fig1 #second"])
@@ -777,16 +808,27 @@ def test_hints_quote_every_stored_value(stored, tmp_path):
     (folder / "trials" / "real-pack000.parquet").unlink()  # unfinished: status suggests a resume
     proc = sweep("status", "fig1-difficulty", "--results", str(results))
     assert "sweep launch 'fig1; touch pwned' --name fig1-difficulty" in proc.stdout, proc.stdout
+    body["spec"]["dataset"] = "digits; touch pwned"  # a resume with other settings names the stored data set
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(body))
+    proc = sweep("launch", "fig1-difficulty", "--resume", "--results", str(results))
+    one_line_error(proc, "--dataset 'digits; touch pwned'")
 
 
-def test_a_stray_file_in_a_table_folder_is_named(stored, tmp_path):
+@pytest.mark.parametrize("stray", ["examples/notes.txt", "examples/real-pack002.parquet", "trials/mine.parquet"])
+def test_a_stray_file_in_a_table_folder_is_named(stored, tmp_path, stray):
+    """A note, a copy of a fragment (the report would count its seeds twice) or another table:
+    report and verify name it, and nothing is removed."""
+    import shutil
+
     results = copy_of(stored, tmp_path)
-    stray = results / "fig1-difficulty" / "examples" / "notes.txt"
-    stray.write_text("mine")
-    one_line_error(sweep("report", "fig1-difficulty", "--results", str(results)), f"{stray} is not a fragment")
+    folder = results / "fig1-difficulty"
+    path = folder / stray
+    shutil.copy(folder / "examples" / "real-pack000.parquet", path)
+    one_line_error(sweep("report", "fig1-difficulty", "--results", str(results)), f"{path} is not a fragment")
     verify = sweep("verify", "fig1-difficulty", "--results", str(results))
-    assert verify.returncode == 1 and f"not a fragment: {stray}" in verify.stdout
-    assert "2/2 stored trials intact" in verify.stdout and stray.read_text() == "mine"
+    assert verify.returncode == 1 and f"not a fragment: {path}" in verify.stdout, verify.stdout
+    assert "2/2 stored trials intact" in verify.stdout and path.exists()
+    assert verify.stderr.startswith("sweep: error: 1 file in the table folders that memsweep did not write")
 
 
 def test_verify_repair_waits_for_no_launch(stored, tmp_path):
