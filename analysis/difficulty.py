@@ -88,22 +88,41 @@ def summary(pc: pd.DataFrame, reference: str = "randX") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def bootstrap_bands(examples: pd.DataFrame, draws: int = 200, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """The uncertainty of each sorted P(correct) curve over seeds: the seeds resampled with
-    replacement `draws` times, each draw's P(correct) per example sorted (descending, as the
-    curves are), and the central `level` interval at every rank. Columns: variant, split, epoch,
-    rank, lo, hi. A curve resting on few seeds gets a wide band."""
-    rng = np.random.default_rng(seed)
+def bootstrap_band(hits: np.ndarray, draws: int = 200, level: float = 0.95,
+                   rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """hits: (num_seeds, num_examples) float -> (lo, hi), each (num_examples,): the central
+    `level` interval at every rank of the sorted (descending) P(correct) curve when the seeds
+    are resampled with replacement `draws` times. A curve resting on few seeds gets a wide band."""
+    rng = rng if rng is not None else np.random.default_rng(0)
     tail = (1 - level) / 2
+    picks = rng.integers(0, hits.shape[0], size=(draws, hits.shape[0]))
+    curves = np.empty((draws, hits.shape[1]), dtype=np.float32)
+    for i, p in enumerate(picks):  # one draw at a time: (draws, examples) is the largest array
+        curves[i] = -np.sort(-hits[p].mean(axis=0))
+    lo, hi = np.quantile(curves, [tail, 1 - tail], axis=0)
+    return lo, hi
+
+
+def bootstrap_bands(examples: pd.DataFrame, draws: int = 200, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """`bootstrap_band` of each curve of the `examples` rows. Columns: variant, split, epoch,
+    rank, lo, hi (`analysis.aggregate.correct_matrices` gives the same matrices out of core)."""
+    def matrices():
+        for key, rows in examples.groupby(KEYS, observed=True, sort=True):
+            yield key, rows.pivot_table(index="seed", columns="index", values="correct", aggfunc="first",
+                                        observed=True).to_numpy(dtype=np.float32)  # (seeds, examples)
+
+    return bands_frame(matrices(), draws, level, seed)
+
+
+def bands_frame(matrices, draws: int = 200, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """`bootstrap_band` of each ((variant, split, epoch), (seeds, examples) matrix) of `matrices`,
+    as rows variant, split, epoch, rank, lo, hi (one generator across curves, in their order)."""
+    rng = np.random.default_rng(seed)
     out = []
-    for (variant, split, epoch), rows in examples.groupby(KEYS, observed=True, sort=True):
-        hits = rows.pivot_table(index="seed", columns="index", values="correct", aggfunc="first",
-                                observed=True).to_numpy(dtype=np.float32)  # (seeds, examples)
-        picks = rng.integers(0, hits.shape[0], size=(draws, hits.shape[0]))
-        curves = -np.sort(-np.stack([hits[p].mean(axis=0) for p in picks]), axis=1)  # (draws, examples)
-        lo, hi = np.quantile(curves, [tail, 1 - tail], axis=0)
+    for (variant, split, epoch), hits in matrices:
+        lo, hi = bootstrap_band(hits, draws, level, rng)
         out.append(pd.DataFrame({"variant": variant, "split": split, "epoch": epoch,
-                                 "rank": np.arange(curves.shape[1]), "lo": lo, "hi": hi}))
+                                 "rank": np.arange(hits.shape[1]), "lo": lo, "hi": hi}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=[*KEYS, "rank", "lo", "hi"])
 
 

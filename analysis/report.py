@@ -19,10 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import yaml
 
-from analysis import convergence, difficulty, dynamics, figures, load, memorization as memo, probes
+from analysis import aggregate, convergence, difficulty, dynamics, figures, load, memorization as memo, probes
 
-EXAMPLE_COLUMNS = ["variant", "seed", "split", "epoch", "index", "correct", "label", "true_label", "corrupted", "p_label",
-                   "loss"]
 GALLERY_SIZE = 10
 
 CSS = """
@@ -98,12 +96,13 @@ def _text(value: Any) -> str:
 
 
 def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], images) -> list:
-    examples = load.load_table(results, sweep, "examples", columns=EXAMPLE_COLUMNS)
-    pc = difficulty.p_correct(examples)
+    # Out of core: the examples table (21 million rows for fig1 on Fashion-MNIST) is never read whole.
+    pc = aggregate.p_correct(results, sweep)
     curves, baselines = difficulty.sorted_curves(pc)
     last = int(pc.epoch.max())
     table = difficulty.summary(pc)
-    bands = difficulty.bootstrap_bands(examples)
+    keys = pc[difficulty.KEYS].drop_duplicates().itertuples(index=False, name=None)
+    bands = difficulty.bands_frame(aggregate.correct_matrices(results, sweep, list(keys)))
     intro = CURVES_INTRO if "randX" in spec["variants"] else CURVES_INTRO.replace(
         "</p>", " This sweep has no randX variant, so there is no such line: the distance of each curve "
                 "from its own binomial (the summary's <i>KS to own binomial</i>) still says whether its "
@@ -199,8 +198,8 @@ def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.D
     out: list = []
     if "phase" in epochs.columns:
         out += ["<h2>Catastrophic forgetting</h2><p class='note'>Phase 1 trains on the training split "
-                f"({html.escape(', '.join(spec['corruptions']))}) plus a validation split of "
-                f"{spec['validation']['size']} held-out images ({html.escape(spec['validation']['corruption'])}) "
+                f"({', '.join(spec['corruptions'])}) plus a validation split of "
+                f"{spec['validation']['size']} held-out images ({spec['validation']['corruption']}) "
                 "until both are fit or the epoch budget ends; phase 2 trains on the training split alone. "
                 "One line per seed.</p>",
                 figures.phases(epochs, trials[[c for c in ("arch", "variant", "seed", "phase1_epochs")
@@ -219,7 +218,7 @@ def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.D
         es = probes.early_stopping_summary(trials)
         stop_mode = "stopped" if spec["early_stopping"]["stop"] else "would have stopped (recorded, training went on)"
         out += [f"<h2>Early stopping</h2><p class='note'>Patience {spec['early_stopping']['patience']} epochs on "
-                f"validation accuracy ({html.escape(spec['validation']['corruption'])} labels); the run {stop_mode} "
+                f"validation accuracy ({spec['validation']['corruption']} labels); the run {stop_mode} "
                 "at the dotted line. Accuracies at the best validation epoch against the end of training, "
                 "mean over seeds.</p>",
                 figures.early_stopping(epochs, es),
@@ -234,7 +233,7 @@ def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.D
     if found is not None and (found.probe == "csr").any():
         c = spec["probes"]["csr"]
         out += ["<h2>Critical sample ratio</h2><p class='note'>LASS on the first "
-                f"{c['n']} {html.escape(c['split'])} images every {c['every']} epochs: alpha {c['alpha'] * 255:.2f}/255, "
+                f"{c['n']} {c['split']} images every {c['every']} epochs: alpha {c['alpha'] * 255:.2f}/255, "
                 f"beta {c['beta'] * 255:.2f}/255, box radius r = {c['r'] * 255:.0f}/255 (L-inf, pixel units), "
                 f"at most {c['iters']} steps. A sample is critical when its predicted class changes inside the box.</p>",
                 figures.csr(probes.csr_curve(found))]
@@ -308,13 +307,14 @@ def _dynamics_sections(results: str, sweep: str) -> list:
     """Oscillation, forgetting events, data maps and the agreement of difficulty measures,
     when the training split was recorded at two or more epochs."""
     have = load.table_columns(results, sweep, "examples")
-    if not have:
+    # The epochs recorded, counted out of core first: most fig1 sweeps score one epoch, and their
+    # training split need not be read at all.
+    if not have or len(aggregate.grouped_means(results, sweep, "examples", ["epoch"], [],
+                                                filters={"split": ["train"]})) < 2:
         return []
     # arch: interpolate sweeps only; el2n: schema 2 on.
     columns = DYNAMICS_COLUMNS + [c for c in ("el2n", "arch") if c in have]
     examples = load.load_table(results, sweep, "examples", splits=["train"], columns=columns)
-    if examples.epoch.nunique() < 2:
-        return []
     if "arch" in examples.columns:
         if examples.arch.nunique() > 1:
             examples["variant"] = examples.arch.astype(str) + " " + examples.variant.astype(str)
@@ -494,7 +494,7 @@ def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, images) -> li
     split = "train" if "train" in set(pc.split) else "test"
     picks = difficulty.extremes(pc[(pc.split == split) & (pc.epoch == epoch)], GALLERY_SIZE)
     if images is None or images(spec["dataset"], split) is None:
-        return [f"<p class='note'>The {html.escape(spec['dataset'])} files are not available here "
+        return [f"<p class='note'>The {spec['dataset']} files are not available here "
                 "(pass --data-root), so the galleries are omitted.</p>"]
     out: list = []
     for variant, kind in [(v, k) for v in spec["variants"] for k in ("hardest", "easiest")]:
@@ -603,7 +603,7 @@ def _estimate_galleries(frame: pd.DataFrame, column: str, word: str, spec, image
     """The GALLERY_SIZE highest and lowest examples by `column`, with label, original label and interval."""
     shown = images(spec["dataset"], "train") if images is not None else None
     if shown is None:
-        return [f"<p class='note'>The {html.escape(spec['dataset'])} files are not available here (pass "
+        return [f"<p class='note'>The {spec['dataset']} files are not available here (pass "
                 "--data-root), so the galleries are omitted.</p>"]
     out: list = [f"<h3>Most and least {word} training examples</h3><p class='note'>With the label the models "
                  "trained on (and the true one where it differs) and the 95% interval; ties broken by index.</p>"]

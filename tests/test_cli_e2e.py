@@ -37,6 +37,25 @@ def launched(ray_cluster, tmp_path_factory):
     return results / "fig1-difficulty", args, proc
 
 
+def test_out_of_core_aggregates_equal_the_in_memory_ones(launched, monkeypatch):
+    """The report's P(correct) and bootstrap bands, computed batch by batch over the stored
+    fragments (small batches here, so that partial sums are folded many times), equal the
+    in-memory functions on the whole table read into pandas."""
+    from analysis import aggregate, difficulty, load
+
+    folder = launched[0]
+    monkeypatch.setattr(aggregate, "BATCH_ROWS", 5_000)
+    results, sweep_name = str(folder.parent), folder.name
+    out = aggregate.p_correct(results, sweep_name)
+    examples = load.load_table(results, sweep_name, "examples")
+    expect = difficulty.p_correct(examples).astype({"variant": str, "split": str})
+    pd.testing.assert_frame_equal(out, expect[out.columns], check_dtype=False, atol=1e-6)  # same order too
+    curves = list(out[difficulty.KEYS].drop_duplicates().itertuples(index=False, name=None))
+    bands = difficulty.bands_frame(aggregate.correct_matrices(results, sweep_name, curves), draws=20)
+    pd.testing.assert_frame_equal(bands, difficulty.bootstrap_bands(examples, draws=20).astype(
+        {"variant": str, "split": str}), check_dtype=False)
+
+
 def test_three_tables_with_exact_row_counts(launched):
     folder, _, proc = launched
     trials = pd.read_parquet(folder / "trials")
