@@ -141,7 +141,8 @@ def load(name: str, root: str | Path | None = None, device: torch.device | str =
         # channel (the one-channel sets: the same as global).
         dims = (0, 1, 2, 3) if name == "digits" else (0, 2, 3)
         mean, std = x_tr.mean(dim=dims, keepdim=True), x_tr.std(dim=dims, keepdim=True)
-        x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
+        x_tr.sub_(mean).div_(std)  # in place: a second copy of 60,000 images is 188 MB
+        x_te.sub_(mean).div_(std)
         pixel_scale = tuple((1.0 / std.flatten()).tolist()) * (x_tr.shape[1] if std.numel() == 1 else 1)
     return Data(name=name, train=Split(x_tr, y_tr), test=Split(x_te, y_te), num_classes=10,
                 pixel_scale=pixel_scale).to(device)
