@@ -16,25 +16,24 @@ class AliasError(yaml.YAMLError):
     """The YAML uses an anchor or an alias."""
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML's safe loader (its standard types only: no Python objects) without anchors and aliases."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
-            raise AliasError(f"YAML anchors and aliases (& and *) are not allowed{self.peek_event().start_mark}")
-        return super().compose_node(parent, index)
+# libyaml's parser where PyYAML was built with it (a 5,000-trial manifest: ~0.1 s, not ~6 s).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def read_yaml(text: str) -> Any:
     """A YAML document as plain values (safe types only, no anchors or aliases); yaml.YAMLError
-    if not (AliasError for an anchor or alias; nesting too deep to parse is an error too)."""
+    if not (AliasError for an anchor or alias; nesting too deep to parse is an error too). The
+    events are checked before anything is built from them."""
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        for event in yaml.parse(text, Loader=_LOADER):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise AliasError(f"YAML anchors and aliases (& and *) are not allowed{event.start_mark}")
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
     except RecursionError:
         raise yaml.YAMLError("nested too deeply") from None
 
 
-class _PlainDumper(yaml.SafeDumper):
+class _PlainDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
     def ignore_aliases(self, data: Any) -> bool:  # a value repeated is written out again
         return True
 

@@ -45,6 +45,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -240,22 +241,26 @@ class Store:
         return dict(self._damage[(full, contents)])
 
     def _find_damage(self, full: bool, contents: bool) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for fragment in sorted(self.completed()):
-            try:
-                meta = self._footer("trials", fragment, full or contents)
-                rows, digests = _record(meta)
-            except (OSError, pa.ArrowException, ValueError) as exc:
-                out[fragment] = f"trials file unreadable ({_first_line(exc)})"
-                continue
-            if rows is None:  # written before row counts were recorded: check what is there
-                rows = {t: None for t in TABLES if t != "trials" and fragment in self._fragments(t)}
-            for table, expected in rows.items():
-                why = self._file_damage(table, fragment, expected, digests.get(table) if contents else None, full)
-                if why:
-                    out[fragment] = why
-                    break
-        return out
+        """`damaged`'s answer: fragments checked on a few threads (pyarrow and hashlib release the
+        GIL; a store of 5,000 trials is mostly waiting on many small files)."""
+        present = {t: set(self._fragments(t)) for t in TABLES if t != "trials"}  # for stores without row counts
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = pool.map(lambda f: (f, self._fragment_damage(f, full, contents, present)), sorted(self.completed()))
+            return {fragment: why for fragment, why in found if why}
+
+    def _fragment_damage(self, fragment: str, full: bool, contents: bool, present: dict[str, set[str]]) -> str | None:
+        try:
+            meta = self._footer("trials", fragment, full or contents)
+            rows, digests = _record(meta)
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            return f"trials file unreadable ({_first_line(exc)})"
+        if rows is None:  # written before row counts were recorded: check what is there
+            rows = {t: None for t, names in present.items() if fragment in names}
+        for table, expected in rows.items():
+            why = self._file_damage(table, fragment, expected, digests.get(table) if contents else None, full)
+            if why:
+                return why
+        return None
 
     def _file_damage(self, table: str, fragment: str, rows: int | None, digest: str | None,
                      full: bool) -> str | None:
@@ -574,12 +579,16 @@ class Store:
 
     def row_counts(self) -> dict[str, int]:
         """Rows per table, in write order; tables the sweep does not record are left out."""
+        def rows(path: str) -> int:
+            with self.fs.open_input_file(path) as f:
+                return pq.ParquetFile(f).metadata.num_rows
+
         counts = {}
-        for name in TABLES:
-            fragments = self._fragments(name)
-            if fragments:
-                counts[name] = sum(pq.ParquetFile(self.fs.open_input_file(self.path(name, f"{frag}.parquet")))
-                                   .metadata.num_rows for frag in fragments)
+        with ThreadPoolExecutor(max_workers=8) as pool:  # footers of many small files: mostly waiting
+            for name in TABLES:
+                fragments = self._fragments(name)
+                if fragments:
+                    counts[name] = sum(pool.map(rows, [self.path(name, f"{frag}.parquet") for frag in fragments]))
         return counts
 
     def _atomic_write(self, path: str, payload: bytes) -> None:

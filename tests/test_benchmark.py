@@ -233,3 +233,20 @@ def test_bad_arguments_are_one_clear_line_and_measure_nothing(argv, named):
     assert proc.returncode != 0 and named in proc.stderr.strip().splitlines()[-1], proc.stderr
     assert "Traceback" not in proc.stderr and not proc.stdout
     assert [f.stat().st_mtime_ns if f.exists() else None for f in outputs] == before
+
+
+def test_the_store_scale_benchmark_writes_a_store_every_command_reads(tmp_path):
+    """benchmarks/store_scale.py's store, written with the real writer: complete and intact."""
+    spec = importlib.util.spec_from_file_location("store_scale", RUN.parent / "store_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_store(str(tmp_path), 3)
+    status = subprocess.run([sys.executable, "-m", "sweep.cli", "status", "fig1-difficulty", "--results",
+                             str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0 and "total: 3 seeds, 3 done, 0 damaged" in status.stdout, status.stdout + status.stderr
+
+
+def test_the_fashion_benchmark_refuses_no_seeds():
+    proc = subprocess.run([sys.executable, str(RUN.parent / "fashion.py"), "--seeds", "0"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and proc.stderr.strip() == "benchmarks/fashion.py: --seeds 0: must be 1 or more"
