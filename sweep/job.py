@@ -106,6 +106,8 @@ def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -
     else:
         data = datasets.load(spec.dataset, data_root, device, normalize=spec.preprocess.normalize,
                              crop=spec.preprocess.crop)
+        if spec.train_size is not None:
+            data = data.subset_train(spec.train_size)
         if spec.validation.size:  # carved before any corruption, one fixed draw: every cell holds out the same
             data = data.carve_validation(spec.validation.size, seed=derive_seed(spec.seed, "validation", 0))
     models_ = plan.models()

@@ -155,3 +155,17 @@ def test_the_heartbeat_names_a_fig1_trials_models_and_the_eta_starts_at_the_firs
     # a running fig1 trial counts with the share of its models done: 2.5 in 8 s, 3.5 left
     progress.running["f2"] = {**fig1, "models_from": 22}  # models 23-25 of 50
     assert progress._eta() == "; ETA ~11 s"
+
+
+def test_a_convergence_grid_trains_on_its_first_train_size_examples():
+    """`train_size` sizes a grid that must interpolate to the machine: the first N training
+    examples, before a validation split is carved from them; past the data set it is one error."""
+    from sweep import job
+
+    spec = S.resolve("forgetting", "digits", ["train_size=500", "validation.size=100", "archs=[mlp1]"])
+    prepared = job.prepare(spec, S.expand(spec)[0], "", torch.device("cpu"))
+    full = datasets.load("digits")
+    assert len(prepared.data.train) == 400 and len(prepared.data.val) == 100
+    assert len(prepared.data.test) == len(full.test)
+    with pytest.raises(S.SpecError, match="train_size 2,000 is more than the 1,437 training examples of digits"):
+        S.resolve("convergence-slowdown", "digits", ["train_size=2000"])
