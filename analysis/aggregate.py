@@ -48,10 +48,16 @@ def grouped_means(results: str, sweep: str, table: str, keys: Sequence[str], mea
     within a group, such as an example's label: their minimum). Sorted by `keys`."""
     keys, means, constants = list(keys), list(means), list(constants)
     # Little read-ahead (pyarrow's default holds 16 batches of 4 fragments): memory, not speed, binds here.
-    scan = _dataset(results, sweep, table).scanner(columns=keys + means + constants, filter=_where(filters),
-                                                   batch_size=BATCH_ROWS, batch_readahead=2, fragment_readahead=1)
-    sums = [(c, "sum") for c in means] + [([], "count_all")] + [(c, "min") for c in constants]
-    again = [(f"{c}_sum", "sum") for c in means] + [("count_all", "sum")] + [(f"{c}_min", "min") for c in constants]
+    # Means summed as float64 (a float16 column, `record_dtype: float16`, has no hash sum), each
+    # divided by its own count of non-null values, as pandas does.
+    columns = {**{k: ds.field(k) for k in keys}, **{c: ds.field(c).cast(pa.float64()) for c in means},
+               **{c: ds.field(c) for c in constants}}
+    scan = _dataset(results, sweep, table).scanner(columns=columns, filter=_where(filters), batch_size=BATCH_ROWS,
+                                                   batch_readahead=2, fragment_readahead=1)
+    sums = ([(c, how) for c in means for how in ("sum", "count")] + [([], "count_all")]
+            + [(c, "min") for c in constants])
+    again = ([(f"{c}_{how}", "sum") for c in means for how in ("sum", "count")] + [("count_all", "sum")]
+             + [(f"{c}_min", "min") for c in constants])
     def fold(parts: list[pa.Table]) -> list[pa.Table]:  # partial sums into one table of the groups
         if len(parts) < 2:
             return parts
@@ -72,7 +78,7 @@ def grouped_means(results: str, sweep: str, table: str, keys: Sequence[str], mea
     out = frame[keys].copy()
     out["n"] = frame["count_all"].astype(np.int64)
     for c in means:
-        out[f"mean_{c}"] = frame[f"{c}_sum"].astype(np.float64) / out["n"]
+        out[f"mean_{c}"] = frame[f"{c}_sum"] / frame[f"{c}_count"].where(frame[f"{c}_count"] > 0)
     for c in constants:
         out[c] = frame[f"{c}_min"]
     return out.sort_values(keys, kind="stable").reset_index(drop=True)

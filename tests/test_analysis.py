@@ -207,3 +207,31 @@ def test_report_banner_says_why_a_sweep_is_incomplete():
     assert "--resume --results r</code> (with the launch's <code>--dataset</code>" in old
     whole = pd.concat([real, real.assign(fragment="randY-pack000", variant="randY")])
     assert "Complete: real: 2/2 seeds, randY: 2/2 seeds" in _status(m, whole, "r", {"ended": "x"})
+
+
+def test_grouped_means_fold_batches_and_skip_nulls_as_pandas_does(tmp_path, monkeypatch):
+    """Out-of-core means over fragments in small batches (folded many times), a float16 column
+    (`record_dtype: float16`) and a null among the values: the same as pandas on the whole table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from analysis import aggregate
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "s" / "examples"
+    folder.mkdir(parents=True)
+    frames = []
+    for part in range(3):
+        frame = pd.DataFrame({"variant": rng.choice(["real", "randY"], 400), "index": rng.integers(0, 50, 400),
+                              "loss": rng.random(400).astype(np.float16)})
+        frame.loc[part, "loss"] = np.nan
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = table.set_column(0, "variant", table["variant"].dictionary_encode())  # as the store writes keys
+        pq.write_table(table, folder / f"f{part}.parquet")
+        frames.append(frame)
+    monkeypatch.setattr(aggregate, "BATCH_ROWS", 100)
+    out = aggregate.grouped_means(str(tmp_path), "s", "examples", ["variant", "index"], ["loss"])
+    whole = pd.concat(frames).astype({"loss": np.float64})
+    expect = whole.groupby(["variant", "index"]).agg(n=("loss", "size"), mean_loss=("loss", "mean")).reset_index()
+    pd.testing.assert_frame_equal(out, expect.sort_values(["variant", "index"]).reset_index(drop=True),
+                                  check_dtype=False, atol=1e-12)

@@ -159,7 +159,7 @@ def test_a_damaged_idx_file_is_one_line_naming_it(debian, tmp_path):
     assert "\n" not in str(err.value) and f"{victim} has " in str(err.value) and "header says" in str(err.value)
     # The driver's check also compares the real data set's sizes and checksums: the tiny set is not it.
     victim.unlink()
-    with pytest.raises(datasets.DataUnavailable, match="the data set's is 47,040,016"):
+    with pytest.raises(datasets.DataUnavailable, match="the data set's has 47,040,016"):
         files.ensure_available("fashion-mnist")
 
 
@@ -174,6 +174,16 @@ def test_a_missing_set_says_how_to_get_it(tmp_path, monkeypatch):
     assert "\n" not in msg and "apt-get install dataset-fashion-mnist" in msg and "--data-root" in msg
     with pytest.raises(datasets.DataUnavailable, match="does not exist"):
         files.ensure_available("fashion-mnist", tmp_path / "no-such-folder", create_root=False)
+
+
+def test_a_named_data_root_missing_a_file_is_named_not_replaced(debian, tmp_path):
+    """A --data-root holding three of the four files: that folder is what the user meant, so the
+    missing file is named (Debian's copy elsewhere is not quietly used instead)."""
+    root = tmp_path / "mine"
+    write_idx(root / "FashionMNIST" / "raw")
+    (root / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(datasets.DataUnavailable, match="t10k-labels-idx1-ubyte is missing"):
+        datasets.load("fashion-mnist", root, download=False)
 
 
 REAL_FASHION = Path(files.IDX_SETS["fashion-mnist"].debian_dir)

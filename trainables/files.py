@@ -136,8 +136,9 @@ def idx_root(name: str, root: str | Path | None = None, *, download: bool = True
     download when online. Every file's size is checked, and with `check` its SHA-256 where one
     is recorded. DataUnavailable (one line: which file, and how to get the data) otherwise."""
     info = IDX_SETS[name]
-    root = Path(root) if root is not None else default_root()
-    if all((root / info.folder / "raw" / file).is_file() for file in info.files):
+    named, root = root is not None, Path(root) if root is not None else default_root()
+    if all((root / info.folder / "raw" / file).is_file() for file in info.files) or (
+            named and (root / info.folder / "raw").is_dir()):  # a folder the user named is what they meant
         _check_idx(info, root, check)
         return root
     if not create_root and not root.is_dir():
@@ -168,13 +169,25 @@ def _check_idx(info: IdxSet, root: Path, check: bool) -> None:
         path = folder / file
         if not path.is_file():
             raise DataUnavailable(f"{info.title}: {path} is missing; {_how_to_get(info)}")
-        got, header = path.stat().st_size, _idx_size(path)
-        wrong = (f"its header says {header:,} bytes" if got != header else
-                 f"the data set's is {size:,}" if check and got != size else
-                 "its SHA-256 is not the original's" if check and sha is not None and _sha256(path) != sha else "")
-        if wrong:
-            raise DataUnavailable(f"{info.title}: {path} has {got:,} bytes and {wrong} (damaged, or not the "
-                                  f"original file): delete {folder} to get it again")
+        why = _idx_damage(path, size if check else None, sha if check else None)
+        if why:
+            raise DataUnavailable(f"{info.title}: {path} {why} (damaged, or not the original file): delete {folder} "
+                                  "to get it again")
+
+
+def _idx_damage(path: Path, size: int | None, sha: str | None) -> str | None:
+    """What is wrong with an IDX file (None: nothing): its header, its length, or (where given)
+    the data set's own size and SHA-256."""
+    got, header = path.stat().st_size, _idx_size(path)
+    if header < 0:
+        return "has no IDX header"
+    if got != header:
+        return f"has {got:,} bytes and its header says {header:,}"
+    if size is not None and got != size:
+        return f"has {got:,} bytes and the data set's has {size:,}"
+    if sha is not None and _sha256(path) != sha:
+        return "fails its SHA-256 check"
+    return None
 
 
 def _idx_size(path: Path) -> int:
@@ -204,7 +217,11 @@ def _unpack_debian(info: IdxSet, cache: Path) -> None:
     from filelock import FileLock
 
     folder = cache / info.folder / "raw"
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataUnavailable(f"{info.title}: cannot write the data folder {folder} ({exc.strerror}) to decompress "
+                              f"{info.debian_dir} into; set MEMSWEEP_DATA or pass --data-root DIR") from None
     with FileLock(str(cache / f".{info.folder}.lock")):
         for file in info.files:
             target, source = folder / file, Path(info.debian_dir) / f"{file}.gz"
