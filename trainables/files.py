@@ -3,11 +3,13 @@ check a sweep's data before it starts Ray (CIFAR-10's md5 check imports torchvis
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,17 +68,23 @@ def cifar10_files(root: Path, download: bool, check: bool = True) -> None:
         from torchvision.datasets import CIFAR10
         from torchvision.datasets.utils import download_and_extract_archive
 
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(30)
-        try:
-            download_and_extract_archive(CIFAR_URL, str(root), filename=CIFAR10.filename,
-                                         md5=CIFAR10.tgz_md5)
-        except Exception as exc:  # URLError, timeouts, bad checksum: all mean "no usable download"
-            reason = str(getattr(exc, "reason", exc)).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataUnavailable(f"CIFAR-10 not found at {root / CIFAR_DIR} and the download "
-                                  f"failed ({reason}): {where}") from None
-        finally:
-            socket.setdefaulttimeout(previous)
+        with _download(f"CIFAR-10 not found at {root / CIFAR_DIR} and the download failed", f": {where}"):
+            download_and_extract_archive(CIFAR_URL, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+
+
+@contextlib.contextmanager
+def _download(failed: str, then: str) -> Iterator[None]:
+    """A download with a 30 s socket timeout; any failure (URLError, a timeout, a bad checksum: no
+    usable download) becomes DataUnavailable: '<failed> (<reason>)<then>'."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001
+        reason = str(getattr(exc, "reason", exc)).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataUnavailable(f"{failed} ({reason}){then}") from None
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _check_cifar10(root: Path) -> None:
@@ -136,7 +144,8 @@ def idx_root(name: str, root: str | Path | None = None, *, download: bool = True
     download when online. Every file's size is checked, and with `check` its SHA-256 where one
     is recorded. DataUnavailable (one line: which file, and how to get the data) otherwise."""
     info = IDX_SETS[name]
-    named, root = root is not None, Path(root) if root is not None else default_root()
+    root = Path(root) if root is not None else default_root()
+    named = root != default_root()  # a folder the user chose (the CLI passes the default one too)
     if all((root / info.folder / "raw" / file).is_file() for file in info.files) or (
             named and (root / info.folder / "raw").is_dir()):  # a folder the user named is what they meant
         _check_idx(info, root, check)
@@ -246,14 +255,6 @@ def _download_idx(name: str, info: IdxSet, root: Path) -> None:
     from torchvision import datasets
 
     root.mkdir(parents=True, exist_ok=True)
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(30)
-    try:
-        with FileLock(str(root / f".{info.folder}.lock")):
-            getattr(datasets, info.folder)(str(root), train=True, download=True)
-    except Exception as exc:  # URLError, timeouts, bad checksum: all mean "no usable download"
-        reason = str(getattr(exc, "reason", exc)).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataUnavailable(f"{info.title} not found under {root / info.folder / 'raw'} and the download "
-                              f"failed ({reason}); {_how_to_get(info)}") from None
-    finally:
-        socket.setdefaulttimeout(previous)
+    with _download(f"{info.title} not found under {root / info.folder / 'raw'} and the download failed",
+                   f"; {_how_to_get(info)}"), FileLock(str(root / f".{info.folder}.lock")):
+        getattr(datasets, info.folder)(str(root), train=True, download=True)
