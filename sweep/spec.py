@@ -376,8 +376,8 @@ class ConvergenceSpec(_SpecBase):
         _check_train_size(self.train_size, self.dataset)
         n = self.train_size or TRAIN_SIZES[self.dataset]
         if self.validation.size >= n:
-            raise ValueError(f"validation.size={self.validation.size} must be less than the {n:,} training examples "
-                             f"({'train_size' if self.train_size else self.dataset})")
+            raise ValueError(f"validation.size={self.validation.size} must be less than " + (
+                f"train_size={n:,}" if self.train_size else f"the {n:,} {self.dataset} training examples"))
         if self.phase2_epochs and self.pack_size not in (None, 1):
             raise ValueError(f"pack_size={self.pack_size} with phase2_epochs: two-phase runs train one model "
                              "per trial (each model's phase 2 starts at its own phase-1 end)")
