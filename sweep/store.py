@@ -350,6 +350,7 @@ class Store:
         folder (a real folder, not a link) the regular files that are `fragments` (the previous
         plan's names) or carry the store's metadata, and its hidden temporary files; its own files
         and Tune's state. Anything else (a file it does not recognise as its own) is left alone."""
+        self._damage.clear()
         for table in TABLES:
             folder = self.path(table)
             if self._is_link(folder):
