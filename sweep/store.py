@@ -469,7 +469,10 @@ class Store:
                 raise StoreError(f"cannot take the lock {path} ({exc.strerror}): it must be a file memsweep "
                                  "creates; move it away if no launch is running") from None
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # a FIFO, a device, a hard link
+            if info.st_nlink == 0:  # the holder removed it just now, as it ends: open the next one
+                os.close(fd)
+                continue
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:  # a FIFO, a device, a hard link
                 os.close(fd)
                 raise StoreError(f"cannot take the lock {path}: it must be a regular file memsweep creates (one "
                                  "link, not a FIFO or a hard link to another file); move it away if no launch is "
