@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from analysis import memorization as memo
 from analysis.load import sweep_path
 
 BATCH_ROWS = 1 << 20
@@ -138,3 +139,79 @@ def correct_matrices(results: str, sweep: str, curves: Sequence[tuple[str, str, 
         del t
         pa.default_memory_pool().release_unused()
         yield (variant, split, epoch), hits
+
+
+class StoredExamples:
+    """A subset sweep's stored `examples` table for `analysis.memorization`'s estimators, out of
+    core: each (split, cell) correctness matrix (models x examples, one bit a byte) is filled from
+    record batches in two scans (each model's last scored epoch, then its rows), never from the
+    whole table in pandas. Pass it where the estimators take an examples DataFrame."""
+
+    def __init__(self, results: str, sweep: str):
+        self.dataset = _dataset(results, sweep, "examples")
+
+    def cells(self, split: str) -> list[str]:
+        keys = self._groups(["cell"], _where({"split": [split]}), [])
+        return sorted(keys["cell"].astype(str).unique())
+
+    def outcomes(self, split: str, cell: str | None = None) -> memo.Outcomes:
+        cell = memo.pick_cell(self.cells(split), cell, split)
+        where = _where({"split": [split], "cell": [cell]})
+        last = self._groups(["variant", "seed"], where, [("epoch", "max")])
+        index = np.sort(self._groups(["index"], where, [])["index"].to_numpy())
+        models = last[["variant", "seed"]].assign(cell=cell)[["cell", "variant", "seed"]]
+        columns = ["seed", "epoch", "index", "correct", "label", "true_label"]
+        batches = ({c: t[c].to_numpy() for c in columns} for t in _chunks(self._scan(columns, where)))
+        return memo.fill_outcomes(models, last["epoch_max"].to_numpy(), index, batches, split)
+
+    def _scan(self, columns: list[str], where: ds.Expression) -> Iterator[pa.RecordBatch]:
+        return self.dataset.scanner(columns=columns, filter=where, batch_size=BATCH_ROWS, batch_readahead=2,
+                                    fragment_readahead=1).to_batches()
+
+    def _groups(self, keys: list[str], where: ds.Expression, aggs: list[tuple[str, str]]) -> pd.DataFrame:
+        """`aggs` (pyarrow's, re-aggregated the same way: max, min, sum) per distinct `keys`, folded
+        over the scan's chunks."""
+        columns = list(dict.fromkeys(keys + [c for c, _ in aggs]))
+        parts = [_plain_keys(t, keys).group_by(keys, use_threads=False).aggregate(aggs)
+                 for t in _chunks(self._scan(columns, where))]
+        if not parts:
+            return pd.DataFrame(columns=keys + [f"{c}_{how}" for c, how in aggs])
+        frame = pa.concat_tables(parts).to_pandas()
+        again = {f"{c}_{how}": how for c, how in aggs}
+        out = frame.groupby(keys, observed=True).agg(again).reset_index() if again else frame.drop_duplicates(keys)
+        return out.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+class StoredMembers:
+    """A subset sweep's stored `members` table for `analysis.memorization.inclusion`, read in
+    record batches of the asked cell only."""
+
+    def __init__(self, results: str, sweep: str):
+        try:
+            self.dataset = _dataset(results, sweep, "members")
+        except FileNotFoundError:
+            self.dataset = None
+
+    def inclusion(self, out: memo.Outcomes, n_train: int) -> np.ndarray:
+        if self.dataset is None:
+            raise memo.MembersMismatch(memo.MISSING_MEMBERS)
+        where = _where({"cell": [str(out.models.cell.iloc[0])]})
+        scan = self.dataset.scanner(columns=["seed", "index"], filter=where, batch_size=BATCH_ROWS,
+                                    batch_readahead=2, fragment_readahead=1).to_batches()
+        return memo.fill_inclusion(out, n_train, ((b["seed"].to_numpy(), b["index"].to_numpy()) for b in scan))
+
+
+def model_rows(results: str, sweep: str, split: str, columns: Sequence[str],
+               filters: dict[str, Sequence] | None = None) -> Iterator[pd.DataFrame]:
+    """Each model's rows of `split` in the stored `examples` table (`columns` of them), one model
+    at a time in pandas: a model is a distinct (arch, variant, seed), of the key columns asked
+    for. Read fragment by fragment (a trial writes all of its models' rows into one), so memory
+    holds one model's epochs x examples."""
+    dataset = _dataset(results, sweep, "examples")
+    where = _where({"split": [split], **(filters or {})})
+    keys = [k for k in ("arch", "variant", "seed") if k in columns]
+    for fragment in dataset.get_fragments(filter=where):
+        ids = _plain_keys(fragment.to_table(columns=keys, filter=where), keys).group_by(keys).aggregate([])
+        for model in sorted(ids.to_pylist(), key=lambda m: [m[k] for k in keys]):
+            rows = fragment.to_table(columns=list(columns), filter=where & _where({k: [v] for k, v in model.items()}))
+            yield rows.to_pandas()

@@ -9,6 +9,8 @@ their shapes; frame functions apply them per variant and seed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -93,8 +95,11 @@ def data_map_arrays(p_label: np.ndarray, correct: np.ndarray) -> np.ndarray:
     return np.stack([p.mean(axis=0), p.std(axis=0), np.asarray(correct, dtype=float).mean(axis=0)], axis=1)
 
 
-def data_map(examples: pd.DataFrame, split: str = "train", ambiguous_variability: float = 0.2,
-             easy_confidence: float = 0.5) -> pd.DataFrame:
+AMBIGUOUS_VARIABILITY, EASY_CONFIDENCE = 0.2, 0.5  # data-map regions (Swayamdipta et al. 2020)
+
+
+def data_map(examples: pd.DataFrame, split: str = "train", ambiguous_variability: float = AMBIGUOUS_VARIABILITY,
+             easy_confidence: float = EASY_CONFIDENCE) -> pd.DataFrame:
     """Per variant x example (statistics per seed over epochs, then averaged over seeds):
     confidence, variability, correctness, and `region`: 'ambiguous' if variability >=
     `ambiguous_variability`, else 'easy' if confidence >= `easy_confidence`, else 'hard'
@@ -133,22 +138,79 @@ HARDNESS = {"1 - P(correct)": ("p_correct", -1), "forgetting events": ("forgetti
             "1 - confidence": ("confidence", -1), "EL2N": ("el2n", 1)}
 
 
-def measures(examples: pd.DataFrame, split: str = "train", el2n_epoch: int | None = None) -> pd.DataFrame:
+def measures(examples: pd.DataFrame | Iterable[pd.DataFrame], split: str = "train",
+             el2n_epoch: int | None = None) -> pd.DataFrame:
     """Per variant x example, every per-example measure side by side: p_correct (fraction of
     seeds correct, each seed at its own last recorded epoch), forgotten / never_learned / unforgettable /
     forgetting_rank (never-learned seeds first, then events: Toneva et al.'s order),
-    confidence / variability / correctness / region (data map), el2n (at `el2n_epoch`), plus
-    label and corrupted."""
-    rows = examples[examples.split == split]
-    # Each model at its own last recorded epoch: in an interpolate sweep each stops when it fits.
-    last = rows[rows.epoch == rows.groupby(["variant", "seed"], observed=True).epoch.transform("max")]
-    pc = last.groupby(["variant", "index"], observed=True).correct.mean().astype(float).rename("p_correct")
-    out = forgetting_events(rows, split).merge(
-        data_map(rows, split).drop(columns=["label", "corrupted"]), on=["variant", "index"])
-    out = out.merge(pc.reset_index(), on=["variant", "index"])
+    confidence / variability / correctness / region (data map), el2n (at `el2n_epoch`, default
+    the earliest recorded), plus label and corrupted.
+
+    `examples` is the rows of a table, or an iterable of them (e.g. one model's rows at a time,
+    `analysis.aggregate.model_rows`): per-seed sums are folded as they come, so the whole table
+    is never held."""
+    frames = [examples] if isinstance(examples, pd.DataFrame) else examples
+    sums: list[pd.DataFrame] = []
+    for frame in frames:
+        rows = frame[frame.split == split]
+        sums += [_seed_sums(variant, index, one, el2n_epoch) for variant, _, _, index, one in _per_seed(rows)]
+        if len(sums) > 16:
+            sums = [_fold(sums)]
+    if not sums:
+        raise ValueError(f"no {split} examples to measure")
+    return _measures_from(_fold(sums))
+
+
+SUMMED = ["forgotten", "never_learned", "confidence", "variability", "correctness", "seeds", "last_correct",
+          "el2n", "el2n_seeds"]
+
+
+def _seed_sums(variant, index: np.ndarray, one: pd.DataFrame, el2n_epoch: int | None) -> pd.DataFrame:
+    """One seed's per-example statistics, as sums to be added over seeds (`_fold`)."""
+    correct = _matrix(one, "correct").astype(bool)
+    forgotten, never = forgetting_array(correct)
+    stats = data_map_arrays(_matrix(one, "p_label"), correct)
+    part = pd.DataFrame({"variant": variant, "index": index, "forgotten": forgotten,
+                         "never_learned": never.astype(int), "confidence": stats[:, 0], "variability": stats[:, 1],
+                         "correctness": stats[:, 2], "seeds": 1, "last_correct": correct[-1].astype(float)})
+    meta = one.drop_duplicates("index").set_index("index").loc[index]
+    part["label"], part["corrupted"] = meta.label.to_numpy(), meta.corrupted.to_numpy()
+    if "el2n" in one.columns:
+        epoch = int(one.epoch.min()) if el2n_epoch is None else el2n_epoch
+        at = one[one.epoch == epoch].set_index("index").reindex(index)
+        part["el2n"] = at.el2n.astype(float).fillna(0.0).to_numpy()
+        part["el2n_seeds"] = at.el2n.notna().astype(int).to_numpy()
+        part["el2n_epoch"] = epoch
+    return part
+
+
+def _fold(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Partial sums added per variant x example (and EL2N epoch: only the earliest one counts)."""
+    frame = pd.concat(parts, ignore_index=True)
+    if "el2n_epoch" in frame.columns:  # EL2N at the earliest epoch recorded: seeds read at another do not count
+        later = frame.el2n_epoch != frame.el2n_epoch.min()
+        frame.loc[later, ["el2n", "el2n_seeds"]] = 0
+        frame["el2n_epoch"] = frame.el2n_epoch.min()
+    firsts = [c for c in ("label", "corrupted", "el2n_epoch") if c in frame.columns]
+    agg = {**{c: "sum" for c in SUMMED if c in frame.columns}, **{c: "first" for c in firsts}}
+    return frame.groupby(["variant", "index"], observed=True, sort=True).agg(agg).reset_index()
+
+
+def _measures_from(total: pd.DataFrame) -> pd.DataFrame:
+    out = total[["variant", "index", "forgotten", "never_learned"]].copy()
+    out["unforgettable"] = (out.forgotten == 0) & (out.never_learned == 0)
+    out["label"], out["corrupted"] = total.label.to_numpy(), total.corrupted.to_numpy()
+    for c in ("confidence", "variability", "correctness"):
+        out[c] = total[c] / total.seeds
+    out["region"] = np.where(out.variability >= AMBIGUOUS_VARIABILITY, "ambiguous",
+                             np.where(out.confidence >= EASY_CONFIDENCE, "easy", "hard"))
+    out["p_correct"] = total.last_correct / total.seeds
     out["forgetting_rank"] = out.never_learned * (out.forgotten.max() + 1) + out.forgotten
-    if "el2n" in rows.columns:
-        out = out.merge(el2n(rows, split, el2n_epoch), on=["variant", "index"])
+    if "el2n" in total.columns:
+        if (total.el2n_seeds == 0).any():
+            raise ValueError(f"no train examples recorded at epoch {int(total.el2n_epoch.iloc[0])} for some examples")
+        out["el2n"] = total.el2n / total.el2n_seeds
+        out["el2n_epoch"] = total.el2n_epoch.astype(int)
     return out
 
 

@@ -29,6 +29,7 @@ examples that are not and how many models make it likely for all (see `models_ne
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,58 +70,96 @@ def models_needed(n: int, ratio: float, confidence: float = 0.99) -> int:
     return max(2, math.ceil(math.log(n * 2 / (1 - confidence)) / -math.log(worst)))
 
 
-def outcomes(examples: pd.DataFrame, split: str, cell: str | None = None) -> Outcomes:
-    """The correctness matrix of `split` for the models of `cell` (default: the only cell), each
-    model's last scored epoch. MembersMismatch-free: ValueError if a model misses examples."""
-    ex = examples[examples.split == split]
-    if ex.empty:
+def pick_cell(cells: list[str], cell: str | None, split: str) -> str:
+    """The cell asked for, or the only one; a one-line error naming what the table has otherwise."""
+    if not cells:
         raise IncompleteExamples(f"examples table has no {split!r} rows (a subset sweep scores train and test)")
-    cells = sorted(ex.cell.astype(str).unique())
     if cell is None:
         if len(cells) > 1:
             raise ValueError(f"the sweep has several subset ratios ({', '.join(cells)}): pick one (cell=...)")
-        cell = cells[0]
+        return cells[0]
     if cell not in cells:
         raise IncompleteExamples(f"no models of {cell} are stored yet (the examples table has {', '.join(cells)})")
+    return cell
+
+
+def outcomes(examples: pd.DataFrame, split: str, cell: str | None = None) -> Outcomes:
+    """The correctness matrix of `split` for the models of `cell` (default: the only cell), each
+    model's last scored epoch. IncompleteExamples if a model misses examples. `examples` is a
+    DataFrame of the examples table, or a store read out of core (`analysis.aggregate.StoredExamples`)."""
+    if not isinstance(examples, pd.DataFrame):
+        return examples.outcomes(split, cell)
+    ex = examples[examples.split == split]
+    cell = pick_cell(sorted(ex.cell.astype(str).unique()), cell, split)
     ex = ex[ex.cell.astype(str) == cell]
-    last = ex.groupby(["variant", "seed"], observed=True).epoch.transform("max")
-    ex = ex[ex.epoch == last]
-    models = ex[["cell", "variant", "seed"]].drop_duplicates().sort_values("seed").reset_index(drop=True)
-    row = pd.Series(np.arange(len(models)), index=models.seed.to_numpy())[ex.seed.to_numpy()].to_numpy()
-    index = np.sort(ex["index"].unique())
-    col = np.searchsorted(index, ex["index"].to_numpy())
-    counts = np.bincount(row, minlength=len(models))
+    last = ex.groupby(["variant", "seed"], observed=True).epoch.max()
+    models = last.reset_index()[["variant", "seed"]].assign(cell=cell)[["cell", "variant", "seed"]]
+    batch = {c: ex[c].to_numpy() for c in ("seed", "epoch", "index", "correct", "label", "true_label")}
+    return fill_outcomes(models, last.to_numpy(), np.sort(ex["index"].unique()), [batch], split)
+
+
+def fill_outcomes(models: pd.DataFrame, last_epoch: np.ndarray, index: np.ndarray,
+                  batches: Iterable[dict[str, np.ndarray]], split: str) -> Outcomes:
+    """Outcomes from rows given in batches (numpy columns seed, epoch, index, correct, label,
+    true_label), keeping each model's rows of its `last_epoch`; `models` (cell, variant, seed)
+    are sorted by seed here. IncompleteExamples if a model lacks rows."""
+    order = np.argsort(models.seed.to_numpy(), kind="stable")
+    models, last_epoch = models.iloc[order].reset_index(drop=True), np.asarray(last_epoch)[order]
+    seeds = models.seed.to_numpy()
+    correct = np.zeros((len(models), len(index)), dtype=bool)
+    label = np.zeros(len(index), dtype=np.int64)
+    true_label = np.zeros(len(index), dtype=np.int64)
+    counts = np.zeros(len(models), dtype=np.int64)
+    for b in batches:
+        row = np.searchsorted(seeds, b["seed"])
+        keep = b["epoch"] == last_epoch[row]
+        row, col = row[keep], np.searchsorted(index, b["index"][keep])
+        correct[row, col] = b["correct"][keep]
+        label[col], true_label[col] = b["label"][keep], b["true_label"][keep]
+        counts += np.bincount(row, minlength=len(models))
     if (counts != len(index)).any():
         bad = int(np.flatnonzero(counts != len(index))[0])
-        raise IncompleteExamples(f"examples table: model seed {models.seed[bad]} of {cell} has {counts[bad]} {split} "
-                         f"rows, the others {len(index)} (a damaged or partial store)")
-    correct = np.zeros((len(models), len(index)), dtype=bool)
-    correct[row, col] = ex.correct.to_numpy()
-    first = ex.drop_duplicates("index").set_index("index").loc[index]
-    return Outcomes(models, correct, index, first.label.to_numpy(), first.true_label.to_numpy())
+        raise IncompleteExamples(f"examples table: model seed {seeds[bad]} of {models.cell[0]} has {counts[bad]} "
+                                 f"{split} rows, the others {len(index)} (a damaged or partial store)")
+    return Outcomes(models, correct, index, label, true_label)
 
 
 def inclusion(members: pd.DataFrame | None, out: Outcomes, n_train: int) -> np.ndarray:
     """(m, n_train) bool: model s trained on training example i, from the members table, in the
-    rows of `out.models`. MembersMismatch if the table is missing or disagrees with them."""
+    rows of `out.models`. MembersMismatch if the table is missing or disagrees with them.
+    `members` is a DataFrame of the members table, or a store read out of core
+    (`analysis.aggregate.StoredMembers`)."""
+    if members is not None and not isinstance(members, pd.DataFrame):
+        return members.inclusion(out, n_train)
     if members is None or members.empty:
-        raise MembersMismatch("the members table is missing: which examples each model trained on is "
-                              "unknown, so no estimate can be made (was the sweep launched by memsweep >= 0.3?)")
-    cell = str(out.models.cell.iloc[0])
-    mine = members[members.cell.astype(str) == cell]
-    seeds = out.models.seed.to_numpy()
-    have = np.isin(seeds, mine.seed.unique())
-    if not have.all():
-        missing = seeds[~have]
+        raise MembersMismatch(MISSING_MEMBERS)
+    mine = members[members.cell.astype(str) == str(out.models.cell.iloc[0])]
+    return fill_inclusion(out, n_train, [(mine.seed.to_numpy(), mine["index"].to_numpy())])
+
+
+MISSING_MEMBERS = ("the members table is missing: which examples each model trained on is unknown, so no "
+                   "estimate can be made (was the sweep launched by memsweep >= 0.3?)")
+
+
+def fill_inclusion(out: Outcomes, n_train: int, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """`inclusion` from the members rows of out's cell given in batches of (seed, index) arrays."""
+    cell, seeds = str(out.models.cell.iloc[0]), out.models.seed.to_numpy()  # ascending (fill_outcomes)
+    a = np.zeros((len(seeds), n_train), dtype=bool)
+    seen = np.zeros(len(seeds), dtype=bool)
+    for seed, index in batches:
+        row = np.minimum(np.searchsorted(seeds, seed), len(seeds) - 1)
+        keep = seeds[row] == seed  # rows of other models (not scored yet) are not asked for
+        row, index = row[keep], index[keep]
+        if len(index) and (index.max() >= n_train or index.min() < 0):
+            raise MembersMismatch(f"the members table does not match the examples table: training index "
+                                  f"{int(index.max() if index.max() >= n_train else index.min())} is outside "
+                                  f"the {n_train:,} training examples")
+        a[row, index] = True
+        seen[row] = True
+    if not seen.all():
+        missing = seeds[~seen]
         raise MembersMismatch(f"the members table does not match the examples table: {len(missing)} model(s) of "
                               f"{cell} have no subset in it (e.g. seed {missing[0]})")
-    mine = mine[mine.seed.isin(seeds)]
-    if mine["index"].max() >= n_train or mine["index"].min() < 0:
-        raise MembersMismatch(f"the members table does not match the examples table: training index "
-                              f"{int(mine['index'].max())} is outside the {n_train:,} training examples")
-    row = pd.Series(np.arange(len(seeds)), index=seeds)[mine.seed.to_numpy()].to_numpy()
-    a = np.zeros((len(seeds), n_train), dtype=bool)
-    a[row, mine["index"].to_numpy()] = True
     return a
 
 
@@ -157,9 +196,8 @@ def memorization(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str
     out = outcomes(examples, "train", cell)
     a = inclusion(members, out, len(out.index))
     n_in, n_out = _check_split(a, str(out.models.cell.iloc[0]), out.index)
-    c = out.correct.astype(np.float64)
-    x_in = (c * a).sum(axis=0)
-    d = _difference(x_in, n_in, c.sum(axis=0) - x_in, n_out)
+    x_in = (out.correct & a).sum(axis=0)  # bool matrices: no (models, examples) float copy
+    d = _difference(x_in, n_in, out.correct.sum(axis=0) - x_in, n_out)
     return pd.DataFrame({"index": out.index, "label": out.label, "true_label": out.true_label,
                          "mislabeled": out.label != out.true_label, "n_in": n_in, "n_out": n_out,
                          "p_in": d["p_in"], "p_out": d["p_out"], "mem": d["estimate"], "se": d["se"],
@@ -211,7 +249,9 @@ def cscore(examples: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame
     it out: the mean is over them), n_out (held-out evaluations in all), cscore, se, lo, hi, and
     held_out_<cell> (the per-ratio estimate, NaN where no model of that ratio held it out).
     TooFewModels if an example is held out at no ratio."""
-    cells = sorted(examples.cell.astype(str).unique(), key=lambda c: float(c.removeprefix("ratio")))
+    cells = (examples.cell.astype(str).unique() if isinstance(examples, pd.DataFrame)
+             else examples.cells("train"))
+    cells = sorted(cells, key=lambda c: float(c.removeprefix("ratio")))
     per, variances, n_out_all, first, models = {}, [], 0, None, 0
     for cell in cells:
         out = outcomes(examples, "train", cell)

@@ -309,20 +309,29 @@ def _dynamics_sections(results: str, sweep: str) -> list:
     have = load.table_columns(results, sweep, "examples")
     # The epochs recorded, counted out of core first: most fig1 sweeps score one epoch, and their
     # training split need not be read at all.
-    if not have or len(aggregate.grouped_means(results, sweep, "examples", ["epoch"], [],
-                                                filters={"split": ["train"]})) < 2:
+    recorded = aggregate.grouped_means(results, sweep, "examples", ["epoch"], [], filters={"split": ["train"]}) \
+        if have else None
+    if recorded is None or len(recorded) < 2:
         return []
     # arch: interpolate sweeps only; el2n: schema 2 on.
     columns = DYNAMICS_COLUMNS + [c for c in ("el2n", "arch") if c in have]
-    examples = load.load_table(results, sweep, "examples", splits=["train"], columns=columns)
-    if "arch" in examples.columns:
-        if examples.arch.nunique() > 1:
-            examples["variant"] = examples.arch.astype(str) + " " + examples.variant.astype(str)
-        examples = examples.drop(columns="arch")
-    examples["variant"] = examples.variant.astype(str)
-    osc = dynamics.oscillation(examples)
-    per = dynamics.measures(examples)
-    epochs = sorted(examples.epoch.unique())
+    # One model at a time (an interpolate sweep's record is models x epochs x examples).
+    multi_arch = "arch" in columns and len(aggregate.grouped_means(results, sweep, "examples", ["arch"], [])) > 1
+    osc_parts = []
+
+    def models():
+        for one in aggregate.model_rows(results, sweep, "train", columns):
+            if "arch" in one.columns:
+                if multi_arch:
+                    one["variant"] = one.arch.astype(str) + " " + one.variant.astype(str)
+                one = one.drop(columns="arch")
+            one["variant"] = one.variant.astype(str)
+            osc_parts.append(dynamics.oscillation(one))
+            yield one
+
+    per = dynamics.measures(models())
+    osc = pd.concat(osc_parts, ignore_index=True)
+    epochs = recorded.epoch.astype(int).tolist()
     early = (osc.groupby(["variant", "epoch"]).mean(numeric_only=True).reset_index()
              .sort_values("epoch").groupby("variant").first().reset_index())
     early = early[["variant", "epoch", "intersection", "union"]].rename(columns={"epoch": "epochs t-1, t = .., t"})
@@ -516,7 +525,6 @@ def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, images) -> li
 
 # --- subset sweeps: memorization, influence, C-scores ----------------------------------------
 
-SUBSET_COLUMNS = ["cell", "variant", "seed", "split", "epoch", "index", "correct", "label", "true_label"]
 NO_ESTIMATES = "No estimates yet."  # the banner of a section whose store cannot give its estimates
 MEMORIZED = 0.25  # Feldman & Zhang 2020 call examples with mem above this "memorized" in their selections
 TOP_PAIRS = 20
@@ -526,8 +534,8 @@ def _subset_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.
     """How well the models fit their subsets; then mem and influence (one ratio) or C-scores
     (several), or a banner saying what the store lacks for them."""
     out: list = [_fit_html(spec, trials)]
-    examples = load.load_table(results, sweep, "examples", columns=SUBSET_COLUMNS)
-    members = _optional(results, sweep, "members")
+    # Read out of core: a 2,000-model sweep on 70,000 examples stores 140 million rows.
+    examples, members = aggregate.StoredExamples(results, sweep), aggregate.StoredMembers(results, sweep)
     # mem(i) and influence at one ratio: the only one, or of several the nearest to Feldman &
     # Zhang's 0.7; each section stands alone, so one that lacks models never hides the other.
     ratio = min(spec["ratios"], key=lambda r: abs(r - 0.7))
@@ -669,33 +677,38 @@ def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.
         if not have:
             continue
         if o.get("engine", "packed") == "packed" and "real" in o.get("variants", []):
-            ex = load.load_table(results, other, "examples", variants=["real"], splits=["train"],
-                                 columns=["variant", "seed", "epoch", "index", "correct"])
-            if ex.empty:  # its real models' training split not stored (yet, or not scored)
+            real = {"variant": ["real"], "split": ["train"]}
+            epochs = aggregate.grouped_means(results, other, "examples", ["epoch"], [], filters=real)
+            if epochs.empty:  # its real models' training split not stored (yet, or not scored)
                 continue
-            last = ex[ex.epoch == ex.epoch.max()]
-            pc = last.groupby("index").correct.mean().rename("p_correct").reset_index()
-            both = mem.merge(pc, on="index")
+            last = int(epochs.epoch.max())
+            pc = aggregate.grouped_means(results, other, "examples", ["index"], ["correct"],
+                                         filters={**real, "epoch": [last]}).rename(columns={"mean_correct": "p_correct"})
+            both = mem.merge(pc[["index", "p_correct"]], on="index")
             rho = both[["mem", "p_correct"]].corr(method="spearman").iloc[0, 1]
             out += [f"<h3>Against P(correct) of sweep {html.escape(other)}</h3><p class='note'>fig1's P(correct) "
-                    f"after epoch {int(last.epoch.max())} (real data, {last.seed.nunique()} seeds) against mem(i), "
+                    f"after epoch {last} (real data, {int(pc.n.max())} seeds) against mem(i), "
                     f"for the {len(both):,} training examples with their true label: Spearman rho {rho:.2f}"
                     f"{_rho_sentence(rho, 'examples learned late (low P(correct))')}.</p>",
                     figures.score_scatter(both, "p_correct", "mem", f"P(correct), {other}", "mem(i)",
                                           f"Memorization score against P(correct) of {other}")]
         elif o.get("engine") == "interpolate" and "real" in o.get("corruptions", []) and "el2n" in have:
-            rows = load.load_table(results, other, "examples", variants=["real"], splits=["train"],
-                                   columns=DYNAMICS_COLUMNS + ["el2n"] + (["arch"] if "arch" in have else []))
+            columns = DYNAMICS_COLUMNS + ["el2n"] + (["arch"] if "arch" in have else [])
+            archs = (aggregate.grouped_means(results, other, "examples", ["arch"], [], filters={"variant": ["real"]})
+                     .arch.astype(str).tolist() if "arch" in have else [None])
             # One comparison per architecture: seeds of two models are never one sequence.
-            groups = rows.groupby(rows.arch.astype(str)) if "arch" in rows.columns else [(None, rows)]
-            for arch, ex in groups:
-                if ex.epoch.nunique() < 2:
+            for arch in archs:
+                picked = {"variant": ["real"], **({"arch": [arch]} if arch else {})}
+                epochs = aggregate.grouped_means(results, other, "examples", ["epoch"], [],
+                                                 filters={**picked, "split": ["train"]})
+                if len(epochs) < 2:
                     continue
-                ex = ex.drop(columns=[c for c in ("arch",) if c in ex.columns]).assign(variant="real")
+                models = (one.drop(columns=[c for c in ("arch",) if c in one.columns]).assign(variant="real")
+                          for one in aggregate.model_rows(results, other, "train", columns, picked))
                 name = f"{other} ({arch})" if arch else other
-                both = mem.merge(dynamics.measures(ex)[["index", "forgotten", "el2n"]], on="index")
+                both = mem.merge(dynamics.measures(models)[["index", "forgotten", "el2n"]], on="index")
                 for column, what in (("forgotten", "forgetting events (Toneva et al. 2019)"),
-                                     ("el2n", f"EL2N at epoch {int(ex.epoch.min())} (Paul et al. 2021)")):
+                                     ("el2n", f"EL2N at epoch {int(epochs.epoch.min())} (Paul et al. 2021)")):
                     rho = both[["mem", column]].corr(method="spearman").iloc[0, 1]
                     out += [f"<h3>Against {what} of sweep {html.escape(name)}</h3><p class='note'>For the "
                             f"{len(both):,} training examples with their true label: Spearman rho {rho:.2f} with "

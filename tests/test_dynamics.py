@@ -109,3 +109,31 @@ def test_a_missing_row_is_an_error_never_a_hit():
     for f in (D.forgetting_events, D.data_map, D.oscillation, D.measures):
         with pytest.raises(ValueError, match="1 \\(epoch, example\\) rows of seed 0 .* missing, e.g. epoch 2, example 3"):
             f(gap)
+
+
+def test_measures_read_one_model_at_a_time_equal_those_of_the_whole_table(tmp_path):
+    """`aggregate.model_rows` over a store of several fragments, folded by `measures`, gives what
+    the whole table in pandas gives (the report's out-of-core path)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from analysis import aggregate
+
+    rng = np.random.default_rng(1)
+    rows = pd.concat([frame(seeds=10).assign(variant=v) for v in ("real", "randY")], ignore_index=True)
+    rows["correct"] = rng.random(len(rows)) < 0.6
+    rows["p_label"] = rng.random(len(rows))
+    rows["el2n"] = rng.random(len(rows)).astype(np.float32)
+    folder = tmp_path / "sw" / "examples"
+    folder.mkdir(parents=True)
+    for part, (_, one) in enumerate(rows.groupby(rows.seed // 4)):  # a fragment: four seeds of each variant
+        table = pa.Table.from_pandas(one.reset_index(drop=True), preserve_index=False)
+        for key in ("variant", "split"):
+            table = table.set_column(table.schema.get_field_index(key), key, table[key].dictionary_encode())
+        pq.write_table(table, folder / f"t{part}.parquet", row_group_size=5)
+    columns = ["variant", "seed", "split", "epoch", "index", "correct", "p_label", "label", "corrupted", "el2n"]
+    models = list(aggregate.model_rows(str(tmp_path), "sw", "train", columns))
+    assert len(models) == 20 and all(m.seed.nunique() == 1 and m.variant.nunique() == 1 for m in models)
+    whole = D.measures(rows)
+    folded = D.measures(m.assign(variant=m.variant.astype(str)) for m in models)
+    pd.testing.assert_frame_equal(folded, whole, check_dtype=False)

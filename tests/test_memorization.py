@@ -272,3 +272,61 @@ def test_growth_never_changes_what_the_stored_models_are():
     stored = {"spec": old, "plan": [p.to_dict() for p in specs.expand(spec)]}
     assert specs.grow(stored, specs.resolve("memorization", "digits", ["seeds=20"])) is not None
     assert specs.grow(stored, specs.resolve("memorization", "digits", ["seeds=20", "arch=cnn"])) is None
+
+
+def _store(tmp_path, frames: dict[str, pd.DataFrame], per_file: int) -> str:
+    """Each table written as Parquet files of `per_file` models (as trials write fragments),
+    its key columns dictionary-encoded as the schema has them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name, frame in frames.items():
+        folder = tmp_path / "sw" / name
+        folder.mkdir(parents=True)
+        for part, (_, rows) in enumerate(frame.groupby(frame.seed // per_file)):
+            table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
+            for key in ("cell", "variant", "split"):
+                if key in table.column_names:
+                    table = table.set_column(table.schema.get_field_index(key), key, table[key].dictionary_encode())
+            pq.write_table(table, folder / f"part{part}.parquet", row_group_size=7)
+    return str(tmp_path)
+
+
+def test_estimates_read_out_of_core_equal_those_from_pandas(tmp_path, monkeypatch):
+    from analysis import aggregate
+
+    monkeypatch.setattr(aggregate, "BATCH_ROWS", 50)  # many chunks, each a few row groups
+    rng = np.random.default_rng(0)
+    frames_ex, frames_mb = [], []
+    for cell, ratio in (("ratio0.3", 0.3), ("ratio0.7", 0.7)):
+        subsets = [rng.permutation(30)[:round(ratio * 30)] for _ in range(40)]
+        ex, mb = tables(rng.random((40, 30)) < 0.6, subsets, rng.random((40, 10)) < 0.5, cell=cell,
+                        labels=rng.integers(0, 3, 30), true_labels=rng.integers(0, 3, 30))
+        early = ex.assign(epoch=2, correct=~ex.correct)  # an earlier scored epoch: never read
+        frames_ex += [ex, early]
+        frames_mb.append(mb)
+    ex, mb = pd.concat(frames_ex, ignore_index=True), pd.concat(frames_mb, ignore_index=True)
+    results = _store(tmp_path, {"examples": ex, "members": mb}, per_file=6)
+    stored, members = aggregate.StoredExamples(results, "sw"), aggregate.StoredMembers(results, "sw")
+    for cell in ("ratio0.3", "ratio0.7"):
+        pd.testing.assert_frame_equal(memo.memorization(stored, members, cell), memo.memorization(ex, mb, cell))
+        pd.testing.assert_frame_equal(memo.influence(stored, members, cell, top=15), memo.influence(ex, mb, cell, top=15))
+    pd.testing.assert_frame_equal(memo.cscore(stored, members), memo.cscore(ex, mb))
+
+
+def test_out_of_core_estimates_refuse_a_damaged_store_as_pandas_does(tmp_path):
+    from analysis import aggregate
+
+    ex, mb = tables(CORRECT, SUBSETS)
+    results = _store(tmp_path, {"examples": ex.drop(index=0)}, per_file=2)
+    stored = aggregate.StoredExamples(results, "sw")
+    with pytest.raises(memo.IncompleteExamples, match="has 2 train rows, the others 3"):
+        memo.memorization(stored, mb)
+    with pytest.raises(memo.IncompleteExamples, match=r"no models of ratio0.9 are stored yet \(the examples table has ratio0.5\)"):
+        memo.memorization(stored, mb, "ratio0.9")
+    results = _store(tmp_path / "b", {"examples": ex}, per_file=2)
+    with pytest.raises(memo.MembersMismatch, match="members table is missing"):
+        memo.memorization(aggregate.StoredExamples(results, "sw"), aggregate.StoredMembers(results, "sw"))
+    results = _store(tmp_path / "c", {"examples": ex, "members": mb[mb.seed != 3]}, per_file=2)
+    with pytest.raises(memo.MembersMismatch, match=r"1 model\(s\) of ratio0.5 have no subset in it \(e.g. seed 3\)"):
+        memo.memorization(aggregate.StoredExamples(results, "sw"), aggregate.StoredMembers(results, "sw"))
