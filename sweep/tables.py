@@ -101,7 +101,7 @@ def epochs_table(records, keys: list[dict[str, str]], seeds: list[int], phase_bo
             "step": pa.array(np.full(len(ks), r.step, dtype=np.int64)),
             "wall_seconds": pa.array(np.full(len(ks), r.wall_seconds)),
             "train_seconds": pa.array(np.full(len(ks), r.train_seconds)),
-            "lr": pa.array(np.full(len(ks), r.lr)),
+            "lr": pa.array(np.broadcast_to(np.asarray(r.lr, dtype=np.float64), (k,))[ks]),
             "running_loss": pa.array(r.running_loss.astype(np.float32)[ks]),
             "running_acc": pa.array(r.running_acc.astype(np.float32)[ks]),
             **{f"{split}_{m}": pa.array(_split_metric(r, split, m)[ks]) for split in splits for m in ("loss", "acc")},

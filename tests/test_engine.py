@@ -440,3 +440,48 @@ def test_the_mlps_step_follows_load_state_dict_with_assign():
     with torch.no_grad():
         pack.sgd_step(torch.randn(1, 8, 64), torch.randint(0, 10, (1, 8)), 0.1, 0.9, velocity)
     assert not torch.equal(pack.weights[0], loaded["weights.0"])  # the loaded tensors stepped
+
+
+HYPER = {"lr": [0.05, 0.01, 0.02], "momentum": [0.9, 0.5, 0.0], "weight_decay": [0.0, 1e-3, 1e-2]}
+
+
+@pytest.mark.parametrize("arch, build", [("mlp", {"hidden": [64]}), ("cnn", {"mode": "loop"})])
+def test_a_member_with_its_own_hyperparameters_ends_where_it_ends_alone(arch, build):
+    """A pack mixing learning rates, momenta and weight decays (the fused MLP step, and autograd
+    with `engine._sgd` for the CNN): member k ends where the same model trained alone with the
+    schedule's scalars set to its values ends."""
+    data = small_digits(200, 60, normalize="per_image")
+    members = engine.Members([1, 2, 3], [4, 5, 6], hyper=HYPER)
+    schedule = engine.Schedule(lr=0.5, momentum=0.99, batch_size=16, max_epochs=3)  # overridden by `hyper`
+    together = engine.run(packs.build(arch, data.input_shape, 10, members.init_seeds, **build), data, members, schedule)
+    for k in range(3):
+        mine = dataclasses.replace(schedule, **{name: values[k] for name, values in HYPER.items()})
+        one = engine.Members([members.init_seeds[k]], [members.order_seeds[k]])
+        alone = engine.run(packs.build(arch, data.input_shape, 10, one.init_seeds, **build), data, one, mine)
+        assert_member_matches(together, alone, k, atol=1e-5 if arch == "mlp" else 0.0)
+    lrs = together.records[-1].lr
+    np.testing.assert_allclose(lrs, HYPER["lr"])  # the epoch's rate per member, as the epochs table stores it
+
+
+def test_the_fused_step_with_per_member_hyperparameters_is_torchs_sgd():
+    """PackedMLP.sgd_step with (K,) lr, momentum and weight decay against torch.optim.SGD with each
+    member's own values (weight decay coupled as torch couples it), for three steps."""
+    from trainables.models import PackedMLP
+
+    torch.manual_seed(0)
+    pack = PackedMLP(32, [16], 10, init_seeds=[1, 2, 3])
+    plain = [pack.unpack(k) for k in range(3)]
+    opts = [torch.optim.SGD(m.parameters(), lr=HYPER["lr"][k], momentum=HYPER["momentum"][k],
+                            weight_decay=HYPER["weight_decay"][k]) for k, m in enumerate(plain)]
+    velocity = [torch.zeros_like(t) for t in pack.tensors()]
+    lr, mu, wd = (torch.tensor(HYPER[n]) for n in ("lr", "momentum", "weight_decay"))
+    for _ in range(3):
+        x, y = torch.randn(3, 8, 32), torch.randint(0, 10, (3, 8))
+        pack.sgd_step(x, y, lr, mu, velocity, weight_decay=wd)
+        for k in range(3):
+            opts[k].zero_grad()
+            torch.nn.functional.cross_entropy(plain[k](x[k]), y[k]).backward()
+            opts[k].step()
+    for k in range(3):
+        for a, b in zip(pack.unpack(k).parameters(), plain[k].parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

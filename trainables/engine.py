@@ -72,7 +72,7 @@ class EpochRecord:
     step: int
     wall_seconds: float
     train_seconds: float
-    lr: float
+    lr: float | np.ndarray  # the epoch's learning rate: one for all members, or (K,) each its own
     running_loss: np.ndarray  # (K,) mean training loss over the epoch's batches
     running_acc: np.ndarray  # (K,) fraction of the epoch's training examples correct when seen
     active: np.ndarray = None  # (K,) bool
@@ -96,6 +96,10 @@ class EpochRecord:
             self.splits[split] = scores
 
 
+# The SGD hyperparameters a member can have on its own (Members.hyper), each a Schedule field.
+HYPER = ("lr", "momentum", "weight_decay")
+
+
 @dataclass(frozen=True)
 class Schedule:
     """How a pack trains and when it is scored and stops (see the module docstring)."""
@@ -104,6 +108,7 @@ class Schedule:
     batch_size: int
     max_epochs: int
     momentum: float = 0.0
+    weight_decay: float = 0.0  # L2, coupled as torch.optim.SGD does: g + weight_decay * p
     lr_decay: float = 1.0
     lr_step_every: int | None = None
     lr_step_factor: float = 0.5
@@ -125,16 +130,22 @@ class Schedule:
 @dataclass
 class Members:
     """Per-member identity: (K,) seeds; training labels (K, N_train) (None: the data's labels for
-    all); training subsets (K, n) of indices into the training split (None: all of it)."""
+    all); training subsets (K, n) of indices into the training split (None: all of it); `hyper`,
+    per-member values of the schedule's SGD hyperparameters (`HYPER`: name -> K values; a name
+    left out takes the schedule's value for every member)."""
 
     init_seeds: list[int]
     order_seeds: list[int]
     labels: torch.Tensor | None = None
     subsets: torch.Tensor | None = None
+    hyper: dict[str, Sequence[float]] = field(default_factory=dict)
 
     def __post_init__(self):
         if len(self.init_seeds) != len(self.order_seeds):
             raise ValueError("init_seeds and order_seeds must have the same length")
+        bad = {n: len(v) for n, v in self.hyper.items() if n not in HYPER or len(v) != len(self.init_seeds)}
+        if bad:
+            raise ValueError(f"per-member hyperparameters {bad}: allowed {', '.join(HYPER)}, one value a member")
 
     @property
     def k(self) -> int:
@@ -182,8 +193,8 @@ class Outcome:
         return next(r for r in reversed(self.records) if r.active[k])
 
 
-def epoch_lr(lr: float, epoch: int, decay: float = 1.0, step_every: int | None = None,
-             step_factor: float = 0.5) -> float:
+def epoch_lr(lr: Hyper, epoch: int, decay: float = 1.0, step_every: int | None = None,
+             step_factor: float = 0.5) -> Hyper:
     """lr * decay^(epoch - 1) * step_factor^floor((epoch - 1) / step_every) (epochs from 1)."""
     steps = (epoch - 1) // step_every if step_every else 0
     return lr * decay ** (epoch - 1) * step_factor ** steps
@@ -296,33 +307,69 @@ def _orders(members: Members, gens: list[torch.Generator], n_fit: int, n_train: 
     return torch.stack([pool[torch.randperm(len(pool), generator=g)] for pool, g in zip(pools, gens)]).to(device)
 
 
-def _sgd(params: list[torch.Tensor], momentum_bufs: list[torch.Tensor], lr: float, momentum: float,
-         active: torch.Tensor) -> None:
-    """SGD with momentum (PyTorch's form: v = mu v + g; p -= lr v) for the active members only:
-    a stopped member's parameters and momentum stay as they are."""
+Hyper = float | torch.Tensor  # one value for every member, or (K,) values
+
+
+def _view(value: Hyper, p: torch.Tensor) -> Hyper:
+    """A per-member (K,) value shaped to broadcast over stacked parameters p (K, ...)."""
+    return value.view((-1,) + (1,) * (p.dim() - 1)) if torch.is_tensor(value) else value
+
+
+def _sgd(params: list[torch.Tensor], momentum_bufs: list[torch.Tensor], lr: Hyper, momentum: Hyper,
+         active: torch.Tensor, weight_decay: Hyper = 0.0) -> None:
+    """SGD with momentum as torch.optim.SGD takes it (g' = g + weight_decay p; v = mu v + g';
+    p -= lr v), each hyperparameter one value or one a member, for the active members only: a
+    stopped member's parameters and momentum stay as they are. `PackedMLP.sgd_step` fuses the
+    same update into its backward pass (tests/test_engine.py holds the two equal)."""
     with torch.no_grad():
         for p, v in zip(params, momentum_bufs):
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            on = active.view(shape)
-            g = torch.where(on, p.grad, 0.0)  # a stopped (or diverged) member's gradient never leaks
-            if momentum:
-                v.mul_(torch.where(active, momentum, 1.0).view(shape)).add_(g)
+            on = _view(active, p)
+            g = p.grad if not _any(weight_decay) else p.grad + _view(weight_decay, p) * p
+            g = torch.where(on, g, 0.0)  # a stopped (or diverged) member's gradient never leaks
+            if _any(momentum):
+                v.mul_(torch.where(on, _view(momentum, p), 1.0)).add_(g)
                 step = v
             else:
                 step = g
-            p.sub_(torch.where(on, step * lr, 0.0))
+            p.sub_(torch.where(on, step * _view(lr, p), 0.0))
             p.grad = None
 
 
-def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState, lr: float,
+def _any(value: Hyper) -> bool:
+    """Whether a hyperparameter is nonzero for some member."""
+    return bool(value.any()) if torch.is_tensor(value) else bool(value)
+
+
+def member_hyper(members: Members, schedule: Schedule, device: torch.device) -> dict[str, Hyper]:
+    """Each of HYPER: the schedule's value where the members share it, else a (K,) tensor."""
+    out: dict[str, Hyper] = {}
+    for name in HYPER:
+        values = members.hyper.get(name)
+        if values is None or len(set(values)) == 1:
+            out[name] = float(values[0]) if values is not None else float(getattr(schedule, name))
+        else:
+            out[name] = torch.tensor(list(values), dtype=torch.float32, device=device)
+    return out
+
+
+def _cut(hyper: dict[str, Hyper], members: torch.Tensor | None) -> dict[str, Hyper]:
+    """The running members' values (members: their indices; None: all)."""
+    if members is None:
+        return hyper
+    return {n: v[members] if torch.is_tensor(v) else v for n, v in hyper.items()}
+
+
+def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState, hyper: dict[str, Hyper],
                  active: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch of steps over `order` (K, n); (running loss, running accuracy) per member."""
+    """One epoch of steps over `order` (K, n) with this epoch's `hyper` (lr, momentum,
+    weight_decay: `member_hyper`, the rate scheduled); (running loss, running accuracy) per member."""
     k, n = order.shape
     # Only the members still training run: a stopped one costs no compute (and its parameters,
     # momentum and batch-norm statistics stay as they are).
     members = None if bool(active.all()) else active.nonzero().squeeze(1)
     if members is not None:
         order, y_fit = order[members], y_fit[members]
+    mine = _cut(hyper, members)  # the fused step takes the running members' values
     y_epoch = y_fit.gather(1, order)  # (K', n): the epoch's labels, gathered once
     fused = hasattr(pack, "sgd_step") and schedule.autocast is None
     # The epoch's inputs gathered once (K', n, ...) when that is small; else per step.
@@ -341,26 +388,27 @@ def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState
         xb = x_epoch[:, i:i + b] if x_epoch is not None else x_fit[order[:, i:i + b]]
         if fused:  # the MLP: a written-out backward, the update fused into it
             at, m = i % rows, yb.shape[1]  # where this batch goes in the buffer; its size (the last may be short)
-            pack.sgd_step(xb, yb, lr, schedule.momentum, state.momentum, members, logits=logits[:, at:at + m])
+            pack.sgd_step(xb, yb, mine["lr"], mine["momentum"], state.momentum, members,
+                          logits=logits[:, at:at + m], weight_decay=mine["weight_decay"])
             if at + m >= rows or i + m >= n:  # the buffer is full, or the epoch is over
                 done = at + m
                 losses, right = loss_and_hits(logits[:, :done], y_epoch[:, i + m - done:i + m])
                 loss_sum += losses
                 hits += right
         else:
-            loss_sum, hits = _autograd_step(pack, xb, yb, schedule, state, lr, active, members, loss_sum, hits)
+            loss_sum, hits = _autograd_step(pack, xb, yb, schedule, state, hyper, active, members, loss_sum, hits)
         state.step += 1
     return _spread((loss_sum / n).cpu().numpy(), members, k), _spread((hits / n).cpu().numpy(), members, k)
 
 
-def _autograd_step(pack, xb, yb, schedule: Schedule, state: PackState, lr: float, active: torch.Tensor,
+def _autograd_step(pack, xb, yb, schedule: Schedule, state: PackState, hyper: dict[str, Hyper], active: torch.Tensor,
                    members: torch.Tensor | None, loss_sum: torch.Tensor, hits: torch.Tensor):
     with torch.autocast(xb.device.type, dtype=schedule.autocast or torch.float32,
                         enabled=schedule.autocast is not None):
         logits = pack(xb, members)  # (K', b, C)
     losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(len(xb), -1)
     losses.mean(dim=1).sum().backward()
-    _sgd(state.params, state.momentum, lr, schedule.momentum, active)
+    _sgd(state.params, state.momentum, hyper["lr"], hyper["momentum"], active, hyper["weight_decay"])
     with torch.no_grad():
         return loss_sum + losses.sum(dim=1), hits + (logits.argmax(-1) == yb).sum(dim=1)
 
@@ -452,15 +500,18 @@ def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, st
         state.mode = getattr(pack, "mode", "bmm")
         return state
 
+    base = member_hyper(members, schedule, device)
     pack.train()
     while any(s is None for s in state.stopped) and state.epoch < last:
         active_np = np.array([s is None for s in state.stopped])
         active = torch.as_tensor(active_np, device=device)
         state.epoch += 1
-        lr = epoch_lr(schedule.lr, state.epoch, schedule.lr_decay, schedule.lr_step_every, schedule.lr_step_factor)
+        hyper = dict(base, lr=epoch_lr(base["lr"], state.epoch, schedule.lr_decay, schedule.lr_step_every,
+                                       schedule.lr_step_factor))
+        lr = hyper["lr"].cpu().numpy() if torch.is_tensor(hyper["lr"]) else hyper["lr"]
         epoch_start = time.perf_counter()
         order = _orders(members, gens, len(y_fit[0]), len(data.train), device)
-        running = _train_epoch(pack, x_fit, y_fit, order, schedule, state, lr, active)
+        running = _train_epoch(pack, x_fit, y_fit, order, schedule, state, hyper, active)
         state.train_seconds += time.perf_counter() - epoch_start
         if schedule.scored_epochs is not None and state.epoch not in schedule.scored_epochs:
             if state.epoch >= last:

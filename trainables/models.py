@@ -103,9 +103,9 @@ class PackedMLP(nn.Module):
         return x
 
     @torch.no_grad()
-    def sgd_step(self, x: torch.Tensor, y: torch.Tensor, lr: float, momentum: float,
+    def sgd_step(self, x: torch.Tensor, y: torch.Tensor, lr: float | torch.Tensor, momentum: float | torch.Tensor,
                  velocity: Sequence[torch.Tensor], members: torch.Tensor | None = None,
-                 logits: torch.Tensor | None = None) -> torch.Tensor:
+                 logits: torch.Tensor | None = None, weight_decay: float | torch.Tensor = 0.0) -> torch.Tensor:
         """One SGD step (PyTorch's momentum form: v = mu v + g; p -= lr v) of every member on its own
         batch, x (K', B, D) and labels y (K', B), without autograd; returns the step's logits
         (K', B, C), from before the update, written into `logits` when given (a slice of an
@@ -119,7 +119,11 @@ class PackedMLP(nn.Module):
         momentum read and write, parameter read and write) where autograd plus a separate optimizer
         pass take ~12 (benchmarks/README.md), in ~24 torch calls for two hidden layers. With
         `members` (indices), only those members step; the others' parameters and momentum stay as
-        they are. `velocity` is laid out like `tensors()`: the weights' buffers, then the biases'."""
+        they are. `velocity` is laid out like `tensors()`: the weights' buffers, then the biases'.
+
+        `lr`, `momentum` and `weight_decay` (L2 as torch.optim.SGD couples it: the gradient plus
+        weight_decay times the parameter) are one value for all, or (K',) tensors, one a stepping
+        member. This is `engine._sgd`'s update, fused (tests/test_engine.py holds them equal)."""
         weights, biases = self._w, self._b
         n = len(weights)
         vel_w, vel_b = velocity[:n], velocity[n:]
@@ -134,10 +138,17 @@ class PackedMLP(nn.Module):
             # ReLU's backward in one op (autograd's own): the gradient where the activation is > 0.
             back = torch.ops.aten.threshold_backward(torch.bmm(grad, weights[i].transpose(1, 2)), acts[i], 0) \
                 if i > 0 else None
-            vel_w[i].baddbmm_(acts[i].transpose(1, 2), grad, beta=momentum)
-            vel_b[i].baddbmm_(ones, grad, beta=momentum)
-            weights[i].sub_(vel_w[i], alpha=lr)
-            biases[i].sub_(vel_b[i], alpha=lr)
+            for p, v, a in ((weights[i], vel_w[i], acts[i].transpose(1, 2)), (biases[i], vel_b[i], ones)):
+                if torch.is_tensor(momentum):  # v = mu v + g (+ wd p), then p -= lr v
+                    v.mul_(momentum.view(-1, 1, 1)).baddbmm_(a, grad)
+                else:
+                    v.baddbmm_(a, grad, beta=momentum)
+                if torch.is_tensor(weight_decay) or weight_decay:
+                    v.add_(p * (weight_decay.view(-1, 1, 1) if torch.is_tensor(weight_decay) else weight_decay))
+                if torch.is_tensor(lr):
+                    p.sub_(v * lr.view(-1, 1, 1))
+                else:
+                    p.sub_(v, alpha=lr)
             grad = back
         if members is not None:
             for mine, stepped in zip([*self.weights, *self.biases, *velocity],
