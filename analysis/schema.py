@@ -107,19 +107,32 @@ def _same_type(field: pa.Field, got: pa.DataType) -> bool:
     return got == want
 
 
-def check(table: str, schema: pa.Schema) -> None:
+# A sweep's hyperparameter axes (its spec's `grid` and `sample` keys, e.g. `optimizer.lr`) are
+# columns of every table, one per axis, named by the key: numbers as float64 or int64, booleans as
+# bool, anything else (a list such as model.hidden) as JSON text.
+AXIS_TYPES = (pa.float64(), pa.int64(), pa.bool_(), KEY)
+
+
+def check(table: str, schema: pa.Schema, axes: tuple[str, ...] = ()) -> None:
     """ValueError naming the column unless `schema` (of a table about to be stored) has every
-    required column of `table`, no column the contract does not name, and the contract's types."""
+    required column of `table`, no column the contract does not name (besides the sweep's `axes`,
+    typed as AXIS_TYPES), and the contract's types."""
     if table not in SCHEMAS:
         raise ValueError(f"unknown table {table!r} (allowed: {', '.join(TABLES)})")
     contract = SCHEMAS[table]
     names = set(contract.names)
+    for axis in axes:
+        if axis in schema.names and schema.field(axis).type not in AXIS_TYPES:
+            raise ValueError(f"{table}.{axis} is {schema.field(axis).type}: an axis column is one of {AXIS_TYPES}")
+    names |= set(axes)
     extra = [n for n in schema.names if n not in names]
     missing = sorted(names - optional(table) - set(schema.names))
     if extra or missing:
         raise ValueError(f"{table} table breaks the results contract: columns {extra} not in it, "
                          f"{missing} missing (analysis/schema.py, results/README.md)")
     for name in schema.names:
+        if name in axes:
+            continue
         field = contract.field(name)
         if not _same_type(field, schema.field(name).type):
             raise ValueError(f"{table}.{name} is {schema.field(name).type}, the contract says {field.type}")

@@ -75,7 +75,7 @@ def fake_outcome(job, rng: np.random.Generator, epoch: int) -> engine.Outcome:
 def write_store(results: str, preset: str, models: int) -> dict[str, float]:
     """The store a `preset` sweep of `models` models on Fashion-MNIST leaves; seconds and rows."""
     seeds = models // 3 if preset == "fig1-difficulty" else models
-    spec = specs.resolve(preset, "fashion-mnist", [f"seeds={seeds}"])
+    spec = specs.resolve(preset, "fashion-mnist", [f"seeds={seeds}", "train_size=null"])  # all 60,000
     plans = specs.expand(spec, 1)
     store = Store(results, spec.name)
     store.write_manifest(spec.model_dump(), spec.hash(), {"preset": spec.name, "args": []},

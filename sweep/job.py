@@ -9,6 +9,7 @@ after-training probe (weight noise); they work for any K and return rows.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from catalog import Corruption
+from sweep import axes
 from sweep.spec import ConvergenceSpec, DifficultySpec, Spec, SubsetSpec, TrialPlan, derive_seed
 from trainables import corruption, data as datasets, engine, packs, probes
 
@@ -43,7 +45,8 @@ class Job:
         m = self.members
         members = engine.Members(init_seeds=[m.init_seeds[i] for i in idx], order_seeds=[m.order_seeds[i] for i in idx],
                                  labels=None if m.labels is None else m.labels[idx],
-                                 subsets=None if m.subsets is None else m.subsets[idx])
+                                 subsets=None if m.subsets is None else m.subsets[idx],
+                                 hyper={n: [v[i] for i in idx] for n, v in m.hyper.items()})
 
         def per_member(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             return {s: (v[idx] if np.ndim(v) == 2 else v) for s, v in splits.items()}
@@ -81,8 +84,9 @@ def prepare_subsets(spec: SubsetSpec, plan: TrialPlan, data_root: str, device: t
     c = spec.corruption_of(plan.variant)
     corruption_seed = derive_seed(spec.seed, "corruption", "labels")
     data, mask = corruption.apply(data, c.kind, c.p, corruption_seed)
-    ratio = next(r for r in spec.ratios if spec.cell_of(r) == plan.cell)
-    seeds = list(range(plan.seed_lo, plan.seed_hi))
+    ratio = next(r for r in spec.ratios
+                 if plan.cell == spec.cell_of(r) or plan.cell.startswith(spec.cell_of(r) + "-"))
+    seeds = [s for _, _, s in plan.models()]
     n, k = len(data.train), len(seeds)
     subsets = np.stack([subset_of(spec, ratio, s, n) for s in seeds])
     members = engine.Members(init_seeds=[derive_seed(spec.seed, "init", f"{plan.cell}:{s}") for s in seeds],
@@ -91,7 +95,7 @@ def prepare_subsets(spec: SubsetSpec, plan: TrialPlan, data_root: str, device: t
     mask = mask.cpu().numpy()
     columns = {**_identity_columns(members, [c] * k, [mask.sum()] * k, [corruption_seed] * k),
                "subset_ratio": np.full(k, ratio), "subset_size": np.full(k, subsets.shape[1], dtype=np.int32)}
-    return Job(data, members, spec.arch, spec.arch_label, [{"cell": plan.cell, "variant": plan.variant}] * k, seeds,
+    return Job(data, members, spec.arch, spec.arch_label, [{"cell": c, "variant": v} for c, v, _ in plan.models()], seeds,
                {"train": data.train.y.cpu().numpy(), "test": clean["test"]}, clean,
                {"train": mask, "test": np.zeros(len(clean["test"]), dtype=bool)}, columns)
 
@@ -117,7 +121,7 @@ def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -
     for _, variant, _ in models_:
         if variant not in drawn:
             c = spec.corruption_of(variant)
-            seed = derive_seed(spec.seed, "corruption", plan.cell if isinstance(spec, DifficultySpec) else variant)
+            seed = derive_seed(spec.seed, "corruption", variant)  # fig1: a cell is a variant (and its axes)
             corrupted, mask = corruption.apply(data, c.kind, c.p, seed)
             drawn[variant] = (corrupted, mask, seed, c)
     data = drawn[models_[0][1]][0]  # the pack's images (one input group: the same for every member)
@@ -146,6 +150,27 @@ def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -
     arch = "mlp" if isinstance(spec, DifficultySpec) else plan.arch
     label = "mlp-" + "x".join(map(str, spec.model.hidden)) if isinstance(spec, DifficultySpec) else plan.arch
     return Job(data, members, arch, label, keys, seeds, labels, true, corrupted, columns)
+
+
+def trial_spec(sweep: Spec, plan: TrialPlan) -> Spec:
+    """The spec a trial trains with: the sweep's, with the trial's values of the axes that are not
+    per member (a width, a batch size); per-member values go to `with_axes`."""
+    if not plan.points:
+        return sweep
+    return sweep.at(axes.trial_part(sweep.points()[plan.points[0][0]]))
+
+
+def with_axes(sweep: Spec, plan: TrialPlan, job: Job) -> Job:
+    """The job with each member's hyperparameter-axis values: its per-member SGD values
+    (engine.Members.hyper) and a column per axis in its identity keys (every table's rows)."""
+    if not plan.points:
+        return job
+    points = sweep.points()
+    mine = [points[i] for i in plan.member_points()]
+    hyper = {name: [p[key] for p in mine] for key, name in axes.MEMBER_KEYS.items() if key in mine[0]}
+    job.members = dataclasses.replace(job.members, hyper=hyper)
+    job.keys = [{**key, **axes.columns(points, p)} for key, p in zip(job.keys, mine)]
+    return job
 
 
 def build_pack(spec: Spec, job: Job, device: torch.device) -> torch.nn.Module:

@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from analysis.safe_yaml import AliasError, read_yaml
+from sweep import axes
 from catalog import (ARCHITECTURES, ARCHS, DATASET_TABLE, DATASETS, DEFAULT_LR, LASS_ALPHA, LASS_BETA,
                      LASS_ITERS, LASS_R, NORMALIZATIONS, Corruption)
 
@@ -89,9 +90,13 @@ class ModelSpec(_Strict):
         4096, 4096]
 
 
+MAX_WEIGHT_DECAY = 1.0  # L2 coefficient
+
+
 class OptimizerSpec(_Strict):
     lr: Annotated[float, Field(gt=0, le=MAX_LR)] = 0.01
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    weight_decay: Annotated[float, Field(ge=0, le=MAX_WEIGHT_DECAY)] = 0.0  # L2, coupled as torch.optim.SGD does
 
 
 class CorruptionSpec(_Strict):
@@ -106,6 +111,35 @@ class _SpecBase(_Strict):
             return check_name(v)
         except SpecError as exc:
             raise ValueError(str(exc).split(": ", 1)[1]) from None
+
+    # Hyperparameter axes (sweep/axes.py): a grid over any key, or random samples.
+    grid: dict[str, Annotated[list[Any], Field(max_length=axes.MAX_POINTS)]] = {}
+    sample: axes.Sample | None = None
+
+    @model_validator(mode="after")
+    def _axes_fit(self):
+        axes.check(self.grid, self.sample)
+        if (self.grid or self.sample) and isinstance(self, ConvergenceSpec):
+            raise ValueError("grid and sample axes are for fig1-difficulty and the subset sweeps in this version; "
+                             "a convergence grid sweeps its archs and corruptions")
+        for point in self.points() if (self.grid or self.sample) else []:
+            try:
+                self.at(point)
+            except (SpecError, ValidationError) as exc:
+                text = _one_line(exc) if isinstance(exc, ValidationError) else str(exc)
+                raise ValueError(f"on an axis, {text}") from None
+        return self
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every point of the sweep's axes (sweep/axes.py); [{}] without axes."""
+        return axes.points(self.grid, self.sample, self.seed)
+
+    def at(self, point: dict[str, Any]) -> "Spec":
+        """This spec with `point`'s values set and no axes: what one model trains with."""
+        tree = {**self.model_dump(), "grid": {}, "sample": None}
+        for key, value in point.items():
+            _set_path(tree, key, value, type(self))
+        return type(self).model_validate(tree)
 
     # Keys left out of the spec's identity (they change no stored number beyond float rounding);
     # none by default: in a convergence grid pack_size decides which models share a pack's clock
@@ -541,9 +575,13 @@ class TrialPlan:
     seed_hi: int  # last seed index, exclusive
     arch: str | None = None  # convergence grids: the model trained
     members: tuple[tuple[str, int], ...] = ()  # convergence grids: (corruption, seed index) per model
+    # Sweeps with hyperparameter axes (sweep/axes.py): the points the trial trains, each as (its
+    # index in spec.points(), the cell its models belong to); every point with seeds [seed_lo, seed_hi).
+    points: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self):  # a plan read back from JSON or YAML has lists for tuples
         object.__setattr__(self, "members", tuple(tuple(m) for m in self.members))
+        object.__setattr__(self, "points", tuple(tuple(p) for p in self.points))
 
     @classmethod
     def from_dict(cls, entry: Any) -> "TrialPlan":
@@ -551,21 +589,27 @@ class TrialPlan:
         has these fields with these types, and a fragment name that is one safe path component."""
         types = {"cell": str, "variant": str, "pack": int, "seed_lo": int, "seed_hi": int}
         members = entry.get("members", []) if isinstance(entry, dict) else None
-        if not (isinstance(entry, dict) and set(types) <= set(entry) <= {*types, "arch", "members"}
+        points = entry.get("points", []) if isinstance(entry, dict) else None
+        if not (isinstance(entry, dict) and set(types) <= set(entry) <= {*types, "arch", "members", "points"}
                 and all(type(entry[k]) is t for k, t in types.items())
                 and (entry.get("arch") is None or isinstance(entry["arch"], str)) and isinstance(members, list)
                 and all(isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) and type(m[1]) is int
-                        for m in members)):
+                        for m in members)
+                and isinstance(points, list)
+                and all(isinstance(p, list) and len(p) == 2 and type(p[0]) is int and isinstance(p[1], str)
+                        for p in points)):
             raise ValueError("not a trial of the shape memsweep writes")
         plan = cls(**entry)
-        if not re.fullmatch(NAME_PATTERN, plan.fragment):
-            raise ValueError(f"its fragment name {plan.fragment!r} is not a safe file name")
+        bad = [n for n in (plan.fragment, *(c for _, c in plan.points)) if not re.fullmatch(NAME_PATTERN, n)]
+        if bad:
+            raise ValueError(f"its fragment or cell name {bad[0]!r} is not a safe file name")
         return plan
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (lists for tuples), for the manifest's YAML and the trial's config."""
         return {**{f: getattr(self, f) for f in ("cell", "variant", "pack", "seed_lo", "seed_hi", "arch")},
-                "members": [list(m) for m in self.members]}
+                "members": [list(m) for m in self.members],
+                **({"points": [list(p) for p in self.points]} if self.points else {})}
 
     @property
     def fragment(self) -> str:
@@ -574,9 +618,17 @@ class TrialPlan:
 
     def models(self) -> list[tuple[str, str, int]]:
         """(cell, variant, seed index) of each model the trial trains, in pack order."""
+        if self.points:
+            return [(cell, self.variant, s) for _, cell in self.points for s in range(self.seed_lo, self.seed_hi)]
         if not self.members:
             return [(self.cell, self.variant, s) for s in range(self.seed_lo, self.seed_hi)]
         return [(f"{self.arch}-{v.replace(':', '')}", v, s) for v, s in self.members]
+
+    def member_points(self) -> list[int | None]:
+        """The axis point (index in spec.points()) of each model of `models()`; None without axes."""
+        if not self.points:
+            return [None] * len(self.models())
+        return [i for i, _ in self.points for _ in range(self.seed_lo, self.seed_hi)]
 
 
 def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
@@ -587,7 +639,8 @@ def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
         count = len(spec.archs) * sum(math.ceil(len(g) * spec.seeds / k) for g in input_groups(spec.corruptions).values())
     else:
         cells = len(spec.ratios) if isinstance(spec, SubsetSpec) else len(spec.variants)
-        count = cells * math.ceil(spec.seeds / spec.resolved_trial_size(slots))
+        groups = axes.trial_groups(spec.points())
+        count = cells * sum(math.ceil(spec.seeds / _seeds_per_trial(spec, slots, len(g))) for g in groups.values())
     if count > MAX_TRIALS:
         raise SpecError(f"the plan has {count:,} trials, more than the {MAX_TRIALS:,} allowed in one sweep: "
                         "use fewer seeds or cells, or larger packs (pack_size)")
@@ -605,15 +658,29 @@ def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
                                            seed_lo=min(s for _, s in pack), seed_hi=max(s for _, s in pack) + 1,
                                            arch=arch, members=pack))
         return plans
-    k = spec.resolved_trial_size(slots)
-    if isinstance(spec, SubsetSpec):
-        return [p for r in spec.ratios for p in _seed_packs(spec.cell_of(r), spec.variant, 0, spec.seeds, k)]
-    return [p for v in spec.variants for p in _seed_packs(v, v, 0, spec.seeds, k)]
+    cells = ([(spec.cell_of(r), spec.variant) for r in spec.ratios] if isinstance(spec, SubsetSpec)
+             else [(v, v) for v in spec.variants])
+    points, plans = spec.points(), []
+    names = axes.labels(points)
+    for cell, variant in cells:
+        # Points that differ only in per-member hyperparameters share a trial (and its packs);
+        # each other value of an axis (a width, a batch size) is a trial group of its own.
+        for group, indices in axes.trial_groups(points).items():
+            members = tuple((i, f"{cell}-{names[i]}") for i in indices) if spec.grid or spec.sample else ()
+            k = _seeds_per_trial(spec, slots, len(indices))
+            plans += _seed_packs(f"{cell}-{group}" if group else cell, variant, 0, spec.seeds, k, points=members)
+    return plans
 
 
-def _seed_packs(cell: str, variant: str, lo: int, hi: int, k: int, first: int = 0) -> list[TrialPlan]:
+def _seeds_per_trial(spec: Spec, slots: int, points: int) -> int:
+    """Seeds a trial takes of each of its `points`: about resolved_trial_size models a trial."""
+    return max(1, math.ceil(spec.resolved_trial_size(slots) / points))
+
+
+def _seed_packs(cell: str, variant: str, lo: int, hi: int, k: int, first: int = 0,
+                points: tuple[tuple[int, str], ...] = ()) -> list[TrialPlan]:
     """Trials of seeds [lo, hi) of one cell, k a trial, numbered from `first`."""
-    return [TrialPlan(cell=cell, variant=variant, pack=first + i, seed_lo=s, seed_hi=min(hi, s + k))
+    return [TrialPlan(cell=cell, variant=variant, pack=first + i, seed_lo=s, seed_hi=min(hi, s + k), points=points)
             for i, s in enumerate(range(lo, hi, k))]
 
 
@@ -622,7 +689,8 @@ def grow(stored: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan] 
     (manifest) unchanged, then trials for the new seed indices of every ratio, numbered after
     the stored ones. None unless `spec` is the stored spec with more seeds and nothing else
     changed; SpecError if it asks for fewer."""
-    if not isinstance(spec, SubsetSpec) or stored.get("spec", {}).get("engine") != "subsets":
+    if not isinstance(spec, SubsetSpec) or stored.get("spec", {}).get("engine") != "subsets" \
+            or spec.grid or spec.sample:  # a sweep with axes grows by launching it again with more seeds: not yet
         return None
     old = stored["spec"]
     try:  # as this version reads it: keys added since then take their defaults (arch: mlp)

@@ -337,7 +337,7 @@ class Store:
         rows = {name: tables[name].num_rows for name in TABLES if name in tables and name != "trials"}
         digests: dict[str, str] = {}
         for name in [t for t in TABLES if t in tables]:
-            contract.check(name, tables[name].schema)  # before anything of the fragment is written
+            contract.check(name, tables[name].schema, _axes(metadata))  # before anything is written
         for name in [t for t in TABLES if t in tables]:
             record = dict(meta, rows=rows, sha256=digests) if name == "trials" else meta
             payload = _parquet_bytes(tables[name], json.dumps(record, sort_keys=True).encode())
@@ -670,3 +670,9 @@ def _read_owner(path: str) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _axes(metadata: dict[str, Any]) -> tuple[str, ...]:
+    """The hyperparameter axes of the sweep a fragment's metadata names (its spec's grid and sample keys)."""
+    spec = metadata.get("spec") or {}
+    return (*(spec.get("grid") or {}), *((spec.get("sample") or {}).get("space") or {}))

@@ -20,11 +20,15 @@ from sweep.spec import ConvergenceSpec, Spec, TrialPlan
 from sweep.store import SCHEMA_VERSION
 
 
-def _key_columns(keys: list[dict[str, str]], member: np.ndarray) -> dict[str, pa.DictionaryArray]:
-    """Dictionary-encoded key columns (pandas reads them as categoricals) for rows of `member`."""
+def _key_columns(keys: list[dict[str, Any]], member: np.ndarray) -> dict[str, pa.Array]:
+    """The identity columns for rows of `member`: text keys dictionary-encoded (pandas reads them as
+    categoricals), hyperparameter-axis values (sweep/axes.py: numbers, booleans) as they are."""
     out = {}
     for name in keys[0]:
         values = [k[name] for k in keys]
+        if not isinstance(values[0], str):
+            out[name] = pa.array(values).take(pa.array(member))
+            continue
         uniq = sorted(set(values))
         codes = np.asarray([uniq.index(v) for v in values], dtype=np.int32)
         out[name] = pa.DictionaryArray.from_arrays(pa.array(codes[member]), pa.array(uniq))

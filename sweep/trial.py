@@ -37,12 +37,13 @@ def run(config: dict[str, Any]) -> None:
     # Ray logs every persisted checkpoint at INFO in the worker, which floods the driver's
     # terminal with one line per checkpoint; the progress lines say what matters.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
-    spec, plan = validate(config["spec"]), TrialPlan(**config["plan"])
+    sweep, plan = validate(config["spec"]), TrialPlan(**config["plan"])
+    spec = jobs.trial_spec(sweep, plan)  # with the trial's values of the axes (sweep/axes.py)
     torch.set_num_threads(max(1, int(config["cpus"])))
     started, t0, ctx = dt.datetime.now(dt.timezone.utc), time.perf_counter(), _context(config)
     if getattr(spec, "precision", "fp32") == "tf32":
         torch.backends.cuda.matmul.allow_tf32 = True  # CUDA only; a no-op on the CPU
-    job = jobs.prepare(spec, plan, config["data_root"], ctx["device"])
+    job = jobs.with_axes(sweep, plan, jobs.prepare(spec, plan, config["data_root"], ctx["device"]))
     rss_before = _rss_mb()
     if isinstance(spec, ConvergenceSpec):  # the plan's pack, with checkpoints and probes
         pack, schedule = _pack(spec, plan, job, ctx["device"])
@@ -67,8 +68,8 @@ def run(config: dict[str, Any]) -> None:
         tables["trials"] = trials.set_column(at, "wall_seconds", pa.array([time.perf_counter() - t0] * len(trials)))
         extra = {}
     Store(config["results"], spec.name, check_links=False).write_fragment(plan.fragment, tables, {
-        "sweep": spec.name, "fragment": plan.fragment, "spec": spec.model_dump(),
-        "spec_hash": spec.hash(), "versions": ctx["versions"], "git_rev": ctx["git_rev"]})
+        "sweep": spec.name, "fragment": plan.fragment, "spec": sweep.model_dump(),
+        "spec_hash": sweep.hash(), "versions": ctx["versions"], "git_rev": ctx["git_rev"]})
     tune.report({**_final_summary(tables["trials"]), **extra})
 
 

@@ -508,7 +508,9 @@ def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, st
         state.epoch += 1
         hyper = dict(base, lr=epoch_lr(base["lr"], state.epoch, schedule.lr_decay, schedule.lr_step_every,
                                        schedule.lr_step_factor))
-        lr = hyper["lr"].cpu().numpy() if torch.is_tensor(hyper["lr"]) else hyper["lr"]
+        lr = hyper["lr"] if not torch.is_tensor(hyper["lr"]) else epoch_lr(  # recorded as given, not as float32
+            np.asarray(members.hyper["lr"], dtype=np.float64), state.epoch, schedule.lr_decay,
+            schedule.lr_step_every, schedule.lr_step_factor)
         epoch_start = time.perf_counter()
         order = _orders(members, gens, len(y_fit[0]), len(data.train), device)
         running = _train_epoch(pack, x_fit, y_fit, order, schedule, state, hyper, active)

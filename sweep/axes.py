@@ -1,0 +1,165 @@
+"""Hyperparameter axes: any spec key swept over a grid of values or sampled at random, crossed
+with the study's own axes (fig1's variants, a subset sweep's ratios) and its seeds.
+
+    grid: {optimizer.lr: [0.001, 0.01, 0.1], model.hidden: [[256], [512, 512]]}
+    sample: {samples: 8, space: {optimizer.lr: {loguniform: [0.001, 0.1]}, weight_decay: {choice: [0, 0.0005]}}}
+
+A *point* is one value for every axis (the grid's cross product, each grid point crossed with
+each sample). Samples are drawn from the sweep's seed (`derive_seed(seed, "sample", i)`), so a
+sweep draws the same points wherever it is planned. Every point is validated as the spec it
+makes, so each key's own bounds and type apply.
+
+Axes of MEMBER_KEYS (the SGD hyperparameters the engine takes per member) pack together: models
+that differ only in them train as one pack, each with its own values. Any other axis (a width,
+the batch size, epochs) makes models of other shapes or schedules, which train in other trials;
+their values name the trial's fragments. Each model's values of every axis are columns of
+every table it writes (named by the key, e.g. `optimizer.lr`) and name its cell.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_POINTS = 1_000  # points (grid x samples) in one sweep
+# The SGD hyperparameters a member of a pack can have on its own: spec key -> engine.HYPER name.
+MEMBER_KEYS = {"optimizer.lr": "lr", "optimizer.momentum": "momentum", "weight_decay": "weight_decay"}
+# The study's own axes and the keys that say what and where the sweep is: never a grid axis.
+STUDY_KEYS = ("name", "description", "engine", "dataset", "seed", "seeds", "variants", "ratios", "archs",
+              "corruptions", "grid", "sample", "pack_size", "trial_size", "memory_budget_gb")
+
+
+class Distribution(BaseModel):
+    """One of: loguniform [low, high] (0 < low < high), uniform [low, high] (low < high), choice [values]."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    loguniform: tuple[float, float] | None = None
+    uniform: tuple[float, float] | None = None
+    choice: Annotated[list[Any], Field(min_length=1, max_length=MAX_POINTS)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Distribution":
+        given = [n for n in ("loguniform", "uniform", "choice") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of loguniform, uniform or choice (got {', '.join(given) or 'none'})")
+        low, high = self.loguniform or self.uniform or (0.0, 1.0)
+        if not low < high:
+            raise ValueError(f"bounds [{low}, {high}]: the low one must be below the high one")
+        if self.loguniform and low <= 0:
+            raise ValueError(f"loguniform bounds [{low}, {high}] must be above 0")
+        return self
+
+    def draw(self, rng: np.random.Generator) -> Any:
+        if self.choice is not None:
+            return self.choice[int(rng.integers(len(self.choice)))]
+        if self.loguniform:
+            low, high = self.loguniform
+            return float(np.exp(rng.uniform(math.log(low), math.log(high))))
+        return float(rng.uniform(*self.uniform))
+
+
+class Sample(BaseModel):
+    """`samples` points drawn at random from `space` (key -> distribution)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    samples: Annotated[int, Field(ge=1, le=MAX_POINTS)]
+    space: Annotated[dict[str, Distribution], Field(min_length=1)]
+
+
+def points(grid: dict[str, list[Any]], sample: Sample | None, seed: int) -> list[dict[str, Any]]:
+    """Every point of the sweep, in a stable order: the grid's cross product (keys in the order
+    given, the last fastest), each crossed with each sample; [{}] without axes."""
+    from sweep.spec import derive_seed
+
+    grid_points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
+    if sample is None:
+        return grid_points
+    drawn = []
+    for i in range(sample.samples):
+        rng = np.random.default_rng(derive_seed(seed, "sample", i))
+        drawn.append({key: dist.draw(rng) for key, dist in sample.space.items()})
+    return [{**g, **s} for g in grid_points for s in drawn]
+
+
+def keys_of(grid: dict[str, list[Any]], sample: Sample | None) -> list[str]:
+    """The axes' keys, grid first."""
+    return [*grid, *(sample.space if sample else {})]
+
+
+def check(grid: dict[str, list[Any]], sample: Sample | None, study: tuple[str, ...] = ()) -> None:
+    """ValueError (one line) for an axis the planner cannot sweep: a study key, an empty list, a
+    key both in the grid and sampled, or more points than MAX_POINTS. (Each point's values are
+    checked as the spec they make, by the spec.)"""
+    for key in keys_of(grid, sample):
+        if key.split(".")[0] in (*STUDY_KEYS, *study):
+            raise ValueError(f"{key!r} is the study's own axis or identity, not a hyperparameter (not "
+                             f"allowed as an axis: {', '.join(STUDY_KEYS)}; change it with --set {key}=...)")
+    empty = [k for k, v in grid.items() if not isinstance(v, list) or not v]
+    if empty:
+        raise ValueError(f"grid axis {empty[0]!r} needs a non-empty list of values, got {grid[empty[0]]!r}")
+    both = sorted(set(grid) & set(sample.space if sample else {}))
+    if both:
+        raise ValueError(f"{both[0]!r} is both a grid axis and sampled: give it once")
+    count = math.prod(len(v) for v in grid.values()) * (sample.samples if sample else 1)
+    if count > MAX_POINTS:
+        raise ValueError(f"the axes make {count:,} points, more than the {MAX_POINTS:,} allowed in one sweep "
+                         "(fewer values, or random samples instead of a grid)")
+
+
+def member_part(point: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in point.items() if k in MEMBER_KEYS}
+
+
+def trial_part(point: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in point.items() if k not in MEMBER_KEYS}
+
+
+def trial_groups(points: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Point indices by the label of their values that are not per-member ('' for none), in order."""
+    groups: dict[str, list[int]] = {}
+    for i, point in enumerate(points):
+        groups.setdefault(label(trial_part(point)), []).append(i)
+    return groups
+
+
+def labels(points: list[dict[str, Any]]) -> list[str]:
+    """Each point's `label`, made unique (sampled values can print alike) and at most 60 characters."""
+    names = [label(p) if len(label(p)) <= 60 else f"p{i:03d}" for i, p in enumerate(points)]
+    seen = {n for n in names if names.count(n) > 1}
+    return [f"{n}-p{i:03d}" if n in seen else n for i, n in enumerate(names)]
+
+
+def label(point: dict[str, Any]) -> str:
+    """A point as a name part: 'lr0.01-hidden512x512' (each key by its last part)."""
+    return "-".join(f"{key.split('.')[-1].replace('_', '')}{_text(value)}" for key, value in point.items())
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return "x".join(_text(v) for v in value) or "none"
+    if isinstance(value, float):
+        return f"{value:.4g}".replace("+", "")
+    return "none" if value is None else str(value)
+
+
+def columns(points: list[dict[str, Any]], point: dict[str, Any]) -> dict[str, Any]:
+    """`point`'s values as the tables' axis columns hold them: numbers and booleans as they are (an
+    axis with any non-integer number as floats, so every fragment types it alike), anything else
+    (a list such as model.hidden) as JSON text."""
+    out = {}
+    for key, value in point.items():
+        if isinstance(value, bool) or value is None:
+            out[key] = value
+        elif isinstance(value, (int, float)):
+            floats = any(isinstance(p[key], float) for p in points)
+            out[key] = float(value) if floats else value
+        else:
+            out[key] = json.dumps(value)
+    return out
