@@ -108,13 +108,15 @@ def _plain_keys(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     return table
 
 
-def p_correct(results: str, sweep: str, epochs: Sequence[int] | None = None) -> pd.DataFrame:
+def p_correct(results: str, sweep: str, epochs: Sequence[int] | None = None,
+              filters: dict[str, Sequence] | None = None) -> pd.DataFrame:
     """`analysis.difficulty.p_correct` of the stored `examples` table, out of core: one row per
     variant x split x epoch x example with p_correct, n_seeds, label, true_label, corrupted,
-    mean_p_label and mean_loss."""
+    mean_p_label and mean_loss; of the rows kept by `filters` (column -> values, e.g. one value
+    of each hyperparameter axis)."""
+    where = {**(filters or {}), **({"epoch": epochs} if epochs is not None else {})}
     frame = grouped_means(results, sweep, "examples", ["variant", "split", "epoch", "index"],
-                          ["correct", "p_label", "loss"], ["label", "true_label", "corrupted"],
-                          filters={"epoch": epochs} if epochs is not None else None)
+                          ["correct", "p_label", "loss"], ["label", "true_label", "corrupted"], filters=where or None)
     frame = frame.rename(columns={"mean_correct": "p_correct", "n": "n_seeds"})
     frame["variant"] = frame["variant"].astype(str)
     frame["split"] = pd.Categorical(frame["split"].astype(str), categories=SPLITS)  # train first, as written
@@ -124,13 +126,14 @@ def p_correct(results: str, sweep: str, epochs: Sequence[int] | None = None) -> 
                   "corrupted", "mean_p_label", "mean_loss"]]
 
 
-def correct_matrices(results: str, sweep: str, curves: Sequence[tuple[str, str, int]]
-                     ) -> Iterator[tuple[tuple[str, str, int], np.ndarray]]:
+def correct_matrices(results: str, sweep: str, curves: Sequence[tuple[str, str, int]],
+                     filters: dict[str, Sequence] | None = None) -> Iterator[tuple[tuple[str, str, int], np.ndarray]]:
     """For each (variant, split, epoch) of `curves`: its (seeds, examples) float32 matrix of
-    `correct` (rows by seed, columns by example index, both ascending), read one curve at a time."""
+    `correct` (rows by seed, columns by example index, both ascending) of the rows kept by
+    `filters`, read one curve at a time."""
     dataset = _dataset(results, sweep, "examples")
     for variant, split, epoch in curves:
-        where = _where({"variant": [variant], "split": [split], "epoch": [int(epoch)]})
+        where = _where({**(filters or {}), "variant": [variant], "split": [split], "epoch": [int(epoch)]})
         t = dataset.to_table(columns=["seed", "index", "correct"], filter=where)
         seeds, seed_at = np.unique(t["seed"].to_numpy(), return_inverse=True)
         index, index_at = np.unique(t["index"].to_numpy(), return_inverse=True)

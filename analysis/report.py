@@ -64,7 +64,8 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
             sections += _convergence_sections(spec, trials, epochs)
             sections += _probe_sections(results, sweep, spec, trials, epochs)
         else:
-            sections += _difficulty_sections(results, sweep, spec, images)
+            for heading, where in _axis_points(manifest["spec"], trials):
+                sections += heading + _difficulty_sections(results, sweep, spec, images, where)
         if spec.get("engine") != "subsets":
             sections += _dynamics_sections(results, sweep)
     sections.append(f"<h2>Spec</h2><pre>{html.escape(yaml.safe_dump(manifest['spec'], sort_keys=False))}</pre>")
@@ -95,14 +96,27 @@ def _text(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], images) -> list:
+def _axis_points(spec: dict[str, Any], trials: pd.DataFrame) -> list[tuple[list[str], dict[str, list]]]:
+    """(heading, filter) per point of the sweep's hyperparameter axes that has stored models, in
+    order (one with no heading and no filter for a sweep without axes): each point's figures stand
+    alone, so that a 3-value lr grid shows three sets of curves, not one mixed set."""
+    names = [*(spec.get("grid") or {}), *((spec.get("sample") or {}).get("space") or {})]
+    if not names:
+        return [([], {})]
+    points = trials[names].drop_duplicates().sort_values(names).itertuples(index=False, name=None)
+    return [([f"<h2 class='axis'>{html.escape(', '.join(f'{n} = {v}' for n, v in zip(names, point)))}</h2>"],
+             {n: [v] for n, v in zip(names, point)}) for point in points]
+
+
+def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], images,
+                         where: dict[str, list] | None = None) -> list:
     # Out of core: the examples table (21 million rows for fig1 on Fashion-MNIST) is never read whole.
-    pc = aggregate.p_correct(results, sweep)
+    pc = aggregate.p_correct(results, sweep, filters=where)
     curves, baselines = difficulty.sorted_curves(pc)
     last = int(pc.epoch.max())
     table = difficulty.summary(pc)
     keys = pc[difficulty.KEYS].drop_duplicates().itertuples(index=False, name=None)
-    bands = difficulty.bands_frame(aggregate.correct_matrices(results, sweep, list(keys)))
+    bands = difficulty.bands_frame(aggregate.correct_matrices(results, sweep, list(keys), filters=where))
     intro = CURVES_INTRO if "randX" in spec["variants"] else CURVES_INTRO.replace(
         "</p>", " This sweep has no randX variant, so there is no such line: the distance of each curve "
                 "from its own binomial (the summary's <i>KS to own binomial</i>) still says whether its "

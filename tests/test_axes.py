@@ -87,3 +87,10 @@ def test_a_packed_lr_grid_runs_end_to_end_with_the_axes_as_columns(tmp_path):
     status = subprocess.run([sys.executable, "-m", "sweep.cli", "status", "g", "--results", str(results)],
                             capture_output=True, text=True, timeout=120)
     assert status.returncode == 0 and "real-lr0.05-hidden128" in status.stdout
+    report = subprocess.run([sys.executable, "-m", "sweep.cli", "report", "g", "--results", str(results)],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    page = (results / "g" / "report.html").read_text()
+    for lr in ("0.01", "0.05"):  # one set of curves per point, not one mixed curve
+        for width in ("[64]", "[128]"):
+            assert f"<h2 class='axis'>optimizer.lr = {lr}, model.hidden = {width}</h2>" in page
