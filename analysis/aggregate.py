@@ -207,14 +207,23 @@ class StoredMembers:
 def model_rows(results: str, sweep: str, split: str, columns: Sequence[str],
                filters: dict[str, Sequence] | None = None) -> Iterator[pd.DataFrame]:
     """Each model's rows of `split` in the stored `examples` table (`columns` of them), one model
-    at a time in pandas: a model is a distinct (arch, variant, seed), of the key columns asked
-    for. Read fragment by fragment (a trial writes all of its models' rows into one), so memory
-    holds one model's epochs x examples."""
+    at a time in pandas: a model is a distinct (arch, cell, variant, seed), of the key columns
+    asked for (a cell names a hyperparameter point). Each fragment (a trial: all of its models'
+    rows) is read once, as Arrow, and cut into its models; memory holds one fragment in Arrow and
+    one model in pandas. ValueError if a model's rows lie in two fragments."""
     dataset = _dataset(results, sweep, "examples")
     where = _where({"split": [split], **(filters or {})})
-    keys = [k for k in ("arch", "variant", "seed") if k in columns]
+    keys = [k for k in ("arch", "cell", "variant", "seed") if k in columns]
+    seen: set[tuple] = set()
     for fragment in dataset.get_fragments(filter=where):
-        ids = _plain_keys(fragment.to_table(columns=keys, filter=where), keys).group_by(keys).aggregate([])
-        for model in sorted(ids.to_pylist(), key=lambda m: [m[k] for k in keys]):
-            rows = fragment.to_table(columns=list(columns), filter=where & _where({k: [v] for k, v in model.items()}))
-            yield rows.to_pandas()
+        table = _plain_keys(fragment.to_table(columns=list(columns), filter=where), keys)
+        ids = sorted(table.select(keys).group_by(keys).aggregate([]).to_pylist(), key=lambda m: [m[k] for k in keys])
+        for model in ids:
+            key = tuple(model[k] for k in keys)
+            if key in seen:
+                raise ValueError(f"examples table: model {dict(model)} has rows in two fragments "
+                                 "(a damaged or hand-merged store: `sweep verify`)")
+            seen.add(key)
+            mask = functools.reduce(pc.and_, [pc.equal(table[k], v) for k, v in model.items()])
+            yield table.filter(mask).to_pandas()
+        del table

@@ -158,7 +158,7 @@ def measures(examples: pd.DataFrame | Iterable[pd.DataFrame], split: str = "trai
             sums = [_fold(sums)]
     if not sums:
         raise ValueError(f"no {split} examples to measure")
-    return _measures_from(_fold(sums))
+    return _measures_from(_fold(sums), split)
 
 
 SUMMED = ["forgotten", "never_learned", "confidence", "variability", "correctness", "seeds", "last_correct",
@@ -196,7 +196,7 @@ def _fold(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return frame.groupby(["variant", "index"], observed=True, sort=True).agg(agg).reset_index()
 
 
-def _measures_from(total: pd.DataFrame) -> pd.DataFrame:
+def _measures_from(total: pd.DataFrame, split: str) -> pd.DataFrame:
     out = total[["variant", "index", "forgotten", "never_learned"]].copy()
     out["unforgettable"] = (out.forgotten == 0) & (out.never_learned == 0)
     out["label"], out["corrupted"] = total.label.to_numpy(), total.corrupted.to_numpy()
@@ -207,9 +207,10 @@ def _measures_from(total: pd.DataFrame) -> pd.DataFrame:
     out["p_correct"] = total.last_correct / total.seeds
     out["forgetting_rank"] = out.never_learned * (out.forgotten.max() + 1) + out.forgotten
     if "el2n" in total.columns:
-        if (total.el2n_seeds == 0).any():
-            raise ValueError(f"no train examples recorded at epoch {int(total.el2n_epoch.iloc[0])} for some examples")
-        out["el2n"] = total.el2n / total.el2n_seeds
+        if not total.el2n_seeds.any():
+            raise ValueError(f"no {split} examples recorded at epoch {int(total.el2n_epoch.iloc[0])} "
+                             "(EL2N is read at the earliest recorded epoch, or the one asked for)")
+        out["el2n"] = total.el2n / total.el2n_seeds.where(total.el2n_seeds > 0)  # NaN where no seed has it
         out["el2n_epoch"] = total.el2n_epoch.astype(int)
     return out
 

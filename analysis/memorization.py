@@ -110,13 +110,17 @@ def fill_outcomes(models: pd.DataFrame, last_epoch: np.ndarray, index: np.ndarra
     label = np.zeros(len(index), dtype=np.int64)
     true_label = np.zeros(len(index), dtype=np.int64)
     counts = np.zeros(len(models), dtype=np.int64)
+    scored = np.zeros(len(index), dtype=bool)  # examples some model scored at its last epoch
     for b in batches:
         row = np.searchsorted(seeds, b["seed"])
         keep = b["epoch"] == last_epoch[row]
         row, col = row[keep], np.searchsorted(index, b["index"][keep])
         correct[row, col] = b["correct"][keep]
         label[col], true_label[col] = b["label"][keep], b["true_label"][keep]
+        scored[col] = True
         counts += np.bincount(row, minlength=len(models))
+    if not scored.all():  # indices seen only at earlier epochs are not examples of these matrices
+        index, correct, label, true_label = index[scored], correct[:, scored], label[scored], true_label[scored]
     if (counts != len(index)).any():
         bad = int(np.flatnonzero(counts != len(index))[0])
         raise IncompleteExamples(f"examples table: model seed {seeds[bad]} of {models.cell[0]} has {counts[bad]} "

@@ -67,7 +67,7 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
             for heading, where in _axis_points(manifest["spec"], trials):
                 sections += heading + _difficulty_sections(results, sweep, spec, images, where)
         if spec.get("engine") != "subsets":
-            sections += _dynamics_sections(results, sweep)
+            sections += _dynamics_sections(results, sweep, manifest["spec"])
     sections.append(f"<h2>Spec</h2><pre>{html.escape(yaml.safe_dump(manifest['spec'], sort_keys=False))}</pre>")
     body, first = [], True
     for section in sections:
@@ -317,7 +317,7 @@ PROTOCOL_NOTE = (
     "last recorded epoch (models of an interpolate sweep stop at different epochs).</p>")
 
 
-def _dynamics_sections(results: str, sweep: str) -> list:
+def _dynamics_sections(results: str, sweep: str, spec: dict[str, Any]) -> list:
     """Oscillation, forgetting events, data maps and the agreement of difficulty measures,
     when the training split was recorded at two or more epochs."""
     have = load.table_columns(results, sweep, "examples")
@@ -329,6 +329,8 @@ def _dynamics_sections(results: str, sweep: str) -> list:
         return []
     # arch: interpolate sweeps only; el2n: schema 2 on.
     columns = DYNAMICS_COLUMNS + [c for c in ("el2n", "arch") if c in have]
+    by_cell = bool(spec.get("grid") or spec.get("sample"))  # a cell names a hyperparameter point: one curve each
+    columns += ["cell"] if by_cell else []
     # One model at a time (an interpolate sweep's record is models x epochs x examples).
     multi_arch = "arch" in columns and len(aggregate.grouped_means(results, sweep, "examples", ["arch"], [])) > 1
     osc_parts = []
@@ -339,7 +341,7 @@ def _dynamics_sections(results: str, sweep: str) -> list:
                 if multi_arch:
                     one["variant"] = one.arch.astype(str) + " " + one.variant.astype(str)
                 one = one.drop(columns="arch")
-            one["variant"] = one.variant.astype(str)
+            one["variant"] = (one.pop("cell") if by_cell else one.variant).astype(str)
             osc_parts.append(dynamics.oscillation(one))
             yield one
 

@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_POINTS = 1_000  # points (grid x samples) in one sweep
 # The SGD hyperparameters a member of a pack can have on its own: spec key -> engine.HYPER name.
-MEMBER_KEYS = {"optimizer.lr": "lr", "optimizer.momentum": "momentum", "weight_decay": "weight_decay"}
+MEMBER_KEYS = {**{f"optimizer.{n}": n for n in ("lr", "momentum", "weight_decay")},
+               **{f"regularizers.{n}": n for n in ("input_noise", "crop", "flip", "fgsm_eps", "dropout")}}
 # The study's own axes and the keys that say what and where the sweep is: never a grid axis.
 STUDY_KEYS = ("name", "description", "engine", "dataset", "seed", "seeds", "variants", "ratios", "archs",
               "corruptions", "grid", "sample", "pack_size", "trial_size", "memory_budget_gb")

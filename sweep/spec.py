@@ -99,6 +99,16 @@ class OptimizerSpec(_Strict):
     weight_decay: Annotated[float, Field(ge=0, le=MAX_WEIGHT_DECAY)] = 0.0  # L2, coupled as torch.optim.SGD does
 
 
+class RegularizersSpec(_Strict):
+    """Explicit regularizers (trainables/regularize.py), each 0 (off) by default."""
+
+    input_noise: Annotated[float, Field(ge=0, le=100)] = 0.0  # std of Gaussian noise on the (standardized) inputs
+    crop: Annotated[int, Field(ge=0, le=64)] = 0  # random crop: pixels of padding (Zhang et al.: 4 on CIFAR-10)
+    flip: bool = False  # random horizontal flip
+    fgsm_eps: Annotated[float, Field(ge=0, le=100)] = 0.0  # adversarial training: FGSM step on the inputs
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0  # drop probability of each hidden unit (MLPs)
+
+
 class CorruptionSpec(_Strict):
     p: Annotated[float, Field(ge=0, le=1)] = 1.0  # fraction of training examples corrupted
 
@@ -127,7 +137,7 @@ class _SpecBase(_Strict):
                 self.at(point)
             except (SpecError, ValidationError) as exc:
                 text = _one_line(exc) if isinstance(exc, ValidationError) else str(exc)
-                raise ValueError(f"on an axis, {text}") from None
+                raise ValueError(f"on an axis, {text.removeprefix('bad spec: ')}") from None
         return self
 
     def points(self) -> list[dict[str, Any]]:
@@ -174,6 +184,7 @@ class DifficultySpec(_SpecBase):
     corruption: CorruptionSpec = CorruptionSpec()
     model: ModelSpec = ModelSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
+    regularizers: RegularizersSpec = RegularizersSpec()
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 256
     # Seeds a trial trains (one fragment each); None: `pack_size` if it is set, else cut so that
     # every slot (trials the cluster runs at once) gets at least TRIALS_PER_SLOT trials.
@@ -269,6 +280,7 @@ class InterpolationOptimizer(_Strict):
     lr: Annotated[float, Field(gt=0, le=MAX_LR)] | None = None  # None: lr_by_arch
     lr_by_arch: LrByArch = LrByArch()
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0, le=MAX_WEIGHT_DECAY)] = 0.0  # L2, coupled as torch.optim.SGD does
     lr_decay: Annotated[float, Field(gt=0, le=1)] = 0.95  # per epoch
     lr_step_every: Annotated[int, Field(ge=1)] | None = None  # also multiply by lr_step_factor every N epochs
     lr_step_factor: Annotated[float, Field(gt=0, le=1)] = 0.5
@@ -482,6 +494,7 @@ class SubsetSpec(_SpecBase):
     arch: Literal[("mlp", *ARCHS)] = "mlp"
     model: ModelSpec = ModelSpec(hidden=[512])
     optimizer: OptimizerSpec = OptimizerSpec(lr=0.05, momentum=0.9)
+    regularizers: RegularizersSpec = RegularizersSpec()
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 32
     # A model stops once its accuracy on its own subset reaches `threshold` (checked after every
     # `check_every` epochs), or at max_epochs; null threshold: train all max_epochs.
@@ -494,6 +507,13 @@ class SubsetSpec(_SpecBase):
     train_size: Annotated[int, Field(ge=1, le=100_000_000)] | None = None  # the first N training examples only
     record_dtype: Literal["float32", "float16"] = "float32"
     norms: bool = False
+
+    @model_validator(mode="after")
+    def _dropout_on_mlps(self) -> "SubsetSpec":
+        if self.regularizers.dropout and self.arch not in ("mlp", "mlp1", "mlp3"):
+            raise ValueError(f"regularizers.dropout={self.regularizers.dropout} needs an MLP arch (mlp, mlp1, mlp3), "
+                             f"got arch={self.arch}")
+        return self
 
     @field_validator("ratios")
     @classmethod

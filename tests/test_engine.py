@@ -485,3 +485,55 @@ def test_the_fused_step_with_per_member_hyperparameters_is_torchs_sgd():
     for k in range(3):
         for a, b in zip(pack.unpack(k).parameters(), plain[k].parameters()):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+REGULARIZED = {"input_noise": [0.3, 0.0, 0.0, 0.0], "crop": [0, 2, 0, 0], "flip": [0, 0, 1, 0],
+               "dropout": [0.0, 0.0, 0.3, 0.0], "fgsm_eps": [0.0, 0.0, 0.0, 0.05]}
+
+
+def test_a_regularized_member_ends_where_it_ends_alone():
+    """Four members, each with its own regularizer (noise, crop, flip with dropout, FGSM), drawn
+    from its own generator: each ends where it ends trained alone with the same strengths."""
+    data = small_digits(160, 40, normalize="per_image")
+    members = engine.Members([1, 2, 3, 4], [5, 6, 7, 8], hyper=REGULARIZED)
+    schedule = engine.Schedule(lr=0.05, momentum=0.9, batch_size=16, max_epochs=2)
+    together = engine.run(packs.build("mlp", data.input_shape, 10, members.init_seeds, hidden=[32]), data, members,
+                          schedule)
+    for k in range(4):
+        mine = dataclasses.replace(schedule, **{name: values[k] for name, values in REGULARIZED.items()})
+        one = engine.Members([members.init_seeds[k]], [members.order_seeds[k]])
+        alone = engine.run(packs.build("mlp", data.input_shape, 10, one.init_seeds, hidden=[32]), data, one, mine)
+        assert_member_matches(together, alone, k, atol=1e-5)
+    plain = engine.run(packs.build("mlp", data.input_shape, 10, [1], hidden=[32]), data, engine.Members([1], [5]),
+                       schedule)
+    assert together.records[-1].running_loss[0] != pytest.approx(plain.records[-1].running_loss[0], abs=1e-4)
+
+
+def test_regularizers_by_hand():
+    from trainables import regularize
+    from trainables.models import PackedMLP
+
+    x = torch.arange(2 * 3 * 16, dtype=torch.float32).view(2, 3, 16) + 1  # 2 members, 3 images of 1x4x4
+    gens = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    off = {"crop": 0.0, "flip": 0.0, "input_noise": 0.0}
+    assert torch.equal(regularize.inputs(x, off, gens, (1, 4, 4)), x)
+    flipped = regularize.inputs(x, dict(off, flip=torch.tensor([1.0, 0.0])), gens, (1, 4, 4)).view(2, 3, 4, 4)
+    images = x.view(2, 3, 4, 4)
+    assert torch.equal(flipped[1], images[1])  # member 1 does not flip
+    assert all(torch.equal(f, i) or torch.equal(f, i.flip(-1)) for f, i in zip(flipped[0], images[0]))
+    cropped = regularize.inputs(x, dict(off, crop=1.0), gens, (1, 4, 4)).view(2, 3, 4, 4)
+    for c, i in zip(cropped.flatten(0, 1), images.flatten(0, 1)):  # a shift by at most 1 pixel, zeros padded in
+        assert any(torch.equal(c, torch.roll(torch.nn.functional.pad(i, (1, 1, 1, 1)), (dy, dx), (0, 1))[1:5, 1:5])
+                   for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    noisy = regularize.inputs(torch.zeros(2, 4000, 16), dict(off, input_noise=torch.tensor([0.5, 0.0])), gens, (1, 4, 4))
+    assert noisy[0].std().item() == pytest.approx(0.5, rel=0.02) and not noisy[1].any()
+    masks = regularize.dropout_masks(torch.tensor([0.5, 0.0]), gens, 2, 4000, [8], torch.device("cpu"))
+    assert set(masks[0][0].unique().tolist()) == {0.0, 2.0} and (masks[0][1] == 1).all()
+    assert masks[0][0].mean().item() == pytest.approx(1.0, rel=0.05)
+    torch.manual_seed(0)
+    pack = PackedMLP(16, [8], 3, init_seeds=[1, 2])
+    xb, yb = torch.randn(2, 5, 16), torch.randint(0, 3, (2, 5))
+    adv = regularize.fgsm(pack, xb, yb, None, torch.tensor([0.1, 0.0]))
+    assert torch.equal(adv[1], xb[1]) and torch.allclose((adv[0] - xb[0]).abs(), torch.full_like(xb[0], 0.1))
+    loss = [torch.nn.functional.cross_entropy(pack(v)[0], yb[0]).item() for v in (xb, adv)]
+    assert loss[1] > loss[0]  # the step climbs the member's loss

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import regularize
 from .data import Data
 from .models import PackedMLP, loss_and_hits
 
@@ -96,8 +97,9 @@ class EpochRecord:
             self.splits[split] = scores
 
 
-# The SGD hyperparameters a member can have on its own (Members.hyper), each a Schedule field.
-HYPER = ("lr", "momentum", "weight_decay")
+# The hyperparameters a member can have on its own (Members.hyper), each a Schedule field: SGD's,
+# and the regularizers' strengths (trainables/regularize.py).
+HYPER = ("lr", "momentum", "weight_decay", *regularize.REGULARIZERS)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,11 @@ class Schedule:
     max_epochs: int
     momentum: float = 0.0
     weight_decay: float = 0.0  # L2, coupled as torch.optim.SGD does: g + weight_decay * p
+    input_noise: float = 0.0  # the regularizers (trainables/regularize.py); 0: off
+    crop: int = 0
+    flip: bool = False
+    fgsm_eps: float = 0.0
+    dropout: float = 0.0
     lr_decay: float = 1.0
     lr_step_every: int | None = None
     lr_step_factor: float = 0.5
@@ -360,7 +367,8 @@ def _cut(hyper: dict[str, Hyper], members: torch.Tensor | None) -> dict[str, Hyp
 
 
 def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState, hyper: dict[str, Hyper],
-                 active: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+                 active: torch.Tensor, gens: Sequence[torch.Generator] = (),
+                 shape: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """One epoch of steps over `order` (K, n) with this epoch's `hyper` (lr, momentum,
     weight_decay: `member_hyper`, the rate scheduled); (running loss, running accuracy) per member."""
     k, n = order.shape
@@ -371,7 +379,9 @@ def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState
         order, y_fit = order[members], y_fit[members]
     mine = _cut(hyper, members)  # the fused step takes the running members' values
     y_epoch = y_fit.gather(1, order)  # (K', n): the epoch's labels, gathered once
-    fused = hasattr(pack, "sgd_step") and schedule.autocast is None
+    regular = regularize.active(mine)  # regularized steps go through autograd (the fused step has none)
+    running = list(gens) if members is None else [gens[i] for i in members.tolist()]
+    fused = hasattr(pack, "sgd_step") and schedule.autocast is None and not regular
     # The epoch's inputs gathered once (K', n, ...) when that is small; else per step.
     x_epoch = x_fit[order] if x_fit[0].numel() * order.numel() * x_fit.element_size() <= EPOCH_GATHER_BYTES else None
     loss_sum = torch.zeros(len(order), device=order.device)
@@ -396,16 +406,25 @@ def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState
                 loss_sum += losses
                 hits += right
         else:
-            loss_sum, hits = _autograd_step(pack, xb, yb, schedule, state, hyper, active, members, loss_sum, hits)
+            masks = None
+            if regular:
+                xb = regularize.fgsm(pack, regularize.inputs(xb, mine, running, shape), yb, members, mine["fgsm_eps"])
+                if not isinstance(pack, PackedMLP) and regularize.any_on(mine["dropout"]):
+                    raise ValueError("dropout is implemented for the MLPs (mlp, mlp1, mlp3) only")
+                masks = regularize.dropout_masks(mine["dropout"], running, len(xb), xb.shape[1], pack.hidden_sizes(),
+                                                 xb.device) if isinstance(pack, PackedMLP) else None
+            loss_sum, hits = _autograd_step(pack, xb, yb, schedule, state, hyper, active, members, loss_sum, hits,
+                                            masks)
         state.step += 1
     return _spread((loss_sum / n).cpu().numpy(), members, k), _spread((hits / n).cpu().numpy(), members, k)
 
 
 def _autograd_step(pack, xb, yb, schedule: Schedule, state: PackState, hyper: dict[str, Hyper], active: torch.Tensor,
-                   members: torch.Tensor | None, loss_sum: torch.Tensor, hits: torch.Tensor):
+                   members: torch.Tensor | None, loss_sum: torch.Tensor, hits: torch.Tensor,
+                   masks: list[torch.Tensor] | None = None):
     with torch.autocast(xb.device.type, dtype=schedule.autocast or torch.float32,
                         enabled=schedule.autocast is not None):
-        logits = pack(xb, members)  # (K', b, C)
+        logits = pack(xb, members) if masks is None else pack(xb, members, masks=masks)  # (K', b, C)
     losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(len(xb), -1)
     losses.mean(dim=1).sum().backward()
     _sgd(state.params, state.momentum, hyper["lr"], hyper["momentum"], active, hyper["weight_decay"])
@@ -513,7 +532,7 @@ def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, st
             schedule.lr_step_every, schedule.lr_step_factor)
         epoch_start = time.perf_counter()
         order = _orders(members, gens, len(y_fit[0]), len(data.train), device)
-        running = _train_epoch(pack, x_fit, y_fit, order, schedule, state, hyper, active)
+        running = _train_epoch(pack, x_fit, y_fit, order, schedule, state, hyper, active, gens, data.input_shape)
         state.train_seconds += time.perf_counter() - epoch_start
         if schedule.scored_epochs is not None and state.epoch not in schedule.scored_epochs:
             if state.epoch >= last:

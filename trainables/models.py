@@ -78,9 +78,15 @@ class PackedMLP(nn.Module):
     def num_models(self) -> int:
         return len(self.init_seeds)
 
-    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden_sizes(self) -> list[int]:
+        """The width of each hidden layer."""
+        return [w.shape[-1] for w in self.weights[:-1]]
+
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None,
+                masks: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Logits (K, B, C) for inputs x of shape (K, B, D) (one batch per model) or (B, D) (shared);
-        with `members` (indices, K' of them), of those models only: (K', B, C)."""
+        with `members` (indices, K' of them), of those models only: (K', B, C). `masks`: per
+        hidden layer a (K', B, width) factor applied after its ReLU (dropout, for batched inputs)."""
         weights, biases = list(self.weights), list(self.biases)
         if members is not None:
             weights, biases = [w[members] for w in weights], [b[members] for b in biases]
@@ -99,7 +105,7 @@ class PackedMLP(nn.Module):
         for i in layers:
             x = torch.baddbmm(biases[i], x, weights[i])
             if i < last:
-                x = torch.relu(x)
+                x = torch.relu(x) if masks is None else torch.relu(x) * masks[i]
         return x
 
     @torch.no_grad()
