@@ -37,7 +37,9 @@ def _dataset(results: str, sweep: str, table: str) -> ds.Dataset:
 
 
 def _where(filters: dict[str, Sequence] | None) -> ds.Expression | None:
-    clauses = [ds.field(k).isin(list(v)) for k, v in (filters or {}).items()]
+    # Equalities, not `isin`: pyarrow 26's isin on a float64 column whose row groups hold only 0.0
+    # prunes them all (a hyperparameter axis at 0: measured, 0 rows where == finds 7,188).
+    clauses = [functools.reduce(operator.or_, [ds.field(k) == value for value in v]) for k, v in (filters or {}).items()]
     return functools.reduce(operator.and_, clauses) if clauses else None
 
 
@@ -227,3 +229,24 @@ def model_rows(results: str, sweep: str, split: str, columns: Sequence[str],
             mask = functools.reduce(pc.and_, [pc.equal(table[k], v) for k, v in model.items()])
             yield table.filter(mask).to_pandas()
         del table
+
+
+def accuracy_by_axes(results: str, sweep: str, axes: Sequence[str]) -> pd.DataFrame:
+    """Per variant x point of the hyperparameter `axes` (one row each, at each model's last scored
+    epoch: the sweep's last), out of core: `models`; training accuracy on the clean examples
+    (`train_clean`) and on the corrupted ones (`train_corrupted`, NaN without any); and test accuracy
+    (`test`). The accuracies are means over models and examples."""
+    keys = ["variant", *axes]
+    last = int(grouped_means(results, sweep, "examples", ["epoch"], []).epoch.max())
+    parts = grouped_means(results, sweep, "examples", [*keys, "split", "corrupted"], ["correct"],
+                          filters={"epoch": [last]})
+    models = grouped_means(results, sweep, "trials", keys, [])
+    wide = parts.assign(part=parts.split.astype(str) + np.where(parts.corrupted, "_corrupted", "_clean"))
+    wide = wide.pivot_table(index=keys, columns="part", values="mean_correct", observed=True).reset_index()
+    out = models.rename(columns={"n": "models"}).merge(wide, on=keys, how="left")
+    out["test"] = out.get("test_clean")
+    for column in ("train_clean", "train_corrupted"):
+        if column not in out:
+            out[column] = np.nan
+    out["epoch"] = last
+    return out[[*keys, "models", "epoch", "train_clean", "train_corrupted", "test"]]

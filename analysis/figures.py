@@ -621,3 +621,33 @@ def held_out_by_ratio(frame: pd.DataFrame, title: str) -> go.Figure:
                       "training set each model trained on)", yaxis_title="Accuracy of models that did not train "
                       "on the example", yaxis_range=[0, 1.02], legend=dict(orientation="h", y=-0.3))
     return fig
+
+
+METRIC_COLORS = {"train_clean": "#1f77b4", "train_corrupted": "#d62728", "test": "#2ca02c"}
+
+
+def by_axis(table: pd.DataFrame, axis: str, metrics: Sequence[str], title: str) -> go.Figure:
+    """One line per metric x variant x value of the other axes, against `axis` (a number axis on a
+    log scale when its values span more than a decade; a list-valued one, such as model.hidden,
+    as categories in table order). Input: `aggregate.accuracy_by_axes`."""
+    others = [c for c in table.columns if c not in (axis, "variant", "models", "epoch", *metrics)
+              and not c.startswith(("train_", "test"))]
+    fig = go.Figure()
+    dashes = ["solid", "dash", "dot", "dashdot"]
+    number = pd.api.types.is_numeric_dtype(table[axis])
+    for i, (key, rows) in enumerate(table.groupby(["variant", *others], observed=True, sort=False)):
+        key = key if isinstance(key, tuple) else (key,)
+        name = ", ".join([str(key[0]), *(f"{o}={v}" for o, v in zip(others, key[1:]))])
+        for metric in metrics:
+            if rows[metric].isna().all():
+                continue
+            fig.add_trace(go.Scatter(
+                x=rows[axis] if number else rows[axis].astype(str), y=rows[metric],
+                mode="lines+markers", name=f"{metric.replace('_', ' ')}: {name}",
+                line=dict(color=METRIC_COLORS.get(metric), dash=dashes[i % len(dashes)]),
+                hovertemplate=f"<b>{metric}</b> {name}<br>{axis} %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>"))
+    numeric = number and table[axis].min() > 0 and table[axis].max() > 10 * table[axis].min()
+    fig.update_layout(title=title, template="plotly_white", height=440, xaxis_title=axis,
+                      yaxis_title="accuracy", yaxis_range=[0, 1.02], legend=dict(orientation="h", y=-0.25),
+                      xaxis_type="log" if numeric else None)
+    return fig

@@ -64,8 +64,14 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
             sections += _convergence_sections(spec, trials, epochs)
             sections += _probe_sections(results, sweep, spec, trials, epochs)
         else:
-            for heading, where in _axis_points(manifest["spec"], trials):
+            points = _axis_points(manifest["spec"], trials)
+            if len(points) > 1:
+                sections += _axes_section(results, sweep, manifest["spec"])
+            for heading, where in points[:MAX_POINT_SECTIONS]:
                 sections += heading + _difficulty_sections(results, sweep, spec, images, where)
+            if len(points) > MAX_POINT_SECTIONS:
+                sections.append(f"<p class='note'>P(correct) sections are drawn for the first {MAX_POINT_SECTIONS} "
+                                f"of the {len(points)} points; the table above has them all.</p>")
         if spec.get("engine") != "subsets":
             sections += _dynamics_sections(results, sweep, manifest["spec"])
     sections.append(f"<h2>Spec</h2><pre>{html.escape(yaml.safe_dump(manifest['spec'], sort_keys=False))}</pre>")
@@ -94,6 +100,37 @@ def _escaped(value: Any) -> Any:
 
 def _text(value: Any) -> str:
     return html.escape(str(value))
+
+
+MAX_POINT_SECTIONS = 8  # hyperparameter points that get their own P(correct) sections
+
+
+def _axes_section(results: str, sweep: str, spec: dict[str, Any]) -> list:
+    """Accuracy by hyperparameter point: the table, and test accuracy against the first axis."""
+    names = [*(spec.get("grid") or {}), *((spec.get("sample") or {}).get("space") or {})]
+    table = _in_grid_order(aggregate.accuracy_by_axes(results, sweep, names), spec.get("grid") or {})
+    return ["<h2>Accuracy by hyperparameter</h2><p class='note'>At the last scored epoch "
+            f"({int(table.epoch.max())}), mean over models and examples: training accuracy on the examples whose "
+            "label or input was kept (clean) and on those corrupted (the corrupted ones are fit by memorization, "
+            "Arpit et al. 2017), and test accuracy. One row per variant and point of the axes "
+            f"({html.escape(', '.join(names))}).</p>",
+            _table_html(table.drop(columns="epoch"), {"models": "d"}),
+            figures.by_axis(table, names[0], ["train_clean", "train_corrupted", "test"],
+                            f"Accuracy against {names[0]}")]
+
+
+def _in_grid_order(table: pd.DataFrame, grid: dict[str, list]) -> pd.DataFrame:
+    """Rows in the order of the grid's values (a list-valued axis such as model.hidden is stored
+    as JSON text, which would sort [16] before [4]); sampled axes by value."""
+    def position(column: pd.Series) -> pd.Series:
+        values = grid.get(column.name)
+        if values is None:
+            return column
+        where = {(json.dumps(v) if isinstance(v, list) else float(v) if isinstance(v, (int, float)) else v): i
+                 for i, v in enumerate(values)}
+        return column.map(lambda v: where.get(v if isinstance(v, str) else float(v), len(where)))
+    keys = ["variant", *(c for c in table.columns if c in grid)]
+    return table.sort_values(keys, key=lambda c: position(c) if c.name in grid else c).reset_index(drop=True)
 
 
 def _axis_points(spec: dict[str, Any], trials: pd.DataFrame) -> list[tuple[list[str], dict[str, list]]]:

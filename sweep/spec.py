@@ -889,7 +889,7 @@ def validate(tree: dict[str, Any]) -> Spec:
 def _flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for key, value in tree.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not (prefix == "" and key in ("grid", "sample")):  # those are set whole
             out += _flatten(value, f"{prefix}{key}.")
         else:
             out.append((f"{prefix}{key}", value))

@@ -94,3 +94,29 @@ def test_a_packed_lr_grid_runs_end_to_end_with_the_axes_as_columns(tmp_path):
     for lr in ("0.01", "0.05"):  # one set of curves per point, not one mixed curve
         for width in ("[64]", "[128]"):
             assert f"<h2 class='axis'>optimizer.lr = {lr}, model.hidden = {width}</h2>" in page
+
+
+def test_the_regularization_preset_reports_accuracy_by_axis(tmp_path):
+    """regularization-memorization through the real CLI, cut down (one seed, 2 epochs, two
+    regularizers on or off, two noise levels): the trials carry the axes, a pack trains every
+    regularizer combination, and the report's table keys the accuracies by the axes, clean and
+    corrupted examples apart."""
+    from analysis import aggregate
+
+    grid = "grid={corruption.p: [0.0, 0.5], regularizers.dropout: [0.0, 0.5], regularizers.fgsm_eps: [0.0, 0.1]}"
+    args = ["--dataset", "digits", "--set", "seeds=1", "--set", "epochs=[2]", "--set", grid, "--results", str(tmp_path)]
+    proc = subprocess.run([sys.executable, "-m", "sweep.cli", "launch", "regularization-memorization", *args],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = pd.read_parquet(tmp_path / "regularization-memorization" / "trials")
+    assert len(trials) == 8 and set(trials.pack_size) == {4}  # the four regularizer points share a pack
+    table = aggregate.accuracy_by_axes(str(tmp_path), "regularization-memorization",
+                                       ["corruption.p", "regularizers.dropout", "regularizers.fgsm_eps"])
+    assert len(table) == 8 and (table.models == 1).all()
+    assert table[table["corruption.p"] == 0.0].train_corrupted.isna().all()
+    assert table[table["corruption.p"] == 0.5].train_corrupted.notna().all()
+    report = subprocess.run([sys.executable, "-m", "sweep.cli", "report", "regularization-memorization",
+                             "--results", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    page = (tmp_path / "regularization-memorization" / "report.html").read_text()
+    assert "Accuracy by hyperparameter" in page and "train_corrupted" in page and "Accuracy against corruption.p" in page
