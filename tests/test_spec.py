@@ -126,10 +126,11 @@ def test_bad_input_is_one_line_exit_2(argv, names, allowed, capsys):
 def test_list_and_show(capsys):
     assert cli.main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [l.split()[0] for l in lines] == ["bn-ablation", "convergence-slowdown", "cscore", "csr",
+    assert [l.split()[0] for l in lines] == ["bn-ablation", "capacity", "convergence-slowdown", "cscore", "csr",
                                             "fig1-difficulty", "filters", "forgetting", "memorization",
-                                            "randomization-tests", "regularization", "weight-noise"]
-    assert "fig1-difficulty       Arpit et al. 2017 Fig. 1" in lines[4]
+                                            "randomization-tests", "regularization", "regularization-memorization",
+                                            "weight-noise"]
+    assert "fig1-difficulty              Arpit et al. 2017 Fig. 1" in lines[5]
     assert cli.main(["show", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=8"]) == 0
     out = capsys.readouterr().out
     assert "seeds: 8\n" in out and "dataset: digits\n" in out and "# 6 trials: 3 cells" in out
