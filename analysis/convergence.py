@@ -75,3 +75,16 @@ def summarize_ratios(table: pd.DataFrame) -> pd.DataFrame:
     out = done.loc[done.groupby("arch").corruption_p.idxmax(),
                    ["arch", "corruption_p", "ratio_seconds", "ratio_epochs", "test_error"]]
     return out.rename(columns={"corruption_p": "highest_p_interpolated"}).reset_index(drop=True)
+
+
+def accuracy_table(trials: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Zhang et al. 2017's Table 1 from a convergence sweep with hyperparameter `axes` (e.g.
+    regularizers.crop, optimizer.weight_decay): one row per architecture x corruption x point,
+    with the models, their mean epochs, and mean train and test accuracy (%) where each stopped."""
+    keys = ["arch", "variant", *axes]
+    rows = trials.assign(variant=trials.variant.astype(str), arch=trials.arch.astype(str))
+    out = rows.groupby(keys, observed=True, sort=False).agg(
+        models=("seed", "size"), epochs=("epochs_trained", "mean"),
+        train=("final_train_acc", "mean"), test=("final_test_acc", "mean")).reset_index()
+    out[["train", "test"]] = out[["train", "test"]] * 100
+    return out.rename(columns={"variant": "corruption", "train": "train %", "test": "test %"})

@@ -61,8 +61,13 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
             sections += _subset_sections(results, sweep, spec, trials, images)
         elif spec.get("engine", "packed") == "interpolate":
             epochs = load.load_table(results, sweep, "epochs")
-            sections += _convergence_sections(spec, trials, epochs)
-            sections += _probe_sections(results, sweep, spec, trials, epochs)
+            points = _axis_points(manifest["spec"], trials)
+            if len(points) > 1:
+                sections += _table_one(manifest["spec"], trials)
+            for heading, where in points:
+                mine = _rows_of(trials, where), _rows_of(epochs, where)
+                sections += heading + _convergence_sections(spec, *mine)
+                sections += _probe_sections(results, sweep, spec, *mine)
         else:
             points = _axis_points(manifest["spec"], trials)
             if len(points) > 1:
@@ -119,6 +124,24 @@ def _axes_section(results: str, sweep: str, spec: dict[str, Any]) -> list:
                             f"Accuracy against {names[0]}")]
 
 
+def _rows_of(frame: pd.DataFrame, where: dict[str, list]) -> pd.DataFrame:
+    """The rows of one hyperparameter point (a small table read whole: trials, epochs)."""
+    for key, values in where.items():
+        frame = frame[frame[key].isin(values)]
+    return frame
+
+
+def _table_one(spec: dict[str, Any], trials: pd.DataFrame) -> list:
+    """Train and test accuracy per architecture, corruption and point of the axes, as Zhang et al.
+    2017 print their Table 1 (`analysis.convergence.accuracy_table`)."""
+    names = [*(spec.get("grid") or {}), *((spec.get("sample") or {}).get("space") or {})]
+    table = _in_grid_order(convergence.accuracy_table(trials, names), spec.get("grid") or {})
+    return ["<h2>Train and test accuracy by hyperparameter</h2><p class='note'>Each model's accuracy on the "
+            "whole training and test splits where it stopped (interpolated, or at max_epochs), mean over seeds, "
+            f"in percent, as Zhang et al. 2017 print Table 1. Axes: {html.escape(', '.join(names))}.</p>",
+            _table_html(table, {"models": "d", "train %": ".1f", "test %": ".1f", "epochs": ".0f"})]
+
+
 def _in_grid_order(table: pd.DataFrame, grid: dict[str, list]) -> pd.DataFrame:
     """Rows in the order of the grid's values (a list-valued axis such as model.hidden is stored
     as JSON text, which would sort [16] before [4]); sampled axes by value."""
@@ -129,7 +152,7 @@ def _in_grid_order(table: pd.DataFrame, grid: dict[str, list]) -> pd.DataFrame:
         where = {(json.dumps(v) if isinstance(v, list) else float(v) if isinstance(v, (int, float)) else v): i
                  for i, v in enumerate(values)}
         return column.map(lambda v: where.get(v if isinstance(v, str) else float(v), len(where)))
-    keys = ["variant", *(c for c in table.columns if c in grid)]
+    keys = [*(c for c in ("arch", "variant", "corruption") if c in table.columns), *(c for c in table.columns if c in grid)]
     return table.sort_values(keys, key=lambda c: position(c) if c.name in grid else c).reset_index(drop=True)
 
 

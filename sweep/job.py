@@ -154,10 +154,12 @@ def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -
 
 def trial_spec(sweep: Spec, plan: TrialPlan) -> Spec:
     """The spec a trial trains with: the sweep's, with the trial's values of the axes that are not
-    per member (a width, a batch size); per-member values go to `with_axes`."""
+    per member (a width, a batch size); per-member values go to `with_axes`. A convergence trial
+    trains one point: all of its values."""
     if not plan.points:
         return sweep
-    return sweep.at(axes.trial_part(sweep.points()[plan.points[0][0]]))
+    point = sweep.points()[plan.points[0][0]]
+    return sweep.at(point if plan.members else axes.trial_part(point))  # a convergence pack: one point
 
 
 def with_axes(sweep: Spec, plan: TrialPlan, job: Job) -> Job:
@@ -201,8 +203,8 @@ def schedule(spec: Spec, plan: TrialPlan, chunk: int) -> engine.Schedule:
             autocast=torch.bfloat16 if spec.precision == "bf16" else None)
     opt = spec.optimizer
     return engine.Schedule(
-        lr=opt.lr_for(plan.arch), momentum=opt.momentum, weight_decay=opt.weight_decay, lr_decay=opt.lr_decay,
-        lr_step_every=opt.lr_step_every,
+        lr=opt.lr_for(plan.arch), momentum=opt.momentum, weight_decay=opt.weight_decay,
+        **spec.regularizers.model_dump(), lr_decay=opt.lr_decay, lr_step_every=opt.lr_step_every,
         lr_step_factor=opt.lr_step_factor, batch_size=spec.batch_size, max_epochs=spec.max_epochs,
         threshold=spec.threshold, time_budget_s=spec.time_budget_s, patience=spec.early_stopping.patience,
         stop_early=spec.early_stopping.stop, fit_splits=("train", "val") if spec.phase2_epochs else ("train",),

@@ -189,17 +189,24 @@ def _slots(cpus: float, gpus: float) -> int:
 
 def describe(plans: list[TrialPlan], spec) -> str:
     """'15 trials: 3 cells x packs of <= 20 of 100 seeds' (fig1) or '3 trials: packs of <= 6
-    of 18 models (3 archs x 6 corruptions x 1 seed)' (convergence grids)."""
+    of 18 models (3 archs x 6 corruptions x 1 seed)' (convergence grids); with hyperparameter
+    axes, the models in all and the points they span."""
+    points = len(spec.points()) if (spec.grid or spec.sample) else 1
+    axes = f" x {_plural(points, 'hyperparameter point')}" if points > 1 else ""
+    models = sum(len(p.models()) for p in plans)
     if plans and plans[0].members:
-        models = sum(len(p.members) for p in plans)
         return (f"{_plural(len(plans), 'trial')} of up to {_plural(max(len(p.members) for p in plans), 'model')} "
                 f"each, {models} in all ({_plural(len(spec.archs), 'arch')} x "
-                f"{_plural(len(spec.corruptions), 'corruption')} x {_plural(spec.seeds, 'seed')})")
+                f"{_plural(len(spec.corruptions), 'corruption')} x {_plural(spec.seeds, 'seed')}{axes})")
     cells = len({p.cell for p in plans})
     per = max(p.seed_hi - p.seed_lo for p in plans)
     if getattr(spec, "engine", "") == "subsets":
-        return (f"{_plural(len(plans), 'trial')} of up to {_plural(per, 'model')} each, {spec.seeds:,} models x "
-                f"{_plural(cells, 'subset ratio')} ({', '.join(f'{r:g}' for r in spec.ratios)})")
+        return (f"{_plural(len(plans), 'trial')} of up to {_plural(per * max(1, len(plans[0].points)), 'model')} "
+                f"each, {spec.seeds:,} models x {_plural(len(spec.ratios), 'subset ratio')} "
+                f"({', '.join(f'{r:g}' for r in spec.ratios)}){axes}")
+    if points > 1:
+        return (f"{_plural(len(plans), 'trial')} of up to {_plural(max(len(p.models()) for p in plans), 'model')} "
+                f"each, {models:,} in all ({_plural(len(spec.variants), 'variant')}{axes} x {_plural(spec.seeds, 'seed')})")
     return (f"{_plural(len(plans), 'trial')}: {_plural(cells, 'cell')} x up to {_plural(per, 'seed')} "
             f"each, of {spec.seeds}")
 

@@ -129,9 +129,6 @@ class _SpecBase(_Strict):
     @model_validator(mode="after")
     def _axes_fit(self):
         axes.check(self.grid, self.sample)
-        if (self.grid or self.sample) and isinstance(self, ConvergenceSpec):
-            raise ValueError("grid and sample axes are for fig1-difficulty and the subset sweeps in this version; "
-                             "a convergence grid sweeps its archs and corruptions")
         for point in self.points() if (self.grid or self.sample) else []:
             try:
                 self.at(point)
@@ -372,6 +369,7 @@ class ConvergenceSpec(_SpecBase):
     train_size: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
     preprocess: PreprocessSpec = PreprocessSpec()
     optimizer: InterpolationOptimizer = InterpolationOptimizer()
+    regularizers: RegularizersSpec = RegularizersSpec()
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 128
     # Full-set train accuracy that counts as interpolation; null: train all max_epochs.
     threshold: Annotated[float, Field(gt=0, le=1)] | None = 1.0
@@ -440,6 +438,10 @@ class ConvergenceSpec(_SpecBase):
         for key, value, needed in wants:
             if needed and not has_val:
                 raise ValueError(f"{key}={value} needs a validation split: set validation.size > 0")
+        conv = [a for a in self.archs if ARCHITECTURES[a].conv]
+        if self.regularizers.dropout and conv:
+            raise ValueError(f"regularizers.dropout={self.regularizers.dropout} is for the MLPs (mlp1, mlp3), "
+                             f"not {', '.join(conv)}")
         if self.probes.filters is not None:
             flat = [a for a in self.archs if not ARCHITECTURES[a].conv]
             if flat:
@@ -638,16 +640,19 @@ class TrialPlan:
 
     def models(self) -> list[tuple[str, str, int]]:
         """(cell, variant, seed index) of each model the trial trains, in pack order."""
+        if self.members:  # a convergence pack: with axes, of one point, whose name ends each cell
+            suffix = f"-{self.points[0][1]}" if self.points else ""
+            return [(f"{self.arch}-{v.replace(':', '')}{suffix}", v, s) for v, s in self.members]
         if self.points:
             return [(cell, self.variant, s) for _, cell in self.points for s in range(self.seed_lo, self.seed_hi)]
-        if not self.members:
-            return [(self.cell, self.variant, s) for s in range(self.seed_lo, self.seed_hi)]
-        return [(f"{self.arch}-{v.replace(':', '')}", v, s) for v, s in self.members]
+        return [(self.cell, self.variant, s) for s in range(self.seed_lo, self.seed_hi)]
 
     def member_points(self) -> list[int | None]:
         """The axis point (index in spec.points()) of each model of `models()`; None without axes."""
         if not self.points:
             return [None] * len(self.models())
+        if self.members:
+            return [self.points[0][0]] * len(self.members)
         return [i for i, _ in self.points for _ in range(self.seed_lo, self.seed_hi)]
 
 
@@ -656,7 +661,8 @@ def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
     convergence packs). SpecError if the plan has more than MAX_TRIALS trials."""
     if isinstance(spec, ConvergenceSpec):
         k = spec.resolved_pack_size(slots)
-        count = len(spec.archs) * sum(math.ceil(len(g) * spec.seeds / k) for g in input_groups(spec.corruptions).values())
+        count = len(spec.archs) * len(spec.points()) * sum(
+            math.ceil(len(g) * spec.seeds / k) for g in input_groups(spec.corruptions).values())
     else:
         cells = len(spec.ratios) if isinstance(spec, SubsetSpec) else len(spec.variants)
         groups = axes.trial_groups(spec.points())
@@ -666,17 +672,21 @@ def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
                         "use fewer seeds or cells, or larger packs (pack_size)")
     if isinstance(spec, ConvergenceSpec):
         k, plans = spec.resolved_pack_size(slots), []
+        # With axes, every point is its own trials (a convergence pack shares one schedule).
+        named = list(enumerate(axes.labels(spec.points()))) if spec.grid or spec.sample else [(None, "")]
         for arch in spec.archs:
-            for group, corruptions in input_groups(spec.corruptions).items():
-                members = [(c, s) for c in corruptions for s in range(spec.seeds)]
-                n = math.ceil(len(members) / k)
-                # Dealt round-robin: each pack gets easy and hard levels alike, so that no pack
-                # waits alone on all the slowest (highest-noise) models.
-                for i in range(n):
-                    pack = tuple(members[i::n])
-                    plans.append(TrialPlan(cell=f"{arch}-{group}", variant=pack[0][0], pack=i,
-                                           seed_lo=min(s for _, s in pack), seed_hi=max(s for _, s in pack) + 1,
-                                           arch=arch, members=pack))
+            for point, name in named:
+                for group, corruptions in input_groups(spec.corruptions).items():
+                    members = [(c, s) for c in corruptions for s in range(spec.seeds)]
+                    n = math.ceil(len(members) / k)
+                    # Dealt round-robin: each pack gets easy and hard levels alike, so that no pack
+                    # waits alone on all the slowest (highest-noise) models.
+                    for i in range(n):
+                        pack = tuple(members[i::n])
+                        plans.append(TrialPlan(cell=f"{arch}-{group}" + (f"-{name}" if name else ""), variant=pack[0][0],
+                                               pack=i, seed_lo=min(s for _, s in pack),
+                                               seed_hi=max(s for _, s in pack) + 1, arch=arch, members=pack,
+                                               points=((point, name),) if name else ()))
         return plans
     cells = ([(spec.cell_of(r), spec.variant) for r in spec.ratios] if isinstance(spec, SubsetSpec)
              else [(v, v) for v in spec.variants])

@@ -120,3 +120,24 @@ def test_the_regularization_preset_reports_accuracy_by_axis(tmp_path):
     assert report.returncode == 0, report.stderr[-2000:]
     page = (tmp_path / "regularization-memorization" / "report.html").read_text()
     assert "Accuracy by hyperparameter" in page and "train_corrupted" in page and "Accuracy against corruption.p" in page
+
+
+def test_zhang_table1_runs_a_convergence_grid_per_point_and_prints_the_table(tmp_path):
+    """A convergence grid with axes: every point its own trials (with all of its values), the
+    axes as columns, and the report's Table 1 keyed by arch, labels and the axes."""
+    args = ["--dataset", "digits", "--set", "archs=[mlp1]", "--set", "max_epochs=3", "--results", str(tmp_path)]
+    proc = subprocess.run([sys.executable, "-m", "sweep.cli", "launch", "zhang-table1", *args],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = pd.read_parquet(tmp_path / "zhang-table1" / "trials")
+    assert len(trials) == 8 and set(trials["regularizers.crop"]) == {0, 1}
+    assert set(trials["optimizer.weight_decay"]) == {0.0, 0.0005}
+    config = trials.set_index("cell").config.map(lambda c: __import__("json").loads(c))
+    on = config["mlp1-real-crop1-weightdecay0.0005"]  # the trial trained with its point's values
+    assert on["regularizers"]["crop"] == 1 and on["optimizer"]["weight_decay"] == 0.0005
+    report = subprocess.run([sys.executable, "-m", "sweep.cli", "report", "zhang-table1", "--results", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    page = (tmp_path / "zhang-table1" / "report.html").read_text()
+    assert "Train and test accuracy by hyperparameter" in page and "randY:1.0" in page
+    assert page.count("<h2 class='axis'>") == 4

@@ -129,7 +129,7 @@ def test_list_and_show(capsys):
     assert [l.split()[0] for l in lines] == ["bn-ablation", "capacity", "convergence-slowdown", "cscore", "csr",
                                             "fig1-difficulty", "filters", "forgetting", "memorization",
                                             "randomization-tests", "regularization", "regularization-memorization",
-                                            "weight-noise"]
+                                            "weight-noise", "zhang-table1"]
     assert "fig1-difficulty              Arpit et al. 2017 Fig. 1" in lines[5]
     assert cli.main(["show", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=8"]) == 0
     out = capsys.readouterr().out
