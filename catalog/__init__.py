@@ -195,3 +195,11 @@ def arch_colour(arch: str) -> str:
 
 def kind_colour(kind: str) -> str:
     return KIND_TABLE[kind].colour if kind in KIND_TABLE else "#999999"
+
+
+# Hyperparameters a member of a pack can have on its own (sweep/axes.py packs models that differ
+# only in these; trainables/engine.py takes them as (K,) vectors). SGD's, then the regularizers'
+# strengths (0: off), each applied in trainables/regularize.py and bounded in the spec's
+# `regularizers` group: a new regularizer is a name here, a field there and its code there.
+SGD_HYPER = ("lr", "momentum", "weight_decay")
+REGULARIZERS = ("input_noise", "crop", "flip", "fgsm_eps", "dropout")

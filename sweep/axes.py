@@ -26,10 +26,11 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from catalog import REGULARIZERS, SGD_HYPER
+
 MAX_POINTS = 1_000  # points (grid x samples) in one sweep
 # The SGD hyperparameters a member of a pack can have on its own: spec key -> engine.HYPER name.
-MEMBER_KEYS = {**{f"optimizer.{n}": n for n in ("lr", "momentum", "weight_decay")},
-               **{f"regularizers.{n}": n for n in ("input_noise", "crop", "flip", "fgsm_eps", "dropout")}}
+MEMBER_KEYS = {**{f"optimizer.{n}": n for n in SGD_HYPER}, **{f"regularizers.{n}": n for n in REGULARIZERS}}
 # The study's own axes and the keys that say what and where the sweep is: never a grid axis.
 STUDY_KEYS = ("name", "description", "engine", "dataset", "seed", "seeds", "variants", "ratios", "archs",
               "corruptions", "grid", "sample", "pack_size", "trial_size", "memory_budget_gb")

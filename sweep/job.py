@@ -192,19 +192,19 @@ def schedule(spec: Spec, plan: TrialPlan, chunk: int) -> engine.Schedule:
         checks = tuple(sorted({*range(spec.check_every, spec.max_epochs + 1, spec.check_every), spec.max_epochs}))
         return engine.Schedule(
             lr=spec.optimizer.lr, momentum=spec.optimizer.momentum, weight_decay=spec.optimizer.weight_decay,
-            **spec.regularizers.model_dump(), batch_size=spec.batch_size,
+            regularizers=spec.regularizers.model_dump(), batch_size=spec.batch_size,
             max_epochs=spec.max_epochs, threshold=spec.threshold, scored_epochs=checks,
             keep_splits=("train", "test"), keep_last=True, norms=spec.norms, chunk=chunk)
     if isinstance(spec, DifficultySpec):
         return engine.Schedule(
             lr=spec.optimizer.lr, momentum=spec.optimizer.momentum, weight_decay=spec.optimizer.weight_decay,
-            **spec.regularizers.model_dump(), batch_size=spec.batch_size, max_epochs=max(spec.epochs), scored_epochs=tuple(spec.epochs), score_splits=tuple(spec.splits),
+            regularizers=spec.regularizers.model_dump(), batch_size=spec.batch_size, max_epochs=max(spec.epochs), scored_epochs=tuple(spec.epochs), score_splits=tuple(spec.splits),
             keep_splits=tuple(spec.splits), norms=spec.norms, chunk=chunk,
             autocast=torch.bfloat16 if spec.precision == "bf16" else None)
     opt = spec.optimizer
     return engine.Schedule(
         lr=opt.lr_for(plan.arch), momentum=opt.momentum, weight_decay=opt.weight_decay,
-        **spec.regularizers.model_dump(), lr_decay=opt.lr_decay, lr_step_every=opt.lr_step_every,
+        regularizers=spec.regularizers.model_dump(), lr_decay=opt.lr_decay, lr_step_every=opt.lr_step_every,
         lr_step_factor=opt.lr_step_factor, batch_size=spec.batch_size, max_epochs=spec.max_epochs,
         threshold=spec.threshold, time_budget_s=spec.time_budget_s, patience=spec.early_stopping.patience,
         stop_early=spec.early_stopping.stop, fit_splits=("train", "val") if spec.phase2_epochs else ("train",),

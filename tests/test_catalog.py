@@ -104,3 +104,15 @@ def test_colours_are_distinct_and_levels_ordered():
     lum = [sum(int(catalog.level_colour(p)[i:i + 2], 16) for i in (1, 3, 5)) for p in (0, 0.25, 0.5, 0.75, 1)]
     assert lum == sorted(lum, reverse=True) and len(set(lum)) == 5  # darker as p grows
     assert math.isclose(Corruption.parse("randY:1").p, 1.0)
+
+
+def test_the_regularizers_are_one_list():
+    """The spec's `regularizers` group, the engine's per-member hyperparameters and the axes that
+    pack together all take the catalog's names."""
+    from catalog import REGULARIZERS, SGD_HYPER
+    from sweep import axes, spec as specs
+    from trainables import engine
+
+    assert tuple(specs.RegularizersSpec.model_fields) == REGULARIZERS
+    assert engine.HYPER == (*SGD_HYPER, *REGULARIZERS)
+    assert set(axes.MEMBER_KEYS.values()) == set(engine.HYPER)

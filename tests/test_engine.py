@@ -500,7 +500,7 @@ def test_a_regularized_member_ends_where_it_ends_alone():
     together = engine.run(packs.build("mlp", data.input_shape, 10, members.init_seeds, hidden=[32]), data, members,
                           schedule)
     for k in range(4):
-        mine = dataclasses.replace(schedule, **{name: values[k] for name, values in REGULARIZED.items()})
+        mine = dataclasses.replace(schedule, regularizers={name: values[k] for name, values in REGULARIZED.items()})
         one = engine.Members([members.init_seeds[k]], [members.order_seeds[k]])
         alone = engine.run(packs.build("mlp", data.input_shape, 10, one.init_seeds, hidden=[32]), data, one, mine)
         assert_member_matches(together, alone, k, atol=1e-5)

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from catalog import REGULARIZERS, SGD_HYPER
+
 from . import regularize
 from .data import Data
 from .models import PackedMLP, loss_and_hits
@@ -99,7 +101,7 @@ class EpochRecord:
 
 # The hyperparameters a member can have on its own (Members.hyper), each a Schedule field: SGD's,
 # and the regularizers' strengths (trainables/regularize.py).
-HYPER = ("lr", "momentum", "weight_decay", *regularize.REGULARIZERS)
+HYPER = (*SGD_HYPER, *REGULARIZERS)
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,7 @@ class Schedule:
     max_epochs: int
     momentum: float = 0.0
     weight_decay: float = 0.0  # L2, coupled as torch.optim.SGD does: g + weight_decay * p
-    input_noise: float = 0.0  # the regularizers (trainables/regularize.py); 0: off
-    crop: int = 0
-    flip: bool = False
-    fgsm_eps: float = 0.0
-    dropout: float = 0.0
+    regularizers: dict[str, float] = field(default_factory=dict)  # name -> strength (regularize.py); absent: 0
     lr_decay: float = 1.0
     lr_step_every: int | None = None
     lr_step_factor: float = 0.5
@@ -352,8 +350,9 @@ def member_hyper(members: Members, schedule: Schedule, device: torch.device) -> 
     out: dict[str, Hyper] = {}
     for name in HYPER:
         values = members.hyper.get(name)
+        default = schedule.regularizers.get(name, 0.0) if name in REGULARIZERS else getattr(schedule, name)
         if values is None or len(set(values)) == 1:
-            out[name] = float(values[0]) if values is not None else float(getattr(schedule, name))
+            out[name] = float(values[0]) if values is not None else float(default)
         else:
             out[name] = torch.tensor(list(values), dtype=torch.float32, device=device)
     return out
