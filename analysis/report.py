@@ -151,7 +151,7 @@ def _in_grid_order(table: pd.DataFrame, grid: dict[str, list]) -> pd.DataFrame:
             return column
         where = {(json.dumps(v) if isinstance(v, list) else float(v) if isinstance(v, (int, float)) else v): i
                  for i, v in enumerate(values)}
-        return column.map(lambda v: where.get(v if isinstance(v, str) else float(v), len(where)))
+        return column.astype(object).map(lambda v: where.get(v if isinstance(v, str) else float(v), len(where)))
     keys = [*(c for c in ("arch", "variant", "corruption") if c in table.columns), *(c for c in table.columns if c in grid)]
     return table.sort_values(keys, key=lambda c: position(c) if c.name in grid else c).reset_index(drop=True)
 
@@ -163,7 +163,8 @@ def _axis_points(spec: dict[str, Any], trials: pd.DataFrame) -> list[tuple[list[
     names = [*(spec.get("grid") or {}), *((spec.get("sample") or {}).get("space") or {})]
     if not names:
         return [([], {})]
-    points = trials[names].drop_duplicates().sort_values(names).itertuples(index=False, name=None)
+    points = _in_grid_order(trials[names].drop_duplicates().sort_values(names), spec.get("grid") or {})
+    points = points[names].itertuples(index=False, name=None)
     return [([f"<h2 class='axis'>{html.escape(', '.join(f'{n} = {v}' for n, v in zip(names, point)))}</h2>"],
              {n: [v] for n, v in zip(names, point)}) for point in points]
 
@@ -527,6 +528,11 @@ def _provenance(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
                               f"batch {spec['batch_size']}"),
                 ("stopping", f"train accuracy >= {spec['threshold']}, or {spec['max_epochs']} epochs"
                              + (f", or {spec['time_budget_s']} s" if spec["time_budget_s"] else ""))]
+    # Hyperparameter axes: the values above are the base that each point's values replace.
+    rows += [(f"axis {key}", ", ".join(map(json.dumps, values))) for key, values in (spec.get("grid") or {}).items()]
+    sample = spec.get("sample") or {}
+    rows += [(f"axis {key}", f"{sample['samples']} samples, {json.dumps(dist)}") for key, dist in
+             (sample.get("space") or {}).items()]
     rows += [
         ("spec hash", manifest.get("spec_hash", "")),
         ("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))),
