@@ -29,6 +29,7 @@ examples that are not and how many models make it likely for all (see `models_ne
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -247,15 +248,15 @@ def influence(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str | 
     return frame[frame.infl >= min_infl].reset_index(drop=True) if min_infl is not None else frame
 
 
-def cscore(examples: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame:
+def cscore(examples: pd.DataFrame, members: pd.DataFrame | None, cells: list[str] | None = None) -> pd.DataFrame:
     """C-score of every training example over the ratios of the sweep (module docstring), one
     row per example: index, label, true_label, mislabeled, ratios (those at which some model held
     it out: the mean is over them), n_out (held-out evaluations in all), cscore, se, lo, hi, and
     held_out_<cell> (the per-ratio estimate, NaN where no model of that ratio held it out).
     TooFewModels if an example is held out at no ratio."""
-    cells = (examples.cell.astype(str).unique() if isinstance(examples, pd.DataFrame)
-             else examples.cells("train"))
-    cells = sorted(cells, key=lambda c: float(c.removeprefix("ratio")))
+    if cells is None:  # every ratio of the table (`cells`: those of one hyperparameter point)
+        cells = examples.cell.astype(str).unique() if isinstance(examples, pd.DataFrame) else examples.cells("train")
+    cells = sorted(cells, key=ratio_of)
     per, variances, n_out_all, first, models = {}, [], 0, None, 0
     for cell in cells:
         out = outcomes(examples, "train", cell)
@@ -274,7 +275,7 @@ def cscore(examples: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame
     ratios = (~np.isnan(values)).sum(axis=0)
     if (ratios == 0).any():
         never = np.flatnonzero(ratios == 0)
-        lowest = min(float(c.removeprefix("ratio")) for c in cells)
+        lowest = min(ratio_of(c) for c in cells)
         need = math.ceil(math.log(len(first.index) / 0.01) / -math.log(lowest))  # held out once, 99%
         raise TooFewModels(
             f"{len(never):,} of {len(first.index):,} training examples are held out by no model at any ratio "
@@ -287,6 +288,11 @@ def cscore(examples: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame
                          "mislabeled": first.label != first.true_label, "ratios": ratios, "n_out": n_out_all,
                          "cscore": score, "se": se, "lo": np.clip(score - Z95 * se, 0, 1),
                          "hi": np.clip(score + Z95 * se, 0, 1), **per})
+
+
+def ratio_of(cell: str) -> float:
+    """A subset sweep's cell ('ratio0.7', or 'ratio0.7-lr0.01' with hyperparameter axes) -> 0.7."""
+    return float(re.match(r"ratio([0-9.]+(?:e-?[0-9]+)?)", cell).group(1))
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:

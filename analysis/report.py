@@ -447,8 +447,8 @@ def _planned(manifest: dict[str, Any]) -> dict[str, int] | None:
     plan = manifest.get("plan") or None
     if plan is None:
         return None
-    return {f"{p['cell']}-pack{p['pack']:03d}": len(p.get("members") or ()) or p["seed_hi"] - p["seed_lo"]
-            for p in plan}
+    return {f"{p['cell']}-pack{p['pack']:03d}": len(p.get("members") or ())
+            or (p["seed_hi"] - p["seed_lo"]) * max(1, len(p.get("points") or ())) for p in plan}
 
 
 def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str = "results",
@@ -621,9 +621,17 @@ def _subset_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.
     # mem(i) and influence at one ratio: the only one, or of several the nearest to Feldman &
     # Zhang's 0.7; each section stands alone, so one that lacks models never hides the other.
     ratio = min(spec["ratios"], key=lambda r: abs(r - 0.7))
-    parts = [("C-scores", lambda: _cscore_sections(spec, examples, members, images))] if len(spec["ratios"]) > 1 else []
-    parts.append(("Memorization scores",
-                  lambda: _memorization_sections(results, sweep, spec, examples, members, images, ratio)))
+    parts = []
+    # With hyperparameter axes, every point is its own set of models: estimates per point.
+    for heading, where in _axis_points(spec, trials):
+        cells = sorted(set(_rows_of(trials, where).cell.astype(str)))
+        cell = next((c for c in cells if memo.ratio_of(c) == ratio), f"ratio{ratio:g}")
+        if heading:
+            parts.append(("", lambda h=heading: h))
+        if len(spec["ratios"]) > 1:
+            parts.append(("C-scores", lambda c=cells: _cscore_sections(spec, examples, members, images, c)))
+        parts.append(("Memorization scores", lambda c=cell:
+                      _memorization_sections(results, sweep, spec, examples, members, images, ratio, c)))
     for title, part in parts:
         try:
             out += part()
@@ -658,8 +666,7 @@ def _models_sentence(frame: pd.DataFrame) -> str:
             f"{frame.n_out.min()}-{frame.n_out.max()}, median {frame.n_out.median():.0f}).")
 
 
-def _memorization_sections(results, sweep, spec, examples, members, images, ratio: float) -> list:
-    cell = f"ratio{ratio:g}"
+def _memorization_sections(results, sweep, spec, examples, members, images, ratio: float, cell: str) -> list:
     mem = memo.memorization(examples, members, cell)
     others = " (of this sweep's ratios, the nearest to the paper's 0.7)" if len(spec["ratios"]) > 1 else ""
     intro = (f"<h2>Memorization scores</h2><p class='note'>mem(i) = P[h(x_i) = y_i | i in S] - "
@@ -815,8 +822,8 @@ def _rho_sentence(rho: float, hard: str) -> str:
             f": unexpectedly, {hard} tend {strength} to be the <i>less</i> memorized ones")
 
 
-def _cscore_sections(spec: dict[str, Any], examples, members, images) -> list:
-    cs = memo.cscore(examples, members)
+def _cscore_sections(spec: dict[str, Any], examples, members, images, cells: list[str] | None = None) -> list:
+    cs = memo.cscore(examples, members, cells)
     held = [c for c in cs.columns if c.startswith("held_out_ratio")]
     ratios = ", ".join(c.removeprefix("held_out_ratio") for c in held)
     missing = [f"{r:g}" for r in spec["ratios"] if f"held_out_ratio{r:g}" not in held]

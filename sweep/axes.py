@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from typing import Annotated, Any
 
 import numpy as np
@@ -74,17 +75,20 @@ class Sample(BaseModel):
 
 
 def points(grid: dict[str, list[Any]], sample: Sample | None, seed: int) -> list[dict[str, Any]]:
-    """Every point of the sweep, in a stable order: the grid's cross product (keys in the order
-    given, the last fastest), each crossed with each sample; [{}] without axes."""
+    """Every point of the sweep, in a stable order: the grid's cross product (keys sorted, the last
+    fastest), each crossed with each sample; [{}] without axes."""
     from sweep.spec import derive_seed
 
-    grid_points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
+    # Keys in sorted order, as the spec's hash has them: the same axes written in another order are
+    # the same sweep, with the same points (a stored plan names its points by their index).
+    keys = sorted(grid)
+    grid_points = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))] if grid else [{}]
     if sample is None:
         return grid_points
     drawn = []
     for i in range(sample.samples):
         rng = np.random.default_rng(derive_seed(seed, "sample", i))
-        drawn.append({key: dist.draw(rng) for key, dist in sample.space.items()})
+        drawn.append({key: sample.space[key].draw(rng) for key in sorted(sample.space)})
     return [{**g, **s} for g in grid_points for s in drawn]
 
 
@@ -104,6 +108,13 @@ def check(grid: dict[str, list[Any]], sample: Sample | None, study: tuple[str, .
     empty = [k for k, v in grid.items() if not isinstance(v, list) or not v]
     if empty:
         raise ValueError(f"grid axis {empty[0]!r} needs a non-empty list of values, got {grid[empty[0]]!r}")
+    values = {**grid, **{k: d.choice for k, d in (sample.space if sample else {}).items() if d.choice}}
+    for key, given in values.items():
+        if any(isinstance(v, dict) for v in given):
+            raise ValueError(f"axis {key!r} names a group of keys: sweep one of them (e.g. {key}.KEY), not the group")
+        repeated = [v for i, v in enumerate(given) if v in given[:i]]
+        if repeated:
+            raise ValueError(f"axis {key!r} lists {repeated[0]!r} twice: each value once")
     both = sorted(set(grid) & set(sample.space if sample else {}))
     if both:
         raise ValueError(f"{both[0]!r} is both a grid axis and sampled: give it once")
@@ -122,23 +133,29 @@ def trial_part(point: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_groups(points: list[dict[str, Any]]) -> dict[str, list[int]]:
-    """Point indices by the label of their values that are not per-member ('' for none), in order."""
-    groups: dict[str, list[int]] = {}
+    """Point indices by their exact values that are not per-member, in order, each group named by
+    those values ('' for none; made unique where sampled values print alike)."""
+    exact: dict[str, list[int]] = {}
     for i, point in enumerate(points):
-        groups.setdefault(label(trial_part(point)), []).append(i)
-    return groups
+        exact.setdefault(json.dumps(trial_part(point), sort_keys=True), []).append(i)
+    names = labels([trial_part(points[indices[0]]) for indices in exact.values()])
+    return dict(zip(names, exact.values()))
 
 
 def labels(points: list[dict[str, Any]]) -> list[str]:
     """Each point's `label`, made unique (sampled values can print alike) and at most 60 characters."""
     names = [label(p) if len(label(p)) <= 60 else f"p{i:03d}" for i, p in enumerate(points)]
     seen = {n for n in names if names.count(n) > 1}
-    return [f"{n}-p{i:03d}" if n in seen else n for i, n in enumerate(names)]
+    return [f"{n}-p{i:03d}" if n in seen else n for i, n in enumerate(names)]  # '' (no values) stays ''
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def label(point: dict[str, Any]) -> str:
     """A point as a name part: 'lr0.01-hidden512x512' (each key by its last part)."""
-    return "-".join(f"{key.split('.')[-1].replace('_', '')}{_text(value)}" for key, value in point.items())
+    return _UNSAFE.sub("_", "-".join(f"{key.split('.')[-1].replace('_', '')}{_text(value)}"
+                                     for key, value in point.items()))
 
 
 def _text(value: Any) -> str:
@@ -157,11 +174,13 @@ def columns(points: list[dict[str, Any]], point: dict[str, Any]) -> dict[str, An
     (a list such as model.hidden) as JSON text."""
     out = {}
     for key, value in point.items():
-        if isinstance(value, bool) or value is None:
+        others = [p[key] for p in points]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in others)
+        if isinstance(value, bool) and all(isinstance(v, bool) for v in others):
             out[key] = value
-        elif isinstance(value, (int, float)):
-            floats = any(isinstance(p[key], float) for p in points)
-            out[key] = float(value) if floats else value
+        elif numbers and any(v is not None for v in others):  # a null (e.g. train_size: all) as NaN
+            floats = any(isinstance(v, float) or v is None for v in others)
+            out[key] = (float("nan") if value is None else float(value)) if floats else value
         else:
             out[key] = json.dumps(value)
     return out

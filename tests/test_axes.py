@@ -30,6 +30,8 @@ GRID = "grid={optimizer.lr: [0.01, 0.05], model.hidden: [[64], [128]]}"
     ("sample={samples: 4, space: {optimizer.lr: {uniform: [0.1, 0.01]}}}", "the low one must be below the high one"),
     ("sample={samples: 0, space: {optimizer.lr: {choice: [0.1]}}}", "bad value for sample.samples: 0"),
     ("sample={samples: 2, space: {optimizer.lr: {uniform: [-1.0, -0.5]}}}", "on an axis, bad value for optimizer.lr"),
+    ("grid={optimizer: [{lr: 0.1}]}", "axis 'optimizer' names a group of keys: sweep one of them"),
+    ("grid={optimizer.lr: [0.1, 0.1]}", "axis 'optimizer.lr' lists 0.1 twice"),
 ])
 def test_bad_axes_are_one_line_exit_2_and_store_nothing(override, message, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sweep.cli", "launch", "fig1-difficulty", "--dataset", "digits",
@@ -46,8 +48,11 @@ def test_a_grid_is_crossed_with_the_study_and_members_share_packs():
     assert {p.cell for p in plans} == {"real-hidden64", "real-hidden128", "randY-hidden64", "randY-hidden128"}
     models = [m for p in plans for m in p.models()]
     assert len(models) == len(set(models)) == 2 * 4 * 4  # variants x points x seeds, each once
-    assert all({c for c, _, _ in p.models()} == {f"{p.variant}-lr0.01-{p.cell.split('-')[1]}",
-                                                 f"{p.variant}-lr0.05-{p.cell.split('-')[1]}"} for p in plans)
+    # Each model's cell names its point, the axes in sorted order (as the spec's hash has them).
+    assert all({c for c, _, _ in p.models()} == {f"{p.cell}-lr0.01", f"{p.cell}-lr0.05"} for p in plans)
+    again = specs.resolve("fig1-difficulty", "digits", ["seeds=4", "variants=[real, randY]",
+                                                        "grid={model.hidden: [[64], [128]], optimizer.lr: [0.01, 0.05]}"])
+    assert again.points() == spec.points() and again.hash() == spec.hash() and specs.expand(again, 1) == plans
     # A plan survives the manifest's round trip; sweeps without axes keep their old plans.
     assert [specs.TrialPlan.from_dict(p.to_dict()) for p in plans] == plans
     plain = specs.expand(specs.resolve("fig1-difficulty", "digits", ["seeds=4"]), 1)
@@ -86,7 +91,7 @@ def test_a_packed_lr_grid_runs_end_to_end_with_the_axes_as_columns(tmp_path):
         assert acc[(width, 0.05)] > acc[(width, 0.01)]
     status = subprocess.run([sys.executable, "-m", "sweep.cli", "status", "g", "--results", str(results)],
                             capture_output=True, text=True, timeout=120)
-    assert status.returncode == 0 and "real-lr0.05-hidden128" in status.stdout
+    assert status.returncode == 0 and "real-hidden128-lr0.05" in status.stdout
     report = subprocess.run([sys.executable, "-m", "sweep.cli", "report", "g", "--results", str(results)],
                             capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr[-2000:]
@@ -133,7 +138,7 @@ def test_zhang_table1_runs_a_convergence_grid_per_point_and_prints_the_table(tmp
     assert len(trials) == 8 and set(trials["regularizers.crop"]) == {0, 1}
     assert set(trials["optimizer.weight_decay"]) == {0.0, 0.0005}
     config = trials.set_index("cell").config.map(lambda c: __import__("json").loads(c))
-    on = config["mlp1-real-crop1-weightdecay0.0005"]  # the trial trained with its point's values
+    on = config["mlp1-real-weightdecay0.0005-crop1"]  # the trial trained with its point's values
     assert on["regularizers"]["crop"] == 1 and on["optimizer"]["weight_decay"] == 0.0005
     report = subprocess.run([sys.executable, "-m", "sweep.cli", "report", "zhang-table1", "--results", str(tmp_path)],
                             capture_output=True, text=True, timeout=300)

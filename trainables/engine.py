@@ -340,6 +340,14 @@ def _sgd(params: list[torch.Tensor], momentum_bufs: list[torch.Tensor], lr: Hype
             p.grad = None
 
 
+def _regularizer_generators(members: Members, epoch: int) -> list[torch.Generator]:
+    """Each member's generator for its regularizers' draws in `epoch`: from its order seed and the
+    epoch alone, apart from its data order (turning a regularizer on leaves the order as it was)
+    and the same after a resume at any epoch."""
+    return [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, 0x7265]).generate_state(
+        1, np.uint64)[0] % 2**63)) for seed in members.order_seeds]
+
+
 def _any(value: Hyper) -> bool:
     """Whether a hyperparameter is nonzero for some member."""
     return bool(value.any()) if torch.is_tensor(value) else bool(value)
@@ -531,7 +539,8 @@ def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, st
             schedule.lr_step_every, schedule.lr_step_factor)
         epoch_start = time.perf_counter()
         order = _orders(members, gens, len(y_fit[0]), len(data.train), device)
-        running = _train_epoch(pack, x_fit, y_fit, order, schedule, state, hyper, active, gens, data.input_shape)
+        running = _train_epoch(pack, x_fit, y_fit, order, schedule, state, hyper, active,
+                               _regularizer_generators(members, state.epoch), data.input_shape)
         state.train_seconds += time.perf_counter() - epoch_start
         if schedule.scored_epochs is not None and state.epoch not in schedule.scored_epochs:
             if state.epoch >= last:

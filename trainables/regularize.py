@@ -9,8 +9,9 @@
 - `dropout`: each hidden unit of the MLP dropped with this probability during training, the rest
   scaled by 1 / (1 - p) (Srivastava et al. 2014; Arpit et al. 2017, Sec. 5).
 
-Every draw comes from the member's own generator (the engine's, which also draws its data order
-and is checkpointed), so a member is regularized the same way whatever pack it trains in.
+Every draw comes from the member's own generator for the epoch (seeded from its order seed and
+the epoch: `engine._regularizer_generators`), so a member is regularized the same way whatever
+pack it trains in, after a resume, and with its data order untouched.
 """
 
 from __future__ import annotations
@@ -79,8 +80,12 @@ def fgsm(pack: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor, members: tor
     if not any_on(eps):
         return xb
     x = xb.detach().requires_grad_(True)
+    kept = [b.clone() for b in pack.buffers_list()]  # this extra forward must not move batch-norm statistics
     loss = F.cross_entropy(pack(x, members).float().flatten(0, 1), yb.flatten(), reduction="sum")
     (grad,) = torch.autograd.grad(loss, x)
+    with torch.no_grad():
+        for buffer, saved in zip(pack.buffers_list(), kept):
+            buffer.copy_(saved)
     step = eps.view((-1,) + (1,) * (xb.dim() - 1)).to(xb.dtype) if torch.is_tensor(eps) else eps
     return (xb + step * grad.sign()).detach()
 
