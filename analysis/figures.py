@@ -646,7 +646,7 @@ def by_axis(table: pd.DataFrame, axis: str, metrics: Sequence[str], title: str) 
                 mode="lines+markers", name=f"{metric.replace('_', ' ')}: {name}",
                 line=dict(color=METRIC_COLORS.get(metric), dash=dashes[i % len(dashes)]),
                 hovertemplate=f"<b>{metric}</b> {name}<br>{axis} %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>"))
-    numeric = number and table[axis].min() > 0 and table[axis].max() > 10 * table[axis].min()
+    numeric = number and table[axis].min() > 0 and table[axis].max() >= 10 * table[axis].min()
     fig.update_layout(title=title, template="plotly_white", height=440, xaxis_title=axis,
                       yaxis_title="accuracy", yaxis_range=[0, 1.02], legend=dict(orientation="h", y=-0.25),
                       xaxis_type="log" if numeric else None)

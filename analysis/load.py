@@ -40,14 +40,15 @@ def load_table(results: str, sweep: str, table: str, *, variants: Sequence[str] 
     trial x epoch x split in `examples`) that cannot match are skipped, not read."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r} (allowed: {', '.join(TABLES)})")
-    unknown = [c for c in columns or () if c not in SCHEMAS[table].names]
-    if unknown:
-        raise ValueError(f"unknown column(s) {unknown} of {table!r} (the contract: analysis/schema.py)")
     fs, root = sweep_path(results, sweep)
     folder = f"{root}/{table}"
     if fs.get_file_info(folder).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"no {table!r} table at {results}/{sweep} (has the sweep run?)")
     dataset = ds.dataset(folder, format="parquet", filesystem=fs)
+    # The contract's columns, and the sweep's own hyperparameter-axis columns (e.g. optimizer.lr).
+    unknown = [c for c in columns or () if c not in SCHEMAS[table].names and c not in dataset.schema.names]
+    if unknown:
+        raise ValueError(f"unknown column(s) {unknown} of {table!r} (the contract: analysis/schema.py)")
     clauses = [ds.field(name).isin(list(values)) for name, values in
                (("variant", variants), ("split", splits), ("epoch", epochs))
                if values is not None and name in dataset.schema.names]

@@ -27,6 +27,8 @@ CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
        padding: 0 1rem; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
+h2.axis { background: #eef3fb; border: 1px solid #c5d5ee; border-left: 6px solid #0072B2; padding: 0.4rem 0.7rem;
+          margin-top: 3rem; position: sticky; top: 0; z-index: 5; }
 .sub { color: #666; margin-top: 0; }
 table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.92rem; }
 th, td { border-bottom: 1px solid #e5e5e5; padding: 0.3rem 0.7rem; text-align: right; }
@@ -119,9 +121,14 @@ def _axes_section(results: str, sweep: str, spec: dict[str, Any]) -> list:
             "label or input was kept (clean) and on those corrupted (the corrupted ones are fit by memorization, "
             "Arpit et al. 2017), and test accuracy. One row per variant and point of the axes "
             f"({html.escape(', '.join(names))}).</p>",
-            _table_html(table.drop(columns="epoch"), {"models": "d"}),
+            _table_html(table.drop(columns="epoch"), {"models": "d", **{n: "g" for n in names}}),
             figures.by_axis(table, names[0], ["train_clean", "train_corrupted", "test"],
                             f"Accuracy against {names[0]}")]
+
+
+def _value(v: Any) -> str:
+    """An axis value as a heading shows it: a number to 4 significant digits (a sampled 0.0078979...)."""
+    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
 def _rows_of(frame: pd.DataFrame, where: dict[str, list]) -> pd.DataFrame:
@@ -139,7 +146,8 @@ def _table_one(spec: dict[str, Any], trials: pd.DataFrame) -> list:
     return ["<h2>Train and test accuracy by hyperparameter</h2><p class='note'>Each model's accuracy on the "
             "whole training and test splits where it stopped (interpolated, or at max_epochs), mean over seeds, "
             f"in percent, as Zhang et al. 2017 print Table 1. Axes: {html.escape(', '.join(names))}.</p>",
-            _table_html(table, {"models": "d", "train %": ".1f", "test %": ".1f", "epochs": ".0f"})]
+            _table_html(table, {"models": "d", "train %": ".1f", "test %": ".1f", "epochs": ".0f",
+                                **{n: "g" for n in names}})]
 
 
 def _in_grid_order(table: pd.DataFrame, grid: dict[str, list]) -> pd.DataFrame:
@@ -165,7 +173,7 @@ def _axis_points(spec: dict[str, Any], trials: pd.DataFrame) -> list[tuple[list[
         return [([], {})]
     points = _in_grid_order(trials[names].drop_duplicates().sort_values(names), spec.get("grid") or {})
     points = points[names].itertuples(index=False, name=None)
-    return [([f"<h2 class='axis'>{html.escape(', '.join(f'{n} = {v}' for n, v in zip(names, point)))}</h2>"],
+    return [([f"<h2 class='axis'>{html.escape(', '.join(f'{n} = {_value(v)}' for n, v in zip(names, point)))}</h2>"],
              {n: [v] for n, v in zip(names, point)}) for point in points]
 
 
@@ -531,8 +539,9 @@ def _provenance(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
     # Hyperparameter axes: the values above are the base that each point's values replace.
     rows += [(f"axis {key}", ", ".join(map(json.dumps, values))) for key, values in (spec.get("grid") or {}).items()]
     sample = spec.get("sample") or {}
-    rows += [(f"axis {key}", f"{sample['samples']} samples, {json.dumps(dist)}") for key, dist in
-             (sample.get("space") or {}).items()]
+    rows += [(f"axis {key}", f"{sample['samples']} samples, " + ", ".join(
+        f"{kind} {json.dumps(given)}" for kind, given in dist.items() if given is not None))
+             for key, dist in (sample.get("space") or {}).items()]
     rows += [
         ("spec hash", manifest.get("spec_hash", "")),
         ("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))),

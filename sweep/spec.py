@@ -804,9 +804,18 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise SpecError(f"bad --set {key}={raw[:200]!r}: YAML anchors and aliases (& and *) are not allowed") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"bad --set {key}={raw[:200]!r}: not a YAML value ({str(exc).splitlines()[0]})") from None
+    return key, _numbers(value)
+
+
+def _numbers(value: Any) -> Any:
+    """YAML 1.1 reads '1e-3' as a string; users mean a number, also inside a grid's lists."""
     if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
-        value = float(value)  # YAML 1.1 reads '1e-3' as a string; users mean a number
-    return key, value
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
 
 
 def _set_path(tree: dict[str, Any], key: str, value: Any, model: type[BaseModel]) -> None:
