@@ -301,8 +301,12 @@ def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode
             mode=mode, address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
             preset=args.preset, grow_ok=grow_ok, spec_args=_spec_args(args))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Tune took over (or after it ended)
-        print(f"sweep: error: interrupted before every trial finished; `{_same_with_resume(args.argv)}` finishes "
-              "the sweep", file=sys.stderr)
+        if _started(store):
+            print(f"sweep: error: interrupted before every trial finished; `{_same_with_resume(args.argv)}` "
+                  "finishes the sweep", file=sys.stderr)
+        else:  # before the launch recorded anything: there is nothing to resume
+            print("sweep: error: interrupted before the sweep started; nothing was stored (launch it again)",
+                  file=sys.stderr)
         return 130
 
     counts = {t: n for t, n in store.row_counts().items() if n}
@@ -326,6 +330,14 @@ def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode
               f"`{_same_with_resume(args.argv)}` finishes them", file=sys.stderr)
         return 130 if result.interrupted else 1
     return 0
+
+
+def _started(store) -> bool:
+    """Whether the launch got as far as recording its sweep (its manifest) in the store."""
+    try:
+        return store.read_manifest() is not None
+    except Exception:  # a manifest that no longer reads still means something was stored
+        return True
 
 
 def _same_with_resume(typed: list[str]) -> str:

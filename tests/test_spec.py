@@ -156,3 +156,22 @@ def test_results_that_is_a_file_is_one_line_exit_2(command, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--results {afile} is a file, not a results folder" in err, err
     assert afile.read_text() == "mine"
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_an_interrupted_launch_says_whether_there_is_anything_to_resume(recorded, tmp_path, capsys, monkeypatch):
+    from sweep import launcher
+
+    def interrupted(spec, store, **kw):
+        if recorded:  # the launch had recorded its sweep before the interrupt
+            store.write_manifest(spec.model_dump(), spec.hash(), {"preset": spec.name, "args": []})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launcher, "launch", interrupted)
+    code = run_cli(["launch", "fig1-difficulty", "--dataset", "digits", "--results", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 130 and err.count("\n") == 1
+    if recorded:
+        assert "--resume` finishes the sweep" in err
+    else:
+        assert "interrupted before the sweep started; nothing was stored" in err and not any(tmp_path.iterdir())
