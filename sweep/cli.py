@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     except (specs.SpecError, _UserError) as exc:
         print(f"sweep: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C outside a launch's own handling (e.g. while Ray is imported)
+        print(f"sweep: error: interrupted during `sweep {args.command}`", file=sys.stderr)
+        return 130
 
 
 class _UserError(Exception):
@@ -293,9 +296,9 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
 
 
 def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode: str, grow_ok: bool = False) -> int:
-    from sweep import launcher
-
     try:
+        from sweep import launcher  # imports Ray: seconds in which a Ctrl-C lands here too
+
         result = launcher.launch(
             spec, store, data_root=data_root,
             mode=mode, address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,

@@ -175,3 +175,14 @@ def test_an_interrupted_launch_says_whether_there_is_anything_to_resume(recorded
         assert "--resume` finishes the sweep" in err
     else:
         assert "interrupted before the sweep started; nothing was stored" in err and not any(tmp_path.iterdir())
+
+
+def test_an_interrupt_anywhere_in_a_command_is_one_line(tmp_path, capsys, monkeypatch):
+    from sweep import cli as cli_module
+
+    def interrupted(args, spec):
+        raise KeyboardInterrupt  # e.g. while Ray is imported, before the launch handles it
+
+    monkeypatch.setattr(cli_module, "_launch", interrupted)
+    assert run_cli(["launch", "fig1-difficulty", "--dataset", "digits", "--results", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "sweep: error: interrupted during `sweep launch`\n"
