@@ -858,6 +858,10 @@ def test_sigterm_to_the_driver_ends_like_ctrl_c(tmp_path):
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines[-1].startswith("sweep: error: ") and "interrupted" in lines[-1], err[-2000:]
     assert shlex.join(["sweep", *args, "--resume"]) in lines[-1]
-    assert "Traceback" not in err and len(lines) <= 2, err[-2000:]  # Tune's "Stop signal received" and ours
+    # The driver's own lines: Tune's "Stop signal received" and ours. A trial process's stderr,
+    # which Ray forwards prefixed "(_entry pid=N)", may hold Ray's own teardown noise (its SIGTERM
+    # handler raising in a weakref callback: "Exception ignored in ..."), which is not the driver's.
+    driver = [line for line in lines if "(_entry pid=" not in line]
+    assert "Traceback" not in "\n".join(driver) and len(driver) <= 2, err[-2000:]
     trials = json.loads(state.read_text())["trials"]
     assert "RUNNING" not in trials.values() and "INTERRUPTED" in trials.values(), trials
