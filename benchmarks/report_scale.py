@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +40,9 @@ from sweep.store import Store  # noqa: E402
 from sweep.trial import _peak_memory  # noqa: E402
 from trainables import engine  # noqa: E402
 
-SWEEP = [sys.executable, "-m", "sweep.cli"]
+_spec = importlib.util.spec_from_file_location("benchmark_fashion", HERE / "fashion.py")
+fashion = importlib.util.module_from_spec(_spec)  # its `report_timed` and the machine's name
+_spec.loader.exec_module(fashion)
 # (preset, models at full scale): fig1 at the preset's 100 seeds x 3 variants scores 70,000
 # examples a model (21M rows); 1,430 memorization models x 70,000 = 100M rows.
 STORES = {"fig1-difficulty": 300, "memorization": 1430}
@@ -100,17 +102,6 @@ def write_store(results: str, preset: str, models: int) -> dict[str, float]:
             "store_mb": round(sum(f.stat().st_size for f in Path(results, spec.name).rglob("*") if f.is_file()) / 2**20)}
 
 
-def report_timed(results: str, sweep: str) -> dict[str, float]:
-    """`sweep report` in a fresh process: seconds, and its peak resident memory (MB, GNU time's %M)."""
-    start = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "peak_kb %M", *SWEEP, "report", sweep, "--results", results],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:  # a store the report refuses is no measurement
-        raise RuntimeError(proc.stderr[-3000:])
-    peak_kb = int(proc.stderr.strip().splitlines()[-1].split()[1])
-    return {"report_s": round(time.perf_counter() - start, 1), "report_peak_mb": round(peak_kb / 1024)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, nargs="+", default=[0.1, 1.0],
@@ -125,24 +116,16 @@ def main() -> None:
             models = max(3, round(full * scale))
             with tempfile.TemporaryDirectory() as results:
                 row = {"preset": preset, "models": models, **write_store(results, preset, models)}
-                row.update(report_timed(results, preset))
+                timed = fashion.report_timed(results, preset)
+                row.update(report_s=timed["seconds"], report_peak_mb=timed["peak_rss_mb"])
             print(json.dumps(row), flush=True)
             runs.append(row)
-    out = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine(), "runs": runs}
+    out = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": fashion.run.machine(), "runs": runs}
     (HERE / "report_scale.json").write_text(json.dumps(out, indent=1))
     print("| store | models | examples rows | on disk | report | peak RSS |\n|---|---|---|---|---|---|")
     for r in runs:
         print(f"| {r['preset']} | {r['models']:,} | {r['examples_rows']:,} | {r['store_mb']:,} MB | "
               f"{r['report_s']} s | {r['report_peak_mb'] / 1024:.2f} GB |")
-
-
-def _machine() -> str:
-    import os
-    import platform
-
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return f"{model}, {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":
