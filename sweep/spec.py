@@ -21,6 +21,7 @@ import json
 import math
 import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -688,6 +689,13 @@ def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
                                                seed_hi=max(s for _, s in pack) + 1, arch=arch, members=pack,
                                                points=((point, name),) if name else ()))
         return plans
+    return _cell_packs(spec, slots, 0, spec.seeds, lambda cell: 0)
+
+
+def _cell_packs(spec: "DifficultySpec | SubsetSpec", slots: int, lo: int, hi: int,
+                first: Callable[[str], int]) -> list[TrialPlan]:
+    """The trials of seed indices [lo, hi) of every cell and trial group, those of trial cell c
+    numbered from first(c)."""
     cells = ([(spec.cell_of(r), spec.variant) for r in spec.ratios] if isinstance(spec, SubsetSpec)
              else [(v, v) for v in spec.variants])
     points, plans = spec.points(), []
@@ -697,8 +705,9 @@ def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
         # each other value of an axis (a width, a batch size) is a trial group of its own.
         for group, indices in axes.trial_groups(points).items():
             members = tuple((i, f"{cell}-{names[i]}") for i in indices) if spec.grid or spec.sample else ()
-            k = _seeds_per_trial(spec, slots, len(indices))
-            plans += _seed_packs(f"{cell}-{group}" if group else cell, variant, 0, spec.seeds, k, points=members)
+            k = _seeds_per_trial(spec.model_copy(update={"seeds": hi - lo}), slots, len(indices))
+            name = f"{cell}-{group}" if group else cell
+            plans += _seed_packs(name, variant, lo, hi, k, first(name), points=members)
     return plans
 
 
@@ -719,8 +728,7 @@ def grow(stored: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan] 
     (manifest) unchanged, then trials for the new seed indices of every ratio, numbered after
     the stored ones. None unless `spec` is the stored spec with more seeds and nothing else
     changed; SpecError if it asks for fewer."""
-    if not isinstance(spec, SubsetSpec) or stored.get("spec", {}).get("engine") != "subsets" \
-            or spec.grid or spec.sample:  # a sweep with axes grows by launching it again with more seeds: not yet
+    if not isinstance(spec, SubsetSpec) or stored.get("spec", {}).get("engine") != "subsets":
         return None
     old = stored["spec"]
     try:  # as this version reads it: keys added since then take their defaults (arch: mlp)
@@ -735,12 +743,9 @@ def grow(stored: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan] 
         raise SpecError(f"seeds={spec.seeds}: the stored sweep {spec.name!r} already has {old['seeds']} models "
                         f"per ratio, and a sweep only grows (to resume it as it is: --set seeds={old['seeds']})")
     plans = plan_of(stored)
-    k = spec.model_copy(update={"seeds": spec.seeds - old["seeds"]}).resolved_trial_size(slots)  # the new ones
-    for r in spec.ratios:
-        cell = spec.cell_of(r)
-        first = 1 + max(p.pack for p in plans if p.cell == cell)
-        plans += _seed_packs(cell, spec.variant, old["seeds"], spec.seeds, k, first)
-    return plans
+    # The new seed indices of every cell and axis point, each trial cell's packs numbered on.
+    return plans + _cell_packs(spec, slots, old["seeds"], spec.seeds,
+                               lambda cell: 1 + max(p.pack for p in plans if p.cell == cell))
 
 
 def plan_of(manifest: dict[str, Any]) -> list[TrialPlan]:

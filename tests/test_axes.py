@@ -65,6 +65,25 @@ def test_a_grid_is_crossed_with_the_study_and_members_share_packs():
     assert "points" not in plain[0].to_dict() and plain[0].fragment == "real-pack000"
 
 
+def test_a_subset_sweep_with_axes_grows_every_point_and_keeps_the_stored_trials():
+    grid = "grid={optimizer.lr: [0.01, 0.05], model.hidden: [[32], [64]]}"
+    spec = specs.resolve("memorization", "digits", ["seeds=6", "ratios=[0.5, 0.7]", grid])
+    plans = specs.expand(spec, slots=2)
+    stored = {"spec": spec.model_dump(), "plan": [p.to_dict() for p in plans]}
+    bigger = specs.resolve("memorization", "digits", ["seeds=15", "ratios=[0.5, 0.7]", grid])
+    grown = specs.grow(stored, bigger, slots=2)
+    assert grown[:len(plans)] == plans  # the stored trials, unchanged
+    new = grown[len(plans):]
+    assert {p.fragment for p in new}.isdisjoint({p.fragment for p in plans})
+    models = [m for p in grown for m in p.models()]
+    assert len(models) == len(set(models)) == 2 * 4 * 15  # ratios x points x seeds, each once
+    for cell in {c for c, _, _ in models}:
+        assert sorted(s for c, _, s in models if c == cell) == list(range(15))
+    # Every new trial names the same points as the stored ones of its trial cell.
+    assert all(p.points == next(q.points for q in plans if q.cell == p.cell) for p in new)
+    assert specs.grow(stored, specs.resolve("memorization", "digits", ["seeds=15", "ratios=[0.5, 0.7]"])) is None
+
+
 def test_samples_are_reproducible_from_the_sweep_seed_and_within_bounds():
     override = "sample={samples: 20, space: {optimizer.lr: {loguniform: [0.001, 0.1]}, batch_size: {choice: [16, 32]}}}"
     a = specs.resolve("fig1-difficulty", "digits", [override]).points()
