@@ -4,7 +4,8 @@
 Inputs are rows of the `examples` table recorded at several epochs (fig1-difficulty with
 `epochs: [1, 2, ...]`, or an interpolate sweep with `record_examples: true`): one row per
 variant x seed x epoch x example of a split, with `correct` and `p_label`. Array functions state
-their shapes; frame functions apply them per variant and seed.
+their shapes; frame functions apply them per variant and seed, and per architecture where the
+rows have an `arch` column (`keys`): their outputs carry the same columns.
 """
 
 from __future__ import annotations
@@ -32,16 +33,25 @@ def _matrix(rows: pd.DataFrame, column: str) -> np.ndarray:
     return table.to_numpy()
 
 
+def keys(frame: pd.DataFrame) -> list[str]:
+    """What names one model's kind in `frame`: its variant, and its architecture where the frame
+    has one (a multi-architecture convergence grid). The measures are kept apart by these keys."""
+    return [c for c in ("arch", "variant") if c in frame.columns]
+
+
 def _per_seed(rows: pd.DataFrame):
-    """(variant, seed, sorted epochs, sorted example indices, one seed's rows) per variant x seed."""
-    for (variant, seed), one in rows.groupby(["variant", "seed"], observed=True):
-        yield variant, seed, np.sort(one.epoch.unique()), np.sort(one["index"].unique()), one
+    """({key: value}, seed, sorted epochs, sorted example indices, one seed's rows) per kind x seed."""
+    names = keys(rows)
+    for values, one in rows.groupby([*names, "seed"], observed=True):
+        yield (dict(zip(names, values[:-1])), values[-1], np.sort(one.epoch.unique()),
+               np.sort(one["index"].unique()), one)
 
 
 def _with_meta(per_example: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """Per-example statistics joined with each example's label and corruption mask."""
-    meta = rows.groupby(["variant", "index"], observed=True)[["label", "corrupted"]].first().reset_index()
-    return per_example.merge(meta, on=["variant", "index"])
+    on = [*keys(rows), "index"]
+    meta = rows.groupby(on, observed=True)[["label", "corrupted"]].first().reset_index()
+    return per_example.merge(meta, on=on)
 
 
 def oscillation_array(correct: np.ndarray) -> np.ndarray:
@@ -58,9 +68,9 @@ def oscillation(examples: pd.DataFrame, split: str = "train") -> pd.DataFrame:
     union of the correct sets, fractions of the split. Average over seeds with
     `.groupby(["variant", "epoch"]).mean()`."""
     out = []
-    for variant, seed, epochs, _, rows in _per_seed(examples[examples.split == split]):
+    for kind, seed, epochs, _, rows in _per_seed(examples[examples.split == split]):
         values = oscillation_array(_matrix(rows, "correct").astype(bool))
-        out.append(pd.DataFrame({"variant": variant, "seed": seed, "epoch": epochs[1:],
+        out.append(pd.DataFrame({**kind, "seed": seed, "epoch": epochs[1:],
                                  "intersection": values[:, 0], "union": values[:, 1]}))
     return pd.concat(out, ignore_index=True)
 
@@ -78,11 +88,11 @@ def forgetting_events(examples: pd.DataFrame, split: str = "train") -> pd.DataFr
     forgotten (Toneva et al.); plus `label` and `corrupted`."""
     rows = examples[examples.split == split]
     parts = []
-    for variant, _, _, index, one in _per_seed(rows):
+    for kind, _, _, index, one in _per_seed(rows):
         forgotten, never = forgetting_array(_matrix(one, "correct").astype(bool))
-        parts.append(pd.DataFrame({"variant": variant, "index": index,
+        parts.append(pd.DataFrame({**kind, "index": index,
                                    "forgotten": forgotten, "never_learned": never.astype(int)}))
-    per = pd.concat(parts).groupby(["variant", "index"], observed=True).sum().reset_index()
+    per = pd.concat(parts).groupby([*keys(rows), "index"], observed=True).sum().reset_index()
     per["unforgettable"] = (per.forgotten == 0) & (per.never_learned == 0)
     return _with_meta(per, rows)
 
@@ -106,12 +116,12 @@ def data_map(examples: pd.DataFrame, split: str = "train", ambiguous_variability
     (Swayamdipta et al.'s easy-to-learn / ambiguous / hard-to-learn); plus label, corrupted."""
     rows = examples[examples.split == split]
     parts = []
-    for variant, _, _, index, one in _per_seed(rows):
+    for kind, _, _, index, one in _per_seed(rows):
         stats = data_map_arrays(_matrix(one, "p_label"), _matrix(one, "correct").astype(bool))
-        parts.append(pd.DataFrame({"variant": variant, "index": index,
+        parts.append(pd.DataFrame({**kind, "index": index,
                                    "confidence": stats[:, 0], "variability": stats[:, 1],
                                    "correctness": stats[:, 2]}))
-    maps = pd.concat(parts).groupby(["variant", "index"], observed=True).mean().reset_index()
+    maps = pd.concat(parts).groupby([*keys(rows), "index"], observed=True).mean().reset_index()
     maps["region"] = np.where(maps.variability >= ambiguous_variability, "ambiguous",
                               np.where(maps.confidence >= easy_confidence, "easy", "hard"))
     return _with_meta(maps, rows)
@@ -126,7 +136,7 @@ def el2n(examples: pd.DataFrame, split: str = "train", epoch: int | None = None)
     if at.empty:
         raise ValueError(f"no {split} examples recorded at epoch {epoch} "
                          f"(recorded: {', '.join(map(str, sorted(rows.epoch.unique())))})")
-    out = at.groupby(["variant", "index"], observed=True).el2n.mean().astype(float).reset_index()
+    out = at.groupby([*keys(at), "index"], observed=True).el2n.mean().astype(float).reset_index()
     out["el2n_epoch"] = epoch
     return out
 
@@ -153,7 +163,7 @@ def measures(examples: pd.DataFrame | Iterable[pd.DataFrame], split: str = "trai
     sums: list[pd.DataFrame] = []
     for frame in frames:
         rows = frame[frame.split == split]
-        sums += [_seed_sums(variant, index, one, el2n_epoch) for variant, _, _, index, one in _per_seed(rows)]
+        sums += [_seed_sums(kind, index, one, el2n_epoch) for kind, _, _, index, one in _per_seed(rows)]
         if len(sums) > 16:
             sums = [_fold(sums)]
     if not sums:
@@ -165,12 +175,12 @@ SUMMED = ["forgotten", "never_learned", "confidence", "variability", "correctnes
           "el2n", "el2n_seeds"]
 
 
-def _seed_sums(variant, index: np.ndarray, one: pd.DataFrame, el2n_epoch: int | None) -> pd.DataFrame:
+def _seed_sums(kind: dict, index: np.ndarray, one: pd.DataFrame, el2n_epoch: int | None) -> pd.DataFrame:
     """One seed's per-example statistics, as sums to be added over seeds (`_fold`)."""
     correct = _matrix(one, "correct").astype(bool)
     forgotten, never = forgetting_array(correct)
     stats = data_map_arrays(_matrix(one, "p_label"), correct)
-    part = pd.DataFrame({"variant": variant, "index": index, "forgotten": forgotten,
+    part = pd.DataFrame({**kind, "index": index, "forgotten": forgotten,
                          "never_learned": never.astype(int), "confidence": stats[:, 0], "variability": stats[:, 1],
                          "correctness": stats[:, 2], "seeds": 1, "last_correct": correct[-1].astype(float)})
     meta = one.drop_duplicates("index").set_index("index").loc[index]
@@ -185,7 +195,7 @@ def _seed_sums(variant, index: np.ndarray, one: pd.DataFrame, el2n_epoch: int | 
 
 
 def _fold(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Partial sums added per variant x example (and EL2N epoch: only the earliest one counts)."""
+    """Partial sums added per kind x example (and EL2N epoch: only the earliest one counts)."""
     frame = pd.concat(parts, ignore_index=True)
     if "el2n_epoch" in frame.columns:  # EL2N at the earliest epoch recorded: seeds read at another do not count
         later = frame.el2n_epoch != frame.el2n_epoch.min()
@@ -193,11 +203,11 @@ def _fold(parts: list[pd.DataFrame]) -> pd.DataFrame:
         frame["el2n_epoch"] = frame.el2n_epoch.min()
     firsts = [c for c in ("label", "corrupted", "el2n_epoch") if c in frame.columns]
     agg = {**{c: "sum" for c in SUMMED if c in frame.columns}, **{c: "first" for c in firsts}}
-    return frame.groupby(["variant", "index"], observed=True, sort=True).agg(agg).reset_index()
+    return frame.groupby([*keys(frame), "index"], observed=True, sort=True).agg(agg).reset_index()
 
 
 def _measures_from(total: pd.DataFrame, split: str) -> pd.DataFrame:
-    out = total[["variant", "index", "forgotten", "never_learned"]].copy()
+    out = total[[*keys(total), "index", "forgotten", "never_learned"]].copy()
     out["unforgettable"] = (out.forgotten == 0) & (out.never_learned == 0)
     out["label"], out["corrupted"] = total.label.to_numpy(), total.corrupted.to_numpy()
     for c in ("confidence", "variability", "correctness"):
@@ -220,12 +230,12 @@ def agreement(per_example: pd.DataFrame) -> pd.DataFrame:
     (computed from a `measures` frame), across examples: columns variant, a, b, rho.
     Constant scores (e.g. no forgetting at all) give NaN."""
     out = []
-    for variant, one in per_example.groupby("variant", observed=True):
+    for kind, one in per_example.groupby(keys(per_example), observed=True):
         scores = pd.DataFrame({name: sign * one[col].astype(float) for name, (col, sign) in HARDNESS.items()
                                if col in one.columns})
         rho = scores.corr(method="spearman")
         names = list(scores.columns)
-        out += [{"variant": variant, "a": a, "b": b, "rho": rho.loc[a, b]}
+        out += [{**dict(zip(keys(per_example), kind)), "a": a, "b": b, "rho": rho.loc[a, b]}
                 for i, a in enumerate(names) for b in names[i + 1:]]
     return pd.DataFrame(out)
 
@@ -246,12 +256,12 @@ def corrupted_placement(per_example: pd.DataFrame) -> pd.DataFrame:
     at random); and the share of corrupted vs clean examples in the data map's
     hard region and among the unforgettable."""
     out = []
-    for variant, one in per_example.groupby("variant", observed=True):
+    for kind, one in per_example.groupby(keys(per_example), observed=True):
         bad = one.corrupted.to_numpy(bool)
         k, n = int(bad.sum()), len(one)
         if k == 0 or k == n:
             continue
-        row = {"variant": variant, "n": n, "n_corrupted": k, "chance": k / n}
+        row = {**dict(zip(keys(per_example), kind)), "n": n, "n_corrupted": k, "chance": k / n}
         for name, (col, sign) in HARDNESS.items():
             if col in one.columns:
                 row[f"top: {name}"] = _top_share(sign * one[col].to_numpy(float), bad, k)

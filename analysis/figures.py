@@ -256,22 +256,6 @@ def _by_arch(frame: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
     return [(str(a), rows) for a, rows in frame.groupby("arch", observed=True, sort=False)]
 
 
-def _arch_apart(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with the architecture in `arch` and the corruption alone in `variant`. The
-    dynamics measures group by variant only, so the report names a multi-architecture sweep's
-    variants 'arch variant'; split again, each level keeps its catalog colour and each
-    architecture gets its own panels. A frame with an `arch` column, or with names that are
-    not 'arch <catalog variant>', is returned as it is."""
-    if "arch" in frame.columns or frame.empty:
-        return frame
-    names = {n: n.partition(" ") for n in dict.fromkeys(frame.variant.astype(str))}
-    if any(not space or catalog.variant_colour(level) is None for _, space, level in names.values()):
-        return frame
-    variant = frame.variant.astype(str)
-    return frame.assign(arch=variant.map({n: a for n, (a, _, _) in names.items()}),
-                        variant=variant.map({n: v for n, (_, _, v) in names.items()}))
-
-
 def _level_grid(frame: pd.DataFrame, **subplots):
     """A figure with one panel per variant (columns, in level order, each titled in its colour)
     and per architecture (rows, titled, when the frame has several); its number of rows; and
@@ -293,7 +277,6 @@ def oscillation(osc: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Intersection (dashed) and union (solid) of the correctly classified training sets of
     consecutive epochs, against the later epoch, one colour per variant and one panel per
     architecture. Input: `dynamics.oscillation` (averaged over seeds here)."""
-    osc = _arch_apart(osc)
     keys = [c for c in ("arch", "variant") if c in osc.columns] + ["epoch"]
     mean = osc.groupby(keys, observed=True, sort=False)[["intersection", "union"]].mean().reset_index()
     colors = _colors(list(dict.fromkeys(mean.variant)))
@@ -321,7 +304,7 @@ def forgetting_histogram(events: pd.DataFrame, title: str | None = None) -> go.F
     """Histogram of forgetting events per example (summed over seeds), one panel per variant
     and architecture, clean (solid) and corrupted (hatched) examples side by side in the
     variant's colour. Input: `dynamics.forgetting_events` (or `dynamics.measures`)."""
-    fig, n_rows, cells = _level_grid(_arch_apart(events), shared_yaxes=True)
+    fig, n_rows, cells = _level_grid(events, shared_yaxes=True)
     shown = set()
     for row, col, arch, variant, color, one in cells:
         for flag, name, pattern in ((False, "clean", ""), (True, "corrupted", "/")):
@@ -348,7 +331,7 @@ def data_map(maps: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Data maps (Swayamdipta et al. 2020): variability (x) against confidence (y), coloured by
     correctness as in the paper, one panel per variant (titled in its colour) and architecture;
     corrupted examples drawn as crosses. Input: `dynamics.data_map` (or `dynamics.measures`)."""
-    fig, n_rows, cells = _level_grid(_arch_apart(maps), shared_yaxes=True, horizontal_spacing=0.04)
+    fig, n_rows, cells = _level_grid(maps, shared_yaxes=True, horizontal_spacing=0.04)
     shown, bar = set(), True  # legend entries drawn; one colour bar serves every panel
     for row, col, arch, variant, _, one in cells:
         if len(one) > DATA_MAP_POINTS:

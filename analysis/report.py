@@ -406,10 +406,8 @@ def _dynamics_sections(results: str, sweep: str, spec: dict[str, Any]) -> list:
 
     def models():
         for one in aggregate.model_rows(results, sweep, "train", columns):
-            if "arch" in one.columns:
-                if multi_arch:
-                    one["variant"] = one.arch.astype(str) + " " + one.variant.astype(str)
-                one = one.drop(columns="arch")
+            if "arch" in one.columns and not multi_arch:
+                one = one.drop(columns="arch")  # the measures keep architectures apart only where there are several
             one["variant"] = (one.pop("cell") if by_cell else one.variant).astype(str)
             osc_parts.append(dynamics.oscillation(one))
             yield one
@@ -417,10 +415,11 @@ def _dynamics_sections(results: str, sweep: str, spec: dict[str, Any]) -> list:
     per = dynamics.measures(models())
     osc = pd.concat(osc_parts, ignore_index=True)
     epochs = recorded.epoch.astype(int).tolist()
-    early = (osc.groupby(["variant", "epoch"]).mean(numeric_only=True).reset_index()
-             .sort_values("epoch").groupby("variant").first().reset_index())
-    early = early[["variant", "epoch", "intersection", "union"]].rename(columns={"epoch": "epochs t-1, t = .., t"})
-    regions = (per.groupby(["variant", "corrupted"]).region.value_counts(normalize=True).unstack(fill_value=0.0)
+    kind = dynamics.keys(per)
+    early = (osc.groupby([*kind, "epoch"]).mean(numeric_only=True).reset_index()
+             .sort_values("epoch").groupby(kind).first().reset_index())
+    early = early[[*kind, "epoch", "intersection", "union"]].rename(columns={"epoch": "epochs t-1, t = .., t"})
+    regions = (per.groupby([*kind, "corrupted"]).region.value_counts(normalize=True).unstack(fill_value=0.0)
                .reset_index())
     out = [f"<h2>Training dynamics per example</h2><p class='note'>From the training split recorded at epochs "
            f"{', '.join(map(str, epochs))}: accuracy oscillation between consecutive evaluations, forgetting "
@@ -432,7 +431,7 @@ def _dynamics_sections(results: str, sweep: str, spec: dict[str, Any]) -> list:
            "(hard: low confidence, low variability; ambiguous: variability >= 0.2).</p>", _table_html(regions)]
     agree = dynamics.agreement(per)
     if len(agree):
-        wide = agree.assign(pair=agree.a + " / " + agree.b).pivot(index="variant", columns="pair", values="rho")
+        wide = agree.assign(pair=agree.a + " / " + agree.b).pivot(index=kind, columns="pair", values="rho")
         out += ["<h3>Do the difficulty measures agree?</h3><p class='note'>Spearman rank correlation across "
                 "examples of the hardness scores (1 - P(correct) at the last epoch, forgetting events, "
                 "1 - confidence, EL2N).</p>", _table_html(wide.reset_index())]

@@ -438,6 +438,15 @@ def _running(r: dict, now: float) -> str:
     return f"epoch {r['epoch']}{acc}{still}"
 
 
+def _by_point(cell: str, result: dict) -> str:
+    """A trial of several hyperparameter points: each point's test accuracy (its cell less the
+    trial's), so that the means above never stand alone for models trained differently."""
+    by = result.get("test_acc_by_cell") or {}
+    if len(by) < 2:
+        return ""
+    return "  (test acc by point: " + ", ".join(f"{c.removeprefix(cell + '-')} {a:.3f}" for c, a in by.items()) + ")"
+
+
 class _Progress(tune.Callback):
     """One line per finished or failed trial (Tune's own status table is off), and each trial's
     state in the store's `_launch.json` for `sweep status` (JSON: nothing there is ever unpickled)."""
@@ -549,7 +558,7 @@ class _Progress(tune.Callback):
         if trial.config["trial"]["spec"].get("engine") == "subsets" and "fit_acc" in r:
             # the whole training split's accuracy mixes in each model's held-out examples
             accs = f"own subset acc {r['fit_acc']:.3f}  " + accs.replace("train acc", "all-train acc")
-        self._line(f"{plan['cell']:>6} {seeds:<11} {accs}{self._eta()}")
+        self._line(f"{plan['cell']:>6} {seeds:<11} {accs}{_by_point(plan['cell'], r)}{self._eta()}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1

@@ -171,6 +171,10 @@ def _final_summary(trials: pa.Table) -> dict[str, float]:
            "train_acc": mean("final_train_acc"), "test_acc": mean("final_test_acc")}
     if "fit_acc" in trials.column_names:
         out["fit_acc"] = mean("fit_acc")
+    cells = trials.column("cell").to_pylist() if "cell" in trials.column_names else []
+    if len(set(cells)) > 1:  # hyperparameter points packed together: each one's test accuracy apart
+        acc = trials.column("final_test_acc").to_numpy(zero_copy_only=False).astype(float)
+        out["test_acc_by_cell"] = {c: float(np.nanmean(acc[np.array(cells) == c])) for c in dict.fromkeys(cells)}
     return out
 
 

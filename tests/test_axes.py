@@ -1,6 +1,7 @@
 """Hyperparameter axes (sweep/axes.py): grids and random samples over any spec key, validated by
 the strict spec, planned so that per-member hyperparameters share packs, stored as columns."""
 
+import re
 import subprocess
 import sys
 
@@ -104,6 +105,10 @@ def test_a_packed_lr_grid_runs_end_to_end_with_the_axes_as_columns(tmp_path):
                            "--name", "g", "--set", "seeds=3", "--set", "variants=[real]", "--set", GRID,
                            "--results", str(results)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # Each finished trial's line gives each packed point's accuracy, never only their mean.
+    lines = [line for line in proc.stdout.splitlines() if "trials |" in line and "acc" in line and "running:" not in line]
+    assert lines and all(re.search(r"\(test acc by point: lr0\.01 0\.\d{3}, lr0\.05 0\.\d{3}\)", line)
+                         for line in lines), proc.stdout
     trials = pd.read_parquet(results / "g" / "trials")
     assert len(trials) == 12 and trials["optimizer.lr"].dtype == np.float64
     assert set(trials["model.hidden"].astype(str)) == {"[64]", "[128]"}

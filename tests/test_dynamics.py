@@ -49,6 +49,17 @@ def test_data_map_by_hand():
     assert m.loc[3, "corrupted"] and m.loc[3, "confidence"] == pytest.approx(0.1)
 
 
+def test_architectures_with_the_same_variant_and_seed_are_kept_apart():
+    always = frame().assign(correct=True, p_label=1.0)
+    rows = pd.concat([frame().assign(arch="mlp1"), always.assign(arch="mlp3")], ignore_index=True)
+    per = D.measures(rows).set_index(["arch", "index"])
+    assert per.loc["mlp1"].forgotten.tolist() == [0, 1, 0, 0] and per.loc["mlp3"].forgotten.tolist() == [0] * 4
+    assert per.loc["mlp1"].p_correct.tolist() == [1.0, 1.0, 1.0, 0.0] and per.loc["mlp3"].p_correct.eq(1.0).all()
+    osc = D.oscillation(rows).set_index("arch")
+    assert osc.loc["mlp1"].union.tolist() == [0.5, 0.75] and osc.loc["mlp3"].intersection.tolist() == [1.0, 1.0]
+    assert set(D.agreement(per.reset_index()).arch) <= {"mlp1", "mlp3"}
+
+
 def test_el2n_by_hand_and_measures_side_by_side():
     # Two classes: softmax (0.8, 0.2) against label 0 -> sqrt(0.2^2 + 0.2^2) = 0.2828.
     rows = pd.DataFrame([dict(variant="v", split="train", seed=s, epoch=e, index=i, el2n=v, correct=c,

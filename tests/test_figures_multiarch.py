@@ -95,9 +95,9 @@ LEVELS = ("randY:0.0", "randY:0.5")
 
 def dynamics_examples() -> pd.DataFrame:
     """The train-split examples of a two-architecture sweep as the report hands them to the
-    dynamics measures: architecture and level joined in `variant` (report._dynamics_sections)."""
+    dynamics measures: the architecture in `arch`, the level in `variant`."""
     rng = np.random.default_rng(0)
-    rows = [dict(variant=f"{arch} {level}", split="train", seed=seed, epoch=epoch, index=i,
+    rows = [dict(arch=arch, variant=level, split="train", seed=seed, epoch=epoch, index=i,
                  correct=bool(rng.random() < 0.7), p_label=float(rng.random()), label=i % 10,
                  corrupted=level != "randY:0.0" and i % 2 == 1)
             for arch in ARCHS for level in LEVELS for seed in (0, 1) for epoch in (1, 2, 3) for i in range(8)]
@@ -157,7 +157,7 @@ def test_data_map_gives_each_arch_and_level_its_panel_titled_in_the_level_colour
 
 def test_one_architecture_keeps_one_row_and_the_level_colours():
     one = dynamics_examples()
-    one = one[one.variant.str.startswith("mlp1 ")].assign(variant=lambda f: f.variant.str.removeprefix("mlp1 "))
+    one = one[one.arch == "mlp1"].drop(columns="arch")
     per = dynamics.measures(one)
     for fig in (figures.forgetting_histogram(per), figures.data_map(per)):
         assert {t.yaxis for t in fig.data} <= {"y", "y2"} and not set(ARCHS) & set(_panel_titles(fig))
