@@ -138,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
             from sweep.launcher import describe
 
             print(specs.to_yaml(spec), end="")
+            if spec.grid or spec.sample:  # the points the axes make, sampled values included
+                from sweep.axes import labels
+
+                names = labels(spec.points())
+                print(f"# {len(names)} hyperparameter points: " + ", ".join(names[:20])
+                      + (f", ... ({len(names) - 20} more)" if len(names) > 20 else ""))
             slots = max(1, len(os.sched_getaffinity(0)))
             print(f"# {describe(specs.expand(spec, slots), spec)}; spec hash {spec.hash()} (the plan on this "
                   f"machine, {slots} CPUs at 1 a trial: a launch sizes trials to its cluster)")

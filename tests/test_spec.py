@@ -134,6 +134,11 @@ def test_list_and_show(capsys):
     assert cli.main(["show", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=8"]) == 0
     out = capsys.readouterr().out
     assert "seeds: 8\n" in out and "dataset: digits\n" in out and "# 6 trials: 3 cells" in out
+    assert "hyperparameter points" not in out
+    sample = "sample={samples: 3, space: {optimizer.lr: {loguniform: [0.001, 0.1]}}}"
+    assert cli.main(["show", "fig1-difficulty", "--dataset", "digits", "--set", sample]) == 0
+    drawn = [f"lr{p['optimizer.lr']:.4g}" for p in S.resolve("fig1-difficulty", "digits", [sample]).points()]
+    assert f"# 3 hyperparameter points: {', '.join(drawn)}\n" in capsys.readouterr().out
 
 
 def test_presets_hold_only_what_differs_from_the_family_defaults():
