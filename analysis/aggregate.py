@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from analysis import dynamics
 from analysis import memorization as memo
 from analysis.load import sweep_path
 
@@ -250,3 +251,32 @@ def accuracy_by_axes(results: str, sweep: str, axes: Sequence[str]) -> pd.DataFr
             out[column] = np.nan
     out["epoch"] = last
     return out[[*keys, "models", "epoch", "train_clean", "train_corrupted", "test"]]
+
+
+def real_p_correct(results: str, sweep: str) -> tuple[int, pd.DataFrame] | None:
+    """A fig1 sweep's P(correct) per training example of its `real` variant after its last
+    scored epoch: (that epoch, frame of index, p_correct, n); None if none is stored."""
+    real = {"variant": ["real"], "split": ["train"]}
+    epochs = grouped_means(results, sweep, "examples", ["epoch"], [], filters=real)
+    if epochs.empty:
+        return None
+    last = int(epochs.epoch.max())
+    pc = grouped_means(results, sweep, "examples", ["index"], ["correct"], filters={**real, "epoch": [last]})
+    return last, pc.rename(columns={"mean_correct": "p_correct"})
+
+
+def real_dynamics(results: str, sweep: str, columns: list[str], has_arch: bool):
+    """Per architecture of an interpolate sweep's `real` models recorded at two or more epochs:
+    (arch or None, the first recorded epoch, `dynamics.measures` of its training split, EL2N at
+    that epoch), read one model at a time."""
+    archs = (grouped_means(results, sweep, "examples", ["arch"], [], filters={"variant": ["real"]})
+             .arch.astype(str).tolist() if has_arch else [None])
+    wanted = [*columns, "el2n", *(["arch"] if has_arch else [])]
+    for arch in archs:
+        picked = {"variant": ["real"], **({"arch": [arch]} if arch else {})}
+        epochs = grouped_means(results, sweep, "examples", ["epoch"], [], filters={**picked, "split": ["train"]})
+        if len(epochs) < 2:
+            continue
+        models = (one.drop(columns=[c for c in ("arch",) if c in one.columns]).assign(variant="real")
+                  for one in model_rows(results, sweep, "train", wanted, picked))
+        yield arch, int(epochs.epoch.min()), dynamics.measures(models)

@@ -75,6 +75,25 @@ def oscillation(examples: pd.DataFrame, split: str = "train") -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
+def oscillation_means(osc: pd.DataFrame) -> pd.DataFrame:
+    """`oscillation`'s rows averaged over seeds: per kind (`keys`) x epoch."""
+    return (osc.groupby([*keys(osc), "epoch"], observed=True, sort=False)[["intersection", "union"]]
+            .mean().reset_index())
+
+
+def first_oscillation(means: pd.DataFrame) -> pd.DataFrame:
+    """Per kind, the earliest pair of epochs of `oscillation_means`: epoch, intersection, union."""
+    kind = keys(means)
+    first = means.sort_values("epoch").groupby(kind, observed=True).first().reset_index()
+    return first[[*kind, "epoch", "intersection", "union"]]
+
+
+def region_shares(per_example: pd.DataFrame) -> pd.DataFrame:
+    """Per kind, clean and corrupted examples apart: the share of each data-map region."""
+    return (per_example.groupby([*keys(per_example), "corrupted"], observed=True).region
+            .value_counts(normalize=True).unstack(fill_value=0.0).reset_index())
+
+
 def forgetting_array(correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """correct: (epochs, examples) bool -> (forgetting events (examples,) int: correct ->
     incorrect transitions between consecutive evaluations; never learned (examples,) bool)."""

@@ -13,13 +13,21 @@ from plotly.subplots import make_subplots
 
 import catalog
 
-BASELINE_COLOR = "#555555"
+BASELINE_COLOR = catalog.BASELINE_COLOUR
 MAX_POINTS = 2000  # per curve; a longer sorted curve is drawn at evenly spaced ranks
 
 
+
+def _layout(fig: go.Figure, legend_y: float | None = -0.25, **layout) -> go.Figure:
+    """Every figure's look: plotly's white template and, unless legend_y is None, a horizontal
+    legend below the plot at `legend_y`; `layout` adds the figure's own title, height and axes."""
+    legend = {} if legend_y is None else {"legend": dict(orientation="h", y=legend_y)}
+    fig.update_layout(template="plotly_white", **legend, **layout)
+    return fig
+
 def _color(variant: str) -> str:
     """A variant's colour (catalog.variant_colour: kinds their own, grid levels on a sequential scale)."""
-    return catalog.variant_colour(str(variant)) or "#999999"
+    return catalog.variant_colour(str(variant)) or catalog.OTHER_COLOUR
 
 
 def _thin(frame: pd.DataFrame) -> pd.DataFrame:
@@ -78,8 +86,7 @@ def p_correct_curves(curves: pd.DataFrame, baselines: pd.DataFrame, split: str =
         fig.update_xaxes(title_text="Examples sorted by P(correct)" if len(epochs) <= 3 else "rank",
                          row=1, col=col)
     fig.update_yaxes(title_text="P(correct)", range=[-0.02, 1.02], row=1, col=1)
-    fig.update_layout(title=title or f"P(correct) per example, {split} split", template="plotly_white",
-                      height=440, legend=dict(orientation="h", y=-0.2), margin=dict(t=80))
+    _layout(fig, title=title or f"P(correct) per example, {split} split", height=440, margin=dict(t=80), legend_y=-0.2)
     return fig
 
 
@@ -96,9 +103,7 @@ def p_correct_histograms(pc: pd.DataFrame, split: str = "train", epoch: int | No
             x=curve.p_correct, name=str(variant), marker_color=_color(str(variant)), opacity=0.6,
             xbins=dict(start=-0.5 / n, end=1 + 0.5 / n, size=max(1, n // 50) / n),
             hovertemplate=f"<b>{variant}</b><br>P(correct) %{{x:.2f}}<br>%{{y}} examples<extra></extra>"))
-    fig.update_layout(barmode="overlay", template="plotly_white", height=360,
-                      title=title or f"Distribution of P(correct), {split} split, epoch {epoch}",
-                      xaxis_title="P(correct)", yaxis_title="Examples", legend=dict(orientation="h", y=-0.25))
+    _layout(fig, barmode="overlay", height=360, title=title or f"Distribution of P(correct), {split} split, epoch {epoch}", xaxis_title="P(correct)", yaxis_title="Examples")
     return fig
 
 
@@ -115,8 +120,7 @@ def gallery(images: np.ndarray, captions: Sequence[str], title: str, columns: in
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_annotations(font_size=10)
-    fig.update_layout(title=title, template="plotly_white", height=130 * rows + 70,
-                      margin=dict(t=70, b=10, l=10, r=10))
+    _layout(fig, title=title, height=130 * rows + 70, margin=dict(t=70, b=10, l=10, r=10), legend_y=None)
     return fig
 
 
@@ -151,8 +155,7 @@ def time_to_interpolation(curve: pd.DataFrame, title: str | None = None) -> go.F
     fig.update_xaxes(title_text="label corruption p", range=[-0.05, 1.05])
     fig.update_yaxes(title_text="epochs", row=1, col=1, rangemode="tozero")
     fig.update_yaxes(title_text="seconds", row=1, col=2, rangemode="tozero")
-    fig.update_layout(title=title or "Convergence slowdown (Zhang et al. 2017, Fig. 1b)", template="plotly_white",
-                      height=420, legend=dict(orientation="h", y=-0.25))
+    _layout(fig, title=title or "Convergence slowdown (Zhang et al. 2017, Fig. 1b)", height=420)
     return fig
 
 
@@ -174,9 +177,7 @@ def generalization_error(curve: pd.DataFrame, chance: float = 0.9, title: str | 
                                                                       color=_arch_color(arch))))
     fig.add_hline(y=chance, line=dict(color=BASELINE_COLOR, dash="dash"),
                   annotation_text=f"chance ({chance:.0%})", annotation_position="bottom right")
-    fig.update_layout(title=title or "Test error at interpolation (Zhang et al. 2017, Fig. 1c)",
-                      template="plotly_white", height=420, xaxis_title="label corruption p",
-                      yaxis_title="test error", yaxis_range=[0, 1], legend=dict(orientation="h", y=-0.25))
+    _layout(fig, title=title or "Test error at interpolation (Zhang et al. 2017, Fig. 1c)", height=420, xaxis_title="label corruption p", yaxis_title="test error", yaxis_range=[0, 1])
     return fig
 
 
@@ -196,8 +197,7 @@ def learning_curves(lc: pd.DataFrame, metric: str = "train_loss", title: str | N
                 row=1, col=col)
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_yaxes(title_text=metric.replace("_", " "), row=1, col=1)
-    fig.update_layout(title=title or f"{metric.replace('_', ' ')} per epoch", template="plotly_white",
-                      height=400, legend=dict(orientation="h", y=-0.25))
+    _layout(fig, title=title or f"{metric.replace('_', ' ')} per epoch", height=400)
     return fig
 
 
@@ -276,9 +276,8 @@ def _level_grid(frame: pd.DataFrame, **subplots):
 def oscillation(osc: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Intersection (dashed) and union (solid) of the correctly classified training sets of
     consecutive epochs, against the later epoch, one colour per variant and one panel per
-    architecture. Input: `dynamics.oscillation` (averaged over seeds here)."""
-    keys = [c for c in ("arch", "variant") if c in osc.columns] + ["epoch"]
-    mean = osc.groupby(keys, observed=True, sort=False)[["intersection", "union"]].mean().reset_index()
+    architecture. Input: `dynamics.oscillation_means`."""
+    mean = osc
     colors = _colors(list(dict.fromkeys(mean.variant)))
     panels, shown = _by_arch(mean), set()
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels], shared_yaxes=True)
@@ -295,8 +294,7 @@ def oscillation(osc: pd.DataFrame, title: str | None = None) -> go.Figure:
                 shown.add(name)
         fig.update_xaxes(title_text="epoch t", row=1, col=panel)
     fig.update_yaxes(title_text="fraction of training examples", range=[0, 1.02], row=1, col=1)
-    fig.update_layout(title=title or "Accuracy oscillation: correct at epoch t-1 and t (intersection) or either (union)",
-                      template="plotly_white", height=400, legend=dict(orientation="h", y=-0.25))
+    _layout(fig, title=title or "Accuracy oscillation: correct at epoch t-1 and t (intersection) or either (union)", height=400)
     return fig
 
 
@@ -321,9 +319,7 @@ def forgetting_histogram(events: pd.DataFrame, title: str | None = None) -> go.F
             shown.add(label)
     fig.update_xaxes(title_text="forgetting events (summed over seeds)", row=n_rows)
     fig.update_yaxes(title_text="% of examples", col=1)
-    fig.update_layout(barmode="group", template="plotly_white", height=80 + 300 * n_rows,
-                      title=title or "Forgetting events per training example (Toneva et al. 2019)",
-                      legend=dict(orientation="h", y=-0.3))
+    _layout(fig, barmode="group", height=80 + 300 * n_rows, title=title or "Forgetting events per training example (Toneva et al. 2019)", legend_y=-0.3)
     return fig
 
 
@@ -355,9 +351,7 @@ def data_map(maps: pd.DataFrame, title: str | None = None) -> go.Figure:
             shown.add(name)
     fig.update_xaxes(title_text="variability", row=n_rows)
     fig.update_yaxes(title_text="confidence", range=[-0.02, 1.02], col=1)
-    fig.update_layout(title=title or "Data maps: confidence and variability of the labelled class's probability",
-                      template="plotly_white", height=80 + 360 * n_rows,
-                      legend=dict(orientation="h", y=-0.25))
+    _layout(fig, title=title or "Data maps: confidence and variability of the labelled class's probability", height=80 + 360 * n_rows)
     return fig
 
 
@@ -371,19 +365,25 @@ def _panels_per_arch(*frames: pd.DataFrame) -> list[pd.DataFrame]:
             for f in frames]
 
 
+def _variant_panels(frame: pd.DataFrame, marks: pd.DataFrame):
+    """A figure with one panel per variant (and architecture, `_panels_per_arch`), its variants,
+    and the two frames with their variants so named."""
+    frame, marks = _panels_per_arch(frame, marks)
+    variants = list(dict.fromkeys(frame.variant))
+    return make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True), variants, frame, marks
+
+
 def phases(epochs: pd.DataFrame, boundaries: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Catastrophic forgetting: training (solid) and validation (dashed) accuracy against epoch,
     one line per seed, one panel per variant (and architecture); a dotted line where phase 2
     (training split alone) begins. Inputs: the `epochs` table and per (arch x) variant x seed
     `phase1_epochs`."""
-    epochs, boundaries = _panels_per_arch(epochs, boundaries)
-    variants = list(dict.fromkeys(epochs.variant))
-    fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True)
+    fig, variants, epochs, boundaries = _variant_panels(epochs, boundaries)
     for col, variant in enumerate(variants, start=1):
         one = epochs[epochs.variant == variant]
         for i, (seed, rows) in enumerate(one.groupby("seed")):
             rows = rows.sort_values("epoch")
-            for metric, dash, color in (("train_acc", "solid", "#0072B2"), ("val_acc", "dash", "#D55E00")):
+            for metric, dash, color in (("train_acc", "solid", catalog.TRAIN_COLOUR), ("val_acc", "dash", catalog.VALIDATION_COLOUR)):
                 name = "train (its labels)" if metric == "train_acc" else "validation"
                 fig.add_trace(go.Scatter(
                     x=rows.epoch, y=rows[metric], mode="lines", name=name, legendgroup=name,
@@ -395,8 +395,7 @@ def phases(epochs: pd.DataFrame, boundaries: pd.DataFrame, title: str | None = N
                           annotation_text="phase 2" if col == 1 else None, annotation_position="top right")
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    fig.update_layout(title=title or "Catastrophic forgetting: phase 1 fits train + validation, phase 2 train alone",
-                      template="plotly_white", height=420, legend=dict(orientation="h", y=-0.25))
+    _layout(fig, title=title or "Catastrophic forgetting: phase 1 fits train + validation, phase 2 train alone", height=420)
     return fig
 
 
@@ -411,18 +410,15 @@ def csr(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
             x=rows.epoch, y=rows.csr, mode="lines+markers", name=name,
             line=dict(color=colors[variant], width=2.5, dash=dash),
             hovertemplate=f"<b>{name}</b><br>epoch %{{x}}<br>CSR %{{y:.3f}}<extra></extra>"))
-    fig.update_layout(title=title or "Critical sample ratio (Arpit et al. 2017, Fig. 9)", template="plotly_white",
-                      height=400, xaxis_title="epoch (0: initialization)", yaxis_title="critical sample ratio",
-                      yaxis_rangemode="tozero", legend=dict(orientation="h", y=-0.25))
+    _layout(fig, title=title or "Critical sample ratio (Arpit et al. 2017, Fig. 9)", height=400, xaxis_title="epoch (0: initialization)", yaxis_title="critical sample ratio", yaxis_rangemode="tozero")
     return fig
 
 
 def weight_noise(curves: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Accuracy against log-normal weight-noise sigma, one panel per split, one line per
-    variant (mean over seeds and draws). Input: `probes.weight_noise_curves`."""
+    variant (mean over seeds and draws). Input: `probes.weight_noise_means`."""
     splits = list(dict.fromkeys(curves.split))
-    keys = [c for c in ("arch", "variant") if c in curves.columns] + ["split", "sigma"]
-    mean = curves.groupby(keys, observed=True, sort=False).acc.mean().reset_index()
+    mean = curves
     colors = _colors(list(dict.fromkeys(mean.variant)))
     fig = make_subplots(rows=1, cols=len(splits), subplot_titles=[f"{s} split" for s in splits], shared_yaxes=True)
     for col, split in enumerate(splits, start=1):
@@ -434,23 +430,20 @@ def weight_noise(curves: pd.DataFrame, title: str | None = None) -> go.Figure:
                 row=1, col=col)
         fig.update_xaxes(title_text="sigma (weights x exp(sigma N(0,1)))", row=1, col=col)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    fig.update_layout(title=title or "Weight-noise sensitivity", template="plotly_white", height=400,
-                      legend=dict(orientation="h", y=-0.25))
+    _layout(fig, title=title or "Weight-noise sensitivity", height=400)
     return fig
 
 
 def early_stopping(epochs: pd.DataFrame, stops: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Train (solid) and validation (dashed) accuracy against epoch, mean over seeds, one panel
     per variant, with the early-stopping epoch (dotted) and the best validation epoch marked.
-    Inputs: the `epochs` table; per (arch x) variant `best_epoch` and `early_stop_epoch`."""
-    epochs, stops = _panels_per_arch(epochs, stops)
-    variants = list(dict.fromkeys(epochs.variant))
-    mean = epochs.groupby(["variant", "epoch"], observed=True, sort=False)[["train_acc", "val_acc"]].mean().reset_index()
-    fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True)
+    Inputs: `probes.epoch_means` of the `epochs` table; per (arch x) variant `best_epoch` and
+    `early_stop_epoch`."""
+    fig, variants, mean, stops = _variant_panels(epochs, stops)
     for col, variant in enumerate(variants, start=1):
         rows = mean[mean.variant == variant]
-        for metric, dash, color, name in (("train_acc", "solid", "#0072B2", "train (its labels)"),
-                                          ("val_acc", "dash", "#D55E00", "validation (true labels)")):
+        for metric, dash, color, name in (("train_acc", "solid", catalog.TRAIN_COLOUR, "train (its labels)"),
+                                          ("val_acc", "dash", catalog.VALIDATION_COLOUR, "validation (true labels)")):
             fig.add_trace(go.Scatter(
                 x=rows.epoch, y=rows[metric], mode="lines", name=name, legendgroup=name, showlegend=col == 1,
                 line=dict(color=color, dash=dash, width=2),
@@ -463,11 +456,10 @@ def early_stopping(epochs: pd.DataFrame, stops: pd.DataFrame, title: str | None 
             best = rows[rows.epoch == round(float(stop.best_epoch.iloc[0]))]
             fig.add_trace(go.Scatter(x=best.epoch, y=best.val_acc, mode="markers", name="best validation epoch",
                                      legendgroup="best", showlegend=col == 1,
-                                     marker=dict(symbol="star", size=13, color="#D55E00")), row=1, col=col)
+                                     marker=dict(symbol="star", size=13, color=catalog.VALIDATION_COLOUR)), row=1, col=col)
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    fig.update_layout(title=title or "Full training and early stopping", template="plotly_white", height=420,
-                      legend=dict(orientation="h", y=-0.25))
+    _layout(fig, title=title or "Full training and early stopping", height=420)
     return fig
 
 
@@ -486,8 +478,7 @@ def weight_norms(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
                 hovertemplate=f"<b>{arch + ' ' if arch else ''}{variant}</b><br>epoch %{{x}}<br>norm %{{y:.2f}}"
                               "<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text="epoch (0: initialization)", row=1, col=col)
-    fig.update_layout(title=title or "Total weight norm during training", template="plotly_white", height=380,
-                      yaxis_title="Frobenius norm, all parameters", legend=dict(orientation="h", y=-0.25))
+    _layout(fig, title=title or "Total weight norm during training", height=380, yaxis_title="Frobenius norm, all parameters")
     return fig
 
 
@@ -497,9 +488,9 @@ def layer_norms(before_after: pd.DataFrame, title: str | None = None) -> go.Figu
     colors = _colors(list(dict.fromkeys(before_after.variant)))
     panels = _by_arch(before_after)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels])
-    for col, (arch, part) in enumerate(panels, start=1):
+    for col, (_, part) in enumerate(panels, start=1):
         first = part.drop_duplicates("layer")
-        fig.add_trace(go.Bar(x=first.layer, y=first.before, name="initialization", marker_color="#BBBBBB",
+        fig.add_trace(go.Bar(x=first.layer, y=first.before, name="initialization", marker_color=catalog.INIT_COLOUR,
                              legendgroup="init", showlegend=col == 1), row=1, col=col)
         for variant, rows in _by_level(part).groupby("variant", observed=True, sort=False):
             fig.add_trace(go.Bar(x=rows.layer, y=rows.after, name=f"{variant}, after training",
@@ -508,9 +499,7 @@ def layer_norms(before_after: pd.DataFrame, title: str | None = None) -> go.Figu
                                  hovertemplate="%{x}<br>norm %{y:.2f} (x%{customdata:.2f} of init)<extra></extra>"),
                           row=1, col=col)
         fig.update_xaxes(categoryorder="array", categoryarray=list(dict.fromkeys(part.layer)), row=1, col=col)
-    fig.update_layout(barmode="group", title=title or "Layer norms before and after training",
-                      template="plotly_white", height=400, yaxis_title="Frobenius norm",
-                      legend=dict(orientation="h", y=-0.3))
+    _layout(fig, barmode="group", title=title or "Layer norms before and after training", height=400, yaxis_title="Frobenius norm", legend_y=-0.3)
     return fig
 
 
@@ -527,13 +516,13 @@ def image(picture: np.ndarray, title: str, height: int = 420) -> go.Figure:
     fig = go.Figure(go.Image(source=uri, hoverinfo="skip"))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(title=title, template="plotly_white", height=height, margin=dict(t=60, b=10, l=10, r=10))
+    _layout(fig, title=title, height=height, margin=dict(t=60, b=10, l=10, r=10), legend_y=None)
     return fig
 
 
 # --- memorization, influence, C-scores (Feldman & Zhang 2020; Jiang et al. 2021) ------------
 
-CLEAN_COLOR, MISLABELED_COLOR = catalog.kind_colour("real"), "#D55E00"
+CLEAN_COLOR, MISLABELED_COLOR = catalog.kind_colour("real"), catalog.MISLABELED_COLOUR
 
 
 def _clean_and_mislabeled(frame: pd.DataFrame):
@@ -552,9 +541,7 @@ def score_histogram(frame: pd.DataFrame, column: str, title: str, xaxis: str, bi
     for name, rows, colour in _clean_and_mislabeled(frame):
         fig.add_trace(go.Histogram(x=rows[column], name=f"{name} ({len(rows):,})", marker_color=colour, opacity=0.7,
                                    xbins=dict(start=lo, end=hi + 1e-9, size=(hi - lo) / bins)))
-    fig.update_layout(barmode="overlay", template="plotly_white", height=360, title=title, xaxis_title=xaxis,
-                      yaxis_title="Training examples (log scale)", yaxis_type="log",
-                      legend=dict(orientation="h", y=-0.25))
+    _layout(fig, barmode="overlay", height=360, title=title, xaxis_title=xaxis, yaxis_title="Training examples (log scale)", yaxis_type="log")
     return fig
 
 
@@ -564,10 +551,7 @@ def roc(curve: pd.DataFrame, auc: float, title: str) -> go.Figure:
                                 line=dict(color=BASELINE_COLOR, dash="dash")),
                      go.Scatter(x=curve.fpr, y=curve.tpr, mode="lines", name=f"AUROC {auc:.3f}",
                                 line=dict(color=MISLABELED_COLOR, width=2.5))])
-    fig.update_layout(template="plotly_white", height=420, width=520, title=title,
-                      xaxis_title="False positive rate (clean examples flagged)",
-                      yaxis_title="True positive rate (mislabeled examples flagged)",
-                      legend=dict(x=0.55, y=0.1))
+    _layout(fig, height=420, width=520, title=title, xaxis_title="False positive rate (clean examples flagged)", yaxis_title="True positive rate (mislabeled examples flagged)", legend=dict(x=0.55, y=0.1), legend_y=None)
     return fig
 
 
@@ -580,8 +564,7 @@ def score_scatter(frame: pd.DataFrame, x: str, y: str, xaxis: str, yaxis: str, t
             customdata=np.stack([rows["index"], rows["label"]], axis=1),
             hovertemplate=f"#%{{customdata[0]}} y=%{{customdata[1]}}<br>{xaxis} %{{x:.3f}}<br>{yaxis} "
                           "%{y:.3f}<extra></extra>"))
-    fig.update_layout(template="plotly_white", height=420, title=title, xaxis_title=xaxis, yaxis_title=yaxis,
-                      legend=dict(orientation="h", y=-0.25))
+    _layout(fig, height=420, title=title, xaxis_title=xaxis, yaxis_title=yaxis)
     return fig
 
 
@@ -600,13 +583,13 @@ def held_out_by_ratio(frame: pd.DataFrame, title: str) -> go.Figure:
                                  showlegend=False))
         fig.add_trace(go.Scatter(x=ratios, y=np.nanmedian(values, axis=0), mode="lines+markers", name=name,
                                  line=dict(color=colour, width=2.5)))
-    fig.update_layout(template="plotly_white", height=380, title=title, xaxis_title="Subset ratio (fraction of the "
+    _layout(fig, height=380, title=title, xaxis_title="Subset ratio (fraction of the "
                       "training set each model trained on)", yaxis_title="Accuracy of models that did not train "
-                      "on the example", yaxis_range=[0, 1.02], legend=dict(orientation="h", y=-0.3))
+                      "on the example", yaxis_range=[0, 1.02], legend_y=-0.3)
     return fig
 
 
-METRIC_COLORS = {"train_clean": "#1f77b4", "train_corrupted": "#d62728", "test": "#2ca02c"}
+METRIC_COLORS = catalog.METRIC_COLOURS
 
 
 def by_axis(table: pd.DataFrame, axis: str, metrics: Sequence[str], title: str) -> go.Figure:
@@ -630,7 +613,5 @@ def by_axis(table: pd.DataFrame, axis: str, metrics: Sequence[str], title: str) 
                 line=dict(color=METRIC_COLORS.get(metric), dash=dashes[i % len(dashes)]),
                 hovertemplate=f"<b>{metric}</b> {name}<br>{axis} %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>"))
     numeric = number and table[axis].min() > 0 and table[axis].max() >= 10 * table[axis].min()
-    fig.update_layout(title=title, template="plotly_white", height=440, xaxis_title=axis,
-                      yaxis_title="accuracy", yaxis_range=[0, 1.02], legend=dict(orientation="h", y=-0.25),
-                      xaxis_type="log" if numeric else None)
+    _layout(fig, title=title, height=440, xaxis_title=axis, yaxis_title="accuracy", yaxis_range=[0, 1.02], xaxis_type="log" if numeric else None)
     return fig

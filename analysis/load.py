@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+
 from analysis.safe_yaml import read_yaml
 from analysis.schema import SCHEMAS, TABLES
 
@@ -119,3 +120,24 @@ def sweeps(results: str) -> list[str]:
     found = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
     names = [i.base_name for i in found if i.type == pafs.FileType.Directory]
     return sorted(n for n in names if fs.get_file_info(f"{base}/{n}/sweep.yaml").type == pafs.FileType.File)
+
+
+def companions(results: str, sweep: str, spec: dict[str, Any]) -> list[tuple[str, dict[str, Any], set[str]]]:
+    """(name, spec, examples columns) of every other sweep in `results` that trained on the same
+    training examples as `spec`: the same data set, neither with a train_size cut nor a
+    validation carve-out, and with an examples table. A sweep whose manifest cannot be read is
+    passed over."""
+    out = []
+    for other in sweeps(results):
+        if other == sweep or spec.get("train_size"):
+            continue
+        try:
+            o = load_manifest(results, other).get("spec", {})
+        except (FileNotFoundError, OSError, ValueError):
+            continue
+        if o.get("dataset") != spec["dataset"] or o.get("train_size") or (o.get("validation") or {}).get("size"):
+            continue
+        have = table_columns(results, other, "examples")
+        if have:
+            out.append((other, o, set(have)))
+    return out

@@ -315,3 +315,30 @@ def roc_curve(scores: np.ndarray, positive: np.ndarray) -> pd.DataFrame:
     last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # the last row of each tie
     tp, fp = np.cumsum(pos)[last], np.cumsum(~pos)[last]
     return pd.DataFrame({"fpr": np.r_[0.0, fp / max(1, (~pos).sum())], "tpr": np.r_[0.0, tp / max(1, pos.sum())]})
+
+
+def beside(mem: pd.DataFrame, scores: pd.DataFrame, column: str) -> tuple[pd.DataFrame, float]:
+    """mem(i) joined with another per-example score (by `index`), and their Spearman rank
+    correlation over the examples both have."""
+    both = mem.merge(scores, on="index")
+    return both, float(both[["mem", column]].corr(method="spearman").iloc[0, 1])
+
+
+def fit_by_cell(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per cell (subset ratio) of a subset sweep's trials table: its models, their mean epochs,
+    the lowest and the mean accuracy on their own subsets, and their mean test accuracy."""
+    out = trials.groupby("cell", observed=True).agg(
+        models=("seed", "size"), epochs=("epochs_trained", "mean"), fit_min=("fit_acc", "min"),
+        fit_mean=("fit_acc", "mean"), test=("final_test_acc", "mean")).reset_index()
+    out.columns = ["subset ratio", "models", "mean epochs", "lowest accuracy on own subset",
+                   "mean accuracy on own subset", "mean test accuracy"]
+    return out
+
+
+def by_label(mem: pd.DataFrame, memorized: float) -> pd.DataFrame:
+    """Clean and mislabeled examples apart: how many, their mean mem(i), the share with mem(i)
+    above `memorized`, and the largest standard error."""
+    return pd.DataFrame([{
+        "labels": "mislabeled" if flag else "clean", "n": len(rows), "mean mem": rows.mem.mean(),
+        f"share with mem > {memorized}": (rows.mem > memorized).mean(), "largest SE": rows.se.max()}
+        for flag, rows in mem.groupby("mislabeled")])

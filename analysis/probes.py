@@ -23,6 +23,18 @@ def weight_noise_curves(probes: pd.DataFrame) -> pd.DataFrame:
     return rows.groupby(keys, observed=True).value.mean().rename("acc").reset_index()
 
 
+def weight_noise_means(curves: pd.DataFrame) -> pd.DataFrame:
+    """`weight_noise_curves` averaged over seeds: accuracy per (arch x) variant x split x sigma."""
+    keys = [c for c in ("arch", "variant") if c in curves.columns] + ["split", "sigma"]
+    return curves.groupby(keys, observed=True, sort=False).acc.mean().reset_index()
+
+
+def epoch_means(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Training and validation accuracy per (arch x) variant x epoch, averaged over seeds."""
+    keys = [c for c in ("arch", "variant") if c in epochs.columns] + ["epoch"]
+    return epochs.groupby(keys, observed=True, sort=False)[["train_acc", "val_acc"]].mean().reset_index()
+
+
 def halving_sigma_array(sigmas: np.ndarray, acc: np.ndarray) -> float:
     """sigmas (S,) ascending with sigmas[0] = 0, acc (S,) -> the sigma at which accuracy first
     falls to half of acc[0], linearly interpolated between grid points; NaN if it never does
@@ -124,3 +136,51 @@ def filter_stats(filters: pd.DataFrame) -> pd.DataFrame:
             out.append(row)
     stats = pd.DataFrame(out)
     return stats.groupby(keys + ["epoch"], observed=True).mean(numeric_only=True).drop(columns="seed").reset_index()
+
+
+def phase_summary(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture and variant (two models are never averaged together): phase 1's epochs,
+    validation accuracy at the end of phase 1 and of phase 2, and training accuracy at the end of
+    phase 2, each the mean over seeds."""
+    keys = [c for c in ("arch", "variant") if c in trials.columns and c in epochs.columns]
+    b = trials.groupby(keys, observed=True).phase1_epochs.mean()
+    last = epochs.sort_values("epoch").groupby([*keys, "seed"], observed=True).last()
+    at_b = epochs.merge(trials[[*keys, "seed", "phase1_epochs"]], on=[*keys, "seed"])
+    at_b = at_b[at_b.epoch == at_b.phase1_epochs].groupby(keys, observed=True)
+    return pd.DataFrame({"phase 1 epochs": b, "val acc, end of phase 1": at_b.val_acc.mean(),
+                         "val acc, end of phase 2": last.groupby(keys, observed=True).val_acc.mean(),
+                         "train acc, end of phase 2": last.groupby(keys, observed=True).train_acc.mean()}).reset_index()
+
+
+def filter_pictures(filters: pd.DataFrame, first: int = 64):
+    """(name, last epoch, picture of the first `first` filters of the lowest seed after it, picture of
+    what training added to them or None without initial filters) per architecture and variant."""
+    seed0 = filters[filters.seed == filters.seed.min()]
+    keys = [c for c in ("arch", "variant") if c in seed0.columns]  # each architecture's own filters
+    for key, rows in seed0.groupby(keys, observed=True):
+        name = " ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+        last = int(rows.epoch.max())
+        w = filter_array(rows[rows.epoch == last])[:first]
+        change = None
+        if (rows.epoch == 0).any() and last > 0:
+            change = filter_grid(w - filter_array(rows[rows.epoch == 0])[:first])
+        yield name, last, filter_grid(w), change
+
+
+def filter_grid(weights: np.ndarray, per_row: int = 16, zoom: int = 8) -> np.ndarray:
+    """(H, W, 3) uint8 grid of filters (F, C, kH, kW): each filter min-max scaled on its own,
+    one pixel of white between them, `zoom` times larger with crisp pixels."""
+    w = np.asarray(weights, dtype=np.float32)
+    if w.shape[1] not in (1, 3):
+        w = w.mean(axis=1, keepdims=True)
+    w = np.repeat(w, 3, axis=1) if w.shape[1] == 1 else w
+    lo, hi = w.min(axis=(1, 2, 3), keepdims=True), w.max(axis=(1, 2, 3), keepdims=True)
+    w = (w - lo) / np.maximum(hi - lo, 1e-12)
+    f, _, kh, kw = w.shape
+    rows = -(-f // per_row)
+    grid = np.ones((3, rows * (kh + 1) + 1, min(f, per_row) * (kw + 1) + 1), dtype=np.float32)
+    for i in range(f):
+        r, c = divmod(i, per_row)
+        grid[:, 1 + r * (kh + 1):1 + r * (kh + 1) + kh, 1 + c * (kw + 1):1 + c * (kw + 1) + kw] = w[i]
+    picture = (grid.transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    return np.kron(picture, np.ones((zoom, zoom, 1), dtype=np.uint8))

@@ -19,7 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import yaml
 
-from analysis import aggregate, convergence, difficulty, dynamics, figures, load, memorization as memo, probes
+from analysis import aggregate, convergence, difficulty, dynamics, figures, load, probes
+from analysis import memorization as memo
 
 GALLERY_SIZE = 10
 
@@ -103,10 +104,6 @@ def _escaped(value: Any) -> Any:
     if isinstance(value, list):
         return [_escaped(v) for v in value]
     return value
-
-
-def _text(value: Any) -> str:
-    return html.escape(str(value))
 
 
 MAX_POINT_SECTIONS = 8  # hyperparameter points that get their own P(correct) sections
@@ -212,16 +209,13 @@ def _convergence_sections(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd
     if threshold is None or spec.get("phase2_epochs"):  # fixed-length or two-phase runs: no race to interpolate
         return curves
     table = convergence.interpolation_table(trials)
-    head = ["arch", "corruption", "interpolated", "epochs", "seconds", "steps", "x clean (s)",
-            "test error at interpolation", "final train acc", "final test acc"]
-    def cell(v, fmt):
-        return "&ndash;" if pd.isna(v) else format(v, fmt)
-    rows = "".join(
-        f"<tr><td class='l'>{_text(r.arch)}</td><td class='l'>{_text(r.variant)}</td>"
-        f"<td class='l'>{_text(convergence.status_text(r))}</td><td>{cell(r.epochs, '.0f')}</td>"
-        f"<td>{cell(r.seconds, '.1f')}</td><td>{cell(r.steps, '.0f')}</td><td>{cell(r.ratio_seconds, '.2f')}</td>"
-        f"<td><b>{cell(r.test_error, '.3f')}</b></td><td>{r.final_train_acc:.3f}</td><td>{r.final_test_acc:.3f}</td></tr>"
-        for r in table.itertuples())
+    shown = pd.DataFrame({
+        "arch": table.arch.astype(str), "corruption": table.variant.astype(str),
+        "interpolated": [convergence.status_text(r) for r in table.itertuples()],
+        **{name: table[c].astype(float) for name, c in (
+            ("epochs", "epochs"), ("seconds", "seconds"), ("steps", "steps"), ("x clean (s)", "ratio_seconds"),
+            ("test error at interpolation", "test_error"), ("final train acc", "final_train_acc"),
+            ("final test acc", "final_test_acc"))}})
     sections: list = [
         f"<h2>Time to interpolation</h2><p class='note'>A model interpolates when its full-set training "
         f"accuracy (model fixed) reaches {threshold:.1%}. Times are training seconds (scoring excluded); "
@@ -231,8 +225,8 @@ def _convergence_sections(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd
            "for all its models: compare epochs and steps across levels; seconds only between runs of equal "
            "pack size (<code>--set pack_size=1</code> gives each model its own)."
            if "pack_size" in trials.columns and trials.pack_size.max() > 1 else "")
-        + "</p><table><tr>" + "".join(f"<th>{h}</th>" for h in head)
-        + f"</tr>{rows}</table>"]
+        + "</p>" + _table_html(shown, {"epochs": ".0f", "seconds": ".1f", "steps": ".0f", "x clean (s)": ".2f"},
+                                bold=("test error at interpolation",))]
     curve = convergence.label_corruption_curve(table)
     if curve.corruption_p.nunique() > 1:
         sections += [figures.time_to_interpolation(curve), figures.generalization_error(curve)]
@@ -250,21 +244,30 @@ HEADERS = {
 }
 
 
-def _table_html(frame: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
-    """A DataFrame as an HTML table: text left, numbers right, NaN as a dash."""
+def _table_html(frame: pd.DataFrame, formats: dict[str, str] | None = None, bold: tuple[str, ...] = (),
+                row_heads: bool = False) -> str:
+    """The report's one table renderer: a DataFrame as an HTML table, text left, numbers right
+    (`formats`: a column's format, default '.3f' for floats), NaN as a dash, `bold` columns in
+    bold. row_heads: no header row; each row's first cell heads it (a key-value table)."""
     formats = formats or {}
 
     def cell(col, v):
         if isinstance(v, (float, np.floating)):
-            return "<td>&ndash;</td>" if pd.isna(v) else f"<td>{format(v, formats.get(col, '.3f'))}</td>"
+            text = "&ndash;" if pd.isna(v) else format(v, formats.get(col, ".3f"))
+            return f"<td><b>{text}</b></td>" if col in bold else f"<td>{text}</td>"
         if isinstance(v, (int, np.integer)):
             return f"<td>{v}</td>"
         return f"<td class='l'>{html.escape(str(v))}</td>"
 
-    head = "".join(f"<th>{html.escape(HEADERS.get(str(c), str(c)))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(cell(c, v) for c, v in zip(frame.columns, row)) + "</tr>"
-                   for row in frame.itertuples(index=False))
-    return f"<table><tr>{head}</tr>{body}</table>"
+    def row(values):
+        if row_heads:
+            return (f"<tr><th class='l'>{html.escape(str(values[0]))}</th>"
+                    + "".join(cell(c, v) for c, v in zip(frame.columns[1:], values[1:])) + "</tr>")
+        return "<tr>" + "".join(cell(c, v) for c, v in zip(frame.columns, values)) + "</tr>"
+
+    head = "" if row_heads else "<tr>" + "".join(
+        f"<th>{html.escape(HEADERS.get(str(c), str(c)))}</th>" for c in frame.columns) + "</tr>"
+    return f"<table>{head}{''.join(row(r) for r in frame.itertuples(index=False))}</table>"
 
 
 def _optional(results: str, sweep: str, table: str, **kw) -> pd.DataFrame | None:
@@ -276,101 +279,86 @@ def _optional(results: str, sweep: str, table: str, **kw) -> pd.DataFrame | None
 
 def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame,
                     epochs: pd.DataFrame) -> list:
-    """Catastrophic forgetting, early stopping, weight norms, CSR, filters and weight noise:
+    """Catastrophic forgetting, early stopping, weight norms, CSR, weight noise and filters:
     each when the sweep recorded it."""
-    out: list = []
-    if "phase" in epochs.columns:
-        out += ["<h2>Catastrophic forgetting</h2><p class='note'>Phase 1 trains on the training split "
-                f"({', '.join(spec['corruptions'])}) plus a validation split of "
-                f"{spec['validation']['size']} held-out images ({spec['validation']['corruption']}) "
-                "until both are fit or the epoch budget ends; phase 2 trains on the training split alone. "
-                "One line per seed.</p>",
-                figures.phases(epochs, trials[[c for c in ("arch", "variant", "seed", "phase1_epochs")
-                                               if c in trials.columns]])]
-        # Per architecture and variant: two models are never averaged together.
-        keys = [c for c in ("arch", "variant") if c in trials.columns and c in epochs.columns]
-        b = trials.groupby(keys, observed=True).phase1_epochs.mean()
-        last = epochs.sort_values("epoch").groupby([*keys, "seed"], observed=True).last()
-        at_b = epochs.merge(trials[[*keys, "seed", "phase1_epochs"]], on=[*keys, "seed"])
-        at_b = at_b[at_b.epoch == at_b.phase1_epochs].groupby(keys, observed=True)
-        summary = pd.DataFrame({"phase 1 epochs": b, "val acc, end of phase 1": at_b.val_acc.mean(),
-                                "val acc, end of phase 2": last.groupby(keys, observed=True).val_acc.mean(),
-                                "train acc, end of phase 2": last.groupby(keys, observed=True).train_acc.mean()})
-        out.append(_table_html(summary.reset_index(), {"phase 1 epochs": ".1f"}))
-    if "val_acc" in epochs.columns and spec.get("early_stopping", {}).get("patience"):
-        es = probes.early_stopping_summary(trials)
-        stop_mode = "stopped" if spec["early_stopping"]["stop"] else "would have stopped (recorded, training went on)"
-        out += [f"<h2>Early stopping</h2><p class='note'>Patience {spec['early_stopping']['patience']} epochs on "
-                f"validation accuracy ({spec['validation']['corruption']} labels); the run {stop_mode} "
-                "at the dotted line. Accuracies at the best validation epoch against the end of training, "
-                "mean over seeds.</p>",
-                figures.early_stopping(epochs, es),
-                _table_html(es, {"best_epoch": ".1f", "early_stop_epoch": ".1f", "epochs_trained": ".0f"})]
-    norms = _optional(results, sweep, "norms")
-    if norms is not None and len(norms):
-        ba = probes.layer_norms_before_after(norms)
-        out += ["<h2>Weight norms</h2><p class='note'>Frobenius norm of all parameters per epoch (mean over "
-                "seeds), and of each layer at initialization and after training.</p>",
-                figures.weight_norms(probes.norm_curves(norms)), figures.layer_norms(ba)]
     found = _optional(results, sweep, "probes")
-    if found is not None and (found.probe == "csr").any():
-        c = spec["probes"]["csr"]
-        out += ["<h2>Critical sample ratio</h2><p class='note'>LASS on the first "
-                f"{c['n']} {c['split']} images every {c['every']} epochs: alpha {c['alpha'] * 255:.2f}/255, "
-                f"beta {c['beta'] * 255:.2f}/255, box radius r = {c['r'] * 255:.0f}/255 (L-inf, pixel units), "
-                f"at most {c['iters']} steps. A sample is critical when its predicted class changes inside the box.</p>",
-                figures.csr(probes.csr_curve(found))]
-    if found is not None and (found.probe == "weight_noise").any():
-        curves = probes.weight_noise_curves(found)
-        half = probes.halving_sigma(curves)
-        wn = spec["probes"]["weight_noise"]
-        out += ["<h2>Weight-noise sensitivity</h2><p class='note'>The trained model frozen, every parameter "
-                f"multiplied by exp(sigma N(0,1)); accuracy averaged over {wn['draws']} draws per sigma. "
-                "sigma_half: where accuracy falls to half its noise-free value (linear between grid points; "
-                "a dash: not within the grid).</p>",
-                figures.weight_noise(curves), _table_html(half, {"sigma_half": ".3f", "acc0": ".3f"})]
-    filters = _optional(results, sweep, "filters")
-    if filters is not None and len(filters):
-        stats = probes.filter_stats(filters)
-        out += ["<h2>First-layer filters</h2><p class='note'>The first convolution's filters (the first 64 of "
-                "seed 0), each scaled to its own range (Arpit et al. 2017, Fig. 2), after the last recorded "
-                "epoch, and what training added to them (W - W at initialization). <i>change</i>: "
-                "||W - W0|| / ||W0||; <i>smoothness</i>: correlation of adjacent weights (0: white noise, "
-                "positive: smooth, edge- or blob-like; negative: checkerboard), of W and of the update; "
-                "mean over filters and seeds.</p>",
-                _table_html(stats, {"epoch": "d"})]
-        seed0 = filters[filters.seed == filters.seed.min()]
-        keys = [c for c in ("arch", "variant") if c in seed0.columns]  # each architecture's own filters
-        for key, rows in seed0.groupby(keys, observed=True):
-            variant = " ".join(map(str, key)) if isinstance(key, tuple) else str(key)
-            last = int(rows.epoch.max())
-            w = probes.filter_array(rows[rows.epoch == last])[:64]
-            out.append(figures.image(_filter_grid(w), f"{variant}: first-layer filters after epoch {last}",
-                                     height=300))
-            if (rows.epoch == 0).any() and last > 0:
-                w0 = probes.filter_array(rows[rows.epoch == 0])[:64]
-                out.append(figures.image(_filter_grid(w - w0), f"{variant}: what {last} epochs added (W - W0)",
-                                         height=300))
+    return [*_forgetting_section(spec, trials, epochs), *_early_stopping_section(spec, trials, epochs),
+            *_norms_section(_optional(results, sweep, "norms")), *_csr_section(spec, found),
+            *_weight_noise_section(spec, found), *_filters_section(_optional(results, sweep, "filters"))]
+
+
+def _forgetting_section(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame) -> list:
+    if "phase" not in epochs.columns:
+        return []
+    return ["<h2>Catastrophic forgetting</h2><p class='note'>Phase 1 trains on the training split "
+            f"({', '.join(spec['corruptions'])}) plus a validation split of "
+            f"{spec['validation']['size']} held-out images ({spec['validation']['corruption']}) "
+            "until both are fit or the epoch budget ends; phase 2 trains on the training split alone. "
+            "One line per seed.</p>",
+            figures.phases(epochs, trials[[c for c in ("arch", "variant", "seed", "phase1_epochs")
+                                           if c in trials.columns]]),
+            _table_html(probes.phase_summary(trials, epochs), {"phase 1 epochs": ".1f"})]
+
+
+def _early_stopping_section(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame) -> list:
+    if "val_acc" not in epochs.columns or not spec.get("early_stopping", {}).get("patience"):
+        return []
+    es = probes.early_stopping_summary(trials)
+    stop_mode = "stopped" if spec["early_stopping"]["stop"] else "would have stopped (recorded, training went on)"
+    return [f"<h2>Early stopping</h2><p class='note'>Patience {spec['early_stopping']['patience']} epochs on "
+            f"validation accuracy ({spec['validation']['corruption']} labels); the run {stop_mode} "
+            "at the dotted line. Accuracies at the best validation epoch against the end of training, "
+            "mean over seeds.</p>",
+            figures.early_stopping(probes.epoch_means(epochs), es),
+            _table_html(es, {"best_epoch": ".1f", "early_stop_epoch": ".1f", "epochs_trained": ".0f"})]
+
+
+def _norms_section(norms: pd.DataFrame | None) -> list:
+    if norms is None or not len(norms):
+        return []
+    return ["<h2>Weight norms</h2><p class='note'>Frobenius norm of all parameters per epoch (mean over "
+            "seeds), and of each layer at initialization and after training.</p>",
+            figures.weight_norms(probes.norm_curves(norms)), figures.layer_norms(probes.layer_norms_before_after(norms))]
+
+
+def _csr_section(spec: dict[str, Any], found: pd.DataFrame | None) -> list:
+    if found is None or not (found.probe == "csr").any():
+        return []
+    c = spec["probes"]["csr"]
+    return ["<h2>Critical sample ratio</h2><p class='note'>LASS on the first "
+            f"{c['n']} {c['split']} images every {c['every']} epochs: alpha {c['alpha'] * 255:.2f}/255, "
+            f"beta {c['beta'] * 255:.2f}/255, box radius r = {c['r'] * 255:.0f}/255 (L-inf, pixel units), "
+            f"at most {c['iters']} steps. A sample is critical when its predicted class changes inside the box.</p>",
+            figures.csr(probes.csr_curve(found))]
+
+
+def _weight_noise_section(spec: dict[str, Any], found: pd.DataFrame | None) -> list:
+    if found is None or not (found.probe == "weight_noise").any():
+        return []
+    curves = probes.weight_noise_curves(found)
+    wn = spec["probes"]["weight_noise"]
+    return ["<h2>Weight-noise sensitivity</h2><p class='note'>The trained model frozen, every parameter "
+            f"multiplied by exp(sigma N(0,1)); accuracy averaged over {wn['draws']} draws per sigma. "
+            "sigma_half: where accuracy falls to half its noise-free value (linear between grid points; "
+            "a dash: not within the grid).</p>",
+            figures.weight_noise(probes.weight_noise_means(curves)), _table_html(probes.halving_sigma(curves), {"sigma_half": ".3f", "acc0": ".3f"})]
+
+
+def _filters_section(filters: pd.DataFrame | None) -> list:
+    if filters is None or not len(filters):
+        return []
+    out = ["<h2>First-layer filters</h2><p class='note'>The first convolution's filters (the first 64 of "
+           "seed 0), each scaled to its own range (Arpit et al. 2017, Fig. 2), after the last recorded "
+           "epoch, and what training added to them (W - W at initialization). <i>change</i>: "
+           "||W - W0|| / ||W0||; <i>smoothness</i>: correlation of adjacent weights (0: white noise, "
+           "positive: smooth, edge- or blob-like; negative: checkerboard), of W and of the update; "
+           "mean over filters and seeds.</p>",
+           _table_html(probes.filter_stats(filters), {"epoch": "d"})]
+    for name, last, grid, change in probes.filter_pictures(filters):
+        out.append(figures.image(grid, f"{name}: first-layer filters after epoch {last}", height=300))
+        if change is not None:
+            out.append(figures.image(change, f"{name}: what {last} epochs added (W - W0)", height=300))
     return out
-
-
-def _filter_grid(weights: np.ndarray, per_row: int = 16, zoom: int = 8) -> np.ndarray:
-    """(H, W, 3) uint8 grid of filters (F, C, kH, kW): each filter min-max scaled on its own,
-    one pixel of white between them, `zoom` times larger with crisp pixels."""
-    w = np.asarray(weights, dtype=np.float32)
-    if w.shape[1] not in (1, 3):
-        w = w.mean(axis=1, keepdims=True)
-    w = np.repeat(w, 3, axis=1) if w.shape[1] == 1 else w
-    lo, hi = w.min(axis=(1, 2, 3), keepdims=True), w.max(axis=(1, 2, 3), keepdims=True)
-    w = (w - lo) / np.maximum(hi - lo, 1e-12)
-    f, _, kh, kw = w.shape
-    rows = -(-f // per_row)
-    grid = np.ones((3, rows * (kh + 1) + 1, min(f, per_row) * (kw + 1) + 1), dtype=np.float32)
-    for i in range(f):
-        r, c = divmod(i, per_row)
-        grid[:, 1 + r * (kh + 1):1 + r * (kh + 1) + kh, 1 + c * (kw + 1):1 + c * (kw + 1) + kw] = w[i]
-    picture = (grid.transpose(1, 2, 0) * 255).round().astype(np.uint8)
-    return np.kron(picture, np.ones((zoom, zoom, 1), dtype=np.uint8))
 
 
 DYNAMICS_COLUMNS = ["variant", "seed", "epoch", "split", "index", "correct", "p_label", "label", "corrupted"]
@@ -415,12 +403,9 @@ def _dynamics_sections(results: str, sweep: str, spec: dict[str, Any]) -> list:
     per = dynamics.measures(models())
     osc = pd.concat(osc_parts, ignore_index=True)
     epochs = recorded.epoch.astype(int).tolist()
-    kind = dynamics.keys(per)
-    early = (osc.groupby([*kind, "epoch"]).mean(numeric_only=True).reset_index()
-             .sort_values("epoch").groupby(kind).first().reset_index())
-    early = early[[*kind, "epoch", "intersection", "union"]].rename(columns={"epoch": "epochs t-1, t = .., t"})
-    regions = (per.groupby([*kind, "corrupted"]).region.value_counts(normalize=True).unstack(fill_value=0.0)
-               .reset_index())
+    kind, osc = dynamics.keys(per), dynamics.oscillation_means(osc)
+    early = dynamics.first_oscillation(osc).rename(columns={"epoch": "epochs t-1, t = .., t"})
+    regions = dynamics.region_shares(per)
     out = [f"<h2>Training dynamics per example</h2><p class='note'>From the training split recorded at epochs "
            f"{', '.join(map(str, epochs))}: accuracy oscillation between consecutive evaluations, forgetting "
            "events (correct to incorrect, Toneva et al. 2019), data maps (Swayamdipta et al. 2020) and EL2N "
@@ -549,35 +534,27 @@ def _provenance(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
     if trials is not None and len(trials):
         rows += [("trained", f"{trials.started_at.min():%Y-%m-%d %H:%M} to {trials.finished_at.max():%Y-%m-%d %H:%M} UTC"),
                  ("device", ", ".join(sorted(set(trials.device))))]
-    rows.append(("report made", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
-    cells = "".join(f"<tr><th class='l'>{html.escape(k)}</th><td class='l'>{html.escape(str(v))}</td></tr>"
-                    for k, v in rows)
-    return f"<h2>Provenance</h2><table>{cells}</table>"
+    rows.append(("report made", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")))
+    return "<h2>Provenance</h2>" + _table_html(pd.DataFrame([(k, str(v)) for k, v in rows]), row_heads=True)
+
+
+SUMMARY_COLUMNS = {"variant": "variant", "split": "split", "epoch": "epoch", "n_seeds": "seeds",
+                   "n_examples": "examples", "mean": "mean P(correct)", "std": "std", "binom_std": "binomial std",
+                   "ks_own": "KS to own binomial", "p_ref": "randX mean", "ks_ref": "KS to randX binomial"}
 
 
 def _summary_html(table: pd.DataFrame) -> str:
-    head = ["variant", "split", "epoch", "seeds", "examples", "mean P(correct)", "std",
-            "binomial std", "KS to own binomial", "randX mean", "KS to randX binomial"]
-    rows = "".join(
-        "<tr>" + f"<td class='l'>{_text(r.variant)}</td><td class='l'>{_text(r.split)}</td><td>{r.epoch}</td>"
-        f"<td>{r.n_seeds}</td><td>{r.n_examples}</td><td>{r.mean:.3f}</td><td>{r.std:.3f}</td>"
-        f"<td>{r.binom_std:.3f}</td><td><b>{r.ks_own:.3f}</b></td><td>{_num(r.p_ref)}</td>"
-        f"<td>{_num(r.ks_ref)}</td></tr>" for r in table.itertuples())
+    shown = table[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
+    shown["variant"], shown["split"] = shown.variant.astype(str), shown.split.astype(str)
     return ("<h2>Summary</h2><p class='note'>KS: the Kolmogorov-Smirnov distance (0 to 1) between the "
             "examples' P(correct) values and Binomial(n = seeds, p)/n. <i>Own binomial</i> uses the curve's "
             "own mean: near 0 if every example were equally hard. <i>randX binomial</i> uses p = the randX "
-            "mean, the paper's baseline.</p><table><tr>"
-            + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{rows}</table>")
+            "mean, the paper's baseline.</p>" + _table_html(shown, bold=("KS to own binomial",)))
 
 
 def _round(value: float) -> str:
     """Two decimals, never '-0.00' (an estimate of -0.001 is zero to the reader)."""
     return f"{round(float(value), 2) + 0.0:.2f}"
-
-
-def _num(value: float) -> str:
-    """A number to 3 decimals, or a dash where there is none (NaN: e.g. no randX variant)."""
-    return "&ndash;" if pd.isna(value) else f"{value:.3f}"
 
 
 def _galleries_intro(epoch: int) -> str:
@@ -650,22 +627,16 @@ def _subset_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.
 
 
 def _fit_html(spec: dict[str, Any], trials: pd.DataFrame) -> str:
-    fit = trials.fit_acc
     reached = int((trials.stop_reason == "interpolated").sum()) if spec.get("threshold") else len(trials)
-    by_ratio = trials.groupby("cell", observed=True).agg(models=("seed", "size"), epochs=("epochs_trained", "mean"),
-                                                           fit_min=("fit_acc", "min"), fit_mean=("fit_acc", "mean"),
-                                                           test=("final_test_acc", "mean")).reset_index()
-    by_ratio.columns = ["subset ratio", "models", "mean epochs", "lowest accuracy on own subset",
-                        "mean accuracy on own subset", "mean test accuracy"]
     goal = (f"{reached:,} of {len(trials):,} models reached accuracy {spec['threshold']:.0%} on their own subset"
             if spec.get("threshold") else f"{len(trials):,} models trained {spec['max_epochs']} epochs")
     warn = ""
     if spec.get("threshold") and reached < len(trials):
         warn = (f"<div class='banner warn'>{len(trials) - reached:,} models stopped at max_epochs "
-                f"({spec['max_epochs']}) below the threshold (lowest accuracy on own subset {fit.min():.3f}): they "
+                f"({spec['max_epochs']}) below the threshold (lowest accuracy on own subset {trials.fit_acc.min():.3f}): they "
                 "memorized less, which biases mem(i) down; raise max_epochs to fit them.</div>")
     return (f"<h2>Models</h2><p class='note'>{goal}. Every model then scored every training and test "
-            "example.</p>" + warn + _table_html(by_ratio, {"mean epochs": ".1f"}))
+            "example.</p>" + warn + _table_html(memo.fit_by_cell(trials), {"mean epochs": ".1f"}))
 
 
 def _models_sentence(frame: pd.DataFrame) -> str:
@@ -684,11 +655,7 @@ def _memorization_sections(results, sweep, spec, examples, members, images, rati
              f"saw it (memorized); near 0: they get it right (or wrong) either way. {_models_sentence(mem)} "
              f"Standard errors: Agresti-Caffo (largest {mem.se.max():.3f}, median {mem.se.median():.3f}); "
              "intervals 95%.</p>")
-    summary = pd.DataFrame([{
-        "labels": "mislabeled" if flag else "clean", "n": len(rows), "mean mem": rows.mem.mean(),
-        f"share with mem > {MEMORIZED}": (rows.mem > MEMORIZED).mean(), "largest SE": rows.se.max()}
-        for flag, rows in mem.groupby("mislabeled")])
-    out: list = [intro, _table_html(summary, {"n": "d"}),
+    out: list = [intro, _table_html(memo.by_label(mem, MEMORIZED), {"n": "d"}),
                  figures.score_histogram(mem, "mem", "Distribution of memorization scores", "mem(i)")]
     if mem.mislabeled.any() and (~mem.mislabeled).any():
         auc = memo.auroc(mem.mem.to_numpy(), mem.mislabeled.to_numpy())
@@ -751,73 +718,54 @@ def _influence_sections(examples, members, spec, images, cell: str) -> list:
 
 def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.DataFrame) -> list:
     """mem(i) against fig1's P(correct) and against forgetting events and EL2N, from other sweeps
-    in the same results location on the same training examples (same data set, no train_size cut
-    or validation carve-out, true labels)."""
+    in the same results location on the same training examples (`load.companions`)."""
     if spec.get("train_size"):
         return [f"<p class='note'>This sweep trains on the first {spec['train_size']:,} training examples "
                 "(<code>train_size</code>), so its mem(i) cannot be set beside fig1's P(correct) or forgetting "
                 "events of sweeps on the whole training split.</p>"]
     out: list = []
     mem = mem[~mem.mislabeled]  # the other sweeps trained on the true labels
-    for other in load.sweeps(results):
-        if other == sweep:
-            continue
-        try:
-            manifest = load.load_manifest(results, other)
-        except (FileNotFoundError, OSError, ValueError):
-            continue
-        o = manifest.get("spec", {})
-        if o.get("dataset") != spec["dataset"] or o.get("train_size") or spec.get("train_size") \
-                or (o.get("validation") or {}).get("size"):
-            continue
-        have = load.table_columns(results, other, "examples")
-        if not have:
-            continue
+    for other, o, have in load.companions(results, sweep, spec):
         if o.get("engine", "packed") == "packed" and "real" in o.get("variants", []):
-            real = {"variant": ["real"], "split": ["train"]}
-            epochs = aggregate.grouped_means(results, other, "examples", ["epoch"], [], filters=real)
-            if epochs.empty:  # its real models' training split not stored (yet, or not scored)
-                continue
-            last = int(epochs.epoch.max())
-            pc = aggregate.grouped_means(results, other, "examples", ["index"], ["correct"],
-                                         filters={**real, "epoch": [last]}).rename(columns={"mean_correct": "p_correct"})
-            both = mem.merge(pc[["index", "p_correct"]], on="index")
-            rho = both[["mem", "p_correct"]].corr(method="spearman").iloc[0, 1]
-            out += [f"<h3>Against P(correct) of sweep {html.escape(other)}</h3><p class='note'>fig1's P(correct) "
-                    f"after epoch {last} (real data, {int(pc.n.max())} seeds) against mem(i), "
-                    f"for the {len(both):,} training examples with their true label: Spearman rho {rho:.2f}"
-                    f"{_rho_sentence(rho, 'examples learned late (low P(correct))')}.</p>",
-                    figures.score_scatter(both, "p_correct", "mem", f"P(correct), {other}", "mem(i)",
-                                          f"Memorization score against P(correct) of {other}")]
+            out += _against_p_correct(results, other, mem)
         elif o.get("engine") == "interpolate" and "real" in o.get("corruptions", []) and "el2n" in have:
-            columns = DYNAMICS_COLUMNS + ["el2n"] + (["arch"] if "arch" in have else [])
-            archs = (aggregate.grouped_means(results, other, "examples", ["arch"], [], filters={"variant": ["real"]})
-                     .arch.astype(str).tolist() if "arch" in have else [None])
-            # One comparison per architecture: seeds of two models are never one sequence.
-            for arch in archs:
-                picked = {"variant": ["real"], **({"arch": [arch]} if arch else {})}
-                epochs = aggregate.grouped_means(results, other, "examples", ["epoch"], [],
-                                                 filters={**picked, "split": ["train"]})
-                if len(epochs) < 2:
-                    continue
-                models = (one.drop(columns=[c for c in ("arch",) if c in one.columns]).assign(variant="real")
-                          for one in aggregate.model_rows(results, other, "train", columns, picked))
-                name = f"{other} ({arch})" if arch else other
-                both = mem.merge(dynamics.measures(models)[["index", "forgotten", "el2n"]], on="index")
-                for column, what in (("forgotten", "forgetting events (Toneva et al. 2019)"),
-                                     ("el2n", f"EL2N at epoch {int(epochs.epoch.min())} (Paul et al. 2021)")):
-                    rho = both[["mem", column]].corr(method="spearman").iloc[0, 1]
-                    out += [f"<h3>Against {what} of sweep {html.escape(name)}</h3><p class='note'>For the "
-                            f"{len(both):,} training examples with their true label: Spearman rho {rho:.2f} with "
-                            f"mem(i){_rho_sentence(-rho, 'examples hard by this measure (high values)')}.</p>",
-                            figures.score_scatter(both, column, "mem", what, "mem(i)",
-                                                  f"Memorization score against {what.split(' (')[0]} of {name}")]
+            out += _against_dynamics(results, other, mem, "arch" in have)
     if not out:
         out.append("<p class='note'>To compare mem(i) with fig1's P(correct), or with forgetting events and "
                    "EL2N, launch <code>fig1-difficulty</code> with its <code>real</code> variant (or a convergence "
                    "sweep with <code>real</code> among its corruptions and <code>record_examples=true</code>) on the "
                    "same data set, without <code>train_size</code> or a validation split, into the same results "
                    "location.</p>")
+    return out
+
+
+def _against_p_correct(results: str, other: str, mem: pd.DataFrame) -> list:
+    found = aggregate.real_p_correct(results, other)
+    if found is None:  # its real models' training split not stored (yet, or not scored)
+        return []
+    last, pc = found
+    both, rho = memo.beside(mem, pc[["index", "p_correct"]], "p_correct")
+    return [f"<h3>Against P(correct) of sweep {html.escape(other)}</h3><p class='note'>fig1's P(correct) "
+            f"after epoch {last} (real data, {int(pc.n.max())} seeds) against mem(i), "
+            f"for the {len(both):,} training examples with their true label: Spearman rho {rho:.2f}"
+            f"{_rho_sentence(rho, 'examples learned late (low P(correct))')}.</p>",
+            figures.score_scatter(both, "p_correct", "mem", f"P(correct), {other}", "mem(i)",
+                                  f"Memorization score against P(correct) of {other}")]
+
+
+def _against_dynamics(results: str, other: str, mem: pd.DataFrame, has_arch: bool) -> list:
+    """One comparison per architecture of the other sweep: seeds of two models are never one sequence."""
+    out: list = []
+    for arch, first_epoch, per in aggregate.real_dynamics(results, other, DYNAMICS_COLUMNS, has_arch):
+        name = f"{other} ({arch})" if arch else other
+        for column, what in (("forgotten", "forgetting events (Toneva et al. 2019)"),
+                             ("el2n", f"EL2N at epoch {first_epoch} (Paul et al. 2021)")):
+            both, rho = memo.beside(mem, per[["index", "forgotten", "el2n"]], column)
+            out += [f"<h3>Against {what} of sweep {html.escape(name)}</h3><p class='note'>For the "
+                    f"{len(both):,} training examples with their true label: Spearman rho {rho:.2f} with "
+                    f"mem(i){_rho_sentence(-rho, 'examples hard by this measure (high values)')}.</p>",
+                    figures.score_scatter(both, column, "mem", what, "mem(i)",
+                                          f"Memorization score against {what.split(' (')[0]} of {name}")]
     return out
 
 

@@ -171,6 +171,16 @@ LEVEL_SCALES = {"randY": LEVEL_SCALE,
                 "randX": ("#FDAE6B", "#FD8D3C", "#F16913", "#D94801", "#A63603", "#7F2704", "#4D1702")}
 
 
+# The colours of what is not a kind, level or architecture, shared by every figure.
+OTHER_COLOUR = "#999999"  # a name the catalog lacks
+BASELINE_COLOUR = "#555555"  # reference lines: binomial baselines, early-stopping marks
+INIT_COLOUR = "#BBBBBB"  # values at initialization
+TRAIN_COLOUR, VALIDATION_COLOUR = "#0072B2", "#D55E00"  # accuracy on the training labels, on held-out true labels
+MISLABELED_COLOUR = "#D55E00"  # examples whose training label was made random
+# The accuracy-by-hyperparameter figure: clean training labels, corrupted ones, test.
+METRIC_COLOURS = {"train_clean": "#1f77b4", "train_corrupted": "#d62728", "test": "#2ca02c"}
+
+
 def level_colour(p: float, kind: str = "randY") -> str:
     """The colour of corruption level p in [0, 1] on its kind's sequential scale."""
     scale = LEVEL_SCALES.get(kind, LEVEL_SCALE)
@@ -190,11 +200,11 @@ def variant_colour(variant: str) -> str | None:
 
 def arch_colour(arch: str) -> str:
     """An architecture's colour; a name the catalog lacks (e.g. fig1's 'mlp-512x512') is grey."""
-    return ARCHITECTURES[arch].colour if arch in ARCHITECTURES else "#999999"
+    return ARCHITECTURES[arch].colour if arch in ARCHITECTURES else OTHER_COLOUR
 
 
 def kind_colour(kind: str) -> str:
-    return KIND_TABLE[kind].colour if kind in KIND_TABLE else "#999999"
+    return KIND_TABLE[kind].colour if kind in KIND_TABLE else OTHER_COLOUR
 
 
 # Hyperparameters a member of a pack can have on its own (sweep/axes.py packs models that differ

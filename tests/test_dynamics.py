@@ -148,3 +148,14 @@ def test_measures_read_one_model_at_a_time_equal_those_of_the_whole_table(tmp_pa
     whole = D.measures(rows)
     folded = D.measures(m.assign(variant=m.variant.astype(str)) for m in models)
     pd.testing.assert_frame_equal(folded, whole, check_dtype=False)
+
+
+def test_oscillation_means_first_pair_and_region_shares_by_hand():
+    osc = D.oscillation(frame(seeds=2))
+    means = D.oscillation_means(osc)
+    assert means.epoch.tolist() == [2, 3] and means.union.tolist() == [0.5, 0.75]
+    first = D.first_oscillation(means)
+    assert first.to_dict("records") == [dict(variant="randY", epoch=2, intersection=0.25, union=0.5)]
+    per = pd.DataFrame(dict(variant="v", corrupted=[False, False, False, True], region=["easy", "easy", "hard", "hard"]))
+    shares = D.region_shares(per).set_index("corrupted")
+    assert shares.loc[False, "easy"] == pytest.approx(2 / 3) and shares.loc[True, ["easy", "hard"]].tolist() == [0.0, 1.0]

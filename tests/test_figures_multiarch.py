@@ -52,7 +52,7 @@ def test_csr_and_weight_noise_draw_one_line_per_arch_and_variant():
     assert {t.line.dash for t in fig.data} == {"solid", "dash"}
     noise = [dict(arch=a, variant="real", seed=0, probe="weight_noise", epoch=5, split="train", sigma=sg, draw=d,
                   value=1 - sg, n=10) for a in ARCHS for sg in (0.0, 0.5) for d in (0, 1)]
-    fig = figures.weight_noise(probes.weight_noise_curves(pd.DataFrame(noise)))
+    fig = figures.weight_noise(probes.weight_noise_means(probes.weight_noise_curves(pd.DataFrame(noise))))
     assert sorted(t.name for t in fig.data) == ["alexnet real", "mlp1 real"]
 
 
@@ -84,11 +84,11 @@ def test_phases_and_early_stopping_give_each_arch_its_own_panel():
         assert list(trace.x) == sorted(trace.x)  # one model per line
     stops = probes.early_stopping_summary(pd.DataFrame([dict(arch=a, variant="randY:1.0", seed=0, best_epoch=2,
                                                              early_stop_epoch=4) for a in ARCHS]))
-    fig = figures.early_stopping(epochs, stops)
+    fig = figures.early_stopping(probes.epoch_means(epochs), stops)
     assert {t.xaxis for t in fig.data} == {"x", "x2"}
 
 
-# --- per-example dynamics: the report names a multi-architecture variant 'arch variant' --------
+# --- per-example dynamics: the architecture in its own column --------
 
 LEVELS = ("randY:0.0", "randY:0.5")
 
@@ -116,7 +116,7 @@ def _panels_by_arch(fig) -> dict[str, set[str]]:
 
 
 def test_oscillation_colours_each_level_and_gives_each_arch_its_own_panel():
-    fig = figures.oscillation(dynamics.oscillation(dynamics_examples()))
+    fig = figures.oscillation(dynamics.oscillation_means(dynamics.oscillation(dynamics_examples())))
     assert len(fig.data) == 8  # 2 archs x 2 levels x (union, intersection)
     for trace in fig.data:
         level, _, kind = trace.name.partition(": ")
@@ -161,5 +161,5 @@ def test_one_architecture_keeps_one_row_and_the_level_colours():
     per = dynamics.measures(one)
     for fig in (figures.forgetting_histogram(per), figures.data_map(per)):
         assert {t.yaxis for t in fig.data} <= {"y", "y2"} and not set(ARCHS) & set(_panel_titles(fig))
-    fig = figures.oscillation(dynamics.oscillation(one))
+    fig = figures.oscillation(dynamics.oscillation_means(dynamics.oscillation(one)))
     assert {t.line.color for t in fig.data} == {catalog.level_colour(0.0), catalog.level_colour(0.5)}
