@@ -33,7 +33,7 @@ _spec = importlib.util.spec_from_file_location("benchmark_run", HERE / "run.py")
 run = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(run)
 
-specs, torch = run.specs, run.torch
+presets, torch = run.presets, run.torch
 
 
 def report_timed(results: str, sweep: str) -> dict[str, float]:
@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.seeds < 1:
         sys.exit(f"benchmarks/fashion.py: --seeds {args.seeds}: must be 1 or more")
-    spec = specs.resolve("fig1-difficulty", "fashion-mnist", [f"seeds={args.seeds}"])
+    spec = presets.resolve("fig1-difficulty", "fashion-mnist", [f"seeds={args.seeds}"])
     # This VM's speed drifts: the contenders alternate (notebook, memsweep, memsweep, notebook) and
     # the matmul peak is measured before, between and after; the floor takes the best peak seen.
     peaks, t_nb, t_ms = [run.matmul_peak(run.DEFAULT_THREADS)], [], []

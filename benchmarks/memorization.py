@@ -38,14 +38,18 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from analysis import load, memorization as memo  # noqa: E402
-from sweep import job as jobs, spec as specs, tables as T  # noqa: E402
-from sweep.store import Store  # noqa: E402
-from trainables import data as datasets, engine  # noqa: E402
+from analysis import load
+from analysis import memorization as memo
+from sweep import job as jobs
+from sweep import planner, presets
+from sweep import tables as T
+from sweep.store import Store
+from trainables import data as datasets
+from trainables import engine
 
 SWEEP = [sys.executable, "-m", "sweep.cli"]
 DEFAULT_THREADS = torch.get_num_threads()
-SPEC = specs.resolve("memorization", "digits")
+SPEC = presets.resolve("memorization", "digits")
 LOOP_EPOCHS = 10  # the preset's models fit their subsets in 5-10 epochs (every one by 10, measured)
 
 
@@ -102,7 +106,7 @@ def launch(m: int, results: str) -> dict:
 def split(m: int = 500) -> dict:
     """One trial of m models (seeds 0..m-1), replayed here with one thread, each step timed."""
     torch.set_num_threads(1)
-    plan = specs.TrialPlan(cell="ratio0.7", variant="real", pack=0, seed_lo=0, seed_hi=m)
+    plan = planner.TrialPlan(cell="ratio0.7", variant="real", pack=0, seed_lo=0, seed_hi=m)
     times, t = {}, time.perf_counter()
     job = jobs.prepare(SPEC, plan, str(datasets.default_root()), torch.device("cpu"))
     times["data and subsets"] = time.perf_counter() - t

@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainables import packs  # noqa: E402
-from catalog import ARCHS  # noqa: E402
+from catalog import ARCHS
+from trainables import packs
 
 
 def best_ms(step, repeats: int) -> float:

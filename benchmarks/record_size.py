@@ -29,8 +29,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sweep.tables import examples_table  # noqa: E402
-from trainables import corruption, data as datasets, engine, packs  # noqa: E402
+from sweep.tables import examples_table
+from trainables import corruption, engine, packs
+from trainables import data as datasets
 
 
 def parquet_bytes(table: pa.Table) -> int:

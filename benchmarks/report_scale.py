@@ -31,14 +31,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-import torch  # noqa: E402
+import torch
 
-from sweep import job as jobs  # noqa: E402
-from sweep import spec as specs  # noqa: E402
-from sweep import tables as T  # noqa: E402
-from sweep.store import Store  # noqa: E402
-from sweep.trial import _peak_memory  # noqa: E402
-from trainables import engine  # noqa: E402
+from sweep import job as jobs
+from sweep import planner, presets
+from sweep import tables as T
+from sweep.store import Store
+from sweep.trial import _peak_memory
+from trainables import engine
 
 _spec = importlib.util.spec_from_file_location("benchmark_fashion", HERE / "fashion.py")
 fashion = importlib.util.module_from_spec(_spec)  # its `report_timed` and the machine's name
@@ -77,8 +77,8 @@ def fake_outcome(job, rng: np.random.Generator, epoch: int) -> engine.Outcome:
 def write_store(results: str, preset: str, models: int) -> dict[str, float]:
     """The store a `preset` sweep of `models` models on Fashion-MNIST leaves; seconds and rows."""
     seeds = models // 3 if preset == "fig1-difficulty" else models
-    spec = specs.resolve(preset, "fashion-mnist", [f"seeds={seeds}", "train_size=null"])  # all 60,000
-    plans = specs.expand(spec, 1)
+    spec = presets.resolve(preset, "fashion-mnist", [f"seeds={seeds}", "train_size=null"])  # all 60,000
+    plans = planner.expand(spec, 1)
     store = Store(results, spec.name)
     store.write_manifest(spec.model_dump(), spec.hash(), {"preset": spec.name, "args": []},
                          plan=[p.to_dict() for p in plans])
@@ -95,7 +95,7 @@ def write_store(results: str, preset: str, models: int) -> dict[str, float]:
         tables = T.all_tables(spec, plan, job, out, {"probes": [], "filters": [], "phase1": None,
                                                            "init_norms": {"0.weight": np.ones(k)}},
                               columns, ctx,
-                              dt.datetime.now(dt.timezone.utc), 1.0)
+                              dt.datetime.now(dt.UTC), 1.0)
         rows += tables["examples"].num_rows
         store.write_fragment(plan.fragment, tables, {"sweep": spec.name, "fragment": plan.fragment})
     return {"write_s": round(time.perf_counter() - start, 1), "examples_rows": rows,

@@ -8,40 +8,32 @@ train and test example scored; real, randX and randY):
               example scored (probability of the label, loss, correct); seeds one after another in
               one process with PyTorch's default threads (all cores);
   tune        one Ray Tune trial per seed running the notebook's code (Tune's default way), measured
-              on a few seeds and scaled to all;
+              on a few seeds and scaled to 100 on the line through two seed counts;
   memsweep    `sweep launch fig1-difficulty --dataset digits` as a user runs it: a fresh process,
               Ray started and stopped, results stored as Parquet;
   engine      memsweep's pack engine alone (no Ray, no store), one process, 1 thread, as a trial
               of one CPU runs it;
-  fixed cost  a one-seed, one-variant sweep end to end, and the parts no sweep that starts Ray
-              and a torch trial process avoids here
-              (Python and Ray imports, `ray.init`, a trial process importing torch);
-  floor       end to end: the fixed cost's parts plus the engine's time over the cores, the least
-              a sweep on this engine takes (notebook / floor: the most it could reach); the
-              training step's: its FLOPs at the measured matmul peak and its bytes at the measured
-              bandwidth of the memory its state lives in, whichever is slower, beside the step's
-              own GEMMs timed alone (hot, and with the cache flushed), run in the step's order over a
-              pack's state with nothing else (and again with each layer's weight update added: the
-              least step of these torch calls, an estimate), and their share of the step under
-              torch.profiler;
-  blocked     the step with its 512 x 512 layer's backward in row panels, side by side with the
-              step over one synthetic epoch;
+  fixed cost  a one-seed, one-variant sweep end to end; a bare one-trial Ray Tune sweep whose trial
+              only imports torch; and the parts no sweep that starts Ray avoids (Python and Ray
+              imports, `ray.init`, a trial process importing torch);
+  floor       end to end: the bare Tune sweep plus the engine's time over the cores, the least a
+              sweep on this engine takes (notebook / floor: the most it could reach); for any
+              engine, the bare Tune sweep plus the job's FLOPs at the all-core matmul peak;
+  step        the training step per seed-epoch against its floor: its FLOPs at the measured 1-thread
+              matmul peak or its bytes at the measured bandwidth of the memory its state lives in,
+              whichever is slower;
   pairs       at 30 and at 100 seeds, more notebook / memsweep pairs run alternately, and their
-              median ratio;
-              and t(1,000 seeds) / t(100 seeds) end to end.
+              median ratio; and t(1,000 seeds) / t(100 seeds) end to end.
 
     python benchmarks/run.py --quick   # 3-5 minutes on a 2-core VM: seeds 10 and 100, one repeat each
     python benchmarks/run.py           # 30-50 minutes there: seeds 10 to 1,000, and the curve
-    python benchmarks/run.py --readme  # also rewrite the table in benchmarks/README.md
-    python benchmarks/run.py --from-json benchmarks/results.json --readme  # the table again, measuring nothing
-
+    python benchmarks/run.py --from-json benchmarks/results.json  # the table again, measuring nothing
     python benchmarks/run.py --device cuda   # the GPU mode: digits and the CIFAR-shaped synthetic fig1
 
-Writes benchmarks/results.json (and benchmarks/seeds_curve.html, the curve) and prints a table; the
-GPU mode writes benchmarks/results_gpu.json. No GPU was at hand when the GPU mode was written: it has
-run on a CPU machine only as far as its check for a CUDA device (benchmarks/README.md).
+Writes benchmarks/results.json (--quick: results_quick.json; and benchmarks/seeds_curve.html, the
+curve) and prints one markdown table; the GPU mode writes benchmarks/results_gpu.json. The step's
+GEMMs alone and other GEMM libraries: gemm_survey.py; the step blocked in row panels: blocked_step.py.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -63,13 +55,15 @@ from torch.utils.data import DataLoader, TensorDataset
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from sweep import spec as specs  # noqa: E402
-from trainables import budget, corruption, data as datasets, engine, packs  # noqa: E402
-from trainables.models import MLP, forward_grad  # noqa: E402
+from sweep import presets, seeding
+from sweep import spec as specs
+from trainables import budget, corruption, engine, packs
+from trainables import data as datasets
+from trainables.models import MLP
 
 SWEEP = [sys.executable, "-m", "sweep.cli"]
 DEFAULT_THREADS = torch.get_num_threads()  # PyTorch's default, before any measurement changes it
-PRESET = specs.resolve("fig1-difficulty", "digits")
+PRESET = presets.resolve("fig1-difficulty", "digits")
 HIDDEN, LR, MOMENTUM, BATCH = PRESET.model.hidden, PRESET.optimizer.lr, PRESET.optimizer.momentum, PRESET.batch_size
 VARIANTS = PRESET.variants
 (_C, _H, _W), _CLASSES = specs.DATASET_SHAPES["digits"]
@@ -83,7 +77,7 @@ STEPS = -(-N_TRAIN // BATCH)  # SGD steps per epoch
 def variant_data(variant: str, spec: specs.DifficultySpec = PRESET) -> datasets.Data:
     d = datasets.load(spec.dataset)
     c = spec.corruption_of(variant)
-    return corruption.apply(d, c.kind, c.p, specs.derive_seed(0, "corruption", variant))[0]
+    return corruption.apply(d, c.kind, c.p, seeding.derive_seed(0, "corruption", variant))[0]
 
 
 def notebook_seed(d: datasets.Data, seed: int, spec: specs.DifficultySpec = PRESET,
@@ -309,20 +303,6 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _best_epoch(make_step, k: int, repeats: int) -> float:
-    """Seconds per seed-epoch of a pack of k's step made by `make_step` (after torch is set to 1
-    thread), run STEPS times an epoch: the best of `repeats` epochs after a warm-up epoch."""
-    torch.set_num_threads(1)
-    step = make_step()
-
-    def epoch() -> None:
-        for _ in range(STEPS):
-            step()
-
-    epoch()
-    return min(_timed(epoch) for _ in range(repeats)) / k
-
-
 def train_flops(sizes: list[int]) -> int:
     """FLOPs of one training example through an MLP of these widths (input to logits): forward 2,
     weight gradients 2, input gradients 2 (none for the first layer) per multiply-add."""
@@ -350,240 +330,6 @@ def step_floor(peak_gflops: float, bw_gbs: float) -> dict[str, float]:
             "byte_s": moved / (bw_gbs * 1e9), "floor_s": max(flops / (peak_gflops * 1e9), moved / (bw_gbs * 1e9))}
 
 
-def gemm_times(k: int, repeats: int = 200, flushed_repeats: int = 30) -> dict[str, float]:
-    """Seconds per seed-epoch of the step's own batched GEMMs alone (forward, weight gradients,
-    input gradients at this pack size, batch 16), 1 thread: each at its best and at its median of
-    `repeats` calls with its operands hot in cache, and at its median of `flushed_repeats` calls
-    each after a write over three times the last-level cache (at least 96 MiB), so that its
-    operands come from memory. In the step the operands lie somewhere between: each large one was
-    last touched an op or more before, with the pack's other state in between."""
-    torch.set_num_threads(1)
-    flush = torch.zeros(max(96 * 2**20, 3 * budget.last_level_cache_bytes()) // 4)
-    best = median = flushed = 0.0
-    for i, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
-        x, w, g = torch.randn(k, BATCH, n_in), torch.randn(k, n_in, n_out), torch.randn(k, BATCH, n_out)
-        b, v, back = torch.randn(k, 1, n_out), torch.randn(k, n_in, n_out), torch.empty(k, BATCH, n_in)
-        ops = [lambda: torch.baddbmm(b, x, w), lambda: v.baddbmm_(x.transpose(1, 2), g, beta=0.9)]
-        if i > 0:
-            ops.append(lambda: torch.bmm(g, w.transpose(1, 2), out=back))
-        for op in ops:
-            op()
-            hot = [_timed(op) for _ in range(repeats)]
-            best, median = best + min(hot), median + statistics.median(hot)
-            cold = []
-            for _ in range(flushed_repeats):
-                flush.add_(1.0)
-                cold.append(_timed(op))
-            flushed += statistics.median(cold)
-    per = STEPS / k
-    return {"best_s": best * per, "median_s": median * per, "flushed_s": flushed * per}
-
-
-def gemm_libraries(repeats: int = 300) -> dict[str, dict[str, float]]:
-    """GFLOP/s, 1 thread, best of `repeats` calls with operands hot, of the step's three GEMM
-    shapes on its 512 x 512 layer (one member, batch 16: forward x W, input gradient g W^T,
-    weight gradient x^T g) on three CPU GEMM libraries: torch's `mm` (MKL in the standard wheels:
-    the library under the step's batched `bmm` / `baddbmm`), oneDNN (`torch._C._nn.mkldnn_linear`,
-    which allocates its output and adds a zero bias each call, where the others write into a
-    buffer) and OpenBLAS (numpy's). Whether another well-kept library runs the step's small GEMMs
-    faster than the one it uses."""
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)
-    gen = torch.Generator().manual_seed(0)
-    n = HIDDEN[0]
-    x, g, w = (torch.randn(BATCH, n, generator=gen), torch.randn(BATCH, n, generator=gen),
-               torch.randn(n, n, generator=gen))
-    xt = x.t().contiguous()
-    zero = torch.zeros(n)
-    out, outw = torch.empty(BATCH, n), torch.empty(n, n)
-    # Each shape as torch calls it, as a linear layer (input @ weight^T) for oneDNN, and in numpy.
-    shapes = {
-        "forward": (lambda: torch.mm(x, w, out=out), (x, w.t().contiguous()), (x.numpy(), w.numpy(), out.numpy())),
-        "input_gradient": (lambda: torch.mm(g, w.t(), out=out), (g, w), (g.numpy(), w.numpy().T, out.numpy())),
-        "weight_gradient": (lambda: torch.mm(xt, g, out=outw), (xt, g.t().contiguous()),
-                            (xt.numpy(), g.numpy(), outw.numpy())),
-    }
-    rates = {}
-    for name, (mkl, (inp, weight), (a, b, c)) in shapes.items():
-        flops = 2 * BATCH * n * n
-        dnn_in, dnn_w, dnn_b = inp.to_mkldnn(), weight.to_mkldnn(), zero[:weight.shape[0]].to_mkldnn()
-        calls = {"torch": mkl, "onednn": lambda: torch._C._nn.mkldnn_linear(dnn_in, dnn_w, dnn_b),
-                 "openblas": lambda: np.matmul(a, b, out=c)}
-        rates[name] = {}
-        with threadpool_limits(1):
-            for lib, call in calls.items():
-                call()
-                rates[name][lib] = round(flops / min(_timed(call) for _ in range(repeats)) / 1e9, 1)
-    return rates
-
-
-def gemms_in_order(k: int, repeats: int = 3, updates: bool = False) -> float:
-    """Seconds per seed-epoch of the step's GEMMs and nothing else, in the step's order over a
-    pack's own state (weights and momentum as `PackedMLP` holds them, outputs into buffers made
-    once), 1 thread, best of `repeats` epochs: what the step's GEMMs cost with their operands
-    wherever the step's walk over its state leaves them (no loss, no ReLU, no updates, no
-    allocation), to set beside the step in the same run. A measurement of this machine at this
-    moment, not a bound: on a noisy VM another moment's step can beat it.
-
-    With `updates`, each layer's weights are also updated from their momentum right after its
-    momentum GEMM, as the step does (`sub_`): the least step of these torch calls in the step's
-    order (MKL's batched GEMMs called from Python), measured warm: an estimate, not a bound.
-    Every such step makes these GEMMs (no larger ones exist: each member has its own weights)
-    and updates every weight from its momentum once the momentum has its gradient, a pass no
-    BLAS call makes (a GEMM writes one output); it leaves out the ReLUs, the logits' gradient
-    and the biases' own calls (about what a layout with each bias as a row of its weight would
-    fold into the GEMMs)."""
-    return _best_epoch(lambda: gemms_step(k, updates), k, repeats)
-
-
-def gemms_step(k: int, updates: bool = False):
-    """One step of `gemms_in_order` over a fresh pack's state: a function of no arguments."""
-    pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
-    weights, biases = [w.detach() for w in pack.weights], [b.detach() for b in pack.biases]
-    momentum = [torch.zeros_like(w) for w in weights]
-    gen = torch.Generator().manual_seed(0)
-    acts = [torch.randn(k, BATCH, SIZES[0], generator=gen)] + [torch.empty(k, BATCH, n) for n in SIZES[1:]]
-    grads = [torch.empty(k, BATCH, n) for n in SIZES[1:-1]] + [torch.randn(k, BATCH, SIZES[-1], generator=gen)]
-    n = len(weights)
-    sign = [LR]
-
-    def step() -> None:
-        # With updates, the weights step back and forth (the same call, its sign flipped every
-        # step): a fixed logits' gradient followed one way would grow them without bound.
-        sign[0] = -sign[0]
-        for i in range(n):
-            torch.baddbmm(biases[i], acts[i], weights[i], out=acts[i + 1])
-        for i in reversed(range(n)):
-            if i > 0:
-                torch.bmm(grads[i], weights[i].transpose(1, 2), out=grads[i - 1])
-            momentum[i].baddbmm_(acts[i].transpose(1, 2), grads[i], beta=MOMENTUM)
-            if updates:
-                weights[i].sub_(momentum[i], alpha=sign[0])
-
-    step.weights = weights  # for a check that the updates stay finite
-    return step
-
-
-def other_ops_in_order(k: int, repeats: int = 3) -> float:
-    """Seconds per seed-epoch of the step's ops other than its eight GEMMs, alone, in the step's
-    order over a pack's own state at their real sizes (the ReLUs, the logits' gradient, ReLU's
-    backward, the bias momentum, the updates of weights and biases), with the GEMMs' outputs as
-    buffers made once; 1 thread, after a warm-up epoch, best of `repeats` epochs:
-    `PackedMLP.sgd_step` without its GEMMs. With `gemms_in_order`, the step in its two parts, each
-    measured warm and alone: an estimate of what a step made of these torch calls costs at least
-    here, not a strict bound (inside the step the parts may meet their operands in other caches)."""
-    return _best_epoch(lambda: other_ops_step(k), k, repeats)
-
-
-def other_ops_step(k: int):
-    """One step of `other_ops_in_order` over a fresh pack's state: a function of no arguments."""
-    pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
-    weights, biases = [w.detach() for w in pack.weights], [b.detach() for b in pack.biases]
-    vel_w, vel_b = [torch.zeros_like(w) for w in weights], [torch.zeros_like(b) for b in biases]
-    gen = torch.Generator().manual_seed(0)
-    acts = [torch.randn(k, BATCH, n, generator=gen) for n in SIZES]  # each layer's input, the logits last
-    backs = [torch.randn(k, BATCH, n, generator=gen) for n in SIZES[:-1]]  # input gradients, before ReLU's
-    y = torch.randint(0, SIZES[-1], (k, BATCH), generator=gen)
-    n = len(weights)
-
-    def step() -> None:
-        for i in range(1, n):
-            acts[i].relu_()
-        grad = torch.softmax(acts[-1], dim=-1)
-        grad.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(grad[..., :1], -1.0)).div_(BATCH)
-        ones = grad.new_ones(k, 1, BATCH)
-        for i in reversed(range(n)):
-            back = torch.ops.aten.threshold_backward(backs[i], acts[i], 0) if i > 0 else None
-            vel_b[i].baddbmm_(ones, grad, beta=MOMENTUM)
-            weights[i].sub_(vel_w[i], alpha=LR)
-            biases[i].sub_(vel_b[i], alpha=LR)
-            grad = back
-
-    return step
-
-
-def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum: float,
-                     velocity: list[torch.Tensor], rows: int, per_member: bool = False
-                     ) -> tuple[torch.Tensor, int]:
-    """`PackedMLP.sgd_step` (all members, no `members`; the same logits and update) with the
-    hidden-to-hidden layers of at least 2 x `rows` inputs (here the 512 x 512 one) blocked: the
-    backward in row panels of the weight, `rows` inputs each, and per panel the three ops that touch
-    it one after another (input gradient, weight gradient into the momentum, update), so that the
-    panel of weights and momentum is reused from a near cache instead of streamed three times. A
-    batched panel spans the pack's members (K x rows x 512 floats of weights and as many of
-    momentum); with `per_member`, each member's panels are done in turn (rows x 512 each), so that
-    a panel fits a smaller cache at the price of K times the calls. The lever "keep a block of the
-    512 x 512 layer in L2 across its ops", built from torch's own kernels, measured beside the
-    step. Returns the step's logits, and the number of panels the blocked layers ran."""
-    weights, biases = list(pack.weights), list(pack.biases)
-    n = len(weights)
-    vel_w, vel_b = velocity[:n], velocity[n:]
-    acts, grad = forward_grad(weights, biases, x, y)  # as the step's forward
-    ones = grad.new_ones(grad.shape[0], 1, grad.shape[1])
-    panels = 0
-    for i in reversed(range(n)):
-        w, v, a = weights[i], vel_w[i], acts[i]
-        if 0 < i < n - 1 and w.shape[1] >= 2 * rows:  # a hidden-to-hidden layer, two panels or more
-            groups = [slice(m, m + 1) for m in range(w.shape[0])] if per_member else [slice(None)]
-            back = []  # the input gradient, panel by panel (columns), group by group (members)
-            for g in groups:
-                parts = []
-                for r in range(0, w.shape[1], rows):
-                    wp, vp = w[g, r:r + rows], v[g, r:r + rows]
-                    parts.append(torch.bmm(grad[g], wp.transpose(1, 2)))
-                    vp.baddbmm_(a[g, :, r:r + rows].transpose(1, 2), grad[g], beta=momentum)
-                    wp.sub_(vp, alpha=lr)
-                    panels += 1
-                back.append(torch.cat(parts, dim=2))
-            back = torch.cat(back) if len(back) > 1 else back[0]
-        else:  # as the step does it
-            back = torch.bmm(grad, w.transpose(1, 2)) if i > 0 else None
-            v.baddbmm_(a.transpose(1, 2), grad, beta=momentum)
-            w.sub_(v, alpha=lr)
-        vel_b[i].baddbmm_(ones, grad, beta=momentum)
-        biases[i].sub_(vel_b[i], alpha=lr)
-        grad = torch.ops.aten.threshold_backward(back, a, 0) if i > 0 else None
-    return acts[-1], panels
-
-
-BLOCKINGS = {"rows_32": (32, False), "rows_64": (64, False), "member_rows_64": (64, True),
-             "member_rows_128": (128, True)}  # (rows a panel, per member): a panel of weights and momentum
-# at a pack of 3 is 384 / 768 KiB batched, 256 / 512 KiB per member, under a 1 MiB L2
-
-
-def blocked_step_times(k: int, blockings: dict[str, tuple[int, bool]] = BLOCKINGS,
-                       repeats: int = 5) -> dict[str, float]:
-    """Seconds per seed-epoch, 1 thread, of the step as `PackedMLP.sgd_step` runs it and blocked
-    (`blocked_sgd_step`) at each of `blockings`, side by side over the same synthetic epoch (the
-    digits shapes, a batch of 16 per member), interleaved, after a warm-up step, best of `repeats`.
-    A bare step in a loop: it runs faster than the engine's epoch (`measure_step`: real batches
-    gathered by index, a fresh pack, no warm-up), so it is set beside its blockings, not the floor."""
-    torch.set_num_threads(1)
-    gen = torch.Generator().manual_seed(0)
-    xs = torch.randn(STEPS, k, BATCH, SIZES[0], generator=gen)
-    ys = torch.randint(0, SIZES[-1], (STEPS, k, BATCH), generator=gen)
-    steps = {"step": lambda p, x, y, vel: p.sgd_step(x, y, LR, MOMENTUM, vel)}
-    steps.update({name: (lambda r, m: lambda p, x, y, vel: blocked_sgd_step(p, x, y, LR, MOMENTUM, vel, r, m))(*how)
-                  for name, how in blockings.items()})
-
-    def epoch(fn) -> float:
-        pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
-        vel = [torch.zeros_like(t) for t in pack.tensors()]
-        with torch.no_grad():
-            fn(pack, xs[0], ys[0], vel)  # warm
-            start = time.perf_counter()
-            for s in range(STEPS):
-                fn(pack, xs[s], ys[s], vel)
-            return (time.perf_counter() - start) / k
-
-    best = dict.fromkeys(steps, float("inf"))
-    for _ in range(repeats):
-        for name, fn in steps.items():
-            best[name] = min(best[name], epoch(fn))
-    return best
-
-
 # One epoch of training and nothing else: no scoring, no norms (the step alone).
 TRAIN_ONLY = engine.Schedule(lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,),
                              score_splits=(), norms=False)
@@ -599,51 +345,6 @@ def measure_step(k: int, repeats: int = 3) -> float:
         out = engine.run(pack, d, engine.Members(list(range(k)), list(range(k))), TRAIN_ONLY)
         best = min(best, out.state.train_seconds / k)
     return best
-
-
-def step_beside_gemms(k: int, rounds: int = 7) -> dict[str, float]:
-    """The step as the engine runs it (`measure_step`: a fresh pack's epoch, its batches gathered,
-    as a fig1 trial runs its only epoch), its GEMMs in the step's order (`gemms_in_order`) and its
-    other ops in order (`other_ops_in_order`), and its GEMMs with the weights' updates (the least
-    step of these torch calls, `gemms_in_order(updates=True)`), all warm, one epoch of each per
-    round, alternating, so that all meet the same machine state: each's best, and in how many
-    rounds the step took longer than its GEMMs alone, than its two parts alone together, and
-    than the least step of these calls. Estimates of what a step made of these torch calls, in
-    this order, costs here, not bounds: another order or library may do better (the blocked step
-    below is another order, measured slower)."""
-    steps, orders, others, leasts = [], [], [], []
-    for _ in range(rounds):
-        steps.append(measure_step(k, repeats=1))
-        orders.append(gemms_in_order(k, repeats=1))
-        others.append(other_ops_in_order(k, repeats=1))
-        leasts.append(gemms_in_order(k, repeats=1, updates=True))
-    return {"step_s": min(steps), "in_order_s": min(orders), "others_s": min(others), "least_s": min(leasts),
-            "rounds": rounds, "step_slower_rounds": sum(s > o for s, o in zip(steps, orders)),
-            "step_slower_than_parts_rounds": sum(s > o + p for s, o, p in zip(steps, orders, others)),
-            "step_slower_than_least_rounds": sum(s > q for s, q in zip(steps, leasts))}
-
-
-def profile_step(k: int, top: int = 5) -> dict:
-    """One epoch of a pack of k under torch.profiler, 1 thread: the ops' shares of their self time
-    (the largest `top`), and the time of the step's batched GEMMs in place (forward `baddbmm`,
-    weight-gradient `baddbmm_`, input-gradient `bmm`): their share of the ops' profiled time, and
-    their profiled time per seed-epoch. The profiled epoch runs slower than an unprofiled one, so
-    the share times the unprofiled step is what is set beside their time alone (`gemm_times`)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    torch.set_num_threads(1)
-    d = variant_data("real")
-    members = engine.Members(list(range(k)), list(range(k)))
-    engine.run(packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=HIDDEN), d, members, TRAIN_ONLY)  # warm
-    pack = packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=HIDDEN)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        engine.run(pack, d, members, TRAIN_ONLY)
-    ops = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
-    total = sum(ops.values())
-    gemms = sum(ops.get(name, 0) for name in ("aten::baddbmm", "aten::baddbmm_", "aten::bmm"))
-    shares = sorted(ops.items(), key=lambda kv: -kv[1])[:top]
-    return {"op_shares": {name.removeprefix("aten::"): round(t / total, 3) for name, t in shares},
-            "gemms_share": round(gemms / total, 3), "gemms_in_place_ms": round(gemms / 1e3 / k, 1)}
 
 
 # --- the GPU mode -----------------------------------------------------------------------------
@@ -679,8 +380,7 @@ def fig1_flops(spec: specs.DifficultySpec) -> float:
 def gpu_main(args) -> None:
     """The notebook loop against memsweep on one GPU: the digits preset, and the CIFAR-shaped
     synthetic fig1 (100 seeds x 3 variants of the 2 x 4096 MLP, 50,000 train / 10,000 test images,
-    every example scored); the notebook measured on 1 and `--gpu-notebook-seeds` seeds a variant
-    and taken at 100 on the line through both."""
+    every example scored), at fp32 and (the synthetic job) at tf32."""
     if not torch.cuda.is_available():
         sys.exit("benchmarks/run.py: --device cuda: torch sees no CUDA device (torch.cuda.is_available() is "
                  "False); run it where a GPU is visible, or without --device for the CPU benchmark")
@@ -689,44 +389,59 @@ def gpu_main(args) -> None:
     peaks = {"fp32": gpu_matmul_peak(torch.float32), "tf32": gpu_matmul_peak(torch.float32, tf32=True),
              "bf16": gpu_matmul_peak(torch.bfloat16)}
     out["matmul_tflops"] = {k: round(v, 1) for k, v in peaks.items()}
-    say(f"{out['gpu']}: matmul {peaks['fp32']:.1f} TFLOP/s fp32, {peaks['tf32']:.1f} tf32, {peaks['bf16']:.1f} bf16")
-    gpus = ("--gpus-per-trial", str(args.gpus_per_trial), "--cpus-per-trial", str(args.cpus_per_trial))
-    rows = {}
+    say(f"{out['gpu']}: matmul TFLOP/s {out['matmul_tflops']}")
     # fp32 as PyTorch runs it by default; tf32 as `--set precision=tf32` (the synthetic job's 3.3
     # PFLOP take ~50 s at an H100's 67 fp32 TFLOP/s alone). The notebook runs at the same precision.
-    for dataset, precision in (("digits", "fp32"), ("synthetic", "fp32"), ("synthetic", "tf32")):
-        spec = specs.resolve("fig1-difficulty", dataset)
-        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-        nb_seeds = args.gpu_notebook_seeds
-        # A line through 1 and nb_seeds seeds a variant: data loading and warm-up are not scaled.
-        t1, t2 = run_notebook(1, spec, "cuda"), run_notebook(nb_seeds, spec, "cuda")
-        t_nb = linear_at(spec.seeds, 1, t1, nb_seeds, t2)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        t_ms, lines = launch_timed(f"precision={precision}", dataset=dataset, options=gpus)
-        flops, peak = fig1_flops(spec), peaks[precision] * 1e12
-        rows[f"{dataset}_{precision}"] = {
-            "notebook_s": round(t_nb, 1), "notebook_measured_s": [round(t1, 1), round(t2, 1)],
+    out["fig1"] = {f"{dataset}_{precision}": gpu_fig1(args, dataset, precision, peaks[precision])
+                   for dataset, precision in (("digits", "fp32"), ("synthetic", "fp32"), ("synthetic", "tf32"))}
+    (HERE / "results_gpu.json").write_text(json.dumps(out, indent=1))
+    print(gpu_table(out))
+
+
+def gpu_fig1(args, dataset: str, precision: str, peak_tflops: float) -> dict:
+    """One fig1 job on the GPU: the notebook measured on 1 and `--gpu-notebook-seeds` seeds a
+    variant and taken at the preset's seeds on the line through both (data loading and warm-up
+    not scaled), against `sweep launch` end to end with its --gpus-per-trial and --cpus-per-trial."""
+    spec = presets.resolve("fig1-difficulty", dataset)
+    nb_seeds = args.gpu_notebook_seeds
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    t1, t2 = run_notebook(1, spec, "cuda"), run_notebook(nb_seeds, spec, "cuda")
+    t_nb = linear_at(spec.seeds, 1, t1, nb_seeds, t2)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    gpus = ("--gpus-per-trial", str(args.gpus_per_trial), "--cpus-per-trial", str(args.cpus_per_trial))
+    t_ms, lines = launch_timed(f"precision={precision}", dataset=dataset, options=gpus)
+    flops = fig1_flops(spec)
+    say(f"{dataset} {precision}: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s\n  " + "\n  ".join(lines))
+    return {"notebook_s": round(t_nb, 1), "notebook_measured_s": [round(t1, 1), round(t2, 1)],
             "notebook_seeds_measured": [1, nb_seeds], "memsweep_s": round(t_ms, 1),
             "notebook/memsweep": round(t_nb / t_ms, 2), "tflop": round(flops / 1e12, 2),
-            f"fraction_of_{precision}_peak": round(flops / t_ms / peak, 3), "launch": lines}
-        say(f"{dataset} {precision}: notebook {t_nb:.1f} s (a line through 1 and {nb_seeds} seeds x 3, at {spec.seeds}), "
-            f"memsweep {t_ms:.1f} s end to end ({t_nb / t_ms:.1f}x); {flops / 1e12:.1f} TFLOP = "
-            f"{flops / t_ms / peak:.1%} of the {precision} matmul peak over the whole run\n  " + "\n  ".join(lines))
-    out["fig1"] = rows
-    (HERE / "results_gpu.json").write_text(json.dumps(out, indent=1))
+            f"fraction_of_{precision}_peak": round(flops / t_ms / (peak_tflops * 1e12), 3), "launch": lines}
+
+
+def gpu_table(out: dict) -> str:
+    """The GPU mode's results as one markdown table."""
+    peaks = out["matmul_tflops"]
+    rows = [("run", f"{out['date']}, {out['gpu']}, {out['machine']}, torch {out['torch']}, `{out['command']}`"),
+            ("matmul peak, TFLOP/s", " · ".join(f"{k} {v}" for k, v in peaks.items()))]
+    for name, r in out["fig1"].items():
+        share = next(v for k, v in r.items() if k.startswith("fraction_of_"))
+        (s1, s2), (t1, t2) = r["notebook_seeds_measured"], r["notebook_measured_s"]
+        rows.append((f"{name.replace('_', ' ')}, 100 seeds x 3",
+                     f"notebook {r['notebook_s']} s (line through {t1} s at {s1} and {t2} s at {s2} seeds) · "
+                     f"memsweep {r['memsweep_s']} s · **{r['notebook/memsweep']:.2f}x** · {r['tflop']} TFLOP: "
+                     f"{share:.1%} of the peak"))
+    return md_table(rows)
 
 
 # --- the run ----------------------------------------------------------------------------------
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="seeds 10 and 100, one repeat each, no extra pairs, Tune at 2 and 4 seeds, the step at the "
                              "rule's pack only (3-5 minutes on 2 cores)")
-    parser.add_argument("--readme", action="store_true", help="rewrite the table in benchmarks/README.md")
     parser.add_argument("--from-json", type=Path, default=None, metavar="RESULTS",
-                        help="measure nothing: print (with --readme, rewrite) the table from a results file this "
-                             "version of the benchmark wrote")
+                        help="measure nothing: print the table from a results file this benchmark wrote")
     parser.add_argument("--tune-seeds", type=int, default=None,
                         help="seeds per variant for the Tune contender, measured at this and twice this (default 5; "
                              "--quick 2)")
@@ -749,273 +464,188 @@ def main() -> None:
     for flag, value in (("--gpus-per-trial", args.gpus_per_trial), ("--cpus-per-trial", args.cpus_per_trial)):
         if not value > 0:
             parser.error(f"{flag} {value}: must be more than 0")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if args.device == "cuda":
         return gpu_main(args)
     if args.from_json is not None:
-        try:
-            out = json.loads(args.from_json.read_text())
-        except (OSError, ValueError) as exc:
-            sys.exit(f"run.py: --from-json {args.from_json}: cannot read it as JSON ({type(exc).__name__}: {exc})")
-        try:
-            out["seeds"] = {int(seeds): row for seeds, row in out["seeds"].items()}  # JSON keys are strings
-            markdown(out)
-        except (KeyError, TypeError, ValueError) as exc:
-            sys.exit(f"run.py: --from-json {args.from_json}: not a results file of this version of the benchmark "
-                     f"({type(exc).__name__}: {exc}); rerun the benchmark to get one")
-        return write_table(out, args.readme)
+        out = read_results(args.from_json, "benchmarks/run.py", table)
+        return print(table(out))
     cores = os.cpu_count() or 1
     out: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "cores": cores,
                  "torch": torch.__version__, "command": "python benchmarks/run.py" + (" --quick" if args.quick else "")}
-
-    peak1, peak_all = matmul_peak(1), matmul_peak(cores)
-    bw_dram = bandwidth(256 * 2**20)
-    out["hardware"] = {"matmul_gflops_1_thread": round(peak1, 1), f"matmul_gflops_{cores}_threads": round(peak_all, 1),
-                       "dram_gbs_1_thread": round(bw_dram, 1), "last_level_cache_mib": budget.last_level_cache_bytes() // 2**20}
-    say(f"hardware: matmul {peak1:.0f} GFLOP/s (1 thread), {peak_all:.0f} ({cores}); "
-        f"bandwidth {bw_dram:.0f} GB/s from 256 MiB arrays (1 thread)")
-
-    # The step against its floor: the pack size memsweep picks on this machine, and a larger one.
-    # Each at the bandwidth measured over arrays as large as that pack's parameters and momentum
-    # (where they live: a sysfs cache size is no promise of its speed; one VM's "480 MiB L3" moved
-    # no more than 38 GB/s from 1.5 MiB up).
-    k = PRESET.resolved_pack_size(100, "cpu", cache_bytes=budget.cache_share_bytes(1.0))
-    step = {}
-    for kk in sorted({k} if args.quick else {k, 2 * k, 20}):
-        state = kk * 2 * 4 * budget.mlp_param_count(SIZES[0], HIDDEN, SIZES[-1])
-        bw = bandwidth(state // 2)  # y += x over two arrays: the pack's state in all
-        where = f"{state / 2**20:.0f} MiB, {bw:.0f} GB/s"
-        side = step_beside_gemms(kk)
-        t, in_order = side["step_s"], side["in_order_s"]
-        fl = step_floor(peak1, bw)
-        gemms = gemm_times(kk)
-        prof = profile_step(kk)
-        step[f"pack_{kk}"] = {"ms_per_seed_epoch": round(1e3 * t, 1), "floor_ms": round(1e3 * fl["floor_s"], 1),
-                              "gemm_best_ms": round(1e3 * gemms["best_s"], 1),
-                              "gemm_median_ms": round(1e3 * gemms["median_s"], 1),
-                              "gemm_flushed_ms": round(1e3 * gemms["flushed_s"], 1),
-                              "gemms_best_share_of_step": round(gemms["best_s"] / t, 2),
-                              "gemms_in_order_ms": round(1e3 * in_order, 1),
-                              "in_order_rounds": [side["step_slower_rounds"], side["rounds"]],
-                              "other_ops_ms": round(1e3 * side["others_s"], 1),
-                              "parts_rounds": [side["step_slower_than_parts_rounds"], side["rounds"]],
-                              "least_library_ms": round(1e3 * side["least_s"], 1),
-                              "least_rounds": [side["step_slower_than_least_rounds"], side["rounds"]],
-                              "gemms_in_step_ms": round(1e3 * t * prof["gemms_share"], 1),
-                              "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
-                              "state_in": where, "state_gbs": round(bw, 1), "fraction_of_floor": round(fl["floor_s"] / t, 2),
-                              "profile": prof}
-        if kk == k:  # the lever of blocking the step, side by side with the step over one synthetic epoch
-            blocked = blocked_step_times(kk)
-            step[f"pack_{kk}"]["blocked_ms"] = {name: round(1e3 * v, 1) for name, v in blocked.items()}
-            say(f"  the step blocked, pack of {kk}, side by side over one synthetic epoch: "
-                + ", ".join(f"{'the step' if name == 'step' else _blocking_words(name)} {1e3 * v:.1f} ms"
-                            for name, v in blocked.items()))
-        say(f"step, pack of {kk} (state {where}): {1e3 * t:.1f} ms per seed-epoch; floor {1e3 * fl['floor_s']:.1f} ms "
-            f"(FLOPs {1e3 * fl['flop_s']:.1f}, bytes {1e3 * fl['byte_s']:.1f}): {fl['floor_s'] / t:.0%} of the floor; "
-            f"its GEMMs alone {1e3 * gemms['best_s']:.1f} ms best, {1e3 * gemms['median_s']:.1f} median, "
-            f"{1e3 * gemms['flushed_s']:.1f} from memory, {1e3 * in_order:.1f} in the step's order "
-            f"({fl['floor_s'] / in_order:.0%} of the floor; the step slower in {side['step_slower_rounds']} of "
-            f"{side['rounds']} alternating rounds); its other ops alone {1e3 * side['others_s']:.1f} ms, the two parts "
-            f"{1e3 * (in_order + side['others_s']):.1f} ms ({fl['floor_s'] / (in_order + side['others_s']):.0%} of the floor; "
-            f"the step slower in {side['step_slower_than_parts_rounds']} of {side['rounds']}); its GEMMs and weight "
-            f"updates alone {1e3 * side['least_s']:.1f} ms ({fl['floor_s'] / side['least_s']:.0%} of the floor; the step "
-            f"slower in {side['step_slower_than_least_rounds']} of {side['rounds']}); in the step ~{1e3 * t * prof['gemms_share']:.1f} ms; "
-            f"op time: " + ", ".join(f"{n} {v:.0%}" for n, v in prof["op_shares"].items()))
-    out["step"] = step
-    libs = gemm_libraries()
-    out["gemm_libraries"] = libs
-    say("the step's 512 x 512 GEMMs (one member, batch 16), GFLOP/s by library: "
-        + "; ".join(f"{shape.replace('_', ' ')} " + ", ".join(f"{lib} {v}" for lib, v in rates.items())
-                    for shape, rates in libs.items()))
-
+    out["hardware"] = hardware(cores)
+    out["step"] = step_against_floor(out["hardware"]["matmul_gflops_1_thread"], args.quick)
     fc = fixed_cost(1 if args.quick else 3)
     out["fixed_cost"] = {key: (round(v, 2) if isinstance(v, float) else v) for key, v in fc.items()}
-    say(f"fixed cost: one-seed sweep {fc['one_seed_sweep_s']:.1f} s; a bare one-trial Tune sweep {fc['tune_floor_s']:.1f} s "
-        f"(fastest of {fc['bare_tune_runs']}); the parts of any sweep that starts Ray {fc['floor_s']:.1f} s = imports "
-        f"{fc['python_and_ray_import_s']:.1f} + ray.init {fc['ray_init_s']:.1f} + a trial importing torch "
-        f"{fc['trial_torch_import_s']:.1f}")
+    say(f"fixed cost: one-seed sweep {fc['one_seed_sweep_s']:.1f} s, bare Tune sweep {fc['tune_floor_s']:.1f} s, "
+        f"parts {fc['floor_s']:.1f} s")
+    out["seeds"] = seed_curve((10, 100) if args.quick else (10, 30, 100, 300, 1000), fc["tune_floor_s"], cores)
+    for seeds in (n for n in (30, 100) if n in out["seeds"] and args.pairs > 0):
+        out[f"pairs_{seeds}"] = pairs(seeds, args.pairs)
+    out["tune_per_seed"] = tune_contender(args.tune_seeds)
+    if 1000 in out["seeds"]:
+        out["t1000/t100"] = round(out["seeds"][1000]["memsweep_s"] / out["seeds"][100]["memsweep_s"], 2)
+        plot(out["seeds"])
+    (HERE / ("results_quick.json" if args.quick else "results.json")).write_text(json.dumps(out, indent=1))
+    print(table(out))
 
+
+def read_results(path: Path, program: str, check) -> dict:
+    """A results file this benchmark wrote (its seed counts back to ints), checked by formatting it
+    with `check`; one line and exit 1 where it is not one."""
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        sys.exit(f"{program}: --from-json {path}: cannot read it as JSON ({type(exc).__name__}: {exc})")
+    try:
+        if "seeds" in out:
+            out["seeds"] = {int(seeds): row for seeds, row in out["seeds"].items()}  # JSON keys are strings
+        check(out)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        sys.exit(f"{program}: --from-json {path}: not a results file of this benchmark "
+                 f"({type(exc).__name__}: {exc}); rerun the benchmark to get one")
+    return out
+
+
+def hardware(cores: int) -> dict:
+    """The machine's fp32 matmul peak on 1 thread and on every core, its memory bandwidth on 1
+    thread, and its last-level cache by sysfs."""
+    peak1, peak_all = matmul_peak(1), matmul_peak(cores)
+    bw_dram = bandwidth(256 * 2**20)
+    say(f"hardware: matmul {peak1:.0f} GFLOP/s (1 thread), {peak_all:.0f} ({cores}); {bw_dram:.0f} GB/s")
+    return {"matmul_gflops_1_thread": round(peak1, 1), f"matmul_gflops_{cores}_threads": round(peak_all, 1),
+            "dram_gbs_1_thread": round(bw_dram, 1), "last_level_cache_mib": budget.last_level_cache_bytes() // 2**20}
+
+
+def step_against_floor(peak1: float, quick: bool) -> dict:
+    """The training step per seed-epoch against its floor, at the pack size memsweep picks on this
+    machine (and, unless `quick`, twice it and 20). Each at the bandwidth measured over arrays as
+    large as that pack's parameters and momentum (where they live: a sysfs cache size is no promise
+    of its speed)."""
+    k = PRESET.resolved_pack_size(100, "cpu", cache_bytes=budget.cache_share_bytes(1.0))
+    step = {}
+    for kk in sorted({k} if quick else {k, 2 * k, 20}):
+        state = kk * 2 * 4 * budget.mlp_param_count(SIZES[0], HIDDEN, SIZES[-1])
+        bw = bandwidth(state // 2)  # y += x over two arrays: the pack's state in all
+        t = measure_step(kk, repeats=3 if quick else 7)
+        fl = step_floor(peak1, bw)
+        step[f"pack_{kk}"] = {"ms_per_seed_epoch": round(1e3 * t, 1), "floor_ms": round(1e3 * fl["floor_s"], 1),
+                              "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
+                              "state_in": f"{state / 2**20:.0f} MiB, {bw:.0f} GB/s", "state_gbs": round(bw, 1),
+                              "fraction_of_floor": round(fl["floor_s"] / t, 2)}
+        say(f"step, pack of {kk}: {1e3 * t:.1f} ms, floor {1e3 * fl['floor_s']:.1f} ms")
+    return step
+
+
+def seed_curve(seed_counts: tuple[int, ...], tune_floor_s: float, cores: int) -> dict:
+    """Notebook, memsweep and the engine alone at each seed count, and the floor of a sweep on this
+    engine: the bare one-trial Tune sweep, then the engine's own work split evenly over the cores,
+    one trial a core (a trial's work cannot start before its process has torch, and two trials at
+    once run no faster than each alone)."""
     curve = {}
-    for seeds in ((10, 100) if args.quick else (10, 30, 100, 300, 1000)):
+    for seeds in seed_counts:
         t_nb = run_notebook(seeds)
         t_ms = run_memsweep(f"seeds={seeds}")
         eng = run_engine(seeds)
-        # The least a sweep on Ray Tune with this engine could take: a bare one-trial Tune sweep
-        # (Ray, Tune, a trial process importing torch, Ray's stop), then the engine's own work split
-        # evenly over the cores, one trial a core (a trial's work cannot start before its process
-        # has torch, and two trials at once run no faster than each alone).
-        floor = fc["tune_floor_s"] + eng["seconds"] / cores
+        floor = tune_floor_s + eng["seconds"] / cores
         curve[seeds] = {"notebook_s": round(t_nb, 1), "memsweep_s": round(t_ms, 1), "engine_s": round(eng["seconds"], 1),
                         "floor_s": round(floor, 1), "notebook/floor": round(t_nb / floor, 2),
                         "engine_train_s": round(eng["train_seconds"], 1), "engine_pack_size": eng["pack_size"],
                         "notebook/memsweep": round(t_nb / t_ms, 2)}
-        say(f"seeds {seeds:>4} x {len(VARIANTS)} ({DEFAULT_THREADS} notebook threads): notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s "
-            f"({t_nb / t_ms:.2f}x), engine alone {eng['seconds']:.1f} s, floor {floor:.1f} s (at most {t_nb / floor:.2f}x)")
-    out["seeds"] = curve
-    for seeds in (n for n in (30, 100) if n in curve and args.pairs > 0):
-        pairs = []
-        for _ in range(args.pairs):  # alternating A B A B: both meet the same machine state
-            t_nb, t_ms = run_notebook(seeds), run_memsweep(f"seeds={seeds}")
-            pairs.append((round(t_nb, 1), round(t_ms, 1), round(t_nb / t_ms, 2)))
-            say(f"pair at {seeds} seeds: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s ({t_nb / t_ms:.2f}x)")
-        out[f"pairs_{seeds}"] = {"notebook_memsweep_ratio": pairs,
-                                 "median_ratio": statistics.median(p[2] for p in pairs)}
-    # Two seed counts, so that the fixed part (Ray's start) is not scaled up with the seeds.
-    n1, n2 = args.tune_seeds, 2 * args.tune_seeds
+        say(f"seeds {seeds}: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s, engine {eng['seconds']:.1f} s, "
+            f"floor {floor:.1f} s")
+    return curve
+
+
+def pairs(seeds: int, count: int) -> dict:
+    """`count` more notebook / memsweep pairs at `seeds`, alternating A B A B so that both meet the
+    same machine states, and their median ratio."""
+    runs = []
+    for _ in range(count):
+        t_nb, t_ms = run_notebook(seeds), run_memsweep(f"seeds={seeds}")
+        runs.append((round(t_nb, 1), round(t_ms, 1), round(t_nb / t_ms, 2)))
+        say(f"pair at {seeds} seeds: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s")
+    return {"notebook_memsweep_ratio": runs, "median_ratio": statistics.median(r[2] for r in runs)}
+
+
+def tune_contender(n1: int) -> dict:
+    """One Tune trial per seed at n1 and 2 n1 seeds a variant, taken at 100 on the line through
+    both, so that the fixed part (Ray's start) is not scaled up with the seeds."""
+    n2 = 2 * n1
     t1, t2 = run_tune_per_seed(n1), run_tune_per_seed(n2)
     at_100 = linear_at(100, n1, t1, n2, t2)
-    out["tune_per_seed"] = {"measured_s": [round(t1, 1), round(t2, 1)], "seeds": [n1, n2],
-                            "scaled_to_100_s": round(at_100, 1)}
-    say(f"one Tune trial per seed: {t1:.1f} s for {n1} seeds x {len(VARIANTS)}, {t2:.1f} s for {n2} "
-        f"-> {at_100:.0f} s for 100 (linear through both)")
-    if 1000 in curve:
-        out["t1000/t100"] = round(curve[1000]["memsweep_s"] / curve[100]["memsweep_s"], 2)
-        plot(curve)
-    (HERE / ("results_quick.json" if args.quick else "results.json")).write_text(json.dumps(out, indent=1))
-    write_table(out, args.readme)
+    say(f"one Tune trial per seed: {t1:.1f} s at {n1} seeds, {t2:.1f} s at {n2}, {at_100:.0f} s at 100")
+    return {"measured_s": [round(t1, 1), round(t2, 1)], "seeds": [n1, n2], "scaled_to_100_s": round(at_100, 1)}
 
 
-def write_table(out: dict, readme: bool) -> None:
-    """Print the table of a run; with `readme`, also put it in benchmarks/README.md."""
-    table = markdown(out)
-    print(table)
-    if readme:
-        path = HERE / "README.md"
-        text = path.read_text()
-        start, end = "<!-- run.py table -->", "<!-- /run.py table -->"
-        head, rest = text.split(start, 1)
-        path.write_text(head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
+# --- the table --------------------------------------------------------------------------------
+
+def md_table(rows: list[tuple[str, str]], head: tuple[str, str] = ("measure", "result")) -> str:
+    """Rows of (measure, result) as a markdown table."""
+    lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
+    return "\n".join(lines + [f"| {a} | {b} |" for a, b in rows])
 
 
-def markdown(out: dict) -> str:
-    fc, hw = out["fixed_cost"], out["hardware"]
-    tune_floor = fc.get("tune_floor_s")  # runs before 2026-12-06 measured only the parts of any Ray sweep
-    rows = [f"Measured {out['date']} on {out['machine']}, torch {out['torch']} (`{out['command']}`).", "",
-            "| seeds x 3 variants | notebook loop | memsweep end to end | notebook / memsweep | engine alone, 1 thread "
-            f"| floor ({'a bare Tune sweep' if tune_floor else 'fixed floor'} + engine / cores) | notebook / floor |",
-            "|---|---|---|---|---|---|---|"]
-    for seeds, r in out["seeds"].items():
-        rows.append(f"| {seeds} | {r['notebook_s']} s | {r['memsweep_s']} s | **{r['notebook/memsweep']}x** | "
-                    f"{r['engine_s']} s | {r.get('floor_s', '-')} s | {r.get('notebook/floor', '-')}x |")
-    paired = [n for n in out["seeds"] if f"pairs_{n}" in out]
-    if paired:
-        rows.append("")
-    for n in paired:
+def table(out: dict) -> str:
+    """A run's results (results.json) as one markdown table."""
+    hw, cores = out["hardware"], out["cores"]
+    rows = [("run", f"{out['date']}, {out['machine']}, torch {out['torch']}, `{out['command']}`"),
+            ("hardware", f"matmul {hw['matmul_gflops_1_thread']} GFLOP/s on 1 thread, "
+                         f"{hw.get(f'matmul_gflops_{cores}_threads', '-')} on {cores}; `y += x` "
+                         f"{hw['dram_gbs_1_thread']} GB/s over 256 MiB; last-level cache {hw['last_level_cache_mib']} MiB")]
+    return md_table(rows + _curve_rows(out) + _cost_rows(out) + _step_rows(out["step"]))
+
+
+def _curve_rows(out: dict) -> list[tuple[str, str]]:
+    """A row per seed count; the least any engine needs there (the bare Tune sweep, then the job's
+    FLOPs at the all-core matmul peak) where the run measured both."""
+    fc, peak_all = out["fixed_cost"], out["hardware"].get(f"matmul_gflops_{out['cores']}_threads")
+    per_seed = fig1_flops(PRESET) / PRESET.seeds
+    rows = []
+    for n, r in out["seeds"].items():
+        cell = (f"notebook {r['notebook_s']} s · memsweep {r['memsweep_s']} s · **{r['notebook/memsweep']:.2f}x** · "
+                f"engine alone {r['engine_s']} s · floor {r['floor_s']} s ({r['notebook/floor']:.2f}x)")
+        if fc.get("tune_floor_s") and peak_all:
+            least = fc["tune_floor_s"] + per_seed * n / (peak_all * 1e9)
+            cell += f" · any engine {least:.1f} s ({r['notebook_s'] / least:.2f}x)"
+        rows.append((f"{n:,} seeds x {len(VARIANTS)}", cell))
+    for n in (n for n in out["seeds"] if f"pairs_{n}" in out):
         pr = out[f"pairs_{n}"]
-        rows.append(f"At {n} seeds, {len(pr['notebook_memsweep_ratio'])} more pairs run alternately (notebook, "
-                    f"memsweep): " + "; ".join(f"{a} s / {b} s = {r}x" for a, b, r in pr["notebook_memsweep_ratio"])
-                    + f": **median {pr['median_ratio']}x**." + ("" if n == paired[-1] else "<br>"))
-
-    def notebook_at(n: int) -> tuple[float, str]:
-        """The notebook's time at n seeds for a bound: its median over the curve's run and the pairs'."""
-        r = out["seeds"][n]
-        if f"pairs_{n}" not in out:
-            return r["notebook_s"], f"the notebook's {r['notebook_s']} s"
-        times = [r["notebook_s"], *(a for a, _, _ in out[f"pairs_{n}"]["notebook_memsweep_ratio"])]
-        mid = round(statistics.median(times), 1)
-        return mid, f"the notebook's {mid} s (the median of its {len(times)} runs, {min(times)}-{max(times)} s)"
-    if tune_floor:  # the bound for any engine: the bare Tune sweep, then the job's FLOPs at the all-core peak
-        fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; a bare "
-                      f"one-trial Ray Tune sweep, started and stopped as memsweep does it, whose trial only imports "
-                      f"torch, takes {tune_floor} s (the fastest of {', '.join(f'{t} s' for t in fc['bare_tune_runs'])}, "
-                      "run alternately with the one-seed sweeps): the least a sweep run through Ray Tune as memsweep "
-                      "runs it (an embedded Ray, a trial process importing torch) takes here. Of "
-                      f"it, the parts of any sweep that starts Ray: Python and Ray imports {fc['python_and_ray_import_s']} s, "
-                      f"`ray.init` {fc['ray_init_s']} s, a process importing torch {fc['trial_torch_import_s']} s "
-                      f"(each the fastest of its repeats; {fc['floor_s']} s together). The table's floor is the bare "
-                      "Tune sweep plus the engine alone on the same work, 1 thread, split evenly over the "
-                      f"{out['cores']} cores: notebook / floor is about the most a sweep on Ray Tune with this engine "
-                      "could reach (a measurement of noisy parts, so within their noise, not to the tenth).")
-        peak_all = hw.get(f"matmul_gflops_{out['cores']}_threads")
-        per_seed = fig1_flops(PRESET) / PRESET.seeds
-        least = {n: tune_floor + (per_seed * n / (peak_all * 1e9) if peak_all else 0.0) for n in out["seeds"]}
-        notebook = {n: notebook_at(n) for n in out["seeds"]}
-        bounds = "".join(
-            f" At {n} seeds {notebook[n][1]} is under the least any engine needs here: a bare Tune "
-            f"sweep and then the job's "
-            f"{per_seed * n / 1e9:,.0f} GFLOP at the {peak_all} GFLOP/s all-core matmul peak take {least[n]:.1f} s, so "
-            f"at most {notebook[n][0] / least[n]:.2f}x for any sweep run through Ray Tune, whatever its engine."
-            for n in out["seeds"] if notebook[n][0] < least[n])
-    else:  # a results file from before 2026-12-06: the parts of any sweep that starts Ray
-        fixed_text = (f"- Fixed cost: a one-seed, one-variant sweep takes {fc['one_seed_sweep_s']} s end to end; "
-                      f"the floor of any sweep that starts Ray and a torch trial process here is {fc['floor_s']} s (Python "
-                      f"and Ray imports {fc['python_and_ray_import_s']} s, `ray.init` {fc['ray_init_s']} s, a trial process "
-                      f"importing torch {fc['trial_torch_import_s']} s; "
-                      f"{'each the fastest' if fc.get('parts') == 'fastest' else 'each the median'} of its repeats). The "
-                      "table's floor is that plus the engine alone on the same work, "
-                      f"1 thread, split evenly over the {out['cores']} cores (a trial's work cannot start before Ray and "
-                      "torch have, and trials at once run no faster than each alone): notebook / floor is the most a "
-                      "sweep on this engine could reach.")
-        bounds = "".join(f" At {n} seeds the notebook's {r['notebook_s']} s is under the fixed floor alone: at most "
-                         f"{r['notebook_s'] / fc['floor_s']:.2f}x for any sweep that starts Ray and torch trials, whatever its "
-                         "engine." for n, r in out["seeds"].items() if r["notebook_s"] < fc["floor_s"])
-    rows += ["", fixed_text + bounds,
-             f"- One Tune trial per seed (the notebook's code in Tune's default way): {out['tune_per_seed']['scaled_to_100_s']} s "
-             f"for 100 seeds x 3, taken on the line through {out['tune_per_seed']['seeds'][0]} and "
-             f"{out['tune_per_seed']['seeds'][1]} seeds x 3 (measured: {out['tune_per_seed']['measured_s'][0]} s and "
-             f"{out['tune_per_seed']['measured_s'][1]} s)"
-             + (f"; memsweep end to end is **{out['tune_per_seed']['scaled_to_100_s'] / out['seeds'][100]['memsweep_s']:.0f}x** "
-                "faster." if 100 in out["seeds"] else "."),
-             "- The notebook loop is timed inside a warm process (torch already imported, no interpreter start); "
-             "memsweep's times include its process start, imports, Ray's start and stop, and the Parquet writes.",
-             f"- Hardware: matmul {hw['matmul_gflops_1_thread']} GFLOP/s on 1 thread; `y += x` "
-             f"{hw['dram_gbs_1_thread']} GB/s over 256 MiB arrays; a {hw['last_level_cache_mib']} MiB last-level cache "
-             "by sysfs."]
-    for name, s in out["step"].items():
-        rows.append(f"- Training step, {name.replace('_', ' of ')} (state {s['state_in']}): {s['ms_per_seed_epoch']} ms "
-                    f"per seed-epoch against a floor of {s['floor_ms']} ms (FLOPs {s['flop_ms']} ms, bytes "
-                    f"{s['byte_ms']} ms): **{s['fraction_of_floor']:.0%} of the floor**. Its eight batched GEMMs alone "
-                    f"take {s['gemm_best_ms']} ms together, each at its best ({s['gemms_best_share_of_step']:.0%} of the "
-                    f"step), {s['gemm_median_ms']} ms at their median and {s['gemm_flushed_ms']} ms with the cache flushed "
-                    "before each (operands from memory)"
-                    + (f"; in the step ~{s['gemms_in_step_ms']} ms (their share of the ops' time under torch.profiler, "
-                       f"{s['profile']['gemms_share']:.0%}, times the step; the ops' shares: "
-                       + ", ".join(f"`{n}` {v:.0%}" for n, v in s["profile"]["op_shares"].items()) + ")"
-                       if "gemms_in_step_ms" in s else "")
-                    + (f". Run in the step's order over a pack's own state, and nothing else (no loss, no updates), "
-                       + (f"one epoch of each a round, alternately with the step, best of {s['in_order_rounds'][1]} rounds, "
-                          if "in_order_rounds" in s else "best of 3 epochs, ")
-                       + f"they take {s['gemms_in_order_ms']} ms ({s['floor_ms'] / s['gemms_in_order_ms']:.0%} "
-                       f"of the floor): the step runs at {s['gemms_in_order_ms'] / s['ms_per_seed_epoch']:.0%} of their speed"
-                       + (f", and was slower than them in {s['in_order_rounds'][0]} of the {s['in_order_rounds'][1]} rounds"
-                          if "in_order_rounds" in s else "")
-                       + (f". Its other ops (ReLUs, the logits' gradient, the bias momentum, the updates) alone, in "
-                          f"order, the same way: {s['other_ops_ms']} ms; the two parts together "
-                          f"{round(s['gemms_in_order_ms'] + s['other_ops_ms'], 1)} ms "
-                          f"({s['floor_ms'] / (s['gemms_in_order_ms'] + s['other_ops_ms']):.0%} of the floor), and the step "
-                          f"was slower than them in {s['parts_rounds'][0]} of the {s['parts_rounds'][1]} rounds."
-                          if "other_ops_ms" in s else ".")
-                       + (f" Its GEMMs with each layer's weight update after its momentum GEMM (`sub_`), and nothing "
-                          f"else, the least step of these torch calls in this order (every such step makes these "
-                          f"GEMMs and updates each weight from its momentum, a pass no BLAS call makes; measured "
-                          f"warm, an estimate, not a bound), the same way: "
-                          f"{s['least_library_ms']} ms ({s['floor_ms'] / s['least_library_ms']:.0%} of the floor); "
-                          f"the step was slower in {s['least_rounds'][0]} of the {s['least_rounds'][1]} rounds."
-                          if "least_library_ms" in s else "")
-                       if "gemms_in_order_ms" in s else ".")
-                    + (" Its 512 x 512 layer's backward blocked in row panels (each panel's input gradient, weight "
-                       "gradient and update one after another, with torch's kernels), over one synthetic epoch side by "
-                       "side, bare steps in a loop: the step " + f"{s['blocked_ms']['step']} ms, "
-                       + ", ".join(f"{_blocking_words(name)} {t} ms" for name, t in s["blocked_ms"].items()
-                                   if name != "step") + "."
-                       if "blocked_ms" in s else ""))
-    if "gemm_libraries" in out:
-        libs, peak = out["gemm_libraries"], hw["matmul_gflops_1_thread"]
-        rows.append("- The step's three GEMM shapes on its 512 x 512 layer (one member, batch 16), 1 thread, operands hot, "
-                    "best of 300 calls, on three CPU GEMM libraries (torch's own, oneDNN, numpy's OpenBLAS): "
-                    + "; ".join(f"{shape.replace('_', ' ')} " + ", ".join(f"{lib} {v}" for lib, v in rates.items())
-                                + " GFLOP/s" for shape, rates in libs.items())
-                    + f": at best {max(max(r.values()) for r in libs.values()) / peak:.0%} of the {peak} GFLOP/s "
-                    "large-matmul peak.")
+        rows.append((f"pairs at {n:,} seeds, alternating", " · ".join(
+            f"{a} / {b} s ({q:.2f}x)" for a, b, q in pr["notebook_memsweep_ratio"]) + f" · median **{pr['median_ratio']:.2f}x**"))
     if "t1000/t100" in out:
-        rows.append(f"- Linear in seeds: t(1,000) / t(100) = {out['t1000/t100']} end to end.")
-    return "\n".join(rows)
+        rows.append(("memsweep t(1,000 seeds) / t(100 seeds)", str(out["t1000/t100"])))
+    return rows
 
 
-def _blocking_words(name: str) -> str:
-    """'rows_64' -> 'panels of 64 rows'; 'member_rows_128' -> 'panels of 128 rows a member'."""
-    rows = name.rsplit("_", 1)[1]
-    return f"panels of {rows} rows" + (" a member" if name.startswith("member_") else "")
+def _cost_rows(out: dict) -> list[tuple[str, str]]:
+    """The Tune contender and the fixed cost."""
+    fc, tps = out["fixed_cost"], out["tune_per_seed"]
+    (n1, n2), (t1, t2) = tps["seeds"], tps["measured_s"]
+    tune = f"{tps['scaled_to_100_s']} s (line through {t1} s at {n1} and {t2} s at {n2} seeds)"
+    if 100 in out["seeds"]:
+        tune += f" · memsweep **{tps['scaled_to_100_s'] / out['seeds'][100]['memsweep_s']:.0f}x** faster"
+    rows = [("one Tune trial per seed, 100 seeds x 3", tune),
+            ("one-seed, one-variant sweep", f"{fc['one_seed_sweep_s']} s (median of "
+                                            f"{', '.join(map(str, fc.get('one_seed_sweep_runs', [])))})")]
+    if fc.get("tune_floor_s"):
+        rows.append(("bare one-trial Tune sweep", f"{fc['tune_floor_s']} s (fastest of "
+                                                  f"{', '.join(map(str, fc['bare_tune_runs']))})"))
+    rows.append(("parts of any sweep that starts Ray (fastest each)",
+                 f"imports {fc['python_and_ray_import_s']} s + `ray.init` {fc['ray_init_s']} s + a process importing "
+                 f"torch {fc['trial_torch_import_s']} s = {fc['floor_s']} s"))
+    return rows
+
+
+def _step_rows(step: dict) -> list[tuple[str, str]]:
+    """A row per pack size: the step per seed-epoch, 1 thread, against its floor."""
+    return [(f"step, {name.replace('_', ' of ')} ({s['state_in']})",
+             f"{s['ms_per_seed_epoch']} ms a seed-epoch · floor {s['floor_ms']} ms (FLOPs {s['flop_ms']}, bytes "
+             f"{s['byte_ms']}) · **{s['fraction_of_floor']:.0%}** of the floor") for name, s in step.items()]
 
 
 def plot(curve: dict) -> None:
@@ -1024,13 +654,14 @@ def plot(curve: dict) -> None:
     seeds = list(curve)
     fig = go.Figure([go.Scatter(x=seeds, y=[curve[s][k] for s in seeds], name=name, mode="lines+markers")
                      for k, name in (("notebook_s", "notebook loop"), ("memsweep_s", "memsweep end to end"),
-                                     ("floor_s", "floor (fixed floor + engine / cores)"))])
+                                     ("floor_s", "floor (bare Tune sweep + engine / cores)"))])
     fig.update_layout(title="Digits fig1 (3 variants): seconds against seeds", xaxis_type="log", yaxis_type="log",
                       xaxis_title="seeds per variant", yaxis_title="seconds", template="plotly_white")
     fig.write_html(HERE / "seeds_curve.html", include_plotlyjs="cdn")
 
 
 def say(text: str) -> None:
+    """A progress line while measuring."""
     print(text, flush=True)
 
 

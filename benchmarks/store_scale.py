@@ -25,9 +25,9 @@ import pyarrow as pa
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from analysis import schema  # noqa: E402
-from sweep import spec as specs  # noqa: E402
-from sweep.store import Store  # noqa: E402
+from analysis import schema
+from sweep import planner, presets
+from sweep.store import Store
 
 SWEEP = [sys.executable, "-m", "sweep.cli"]
 
@@ -48,8 +48,8 @@ def tiny_table(name: str, rows: int, fragment: str) -> pa.Table:
 
 def write_store(results: str, fragments: int) -> float:
     """A finished sweep of `fragments` trials, each with a trials row and 4 epochs rows; seconds taken."""
-    spec = specs.resolve("fig1-difficulty", "digits", [f"seeds={fragments}", "variants=[real]", "trial_size=1"])
-    plans = specs.expand(spec, 1)
+    spec = presets.resolve("fig1-difficulty", "digits", [f"seeds={fragments}", "variants=[real]", "trial_size=1"])
+    plans = planner.expand(spec, 1)
     store = Store(results, spec.name)
     store.write_manifest(spec.model_dump(), spec.hash(), {"preset": spec.name, "args": []},
                          plan=[p.to_dict() for p in plans])

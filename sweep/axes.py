@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from catalog import REGULARIZERS, SGD_HYPER
+from sweep.seeding import derive_seed
 
 MAX_POINTS = 1_000  # points (grid x samples) in one sweep
 # The SGD hyperparameters a member of a pack can have on its own: spec key -> engine.HYPER name.
@@ -46,7 +47,7 @@ class Distribution(BaseModel):
     choice: Annotated[list[Any], Field(min_length=1, max_length=MAX_POINTS)] | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> "Distribution":
+    def _one(self) -> Distribution:
         given = [n for n in ("loguniform", "uniform", "choice") if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of loguniform, uniform or choice (got {', '.join(given) or 'none'})")
@@ -77,8 +78,6 @@ class Sample(BaseModel):
 def points(grid: dict[str, list[Any]], sample: Sample | None, seed: int) -> list[dict[str, Any]]:
     """Every point of the sweep, in a stable order: the grid's cross product (keys sorted, the last
     fastest), each crossed with each sample; [{}] without axes."""
-    from sweep.spec import derive_seed
-
     # Keys in sorted order, as the spec's hash has them: the same axes written in another order are
     # the same sweep, with the same points (a stored plan names its points by their index).
     keys = sorted(grid)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 try:
+    from sweep import planner, presets, seeding
     from sweep import spec as specs
 except ImportError as _missing:  # an analyst's install: the core only, without the `train` extra
     specs, MISSING = None, _missing
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         if args.command == "verify":
             return _verify(args)
-        spec = specs.resolve(args.preset, args.dataset, _overrides(args))
+        spec = presets.resolve(args.preset, args.dataset, _overrides(args))
         if args.command == "show":
             from sweep.launcher import describe
 
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"# {len(names)} hyperparameter points: " + ", ".join(names[:20])
                       + (f", ... ({len(names) - 20} more)" if len(names) > 20 else ""))
             slots = max(1, len(os.sched_getaffinity(0)))
-            print(f"# {describe(specs.expand(spec, slots), spec)}; spec hash {spec.hash()} (the plan on this "
+            print(f"# {describe(planner.expand(spec, slots), spec)}; spec hash {spec.hash()} (the plan on this "
                   f"machine, {slots} CPUs at 1 a trial: a launch sizes trials to its cluster)")
             return 0
         return _launch(args, spec)
@@ -170,7 +171,7 @@ def _no_sweep(args: argparse.Namespace) -> _UserError:
     except Exception:  # noqa: BLE001 - the listing is a hint; the error stands without it
         there = []
     hint = (f"sweeps there: {', '.join(there)}" if there else "no sweeps there")
-    launch = (f"`sweep launch {args.preset}{_at(args)}` first" if args.preset in specs.preset_names()
+    launch = (f"`sweep launch {args.preset}{_at(args)}` first" if args.preset in presets.preset_names()
               else "`sweep ls --results DIR` lists a location's sweeps")
     return _UserError(f"no sweep {args.preset!r} at {args.results} ({hint}); {launch}")
 
@@ -250,10 +251,10 @@ def _ls(args: argparse.Namespace, hint: str | None = None) -> int:
 
 
 def _list() -> int:
-    names = specs.preset_names()
+    names = presets.preset_names()
     width = max(map(len, names))
     for name in names:
-        description = specs.load_preset(name).get("description", "")
+        description = presets.load_preset(name).get("description", "")
         print(f"{name:<{width}}  {description}")
     return 0
 
@@ -282,12 +283,12 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
     try:
         store = Store(args.results, spec.name)
         with store.lock(shlex.join(["sweep", *args.argv])):
-            grow_ok = "seeds" in dict(specs.parse_override(o) for o in args.overrides)
+            grow_ok = "seeds" in dict(presets.parse_override(o) for o in args.overrides)
             # First: a resume with other settings, or a plain launch into an unfinished sweep, says so.
             intact = launcher.check_mode(store, spec, mode, grow_ok=grow_ok,
-                                         on_dataset=lambda name: specs.resolve(args.preset, name, _overrides(args)))
+                                         on_dataset=lambda name: presets.resolve(args.preset, name, _overrides(args)))
             if intact is not None:  # the stored sweep, this spec: is anything left to run?
-                plans = specs.resume_plan(store.read_manifest(), spec, grow_ok=grow_ok)
+                plans = planner.resume_plan(store.read_manifest(), spec, grow_ok=grow_ok)
                 if all(p.fragment in intact for p in plans):  # no data fetched, no trial started
                     store.drop_checkpoints(store.completed())
                     print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
@@ -408,7 +409,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _planned(manifest: dict) -> set[str]:
-    return {p.fragment for p in specs.plan_of(manifest)}
+    return {p.fragment for p in planner.plan_of(manifest)}
 
 
 def _verify_locked(args: argparse.Namespace, store, planned: set[str]) -> int:
@@ -512,7 +513,7 @@ def _images(data_root: str | None, manifest: dict):
         if variant is not None and split == "train":
             c = spec.corruption_of(variant)
             if c.changes_images:
-                corruption = (c.kind, c.p, specs.derive_seed(spec.seed, "corruption", variant))
+                corruption = (c.kind, c.p, seeding.derive_seed(spec.seed, "corruption", variant))
         key = (dataset, split, corruption)
         if key not in cache:
             cache[key] = display_images(dataset, split, data_root, corruption=corruption,

@@ -1,7 +1,7 @@
 """What a trial plan means for the pack engine: its data, its members, its schedule, its probes.
 
 `prepare(spec, plan, data_root, device)` loads and corrupts the data and describes each member
-of the pack (seeds by the documented rule in `sweep/spec.py`; training labels from its own
+of the pack (seeds by the documented rule in `sweep/seeding.py`; training labels from its own
 corruption; identity keys for the store). `schedule(spec, plan)` is the engine's schedule.
 `Probes` are the hooks the engine's epoch callback runs (CSR, first-layer filters) and the
 after-training probe (weight noise); they work for any K and return rows.
@@ -18,8 +18,11 @@ import torch
 
 from catalog import Corruption
 from sweep import axes
-from sweep.spec import ConvergenceSpec, DifficultySpec, Spec, SubsetSpec, TrialPlan, derive_seed
-from trainables import corruption, data as datasets, engine, packs, probes
+from sweep.planner import TrialPlan
+from sweep.seeding import derive_seed
+from sweep.spec import ConvergenceSpec, DifficultySpec, Spec, SubsetSpec
+from trainables import corruption, engine, packs, probes
+from trainables import data as datasets
 
 
 @dataclass
@@ -38,7 +41,7 @@ class Job:
     columns: dict[str, np.ndarray]  # per-member trials columns known before training
 
 
-    def select(self, rows: range) -> "Job":
+    def select(self, rows: range) -> Job:
         """The job of members `rows` only (a trial trains its members in packs, one after another):
         per-member values ((K, ...) arrays, lists) cut to those rows, shared ones kept."""
         idx = list(rows)

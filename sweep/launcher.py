@@ -30,7 +30,8 @@ import ray
 from ray import tune
 
 from sweep import __version__, embedded
-from sweep.spec import Spec, SpecError, TrialPlan, expand, grow, plan_of, resume_plan, validate
+from sweep.planner import TrialPlan, expand, grow, plan_of, resume_plan
+from sweep.spec import Spec, SpecError, validate
 from sweep.store import Store
 
 Mode = Literal["new", "resume", "overwrite"]
@@ -269,8 +270,35 @@ def _launch_on_ray(spec: Spec, store: Store, started: float, *, data_root: str, 
     prov = dict(provenance(), preset=preset or spec.name)
     if spec_args is not None:
         prov["args"] = list(spec_args)
+    plans, todo = _plan_and_todo(spec, store, mode, _slots(cpus_per_trial, gpus_per_trial), grow_ok, out)
+    store.write_manifest(spec.model_dump(), spec.hash(), prov, plan=[p.to_dict() for p in plans])
+    _announce(spec, plans, todo, address, cpus_per_trial, gpus_per_trial, out)
+    result = LaunchResult(planned=len(plans), skipped=len(plans) - len(todo), ran=len(todo))
+    if not todo:
+        return result
+    data_root_abs = str(Path(data_root).expanduser().resolve()) if "://" not in data_root else data_root
+    configs = [trial_config(spec, p, store, data_root_abs, cpus_per_trial, prov) for p in todo]
+    experiment = time.strftime("launch-%Y%m%d-%H%M%S")
+    progress = _Progress(len(todo), out, store, [p.fragment for p in todo], experiment)
+    with _quiet_tune():
+        grid = _tuner(configs, store, experiment, cpus_per_trial, gpus_per_trial,
+                      [progress, *(callbacks or [])]).fit()
+    # The store, not Tune's result grid, says what finished: a trial counts once its
+    # trials fragment is written. An interrupted Tune returns normally with trials unfinished.
+    done = store.completed()
+    _drop_checkpoints(store, done)  # also earlier, interrupted launches' checkpoints of what is stored
+    result.missing = [p.fragment for p in todo if p.fragment not in done]
+    result.interrupted = bool(result.missing) and grid.num_errors < len(result.missing)
+    progress.close(done)
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def _plan_and_todo(spec: Spec, store: Store, mode: Mode, slots: int, grow_ok: bool,
+                   out) -> tuple[list[TrialPlan], list[TrialPlan]]:
+    """The sweep's plan (the stored one on --resume, grown if asked) and its trials not yet
+    stored; a damaged fragment is forgotten, so that it runs again."""
     manifest = store.read_manifest() if mode == "resume" else None
-    slots = _slots(cpus_per_trial, gpus_per_trial)
     plans = resume_plan(manifest, spec, slots, grow_ok) if manifest else expand(spec, slots)
     if manifest and len(plans) > len(plan_of(manifest)):
         print(f"memsweep: growing {spec.name} from {manifest['spec']['seeds']:,} to {spec.seeds:,} models per "
@@ -282,23 +310,23 @@ def _launch_on_ray(spec: Spec, store: Store, started: float, *, data_root: str, 
             print(f"memsweep: {fragment} is damaged ({why}): running it again", file=out)
         store.forget(set(damaged))  # its completion mark: a retry that dies leaves it not done
         done = store.completed()
-    todo = [p for p in plans if p.fragment not in done]
-    store.write_manifest(spec.model_dump(), spec.hash(), prov, plan=[p.to_dict() for p in plans])
+    return plans, [p for p in plans if p.fragment not in done]
+
+
+def _announce(spec: Spec, plans: list[TrialPlan], todo: list[TrialPlan], address: str | None,
+              cpus_per_trial: float, gpus_per_trial: float, out) -> None:
     res = ray.cluster_resources()
     print(f"memsweep: {spec.name} on {spec.dataset}: {describe(plans, spec)}; "
           f"{len(todo)} to run, {len(plans) - len(todo)} already stored", file=out)
     print(f"memsweep: Ray {'at ' + address if address else '(embedded)'}: "
           f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; per trial "
           f"{cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU", file=out, flush=True)
-    result = LaunchResult(planned=len(plans), skipped=len(plans) - len(todo), ran=len(todo))
-    if not todo:
-        return result
 
-    data_root_abs = str(Path(data_root).expanduser().resolve()) if "://" not in data_root else data_root
-    configs = [trial_config(spec, p, store, data_root_abs, cpus_per_trial, prov) for p in todo]
-    experiment = time.strftime("launch-%Y%m%d-%H%M%S")
-    progress = _Progress(len(todo), out, store, [p.fragment for p in todo], experiment)
-    tuner = tune.Tuner(
+
+def _tuner(configs: list[dict], store: Store, experiment: str, cpus_per_trial: float, gpus_per_trial: float,
+           callbacks: list) -> tune.Tuner:
+    """One Tune trial per config, each with its resources, retried twice from its latest checkpoint."""
+    return tune.Tuner(
         tune.with_resources(_entry, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
         param_space={"trial": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=_trial_name,
@@ -310,20 +338,9 @@ def _launch_on_ray(spec: Spec, store: Store, started: float, *, data_root: str, 
             # A retry needs only the latest checkpoint; a finished trial's go (_drop_checkpoints).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=0,
-            callbacks=[progress, *(callbacks or [])],
+            callbacks=callbacks,
         ),
     )
-    with _quiet_tune():
-        grid = tuner.fit()
-    # The store, not Tune's result grid, says what finished: a trial counts once its
-    # trials fragment is written. An interrupted Tune returns normally with trials unfinished.
-    done = store.completed()
-    _drop_checkpoints(store, done)  # also earlier, interrupted launches' checkpoints of what is stored
-    result.missing = [p.fragment for p in todo if p.fragment not in done]
-    result.interrupted = bool(result.missing) and grid.num_errors < len(result.missing)
-    progress.close(done)
-    result.wall_seconds = time.perf_counter() - started
-    return result
 
 
 HEARTBEAT_S = float(os.environ.get("MEMSWEEP_HEARTBEAT_S", "10"))  # seconds between progress redraws

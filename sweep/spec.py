@@ -1,17 +1,9 @@
-"""Sweep specs: typed and strict, loaded from preset YAML, overridden, expanded into trials.
+"""Sweep specs: the typed, strict description of a sweep, one class per study family.
 
-A preset (``sweep/presets/NAME.yaml``) is data: the spec's keys, plus an optional
-``per_dataset`` block of defaults for a data set (applied after the preset's own
-keys and before the user's ``--set`` overrides). Unknown keys, values of the
-wrong type and out-of-range values are errors that name the key, the value and
-what is allowed (`SpecError`, one line).
-
-Seeds (the documented rule; `derive_seed`): a sweep has a base ``seed``; seed
-index s (0 <= s < ``seeds``) of every cell trains with
-``init = derive_seed(seed, "init", s)`` (model initialization) and
-``order = derive_seed(seed, "order", s)`` (data shuffling), and a cell's
-corruption is drawn once from ``derive_seed(seed, "corruption", cell)``, shared
-by all its seeds, so that P(correct) compares runs on the same data set.
+Unknown keys, values of the wrong type and out-of-range values are errors that name the key,
+the value and what is allowed (`SpecError`, one line). Presets and `--set` overrides become a
+spec in `sweep.presets`; a spec becomes trials in `sweep.planner`; its seeds follow the rule in
+`sweep.seeding`.
 """
 
 from __future__ import annotations
@@ -21,18 +13,25 @@ import json
 import math
 import re
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import resources
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from analysis.safe_yaml import AliasError, read_yaml
+from catalog import (
+    ARCHITECTURES,
+    ARCHS,
+    DATASET_TABLE,
+    DATASETS,
+    DEFAULT_LR,
+    LASS_ALPHA,
+    LASS_BETA,
+    LASS_ITERS,
+    LASS_R,
+    NORMALIZATIONS,
+    Corruption,
+)
 from sweep import axes
-from catalog import (ARCHITECTURES, ARCHS, DATASET_TABLE, DATASETS, DEFAULT_LR, LASS_ALPHA, LASS_BETA,
-                     LASS_ITERS, LASS_R, NORMALIZATIONS, Corruption)
 
 # Input shape (C, H, W) and class count of each data set, known without loading it.
 DATASET_SHAPES = {d.name: (d.shape, d.classes) for d in DATASET_TABLE.values()}
@@ -142,11 +141,11 @@ class _SpecBase(_Strict):
         """Every point of the sweep's axes (sweep/axes.py); [{}] without axes."""
         return axes.points(self.grid, self.sample, self.seed)
 
-    def at(self, point: dict[str, Any]) -> "Spec":
+    def at(self, point: dict[str, Any]) -> Spec:
         """This spec with `point`'s values set and no axes: what one model trains with."""
         tree = {**self.model_dump(), "grid": {}, "sample": None}
         for key, value in point.items():
-            _set_path(tree, key, value, type(self))
+            set_path(tree, key, value, type(self))
         return type(self).model_validate(tree)
 
     # Keys left out of the spec's identity (they change no stored number beyond float rounding);
@@ -215,7 +214,7 @@ class DifficultySpec(_SpecBase):
         return _no_repeats(v, "a name")
 
     @model_validator(mode="after")
-    def _train_size_fits(self) -> "DifficultySpec":
+    def _train_size_fits(self) -> DifficultySpec:
         _check_train_size(self.train_size, self.dataset)
         return self
 
@@ -416,7 +415,7 @@ class ConvergenceSpec(_SpecBase):
         return _no_repeats(v, "a split")
 
     @model_validator(mode="after")
-    def _needs(self) -> "ConvergenceSpec":
+    def _needs(self) -> ConvergenceSpec:
         has_val = self.validation.size > 0
         _check_train_size(self.train_size, self.dataset)
         n = self.train_size or TRAIN_SIZES[self.dataset]
@@ -512,7 +511,7 @@ class SubsetSpec(_SpecBase):
     norms: bool = False
 
     @model_validator(mode="after")
-    def _dropout_on_mlps(self) -> "SubsetSpec":
+    def _dropout_on_mlps(self) -> SubsetSpec:
         if self.regularizers.dropout and self.arch not in ("mlp", "mlp1", "mlp3"):
             raise ValueError(f"regularizers.dropout={self.regularizers.dropout} needs an MLP arch (mlp, mlp1, mlp3), "
                              f"got arch={self.arch}")
@@ -533,7 +532,7 @@ class SubsetSpec(_SpecBase):
         return v
 
     @model_validator(mode="after")
-    def _sizes(self) -> "SubsetSpec":
+    def _sizes(self) -> SubsetSpec:
         _check_train_size(self.train_size, self.dataset)
         n = self.train_size if self.train_size is not None else TRAIN_SIZES[self.dataset]
         for r in self.ratios:
@@ -582,187 +581,6 @@ ENGINES: dict[str, type[BaseModel]] = {"packed": DifficultySpec, "interpolate": 
                                        "subsets": SubsetSpec}
 
 
-@dataclass(frozen=True)
-class TrialPlan:
-    """One Ray Tune trial: one pack of models trained together.
-
-    fig1-difficulty: a cell (variant) and a contiguous pack of seed indices [seed_lo, seed_hi).
-    Convergence grids: one architecture and one input group (`cell` = '<arch>-labels' for the
-    true and random-label levels, which share the images, or '<arch>-<corruption>' for a corruption
-    of the images), with `members` listing each model's (corruption, seed index)."""
-
-    cell: str
-    variant: str  # the corruption: 'real', 'randX', 'randY:0.3', ... (a convergence pack: its first)
-    pack: int
-    seed_lo: int  # first seed index, inclusive
-    seed_hi: int  # last seed index, exclusive
-    arch: str | None = None  # convergence grids: the model trained
-    members: tuple[tuple[str, int], ...] = ()  # convergence grids: (corruption, seed index) per model
-    # Sweeps with hyperparameter axes (sweep/axes.py): the points the trial trains, each as (its
-    # index in spec.points(), the cell its models belong to); every point with seeds [seed_lo, seed_hi).
-    points: tuple[tuple[int, str], ...] = ()
-
-    def __post_init__(self):  # a plan read back from JSON or YAML has lists for tuples
-        object.__setattr__(self, "members", tuple(tuple(m) for m in self.members))
-        object.__setattr__(self, "points", tuple(tuple(p) for p in self.points))
-
-    @classmethod
-    def from_dict(cls, entry: Any) -> "TrialPlan":
-        """A plan entry read back from a manifest (`to_dict`'s shape), checked: ValueError unless it
-        has these fields with these types, and a fragment name that is one safe path component."""
-        types = {"cell": str, "variant": str, "pack": int, "seed_lo": int, "seed_hi": int}
-        members = entry.get("members", []) if isinstance(entry, dict) else None
-        points = entry.get("points", []) if isinstance(entry, dict) else None
-        if not (isinstance(entry, dict) and set(types) <= set(entry) <= {*types, "arch", "members", "points"}
-                and all(type(entry[k]) is t for k, t in types.items())
-                and (entry.get("arch") is None or isinstance(entry["arch"], str)) and isinstance(members, list)
-                and all(isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) and type(m[1]) is int
-                        for m in members)
-                and isinstance(points, list)
-                and all(isinstance(p, list) and len(p) == 2 and type(p[0]) is int and isinstance(p[1], str)
-                        for p in points)):
-            raise ValueError("not a trial of the shape memsweep writes")
-        plan = cls(**entry)
-        bad = [n for n in (plan.fragment, *(c for _, c in plan.points)) if not re.fullmatch(NAME_PATTERN, n)]
-        if bad:
-            raise ValueError(f"its fragment or cell name {bad[0]!r} is not a safe file name")
-        return plan
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values (lists for tuples), for the manifest's YAML and the trial's config."""
-        return {**{f: getattr(self, f) for f in ("cell", "variant", "pack", "seed_lo", "seed_hi", "arch")},
-                "members": [list(m) for m in self.members],
-                **({"points": [list(p) for p in self.points]} if self.points else {})}
-
-    @property
-    def fragment(self) -> str:
-        """The name of this trial's fragment in every table: stable, so a retry replaces it."""
-        return f"{self.cell}-pack{self.pack:03d}"
-
-    def models(self) -> list[tuple[str, str, int]]:
-        """(cell, variant, seed index) of each model the trial trains, in pack order."""
-        if self.members:  # a convergence pack: with axes, of one point, whose name ends each cell
-            suffix = f"-{self.points[0][1]}" if self.points else ""
-            return [(f"{self.arch}-{v.replace(':', '')}{suffix}", v, s) for v, s in self.members]
-        if self.points:
-            return [(cell, self.variant, s) for _, cell in self.points for s in range(self.seed_lo, self.seed_hi)]
-        return [(self.cell, self.variant, s) for s in range(self.seed_lo, self.seed_hi)]
-
-    def member_points(self) -> list[int | None]:
-        """The axis point (index in spec.points()) of each model of `models()`; None without axes."""
-        if not self.points:
-            return [None] * len(self.models())
-        if self.members:
-            return [self.points[0][0]] * len(self.members)
-        return [i for i, _ in self.points for _ in range(self.seed_lo, self.seed_hi)]
-
-
-def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
-    """Cells x seed packs, in a stable order; `slots`: trials the cluster runs at once (sizes the
-    convergence packs). SpecError if the plan has more than MAX_TRIALS trials."""
-    if isinstance(spec, ConvergenceSpec):
-        k = spec.resolved_pack_size(slots)
-        count = len(spec.archs) * len(spec.points()) * sum(
-            math.ceil(len(g) * spec.seeds / k) for g in input_groups(spec.corruptions).values())
-    else:
-        cells = len(spec.ratios) if isinstance(spec, SubsetSpec) else len(spec.variants)
-        groups = axes.trial_groups(spec.points())
-        count = cells * sum(math.ceil(spec.seeds / _seeds_per_trial(spec, slots, len(g))) for g in groups.values())
-    if count > MAX_TRIALS:
-        raise SpecError(f"the plan has {count:,} trials, more than the {MAX_TRIALS:,} allowed in one sweep: "
-                        "use fewer seeds or cells, or larger packs (pack_size)")
-    if isinstance(spec, ConvergenceSpec):
-        k, plans = spec.resolved_pack_size(slots), []
-        # With axes, every point is its own trials (a convergence pack shares one schedule).
-        named = list(enumerate(axes.labels(spec.points()))) if spec.grid or spec.sample else [(None, "")]
-        for arch in spec.archs:
-            for point, name in named:
-                for group, corruptions in input_groups(spec.corruptions).items():
-                    members = [(c, s) for c in corruptions for s in range(spec.seeds)]
-                    n = math.ceil(len(members) / k)
-                    # Dealt round-robin: each pack gets easy and hard levels alike, so that no pack
-                    # waits alone on all the slowest (highest-noise) models.
-                    for i in range(n):
-                        pack = tuple(members[i::n])
-                        plans.append(TrialPlan(cell=f"{arch}-{group}" + (f"-{name}" if name else ""), variant=pack[0][0],
-                                               pack=i, seed_lo=min(s for _, s in pack),
-                                               seed_hi=max(s for _, s in pack) + 1, arch=arch, members=pack,
-                                               points=((point, name),) if name else ()))
-        return plans
-    return _cell_packs(spec, slots, 0, spec.seeds, lambda cell: 0)
-
-
-def _cell_packs(spec: "DifficultySpec | SubsetSpec", slots: int, lo: int, hi: int,
-                first: Callable[[str], int]) -> list[TrialPlan]:
-    """The trials of seed indices [lo, hi) of every cell and trial group, those of trial cell c
-    numbered from first(c)."""
-    cells = ([(spec.cell_of(r), spec.variant) for r in spec.ratios] if isinstance(spec, SubsetSpec)
-             else [(v, v) for v in spec.variants])
-    points, plans = spec.points(), []
-    names = axes.labels(points)
-    for cell, variant in cells:
-        # Points that differ only in per-member hyperparameters share a trial (and its packs);
-        # each other value of an axis (a width, a batch size) is a trial group of its own.
-        for group, indices in axes.trial_groups(points).items():
-            members = tuple((i, f"{cell}-{names[i]}") for i in indices) if spec.grid or spec.sample else ()
-            k = _seeds_per_trial(spec.model_copy(update={"seeds": hi - lo}), slots, len(indices))
-            name = f"{cell}-{group}" if group else cell
-            plans += _seed_packs(name, variant, lo, hi, k, first(name), points=members)
-    return plans
-
-
-def _seeds_per_trial(spec: Spec, slots: int, points: int) -> int:
-    """Seeds a trial takes of each of its `points`: about resolved_trial_size models a trial."""
-    return max(1, math.ceil(spec.resolved_trial_size(slots) / points))
-
-
-def _seed_packs(cell: str, variant: str, lo: int, hi: int, k: int, first: int = 0,
-                points: tuple[tuple[int, str], ...] = ()) -> list[TrialPlan]:
-    """Trials of seeds [lo, hi) of one cell, k a trial, numbered from `first`."""
-    return [TrialPlan(cell=cell, variant=variant, pack=first + i, seed_lo=s, seed_hi=min(hi, s + k), points=points)
-            for i, s in enumerate(range(lo, hi, k))]
-
-
-def grow(stored: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan] | None:
-    """The plan of a subset sweep grown to `spec.seeds` models per ratio: the stored plan
-    (manifest) unchanged, then trials for the new seed indices of every ratio, numbered after
-    the stored ones. None unless `spec` is the stored spec with more seeds and nothing else
-    changed; SpecError if it asks for fewer."""
-    if not isinstance(spec, SubsetSpec) or stored.get("spec", {}).get("engine") != "subsets":
-        return None
-    old = stored["spec"]
-    try:  # as this version reads it: keys added since then take their defaults (arch: mlp)
-        then = validate(old).model_dump()
-    except SpecError:
-        return None
-    now = spec.model_dump()
-    if any(then[k] != now[k] for k in now if k not in ("seeds", "description", *spec.EXECUTION_KEYS)) \
-            or old.get("seeds") == spec.seeds:
-        return None
-    if spec.seeds < old["seeds"]:
-        raise SpecError(f"seeds={spec.seeds}: the stored sweep {spec.name!r} already has {old['seeds']} models "
-                        f"per ratio, and a sweep only grows (to resume it as it is: --set seeds={old['seeds']})")
-    plans = plan_of(stored)
-    # The new seed indices of every cell and axis point, each trial cell's packs numbered on.
-    return plans + _cell_packs(spec, slots, old["seeds"], spec.seeds,
-                               lambda cell: 1 + max(p.pack for p in plans if p.cell == cell))
-
-
-def plan_of(manifest: dict[str, Any]) -> list[TrialPlan]:
-    """A stored sweep's trial plan, as its manifest recorded it when the sweep started (so a
-    later change of the pack-size rule can never rename its fragments); expanded from the
-    manifest's spec for sweeps stored before the plan was recorded."""
-    if manifest.get("plan"):
-        return [TrialPlan.from_dict(p) for p in manifest["plan"]]
-    return expand(validate(manifest["spec"]))
-
-
-def resume_plan(manifest: dict[str, Any], spec: Spec, slots: int = 1, grow_ok: bool = False) -> list[TrialPlan]:
-    """The plan a --resume runs: the stored one, grown when `grow_ok` (the user set `seeds`) and
-    `spec` is the stored subset sweep with more models (`grow`)."""
-    return (grow(manifest, spec, slots) if grow_ok else None) or plan_of(manifest)
-
-
 def input_groups(corruptions: list[str]) -> dict[str, list[str]]:
     """Corruptions grouped by the training images they use: 'labels' holds the true-label and
     random-label levels (real, randY:p), which train on the same images and so pack together;
@@ -774,56 +592,7 @@ def input_groups(corruptions: list[str]) -> dict[str, list[str]]:
     return groups
 
 
-def derive_seed(base: int, stream: str, index: int | str) -> int:
-    """A 63-bit seed: the first 8 bytes of sha256("memsweep:{base}:{stream}:{index}"), mod 2**63."""
-    digest = hashlib.sha256(f"memsweep:{base}:{stream}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") % 2**63
-
-
-# --- presets and overrides ---------------------------------------------------------------
-
-def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("sweep.presets").iterdir()
-                  if p.name.endswith(".yaml"))
-
-
-def load_preset(name: str) -> dict[str, Any]:
-    names = preset_names()
-    if name not in names:
-        raise SpecError(f"unknown preset {name!r} (available: {', '.join(names)})")
-    return yaml.safe_load(resources.files("sweep.presets").joinpath(f"{name}.yaml").read_text())
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """'model.hidden=[512, 512]' -> ('model.hidden', [512, 512]); values are YAML without anchors or
-    aliases, except a sweep's name, which is a string as typed ('2024', 'yes', 'a #b')."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise SpecError(f"bad --set {text[:200]!r}: expected KEY=VALUE, e.g. --set seeds=8")
-    if key == "name":
-        return key, raw
-    try:
-        value = read_yaml(raw) if raw.strip() else None
-    except AliasError:
-        raise SpecError(f"bad --set {key}={raw[:200]!r}: YAML anchors and aliases (& and *) are not allowed") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"bad --set {key}={raw[:200]!r}: not a YAML value ({str(exc).splitlines()[0]})") from None
-    return key, _numbers(value)
-
-
-def _numbers(value: Any) -> Any:
-    """YAML 1.1 reads '1e-3' as a string; users mean a number, also inside a grid's lists."""
-    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
-        return float(value)
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
-    return value
-
-
-def _set_path(tree: dict[str, Any], key: str, value: Any, model: type[BaseModel]) -> None:
+def set_path(tree: dict[str, Any], key: str, value: Any, model: type[BaseModel]) -> None:
     """Set tree[a][b] = value for key 'a.b', checking each part against the spec's fields."""
     parts = key.split(".")
     node, cls = tree, model
@@ -853,49 +622,7 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-# Data-set defaults of a spec family, applied after a preset's own keys and before its
-# `per_dataset` block (which can override them), so presets hold only what differs.
-FAMILY_DATASET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    # Digits (1,437 images) at batch 128 has 12 steps an epoch, and with the paper's 0.95 decay
-    # per epoch the learning rate vanishes first: measured, mlp1/mlp3/AlexNet reached 98.5-99.9%
-    # on true labels and 15-26% on random labels after 300 epochs, none interpolated. At batch 16
-    # (90 steps an epoch) with a constant rate all of them do. Images stay 8x8x1 (no crop); the
-    # models size themselves from the input.
-    "interpolate": {"digits": {"preprocess": {"crop": None}, "batch_size": 16, "optimizer": {"lr_decay": 1.0},
-                               "max_epochs": 400},
-                    # The 28x28 sets (60,000 images): a grid that must interpolate trains on the first
-                    # 2,000 on a CPU (measured on Fashion-MNIST, 2 cores: mlp1 fits true labels in 27
-                    # epochs and random ones in 57, at batch 32 with a constant rate; 0.95 a epoch
-                    # decays the rate before random labels fit). --set train_size=null for all 60,000.
-                    **{name: {"train_size": 2000, "batch_size": 32, "optimizer": {"lr_decay": 1.0}}
-                       for name in ("fashion-mnist", "mnist", "kmnist")}},
-}
-
-
-def resolve(preset: str, dataset: str | None = None,
-            overrides: list[str] | tuple[str, ...] = ()) -> Spec:
-    """The validated spec: preset keys, then the family's and the preset's per_dataset defaults,
-    then the overrides."""
-    raw = load_preset(preset)
-    per_dataset = raw.pop("per_dataset", {}) or {}
-    raw.setdefault("name", preset)
-    pairs = [parse_override(o) for o in overrides]
-    chosen = dict(pairs).get("dataset", dataset or raw.get("dataset", "cifar10"))
-    if dataset is not None and "dataset" in dict(pairs) and dict(pairs)["dataset"] != dataset:
-        raise SpecError(f"--dataset {dataset} and --set dataset={dict(pairs)['dataset']} disagree")
-    if chosen not in DATASET_SHAPES:
-        raise SpecError(f"unknown dataset {chosen!r} (allowed: {', '.join(DATASETS)})")
-    tree = dict(raw, dataset=chosen)
-    model = _spec_class(tree)
-    family = FAMILY_DATASET_DEFAULTS.get(tree.get("engine", "packed"), {}).get(chosen, {})
-    for key, value in _flatten(family) + _flatten(per_dataset.get(chosen, {})):
-        _set_path(tree, key, value, model)
-    for key, value in pairs:
-        _set_path(tree, key, value, model)
-    return validate(tree)
-
-
-def _spec_class(tree: dict[str, Any]) -> type[BaseModel]:
+def spec_class(tree: dict[str, Any]) -> type[BaseModel]:
     engine = tree.get("engine", "packed")
     if engine not in ENGINES:
         raise SpecError(f"unknown engine {engine!r} (allowed: {', '.join(ENGINES)})")
@@ -905,19 +632,9 @@ def _spec_class(tree: dict[str, Any]) -> type[BaseModel]:
 def validate(tree: dict[str, Any]) -> Spec:
     """The spec a tree describes (its `engine` picks the kind), or SpecError."""
     try:
-        return _spec_class(tree).model_validate(tree)
+        return spec_class(tree).model_validate(tree)
     except ValidationError as exc:
         raise SpecError(_one_line(exc)) from None
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for key, value in tree.items():
-        if isinstance(value, dict) and not (prefix == "" and key in ("grid", "sample")):  # those are set whole
-            out += _flatten(value, f"{prefix}{key}.")
-        else:
-            out.append((f"{prefix}{key}", value))
-    return out
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -16,7 +16,7 @@ import os
 import pandas as pd
 
 from analysis.load import trial_state
-from sweep.spec import plan_of
+from sweep.planner import plan_of
 from sweep.store import Store
 
 STATES = ("done", "damaged", "running", "interrupted", "failed", "not started")
@@ -82,7 +82,7 @@ def list_sweeps(location: str) -> pd.DataFrame:
             "trials": f"{len(store.intact(contents=False))}/{len(plan_of(manifest))}",  # footers only: fast
             "rows": _rows(store),
             "size_mb": round(sum(f.size or 0 for f in files) / 2**20, 1),
-            "last_write": (last.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if last else "?")})
+            "last_write": (last.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if last else "?")})
     frame = pd.DataFrame(rows, columns=["sweep", "preset", "dataset", "spec_hash", "trials", "rows", "size_mb",
                                         "last_write"])
     frame.attrs["refused"] = refused  # (sweep, why): folders that are not a sweep memsweep can read

@@ -58,7 +58,8 @@ from analysis import schema as contract
 from analysis.load import sweep_path
 from analysis.safe_yaml import read_yaml, write_yaml
 from sweep.faults import maybe_crash
-from sweep.spec import SpecError, TrialPlan, check_name
+from sweep.planner import TrialPlan
+from sweep.spec import SpecError, check_name
 
 SCHEMA_VERSION = contract.VERSION  # 3: packed convergence grids (fragments per pack), pack_mode, row counts
 # Write order: trials last marks a fragment complete.
@@ -174,7 +175,7 @@ class Store:
     def write_manifest(self, spec: dict[str, Any], spec_hash: str, provenance: dict[str, Any],
                        plan: list[dict[str, Any]] | None = None) -> None:
         """sweep.yaml: the schema version, the spec and its hash, provenance, and the trial plan
-        (each trial's pack of models, as `sweep.spec.TrialPlan` fields)."""
+        (each trial's pack of models, as `sweep.planner.TrialPlan` fields)."""
         body = {"schema_version": SCHEMA_VERSION, "spec_hash": spec_hash, "spec": spec,
                 "provenance": provenance, "plan": plan or []}
         self._atomic_write(self.path("sweep.yaml"), write_yaml(body).encode())
@@ -428,7 +429,7 @@ class Store:
         taken over. Two launches started within the same second on an object store can both
         get it: start one launch per sweep there."""
         owner = {"host": socket.gethostname(), "pid": os.getpid(), "command": command,
-                 "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                 "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
                  "token": uuid.uuid4().hex}
         created = self._missing_folders()
         try:

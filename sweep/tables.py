@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sweep.spec import ConvergenceSpec, Spec, TrialPlan
+from sweep.planner import TrialPlan
+from sweep.spec import ConvergenceSpec, Spec
 from sweep.store import SCHEMA_VERSION
 
 
@@ -184,7 +185,7 @@ def trials_table(lasts: list, keys: list[dict[str, str]], seeds: list[int], *, s
     """One row per member of the trial: identity, provenance, the metrics of its last record
     (`lasts[k]`), and the engine's own `columns` (arrays of one value per member)."""
     k = len(seeds)
-    finished = dt.datetime.now(dt.timezone.utc)
+    finished = dt.datetime.now(dt.UTC)
     const = {
         "sweep": spec.name, "fragment": plan.fragment, "trial_id": ctx["trial_id"], "status": "completed",
         "dataset": spec.dataset, "arch": arch, "device": str(ctx["device"]), "node_id": ctx["node_id"],

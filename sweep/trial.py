@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 
 from sweep import tables as T
-from sweep.spec import ConvergenceSpec, TrialPlan, validate
+from sweep.planner import TrialPlan
+from sweep.spec import ConvergenceSpec, validate
 from sweep.store import Store
 
 
@@ -40,7 +41,7 @@ def run(config: dict[str, Any]) -> None:
     sweep, plan = validate(config["spec"]), TrialPlan(**config["plan"])
     spec = jobs.trial_spec(sweep, plan)  # with the trial's values of the axes (sweep/axes.py)
     torch.set_num_threads(max(1, int(config["cpus"])))
-    started, t0, ctx = dt.datetime.now(dt.timezone.utc), time.perf_counter(), _context(config)
+    started, t0, ctx = dt.datetime.now(dt.UTC), time.perf_counter(), _context(config)
     if getattr(spec, "precision", "fp32") == "tf32":
         torch.backends.cuda.matmul.allow_tf32 = True  # CUDA only; a no-op on the CPU
     job = jobs.with_axes(sweep, plan, jobs.prepare(spec, plan, config["data_root"], ctx["device"]))
@@ -83,7 +84,7 @@ def _pack(spec, plan: TrialPlan, job, device):
     (c, h, w), classes = job.data.input_shape, job.data.num_classes
     if isinstance(pack, PackedMLP):  # the MLP's memory model sizes the scoring chunk from the budget
         chunk = budget.score_chunk(int(getattr(spec, "memory_budget_gb", 2.0) * 2**30), job.members.k, c * h * w,
-                                   getattr(pack, "hidden"), classes, spec.batch_size, cpu=device.type == "cpu")
+                                   pack.hidden, classes, spec.batch_size, cpu=device.type == "cpu")
     else:  # a CNN scores K x chunk images at once: 1,024 images in all, as one model did alone
         chunk = max(16, 1024 // job.members.k)
     return pack, jobs.schedule(spec, plan, chunk)
@@ -116,7 +117,8 @@ def _converge(spec: ConvergenceSpec, job, pack, schedule):
     (outcome, what the probes found, the epoch resumed from or None)."""
     from ray import tune
 
-    from sweep import checkpoint as checkpoints, job as jobs
+    from sweep import checkpoint as checkpoints
+    from sweep import job as jobs
     from trainables import engine
 
     probes = jobs.Probes(spec, job)

@@ -99,6 +99,7 @@ def test_figures_take_frames_and_return_figures():
 
 def test_load_table_filters(tmp_path):
     from conftest import contract_table
+
     from sweep.store import Store
 
     ex = examples_frame()

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import SWEEP, free_port
 
 pytestmark = pytest.mark.cluster
@@ -50,10 +49,10 @@ def fake_cluster_config(port: int) -> dict:
 
 
 def alive_nodes(address: str) -> list[dict]:
-    code = ("import json, ray; ray.init(address=%r, logging_level='ERROR'); "
-            "print('NODES', json.dumps([n['Resources'] for n in ray.nodes() if n['Alive']]))" % address)
+    code = (f"import json, ray; ray.init(address={address!r}, logging_level='ERROR'); "
+            "print('NODES', json.dumps([n['Resources'] for n in ray.nodes() if n['Alive']]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    line = next(l for l in out.stdout.splitlines() if l.startswith("NODES "))  # the autoscaler prints too
+    line = next(s for s in out.stdout.splitlines() if s.startswith("NODES "))  # the autoscaler prints too
     return json.loads(line[len("NODES "):])
 
 

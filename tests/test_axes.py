@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep import axes, spec as specs
+from sweep import axes, planner, presets
 
 GRID = "grid={optimizer.lr: [0.01, 0.05], model.hidden: [[64], [128]]}"
 
@@ -49,30 +49,30 @@ def test_bad_axes_are_one_line_exit_2_and_store_nothing(override, message, tmp_p
 
 
 def test_a_grid_is_crossed_with_the_study_and_members_share_packs():
-    spec = specs.resolve("fig1-difficulty", "digits", ["seeds=4", "variants=[real, randY]", GRID])
-    plans = specs.expand(spec, 1)
+    spec = presets.resolve("fig1-difficulty", "digits", ["seeds=4", "variants=[real, randY]", GRID])
+    plans = planner.expand(spec, 1)
     # Widths are other shapes: their own trials; the two learning rates of a width share each trial.
     assert {p.cell for p in plans} == {"real-hidden64", "real-hidden128", "randY-hidden64", "randY-hidden128"}
     models = [m for p in plans for m in p.models()]
     assert len(models) == len(set(models)) == 2 * 4 * 4  # variants x points x seeds, each once
     # Each model's cell names its point, the axes in sorted order (as the spec's hash has them).
     assert all({c for c, _, _ in p.models()} == {f"{p.cell}-lr0.01", f"{p.cell}-lr0.05"} for p in plans)
-    again = specs.resolve("fig1-difficulty", "digits", ["seeds=4", "variants=[real, randY]",
+    again = presets.resolve("fig1-difficulty", "digits", ["seeds=4", "variants=[real, randY]",
                                                         "grid={model.hidden: [[64], [128]], optimizer.lr: [0.01, 0.05]}"])
-    assert again.points() == spec.points() and again.hash() == spec.hash() and specs.expand(again, 1) == plans
+    assert again.points() == spec.points() and again.hash() == spec.hash() and planner.expand(again, 1) == plans
     # A plan survives the manifest's round trip; sweeps without axes keep their old plans.
-    assert [specs.TrialPlan.from_dict(p.to_dict()) for p in plans] == plans
-    plain = specs.expand(specs.resolve("fig1-difficulty", "digits", ["seeds=4"]), 1)
+    assert [planner.TrialPlan.from_dict(p.to_dict()) for p in plans] == plans
+    plain = planner.expand(presets.resolve("fig1-difficulty", "digits", ["seeds=4"]), 1)
     assert "points" not in plain[0].to_dict() and plain[0].fragment == "real-pack000"
 
 
 def test_a_subset_sweep_with_axes_grows_every_point_and_keeps_the_stored_trials():
     grid = "grid={optimizer.lr: [0.01, 0.05], model.hidden: [[32], [64]]}"
-    spec = specs.resolve("memorization", "digits", ["seeds=6", "ratios=[0.5, 0.7]", grid])
-    plans = specs.expand(spec, slots=2)
+    spec = presets.resolve("memorization", "digits", ["seeds=6", "ratios=[0.5, 0.7]", grid])
+    plans = planner.expand(spec, slots=2)
     stored = {"spec": spec.model_dump(), "plan": [p.to_dict() for p in plans]}
-    bigger = specs.resolve("memorization", "digits", ["seeds=15", "ratios=[0.5, 0.7]", grid])
-    grown = specs.grow(stored, bigger, slots=2)
+    bigger = presets.resolve("memorization", "digits", ["seeds=15", "ratios=[0.5, 0.7]", grid])
+    grown = planner.grow(stored, bigger, slots=2)
     assert grown[:len(plans)] == plans  # the stored trials, unchanged
     new = grown[len(plans):]
     assert {p.fragment for p in new}.isdisjoint({p.fragment for p in plans})
@@ -82,14 +82,14 @@ def test_a_subset_sweep_with_axes_grows_every_point_and_keeps_the_stored_trials(
         assert sorted(s for c, _, s in models if c == cell) == list(range(15))
     # Every new trial names the same points as the stored ones of its trial cell.
     assert all(p.points == next(q.points for q in plans if q.cell == p.cell) for p in new)
-    assert specs.grow(stored, specs.resolve("memorization", "digits", ["seeds=15", "ratios=[0.5, 0.7]"])) is None
+    assert planner.grow(stored, presets.resolve("memorization", "digits", ["seeds=15", "ratios=[0.5, 0.7]"])) is None
 
 
 def test_samples_are_reproducible_from_the_sweep_seed_and_within_bounds():
     override = "sample={samples: 20, space: {optimizer.lr: {loguniform: [0.001, 0.1]}, batch_size: {choice: [16, 32]}}}"
-    a = specs.resolve("fig1-difficulty", "digits", [override]).points()
-    assert a == specs.resolve("fig1-difficulty", "digits", [override]).points()
-    assert a != specs.resolve("fig1-difficulty", "digits", [override, "seed=1"]).points()
+    a = presets.resolve("fig1-difficulty", "digits", [override]).points()
+    assert a == presets.resolve("fig1-difficulty", "digits", [override]).points()
+    assert a != presets.resolve("fig1-difficulty", "digits", [override, "seed=1"]).points()
     lrs = np.array([p["optimizer.lr"] for p in a])
     assert len(a) == 20 and ((lrs >= 0.001) & (lrs <= 0.1)).all() and {p["batch_size"] for p in a} == {16, 32}
     names = axes.labels(a)

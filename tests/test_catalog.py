@@ -34,7 +34,8 @@ def test_the_spec_offers_exactly_the_catalogs_names():
 def test_every_kind_is_implemented_and_changes_what_the_catalog_says():
     import torch
 
-    from trainables import corruption, data as datasets
+    from trainables import corruption
+    from trainables import data as datasets
 
     digits = datasets.load("digits", "", torch.device("cpu"))
     for kind in catalog.KINDS:
@@ -110,7 +111,8 @@ def test_the_regularizers_are_one_list():
     """The spec's `regularizers` group, the engine's per-member hyperparameters and the axes that
     pack together all take the catalog's names."""
     from catalog import REGULARIZERS, SGD_HYPER
-    from sweep import axes, spec as specs
+    from sweep import axes
+    from sweep import spec as specs
     from trainables import engine
 
     assert tuple(specs.RegularizersSpec.model_fields) == REGULARIZERS

@@ -9,7 +9,6 @@ import subprocess
 
 import pandas as pd
 import pytest
-
 from conftest import SWEEP
 
 N_TRAIN, N_TEST = 1437, 360
@@ -214,8 +213,9 @@ def test_every_preset_runs_and_reports(preset, ray_cluster, tmp_path):
     if preset == "convergence-slowdown":
         assert "Convergence slowdown (Zhang et al. 2017, Fig. 1b)" in page
         # Planted strings in a shared location: the time-to-interpolation table shows them as text.
-        from analysis import report as reports
         from conftest import plant_strings
+
+        from analysis import report as reports
 
         plant_strings(tmp_path / preset, "<img src=x onerror=alert(1)>")
         page = reports.build(str(tmp_path), preset)
@@ -308,9 +308,9 @@ def test_checkpoints_left_by_an_interrupted_launch_go_once_their_fragments_are_s
 def test_the_report_hint_names_results_only_when_not_the_default():
     import argparse
 
-    from sweep import cli, spec as specs
+    from sweep import cli, presets
 
-    spec = specs.resolve("fig1-difficulty", "digits")
+    spec = presets.resolve("fig1-difficulty", "digits")
     hint = cli._report_command(argparse.Namespace(results="results", data_root=None), spec)
     assert hint == "sweep report fig1-difficulty"
     hint = cli._report_command(argparse.Namespace(results="/tmp/my results", data_root="/data"), spec)

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from trainables import corruption, data as datasets
+from trainables import corruption
+from trainables import data as datasets
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,7 @@ def test_shuffled_pixels_one_permutation_for_train_and_test(digits):
     probe = digits.train.x.clone()
     probe[0, 0] = torch.arange(64, dtype=torch.float32).view(8, 8)
     from dataclasses import replace
+
     from trainables.data import Split
     probed, _ = corruption.apply(replace(digits, train=Split(probe, digits.train.y)), "shuffled_pixels", 1.0, seed=8)
     perm = probed.train.x[0, 0].flatten().long()

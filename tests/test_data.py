@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import write_idx
 
-from trainables import data as datasets, files
+from trainables import data as datasets
+from trainables import files
 
 
 def test_digits_fixed_split_and_normalization():
@@ -93,15 +93,15 @@ def test_the_digits_split_is_cached_and_a_damaged_cache_is_rebuilt(tmp_path, mon
 def test_the_report_shows_what_each_variant_trained_on():
     """randX galleries show the noise the networks saw where it replaced an image (the trial's own
     corruption and seed rule), and the clean image elsewhere; randY and real show the images."""
-    from sweep import cli, spec as S
+    from sweep import cli, presets, seeding
 
-    spec = S.resolve("fig1-difficulty", "digits", ["corruption.p=0.5"])
+    spec = presets.resolve("fig1-difficulty", "digits", ["corruption.p=0.5"])
     images = cli._images(None, {"spec": spec.model_dump()})
     clean = images("digits", "train")
     noisy = images("digits", "train", "randX")
     d = datasets.load("digits")
     c = spec.corruption_of("randX")
-    _, mask = datasets_corrupt(d, c, S.derive_seed(spec.seed, "corruption", "randX"))
+    _, mask = datasets_corrupt(d, c, seeding.derive_seed(spec.seed, "corruption", "randX"))
     changed = (noisy != clean).reshape(len(clean), -1).any(axis=1)
     assert changed[mask.numpy()].mean() > 0.95 and not changed[~mask.numpy()].any()
     assert np.array_equal(images("digits", "train", "randY"), clean)

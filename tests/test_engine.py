@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from sweep import checkpoint
-from trainables import budget, corruption, data as datasets, engine, models, packs
-from trainables.data import Data, Split
+from trainables import budget, corruption, engine, models, packs
+from trainables import data as datasets
 from trainables.budget import mlp_param_count
+from trainables.data import Data, Split
 from trainables.models import MLP, PackedMLP
 
 # Every test here trains or compares float computations: .ci/run runs them under a second kernel path.

@@ -11,7 +11,7 @@ import pytest
 import ray
 from ray import tune
 
-from sweep import launcher, spec as S
+from sweep import launcher, presets
 from sweep.store import Store
 
 
@@ -40,7 +40,7 @@ class MaxRunning(tune.Callback):
 
 @pytest.mark.parametrize("fraction,concurrent", [(0.25, 4), (0.5, 2)])
 def test_trials_share_a_gpu_by_fraction(fake_gpu_ray, tmp_path, fraction, concurrent):
-    spec = S.resolve("fig1-difficulty", "digits", ["seeds=8", "pack_size=2", "variants=[real]",
+    spec = presets.resolve("fig1-difficulty", "digits", ["seeds=8", "pack_size=2", "variants=[real]",
                                                    "model.hidden=[64]"])
     store = Store(tmp_path, spec.name)
     counter = MaxRunning()

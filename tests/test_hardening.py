@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import SWEEP, free_port
 
 TINY = ["--dataset", "digits", "--set", "seeds=2", "--set", "pack_size=2", "--set", "variants=[real,randY]"]
@@ -128,13 +127,13 @@ def test_a_data_root_that_does_not_exist_is_not_created(tmp_path):
 
 
 def test_every_architecture_has_a_default_learning_rate():
-    from sweep import spec as specs
     from catalog import ARCHS
+    from sweep import presets
 
-    spec = specs.resolve("csr", "digits", ["optimizer.lr=null"])
+    spec = presets.resolve("csr", "digits", ["optimizer.lr=null"])
     assert {arch: spec.optimizer.lr_for(arch) for arch in ARCHS}["cnn"] == 0.01
-    for preset in specs.preset_names():
-        s = specs.resolve(preset, "digits", ["optimizer.lr=null"] if hasattr(specs.resolve(preset, "digits"),
+    for preset in presets.preset_names():
+        s = presets.resolve(preset, "digits", ["optimizer.lr=null"] if hasattr(presets.resolve(preset, "digits"),
                                                                             "archs") else [])
         for arch in getattr(s, "archs", []):
             assert s.optimizer.lr_for(arch) > 0
@@ -392,7 +391,8 @@ def test_he_initialization_lets_the_inception_without_batch_norm_learn():
     import torch.nn.functional as F
     from torch import nn
 
-    from trainables import data as datasets, models
+    from trainables import data as datasets
+    from trainables import models
 
     data = datasets.load("digits", None, torch.device("cpu"), normalize="per_image", crop=None)
     x, y = data.train.x[:256], data.train.y[:256]
@@ -457,7 +457,7 @@ from test_hardening import listening_addresses
 before = listening_addresses()
 from ray import tune
 from sweep import launcher
-from sweep.spec import resolve
+from sweep.presets import resolve
 from sweep.store import Store
 
 class Snapshot(tune.Callback):
@@ -721,8 +721,9 @@ def test_stored_strings_reach_the_report_escaped(stored, tmp_path):
     spec, whose variants are no longer variants, in one line."""
     import shutil
 
-    from analysis import report
     from conftest import plant_strings
+
+    from analysis import report
 
     results = copy_of(stored, tmp_path)
     plant_strings(results / "fig1-difficulty", PAYLOAD)

@@ -12,9 +12,11 @@ import pytest
 import torch
 from ray import tune
 
-from sweep import launcher, spec as S
+from sweep import launcher, planner, presets
+from sweep import spec as S
 from sweep.store import Store
-from trainables import corruption, data as datasets
+from trainables import corruption
+from trainables import data as datasets
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,7 @@ def run_killed_and_not(spec, tmp_path, tables) -> dict[str, dict[str, pd.DataFra
 
 
 def test_killed_trial_resumes_from_its_checkpoint(ray_local, tmp_path):
-    spec = S.resolve("convergence-slowdown", "digits", [
+    spec = presets.resolve("convergence-slowdown", "digits", [
         "archs=[mlp3]", "corruptions=[randY:1.0]", "max_epochs=30", "checkpoint_every=5"])
     runs = run_killed_and_not(spec, tmp_path, ("trials", "epochs"))
     (t_full, e_full), (t_kill, e_kill) = [(r["trials"], r["epochs"]) for r in (runs["uninterrupted"], runs["killed"])]
@@ -71,7 +73,7 @@ def test_killed_trial_resumes_from_its_checkpoint(ray_local, tmp_path):
 def test_killed_two_phase_trial_resumes_in_phase_two_with_its_probes(ray_local, tmp_path):
     # Killed in phase 2: the retry must skip phase 1, keep the phase boundary and the CSR
     # measurements made before the kill, and end exactly like an uninterrupted run.
-    spec = S.resolve("forgetting", "digits", [
+    spec = presets.resolve("forgetting", "digits", [
         "seeds=1", "corruptions=[randY:1.0]", "max_epochs=4", "phase2_epochs=6", "checkpoint_every=2",
         "probes.csr={every: 2, n: 30, iters: 3}"])
     runs = run_killed_and_not(spec, tmp_path, ("trials", "epochs", "probes"))
@@ -115,7 +117,7 @@ class _Terminal(io.StringIO):
 @pytest.mark.parametrize("terminal", [False, True])
 def test_progress_shows_running_trials_an_eta_and_epochs_to_interpolation(ray_local, tmp_path, monkeypatch, terminal):
     monkeypatch.setattr(launcher, "HEARTBEAT_S", 0.05)
-    spec = S.resolve("convergence-slowdown", "digits", [
+    spec = presets.resolve("convergence-slowdown", "digits", [
         "archs=[mlp1]", "corruptions=[randY:0.0,randY:0.2,randY:0.4]", "max_epochs=40", "pack_size=1"])
     out = _Terminal() if terminal else io.StringIO()
     result = launcher.launch(spec, Store(tmp_path, spec.name), data_root=str(tmp_path / "data"), out=out)
@@ -162,10 +164,10 @@ def test_a_convergence_grid_trains_on_its_first_train_size_examples():
     examples, before a validation split is carved from them; past the data set it is one error."""
     from sweep import job
 
-    spec = S.resolve("forgetting", "digits", ["train_size=500", "validation.size=100", "archs=[mlp1]"])
-    prepared = job.prepare(spec, S.expand(spec)[0], "", torch.device("cpu"))
+    spec = presets.resolve("forgetting", "digits", ["train_size=500", "validation.size=100", "archs=[mlp1]"])
+    prepared = job.prepare(spec, planner.expand(spec)[0], "", torch.device("cpu"))
     full = datasets.load("digits")
     assert len(prepared.data.train) == 400 and len(prepared.data.val) == 100
     assert len(prepared.data.test) == len(full.test)
     with pytest.raises(S.SpecError, match="train_size 2,000 is more than the 1,437 training examples of digits"):
-        S.resolve("convergence-slowdown", "digits", ["train_size=2000"])
+        presets.resolve("convergence-slowdown", "digits", ["train_size=2000"])

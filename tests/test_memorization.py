@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from analysis import memorization as memo
+from sweep import planner, presets, seeding
 from sweep import spec as specs
 
 
@@ -152,44 +153,44 @@ def test_auroc_and_roc_curve():
 ])
 def test_bad_ratios_are_one_line_errors(override, message):
     with pytest.raises(specs.SpecError) as err:
-        specs.resolve("cscore", "digits", [override])
+        presets.resolve("cscore", "digits", [override])
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_ratio_that_leaves_an_empty_subset():
     with pytest.raises(specs.SpecError, match=r"ratio 0.1 of 4 training examples leaves round\(0.1 x 4\) = 0"):
-        specs.resolve("memorization", "digits", ["ratios=[0.1]", "train_size=4"])
+        presets.resolve("memorization", "digits", ["ratios=[0.1]", "train_size=4"])
 
 
 def test_plan_and_growth_keep_every_stored_trial():
-    spec = specs.resolve("cscore", "digits", ["seeds=10", "ratios=[0.3, 0.7]"])
-    plans = specs.expand(spec, slots=2)
+    spec = presets.resolve("cscore", "digits", ["seeds=10", "ratios=[0.3, 0.7]"])
+    plans = planner.expand(spec, slots=2)
     assert {p.cell for p in plans} == {"ratio0.3", "ratio0.7"}
     assert sum(p.seed_hi - p.seed_lo for p in plans) == 20
     stored = {"spec": spec.model_dump(), "plan": [p.to_dict() for p in plans]}
-    bigger = specs.resolve("cscore", "digits", ["seeds=25", "ratios=[0.3, 0.7]"])
-    grown = specs.grow(stored, bigger, slots=2)
+    bigger = presets.resolve("cscore", "digits", ["seeds=25", "ratios=[0.3, 0.7]"])
+    grown = planner.grow(stored, bigger, slots=2)
     assert grown[:len(plans)] == plans  # the stored trials, unchanged
     new = grown[len(plans):]
     assert {p.fragment for p in new}.isdisjoint({p.fragment for p in plans})
     for cell in ("ratio0.3", "ratio0.7"):
         seeds = sorted(s for p in grown if p.cell == cell for s in range(p.seed_lo, p.seed_hi))
         assert seeds == list(range(25))
-    assert specs.resume_plan(stored, bigger, grow_ok=True) == specs.grow(stored, bigger)
-    assert specs.resume_plan(stored, bigger) == plans  # only when the user asked for more models
-    assert specs.grow(stored, spec) is None  # same spec: nothing to grow
-    other = specs.resolve("cscore", "digits", ["seeds=25", "ratios=[0.3, 0.7]", "max_epochs=7"])
-    assert specs.grow(stored, other) is None  # another sweep, not a bigger one
+    assert planner.resume_plan(stored, bigger, grow_ok=True) == planner.grow(stored, bigger)
+    assert planner.resume_plan(stored, bigger) == plans  # only when the user asked for more models
+    assert planner.grow(stored, spec) is None  # same spec: nothing to grow
+    other = presets.resolve("cscore", "digits", ["seeds=25", "ratios=[0.3, 0.7]", "max_epochs=7"])
+    assert planner.grow(stored, other) is None  # another sweep, not a bigger one
     with pytest.raises(specs.SpecError, match="already has 10 models per ratio, and a sweep only grows"):
-        specs.grow(stored, specs.resolve("cscore", "digits", ["seeds=5", "ratios=[0.3, 0.7]"]))
+        planner.grow(stored, presets.resolve("cscore", "digits", ["seeds=5", "ratios=[0.3, 0.7]"]))
 
 
 def test_subsets_follow_the_documented_rule():
     from sweep.job import subset_of
 
-    spec = specs.resolve("memorization", "digits")
+    spec = presets.resolve("memorization", "digits")
     a = subset_of(spec, 0.7, 3, 1437)
-    rng = np.random.default_rng(specs.derive_seed(0, "subset", "0.7:3"))
+    rng = np.random.default_rng(seeding.derive_seed(0, "subset", "0.7:3"))
     assert a.tolist() == sorted(rng.permutation(1437)[:1006].tolist())
     assert len(np.unique(a)) == 1006 == spec.subset_size(0.7)
     assert not np.array_equal(a, subset_of(spec, 0.7, 4, 1437))
@@ -224,7 +225,7 @@ def test_a_cscore_needs_only_held_out_models():
 
 def test_ratios_must_name_distinct_cells():
     with pytest.raises(specs.SpecError, match="must differ in their first 6 significant digits"):
-        specs.resolve("cscore", "digits", ["ratios=[0.3, 0.30000000000000004]"])
+        presets.resolve("cscore", "digits", ["ratios=[0.3, 0.30000000000000004]"])
 
 
 def test_a_cscore_uses_the_ratios_that_held_each_example_out():
@@ -239,13 +240,13 @@ def test_a_cscore_uses_the_ratios_that_held_each_example_out():
 
 
 def test_pack_sizes_per_architecture():
-    mlp = specs.resolve("memorization", "digits", ["pack_size=7"])
+    mlp = presets.resolve("memorization", "digits", ["pack_size=7"])
     assert mlp.resolved_pack_size(100) == 7 and mlp.arch_label == "mlp-128"
-    cnn = specs.resolve("memorization", "digits", ["arch=cnn"])
+    cnn = presets.resolve("memorization", "digits", ["arch=cnn"])
     assert cnn.resolved_pack_size(100) == specs.CONV_PACK and cnn.resolved_pack_size(5) == 5
     assert cnn.arch_label == "cnn"
-    mlp1 = specs.resolve("memorization", "digits", ["arch=mlp1"])  # the MLP cache rule, at mlp1's 512 units
-    wide = specs.resolve("memorization", "digits", ["model.hidden=[512]"])
+    mlp1 = presets.resolve("memorization", "digits", ["arch=mlp1"])  # the MLP cache rule, at mlp1's 512 units
+    wide = presets.resolve("memorization", "digits", ["model.hidden=[512]"])
     assert mlp1.resolved_pack_size(500, cache_bytes=2**25) == wide.resolved_pack_size(500, cache_bytes=2**25)
     assert wide.resolved_pack_size(500, cache_bytes=2**25) < mlp.model_copy(
         update={"pack_size": None}).resolved_pack_size(500, cache_bytes=2**25)
@@ -266,12 +267,12 @@ def test_tied_influence_pairs_are_the_same_whatever_the_block():
 
 
 def test_growth_never_changes_what_the_stored_models_are():
-    spec = specs.resolve("memorization", "digits", ["seeds=10"])
+    spec = presets.resolve("memorization", "digits", ["seeds=10"])
     old = spec.model_dump()
     del old["arch"]  # a sweep stored before the key existed: it trained the MLP
-    stored = {"spec": old, "plan": [p.to_dict() for p in specs.expand(spec)]}
-    assert specs.grow(stored, specs.resolve("memorization", "digits", ["seeds=20"])) is not None
-    assert specs.grow(stored, specs.resolve("memorization", "digits", ["seeds=20", "arch=cnn"])) is None
+    stored = {"spec": old, "plan": [p.to_dict() for p in planner.expand(spec)]}
+    assert planner.grow(stored, presets.resolve("memorization", "digits", ["seeds=20"])) is not None
+    assert planner.grow(stored, presets.resolve("memorization", "digits", ["seeds=20", "arch=cnn"])) is None
 
 
 def _store(tmp_path, frames: dict[str, pd.DataFrame], per_file: int) -> str:
@@ -330,3 +331,18 @@ def test_out_of_core_estimates_refuse_a_damaged_store_as_pandas_does(tmp_path):
     results = _store(tmp_path / "c", {"examples": ex, "members": mb[mb.seed != 3]}, per_file=2)
     with pytest.raises(memo.MembersMismatch, match=r"1 model\(s\) of ratio0.5 have no subset in it \(e.g. seed 3\)"):
         memo.memorization(aggregate.StoredExamples(results, "sw"), aggregate.StoredMembers(results, "sw"))
+
+
+def test_summaries_of_the_estimates_by_hand():
+    mem = pd.DataFrame(dict(index=[0, 1, 2], mem=[0.1, 0.9, 0.5], se=[0.01, 0.05, 0.02],
+                            mislabeled=[False, True, False]))
+    by = memo.by_label(mem, 0.25).set_index("labels")
+    assert by.loc["clean", "n"] == 2 and by.loc["clean", "mean mem"] == pytest.approx(0.3)
+    assert by.loc["clean", "share with mem > 0.25"] == 0.5 and by.loc["mislabeled", "largest SE"] == 0.05
+    both, rho = memo.beside(mem, pd.DataFrame(dict(index=[0, 1, 2], p_correct=[0.9, 0.1, 0.5])), "p_correct")
+    assert len(both) == 3 and rho == pytest.approx(-1.0)
+    trials = pd.DataFrame(dict(cell=["ratio0.5"] * 2, seed=[0, 1], epochs_trained=[4, 6], fit_acc=[0.98, 1.0],
+                               final_test_acc=[0.7, 0.8]))
+    fit = memo.fit_by_cell(trials).iloc[0]
+    assert fit["models"] == 2 and fit["mean epochs"] == 5 and fit["lowest accuracy on own subset"] == 0.98
+    assert fit["mean test accuracy"] == pytest.approx(0.75)

@@ -7,9 +7,9 @@ import subprocess
 
 import pandas as pd
 import pytest
+from conftest import SWEEP
 
 from analysis import memorization as memo
-from conftest import SWEEP
 
 N_TEST, TRAIN = 360, 300
 SEEDS = 40
@@ -40,7 +40,7 @@ def launched(ray_cluster, results):
 
 
 def test_members_examples_and_trials_tables(launched):
-    from sweep import spec as specs
+    from sweep import presets
     from sweep.job import subset_of
 
     folder = launched[0]
@@ -49,7 +49,7 @@ def test_members_examples_and_trials_tables(launched):
     trials = pd.read_parquet(folder / "trials")
     assert len(members) == SEEDS * SUBSET and len(trials) == SEEDS
     assert len(examples) == SEEDS * (TRAIN + N_TEST)
-    spec = specs.resolve("memorization", "digits", [f"seeds={SEEDS}", f"train_size={TRAIN}", "corruption.p=0.2"])
+    spec = presets.resolve("memorization", "digits", [f"seeds={SEEDS}", f"train_size={TRAIN}", "corruption.p=0.2"])
     for seed, rows in members.groupby("seed"):  # the documented rule, recomputed
         assert rows["index"].tolist() == subset_of(spec, 0.7, seed, TRAIN).tolist()
     # each model's scores are kept once, at the epoch it stopped
@@ -100,10 +100,10 @@ def test_growth_keeps_the_stored_models(launched, ray_cluster):
     assert len(pd.read_parquet(folder / "trials")) == SEEDS + 10
     members = pd.read_parquet(folder / "members")
     assert members.seed.nunique() == SEEDS + 10
-    from sweep import spec as specs
+    from sweep import presets
     from sweep.job import subset_of
 
-    spec = specs.resolve("memorization", "digits", [f"seeds={SEEDS + 10}", f"train_size={TRAIN}"])
+    spec = presets.resolve("memorization", "digits", [f"seeds={SEEDS + 10}", f"train_size={TRAIN}"])
     for seed in range(SEEDS, SEEDS + 10):  # the new models follow the same rule
         assert members[members.seed == seed]["index"].tolist() == subset_of(spec, 0.7, seed, TRAIN).tolist()
     mem = memo.memorization(pd.read_parquet(folder / "examples"), members)

@@ -11,10 +11,10 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import SWEEP
 from ray import tune
 
-from conftest import SWEEP
-from sweep import launcher, spec as S
+from sweep import launcher, presets
 from sweep.store import Store
 
 KEYS = ["variant", "seed", "epoch", "split", "index"]
@@ -38,7 +38,7 @@ def cluster(tmp_path_factory):
 
 
 def spec(*extra):
-    return S.resolve("fig1-difficulty", "digits", ["seeds=8", "pack_size=2", "variants=[real]",
+    return presets.resolve("fig1-difficulty", "digits", ["seeds=8", "pack_size=2", "variants=[real]",
                                                    "model.hidden=[64]", *extra])
 
 

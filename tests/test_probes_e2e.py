@@ -6,7 +6,6 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import SWEEP
 
 N_TRAIN = 1437

@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import free_port
 
 pytestmark = pytest.mark.cluster

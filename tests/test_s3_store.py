@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import SWEEP, free_port
 
 BUCKET = "memsweep-test"

@@ -2,14 +2,13 @@
 
 import pytest
 
-from sweep import cli
-from sweep import spec as S
+from sweep import cli, planner, presets, seeding
 from trainables import budget
 from trainables.budget import memory_per_seed
 
 
 def test_preset_defaults_are_the_papers():
-    spec = S.resolve("fig1-difficulty")
+    spec = presets.resolve("fig1-difficulty")
     assert spec.dataset == "cifar10"
     assert spec.model.hidden == [4096, 4096]
     assert spec.optimizer.lr == 0.01 and spec.optimizer.momentum == 0.0
@@ -18,29 +17,29 @@ def test_preset_defaults_are_the_papers():
 
 
 def test_per_dataset_defaults_then_overrides():
-    digits = S.resolve("fig1-difficulty", "digits")
+    digits = presets.resolve("fig1-difficulty", "digits")
     assert digits.model.hidden == [512, 512] and digits.batch_size == 16
     assert digits.optimizer.momentum == 0.9
-    over = S.resolve("fig1-difficulty", "digits", ["batch_size=32", "epochs=[1, 10]",
+    over = presets.resolve("fig1-difficulty", "digits", ["batch_size=32", "epochs=[1, 10]",
                                                    "optimizer.lr=1e-3"])
     assert over.batch_size == 32 and over.epochs == [1, 10] and over.optimizer.lr == 0.001
-    assert S.resolve("fig1-difficulty", None, ["dataset=digits"]).batch_size == 16
+    assert presets.resolve("fig1-difficulty", None, ["dataset=digits"]).batch_size == 16
 
 
 def test_expand_packs_cover_every_seed_once():
-    spec = S.resolve("fig1-difficulty", "digits", ["seeds=10", "pack_size=4"])
-    plans = S.expand(spec)
+    spec = presets.resolve("fig1-difficulty", "digits", ["seeds=10", "pack_size=4"])
+    plans = planner.expand(spec)
     assert [(p.seed_lo, p.seed_hi) for p in plans[:3]] == [(0, 4), (4, 8), (8, 10)]
     assert len(plans) == 9 and len({p.fragment for p in plans}) == 9
     assert {p.variant for p in plans} == {"real", "randX", "randY"}
 
 
 def test_pack_sizes_fit_the_gpu_budget_or_the_cpu_cache():
-    spec = S.resolve("fig1-difficulty", None, ["memory_budget_gb=2"])  # 2 x 4096 on CIFAR
+    spec = presets.resolve("fig1-difficulty", None, ["memory_budget_gb=2"])  # 2 x 4096 on CIFAR
     k = spec.resolved_pack_size(100, "cuda")
     per_seed = memory_per_seed(3072, [4096, 4096], 10, 256)
     assert k * per_seed <= 2 * 2**30 < (k + 1) * per_seed
-    assert S.resolve("fig1-difficulty", "digits", ["pack_size=500", "seeds=7"]).resolved_pack_size(7) == 7
+    assert presets.resolve("fig1-difficulty", "digits", ["pack_size=500", "seeds=7"]).resolved_pack_size(7) == 7
     # digits' 2 x 512 MLP: 2 x 301,066 floats of parameters and momentum a seed (2.4 MB); two trials
     # sharing a 32 MiB cache get 8 MiB each for packs: 3 seeds.
     assert budget.cache_pack_size(50, 64, [512, 512], 10, sharers=2, cache_bytes=32 * 2**20) == 3
@@ -56,30 +55,30 @@ def test_pack_sizes_fit_the_gpu_budget_or_the_cpu_cache():
     assert budget.cpu_score_chunk(100, 3072, [4096, 4096]) == 64
     assert budget.score_chunk(2**31, 8, 64, [512, 512], 10, 16, cpu=True) == 64  # the CPU cap on the budget's chunk
     assert budget.score_chunk(2**31, 8, 64, [512, 512], 10, 16) > 64
-    digits = S.resolve("fig1-difficulty", "digits")
+    digits = presets.resolve("fig1-difficulty", "digits")
     assert digits.resolved_pack_size(50, "cpu", sharers=2) == budget.cache_pack_size(50, 64, [512, 512], 10, sharers=2)
 
 
 def test_fig1_trials_are_sized_to_the_slots_and_packs_do_not_rename_them():
-    spec = S.resolve("fig1-difficulty", "digits")  # 100 seeds x 3 variants
-    assert [(p.cell, p.seed_lo, p.seed_hi) for p in S.expand(spec, slots=2)] == [
+    spec = presets.resolve("fig1-difficulty", "digits")  # 100 seeds x 3 variants
+    assert [(p.cell, p.seed_lo, p.seed_hi) for p in planner.expand(spec, slots=2)] == [
         (v, lo, lo + 50) for v in ("real", "randX", "randY") for lo in (0, 50)]
-    assert len(S.expand(spec, slots=32)) == 3 * 20  # ceil(64 / 3) = 22 trials a cell wanted: 20 of 5 seeds
-    assert spec.hash() == S.resolve("fig1-difficulty", "digits", ["pack_size=7", "trial_size=9"]).hash()
-    assert [p.seed_hi for p in S.expand(S.resolve("fig1-difficulty", "digits", ["trial_size=40"]))][:3] == [40, 80, 100]
+    assert len(planner.expand(spec, slots=32)) == 3 * 20  # ceil(64 / 3) = 22 trials a cell wanted: 20 of 5 seeds
+    assert spec.hash() == presets.resolve("fig1-difficulty", "digits", ["pack_size=7", "trial_size=9"]).hash()
+    assert [p.seed_hi for p in planner.expand(presets.resolve("fig1-difficulty", "digits", ["trial_size=40"]))][:3] == [40, 80, 100]
 
 
 def test_derived_seeds_are_stable_and_distinct():
-    assert S.derive_seed(0, "init", 3) == S.derive_seed(0, "init", 3)
-    seeds = {S.derive_seed(0, stream, i) for stream in ("init", "order") for i in range(100)}
+    assert seeding.derive_seed(0, "init", 3) == seeding.derive_seed(0, "init", 3)
+    seeds = {seeding.derive_seed(0, stream, i) for stream in ("init", "order") for i in range(100)}
     assert len(seeds) == 200
-    assert S.derive_seed(1, "init", 3) != S.derive_seed(0, "init", 3)
+    assert seeding.derive_seed(1, "init", 3) != seeding.derive_seed(0, "init", 3)
 
 
 def test_spec_hash_ignores_description_only():
-    a = S.resolve("fig1-difficulty", "digits")
-    assert a.hash() == S.resolve("fig1-difficulty", "digits", ["description=other"]).hash()
-    assert a.hash() != S.resolve("fig1-difficulty", "digits", ["seeds=99"]).hash()
+    a = presets.resolve("fig1-difficulty", "digits")
+    assert a.hash() == presets.resolve("fig1-difficulty", "digits", ["description=other"]).hash()
+    assert a.hash() != presets.resolve("fig1-difficulty", "digits", ["seeds=99"]).hash()
 
 
 BAD = [
@@ -126,7 +125,7 @@ def test_bad_input_is_one_line_exit_2(argv, names, allowed, capsys):
 def test_list_and_show(capsys):
     assert cli.main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [l.split()[0] for l in lines] == ["bn-ablation", "capacity", "convergence-slowdown", "cscore", "csr",
+    assert [line.split()[0] for line in lines] == ["bn-ablation", "capacity", "convergence-slowdown", "cscore", "csr",
                                             "fig1-difficulty", "filters", "forgetting", "memorization",
                                             "randomization-tests", "regularization", "regularization-memorization",
                                             "weight-noise", "zhang-table1"]
@@ -137,18 +136,18 @@ def test_list_and_show(capsys):
     assert "hyperparameter points" not in out
     sample = "sample={samples: 3, space: {optimizer.lr: {loguniform: [0.001, 0.1]}}}"
     assert cli.main(["show", "fig1-difficulty", "--dataset", "digits", "--set", sample]) == 0
-    drawn = [f"lr{p['optimizer.lr']:.4g}" for p in S.resolve("fig1-difficulty", "digits", [sample]).points()]
+    drawn = [f"lr{p['optimizer.lr']:.4g}" for p in presets.resolve("fig1-difficulty", "digits", [sample]).points()]
     assert f"# 3 hyperparameter points: {', '.join(drawn)}\n" in capsys.readouterr().out
 
 
 def test_presets_hold_only_what_differs_from_the_family_defaults():
     """A preset's per_dataset block never restates a default its spec family already sets."""
-    for name in S.preset_names():
-        raw = S.load_preset(name)
-        family = S.FAMILY_DATASET_DEFAULTS.get(raw.get("engine", "packed"), {})
+    for name in presets.preset_names():
+        raw = presets.load_preset(name)
+        family = presets.FAMILY_DATASET_DEFAULTS.get(raw.get("engine", "packed"), {})
         for dataset, block in (raw.get("per_dataset") or {}).items():
-            defaults = dict(S._flatten(family.get(dataset, {})))
-            restated = [k for k, v in S._flatten(block) if k in defaults and defaults[k] == v]
+            defaults = dict(presets._flatten(family.get(dataset, {})))
+            restated = [k for k, v in presets._flatten(block) if k in defaults and defaults[k] == v]
             assert not restated, (name, dataset, restated)
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import contract_table
+
 from sweep.store import SCHEMA_VERSION, Store, StoreError
 
 

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from catalog import KINDS
-from .data import Data, Split
 
+from .data import Data, Split
 
 
 def apply(data: Data, kind: str, p: float, seed: int) -> tuple[Data, torch.Tensor]:

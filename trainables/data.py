@@ -47,7 +47,6 @@ from catalog import DATASET_TABLE, DATASETS, NORMALIZATIONS
 from .files import CIFAR_DIR, IDX_SETS, DataUnavailable, cifar10_files, default_root, idx_root
 
 
-
 @dataclass(frozen=True)
 class Split:
     x: torch.Tensor  # (N, C, H, W) float32, normalized
@@ -56,7 +55,7 @@ class Split:
     def __len__(self) -> int:
         return self.y.shape[0]
 
-    def to(self, device: torch.device | str) -> "Split":
+    def to(self, device: torch.device | str) -> Split:
         return Split(self.x.to(device), self.y.to(device))
 
 
@@ -86,15 +85,15 @@ class Data:
             raise ValueError(f"unknown split {name!r} (allowed: {', '.join(self.split_names)})")
         return getattr(self, name)
 
-    def to(self, device: torch.device | str) -> "Data":
+    def to(self, device: torch.device | str) -> Data:
         return replace(self, train=self.train.to(device), test=self.test.to(device),
                        val=None if self.val is None else self.val.to(device))
 
-    def subset_train(self, n: int) -> "Data":
+    def subset_train(self, n: int) -> Data:
         """The first n training examples (all of them if there are fewer); test unchanged."""
         return replace(self, train=Split(self.train.x[:n], self.train.y[:n]))
 
-    def carve_validation(self, n: int, seed: int = 0) -> "Data":
+    def carve_validation(self, n: int, seed: int = 0) -> Data:
         """Move n training examples, chosen by a permutation drawn from `seed`, into a `val`
         split (in the permutation's order); the rest stay in `train` in their original order."""
         total = len(self.train)

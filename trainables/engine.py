@@ -60,7 +60,7 @@ class SplitScores:
     loss: np.ndarray  # float32 cross-entropy against the label used, nats
     el2n: np.ndarray  # float32 ||softmax - one_hot(label used)||_2 (Paul et al. 2021), in [0, sqrt(2)]
 
-    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> "SplitScores":
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> SplitScores:
         """The same scores with `fn` applied to each (K, N) array (e.g. to select members)."""
         return SplitScores(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
 
@@ -530,30 +530,19 @@ def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, st
     pack.train()
     while any(s is None for s in state.stopped) and state.epoch < last:
         active_np = np.array([s is None for s in state.stopped])
-        active = torch.as_tensor(active_np, device=device)
         state.epoch += 1
-        hyper = dict(base, lr=epoch_lr(base["lr"], state.epoch, schedule.lr_decay, schedule.lr_step_every,
-                                       schedule.lr_step_factor))
-        lr = hyper["lr"] if not torch.is_tensor(hyper["lr"]) else epoch_lr(  # recorded as given, not as float32
-            np.asarray(members.hyper["lr"], dtype=np.float64), state.epoch, schedule.lr_decay,
-            schedule.lr_step_every, schedule.lr_step_factor)
+        hyper, lr = _epoch_hyper(base, members, schedule, state.epoch)
         epoch_start = time.perf_counter()
         order = _orders(members, gens, len(y_fit[0]), len(data.train), device)
-        running = _train_epoch(pack, x_fit, y_fit, order, schedule, state, hyper, active,
+        running = _train_epoch(pack, x_fit, y_fit, order, schedule, state, hyper,
+                               torch.as_tensor(active_np, device=device),
                                _regularizer_generators(members, state.epoch), data.input_shape)
         state.train_seconds += time.perf_counter() - epoch_start
         if schedule.scored_epochs is not None and state.epoch not in schedule.scored_epochs:
             if state.epoch >= last:
                 state.stopped = [s or "max_epochs" for s in state.stopped]
             continue
-        record = EpochRecord(epoch=state.epoch, step=state.step, wall_seconds=0.0, train_seconds=state.train_seconds,
-                             lr=lr, running_loss=running[0], running_acc=running[1], active=active_np,
-                             norms={n: v.cpu().numpy() for n, v in pack.layer_norms().items()} if schedule.norms else {})
-        _score_epoch(pack, data, members, schedule, record, keep=state.epoch % schedule.keep_every == 0
-                     or schedule.scored_epochs is not None)
-        record.wall_seconds = time.perf_counter() - start
-        state.records.append(record)
-        _stop(record, state, schedule)
+        record = _scored_record(pack, data, members, schedule, state, lr, running, active_np, start)
         if state.epoch >= last:
             state.stopped = [s or "max_epochs" for s in state.stopped]
         if schedule.keep_last:
@@ -561,6 +550,32 @@ def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, st
         if on_epoch is not None:
             on_epoch(record, snapshot)
     return _outcome(snapshot(), schedule)
+
+
+def _epoch_hyper(base: dict, members: Members, schedule: Schedule, epoch: int) -> tuple[dict, object]:
+    """This epoch's hyperparameters (the scheduled learning rate), and its lr as the record keeps
+    it: each member's as given (float64), not as the float32 the kernels use."""
+    hyper = dict(base, lr=epoch_lr(base["lr"], epoch, schedule.lr_decay, schedule.lr_step_every,
+                                   schedule.lr_step_factor))
+    lr = hyper["lr"] if not torch.is_tensor(hyper["lr"]) else epoch_lr(
+        np.asarray(members.hyper["lr"], dtype=np.float64), epoch, schedule.lr_decay,
+        schedule.lr_step_every, schedule.lr_step_factor)
+    return hyper, lr
+
+
+def _scored_record(pack, data: Data, members: Members, schedule: Schedule, state: PackState, lr, running,
+                   active_np: np.ndarray, start: float) -> EpochRecord:
+    """The epoch's record: every split scored, appended to the state, and the members that stop
+    after it marked."""
+    record = EpochRecord(epoch=state.epoch, step=state.step, wall_seconds=0.0, train_seconds=state.train_seconds,
+                         lr=lr, running_loss=running[0], running_acc=running[1], active=active_np,
+                         norms={n: v.cpu().numpy() for n, v in pack.layer_norms().items()} if schedule.norms else {})
+    _score_epoch(pack, data, members, schedule, record, keep=state.epoch % schedule.keep_every == 0
+                 or schedule.scored_epochs is not None)
+    record.wall_seconds = time.perf_counter() - start
+    state.records.append(record)
+    _stop(record, state, schedule)
+    return record
 
 
 def _keep_stopping(record: EpochRecord, state: PackState) -> None:

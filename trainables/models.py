@@ -123,7 +123,7 @@ class PackedMLP(nn.Module):
         ones), and the layer is updated as soon as its gradient exists, while it is still in cache.
         Per step this reads and writes each parameter's memory ~7 times (forward, backward,
         momentum read and write, parameter read and write) where autograd plus a separate optimizer
-        pass take ~12 (benchmarks/README.md), in ~24 torch calls for two hidden layers. With
+        pass take ~12 (benchmarks/RUNS.md), in ~24 torch calls for two hidden layers. With
         `members` (indices), only those members step; the others' parameters and momentum stay as
         they are. `velocity` is laid out like `tensors()`: the weights' buffers, then the biases'.
 
@@ -176,11 +176,11 @@ class PackedMLP(nn.Module):
     def buffers_list(self) -> list[torch.Tensor]:
         return []
 
-    def member(self, k: int) -> "MLP":
+    def member(self, k: int) -> MLP:
         return self.unpack(k).train(self.training)
 
     @torch.no_grad()
-    def load_member(self, k: int, module: "MLP") -> None:
+    def load_member(self, k: int, module: MLP) -> None:
         """Copy a plain `MLP`'s weights into member k (the inverse of `unpack`)."""
         linears = [m for m in module if isinstance(m, nn.Linear)]
         for lin, w, b in zip(linears, self.weights, self.biases):

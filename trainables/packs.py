@@ -54,7 +54,7 @@ class FuncPack(nn.Module):
     def tensors(self) -> list[torch.Tensor]:
         return list(self.params)
 
-    def train(self, mode: bool = True) -> "FuncPack":
+    def train(self, mode: bool = True) -> FuncPack:
         super().train(mode)
         self.base.train(mode)
         return self

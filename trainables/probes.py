@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from catalog import LASS_ALPHA, LASS_BETA, LASS_ITERS, LASS_R
+
 from .engine import infer
 from .models import eval_mode
-
 
 
 @dataclass
