@@ -40,12 +40,21 @@ def _dataset(results: str, sweep: str, table: str) -> ds.Dataset:
 def _where(filters: dict[str, Sequence] | None) -> ds.Expression | None:
     # Equalities, not `isin`: pyarrow 26's isin on a float64 column whose row groups hold only 0.0
     # prunes them all (a hyperparameter axis at 0: measured, 0 rows where == finds 7,188).
-    clauses = [functools.reduce(operator.or_, [ds.field(k) == value for value in v]) for k, v in (filters or {}).items()]
+    clauses = [
+        functools.reduce(operator.or_, [ds.field(k) == value for value in v]) for k, v in (filters or {}).items()
+    ]
     return functools.reduce(operator.and_, clauses) if clauses else None
 
 
-def grouped_means(results: str, sweep: str, table: str, keys: Sequence[str], means: Sequence[str],
-                  constants: Sequence[str] = (), filters: dict[str, Sequence] | None = None) -> pd.DataFrame:
+def grouped_means(
+    results: str,
+    sweep: str,
+    table: str,
+    keys: Sequence[str],
+    means: Sequence[str],
+    constants: Sequence[str] = (),
+    filters: dict[str, Sequence] | None = None,
+) -> pd.DataFrame:
     """One row per distinct `keys` of the stored table (rows kept by `filters`, column -> allowed
     values): `n`, its row count; `mean_<c>` for each column of `means` (a boolean's mean is its
     share of true); and each column of `constants` as it is in the group (columns constant
@@ -54,14 +63,21 @@ def grouped_means(results: str, sweep: str, table: str, keys: Sequence[str], mea
     # Little read-ahead (pyarrow's default holds 16 batches of 4 fragments): memory, not speed, binds here.
     # Means summed as float64 (a float16 column, `record_dtype: float16`, has no hash sum), each
     # divided by its own count of non-null values, as pandas does.
-    columns = {**{k: ds.field(k) for k in keys}, **{c: ds.field(c).cast(pa.float64()) for c in means},
-               **{c: ds.field(c) for c in constants}}
-    scan = _dataset(results, sweep, table).scanner(columns=columns, filter=_where(filters), batch_size=BATCH_ROWS,
-                                                   batch_readahead=2, fragment_readahead=1)
-    sums = ([(c, how) for c in means for how in ("sum", "count")] + [([], "count_all")]
-            + [(c, "min") for c in constants])
-    again = ([(f"{c}_{how}", "sum") for c in means for how in ("sum", "count")] + [("count_all", "sum")]
-             + [(f"{c}_min", "min") for c in constants])
+    columns = {
+        **{k: ds.field(k) for k in keys},
+        **{c: ds.field(c).cast(pa.float64()) for c in means},
+        **{c: ds.field(c) for c in constants},
+    }
+    scan = _dataset(results, sweep, table).scanner(
+        columns=columns, filter=_where(filters), batch_size=BATCH_ROWS, batch_readahead=2, fragment_readahead=1
+    )
+    sums = [(c, how) for c in means for how in ("sum", "count")] + [([], "count_all")] + [(c, "min") for c in constants]
+    again = (
+        [(f"{c}_{how}", "sum") for c in means for how in ("sum", "count")]
+        + [("count_all", "sum")]
+        + [(f"{c}_min", "min") for c in constants]
+    )
+
     def fold(parts: list[pa.Table]) -> list[pa.Table]:  # partial sums into one table of the groups
         if len(parts) < 2:
             return parts
@@ -111,26 +127,48 @@ def _plain_keys(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     return table
 
 
-def p_correct(results: str, sweep: str, epochs: Sequence[int] | None = None,
-              filters: dict[str, Sequence] | None = None) -> pd.DataFrame:
+def p_correct(
+    results: str, sweep: str, epochs: Sequence[int] | None = None, filters: dict[str, Sequence] | None = None
+) -> pd.DataFrame:
     """`analysis.difficulty.p_correct` of the stored `examples` table, out of core: one row per
     variant x split x epoch x example with p_correct, n_seeds, label, true_label, corrupted,
     mean_p_label and mean_loss; of the rows kept by `filters` (column -> values, e.g. one value
     of each hyperparameter axis)."""
     where = {**(filters or {}), **({"epoch": epochs} if epochs is not None else {})}
-    frame = grouped_means(results, sweep, "examples", ["variant", "split", "epoch", "index"],
-                          ["correct", "p_label", "loss"], ["label", "true_label", "corrupted"], filters=where or None)
+    frame = grouped_means(
+        results,
+        sweep,
+        "examples",
+        ["variant", "split", "epoch", "index"],
+        ["correct", "p_label", "loss"],
+        ["label", "true_label", "corrupted"],
+        filters=where or None,
+    )
     frame = frame.rename(columns={"mean_correct": "p_correct", "n": "n_seeds"})
     frame["variant"] = frame["variant"].astype(str)
     frame["split"] = pd.Categorical(frame["split"].astype(str), categories=SPLITS)  # train first, as written
     frame = frame.sort_values(["variant", "split", "epoch", "index"], kind="stable").reset_index(drop=True)
     frame["split"] = frame["split"].astype(str)
-    return frame[["variant", "split", "epoch", "index", "p_correct", "n_seeds", "label", "true_label",
-                  "corrupted", "mean_p_label", "mean_loss"]]
+    return frame[
+        [
+            "variant",
+            "split",
+            "epoch",
+            "index",
+            "p_correct",
+            "n_seeds",
+            "label",
+            "true_label",
+            "corrupted",
+            "mean_p_label",
+            "mean_loss",
+        ]
+    ]
 
 
-def correct_matrices(results: str, sweep: str, curves: Sequence[tuple[str, str, int]],
-                     filters: dict[str, Sequence] | None = None) -> Iterator[tuple[tuple[str, str, int], np.ndarray]]:
+def correct_matrices(
+    results: str, sweep: str, curves: Sequence[tuple[str, str, int]], filters: dict[str, Sequence] | None = None
+) -> Iterator[tuple[tuple[str, str, int], np.ndarray]]:
     """For each (variant, split, epoch) of `curves`: its (seeds, examples) float32 matrix of
     `correct` (rows by seed, columns by example index, both ascending) of the rows kept by
     `filters`, read one curve at a time."""
@@ -171,15 +209,18 @@ class StoredExamples:
         return memo.fill_outcomes(models, last["epoch_max"].to_numpy(), index, batches, split)
 
     def _scan(self, columns: list[str], where: ds.Expression) -> Iterator[pa.RecordBatch]:
-        return self.dataset.scanner(columns=columns, filter=where, batch_size=BATCH_ROWS, batch_readahead=2,
-                                    fragment_readahead=1).to_batches()
+        return self.dataset.scanner(
+            columns=columns, filter=where, batch_size=BATCH_ROWS, batch_readahead=2, fragment_readahead=1
+        ).to_batches()
 
     def _groups(self, keys: list[str], where: ds.Expression, aggs: list[tuple[str, str]]) -> pd.DataFrame:
         """`aggs` (pyarrow's, re-aggregated the same way: max, min, sum) per distinct `keys`, folded
         over the scan's chunks."""
         columns = list(dict.fromkeys(keys + [c for c, _ in aggs]))
-        parts = [_plain_keys(t, keys).group_by(keys, use_threads=False).aggregate(aggs)
-                 for t in _chunks(self._scan(columns, where))]
+        parts = [
+            _plain_keys(t, keys).group_by(keys, use_threads=False).aggregate(aggs)
+            for t in _chunks(self._scan(columns, where))
+        ]
         if not parts:
             return pd.DataFrame(columns=keys + [f"{c}_{how}" for c, how in aggs])
         frame = pa.concat_tables(parts).to_pandas()
@@ -202,13 +243,15 @@ class StoredMembers:
         if self.dataset is None:
             raise memo.MembersMismatch(memo.MISSING_MEMBERS)
         where = _where({"cell": [str(out.models.cell.iloc[0])]})
-        scan = self.dataset.scanner(columns=["seed", "index"], filter=where, batch_size=BATCH_ROWS,
-                                    batch_readahead=2, fragment_readahead=1).to_batches()
+        scan = self.dataset.scanner(
+            columns=["seed", "index"], filter=where, batch_size=BATCH_ROWS, batch_readahead=2, fragment_readahead=1
+        ).to_batches()
         return memo.fill_inclusion(out, n_train, ((b["seed"].to_numpy(), b["index"].to_numpy()) for b in scan))
 
 
-def model_rows(results: str, sweep: str, split: str, columns: Sequence[str],
-               filters: dict[str, Sequence] | None = None) -> Iterator[pd.DataFrame]:
+def model_rows(
+    results: str, sweep: str, split: str, columns: Sequence[str], filters: dict[str, Sequence] | None = None
+) -> Iterator[pd.DataFrame]:
     """Each model's rows of `split` in the stored `examples` table (`columns` of them), one model
     at a time in pandas: a model is a distinct (arch, cell, variant, seed), of the key columns
     asked for (a cell names a hyperparameter point). Each fragment (a trial: all of its models'
@@ -224,8 +267,10 @@ def model_rows(results: str, sweep: str, split: str, columns: Sequence[str],
         for model in ids:
             key = tuple(model[k] for k in keys)
             if key in seen:
-                raise ValueError(f"examples table: model {dict(model)} has rows in two fragments "
-                                 "(a damaged or hand-merged store: `sweep verify`)")
+                raise ValueError(
+                    f"examples table: model {dict(model)} has rows in two fragments "
+                    "(a damaged or hand-merged store: `sweep verify`)"
+                )
             seen.add(key)
             mask = functools.reduce(pc.and_, [pc.equal(table[k], v) for k, v in model.items()])
             yield table.filter(mask).to_pandas()
@@ -239,8 +284,9 @@ def accuracy_by_axes(results: str, sweep: str, axes: Sequence[str]) -> pd.DataFr
     (`test`). The accuracies are means over models and examples."""
     keys = ["variant", *axes]
     last = int(grouped_means(results, sweep, "examples", ["epoch"], []).epoch.max())
-    parts = grouped_means(results, sweep, "examples", [*keys, "split", "corrupted"], ["correct"],
-                          filters={"epoch": [last]})
+    parts = grouped_means(
+        results, sweep, "examples", [*keys, "split", "corrupted"], ["correct"], filters={"epoch": [last]}
+    )
     models = grouped_means(results, sweep, "trials", keys, [])
     wide = parts.assign(part=parts.split.astype(str) + np.where(parts.corrupted, "_corrupted", "_clean"))
     wide = wide.pivot_table(index=keys, columns="part", values="mean_correct", observed=True).reset_index()
@@ -269,14 +315,19 @@ def real_dynamics(results: str, sweep: str, columns: list[str], has_arch: bool):
     """Per architecture of an interpolate sweep's `real` models recorded at two or more epochs:
     (arch or None, the first recorded epoch, `dynamics.measures` of its training split, EL2N at
     that epoch), read one model at a time."""
-    archs = (grouped_means(results, sweep, "examples", ["arch"], [], filters={"variant": ["real"]})
-             .arch.astype(str).tolist() if has_arch else [None])
+    archs = (
+        grouped_means(results, sweep, "examples", ["arch"], [], filters={"variant": ["real"]}).arch.astype(str).tolist()
+        if has_arch
+        else [None]
+    )
     wanted = [*columns, "el2n", *(["arch"] if has_arch else [])]
     for arch in archs:
         picked = {"variant": ["real"], **({"arch": [arch]} if arch else {})}
         epochs = grouped_means(results, sweep, "examples", ["epoch"], [], filters={**picked, "split": ["train"]})
         if len(epochs) < 2:
             continue
-        models = (one.drop(columns=[c for c in ("arch",) if c in one.columns]).assign(variant="real")
-                  for one in model_rows(results, sweep, "train", wanted, picked))
+        models = (
+            one.drop(columns=[c for c in ("arch",) if c in one.columns]).assign(variant="real")
+            for one in model_rows(results, sweep, "train", wanted, picked)
+        )
         yield arch, int(epochs.epoch.min()), dynamics.measures(models)

@@ -25,17 +25,33 @@ def interpolation_table(trials: pd.DataFrame) -> pd.DataFrame:
     test_error (1 - test accuracy at interpolation, mean), ratio_seconds and ratio_epochs
     (time relative to the same arch's run on clean labels, 'real' or randY:0.0).
     """
-    t = trials.assign(arch=trials.arch.astype(str), variant=trials.variant.astype(str),
-                      interp_test_error=1.0 - trials.interp_test_acc.astype(float))
-    rows = t.groupby(["arch", "variant"], sort=False).agg(
-        corruption_kind=("corruption_kind", "first"), corruption_p=("corruption_p", "first"),
-        seeds=("seed", "size"), interpolated=("interpolated", "sum"),
-        epochs_trained=("epochs_trained", "max"),
-        seconds=("interp_train_seconds", "mean"), epochs=("interp_epoch", "mean"),
-        steps=("interp_step", "mean"), test_error=("interp_test_error", "mean"),
-        final_train_acc=("final_train_acc", "mean"), final_test_acc=("final_test_acc", "mean"),
-    ).reset_index()
-    clean = rows[(rows.corruption_p == 0) & rows.corruption_kind.isin(["real", "randY"])].groupby("arch")[["seconds", "epochs"]].first()
+    t = trials.assign(
+        arch=trials.arch.astype(str),
+        variant=trials.variant.astype(str),
+        interp_test_error=1.0 - trials.interp_test_acc.astype(float),
+    )
+    rows = (
+        t.groupby(["arch", "variant"], sort=False)
+        .agg(
+            corruption_kind=("corruption_kind", "first"),
+            corruption_p=("corruption_p", "first"),
+            seeds=("seed", "size"),
+            interpolated=("interpolated", "sum"),
+            epochs_trained=("epochs_trained", "max"),
+            seconds=("interp_train_seconds", "mean"),
+            epochs=("interp_epoch", "mean"),
+            steps=("interp_step", "mean"),
+            test_error=("interp_test_error", "mean"),
+            final_train_acc=("final_train_acc", "mean"),
+            final_test_acc=("final_test_acc", "mean"),
+        )
+        .reset_index()
+    )
+    clean = (
+        rows[(rows.corruption_p == 0) & rows.corruption_kind.isin(["real", "randY"])]
+        .groupby("arch")[["seconds", "epochs"]]
+        .first()
+    )
     rows["ratio_seconds"] = rows.seconds / rows.arch.map(clean.seconds)
     rows["ratio_epochs"] = rows.epochs / rows.arch.map(clean.epochs)
     return rows.sort_values(["arch", "corruption_kind", "corruption_p"], kind="stable").reset_index(drop=True)
@@ -52,8 +68,17 @@ def label_corruption_curve(table: pd.DataFrame) -> pd.DataFrame:
 def learning_curves(epochs: pd.DataFrame) -> pd.DataFrame:
     """Per arch x variant x epoch (seeds averaged): step, train_seconds, running and full-set
     train loss and accuracy, test loss and accuracy, lr."""
-    cols = ["step", "train_seconds", "running_loss", "running_acc", "train_loss", "train_acc",
-            "test_loss", "test_acc", "lr"]
+    cols = [
+        "step",
+        "train_seconds",
+        "running_loss",
+        "running_acc",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "lr",
+    ]
     e = epochs.assign(arch=epochs.arch.astype(str), variant=epochs.variant.astype(str))
     return e.groupby(["arch", "variant", "epoch"], sort=False)[cols].mean().reset_index()
 
@@ -72,8 +97,10 @@ def summarize_ratios(table: pd.DataFrame) -> pd.DataFrame:
     relative to clean labels (the paper's 'small constant factor'), and test error there."""
     curve = label_corruption_curve(table)
     done = curve[curve.interpolated > 0]
-    out = done.loc[done.groupby("arch").corruption_p.idxmax(),
-                   ["arch", "corruption_p", "ratio_seconds", "ratio_epochs", "test_error"]]
+    out = done.loc[
+        done.groupby("arch").corruption_p.idxmax(),
+        ["arch", "corruption_p", "ratio_seconds", "ratio_epochs", "test_error"],
+    ]
     return out.rename(columns={"corruption_p": "highest_p_interpolated"}).reset_index(drop=True)
 
 
@@ -83,8 +110,15 @@ def accuracy_table(trials: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     with the models, their mean epochs, and mean train and test accuracy (%) where each stopped."""
     keys = ["arch", "variant", *axes]
     rows = trials.assign(variant=trials.variant.astype(str), arch=trials.arch.astype(str))
-    out = rows.groupby(keys, observed=True, sort=False).agg(
-        models=("seed", "size"), epochs=("epochs_trained", "mean"),
-        train=("final_train_acc", "mean"), test=("final_test_acc", "mean")).reset_index()
+    out = (
+        rows.groupby(keys, observed=True, sort=False)
+        .agg(
+            models=("seed", "size"),
+            epochs=("epochs_trained", "mean"),
+            train=("final_train_acc", "mean"),
+            test=("final_test_acc", "mean"),
+        )
+        .reset_index()
+    )
     out[["train", "test"]] = out[["train", "test"]] * 100
     return out.rename(columns={"variant": "corruption", "train": "train %", "test": "test %"})

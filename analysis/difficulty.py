@@ -30,9 +30,14 @@ def p_correct(examples: pd.DataFrame) -> pd.DataFrame:
     are the same for every seed of a variant)."""
     group = examples.groupby([*KEYS, "index"], observed=True, sort=True)
     extra = {f"mean_{c}": (c, "mean") for c in ("p_label", "loss") if c in examples.columns}
-    out = group.agg(p_correct=("correct", "mean"), n_seeds=("correct", "size"),
-                    label=("label", "first"), true_label=("true_label", "first"),
-                    corrupted=("corrupted", "first"), **extra)
+    out = group.agg(
+        p_correct=("correct", "mean"),
+        n_seeds=("correct", "size"),
+        label=("label", "first"),
+        true_label=("true_label", "first"),
+        corrupted=("corrupted", "first"),
+        **extra,
+    )
     return out.reset_index()
 
 
@@ -75,21 +80,31 @@ def summary(pc: pd.DataFrame, reference: str = "randX") -> pd.DataFrame:
         ref = pc[(pc.variant == reference) & (pc.split == split) & (pc.epoch == epoch)]
         p_ref = float(ref.p_correct.mean()) if len(ref) else np.nan
         mean = float(values.mean())
-        rows.append({
-            "variant": variant, "split": split, "epoch": epoch, "n_seeds": n,
-            "n_examples": len(values), "mean": mean, "std": float(values.std()),
-            "min": float(values.min()), "max": float(values.max()),
-            "all_seeds": float((values == 1).mean()), "no_seed": float((values == 0).mean()),
-            "binom_std": float(np.sqrt(mean * (1 - mean) / n)),
-            "ks_own": distance_from_binomial(values, n, mean),
-            "p_ref": p_ref,
-            "ks_ref": distance_from_binomial(values, n, p_ref) if len(ref) else np.nan,
-        })
+        rows.append(
+            {
+                "variant": variant,
+                "split": split,
+                "epoch": epoch,
+                "n_seeds": n,
+                "n_examples": len(values),
+                "mean": mean,
+                "std": float(values.std()),
+                "min": float(values.min()),
+                "max": float(values.max()),
+                "all_seeds": float((values == 1).mean()),
+                "no_seed": float((values == 0).mean()),
+                "binom_std": float(np.sqrt(mean * (1 - mean) / n)),
+                "ks_own": distance_from_binomial(values, n, mean),
+                "p_ref": p_ref,
+                "ks_ref": distance_from_binomial(values, n, p_ref) if len(ref) else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def bootstrap_band(hits: np.ndarray, draws: int = 200, level: float = 0.95,
-                   rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_band(
+    hits: np.ndarray, draws: int = 200, level: float = 0.95, rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """hits: (num_seeds, num_examples) float -> (lo, hi), each (num_examples,): the central
     `level` interval at every rank of the sorted (descending) P(correct) curve when the seeds
     are resampled with replacement `draws` times. A curve resting on few seeds gets a wide band."""
@@ -106,10 +121,15 @@ def bootstrap_band(hits: np.ndarray, draws: int = 200, level: float = 0.95,
 def bootstrap_bands(examples: pd.DataFrame, draws: int = 200, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """`bootstrap_band` of each curve of the `examples` rows. Columns: variant, split, epoch,
     rank, lo, hi (`analysis.aggregate.correct_matrices` gives the same matrices out of core)."""
+
     def matrices():
         for key, rows in examples.groupby(KEYS, observed=True, sort=True):
-            yield key, rows.pivot_table(index="seed", columns="index", values="correct", aggfunc="first",
-                                        observed=True).to_numpy(dtype=np.float32)  # (seeds, examples)
+            yield (
+                key,
+                rows.pivot_table(
+                    index="seed", columns="index", values="correct", aggfunc="first", observed=True
+                ).to_numpy(dtype=np.float32),
+            )  # (seeds, examples)
 
     return bands_frame(matrices(), draws, level, seed)
 
@@ -121,8 +141,18 @@ def bands_frame(matrices, draws: int = 200, level: float = 0.95, seed: int = 0) 
     out = []
     for (variant, split, epoch), hits in matrices:
         lo, hi = bootstrap_band(hits, draws, level, rng)
-        out.append(pd.DataFrame({"variant": variant, "split": split, "epoch": epoch,
-                                 "rank": np.arange(hits.shape[1]), "lo": lo, "hi": hi}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "variant": variant,
+                    "split": split,
+                    "epoch": epoch,
+                    "rank": np.arange(hits.shape[1]),
+                    "lo": lo,
+                    "hi": hi,
+                }
+            )
+        )
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=[*KEYS, "rank", "lo", "hi"])
 
 
@@ -135,14 +165,22 @@ def distance_sentence(row) -> str:
     about equally hard; a curve far from it means examples differ in difficulty)."""
     ks = float(row.ks_own)
     if int(row.n_seeds) < MIN_SEEDS_TO_TELL:  # with one seed every P(correct) is 0 or 1: KS says nothing
-        return (f"{row.variant} ({row.split}, epoch {row.epoch}): {int(row.n_seeds)} seed(s) are too few to tell "
-                f"how far the examples are from equally hard (at least {MIN_SEEDS_TO_TELL} needed).")
+        return (
+            f"{row.variant} ({row.split}, epoch {row.epoch}): {int(row.n_seeds)} seed(s) are too few to tell "
+            f"how far the examples are from equally hard (at least {MIN_SEEDS_TO_TELL} needed)."
+        )
     spread = f"P(correct) runs from {row['min']:.2f} to {row['max']:.2f}" if "min" in row else ""
     n = int(row["n_examples"]) if "n_examples" in row else 0
     # Counts, not rounded shares: "0% for none" would read as "no such example" when a few exist.
-    ends = [f"{round(share * n):,} of {n:,} {who}" for share, who in (
-        (row.get("all_seeds", 0), "right for every seed"), (row.get("no_seed", 0), "right for no seed")) if share > 0]
-    spread += (f" ({', '.join(ends)})" if ends else "")
+    ends = [
+        f"{round(share * n):,} of {n:,} {who}"
+        for share, who in (
+            (row.get("all_seeds", 0), "right for every seed"),
+            (row.get("no_seed", 0), "right for no seed"),
+        )
+        if share > 0
+    ]
+    spread += f" ({', '.join(ends)})" if ends else ""
     if ks < 0.1 and row["mean"] >= 0.99:  # the binomial at p ~ 1 is every example learned: nothing to tell apart
         verdict, meaning = "close to binomial", "nearly every example is right for nearly every seed"
     elif ks < 0.1 and row["mean"] <= 0.01:
@@ -155,29 +193,44 @@ def distance_sentence(row) -> str:
         verdict, meaning = "far from binomial", "examples differ in difficulty"
     if spread and ks >= 0.1:
         meaning += f": {spread}"
-    return (f"{row.variant} ({row.split}, epoch {row.epoch}): {verdict} (KS {ks:.2f} against Binomial(n={row.n_seeds}, "
-            f"p={row['mean']:.2f})): {meaning}.")
+    return (
+        f"{row.variant} ({row.split}, epoch {row.epoch}): {verdict} (KS {ks:.2f} against Binomial(n={row.n_seeds}, "
+        f"p={row['mean']:.2f})): {meaning}."
+    )
 
 
-def sorted_curves(pc: pd.DataFrame, reference: str = "randX", seed: int | None = None
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def sorted_curves(
+    pc: pd.DataFrame, reference: str = "randX", seed: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(curves, baselines) for plotting, both in descending P(correct) order by `rank` (0 = easiest).
 
     curves: variant, split, epoch, rank, p_correct, index, label. baselines: split, epoch,
     name, rank, p_correct: Binomial(n, p_ref)/n for the reference variant's mean and n,
     with as many points as that curve has examples.
     """
-    curves = (pc.sort_values([*KEYS, "p_correct", "index"], ascending=[True, True, True, False, True])
-              .assign(rank=lambda d: d.groupby(KEYS, observed=True).cumcount()))
+    curves = pc.sort_values([*KEYS, "p_correct", "index"], ascending=[True, True, True, False, True]).assign(
+        rank=lambda d: d.groupby(KEYS, observed=True).cumcount()
+    )
     lines = []
     for (split, epoch), ref in pc[pc.variant == reference].groupby(["split", "epoch"], observed=True):
         n, p = int(ref.n_seeds.min()), float(ref.p_correct.mean())
         values = binomial_baseline(n, p, len(ref), seed)[::-1]
-        lines.append(pd.DataFrame({"split": split, "epoch": epoch,
-                                   "name": f"Binomial(n={n}, p={p:.3f}) [{reference} mean]",
-                                   "rank": np.arange(len(ref)), "p_correct": values}))
-    baselines = pd.concat(lines, ignore_index=True) if lines else pd.DataFrame(
-        columns=["split", "epoch", "name", "rank", "p_correct"])
+        lines.append(
+            pd.DataFrame(
+                {
+                    "split": split,
+                    "epoch": epoch,
+                    "name": f"Binomial(n={n}, p={p:.3f}) [{reference} mean]",
+                    "rank": np.arange(len(ref)),
+                    "p_correct": values,
+                }
+            )
+        )
+    baselines = (
+        pd.concat(lines, ignore_index=True)
+        if lines
+        else pd.DataFrame(columns=["split", "epoch", "name", "rank", "p_correct"])
+    )
     return curves[[*KEYS, "rank", "p_correct", "index", "label"]].reset_index(drop=True), baselines
 
 

@@ -27,9 +27,11 @@ def _matrix(rows: pd.DataFrame, column: str) -> np.ndarray:
     if table.isna().to_numpy().any():
         gaps = table.isna()
         first = gaps.stack()[lambda v: v].index[0]
-        raise MissingRows(f"examples table: {int(gaps.to_numpy().sum())} (epoch, example) rows of seed "
-                         f"{rows.seed.iloc[0]} ({rows.variant.iloc[0]}) are missing, e.g. epoch {first[0]}, "
-                         f"example {first[1]}; every recorded epoch needs every example (`sweep verify`)")
+        raise MissingRows(
+            f"examples table: {int(gaps.to_numpy().sum())} (epoch, example) rows of seed "
+            f"{rows.seed.iloc[0]} ({rows.variant.iloc[0]}) are missing, e.g. epoch {first[0]}, "
+            f"example {first[1]}; every recorded epoch needs every example (`sweep verify`)"
+        )
     return table.to_numpy()
 
 
@@ -43,8 +45,13 @@ def _per_seed(rows: pd.DataFrame):
     """({key: value}, seed, sorted epochs, sorted example indices, one seed's rows) per kind x seed."""
     names = keys(rows)
     for values, one in rows.groupby([*names, "seed"], observed=True):
-        yield (dict(zip(names, values[:-1])), values[-1], np.sort(one.epoch.unique()),
-               np.sort(one["index"].unique()), one)
+        yield (
+            dict(zip(names, values[:-1])),
+            values[-1],
+            np.sort(one.epoch.unique()),
+            np.sort(one["index"].unique()),
+            one,
+        )
 
 
 def _with_meta(per_example: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -70,15 +77,17 @@ def oscillation(examples: pd.DataFrame, split: str = "train") -> pd.DataFrame:
     out = []
     for kind, seed, epochs, _, rows in _per_seed(examples[examples.split == split]):
         values = oscillation_array(_matrix(rows, "correct").astype(bool))
-        out.append(pd.DataFrame({**kind, "seed": seed, "epoch": epochs[1:],
-                                 "intersection": values[:, 0], "union": values[:, 1]}))
+        out.append(
+            pd.DataFrame(
+                {**kind, "seed": seed, "epoch": epochs[1:], "intersection": values[:, 0], "union": values[:, 1]}
+            )
+        )
     return pd.concat(out, ignore_index=True)
 
 
 def oscillation_means(osc: pd.DataFrame) -> pd.DataFrame:
     """`oscillation`'s rows averaged over seeds: per kind (`keys`) x epoch."""
-    return (osc.groupby([*keys(osc), "epoch"], observed=True, sort=False)[["intersection", "union"]]
-            .mean().reset_index())
+    return osc.groupby([*keys(osc), "epoch"], observed=True, sort=False)[["intersection", "union"]].mean().reset_index()
 
 
 def first_oscillation(means: pd.DataFrame) -> pd.DataFrame:
@@ -90,8 +99,12 @@ def first_oscillation(means: pd.DataFrame) -> pd.DataFrame:
 
 def region_shares(per_example: pd.DataFrame) -> pd.DataFrame:
     """Per kind, clean and corrupted examples apart: the share of each data-map region."""
-    return (per_example.groupby([*keys(per_example), "corrupted"], observed=True).region
-            .value_counts(normalize=True).unstack(fill_value=0.0).reset_index())
+    return (
+        per_example.groupby([*keys(per_example), "corrupted"], observed=True)
+        .region.value_counts(normalize=True)
+        .unstack(fill_value=0.0)
+        .reset_index()
+    )
 
 
 def forgetting_array(correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,8 +122,7 @@ def forgetting_events(examples: pd.DataFrame, split: str = "train") -> pd.DataFr
     parts = []
     for kind, _, _, index, one in _per_seed(rows):
         forgotten, never = forgetting_array(_matrix(one, "correct").astype(bool))
-        parts.append(pd.DataFrame({**kind, "index": index,
-                                   "forgotten": forgotten, "never_learned": never.astype(int)}))
+        parts.append(pd.DataFrame({**kind, "index": index, "forgotten": forgotten, "never_learned": never.astype(int)}))
     per = pd.concat(parts).groupby([*keys(rows), "index"], observed=True).sum().reset_index()
     per["unforgettable"] = (per.forgotten == 0) & (per.never_learned == 0)
     return _with_meta(per, rows)
@@ -127,8 +139,12 @@ def data_map_arrays(p_label: np.ndarray, correct: np.ndarray) -> np.ndarray:
 AMBIGUOUS_VARIABILITY, EASY_CONFIDENCE = 0.2, 0.5  # data-map regions (Swayamdipta et al. 2020)
 
 
-def data_map(examples: pd.DataFrame, split: str = "train", ambiguous_variability: float = AMBIGUOUS_VARIABILITY,
-             easy_confidence: float = EASY_CONFIDENCE) -> pd.DataFrame:
+def data_map(
+    examples: pd.DataFrame,
+    split: str = "train",
+    ambiguous_variability: float = AMBIGUOUS_VARIABILITY,
+    easy_confidence: float = EASY_CONFIDENCE,
+) -> pd.DataFrame:
     """Per variant x example (statistics per seed over epochs, then averaged over seeds):
     confidence, variability, correctness, and `region`: 'ambiguous' if variability >=
     `ambiguous_variability`, else 'easy' if confidence >= `easy_confidence`, else 'hard'
@@ -137,12 +153,23 @@ def data_map(examples: pd.DataFrame, split: str = "train", ambiguous_variability
     parts = []
     for kind, _, _, index, one in _per_seed(rows):
         stats = data_map_arrays(_matrix(one, "p_label"), _matrix(one, "correct").astype(bool))
-        parts.append(pd.DataFrame({**kind, "index": index,
-                                   "confidence": stats[:, 0], "variability": stats[:, 1],
-                                   "correctness": stats[:, 2]}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    **kind,
+                    "index": index,
+                    "confidence": stats[:, 0],
+                    "variability": stats[:, 1],
+                    "correctness": stats[:, 2],
+                }
+            )
+        )
     maps = pd.concat(parts).groupby([*keys(rows), "index"], observed=True).mean().reset_index()
-    maps["region"] = np.where(maps.variability >= ambiguous_variability, "ambiguous",
-                              np.where(maps.confidence >= easy_confidence, "easy", "hard"))
+    maps["region"] = np.where(
+        maps.variability >= ambiguous_variability,
+        "ambiguous",
+        np.where(maps.confidence >= easy_confidence, "easy", "hard"),
+    )
     return _with_meta(maps, rows)
 
 
@@ -153,8 +180,10 @@ def el2n(examples: pd.DataFrame, split: str = "train", epoch: int | None = None)
     epoch = int(rows.epoch.min()) if epoch is None else epoch
     at = rows[rows.epoch == epoch]
     if at.empty:
-        raise ValueError(f"no {split} examples recorded at epoch {epoch} "
-                         f"(recorded: {', '.join(map(str, sorted(rows.epoch.unique())))})")
+        raise ValueError(
+            f"no {split} examples recorded at epoch {epoch} "
+            f"(recorded: {', '.join(map(str, sorted(rows.epoch.unique())))})"
+        )
     out = at.groupby([*keys(at), "index"], observed=True).el2n.mean().astype(float).reset_index()
     out["el2n_epoch"] = epoch
     return out
@@ -163,12 +192,17 @@ def el2n(examples: pd.DataFrame, split: str = "train", epoch: int | None = None)
 # Each measure as a hardness score: larger = harder, so that agreeing measures correlate positively.
 # Forgetting ranks as in Toneva et al.: a never-learned example counts as infinitely often
 # forgotten (here: per seed in which it was never learned, before any count of events).
-HARDNESS = {"1 - P(correct)": ("p_correct", -1), "forgetting events": ("forgetting_rank", 1),
-            "1 - confidence": ("confidence", -1), "EL2N": ("el2n", 1)}
+HARDNESS = {
+    "1 - P(correct)": ("p_correct", -1),
+    "forgetting events": ("forgetting_rank", 1),
+    "1 - confidence": ("confidence", -1),
+    "EL2N": ("el2n", 1),
+}
 
 
-def measures(examples: pd.DataFrame | Iterable[pd.DataFrame], split: str = "train",
-             el2n_epoch: int | None = None) -> pd.DataFrame:
+def measures(
+    examples: pd.DataFrame | Iterable[pd.DataFrame], split: str = "train", el2n_epoch: int | None = None
+) -> pd.DataFrame:
     """Per variant x example, every per-example measure side by side: p_correct (fraction of
     seeds correct, each seed at its own last recorded epoch), forgotten / never_learned / unforgettable /
     forgetting_rank (never-learned seeds first, then events: Toneva et al.'s order),
@@ -190,8 +224,17 @@ def measures(examples: pd.DataFrame | Iterable[pd.DataFrame], split: str = "trai
     return _measures_from(_fold(sums), split)
 
 
-SUMMED = ["forgotten", "never_learned", "confidence", "variability", "correctness", "seeds", "last_correct",
-          "el2n", "el2n_seeds"]
+SUMMED = [
+    "forgotten",
+    "never_learned",
+    "confidence",
+    "variability",
+    "correctness",
+    "seeds",
+    "last_correct",
+    "el2n",
+    "el2n_seeds",
+]
 
 
 def _seed_sums(kind: dict, index: np.ndarray, one: pd.DataFrame, el2n_epoch: int | None) -> pd.DataFrame:
@@ -199,9 +242,19 @@ def _seed_sums(kind: dict, index: np.ndarray, one: pd.DataFrame, el2n_epoch: int
     correct = _matrix(one, "correct").astype(bool)
     forgotten, never = forgetting_array(correct)
     stats = data_map_arrays(_matrix(one, "p_label"), correct)
-    part = pd.DataFrame({**kind, "index": index, "forgotten": forgotten,
-                         "never_learned": never.astype(int), "confidence": stats[:, 0], "variability": stats[:, 1],
-                         "correctness": stats[:, 2], "seeds": 1, "last_correct": correct[-1].astype(float)})
+    part = pd.DataFrame(
+        {
+            **kind,
+            "index": index,
+            "forgotten": forgotten,
+            "never_learned": never.astype(int),
+            "confidence": stats[:, 0],
+            "variability": stats[:, 1],
+            "correctness": stats[:, 2],
+            "seeds": 1,
+            "last_correct": correct[-1].astype(float),
+        }
+    )
     meta = one.drop_duplicates("index").set_index("index").loc[index]
     part["label"], part["corrupted"] = meta.label.to_numpy(), meta.corrupted.to_numpy()
     if "el2n" in one.columns:
@@ -231,14 +284,19 @@ def _measures_from(total: pd.DataFrame, split: str) -> pd.DataFrame:
     out["label"], out["corrupted"] = total.label.to_numpy(), total.corrupted.to_numpy()
     for c in ("confidence", "variability", "correctness"):
         out[c] = total[c] / total.seeds
-    out["region"] = np.where(out.variability >= AMBIGUOUS_VARIABILITY, "ambiguous",
-                             np.where(out.confidence >= EASY_CONFIDENCE, "easy", "hard"))
+    out["region"] = np.where(
+        out.variability >= AMBIGUOUS_VARIABILITY,
+        "ambiguous",
+        np.where(out.confidence >= EASY_CONFIDENCE, "easy", "hard"),
+    )
     out["p_correct"] = total.last_correct / total.seeds
     out["forgetting_rank"] = out.never_learned * (out.forgotten.max() + 1) + out.forgotten
     if "el2n" in total.columns:
         if not total.el2n_seeds.any():
-            raise ValueError(f"no {split} examples recorded at epoch {int(total.el2n_epoch.iloc[0])} "
-                             "(EL2N is read at the earliest recorded epoch, or the one asked for)")
+            raise ValueError(
+                f"no {split} examples recorded at epoch {int(total.el2n_epoch.iloc[0])} "
+                "(EL2N is read at the earliest recorded epoch, or the one asked for)"
+            )
         out["el2n"] = total.el2n / total.el2n_seeds.where(total.el2n_seeds > 0)  # NaN where no seed has it
         out["el2n_epoch"] = total.el2n_epoch.astype(int)
     return out
@@ -250,12 +308,16 @@ def agreement(per_example: pd.DataFrame) -> pd.DataFrame:
     Constant scores (e.g. no forgetting at all) give NaN."""
     out = []
     for kind, one in per_example.groupby(keys(per_example), observed=True):
-        scores = pd.DataFrame({name: sign * one[col].astype(float) for name, (col, sign) in HARDNESS.items()
-                               if col in one.columns})
+        scores = pd.DataFrame(
+            {name: sign * one[col].astype(float) for name, (col, sign) in HARDNESS.items() if col in one.columns}
+        )
         rho = scores.corr(method="spearman")
         names = list(scores.columns)
-        out += [{**dict(zip(keys(per_example), kind)), "a": a, "b": b, "rho": rho.loc[a, b]}
-                for i, a in enumerate(names) for b in names[i + 1:]]
+        out += [
+            {**dict(zip(keys(per_example), kind)), "a": a, "b": b, "rho": rho.loc[a, b]}
+            for i, a in enumerate(names)
+            for b in names[i + 1 :]
+        ]
     return pd.DataFrame(out)
 
 
@@ -285,8 +347,13 @@ def corrupted_placement(per_example: pd.DataFrame) -> pd.DataFrame:
             if col in one.columns:
                 row[f"top: {name}"] = _top_share(sign * one[col].to_numpy(float), bad, k)
         hard, unforgettable = (one.region == "hard").to_numpy(), one.unforgettable.to_numpy(bool)
-        row.update({"hard region: corrupted": hard[bad].mean(), "hard region: clean": hard[~bad].mean(),
-                    "unforgettable: corrupted": unforgettable[bad].mean(),
-                    "unforgettable: clean": unforgettable[~bad].mean()})
+        row.update(
+            {
+                "hard region: corrupted": hard[bad].mean(),
+                "hard region: clean": hard[~bad].mean(),
+                "unforgettable: corrupted": unforgettable[bad].mean(),
+                "unforgettable: clean": unforgettable[~bad].mean(),
+            }
+        )
         out.append(row)
     return pd.DataFrame(out)

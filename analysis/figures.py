@@ -17,13 +17,13 @@ BASELINE_COLOR = catalog.BASELINE_COLOUR
 MAX_POINTS = 2000  # per curve; a longer sorted curve is drawn at evenly spaced ranks
 
 
-
 def _layout(fig: go.Figure, legend_y: float | None = -0.25, **layout) -> go.Figure:
     """Every figure's look: plotly's white template and, unless legend_y is None, a horizontal
     legend below the plot at `legend_y`; `layout` adds the figure's own title, height and axes."""
     legend = {} if legend_y is None else {"legend": dict(orientation="h", y=legend_y)}
     fig.update_layout(template="plotly_white", **legend, **layout)
     return fig
+
 
 def _color(variant: str) -> str:
     """A variant's colour (catalog.variant_colour: kinds their own, grid levels on a sequential scale)."""
@@ -45,9 +45,14 @@ def _in_order(frame: pd.DataFrame, variants: Sequence[str] | None):
     return [(v, groups[v]) for v in order]
 
 
-def p_correct_curves(curves: pd.DataFrame, baselines: pd.DataFrame, split: str = "train",
-                     variants: Sequence[str] | None = None, title: str | None = None,
-                     bands: pd.DataFrame | None = None) -> go.Figure:
+def p_correct_curves(
+    curves: pd.DataFrame,
+    baselines: pd.DataFrame,
+    split: str = "train",
+    variants: Sequence[str] | None = None,
+    title: str | None = None,
+    bands: pd.DataFrame | None = None,
+) -> go.Figure:
     """Examples sorted by P(correct), one curve per variant and one panel per epoch, with the
     binomial baseline(s) dashed (Arpit et al. 2017, Fig. 1) and, given `bands`
     (`difficulty.bootstrap_bands`), each curve's 95% bootstrap band over seeds shaded.
@@ -56,42 +61,82 @@ def p_correct_curves(curves: pd.DataFrame, baselines: pd.DataFrame, split: str =
     bands = bands[bands.split == split] if bands is not None else None
     baselines = baselines[baselines.split == split]
     epochs = sorted(curves.epoch.unique())
-    fig = make_subplots(rows=1, cols=max(1, len(epochs)), shared_yaxes=True,
-                        subplot_titles=[f"after epoch {e}" for e in epochs], horizontal_spacing=0.04)
+    fig = make_subplots(
+        rows=1,
+        cols=max(1, len(epochs)),
+        shared_yaxes=True,
+        subplot_titles=[f"after epoch {e}" for e in epochs],
+        horizontal_spacing=0.04,
+    )
     for col, epoch in enumerate(epochs, start=1):
         for variant, curve in _in_order(curves[curves.epoch == epoch], variants):
             curve = _thin(curve)
             if bands is not None:
                 band = _thin(bands[(bands.epoch == epoch) & (bands.variant == variant)])
                 if len(band):
-                    fig.add_trace(go.Scatter(
-                        x=np.concatenate([band["rank"], band["rank"][::-1]]),
-                        y=np.concatenate([band.hi, band.lo[::-1]]), fill="toself", mode="none",
-                        fillcolor=_color(str(variant)), opacity=0.18, name=f"{variant}: 95% band over seeds",
-                        legendgroup=str(variant), showlegend=False, hoverinfo="skip"), row=1, col=col)
-            fig.add_trace(go.Scatter(
-                x=curve["rank"], y=curve.p_correct, mode="lines", name=str(variant),
-                legendgroup=str(variant), showlegend=col == 1,
-                line=dict(color=_color(str(variant)), width=2.5),
-                customdata=np.stack([curve["index"], curve["label"]], axis=1),
-                hovertemplate=(f"<b>{variant}</b><br>example %{{customdata[0]}} (label %{{customdata[1]}})"
-                               "<br>rank %{x}<br>P(correct) %{y:.2f}<extra></extra>")), row=1, col=col)
+                    fig.add_trace(
+                        go.Scatter(
+                            x=np.concatenate([band["rank"], band["rank"][::-1]]),
+                            y=np.concatenate([band.hi, band.lo[::-1]]),
+                            fill="toself",
+                            mode="none",
+                            fillcolor=_color(str(variant)),
+                            opacity=0.18,
+                            name=f"{variant}: 95% band over seeds",
+                            legendgroup=str(variant),
+                            showlegend=False,
+                            hoverinfo="skip",
+                        ),
+                        row=1,
+                        col=col,
+                    )
+            fig.add_trace(
+                go.Scatter(
+                    x=curve["rank"],
+                    y=curve.p_correct,
+                    mode="lines",
+                    name=str(variant),
+                    legendgroup=str(variant),
+                    showlegend=col == 1,
+                    line=dict(color=_color(str(variant)), width=2.5),
+                    customdata=np.stack([curve["index"], curve["label"]], axis=1),
+                    hovertemplate=(
+                        f"<b>{variant}</b><br>example %{{customdata[0]}} (label %{{customdata[1]}})"
+                        "<br>rank %{x}<br>P(correct) %{y:.2f}<extra></extra>"
+                    ),
+                ),
+                row=1,
+                col=col,
+            )
         for name, line in baselines[baselines.epoch == epoch].groupby("name", sort=False):
             line = _thin(line)
-            fig.add_trace(go.Scatter(
-                x=line["rank"], y=line.p_correct, mode="lines", name=name, legendgroup=name,
-                showlegend=col == 1, line=dict(color=BASELINE_COLOR, width=1.5, dash="dash"),
-                hovertemplate=f"{name}<br>rank %{{x}}<br>P(correct) %{{y:.2f}}<extra></extra>"),
-                row=1, col=col)
-        fig.update_xaxes(title_text="Examples sorted by P(correct)" if len(epochs) <= 3 else "rank",
-                         row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=line["rank"],
+                    y=line.p_correct,
+                    mode="lines",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    line=dict(color=BASELINE_COLOR, width=1.5, dash="dash"),
+                    hovertemplate=f"{name}<br>rank %{{x}}<br>P(correct) %{{y:.2f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        fig.update_xaxes(title_text="Examples sorted by P(correct)" if len(epochs) <= 3 else "rank", row=1, col=col)
     fig.update_yaxes(title_text="P(correct)", range=[-0.02, 1.02], row=1, col=1)
     _layout(fig, title=title or f"P(correct) per example, {split} split", height=440, margin=dict(t=80), legend_y=-0.2)
     return fig
 
 
-def p_correct_histograms(pc: pd.DataFrame, split: str = "train", epoch: int | None = None,
-                         variants: Sequence[str] | None = None, title: str | None = None) -> go.Figure:
+def p_correct_histograms(
+    pc: pd.DataFrame,
+    split: str = "train",
+    epoch: int | None = None,
+    variants: Sequence[str] | None = None,
+    title: str | None = None,
+) -> go.Figure:
     """Overlaid histograms of P(correct), one per variant. Input: a `p_correct` frame."""
     pc = pc[pc.split == split]
     epoch = int(pc.epoch.max()) if epoch is None else epoch
@@ -99,11 +144,24 @@ def p_correct_histograms(pc: pd.DataFrame, split: str = "train", epoch: int | No
     n = int(pc.n_seeds.max()) if len(pc) else 1
     fig = go.Figure()
     for variant, curve in _in_order(pc, variants):
-        fig.add_trace(go.Histogram(
-            x=curve.p_correct, name=str(variant), marker_color=_color(str(variant)), opacity=0.6,
-            xbins=dict(start=-0.5 / n, end=1 + 0.5 / n, size=max(1, n // 50) / n),
-            hovertemplate=f"<b>{variant}</b><br>P(correct) %{{x:.2f}}<br>%{{y}} examples<extra></extra>"))
-    _layout(fig, barmode="overlay", height=360, title=title or f"Distribution of P(correct), {split} split, epoch {epoch}", xaxis_title="P(correct)", yaxis_title="Examples")
+        fig.add_trace(
+            go.Histogram(
+                x=curve.p_correct,
+                name=str(variant),
+                marker_color=_color(str(variant)),
+                opacity=0.6,
+                xbins=dict(start=-0.5 / n, end=1 + 0.5 / n, size=max(1, n // 50) / n),
+                hovertemplate=f"<b>{variant}</b><br>P(correct) %{{x:.2f}}<br>%{{y}} examples<extra></extra>",
+            )
+        )
+    _layout(
+        fig,
+        barmode="overlay",
+        height=360,
+        title=title or f"Distribution of P(correct), {split} split, epoch {epoch}",
+        xaxis_title="P(correct)",
+        yaxis_title="Examples",
+    )
     return fig
 
 
@@ -111,12 +169,14 @@ def gallery(images: np.ndarray, captions: Sequence[str], title: str, columns: in
     """A grid of images with captions. images: (k, H, W) grayscale or (k, H, W, 3) RGB, uint8."""
     k = len(images)
     rows = max(1, -(-k // columns))
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=list(captions),
-                        horizontal_spacing=0.01, vertical_spacing=0.12 / rows)
+    fig = make_subplots(
+        rows=rows, cols=columns, subplot_titles=list(captions), horizontal_spacing=0.01, vertical_spacing=0.12 / rows
+    )
     for i, image in enumerate(images):
         rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
-        fig.add_trace(go.Image(z=rgb, hovertemplate=f"{captions[i]}<extra></extra>"),
-                      row=i // columns + 1, col=i % columns + 1)
+        fig.add_trace(
+            go.Image(z=rgb, hovertemplate=f"{captions[i]}<extra></extra>"), row=i // columns + 1, col=i % columns + 1
+        )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_annotations(font_size=10)
@@ -126,6 +186,7 @@ def gallery(images: np.ndarray, captions: Sequence[str], title: str, columns: in
 
 # --- convergence (Zhang et al. 2017) ----------------------------------------------------------
 
+
 def _arch_color(arch: str) -> str:
     return catalog.arch_colour(arch)
 
@@ -134,24 +195,46 @@ def time_to_interpolation(curve: pd.DataFrame, title: str | None = None) -> go.F
     """Fig. 1b: epochs and training seconds to interpolation against label corruption, one
     line per arch. Input: `convergence.label_corruption_curve`. A run that never interpolated
     is an open 'x' at the epochs it trained (a lower bound), not a gap."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["epochs to interpolation",
-                                                        "training seconds to interpolation"])
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["epochs to interpolation", "training seconds to interpolation"])
     for arch, rows in curve.groupby("arch", sort=False):
         done = rows[rows.interpolated >= rows.seeds]
         for col, y in ((1, "epochs"), (2, "seconds")):
-            fig.add_trace(go.Scatter(
-                x=done.corruption_p, y=done[y], mode="lines+markers", name=arch, legendgroup=arch,
-                showlegend=col == 1, line=dict(color=_arch_color(arch), width=2.5),
-                customdata=done.ratio_seconds if y == "seconds" else done.ratio_epochs,
-                hovertemplate=(f"<b>{arch}</b><br>label corruption %{{x:.1f}}<br>{y} %{{y:.1f}}"
-                               "<br>x%{customdata:.2f} of clean labels<extra></extra>")), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=done.corruption_p,
+                    y=done[y],
+                    mode="lines+markers",
+                    name=arch,
+                    legendgroup=arch,
+                    showlegend=col == 1,
+                    line=dict(color=_arch_color(arch), width=2.5),
+                    customdata=done.ratio_seconds if y == "seconds" else done.ratio_epochs,
+                    hovertemplate=(
+                        f"<b>{arch}</b><br>label corruption %{{x:.1f}}<br>{y} %{{y:.1f}}"
+                        "<br>x%{customdata:.2f} of clean labels<extra></extra>"
+                    ),
+                ),
+                row=1,
+                col=col,
+            )
         never = rows[rows.interpolated < rows.seeds]
         if len(never):
-            fig.add_trace(go.Scatter(
-                x=never.corruption_p, y=never.epochs_trained, mode="markers", name=f"{arch}: not interpolated",
-                legendgroup=arch, marker=dict(symbol="x-open", size=11, color=_arch_color(arch)),
-                hovertemplate=(f"<b>{arch}</b> did not interpolate<br>label corruption %{{x:.1f}}"
-                               "<br>stopped after %{y} epochs<extra></extra>")), row=1, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=never.corruption_p,
+                    y=never.epochs_trained,
+                    mode="markers",
+                    name=f"{arch}: not interpolated",
+                    legendgroup=arch,
+                    marker=dict(symbol="x-open", size=11, color=_arch_color(arch)),
+                    hovertemplate=(
+                        f"<b>{arch}</b> did not interpolate<br>label corruption %{{x:.1f}}"
+                        "<br>stopped after %{y} epochs<extra></extra>"
+                    ),
+                ),
+                row=1,
+                col=1,
+            )
     fig.update_xaxes(title_text="label corruption p", range=[-0.05, 1.05])
     fig.update_yaxes(title_text="epochs", row=1, col=1, rangemode="tozero")
     fig.update_yaxes(title_text="seconds", row=1, col=2, rangemode="tozero")
@@ -165,19 +248,43 @@ def generalization_error(curve: pd.DataFrame, chance: float = 0.9, title: str | 
     fig = go.Figure()
     for arch, rows in curve.groupby("arch", sort=False):
         done = rows[rows.interpolated >= rows.seeds]
-        fig.add_trace(go.Scatter(
-            x=done.corruption_p, y=done.test_error, mode="lines+markers", name=arch, legendgroup=arch,
-            line=dict(color=_arch_color(arch), width=2.5),
-            hovertemplate=f"<b>{arch}</b><br>label corruption %{{x:.1f}}<br>test error %{{y:.3f}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=done.corruption_p,
+                y=done.test_error,
+                mode="lines+markers",
+                name=arch,
+                legendgroup=arch,
+                line=dict(color=_arch_color(arch), width=2.5),
+                hovertemplate=f"<b>{arch}</b><br>label corruption %{{x:.1f}}<br>test error %{{y:.3f}}<extra></extra>",
+            )
+        )
         never = rows[rows.interpolated < rows.seeds]
         if len(never):
-            fig.add_trace(go.Scatter(
-                x=never.corruption_p, y=1 - never.final_test_acc, mode="markers", legendgroup=arch,
-                name=f"{arch}: not interpolated (final)", marker=dict(symbol="x-open", size=11,
-                                                                      color=_arch_color(arch))))
-    fig.add_hline(y=chance, line=dict(color=BASELINE_COLOR, dash="dash"),
-                  annotation_text=f"chance ({chance:.0%})", annotation_position="bottom right")
-    _layout(fig, title=title or "Test error at interpolation (Zhang et al. 2017, Fig. 1c)", height=420, xaxis_title="label corruption p", yaxis_title="test error", yaxis_range=[0, 1])
+            fig.add_trace(
+                go.Scatter(
+                    x=never.corruption_p,
+                    y=1 - never.final_test_acc,
+                    mode="markers",
+                    legendgroup=arch,
+                    name=f"{arch}: not interpolated (final)",
+                    marker=dict(symbol="x-open", size=11, color=_arch_color(arch)),
+                )
+            )
+    fig.add_hline(
+        y=chance,
+        line=dict(color=BASELINE_COLOR, dash="dash"),
+        annotation_text=f"chance ({chance:.0%})",
+        annotation_position="bottom right",
+    )
+    _layout(
+        fig,
+        title=title or "Test error at interpolation (Zhang et al. 2017, Fig. 1c)",
+        height=420,
+        xaxis_title="label corruption p",
+        yaxis_title="test error",
+        yaxis_range=[0, 1],
+    )
     return fig
 
 
@@ -185,16 +292,26 @@ def learning_curves(lc: pd.DataFrame, metric: str = "train_loss", title: str | N
     """One panel per arch, one line per corruption: `metric` against epoch.
     Input: `convergence.learning_curves`."""
     archs = list(dict.fromkeys(lc.arch))
-    fig = make_subplots(rows=1, cols=max(1, len(archs)), subplot_titles=archs, shared_yaxes=True,
-                        horizontal_spacing=0.03)
+    fig = make_subplots(
+        rows=1, cols=max(1, len(archs)), subplot_titles=archs, shared_yaxes=True, horizontal_spacing=0.03
+    )
     colors = _colors(list(dict.fromkeys(lc.variant)))  # the same colour per variant as the other figures
     for col, arch in enumerate(archs, start=1):
         for variant, rows in _by_level(lc[lc.arch == arch]).groupby("variant", sort=False):
-            fig.add_trace(go.Scatter(
-                x=rows.epoch, y=rows[metric], mode="lines", name=variant, legendgroup=variant,
-                showlegend=col == 1, line=dict(color=colors[variant], width=2),
-                hovertemplate=f"<b>{arch}, {variant}</b><br>epoch %{{x}}<br>{metric} %{{y:.3f}}<extra></extra>"),
-                row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=rows.epoch,
+                    y=rows[metric],
+                    mode="lines",
+                    name=variant,
+                    legendgroup=variant,
+                    showlegend=col == 1,
+                    line=dict(color=colors[variant], width=2),
+                    hovertemplate=f"<b>{arch}, {variant}</b><br>epoch %{{x}}<br>{metric} %{{y:.3f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_yaxes(title_text=metric.replace("_", " "), row=1, col=1)
     _layout(fig, title=title or f"{metric.replace('_', ' ')} per epoch", height=400)
@@ -232,8 +349,11 @@ def _by_level(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame's rows with its variants in level order (legends and bars read low to high)."""
     order = sorted(dict.fromkeys(frame.variant), key=_variant_key)
     rank = {str(v): i for i, v in enumerate(order)}  # by name: a categorical would sort by its own order
-    return frame.assign(_v=frame.variant.astype(str).map(rank).astype(int)).sort_values(
-        "_v", kind="stable").drop(columns="_v")
+    return (
+        frame.assign(_v=frame.variant.astype(str).map(rank).astype(int))
+        .sort_values("_v", kind="stable")
+        .drop(columns="_v")
+    )
 
 
 def _lines(frame: pd.DataFrame):
@@ -263,13 +383,21 @@ def _level_grid(frame: pd.DataFrame, **subplots):
     panels = _by_arch(frame)
     variants = sorted(dict.fromkeys(frame.variant.astype(str)), key=_variant_key)
     colors = _colors(variants)
-    fig = make_subplots(rows=len(panels), cols=len(variants), column_titles=variants,
-                        row_titles=[a for a, _ in panels] if len(panels) > 1 else None, **subplots)
+    fig = make_subplots(
+        rows=len(panels),
+        cols=len(variants),
+        column_titles=variants,
+        row_titles=[a for a, _ in panels] if len(panels) > 1 else None,
+        **subplots,
+    )
     for title in fig.layout.annotations:
         if title.text in colors:
             title.font.color = colors[title.text]
-    cells = [(row, col, arch, variant, colors[variant], rows[rows.variant.astype(str) == variant])
-             for row, (arch, rows) in enumerate(panels, start=1) for col, variant in enumerate(variants, start=1)]
+    cells = [
+        (row, col, arch, variant, colors[variant], rows[rows.variant.astype(str) == variant])
+        for row, (arch, rows) in enumerate(panels, start=1)
+        for col, variant in enumerate(variants, start=1)
+    ]
     return fig, len(panels), [cell for cell in cells if len(cell[-1])]
 
 
@@ -285,16 +413,31 @@ def oscillation(osc: pd.DataFrame, title: str | None = None) -> go.Figure:
         for variant, rows in _by_level(part).groupby("variant", observed=True, sort=False):
             for col, dash in (("union", "solid"), ("intersection", "dash")):
                 name = f"{variant}: {col}"
-                fig.add_trace(go.Scatter(
-                    x=rows.epoch, y=rows[col], mode="lines+markers", name=name, legendgroup=name,
-                    showlegend=name not in shown,
-                    line=dict(color=colors[variant], dash=dash, width=2.5),
-                    hovertemplate=(f"<b>{arch + ' ' if arch else ''}{variant}</b><br>epochs %{{x}}-1 and %{{x}}"
-                                   f"<br>{col} %{{y:.3f}}<extra></extra>")), row=1, col=panel)
+                fig.add_trace(
+                    go.Scatter(
+                        x=rows.epoch,
+                        y=rows[col],
+                        mode="lines+markers",
+                        name=name,
+                        legendgroup=name,
+                        showlegend=name not in shown,
+                        line=dict(color=colors[variant], dash=dash, width=2.5),
+                        hovertemplate=(
+                            f"<b>{arch + ' ' if arch else ''}{variant}</b><br>epochs %{{x}}-1 and %{{x}}"
+                            f"<br>{col} %{{y:.3f}}<extra></extra>"
+                        ),
+                    ),
+                    row=1,
+                    col=panel,
+                )
                 shown.add(name)
         fig.update_xaxes(title_text="epoch t", row=1, col=panel)
     fig.update_yaxes(title_text="fraction of training examples", range=[0, 1.02], row=1, col=1)
-    _layout(fig, title=title or "Accuracy oscillation: correct at epoch t-1 and t (intersection) or either (union)", height=400)
+    _layout(
+        fig,
+        title=title or "Accuracy oscillation: correct at epoch t-1 and t (intersection) or either (union)",
+        height=400,
+    )
     return fig
 
 
@@ -310,16 +453,33 @@ def forgetting_histogram(events: pd.DataFrame, title: str | None = None) -> go.F
             if part.empty:
                 continue
             label = f"{variant}, {name}"
-            fig.add_trace(go.Histogram(
-                x=part.forgotten, name=label, legendgroup=label, showlegend=label not in shown,
-                marker=dict(color=color, pattern=dict(shape=pattern), line=dict(color=color, width=1)),
-                xbins=dict(start=-0.5, size=1), histnorm="percent",
-                hovertemplate=(f"<b>{arch + ' ' if arch else ''}{variant}</b> {name}<br>%{{x}} events"
-                               f"<br>%{{y:.1f}}% of {name} examples<extra></extra>")), row=row, col=col)
+            fig.add_trace(
+                go.Histogram(
+                    x=part.forgotten,
+                    name=label,
+                    legendgroup=label,
+                    showlegend=label not in shown,
+                    marker=dict(color=color, pattern=dict(shape=pattern), line=dict(color=color, width=1)),
+                    xbins=dict(start=-0.5, size=1),
+                    histnorm="percent",
+                    hovertemplate=(
+                        f"<b>{arch + ' ' if arch else ''}{variant}</b> {name}<br>%{{x}} events"
+                        f"<br>%{{y:.1f}}% of {name} examples<extra></extra>"
+                    ),
+                ),
+                row=row,
+                col=col,
+            )
             shown.add(label)
     fig.update_xaxes(title_text="forgetting events (summed over seeds)", row=n_rows)
     fig.update_yaxes(title_text="% of examples", col=1)
-    _layout(fig, barmode="group", height=80 + 300 * n_rows, title=title or "Forgetting events per training example (Toneva et al. 2019)", legend_y=-0.3)
+    _layout(
+        fig,
+        barmode="group",
+        height=80 + 300 * n_rows,
+        title=title or "Forgetting events per training example (Toneva et al. 2019)",
+        legend_y=-0.3,
+    )
     return fig
 
 
@@ -338,20 +498,43 @@ def data_map(maps: pd.DataFrame, title: str | None = None) -> go.Figure:
                 continue
             scale = bar and not flag
             bar &= not scale
-            fig.add_trace(go.Scattergl(
-                x=part.variability, y=part.confidence, mode="markers", name=name, legendgroup=name,
-                showlegend=name not in shown,
-                marker=dict(symbol=symbol, size=6 if flag else 5, color=part.correctness, colorscale="Viridis",
-                            cmin=0, cmax=1, opacity=0.75,
-                            colorbar=dict(title="correctness", len=0.8) if scale else None, showscale=scale),
-                customdata=np.stack([part["index"], part.label, part.correctness], axis=1),
-                hovertemplate=(f"<b>{arch + ' ' if arch else ''}{variant}</b> {name}<br>example %{{customdata[0]}} "
-                               "(label %{customdata[1]})<br>variability %{x:.3f}<br>confidence %{y:.3f}"
-                               "<br>correctness %{customdata[2]:.2f}<extra></extra>")), row=row, col=col)
+            fig.add_trace(
+                go.Scattergl(
+                    x=part.variability,
+                    y=part.confidence,
+                    mode="markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=name not in shown,
+                    marker=dict(
+                        symbol=symbol,
+                        size=6 if flag else 5,
+                        color=part.correctness,
+                        colorscale="Viridis",
+                        cmin=0,
+                        cmax=1,
+                        opacity=0.75,
+                        colorbar=dict(title="correctness", len=0.8) if scale else None,
+                        showscale=scale,
+                    ),
+                    customdata=np.stack([part["index"], part.label, part.correctness], axis=1),
+                    hovertemplate=(
+                        f"<b>{arch + ' ' if arch else ''}{variant}</b> {name}<br>example %{{customdata[0]}} "
+                        "(label %{customdata[1]})<br>variability %{x:.3f}<br>confidence %{y:.3f}"
+                        "<br>correctness %{customdata[2]:.2f}<extra></extra>"
+                    ),
+                ),
+                row=row,
+                col=col,
+            )
             shown.add(name)
     fig.update_xaxes(title_text="variability", row=n_rows)
     fig.update_yaxes(title_text="confidence", range=[-0.02, 1.02], col=1)
-    _layout(fig, title=title or "Data maps: confidence and variability of the labelled class's probability", height=80 + 360 * n_rows)
+    _layout(
+        fig,
+        title=title or "Data maps: confidence and variability of the labelled class's probability",
+        height=80 + 360 * n_rows,
+    )
     return fig
 
 
@@ -361,8 +544,9 @@ def _panels_per_arch(*frames: pd.DataFrame) -> list[pd.DataFrame]:
     first = frames[0]
     if "arch" not in first.columns or first.arch.nunique() < 2:
         return list(frames)
-    return [f.assign(variant=f.arch.astype(str) + " " + f.variant.astype(str)) if "arch" in f.columns else f
-            for f in frames]
+    return [
+        f.assign(variant=f.arch.astype(str) + " " + f.variant.astype(str)) if "arch" in f.columns else f for f in frames
+    ]
 
 
 def _variant_panels(frame: pd.DataFrame, marks: pd.DataFrame):
@@ -383,34 +567,68 @@ def phases(epochs: pd.DataFrame, boundaries: pd.DataFrame, title: str | None = N
         one = epochs[epochs.variant == variant]
         for i, (seed, rows) in enumerate(one.groupby("seed")):
             rows = rows.sort_values("epoch")
-            for metric, dash, color in (("train_acc", "solid", catalog.TRAIN_COLOUR), ("val_acc", "dash", catalog.VALIDATION_COLOUR)):
+            for metric, dash, color in (
+                ("train_acc", "solid", catalog.TRAIN_COLOUR),
+                ("val_acc", "dash", catalog.VALIDATION_COLOUR),
+            ):
                 name = "train (its labels)" if metric == "train_acc" else "validation"
-                fig.add_trace(go.Scatter(
-                    x=rows.epoch, y=rows[metric], mode="lines", name=name, legendgroup=name,
-                    showlegend=col == 1 and i == 0, line=dict(color=color, dash=dash, width=1.8),
-                    hovertemplate=f"<b>{variant}</b> seed {seed}<br>epoch %{{x}}<br>{name} %{{y:.3f}}<extra></extra>"),
-                    row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=rows.epoch,
+                        y=rows[metric],
+                        mode="lines",
+                        name=name,
+                        legendgroup=name,
+                        showlegend=col == 1 and i == 0,
+                        line=dict(color=color, dash=dash, width=1.8),
+                        hovertemplate=f"<b>{variant}</b> seed {seed}<br>epoch %{{x}}<br>{name} %{{y:.3f}}<extra></extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
         for b in sorted(set(boundaries[boundaries.variant == variant].phase1_epochs.dropna())):
-            fig.add_vline(x=b + 0.5, line=dict(color=BASELINE_COLOR, dash="dot"), row=1, col=col,
-                          annotation_text="phase 2" if col == 1 else None, annotation_position="top right")
+            fig.add_vline(
+                x=b + 0.5,
+                line=dict(color=BASELINE_COLOR, dash="dot"),
+                row=1,
+                col=col,
+                annotation_text="phase 2" if col == 1 else None,
+                annotation_position="top right",
+            )
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    _layout(fig, title=title or "Catastrophic forgetting: phase 1 fits train + validation, phase 2 train alone", height=420)
+    _layout(
+        fig, title=title or "Catastrophic forgetting: phase 1 fits train + validation, phase 2 train alone", height=420
+    )
     return fig
 
 
 # --- model probes -------------------------------------------------------------------------
+
 
 def csr(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Critical sample ratio against epoch, one line per variant (mean over seeds). Input: `probes.csr_curve`."""
     colors = _colors(list(dict.fromkeys(curve.variant)))
     fig = go.Figure()
     for name, dash, variant, rows in _lines(curve):
-        fig.add_trace(go.Scatter(
-            x=rows.epoch, y=rows.csr, mode="lines+markers", name=name,
-            line=dict(color=colors[variant], width=2.5, dash=dash),
-            hovertemplate=f"<b>{name}</b><br>epoch %{{x}}<br>CSR %{{y:.3f}}<extra></extra>"))
-    _layout(fig, title=title or "Critical sample ratio (Arpit et al. 2017, Fig. 9)", height=400, xaxis_title="epoch (0: initialization)", yaxis_title="critical sample ratio", yaxis_rangemode="tozero")
+        fig.add_trace(
+            go.Scatter(
+                x=rows.epoch,
+                y=rows.csr,
+                mode="lines+markers",
+                name=name,
+                line=dict(color=colors[variant], width=2.5, dash=dash),
+                hovertemplate=f"<b>{name}</b><br>epoch %{{x}}<br>CSR %{{y:.3f}}<extra></extra>",
+            )
+        )
+    _layout(
+        fig,
+        title=title or "Critical sample ratio (Arpit et al. 2017, Fig. 9)",
+        height=400,
+        xaxis_title="epoch (0: initialization)",
+        yaxis_title="critical sample ratio",
+        yaxis_rangemode="tozero",
+    )
     return fig
 
 
@@ -423,11 +641,20 @@ def weight_noise(curves: pd.DataFrame, title: str | None = None) -> go.Figure:
     fig = make_subplots(rows=1, cols=len(splits), subplot_titles=[f"{s} split" for s in splits], shared_yaxes=True)
     for col, split in enumerate(splits, start=1):
         for name, dash, variant, rows in _lines(mean[mean.split == split]):
-            fig.add_trace(go.Scatter(
-                x=rows.sigma, y=rows.acc, mode="lines+markers", name=name, legendgroup=name,
-                showlegend=col == 1, line=dict(color=colors[variant], width=2.5, dash=dash),
-                hovertemplate=f"<b>{name}</b>, {split}<br>sigma %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>"),
-                row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=rows.sigma,
+                    y=rows.acc,
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    line=dict(color=colors[variant], width=2.5, dash=dash),
+                    hovertemplate=f"<b>{name}</b>, {split}<br>sigma %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(title_text="sigma (weights x exp(sigma N(0,1)))", row=1, col=col)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
     _layout(fig, title=title or "Weight-noise sensitivity", height=400)
@@ -442,21 +669,49 @@ def early_stopping(epochs: pd.DataFrame, stops: pd.DataFrame, title: str | None 
     fig, variants, mean, stops = _variant_panels(epochs, stops)
     for col, variant in enumerate(variants, start=1):
         rows = mean[mean.variant == variant]
-        for metric, dash, color, name in (("train_acc", "solid", catalog.TRAIN_COLOUR, "train (its labels)"),
-                                          ("val_acc", "dash", catalog.VALIDATION_COLOUR, "validation (true labels)")):
-            fig.add_trace(go.Scatter(
-                x=rows.epoch, y=rows[metric], mode="lines", name=name, legendgroup=name, showlegend=col == 1,
-                line=dict(color=color, dash=dash, width=2),
-                hovertemplate=f"<b>{variant}</b><br>epoch %{{x}}<br>{name} %{{y:.3f}}<extra></extra>"), row=1, col=col)
+        for metric, dash, color, name in (
+            ("train_acc", "solid", catalog.TRAIN_COLOUR, "train (its labels)"),
+            ("val_acc", "dash", catalog.VALIDATION_COLOUR, "validation (true labels)"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=rows.epoch,
+                    y=rows[metric],
+                    mode="lines",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    line=dict(color=color, dash=dash, width=2),
+                    hovertemplate=f"<b>{variant}</b><br>epoch %{{x}}<br>{name} %{{y:.3f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         stop = stops[stops.variant == variant]
         if len(stop) and pd.notna(stop.early_stop_epoch.iloc[0]):
-            fig.add_vline(x=float(stop.early_stop_epoch.iloc[0]), line=dict(color=BASELINE_COLOR, dash="dot"),
-                          annotation_text="early stop", annotation_position="bottom right", row=1, col=col)
+            fig.add_vline(
+                x=float(stop.early_stop_epoch.iloc[0]),
+                line=dict(color=BASELINE_COLOR, dash="dot"),
+                annotation_text="early stop",
+                annotation_position="bottom right",
+                row=1,
+                col=col,
+            )
         if len(stop) and pd.notna(stop.best_epoch.iloc[0]):
             best = rows[rows.epoch == round(float(stop.best_epoch.iloc[0]))]
-            fig.add_trace(go.Scatter(x=best.epoch, y=best.val_acc, mode="markers", name="best validation epoch",
-                                     legendgroup="best", showlegend=col == 1,
-                                     marker=dict(symbol="star", size=13, color=catalog.VALIDATION_COLOUR)), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=best.epoch,
+                    y=best.val_acc,
+                    mode="markers",
+                    name="best validation epoch",
+                    legendgroup="best",
+                    showlegend=col == 1,
+                    marker=dict(symbol="star", size=13, color=catalog.VALIDATION_COLOUR),
+                ),
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
     _layout(fig, title=title or "Full training and early stopping", height=420)
@@ -472,13 +727,28 @@ def weight_norms(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels])
     for col, (arch, part) in enumerate(panels, start=1):
         for variant, rows in _by_level(part.sort_values("epoch")).groupby("variant", observed=True, sort=False):
-            fig.add_trace(go.Scatter(
-                x=rows.epoch, y=rows.norm, mode="lines", name=str(variant), legendgroup=str(variant),
-                showlegend=col == 1, line=dict(color=colors[variant], width=2.5),
-                hovertemplate=f"<b>{arch + ' ' if arch else ''}{variant}</b><br>epoch %{{x}}<br>norm %{{y:.2f}}"
-                              "<extra></extra>"), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=rows.epoch,
+                    y=rows.norm,
+                    mode="lines",
+                    name=str(variant),
+                    legendgroup=str(variant),
+                    showlegend=col == 1,
+                    line=dict(color=colors[variant], width=2.5),
+                    hovertemplate=f"<b>{arch + ' ' if arch else ''}{variant}</b><br>epoch %{{x}}<br>norm %{{y:.2f}}"
+                    "<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(title_text="epoch (0: initialization)", row=1, col=col)
-    _layout(fig, title=title or "Total weight norm during training", height=380, yaxis_title="Frobenius norm, all parameters")
+    _layout(
+        fig,
+        title=title or "Total weight norm during training",
+        height=380,
+        yaxis_title="Frobenius norm, all parameters",
+    )
     return fig
 
 
@@ -490,16 +760,42 @@ def layer_norms(before_after: pd.DataFrame, title: str | None = None) -> go.Figu
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels])
     for col, (_, part) in enumerate(panels, start=1):
         first = part.drop_duplicates("layer")
-        fig.add_trace(go.Bar(x=first.layer, y=first.before, name="initialization", marker_color=catalog.INIT_COLOUR,
-                             legendgroup="init", showlegend=col == 1), row=1, col=col)
+        fig.add_trace(
+            go.Bar(
+                x=first.layer,
+                y=first.before,
+                name="initialization",
+                marker_color=catalog.INIT_COLOUR,
+                legendgroup="init",
+                showlegend=col == 1,
+            ),
+            row=1,
+            col=col,
+        )
         for variant, rows in _by_level(part).groupby("variant", observed=True, sort=False):
-            fig.add_trace(go.Bar(x=rows.layer, y=rows.after, name=f"{variant}, after training",
-                                 legendgroup=str(variant), showlegend=col == 1,
-                                 marker_color=colors[variant], customdata=rows.ratio,
-                                 hovertemplate="%{x}<br>norm %{y:.2f} (x%{customdata:.2f} of init)<extra></extra>"),
-                          row=1, col=col)
+            fig.add_trace(
+                go.Bar(
+                    x=rows.layer,
+                    y=rows.after,
+                    name=f"{variant}, after training",
+                    legendgroup=str(variant),
+                    showlegend=col == 1,
+                    marker_color=colors[variant],
+                    customdata=rows.ratio,
+                    hovertemplate="%{x}<br>norm %{y:.2f} (x%{customdata:.2f} of init)<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(categoryorder="array", categoryarray=list(dict.fromkeys(part.layer)), row=1, col=col)
-    _layout(fig, barmode="group", title=title or "Layer norms before and after training", height=400, yaxis_title="Frobenius norm", legend_y=-0.3)
+    _layout(
+        fig,
+        barmode="group",
+        title=title or "Layer norms before and after training",
+        height=400,
+        yaxis_title="Frobenius norm",
+        legend_y=-0.3,
+    )
     return fig
 
 
@@ -529,8 +825,9 @@ def _clean_and_mislabeled(frame: pd.DataFrame):
     """(name, rows, colour) for the clean and (if any) mislabeled examples of a per-example frame."""
     groups = [("clean labels", frame[~frame.mislabeled], CLEAN_COLOR)]
     if frame.mislabeled.any():
-        groups.append(("mislabeled (random label differs from the true one)", frame[frame.mislabeled],
-                       MISLABELED_COLOR))
+        groups.append(
+            ("mislabeled (random label differs from the true one)", frame[frame.mislabeled], MISLABELED_COLOR)
+        )
     return groups
 
 
@@ -539,19 +836,51 @@ def score_histogram(frame: pd.DataFrame, column: str, title: str, xaxis: str, bi
     fig = go.Figure()
     lo, hi = (-1.0, 1.0) if column == "mem" else (0.0, 1.0)
     for name, rows, colour in _clean_and_mislabeled(frame):
-        fig.add_trace(go.Histogram(x=rows[column], name=f"{name} ({len(rows):,})", marker_color=colour, opacity=0.7,
-                                   xbins=dict(start=lo, end=hi + 1e-9, size=(hi - lo) / bins)))
-    _layout(fig, barmode="overlay", height=360, title=title, xaxis_title=xaxis, yaxis_title="Training examples (log scale)", yaxis_type="log")
+        fig.add_trace(
+            go.Histogram(
+                x=rows[column],
+                name=f"{name} ({len(rows):,})",
+                marker_color=colour,
+                opacity=0.7,
+                xbins=dict(start=lo, end=hi + 1e-9, size=(hi - lo) / bins),
+            )
+        )
+    _layout(
+        fig,
+        barmode="overlay",
+        height=360,
+        title=title,
+        xaxis_title=xaxis,
+        yaxis_title="Training examples (log scale)",
+        yaxis_type="log",
+    )
     return fig
 
 
 def roc(curve: pd.DataFrame, auc: float, title: str) -> go.Figure:
     """An ROC curve (fpr, tpr) with its area and the chance diagonal."""
-    fig = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
-                                line=dict(color=BASELINE_COLOR, dash="dash")),
-                     go.Scatter(x=curve.fpr, y=curve.tpr, mode="lines", name=f"AUROC {auc:.3f}",
-                                line=dict(color=MISLABELED_COLOR, width=2.5))])
-    _layout(fig, height=420, width=520, title=title, xaxis_title="False positive rate (clean examples flagged)", yaxis_title="True positive rate (mislabeled examples flagged)", legend=dict(x=0.55, y=0.1), legend_y=None)
+    fig = go.Figure(
+        [
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(color=BASELINE_COLOR, dash="dash")),
+            go.Scatter(
+                x=curve.fpr,
+                y=curve.tpr,
+                mode="lines",
+                name=f"AUROC {auc:.3f}",
+                line=dict(color=MISLABELED_COLOR, width=2.5),
+            ),
+        ]
+    )
+    _layout(
+        fig,
+        height=420,
+        width=520,
+        title=title,
+        xaxis_title="False positive rate (clean examples flagged)",
+        yaxis_title="True positive rate (mislabeled examples flagged)",
+        legend=dict(x=0.55, y=0.1),
+        legend_y=None,
+    )
     return fig
 
 
@@ -559,11 +888,18 @@ def score_scatter(frame: pd.DataFrame, x: str, y: str, xaxis: str, yaxis: str, t
     """One point per training example (hover: index and label), clean and mislabeled apart."""
     fig = go.Figure()
     for name, rows, colour in _clean_and_mislabeled(frame):
-        fig.add_trace(go.Scattergl(
-            x=rows[x], y=rows[y], mode="markers", name=name, marker=dict(color=colour, size=5, opacity=0.6),
-            customdata=np.stack([rows["index"], rows["label"]], axis=1),
-            hovertemplate=f"#%{{customdata[0]}} y=%{{customdata[1]}}<br>{xaxis} %{{x:.3f}}<br>{yaxis} "
-                          "%{y:.3f}<extra></extra>"))
+        fig.add_trace(
+            go.Scattergl(
+                x=rows[x],
+                y=rows[y],
+                mode="markers",
+                name=name,
+                marker=dict(color=colour, size=5, opacity=0.6),
+                customdata=np.stack([rows["index"], rows["label"]], axis=1),
+                hovertemplate=f"#%{{customdata[0]}} y=%{{customdata[1]}}<br>{xaxis} %{{x:.3f}}<br>{yaxis} "
+                "%{y:.3f}<extra></extra>",
+            )
+        )
     _layout(fig, height=420, title=title, xaxis_title=xaxis, yaxis_title=yaxis)
     return fig
 
@@ -578,14 +914,36 @@ def held_out_by_ratio(frame: pd.DataFrame, title: str) -> go.Figure:
     for name, rows, colour in _clean_and_mislabeled(frame):
         values = rows[cols].to_numpy()  # NaN where no model of a ratio held the example out
         lo, hi = np.nanpercentile(values, 10, axis=0), np.nanpercentile(values, 90, axis=0)
-        fig.add_trace(go.Scatter(x=ratios + ratios[::-1], y=list(hi) + list(lo[::-1]), fill="toself",
-                                 fillcolor=colour, opacity=0.15, line=dict(width=0), hoverinfo="skip",
-                                 showlegend=False))
-        fig.add_trace(go.Scatter(x=ratios, y=np.nanmedian(values, axis=0), mode="lines+markers", name=name,
-                                 line=dict(color=colour, width=2.5)))
-    _layout(fig, height=380, title=title, xaxis_title="Subset ratio (fraction of the "
-                      "training set each model trained on)", yaxis_title="Accuracy of models that did not train "
-                      "on the example", yaxis_range=[0, 1.02], legend_y=-0.3)
+        fig.add_trace(
+            go.Scatter(
+                x=ratios + ratios[::-1],
+                y=list(hi) + list(lo[::-1]),
+                fill="toself",
+                fillcolor=colour,
+                opacity=0.15,
+                line=dict(width=0),
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=ratios,
+                y=np.nanmedian(values, axis=0),
+                mode="lines+markers",
+                name=name,
+                line=dict(color=colour, width=2.5),
+            )
+        )
+    _layout(
+        fig,
+        height=380,
+        title=title,
+        xaxis_title="Subset ratio (fraction of the training set each model trained on)",
+        yaxis_title="Accuracy of models that did not train on the example",
+        yaxis_range=[0, 1.02],
+        legend_y=-0.3,
+    )
     return fig
 
 
@@ -596,8 +954,11 @@ def by_axis(table: pd.DataFrame, axis: str, metrics: Sequence[str], title: str) 
     """One line per metric x variant x value of the other axes, against `axis` (a number axis on a
     log scale when its values span more than a decade; a list-valued one, such as model.hidden,
     as categories in table order). Input: `aggregate.accuracy_by_axes`."""
-    others = [c for c in table.columns if c not in (axis, "variant", "models", "epoch", *metrics)
-              and not c.startswith(("train_", "test"))]
+    others = [
+        c
+        for c in table.columns
+        if c not in (axis, "variant", "models", "epoch", *metrics) and not c.startswith(("train_", "test"))
+    ]
     fig = go.Figure()
     dashes = ["solid", "dash", "dot", "dashdot"]
     number = pd.api.types.is_numeric_dtype(table[axis])
@@ -607,11 +968,24 @@ def by_axis(table: pd.DataFrame, axis: str, metrics: Sequence[str], title: str) 
         for metric in metrics:
             if rows[metric].isna().all():
                 continue
-            fig.add_trace(go.Scatter(
-                x=rows[axis] if number else rows[axis].astype(str), y=rows[metric],
-                mode="lines+markers", name=f"{metric.replace('_', ' ')}: {name}",
-                line=dict(color=METRIC_COLORS.get(metric), dash=dashes[i % len(dashes)]),
-                hovertemplate=f"<b>{metric}</b> {name}<br>{axis} %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=rows[axis] if number else rows[axis].astype(str),
+                    y=rows[metric],
+                    mode="lines+markers",
+                    name=f"{metric.replace('_', ' ')}: {name}",
+                    line=dict(color=METRIC_COLORS.get(metric), dash=dashes[i % len(dashes)]),
+                    hovertemplate=f"<b>{metric}</b> {name}<br>{axis} %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>",
+                )
+            )
     numeric = number and table[axis].min() > 0 and table[axis].max() >= 10 * table[axis].min()
-    _layout(fig, title=title, height=440, xaxis_title=axis, yaxis_title="accuracy", yaxis_range=[0, 1.02], xaxis_type="log" if numeric else None)
+    _layout(
+        fig,
+        title=title,
+        height=440,
+        xaxis_title=axis,
+        yaxis_title="accuracy",
+        yaxis_range=[0, 1.02],
+        xaxis_type="log" if numeric else None,
+    )
     return fig

@@ -33,9 +33,16 @@ def sweep_path(results: str, sweep: str) -> tuple[pafs.FileSystem, str]:
     return fs, f"{base.rstrip('/')}/{sweep}"
 
 
-def load_table(results: str, sweep: str, table: str, *, variants: Sequence[str] | None = None,
-               splits: Sequence[str] | None = None, epochs: Sequence[int] | None = None,
-               columns: Sequence[str] | None = None) -> pd.DataFrame:
+def load_table(
+    results: str,
+    sweep: str,
+    table: str,
+    *,
+    variants: Sequence[str] | None = None,
+    splits: Sequence[str] | None = None,
+    epochs: Sequence[int] | None = None,
+    columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """One table of a sweep as a DataFrame, keeping only rows of the given variants, splits
     and epochs. The filter is pushed down to Parquet: fragments and row groups (one per
     trial x epoch x split in `examples`) that cannot match are skipped, not read."""
@@ -50,9 +57,11 @@ def load_table(results: str, sweep: str, table: str, *, variants: Sequence[str] 
     unknown = [c for c in columns or () if c not in SCHEMAS[table].names and c not in dataset.schema.names]
     if unknown:
         raise ValueError(f"unknown column(s) {unknown} of {table!r} (the contract: analysis/schema.py)")
-    clauses = [ds.field(name).isin(list(values)) for name, values in
-               (("variant", variants), ("split", splits), ("epoch", epochs))
-               if values is not None and name in dataset.schema.names]
+    clauses = [
+        ds.field(name).isin(list(values))
+        for name, values in (("variant", variants), ("split", splits), ("epoch", epochs))
+        if values is not None and name in dataset.schema.names
+    ]
     where = functools.reduce(operator.and_, clauses) if clauses else None
     return dataset.to_table(filter=where, columns=list(columns) if columns else None).to_pandas()
 
@@ -92,8 +101,9 @@ def trial_state(launch_state: str | None) -> str:
     """A trial without a stored fragment, as `sweep status` and the report name it, from its state
     in _launch.json: running; interrupted (a Ctrl-C cut it short); failed (it ended, or Tune
     ended it, without finishing its write); else not started."""
-    return {"RUNNING": "running", "INTERRUPTED": "interrupted", "ERROR": "failed",
-            "TERMINATED": "failed"}.get(launch_state or "", "not started")
+    return {"RUNNING": "running", "INTERRUPTED": "interrupted", "ERROR": "failed", "TERMINATED": "failed"}.get(
+        launch_state or "", "not started"
+    )
 
 
 def launch_args(manifest: dict[str, Any]) -> str:

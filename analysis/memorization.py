@@ -99,8 +99,13 @@ def outcomes(examples: pd.DataFrame, split: str, cell: str | None = None) -> Out
     return fill_outcomes(models, last.to_numpy(), np.sort(ex["index"].unique()), [batch], split)
 
 
-def fill_outcomes(models: pd.DataFrame, last_epoch: np.ndarray, index: np.ndarray,
-                  batches: Iterable[dict[str, np.ndarray]], split: str) -> Outcomes:
+def fill_outcomes(
+    models: pd.DataFrame,
+    last_epoch: np.ndarray,
+    index: np.ndarray,
+    batches: Iterable[dict[str, np.ndarray]],
+    split: str,
+) -> Outcomes:
     """Outcomes from rows given in batches (numpy columns seed, epoch, index, correct, label,
     true_label), keeping each model's rows of its `last_epoch`; `models` (cell, variant, seed)
     are sorted by seed here. IncompleteExamples if a model lacks rows."""
@@ -124,8 +129,10 @@ def fill_outcomes(models: pd.DataFrame, last_epoch: np.ndarray, index: np.ndarra
         index, correct, label, true_label = index[scored], correct[:, scored], label[scored], true_label[scored]
     if (counts != len(index)).any():
         bad = int(np.flatnonzero(counts != len(index))[0])
-        raise IncompleteExamples(f"examples table: model seed {seeds[bad]} of {models.cell[0]} has {counts[bad]} "
-                                 f"{split} rows, the others {len(index)} (a damaged or partial store)")
+        raise IncompleteExamples(
+            f"examples table: model seed {seeds[bad]} of {models.cell[0]} has {counts[bad]} "
+            f"{split} rows, the others {len(index)} (a damaged or partial store)"
+        )
     return Outcomes(models, correct, index, label, true_label)
 
 
@@ -142,8 +149,10 @@ def inclusion(members: pd.DataFrame | None, out: Outcomes, n_train: int) -> np.n
     return fill_inclusion(out, n_train, [(mine.seed.to_numpy(), mine["index"].to_numpy())])
 
 
-MISSING_MEMBERS = ("the members table is missing: which examples each model trained on is unknown, so no "
-                   "estimate can be made (was the sweep launched by memsweep >= 0.3?)")
+MISSING_MEMBERS = (
+    "the members table is missing: which examples each model trained on is unknown, so no "
+    "estimate can be made (was the sweep launched by memsweep >= 0.3?)"
+)
 
 
 def fill_inclusion(out: Outcomes, n_train: int, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -156,15 +165,19 @@ def fill_inclusion(out: Outcomes, n_train: int, batches: Iterable[tuple[np.ndarr
         keep = seeds[row] == seed  # rows of other models (not scored yet) are not asked for
         row, index = row[keep], index[keep]
         if len(index) and (index.max() >= n_train or index.min() < 0):
-            raise MembersMismatch(f"the members table does not match the examples table: training index "
-                                  f"{int(index.max() if index.max() >= n_train else index.min())} is outside "
-                                  f"the {n_train:,} training examples")
+            raise MembersMismatch(
+                f"the members table does not match the examples table: training index "
+                f"{int(index.max() if index.max() >= n_train else index.min())} is outside "
+                f"the {n_train:,} training examples"
+            )
         a[row, index] = True
         seen[row] = True
     if not seen.all():
         missing = seeds[~seen]
-        raise MembersMismatch(f"the members table does not match the examples table: {len(missing)} model(s) of "
-                              f"{cell} have no subset in it (e.g. seed {missing[0]})")
+        raise MembersMismatch(
+            f"the members table does not match the examples table: {len(missing)} model(s) of "
+            f"{cell} have no subset in it (e.g. seed {missing[0]})"
+        )
     return a
 
 
@@ -181,7 +194,8 @@ def _check_split(a: np.ndarray, cell: str, index: np.ndarray) -> tuple[np.ndarra
             f"{len(never):,} of {a.shape[1]:,} training examples are never held out or never trained on by the "
             f"{len(a):,} models of {cell} (e.g. index {which}): each needs both; with subset fraction {ratio:.2g} "
             f"about {need:,} models make that likely for every example ({max(need - len(a), 1):,} more per ratio: "
-            f"grow the sweep with --set seeds={max(need, len(a) + 1)} --resume)")
+            f"grow the sweep with --set seeds={max(need, len(a) + 1)} --resume)"
+        )
     return n_in, n_out
 
 
@@ -191,8 +205,14 @@ def _difference(x_in, n_in, x_out, n_out) -> dict[str, np.ndarray]:
     t_in, t_out = (x_in + 1) / (n_in + 2), (x_out + 1) / (n_out + 2)
     se = np.sqrt(t_in * (1 - t_in) / (n_in + 2) + t_out * (1 - t_out) / (n_out + 2))
     centre = t_in - t_out
-    return {"p_in": p_in, "p_out": p_out, "estimate": p_in - p_out, "se": se,
-            "lo": np.clip(centre - Z95 * se, -1, 1), "hi": np.clip(centre + Z95 * se, -1, 1)}
+    return {
+        "p_in": p_in,
+        "p_out": p_out,
+        "estimate": p_in - p_out,
+        "se": se,
+        "lo": np.clip(centre - Z95 * se, -1, 1),
+        "hi": np.clip(centre + Z95 * se, -1, 1),
+    }
 
 
 def memorization(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str | None = None) -> pd.DataFrame:
@@ -203,14 +223,32 @@ def memorization(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str
     n_in, n_out = _check_split(a, str(out.models.cell.iloc[0]), out.index)
     x_in = (out.correct & a).sum(axis=0)  # bool matrices: no (models, examples) float copy
     d = _difference(x_in, n_in, out.correct.sum(axis=0) - x_in, n_out)
-    return pd.DataFrame({"index": out.index, "label": out.label, "true_label": out.true_label,
-                         "mislabeled": out.label != out.true_label, "n_in": n_in, "n_out": n_out,
-                         "p_in": d["p_in"], "p_out": d["p_out"], "mem": d["estimate"], "se": d["se"],
-                         "lo": d["lo"], "hi": d["hi"]})
+    return pd.DataFrame(
+        {
+            "index": out.index,
+            "label": out.label,
+            "true_label": out.true_label,
+            "mislabeled": out.label != out.true_label,
+            "n_in": n_in,
+            "n_out": n_out,
+            "p_in": d["p_in"],
+            "p_out": d["p_out"],
+            "mem": d["estimate"],
+            "se": d["se"],
+            "lo": d["lo"],
+            "hi": d["hi"],
+        }
+    )
 
 
-def influence(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str | None = None, top: int = 50,
-              min_infl: float | None = None, block: int = 1024) -> pd.DataFrame:
+def influence(
+    examples: pd.DataFrame,
+    members: pd.DataFrame | None,
+    cell: str | None = None,
+    top: int = 50,
+    min_infl: float | None = None,
+    block: int = 1024,
+) -> pd.DataFrame:
     """The `top` (training, test) pairs of highest infl(i, j) (module docstring), highest first,
     keeping only those >= `min_infl` if given. The (N_train, N_test) matrix is never held whole:
     it is computed `block` training examples at a time, keeping the best pairs seen so far. Rows:
@@ -228,9 +266,9 @@ def influence(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str | 
     # descending, then by pair number: ties are broken the same way whatever the block size.
     best_v, best_f = np.empty(0, np.float32), np.empty(0, np.int64)
     for lo in range(0, a.shape[1], block):
-        ab = a[:, lo:lo + block].T.astype(np.float32)  # (b, m)
+        ab = a[:, lo : lo + block].T.astype(np.float32)  # (b, m)
         x_in = ab @ c  # (b, n_test): models with i in S that got j right
-        flat = (x_in / n_in[lo:lo + block, None] - (total - x_in) / n_out[lo:lo + block, None]).ravel()
+        flat = (x_in / n_in[lo : lo + block, None] - (total - x_in) / n_out[lo : lo + block, None]).ravel()
         keep = min(top, flat.size)
         cut = np.partition(flat, flat.size - keep)[flat.size - keep]  # the keep-th largest
         f = np.flatnonzero(flat >= cut)  # every pair at or above it, ties included
@@ -240,11 +278,23 @@ def influence(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str | 
     i, j = best_f // n_test, best_f % n_test
     x_in = (a[:, i] & test.correct[:, j]).sum(axis=0).astype(np.float64)
     d = _difference(x_in, n_in[i], total[j] - x_in, n_out[i])
-    frame = pd.DataFrame({"train_index": train.index[i], "test_index": test.index[j],
-                          "train_label": train.label[i], "train_true_label": train.true_label[i],
-                          "test_label": test.label[j], "n_in": n_in[i], "n_out": n_out[i],
-                          "p_in": d["p_in"], "p_out": d["p_out"], "infl": d["estimate"], "se": d["se"],
-                          "lo": d["lo"], "hi": d["hi"]})
+    frame = pd.DataFrame(
+        {
+            "train_index": train.index[i],
+            "test_index": test.index[j],
+            "train_label": train.label[i],
+            "train_true_label": train.true_label[i],
+            "test_label": test.label[j],
+            "n_in": n_in[i],
+            "n_out": n_out[i],
+            "p_in": d["p_in"],
+            "p_out": d["p_out"],
+            "infl": d["estimate"],
+            "se": d["se"],
+            "lo": d["lo"],
+            "hi": d["hi"],
+        }
+    )
     return frame[frame.infl >= min_infl].reset_index(drop=True) if min_infl is not None else frame
 
 
@@ -281,13 +331,25 @@ def cscore(examples: pd.DataFrame, members: pd.DataFrame | None, cells: list[str
             f"{len(never):,} of {len(first.index):,} training examples are held out by no model at any ratio "
             f"(e.g. index {', '.join(map(str, first.index[never[:5]]))}): a C-score needs held-out models; about "
             f"{need:,} models per ratio make that likely: grow the sweep with --set seeds={max(need, models + 1)} "
-            "--resume")
+            "--resume"
+        )
     score = np.nanmean(values, axis=0)
     se = np.sqrt(np.nansum(variances, axis=0)) / ratios
-    return pd.DataFrame({"index": first.index, "label": first.label, "true_label": first.true_label,
-                         "mislabeled": first.label != first.true_label, "ratios": ratios, "n_out": n_out_all,
-                         "cscore": score, "se": se, "lo": np.clip(score - Z95 * se, 0, 1),
-                         "hi": np.clip(score + Z95 * se, 0, 1), **per})
+    return pd.DataFrame(
+        {
+            "index": first.index,
+            "label": first.label,
+            "true_label": first.true_label,
+            "mislabeled": first.label != first.true_label,
+            "ratios": ratios,
+            "n_out": n_out_all,
+            "cscore": score,
+            "se": se,
+            "lo": np.clip(score - Z95 * se, 0, 1),
+            "hi": np.clip(score + Z95 * se, 0, 1),
+            **per,
+        }
+    )
 
 
 def ratio_of(cell: str) -> float:
@@ -327,18 +389,40 @@ def beside(mem: pd.DataFrame, scores: pd.DataFrame, column: str) -> tuple[pd.Dat
 def fit_by_cell(trials: pd.DataFrame) -> pd.DataFrame:
     """Per cell (subset ratio) of a subset sweep's trials table: its models, their mean epochs,
     the lowest and the mean accuracy on their own subsets, and their mean test accuracy."""
-    out = trials.groupby("cell", observed=True).agg(
-        models=("seed", "size"), epochs=("epochs_trained", "mean"), fit_min=("fit_acc", "min"),
-        fit_mean=("fit_acc", "mean"), test=("final_test_acc", "mean")).reset_index()
-    out.columns = ["subset ratio", "models", "mean epochs", "lowest accuracy on own subset",
-                   "mean accuracy on own subset", "mean test accuracy"]
+    out = (
+        trials.groupby("cell", observed=True)
+        .agg(
+            models=("seed", "size"),
+            epochs=("epochs_trained", "mean"),
+            fit_min=("fit_acc", "min"),
+            fit_mean=("fit_acc", "mean"),
+            test=("final_test_acc", "mean"),
+        )
+        .reset_index()
+    )
+    out.columns = [
+        "subset ratio",
+        "models",
+        "mean epochs",
+        "lowest accuracy on own subset",
+        "mean accuracy on own subset",
+        "mean test accuracy",
+    ]
     return out
 
 
 def by_label(mem: pd.DataFrame, memorized: float) -> pd.DataFrame:
     """Clean and mislabeled examples apart: how many, their mean mem(i), the share with mem(i)
     above `memorized`, and the largest standard error."""
-    return pd.DataFrame([{
-        "labels": "mislabeled" if flag else "clean", "n": len(rows), "mean mem": rows.mem.mean(),
-        f"share with mem > {memorized}": (rows.mem > memorized).mean(), "largest SE": rows.se.max()}
-        for flag, rows in mem.groupby("mislabeled")])
+    return pd.DataFrame(
+        [
+            {
+                "labels": "mislabeled" if flag else "clean",
+                "n": len(rows),
+                "mean mem": rows.mem.mean(),
+                f"share with mem > {memorized}": (rows.mem > memorized).mean(),
+                "largest SE": rows.se.max(),
+            }
+            for flag, rows in mem.groupby("mislabeled")
+        ]
+    )

@@ -58,8 +58,13 @@ def halving_sigma(curves: pd.DataFrame) -> pd.DataFrame:
     out = []
     for key, one in curves.groupby(keys, observed=True):
         one = one.sort_values("sigma")
-        out.append({**dict(zip(keys, key)), "acc0": float(one.acc.iloc[0]),
-                    "sigma_half": halving_sigma_array(one.sigma.to_numpy(), one.acc.to_numpy())})
+        out.append(
+            {
+                **dict(zip(keys, key)),
+                "acc0": float(one.acc.iloc[0]),
+                "sigma_half": halving_sigma_array(one.sigma.to_numpy(), one.acc.to_numpy()),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -77,8 +82,10 @@ def layer_norms_before_after(norms: pd.DataFrame) -> pd.DataFrame:
     keys = [c for c in ("arch", "variant") if c in norms.columns]
     last = norms.groupby(keys + ["seed"], observed=True).epoch.transform("max")
     pick = {"before": norms[norms.epoch == 0], "after": norms[norms.epoch == last]}
-    parts = [rows.groupby(keys + ["layer_index", "layer"], observed=True).norm.mean().rename(name)
-             for name, rows in pick.items()]
+    parts = [
+        rows.groupby(keys + ["layer_index", "layer"], observed=True).norm.mean().rename(name)
+        for name, rows in pick.items()
+    ]
     out = pd.concat(parts, axis=1).reset_index().sort_values(keys + ["layer_index"])
     out["ratio"] = out.after / out.before
     return out.reset_index(drop=True)
@@ -89,10 +96,16 @@ def early_stopping_summary(trials: pd.DataFrame) -> pd.DataFrame:
     early stopping stopped (or would have stopped) at, and train / validation / test accuracy
     at the best epoch against at the end of full training."""
     keys = [c for c in ("arch", "variant") if c in trials.columns]
-    cols = {"best_epoch": "best_epoch", "early_stop_epoch": "early_stop_epoch", "epochs_trained": "epochs_trained",
-            "best_train_acc": "train acc, early stop", "final_train_acc": "train acc, full",
-            "best_val_acc": "val acc, early stop", "best_test_acc": "test acc, early stop",
-            "final_test_acc": "test acc, full"}
+    cols = {
+        "best_epoch": "best_epoch",
+        "early_stop_epoch": "early_stop_epoch",
+        "epochs_trained": "epochs_trained",
+        "best_train_acc": "train acc, early stop",
+        "final_train_acc": "train acc, full",
+        "best_val_acc": "val acc, early stop",
+        "best_test_acc": "test acc, early stop",
+        "final_test_acc": "test acc, full",
+    }
     have = {k: v for k, v in cols.items() if k in trials.columns}
     out = trials.groupby(keys, observed=True)[list(have)].mean().rename(columns=have)
     return out.reset_index()
@@ -127,12 +140,10 @@ def filter_stats(filters: pd.DataFrame) -> pd.DataFrame:
         by_epoch = {int(e): filter_array(r) for e, r in model.groupby("epoch")}
         w0 = by_epoch.get(0)
         for epoch, w in sorted(by_epoch.items()):
-            row = dict(zip(keys + ["seed"], key), epoch=epoch,
-                       smoothness=float(np.nanmean(neighbour_correlation(w))))
+            row = dict(zip(keys + ["seed"], key), epoch=epoch, smoothness=float(np.nanmean(neighbour_correlation(w))))
             if w0 is not None:
                 row["change"] = float(np.linalg.norm(w - w0) / np.linalg.norm(w0))
-                row["update_smoothness"] = (float(np.nanmean(neighbour_correlation(w - w0))) if epoch
-                                            else float("nan"))
+                row["update_smoothness"] = float(np.nanmean(neighbour_correlation(w - w0))) if epoch else float("nan")
             out.append(row)
     stats = pd.DataFrame(out)
     return stats.groupby(keys + ["epoch"], observed=True).mean(numeric_only=True).drop(columns="seed").reset_index()
@@ -147,9 +158,14 @@ def phase_summary(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     last = epochs.sort_values("epoch").groupby([*keys, "seed"], observed=True).last()
     at_b = epochs.merge(trials[[*keys, "seed", "phase1_epochs"]], on=[*keys, "seed"])
     at_b = at_b[at_b.epoch == at_b.phase1_epochs].groupby(keys, observed=True)
-    return pd.DataFrame({"phase 1 epochs": b, "val acc, end of phase 1": at_b.val_acc.mean(),
-                         "val acc, end of phase 2": last.groupby(keys, observed=True).val_acc.mean(),
-                         "train acc, end of phase 2": last.groupby(keys, observed=True).train_acc.mean()}).reset_index()
+    return pd.DataFrame(
+        {
+            "phase 1 epochs": b,
+            "val acc, end of phase 1": at_b.val_acc.mean(),
+            "val acc, end of phase 2": last.groupby(keys, observed=True).val_acc.mean(),
+            "train acc, end of phase 2": last.groupby(keys, observed=True).train_acc.mean(),
+        }
+    ).reset_index()
 
 
 def filter_pictures(filters: pd.DataFrame, first: int = 64):
@@ -181,6 +197,6 @@ def filter_grid(weights: np.ndarray, per_row: int = 16, zoom: int = 8) -> np.nda
     grid = np.ones((3, rows * (kh + 1) + 1, min(f, per_row) * (kw + 1) + 1), dtype=np.float32)
     for i in range(f):
         r, c = divmod(i, per_row)
-        grid[:, 1 + r * (kh + 1):1 + r * (kh + 1) + kh, 1 + c * (kw + 1):1 + c * (kw + 1) + kw] = w[i]
+        grid[:, 1 + r * (kh + 1) : 1 + r * (kh + 1) + kh, 1 + c * (kw + 1) : 1 + c * (kw + 1) + kw] = w[i]
     picture = (grid.transpose(1, 2, 0) * 255).round().astype(np.uint8)
     return np.kron(picture, np.ones((zoom, zoom, 1), dtype=np.uint8))

@@ -58,7 +58,9 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
     sections: list[str | go.Figure] = [
         f"<h1>memsweep report: {html.escape(sweep)}</h1>",
         f"<p class='sub'>{html.escape(str(manifest['spec'].get('description', '')))}</p>",
-        _status(manifest, trials, results, load.load_launch_state(results, sweep)), _provenance(manifest, trials)]
+        _status(manifest, trials, results, load.load_launch_state(results, sweep)),
+        _provenance(manifest, trials),
+    ]
     if trials is not None and len(trials):
         if spec.get("engine") == "subsets":  # its models stop at their own epochs: no dynamics
             sections += _subset_sections(results, sweep, spec, trials, images)
@@ -78,8 +80,10 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
             for heading, where in points[:MAX_POINT_SECTIONS]:
                 sections += heading + _difficulty_sections(results, sweep, spec, images, where)
             if len(points) > MAX_POINT_SECTIONS:
-                sections.append(f"<p class='note'>P(correct) sections are drawn for the first {MAX_POINT_SECTIONS} "
-                                f"of the {len(points)} points; the table above has them all.</p>")
+                sections.append(
+                    f"<p class='note'>P(correct) sections are drawn for the first {MAX_POINT_SECTIONS} "
+                    f"of the {len(points)} points; the table above has them all.</p>"
+                )
         if spec.get("engine") != "subsets":
             sections += _dynamics_sections(results, sweep, manifest["spec"])
     sections.append(f"<h2>Spec</h2><pre>{html.escape(yaml.safe_dump(manifest['spec'], sort_keys=False))}</pre>")
@@ -88,11 +92,12 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
         if isinstance(section, str):
             body.append(section)
         else:  # plotly.js is embedded once, with the first figure
-            body.append(section.to_html(full_html=False, include_plotlyjs=first,
-                                        config={"displaylogo": False}))
+            body.append(section.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False}))
             first = False
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>memsweep: {html.escape(sweep)}"
-            f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>memsweep: {html.escape(sweep)}"
+        f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
 def _escaped(value: Any) -> Any:
@@ -113,14 +118,15 @@ def _axes_section(results: str, sweep: str, spec: dict[str, Any]) -> list:
     """Accuracy by hyperparameter point: the table, and test accuracy against the first axis."""
     names = [*(spec.get("grid") or {}), *((spec.get("sample") or {}).get("space") or {})]
     table = _in_grid_order(aggregate.accuracy_by_axes(results, sweep, names), spec.get("grid") or {})
-    return ["<h2>Accuracy by hyperparameter</h2><p class='note'>At the last scored epoch "
-            f"({int(table.epoch.max())}), mean over models and examples: training accuracy on the examples whose "
-            "label or input was kept (clean) and on those corrupted (the corrupted ones are fit by memorization, "
-            "Arpit et al. 2017), and test accuracy. One row per variant and point of the axes "
-            f"({html.escape(', '.join(names))}).</p>",
-            _table_html(table.drop(columns="epoch"), {"models": "d", **{n: "g" for n in names}}),
-            figures.by_axis(table, names[0], ["train_clean", "train_corrupted", "test"],
-                            f"Accuracy against {names[0]}")]
+    return [
+        "<h2>Accuracy by hyperparameter</h2><p class='note'>At the last scored epoch "
+        f"({int(table.epoch.max())}), mean over models and examples: training accuracy on the examples whose "
+        "label or input was kept (clean) and on those corrupted (the corrupted ones are fit by memorization, "
+        "Arpit et al. 2017), and test accuracy. One row per variant and point of the axes "
+        f"({html.escape(', '.join(names))}).</p>",
+        _table_html(table.drop(columns="epoch"), {"models": "d", **{n: "g" for n in names}}),
+        figures.by_axis(table, names[0], ["train_clean", "train_corrupted", "test"], f"Accuracy against {names[0]}"),
+    ]
 
 
 def _value(v: Any) -> str:
@@ -140,24 +146,34 @@ def _table_one(spec: dict[str, Any], trials: pd.DataFrame) -> list:
     2017 print their Table 1 (`analysis.convergence.accuracy_table`)."""
     names = [*(spec.get("grid") or {}), *((spec.get("sample") or {}).get("space") or {})]
     table = _in_grid_order(convergence.accuracy_table(trials, names), spec.get("grid") or {})
-    return ["<h2>Train and test accuracy by hyperparameter</h2><p class='note'>Each model's accuracy on the "
-            "whole training and test splits where it stopped (interpolated, or at max_epochs), mean over seeds, "
-            f"in percent, as Zhang et al. 2017 print Table 1. Axes: {html.escape(', '.join(names))}.</p>",
-            _table_html(table, {"models": "d", "train %": ".1f", "test %": ".1f", "epochs": ".0f",
-                                **{n: "g" for n in names}})]
+    return [
+        "<h2>Train and test accuracy by hyperparameter</h2><p class='note'>Each model's accuracy on the "
+        "whole training and test splits where it stopped (interpolated, or at max_epochs), mean over seeds, "
+        f"in percent, as Zhang et al. 2017 print Table 1. Axes: {html.escape(', '.join(names))}.</p>",
+        _table_html(
+            table, {"models": "d", "train %": ".1f", "test %": ".1f", "epochs": ".0f", **{n: "g" for n in names}}
+        ),
+    ]
 
 
 def _in_grid_order(table: pd.DataFrame, grid: dict[str, list]) -> pd.DataFrame:
     """Rows in the order of the grid's values (a list-valued axis such as model.hidden is stored
     as JSON text, which would sort [16] before [4]); sampled axes by value."""
+
     def position(column: pd.Series) -> pd.Series:
         values = grid.get(column.name)
         if values is None:
             return column
-        where = {(json.dumps(v) if isinstance(v, list) else float(v) if isinstance(v, (int, float)) else v): i
-                 for i, v in enumerate(values)}
+        where = {
+            (json.dumps(v) if isinstance(v, list) else float(v) if isinstance(v, (int, float)) else v): i
+            for i, v in enumerate(values)
+        }
         return column.astype(object).map(lambda v: where.get(v if isinstance(v, str) else float(v), len(where)))
-    keys = [*(c for c in ("arch", "variant", "corruption") if c in table.columns), *(c for c in table.columns if c in grid)]
+
+    keys = [
+        *(c for c in ("arch", "variant", "corruption") if c in table.columns),
+        *(c for c in table.columns if c in grid),
+    ]
     return table.sort_values(keys, key=lambda c: position(c) if c.name in grid else c).reset_index(drop=True)
 
 
@@ -170,12 +186,18 @@ def _axis_points(spec: dict[str, Any], trials: pd.DataFrame) -> list[tuple[list[
         return [([], {})]
     points = _in_grid_order(trials[names].drop_duplicates().sort_values(names), spec.get("grid") or {})
     points = points[names].itertuples(index=False, name=None)
-    return [([f"<h2 class='axis'>{html.escape(', '.join(f'{n} = {_value(v)}' for n, v in zip(names, point)))}</h2>"],
-             {n: [v] for n, v in zip(names, point)}) for point in points]
+    return [
+        (
+            [f"<h2 class='axis'>{html.escape(', '.join(f'{n} = {_value(v)}' for n, v in zip(names, point)))}</h2>"],
+            {n: [v] for n, v in zip(names, point)},
+        )
+        for point in points
+    ]
 
 
-def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], images,
-                         where: dict[str, list] | None = None) -> list:
+def _difficulty_sections(
+    results: str, sweep: str, spec: dict[str, Any], images, where: dict[str, list] | None = None
+) -> list:
     # Out of core: the examples table (21 million rows for fig1 on Fashion-MNIST) is never read whole.
     pc = aggregate.p_correct(results, sweep, filters=where)
     curves, baselines = difficulty.sorted_curves(pc)
@@ -183,50 +205,81 @@ def _difficulty_sections(results: str, sweep: str, spec: dict[str, Any], images,
     table = difficulty.summary(pc)
     keys = pc[difficulty.KEYS].drop_duplicates().itertuples(index=False, name=None)
     bands = difficulty.bands_frame(aggregate.correct_matrices(results, sweep, list(keys), filters=where))
-    intro = CURVES_INTRO if "randX" in spec["variants"] else CURVES_INTRO.replace(
-        "</p>", " This sweep has no randX variant, so there is no such line: the distance of each curve "
-                "from its own binomial (the summary's <i>KS to own binomial</i>) still says whether its "
-                "examples differ in difficulty.</p>")
+    intro = (
+        CURVES_INTRO
+        if "randX" in spec["variants"]
+        else CURVES_INTRO.replace(
+            "</p>",
+            " This sweep has no randX variant, so there is no such line: the distance of each curve "
+            "from its own binomial (the summary's <i>KS to own binomial</i>) still says whether its "
+            "examples differ in difficulty.</p>",
+        )
+    )
     sections: list = [_summary_html(table), intro]
-    sections += [figures.p_correct_curves(curves, baselines, split, spec["variants"], bands=bands)
-                 for split in ("train", "test") if split in set(curves.split)]
+    sections += [
+        figures.p_correct_curves(curves, baselines, split, spec["variants"], bands=bands)
+        for split in ("train", "test")
+        if split in set(curves.split)
+    ]
     sentences = [difficulty.distance_sentence(r) for _, r in table[table.epoch == table.epoch.max()].iterrows()]
     sections.append("<ul class='note'>" + "".join(f"<li>{html.escape(t)}</li>" for t in sentences) + "</ul>")
-    sections.append(figures.p_correct_histograms(
-        pc, "train" if "train" in set(pc.split) else "test", last, spec["variants"]))
+    sections.append(
+        figures.p_correct_histograms(pc, "train" if "train" in set(pc.split) else "test", last, spec["variants"])
+    )
     sections.append(_galleries_intro(last))
     return sections + _galleries(pc, spec, last, images)
 
 
 def _convergence_sections(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame) -> list:
     lc = convergence.learning_curves(epochs)
-    curves = ["<h2>Learning curves</h2><p class='note'>Mean over seeds, per epoch; full-set scores "
-              "with the model fixed.</p>",
-              figures.learning_curves(lc, "train_loss", "Training loss (full set)"),
-              figures.learning_curves(lc, "train_acc", "Training accuracy (full set)"),
-              figures.learning_curves(lc, "test_acc", "Test accuracy")]
+    curves = [
+        "<h2>Learning curves</h2><p class='note'>Mean over seeds, per epoch; full-set scores with the model fixed.</p>",
+        figures.learning_curves(lc, "train_loss", "Training loss (full set)"),
+        figures.learning_curves(lc, "train_acc", "Training accuracy (full set)"),
+        figures.learning_curves(lc, "test_acc", "Test accuracy"),
+    ]
     threshold = spec.get("threshold")
     if threshold is None or spec.get("phase2_epochs"):  # fixed-length or two-phase runs: no race to interpolate
         return curves
     table = convergence.interpolation_table(trials)
-    shown = pd.DataFrame({
-        "arch": table.arch.astype(str), "corruption": table.variant.astype(str),
-        "interpolated": [convergence.status_text(r) for r in table.itertuples()],
-        **{name: table[c].astype(float) for name, c in (
-            ("epochs", "epochs"), ("seconds", "seconds"), ("steps", "steps"), ("x clean (s)", "ratio_seconds"),
-            ("test error at interpolation", "test_error"), ("final train acc", "final_train_acc"),
-            ("final test acc", "final_test_acc"))}})
+    shown = pd.DataFrame(
+        {
+            "arch": table.arch.astype(str),
+            "corruption": table.variant.astype(str),
+            "interpolated": [convergence.status_text(r) for r in table.itertuples()],
+            **{
+                name: table[c].astype(float)
+                for name, c in (
+                    ("epochs", "epochs"),
+                    ("seconds", "seconds"),
+                    ("steps", "steps"),
+                    ("x clean (s)", "ratio_seconds"),
+                    ("test error at interpolation", "test_error"),
+                    ("final train acc", "final_train_acc"),
+                    ("final test acc", "final_test_acc"),
+                )
+            },
+        }
+    )
     sections: list = [
         f"<h2>Time to interpolation</h2><p class='note'>A model interpolates when its full-set training "
         f"accuracy (model fixed) reaches {threshold:.1%}. Times are training seconds (scoring excluded); "
         "'x clean' is the ratio to the same architecture on clean labels. Runs that never interpolated are "
         "listed with where they stopped."
-        + (f" Models were trained {int(trials.pack_size.max())} to a pack, and a pack's seconds run on one clock "
-           "for all its models: compare epochs and steps across levels; seconds only between runs of equal "
-           "pack size (<code>--set pack_size=1</code> gives each model its own)."
-           if "pack_size" in trials.columns and trials.pack_size.max() > 1 else "")
-        + "</p>" + _table_html(shown, {"epochs": ".0f", "seconds": ".1f", "steps": ".0f", "x clean (s)": ".2f"},
-                                bold=("test error at interpolation",))]
+        + (
+            f" Models were trained {int(trials.pack_size.max())} to a pack, and a pack's seconds run on one clock "
+            "for all its models: compare epochs and steps across levels; seconds only between runs of equal "
+            "pack size (<code>--set pack_size=1</code> gives each model its own)."
+            if "pack_size" in trials.columns and trials.pack_size.max() > 1
+            else ""
+        )
+        + "</p>"
+        + _table_html(
+            shown,
+            {"epochs": ".0f", "seconds": ".1f", "steps": ".0f", "x clean (s)": ".2f"},
+            bold=("test error at interpolation",),
+        )
+    ]
     curve = convergence.label_corruption_curve(table)
     if curve.corruption_p.nunique() > 1:
         sections += [figures.time_to_interpolation(curve), figures.generalization_error(curve)]
@@ -235,17 +288,27 @@ def _convergence_sections(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd
 
 # Column headers a reader understands without the source (analysis functions keep short names).
 HEADERS = {
-    "arch": "architecture", "acc0": "accuracy without noise", "sigma_half": "sigma where accuracy halves",
-    "change": "||W - W0|| / ||W0||", "smoothness": "smoothness of W", "update_smoothness": "smoothness of W - W0",
-    "best_epoch": "best validation epoch", "early_stop_epoch": "early-stop epoch", "epochs_trained": "epochs trained",
-    "n": "examples", "n_corrupted": "corrupted examples", "chance": "corrupted share (random ranking)",
-    "intersection": "correct at both epochs", "union": "correct at either epoch",
+    "arch": "architecture",
+    "acc0": "accuracy without noise",
+    "sigma_half": "sigma where accuracy halves",
+    "change": "||W - W0|| / ||W0||",
+    "smoothness": "smoothness of W",
+    "update_smoothness": "smoothness of W - W0",
+    "best_epoch": "best validation epoch",
+    "early_stop_epoch": "early-stop epoch",
+    "epochs_trained": "epochs trained",
+    "n": "examples",
+    "n_corrupted": "corrupted examples",
+    "chance": "corrupted share (random ranking)",
+    "intersection": "correct at both epochs",
+    "union": "correct at either epoch",
     "epochs t-1, t = .., t": "first pair of epochs, ending at",
 }
 
 
-def _table_html(frame: pd.DataFrame, formats: dict[str, str] | None = None, bold: tuple[str, ...] = (),
-                row_heads: bool = False) -> str:
+def _table_html(
+    frame: pd.DataFrame, formats: dict[str, str] | None = None, bold: tuple[str, ...] = (), row_heads: bool = False
+) -> str:
     """The report's one table renderer: a DataFrame as an HTML table, text left, numbers right
     (`formats`: a column's format, default '.3f' for floats), NaN as a dash, `bold` columns in
     bold. row_heads: no header row; each row's first cell heads it (a key-value table)."""
@@ -261,12 +324,18 @@ def _table_html(frame: pd.DataFrame, formats: dict[str, str] | None = None, bold
 
     def row(values):
         if row_heads:
-            return (f"<tr><th class='l'>{html.escape(str(values[0]))}</th>"
-                    + "".join(cell(c, v) for c, v in zip(frame.columns[1:], values[1:])) + "</tr>")
+            return (
+                f"<tr><th class='l'>{html.escape(str(values[0]))}</th>"
+                + "".join(cell(c, v) for c, v in zip(frame.columns[1:], values[1:]))
+                + "</tr>"
+            )
         return "<tr>" + "".join(cell(c, v) for c, v in zip(frame.columns, values)) + "</tr>"
 
-    head = "" if row_heads else "<tr>" + "".join(
-        f"<th>{html.escape(HEADERS.get(str(c), str(c)))}</th>" for c in frame.columns) + "</tr>"
+    head = (
+        ""
+        if row_heads
+        else "<tr>" + "".join(f"<th>{html.escape(HEADERS.get(str(c), str(c)))}</th>" for c in frame.columns) + "</tr>"
+    )
     return f"<table>{head}{''.join(row(r) for r in frame.itertuples(index=False))}</table>"
 
 
@@ -277,27 +346,34 @@ def _optional(results: str, sweep: str, table: str, **kw) -> pd.DataFrame | None
         return None
 
 
-def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame,
-                    epochs: pd.DataFrame) -> list:
+def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame) -> list:
     """Catastrophic forgetting, early stopping, weight norms, CSR, weight noise and filters:
     each when the sweep recorded it."""
     found = _optional(results, sweep, "probes")
-    return [*_forgetting_section(spec, trials, epochs), *_early_stopping_section(spec, trials, epochs),
-            *_norms_section(_optional(results, sweep, "norms")), *_csr_section(spec, found),
-            *_weight_noise_section(spec, found), *_filters_section(_optional(results, sweep, "filters"))]
+    return [
+        *_forgetting_section(spec, trials, epochs),
+        *_early_stopping_section(spec, trials, epochs),
+        *_norms_section(_optional(results, sweep, "norms")),
+        *_csr_section(spec, found),
+        *_weight_noise_section(spec, found),
+        *_filters_section(_optional(results, sweep, "filters")),
+    ]
 
 
 def _forgetting_section(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame) -> list:
     if "phase" not in epochs.columns:
         return []
-    return ["<h2>Catastrophic forgetting</h2><p class='note'>Phase 1 trains on the training split "
-            f"({', '.join(spec['corruptions'])}) plus a validation split of "
-            f"{spec['validation']['size']} held-out images ({spec['validation']['corruption']}) "
-            "until both are fit or the epoch budget ends; phase 2 trains on the training split alone. "
-            "One line per seed.</p>",
-            figures.phases(epochs, trials[[c for c in ("arch", "variant", "seed", "phase1_epochs")
-                                           if c in trials.columns]]),
-            _table_html(probes.phase_summary(trials, epochs), {"phase 1 epochs": ".1f"})]
+    return [
+        "<h2>Catastrophic forgetting</h2><p class='note'>Phase 1 trains on the training split "
+        f"({', '.join(spec['corruptions'])}) plus a validation split of "
+        f"{spec['validation']['size']} held-out images ({spec['validation']['corruption']}) "
+        "until both are fit or the epoch budget ends; phase 2 trains on the training split alone. "
+        "One line per seed.</p>",
+        figures.phases(
+            epochs, trials[[c for c in ("arch", "variant", "seed", "phase1_epochs") if c in trials.columns]]
+        ),
+        _table_html(probes.phase_summary(trials, epochs), {"phase 1 epochs": ".1f"}),
+    ]
 
 
 def _early_stopping_section(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame) -> list:
@@ -305,31 +381,38 @@ def _early_stopping_section(spec: dict[str, Any], trials: pd.DataFrame, epochs: 
         return []
     es = probes.early_stopping_summary(trials)
     stop_mode = "stopped" if spec["early_stopping"]["stop"] else "would have stopped (recorded, training went on)"
-    return [f"<h2>Early stopping</h2><p class='note'>Patience {spec['early_stopping']['patience']} epochs on "
-            f"validation accuracy ({spec['validation']['corruption']} labels); the run {stop_mode} "
-            "at the dotted line. Accuracies at the best validation epoch against the end of training, "
-            "mean over seeds.</p>",
-            figures.early_stopping(probes.epoch_means(epochs), es),
-            _table_html(es, {"best_epoch": ".1f", "early_stop_epoch": ".1f", "epochs_trained": ".0f"})]
+    return [
+        f"<h2>Early stopping</h2><p class='note'>Patience {spec['early_stopping']['patience']} epochs on "
+        f"validation accuracy ({spec['validation']['corruption']} labels); the run {stop_mode} "
+        "at the dotted line. Accuracies at the best validation epoch against the end of training, "
+        "mean over seeds.</p>",
+        figures.early_stopping(probes.epoch_means(epochs), es),
+        _table_html(es, {"best_epoch": ".1f", "early_stop_epoch": ".1f", "epochs_trained": ".0f"}),
+    ]
 
 
 def _norms_section(norms: pd.DataFrame | None) -> list:
     if norms is None or not len(norms):
         return []
-    return ["<h2>Weight norms</h2><p class='note'>Frobenius norm of all parameters per epoch (mean over "
-            "seeds), and of each layer at initialization and after training.</p>",
-            figures.weight_norms(probes.norm_curves(norms)), figures.layer_norms(probes.layer_norms_before_after(norms))]
+    return [
+        "<h2>Weight norms</h2><p class='note'>Frobenius norm of all parameters per epoch (mean over "
+        "seeds), and of each layer at initialization and after training.</p>",
+        figures.weight_norms(probes.norm_curves(norms)),
+        figures.layer_norms(probes.layer_norms_before_after(norms)),
+    ]
 
 
 def _csr_section(spec: dict[str, Any], found: pd.DataFrame | None) -> list:
     if found is None or not (found.probe == "csr").any():
         return []
     c = spec["probes"]["csr"]
-    return ["<h2>Critical sample ratio</h2><p class='note'>LASS on the first "
-            f"{c['n']} {c['split']} images every {c['every']} epochs: alpha {c['alpha'] * 255:.2f}/255, "
-            f"beta {c['beta'] * 255:.2f}/255, box radius r = {c['r'] * 255:.0f}/255 (L-inf, pixel units), "
-            f"at most {c['iters']} steps. A sample is critical when its predicted class changes inside the box.</p>",
-            figures.csr(probes.csr_curve(found))]
+    return [
+        "<h2>Critical sample ratio</h2><p class='note'>LASS on the first "
+        f"{c['n']} {c['split']} images every {c['every']} epochs: alpha {c['alpha'] * 255:.2f}/255, "
+        f"beta {c['beta'] * 255:.2f}/255, box radius r = {c['r'] * 255:.0f}/255 (L-inf, pixel units), "
+        f"at most {c['iters']} steps. A sample is critical when its predicted class changes inside the box.</p>",
+        figures.csr(probes.csr_curve(found)),
+    ]
 
 
 def _weight_noise_section(spec: dict[str, Any], found: pd.DataFrame | None) -> list:
@@ -337,23 +420,28 @@ def _weight_noise_section(spec: dict[str, Any], found: pd.DataFrame | None) -> l
         return []
     curves = probes.weight_noise_curves(found)
     wn = spec["probes"]["weight_noise"]
-    return ["<h2>Weight-noise sensitivity</h2><p class='note'>The trained model frozen, every parameter "
-            f"multiplied by exp(sigma N(0,1)); accuracy averaged over {wn['draws']} draws per sigma. "
-            "sigma_half: where accuracy falls to half its noise-free value (linear between grid points; "
-            "a dash: not within the grid).</p>",
-            figures.weight_noise(probes.weight_noise_means(curves)), _table_html(probes.halving_sigma(curves), {"sigma_half": ".3f", "acc0": ".3f"})]
+    return [
+        "<h2>Weight-noise sensitivity</h2><p class='note'>The trained model frozen, every parameter "
+        f"multiplied by exp(sigma N(0,1)); accuracy averaged over {wn['draws']} draws per sigma. "
+        "sigma_half: where accuracy falls to half its noise-free value (linear between grid points; "
+        "a dash: not within the grid).</p>",
+        figures.weight_noise(probes.weight_noise_means(curves)),
+        _table_html(probes.halving_sigma(curves), {"sigma_half": ".3f", "acc0": ".3f"}),
+    ]
 
 
 def _filters_section(filters: pd.DataFrame | None) -> list:
     if filters is None or not len(filters):
         return []
-    out = ["<h2>First-layer filters</h2><p class='note'>The first convolution's filters (the first 64 of "
-           "seed 0), each scaled to its own range (Arpit et al. 2017, Fig. 2), after the last recorded "
-           "epoch, and what training added to them (W - W at initialization). <i>change</i>: "
-           "||W - W0|| / ||W0||; <i>smoothness</i>: correlation of adjacent weights (0: white noise, "
-           "positive: smooth, edge- or blob-like; negative: checkerboard), of W and of the update; "
-           "mean over filters and seeds.</p>",
-           _table_html(probes.filter_stats(filters), {"epoch": "d"})]
+    out = [
+        "<h2>First-layer filters</h2><p class='note'>The first convolution's filters (the first 64 of "
+        "seed 0), each scaled to its own range (Arpit et al. 2017, Fig. 2), after the last recorded "
+        "epoch, and what training added to them (W - W at initialization). <i>change</i>: "
+        "||W - W0|| / ||W0||; <i>smoothness</i>: correlation of adjacent weights (0: white noise, "
+        "positive: smooth, edge- or blob-like; negative: checkerboard), of W and of the update; "
+        "mean over filters and seeds.</p>",
+        _table_html(probes.filter_stats(filters), {"epoch": "d"}),
+    ]
     for name, last, grid, change in probes.filter_pictures(filters):
         out.append(figures.image(grid, f"{name}: first-layer filters after epoch {last}", height=300))
         if change is not None:
@@ -371,7 +459,8 @@ PROTOCOL_NOTE = (
     "never-learned examples by adding the number of presentations; here they rank above every count of "
     "forgetting events, one step per seed in which they were never learned. The forgetting histogram puts "
     "never-learned examples in the 0-events bin beside the unforgettable ones. Each model is read at its own "
-    "last recorded epoch (models of an interpolate sweep stop at different epochs).</p>")
+    "last recorded epoch (models of an interpolate sweep stop at different epochs).</p>"
+)
 
 
 def _dynamics_sections(results: str, sweep: str, spec: dict[str, Any]) -> list:
@@ -380,8 +469,11 @@ def _dynamics_sections(results: str, sweep: str, spec: dict[str, Any]) -> list:
     have = load.table_columns(results, sweep, "examples")
     # The epochs recorded, counted out of core first: most fig1 sweeps score one epoch, and their
     # training split need not be read at all.
-    recorded = aggregate.grouped_means(results, sweep, "examples", ["epoch"], [], filters={"split": ["train"]}) \
-        if have else None
+    recorded = (
+        aggregate.grouped_means(results, sweep, "examples", ["epoch"], [], filters={"split": ["train"]})
+        if have
+        else None
+    )
     if recorded is None or len(recorded) < 2:
         return []
     # arch: interpolate sweeps only; el2n: schema 2 on.
@@ -406,32 +498,45 @@ def _dynamics_sections(results: str, sweep: str, spec: dict[str, Any]) -> list:
     kind, osc = dynamics.keys(per), dynamics.oscillation_means(osc)
     early = dynamics.first_oscillation(osc).rename(columns={"epoch": "epochs t-1, t = .., t"})
     regions = dynamics.region_shares(per)
-    out = [f"<h2>Training dynamics per example</h2><p class='note'>From the training split recorded at epochs "
-           f"{', '.join(map(str, epochs))}: accuracy oscillation between consecutive evaluations, forgetting "
-           "events (correct to incorrect, Toneva et al. 2019), data maps (Swayamdipta et al. 2020) and EL2N "
-           f"(Paul et al. 2021, at epoch {epochs[0]}).</p>", PROTOCOL_NOTE,
-           figures.oscillation(osc), _table_html(early),
-           figures.forgetting_histogram(per), figures.data_map(per),  # `measures` holds both readings
-           "<p class='note'>Share of clean and corrupted examples in each data-map region "
-           "(hard: low confidence, low variability; ambiguous: variability >= 0.2).</p>", _table_html(regions)]
+    out = [
+        f"<h2>Training dynamics per example</h2><p class='note'>From the training split recorded at epochs "
+        f"{', '.join(map(str, epochs))}: accuracy oscillation between consecutive evaluations, forgetting "
+        "events (correct to incorrect, Toneva et al. 2019), data maps (Swayamdipta et al. 2020) and EL2N "
+        f"(Paul et al. 2021, at epoch {epochs[0]}).</p>",
+        PROTOCOL_NOTE,
+        figures.oscillation(osc),
+        _table_html(early),
+        figures.forgetting_histogram(per),
+        figures.data_map(per),  # `measures` holds both readings
+        "<p class='note'>Share of clean and corrupted examples in each data-map region "
+        "(hard: low confidence, low variability; ambiguous: variability >= 0.2).</p>",
+        _table_html(regions),
+    ]
     agree = dynamics.agreement(per)
     if len(agree):
         wide = agree.assign(pair=agree.a + " / " + agree.b).pivot(index=kind, columns="pair", values="rho")
-        out += ["<h3>Do the difficulty measures agree?</h3><p class='note'>Spearman rank correlation across "
-                "examples of the hardness scores (1 - P(correct) at the last epoch, forgetting events, "
-                "1 - confidence, EL2N).</p>", _table_html(wide.reset_index())]
+        out += [
+            "<h3>Do the difficulty measures agree?</h3><p class='note'>Spearman rank correlation across "
+            "examples of the hardness scores (1 - P(correct) at the last epoch, forgetting events, "
+            "1 - confidence, EL2N).</p>",
+            _table_html(wide.reset_index()),
+        ]
     place = dynamics.corrupted_placement(per)
     if len(place):
-        out += ["<p class='note'>Where the corrupted examples land: 'top: X' is the share of corrupted examples "
-                "among the n_corrupted hardest by X (chance: n_corrupted / n).</p>",
-                _table_html(place, {"n": "d", "n_corrupted": "d"})]
+        out += [
+            "<p class='note'>Where the corrupted examples land: 'top: X' is the share of corrupted examples "
+            "among the n_corrupted hardest by X (chance: n_corrupted / n).</p>",
+            _table_html(place, {"n": "d", "n_corrupted": "d"}),
+        ]
     return out
 
 
-CURVES_INTRO = ("<h2>P(correct) curves</h2><p class='note'>Each curve sorts the examples by the fraction "
-                "of seeds that classify them correctly. The dashed line is what the curve would be if "
-                "every example were equally hard: Binomial(n = seeds, p = the randX mean)/n, as in Arpit "
-                "et al. 2017 Fig. 1. Hover a curve for the example index and label.</p>")
+CURVES_INTRO = (
+    "<h2>P(correct) curves</h2><p class='note'>Each curve sorts the examples by the fraction "
+    "of seeds that classify them correctly. The dashed line is what the curve would be if "
+    "every example were equally hard: Binomial(n = seeds, p = the randX mean)/n, as in Arpit "
+    "et al. 2017 Fig. 1. Hover a curve for the example index and label.</p>"
+)
 
 
 def _planned(manifest: dict[str, Any]) -> dict[str, int] | None:
@@ -439,12 +544,19 @@ def _planned(manifest: dict[str, Any]) -> dict[str, int] | None:
     plan = manifest.get("plan") or None
     if plan is None:
         return None
-    return {f"{p['cell']}-pack{p['pack']:03d}": len(p.get("members") or ())
-            or (p["seed_hi"] - p["seed_lo"]) * max(1, len(p.get("points") or ())) for p in plan}
+    return {
+        f"{p['cell']}-pack{p['pack']:03d}": len(p.get("members") or ())
+        or (p["seed_hi"] - p["seed_lo"]) * max(1, len(p.get("points") or ()))
+        for p in plan
+    }
 
 
-def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str = "results",
-            launch: dict[str, Any] | None = None) -> str:
+def _status(
+    manifest: dict[str, Any],
+    trials: pd.DataFrame | None,
+    results: str = "results",
+    launch: dict[str, Any] | None = None,
+) -> str:
     """The banner: complete, or what is missing and why (from the last launch's state: not known
     to have ended, or ended with trials interrupted, failed, not started) with the command that
     finishes it."""
@@ -452,18 +564,22 @@ def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str 
     launch = launch if isinstance(launch, dict) else {}
     states = launch.get("trials") if isinstance(launch.get("trials"), dict) else {}
     done = set() if trials is None else set(trials.fragment)
-    resume = (f"<code>sweep launch {html.escape(load.launch_args(manifest))} --resume --results "
-              f"{html.escape(shlex.quote(str(results)))}</code>")
+    resume = (
+        f"<code>sweep launch {html.escape(load.launch_args(manifest))} --resume --results "
+        f"{html.escape(shlex.quote(str(results)))}</code>"
+    )
     if not load.launch_args_known(manifest):  # stored before the manifest kept them
         resume += " (with the launch's <code>--dataset</code> and <code>--set</code> arguments)"
     if not launch.get("ended"):
-        why = ("Its last launch has not recorded an end: it is still running, or its driver was stopped "
-               "before it could")
+        why = "Its last launch has not recorded an end: it is still running, or its driver was stopped before it could"
         finish = "finishes it"
     else:
         missing = [load.trial_state(states.get(f)) for f in (planned or {}) if f not in done]
-        parts = [f"{missing.count(w)} trial{'' if missing.count(w) == 1 else 's'} {w}"
-                 for w in ("running", "interrupted", "failed", "not started") if w in missing]
+        parts = [
+            f"{missing.count(w)} trial{'' if missing.count(w) == 1 else 's'} {w}"
+            for w in ("running", "interrupted", "failed", "not started")
+            if w in missing
+        ]
         why = "Its last launch ended with trials unfinished" + (f" ({', '.join(parts)})" if parts else "")
         finish = "runs them"
     if trials is None or trials.empty:
@@ -476,8 +592,10 @@ def _status(manifest: dict[str, Any], trials: pd.DataFrame | None, results: str 
         counts = f"{len(trials)}/{sum(planned.values())} models" if planned else f"{len(trials)} models stored"
     counts = html.escape(counts)
     if planned is not None and any(fragment not in done for fragment in planned):
-        return (f"<div class='banner warn'><b>Incomplete sweep</b> ({counts}). {why}; {resume} {finish}. "
-                "Everything below uses what is stored so far.</div>")
+        return (
+            f"<div class='banner warn'><b>Incomplete sweep</b> ({counts}). {why}; {resume} {finish}. "
+            "Everything below uses what is stored so far.</div>"
+        )
     return f"<div class='banner ok'>Complete: {counts}.</div>"
 
 
@@ -491,65 +609,123 @@ def _provenance(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
             versions["stored"] = trials.versions.iloc[0]
     opt = spec["optimizer"]
     if spec.get("engine") == "subsets":
-        rows = [("data set", spec["dataset"] + (f" (first {spec['train_size']:,} training examples)"
-                                                if spec.get("train_size") else "")),
-                ("subset ratios", ", ".join(f"{r:g}" for r in spec["ratios"])),
-                ("models per ratio", f"{spec['seeds']:,}"),
-                ("labels", f"{spec['corruption']['p']:.0%} of training labels random (randY)"
-                           if spec["corruption"]["p"] else "true labels"),
-                ("model", f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"
-                          if spec.get("arch", "mlp") == "mlp" else spec["arch"]),
-                ("optimizer", f"SGD lr {opt['lr']}, momentum {opt['momentum']}, batch {spec['batch_size']}"),
-                ("stopping", (f"accuracy on its own subset >= {spec['threshold']} (checked every "
-                              f"{spec['check_every']} epochs), or " if spec["threshold"] else "")
-                             + f"{spec['max_epochs']} epochs")]
+        rows = [
+            (
+                "data set",
+                spec["dataset"]
+                + (f" (first {spec['train_size']:,} training examples)" if spec.get("train_size") else ""),
+            ),
+            ("subset ratios", ", ".join(f"{r:g}" for r in spec["ratios"])),
+            ("models per ratio", f"{spec['seeds']:,}"),
+            (
+                "labels",
+                f"{spec['corruption']['p']:.0%} of training labels random (randY)"
+                if spec["corruption"]["p"]
+                else "true labels",
+            ),
+            (
+                "model",
+                f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"
+                if spec.get("arch", "mlp") == "mlp"
+                else spec["arch"],
+            ),
+            ("optimizer", f"SGD lr {opt['lr']}, momentum {opt['momentum']}, batch {spec['batch_size']}"),
+            (
+                "stopping",
+                (
+                    f"accuracy on its own subset >= {spec['threshold']} (checked every "
+                    f"{spec['check_every']} epochs), or "
+                    if spec["threshold"]
+                    else ""
+                )
+                + f"{spec['max_epochs']} epochs",
+            ),
+        ]
     elif spec.get("engine", "packed") == "packed":
-        rows = [("data set", spec["dataset"]), ("variants", ", ".join(spec["variants"])),
-                ("seeds", spec["seeds"]), ("scored epochs", ", ".join(map(str, spec["epochs"]))),
-                ("model", f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"),
-                ("optimizer", f"SGD lr {opt['lr']}, momentum {opt['momentum']}, batch {spec['batch_size']}"),
-                ("corruption p", spec["corruption"]["p"])]
+        rows = [
+            ("data set", spec["dataset"]),
+            ("variants", ", ".join(spec["variants"])),
+            ("seeds", spec["seeds"]),
+            ("scored epochs", ", ".join(map(str, spec["epochs"]))),
+            ("model", f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"),
+            ("optimizer", f"SGD lr {opt['lr']}, momentum {opt['momentum']}, batch {spec['batch_size']}"),
+            ("corruption p", spec["corruption"]["p"]),
+        ]
     else:
-        lr = opt["lr"] if opt["lr"] is not None else ", ".join(f"{k} {v}" for k, v in opt["lr_by_arch"].items()
-                                                              if k in spec["archs"])
-        rows = [("data set", f"{spec['dataset']} (crop {spec['preprocess']['crop'] or 'none'}, "
-                             f"{spec['preprocess']['normalize']} standardization)"),
-                ("architectures", ", ".join(spec["archs"])), ("corruptions", ", ".join(spec["corruptions"])),
-                ("seeds", spec["seeds"]),
-                ("optimizer", f"SGD lr {lr}; momentum {opt['momentum']}, decay {opt['lr_decay']} per epoch, "
-                              f"batch {spec['batch_size']}"),
-                ("stopping", f"train accuracy >= {spec['threshold']}, or {spec['max_epochs']} epochs"
-                             + (f", or {spec['time_budget_s']} s" if spec["time_budget_s"] else ""))]
+        lr = (
+            opt["lr"]
+            if opt["lr"] is not None
+            else ", ".join(f"{k} {v}" for k, v in opt["lr_by_arch"].items() if k in spec["archs"])
+        )
+        rows = [
+            (
+                "data set",
+                f"{spec['dataset']} (crop {spec['preprocess']['crop'] or 'none'}, "
+                f"{spec['preprocess']['normalize']} standardization)",
+            ),
+            ("architectures", ", ".join(spec["archs"])),
+            ("corruptions", ", ".join(spec["corruptions"])),
+            ("seeds", spec["seeds"]),
+            (
+                "optimizer",
+                f"SGD lr {lr}; momentum {opt['momentum']}, decay {opt['lr_decay']} per epoch, "
+                f"batch {spec['batch_size']}",
+            ),
+            (
+                "stopping",
+                f"train accuracy >= {spec['threshold']}, or {spec['max_epochs']} epochs"
+                + (f", or {spec['time_budget_s']} s" if spec["time_budget_s"] else ""),
+            ),
+        ]
     # Hyperparameter axes: the values above are the base that each point's values replace.
     rows += [(f"axis {key}", ", ".join(map(json.dumps, values))) for key, values in (spec.get("grid") or {}).items()]
     sample = spec.get("sample") or {}
-    rows += [(f"axis {key}", f"{sample['samples']} samples, " + ", ".join(
-        f"{kind} {json.dumps(given)}" for kind, given in dist.items() if given is not None))
-             for key, dist in (sample.get("space") or {}).items()]
+    rows += [
+        (
+            f"axis {key}",
+            f"{sample['samples']} samples, "
+            + ", ".join(f"{kind} {json.dumps(given)}" for kind, given in dist.items() if given is not None),
+        )
+        for key, dist in (sample.get("space") or {}).items()
+    ]
     rows += [
         ("spec hash", manifest.get("spec_hash", "")),
         ("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))),
         ("git revision", prov.get("git_rev") or "unknown"),
     ]
     if trials is not None and len(trials):
-        rows += [("trained", f"{trials.started_at.min():%Y-%m-%d %H:%M} to {trials.finished_at.max():%Y-%m-%d %H:%M} UTC"),
-                 ("device", ", ".join(sorted(set(trials.device))))]
+        rows += [
+            ("trained", f"{trials.started_at.min():%Y-%m-%d %H:%M} to {trials.finished_at.max():%Y-%m-%d %H:%M} UTC"),
+            ("device", ", ".join(sorted(set(trials.device)))),
+        ]
     rows.append(("report made", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")))
     return "<h2>Provenance</h2>" + _table_html(pd.DataFrame([(k, str(v)) for k, v in rows]), row_heads=True)
 
 
-SUMMARY_COLUMNS = {"variant": "variant", "split": "split", "epoch": "epoch", "n_seeds": "seeds",
-                   "n_examples": "examples", "mean": "mean P(correct)", "std": "std", "binom_std": "binomial std",
-                   "ks_own": "KS to own binomial", "p_ref": "randX mean", "ks_ref": "KS to randX binomial"}
+SUMMARY_COLUMNS = {
+    "variant": "variant",
+    "split": "split",
+    "epoch": "epoch",
+    "n_seeds": "seeds",
+    "n_examples": "examples",
+    "mean": "mean P(correct)",
+    "std": "std",
+    "binom_std": "binomial std",
+    "ks_own": "KS to own binomial",
+    "p_ref": "randX mean",
+    "ks_ref": "KS to randX binomial",
+}
 
 
 def _summary_html(table: pd.DataFrame) -> str:
     shown = table[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
     shown["variant"], shown["split"] = shown.variant.astype(str), shown.split.astype(str)
-    return ("<h2>Summary</h2><p class='note'>KS: the Kolmogorov-Smirnov distance (0 to 1) between the "
-            "examples' P(correct) values and Binomial(n = seeds, p)/n. <i>Own binomial</i> uses the curve's "
-            "own mean: near 0 if every example were equally hard. <i>randX binomial</i> uses p = the randX "
-            "mean, the paper's baseline.</p>" + _table_html(shown, bold=("KS to own binomial",)))
+    return (
+        "<h2>Summary</h2><p class='note'>KS: the Kolmogorov-Smirnov distance (0 to 1) between the "
+        "examples' P(correct) values and Binomial(n = seeds, p)/n. <i>Own binomial</i> uses the curve's "
+        "own mean: near 0 if every example were equally hard. <i>randX binomial</i> uses p = the randX "
+        "mean, the paper's baseline.</p>" + _table_html(shown, bold=("KS to own binomial",))
+    )
 
 
 def _round(value: float) -> str:
@@ -558,11 +734,13 @@ def _round(value: float) -> str:
 
 
 def _galleries_intro(epoch: int) -> str:
-    return (f"<h2>Hardest and easiest training examples</h2><p class='note'>Per variant, after epoch {epoch}: "
-            f"the {GALLERY_SIZE} examples the fewest and the most seeds classify correctly, with the label "
-            "trained on (and the original where randY changed it), each image as the networks saw it "
-            "(randX: Gaussian noise where it replaced the image). Ties in P(correct) are broken by the "
-            "mean probability of the label.</p>")
+    return (
+        f"<h2>Hardest and easiest training examples</h2><p class='note'>Per variant, after epoch {epoch}: "
+        f"the {GALLERY_SIZE} examples the fewest and the most seeds classify correctly, with the label "
+        "trained on (and the original where randY changed it), each image as the networks saw it "
+        "(randX: Gaussian noise where it replaced the image). Ties in P(correct) are broken by the "
+        "mean probability of the label.</p>"
+    )
 
 
 def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, images) -> list:
@@ -570,23 +748,33 @@ def _galleries(pc: pd.DataFrame, spec: dict[str, Any], epoch: int, images) -> li
     split = "train" if "train" in set(pc.split) else "test"
     picks = difficulty.extremes(pc[(pc.split == split) & (pc.epoch == epoch)], GALLERY_SIZE)
     if images is None or images(spec["dataset"], split) is None:
-        return [f"<p class='note'>The {spec['dataset']} files are not available here "
-                "(pass --data-root), so the galleries are omitted.</p>"]
+        return [
+            f"<p class='note'>The {spec['dataset']} files are not available here "
+            "(pass --data-root), so the galleries are omitted.</p>"
+        ]
     out: list = []
     for variant, kind in [(v, k) for v in spec["variants"] for k in ("hardest", "easiest")]:
         rows = picks[(picks.variant == variant) & (picks.kind == kind)]
         if rows.empty:
             continue
         shown = images(spec["dataset"], split, variant)  # what this variant's networks trained on
-        captions = [f"#{r.index} y={r.label}" + (f" (was {r.true_label})" if r.label != r.true_label else "")
-                    + f"<br>P={r.p_correct:.2f}" + (f", p_y={r.mean_p_label:.2f}" if "mean_p_label" in rows else "")
-                    for r in rows.itertuples()]
+        captions = [
+            f"#{r.index} y={r.label}"
+            + (f" (was {r.true_label})" if r.label != r.true_label else "")
+            + f"<br>P={r.p_correct:.2f}"
+            + (f", p_y={r.mean_p_label:.2f}" if "mean_p_label" in rows else "")
+            for r in rows.itertuples()
+        ]
         tied = int(rows.tied.iloc[-1])
-        note = (f" ({tied} examples share P(correct) = {rows.p_correct.iloc[-1]:.2f}; shown: the "
-                f"{'lowest' if kind == 'hardest' else 'highest'} mean probability of their label)"
-                if tied > 1 else "")
-        out.append(figures.gallery(shown[rows["index"].to_numpy()], captions,
-                                   f"{variant}: the {len(rows)} {kind}{note}"))
+        note = (
+            f" ({tied} examples share P(correct) = {rows.p_correct.iloc[-1]:.2f}; shown: the "
+            f"{'lowest' if kind == 'hardest' else 'highest'} mean probability of their label)"
+            if tied > 1
+            else ""
+        )
+        out.append(
+            figures.gallery(shown[rows["index"].to_numpy()], captions, f"{variant}: the {len(rows)} {kind}{note}")
+        )
     return out
 
 
@@ -615,56 +803,78 @@ def _subset_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.
             parts.append(("", lambda h=heading: h))
         if len(spec["ratios"]) > 1:
             parts.append(("C-scores", lambda c=cells: _cscore_sections(spec, examples, members, images, c)))
-        parts.append(("Memorization scores", lambda c=cell:
-                      _memorization_sections(results, sweep, spec, examples, members, images, ratio, c)))
+        parts.append(
+            (
+                "Memorization scores",
+                lambda c=cell: _memorization_sections(results, sweep, spec, examples, members, images, ratio, c),
+            )
+        )
     for title, part in parts:
         try:
             out += part()
         except (memo.TooFewModels, memo.MembersMismatch, memo.IncompleteExamples) as exc:
-            out.append(f"<h2>{title}</h2><div class='banner warn'><b>{NO_ESTIMATES}</b> "
-                       f"{html.escape(str(exc))}</div>")
+            out.append(f"<h2>{title}</h2><div class='banner warn'><b>{NO_ESTIMATES}</b> {html.escape(str(exc))}</div>")
     return out
 
 
 def _fit_html(spec: dict[str, Any], trials: pd.DataFrame) -> str:
     reached = int((trials.stop_reason == "interpolated").sum()) if spec.get("threshold") else len(trials)
-    goal = (f"{reached:,} of {len(trials):,} models reached accuracy {spec['threshold']:.0%} on their own subset"
-            if spec.get("threshold") else f"{len(trials):,} models trained {spec['max_epochs']} epochs")
+    goal = (
+        f"{reached:,} of {len(trials):,} models reached accuracy {spec['threshold']:.0%} on their own subset"
+        if spec.get("threshold")
+        else f"{len(trials):,} models trained {spec['max_epochs']} epochs"
+    )
     warn = ""
     if spec.get("threshold") and reached < len(trials):
-        warn = (f"<div class='banner warn'>{len(trials) - reached:,} models stopped at max_epochs "
-                f"({spec['max_epochs']}) below the threshold (lowest accuracy on own subset {trials.fit_acc.min():.3f}): they "
-                "memorized less, which biases mem(i) down; raise max_epochs to fit them.</div>")
-    return (f"<h2>Models</h2><p class='note'>{goal}. Every model then scored every training and test "
-            "example.</p>" + warn + _table_html(memo.fit_by_cell(trials), {"mean epochs": ".1f"}))
+        warn = (
+            f"<div class='banner warn'>{len(trials) - reached:,} models stopped at max_epochs "
+            f"({spec['max_epochs']}) below the threshold (lowest accuracy on own subset {trials.fit_acc.min():.3f}): they "
+            "memorized less, which biases mem(i) down; raise max_epochs to fit them.</div>"
+        )
+    return (
+        f"<h2>Models</h2><p class='note'>{goal}. Every model then scored every training and test "
+        "example.</p>" + warn + _table_html(memo.fit_by_cell(trials), {"mean epochs": ".1f"})
+    )
 
 
 def _models_sentence(frame: pd.DataFrame) -> str:
-    return (f"Each example's estimate rests on the models that trained on it (n_in: {frame.n_in.min()}-"
-            f"{frame.n_in.max()}, median {frame.n_in.median():.0f}) and those that did not (n_out: "
-            f"{frame.n_out.min()}-{frame.n_out.max()}, median {frame.n_out.median():.0f}).")
+    return (
+        f"Each example's estimate rests on the models that trained on it (n_in: {frame.n_in.min()}-"
+        f"{frame.n_in.max()}, median {frame.n_in.median():.0f}) and those that did not (n_out: "
+        f"{frame.n_out.min()}-{frame.n_out.max()}, median {frame.n_out.median():.0f})."
+    )
 
 
 def _memorization_sections(results, sweep, spec, examples, members, images, ratio: float, cell: str) -> list:
     mem = memo.memorization(examples, members, cell)
     others = " (of this sweep's ratios, the nearest to the paper's 0.7)" if len(spec["ratios"]) > 1 else ""
-    intro = (f"<h2>Memorization scores</h2><p class='note'>mem(i) = P[h(x_i) = y_i | i in S] - "
-             f"P[h(x_i) = y_i | i not in S] (Feldman &amp; Zhang 2020): the accuracy on training example i of "
-             f"the models whose random {ratio:.0%} subset S{others} contained it, minus that of the models whose subset did "
-             f"not, with y_i the label the models trained on. Near 1: the models get i right only when they "
-             f"saw it (memorized); near 0: they get it right (or wrong) either way. {_models_sentence(mem)} "
-             f"Standard errors: Agresti-Caffo (largest {mem.se.max():.3f}, median {mem.se.median():.3f}); "
-             "intervals 95%.</p>")
-    out: list = [intro, _table_html(memo.by_label(mem, MEMORIZED), {"n": "d"}),
-                 figures.score_histogram(mem, "mem", "Distribution of memorization scores", "mem(i)")]
+    intro = (
+        f"<h2>Memorization scores</h2><p class='note'>mem(i) = P[h(x_i) = y_i | i in S] - "
+        f"P[h(x_i) = y_i | i not in S] (Feldman &amp; Zhang 2020): the accuracy on training example i of "
+        f"the models whose random {ratio:.0%} subset S{others} contained it, minus that of the models whose subset did "
+        f"not, with y_i the label the models trained on. Near 1: the models get i right only when they "
+        f"saw it (memorized); near 0: they get it right (or wrong) either way. {_models_sentence(mem)} "
+        f"Standard errors: Agresti-Caffo (largest {mem.se.max():.3f}, median {mem.se.median():.3f}); "
+        "intervals 95%.</p>"
+    )
+    out: list = [
+        intro,
+        _table_html(memo.by_label(mem, MEMORIZED), {"n": "d"}),
+        figures.score_histogram(mem, "mem", "Distribution of memorization scores", "mem(i)"),
+    ]
     if mem.mislabeled.any() and (~mem.mislabeled).any():
         auc = memo.auroc(mem.mem.to_numpy(), mem.mislabeled.to_numpy())
-        out += [f"<h3>Does the score flag the mislabeled examples?</h3><p class='note'>{int(mem.mislabeled.sum()):,} "
-                f"training labels differ from the true ones ({spec['corruption']['p']:.0%} were drawn at random; a "
-                f"random label can equal the true one). Ranking the examples by mem(i): AUROC <b>{auc:.3f}</b> "
-                "(1: every mislabeled example above every clean one; 0.5: chance).</p>",
-                figures.roc(memo.roc_curve(mem.mem.to_numpy(), mem.mislabeled.to_numpy()), auc,
-                            "Flagging mislabeled training examples by mem(i)")]
+        out += [
+            f"<h3>Does the score flag the mislabeled examples?</h3><p class='note'>{int(mem.mislabeled.sum()):,} "
+            f"training labels differ from the true ones ({spec['corruption']['p']:.0%} were drawn at random; a "
+            f"random label can equal the true one). Ranking the examples by mem(i): AUROC <b>{auc:.3f}</b> "
+            "(1: every mislabeled example above every clean one; 0.5: chance).</p>",
+            figures.roc(
+                memo.roc_curve(mem.mem.to_numpy(), mem.mislabeled.to_numpy()),
+                auc,
+                "Flagging mislabeled training examples by mem(i)",
+            ),
+        ]
     out += _estimate_galleries(mem, "mem", "memorized", spec, images)
     out += _influence_sections(examples, members, spec, images, cell)
     out += _companion_sections(results, sweep, spec, mem)
@@ -675,44 +885,83 @@ def _estimate_galleries(frame: pd.DataFrame, column: str, word: str, spec, image
     """The GALLERY_SIZE highest and lowest examples by `column`, with label, original label and interval."""
     shown = images(spec["dataset"], "train") if images is not None else None
     if shown is None:
-        return [f"<p class='note'>The {spec['dataset']} files are not available here (pass "
-                "--data-root), so the galleries are omitted.</p>"]
-    out: list = [f"<h3>Most and least {word} training examples</h3><p class='note'>With the label the models "
-                 "trained on (and the true one where it differs) and the 95% interval; ties broken by index.</p>"]
-    for kind, rows in (("most", frame.sort_values([column, "index"], ascending=[False, True]).head(GALLERY_SIZE)),
-                       ("least", frame.sort_values([column, "index"]).head(GALLERY_SIZE))):
-        captions = [f"#{r.index} y={r.label}" + (f" (true {r.true_label})" if r.mislabeled else "")
-                    + f"<br>{_round(getattr(r, column))} [{_round(r.lo)}, {_round(r.hi)}]" for r in rows.itertuples()]
+        return [
+            f"<p class='note'>The {spec['dataset']} files are not available here (pass "
+            "--data-root), so the galleries are omitted.</p>"
+        ]
+    out: list = [
+        f"<h3>Most and least {word} training examples</h3><p class='note'>With the label the models "
+        "trained on (and the true one where it differs) and the 95% interval; ties broken by index.</p>"
+    ]
+    for kind, rows in (
+        ("most", frame.sort_values([column, "index"], ascending=[False, True]).head(GALLERY_SIZE)),
+        ("least", frame.sort_values([column, "index"]).head(GALLERY_SIZE)),
+    ):
+        captions = [
+            f"#{r.index} y={r.label}"
+            + (f" (true {r.true_label})" if r.mislabeled else "")
+            + f"<br>{_round(getattr(r, column))} [{_round(r.lo)}, {_round(r.hi)}]"
+            for r in rows.itertuples()
+        ]
         edge = getattr(rows.iloc[-1], column)
         tied = int((frame[column] == edge).sum())
-        note = f" ({tied:,} examples share {_round(edge)}; shown: the lowest indices)" if tied > 1 and len(rows) and \
-            (rows[column] == edge).sum() < tied else ""
+        note = (
+            f" ({tied:,} examples share {_round(edge)}; shown: the lowest indices)"
+            if tied > 1 and len(rows) and (rows[column] == edge).sum() < tied
+            else ""
+        )
         out.append(figures.gallery(shown[rows["index"].to_numpy()], captions, f"The {len(rows)} {kind} {word}{note}"))
     return out
 
 
 def _influence_sections(examples, members, spec, images, cell: str) -> list:
     pairs = memo.influence(examples, members, cell, top=TOP_PAIRS)
-    out: list = [f"<h2>Highest-influence pairs</h2><p class='note'>infl(i, j) = P[h(x_j) = y_j | i in S] - "
-                 "P[h(x_j) = y_j | i not in S]: how much training on example i raises the accuracy on test example "
-                 f"j (Feldman &amp; Zhang 2020). The {len(pairs)} highest of every (training, test) pair, computed "
-                 "in blocks without holding the whole matrix. Being the largest of many noisy estimates, they "
-                 "lean high: read each interval as that of the pair alone, not of the selection (re-estimating "
-                 "the chosen pairs on further models, grown with --resume, removes the bias).</p>",
-                 _table_html(pairs[["train_index", "train_label", "train_true_label", "test_index", "test_label",
-                                    "infl", "se", "lo", "hi", "n_in", "n_out"]], {"train_index": "d", "test_index": "d"})]
+    out: list = [
+        f"<h2>Highest-influence pairs</h2><p class='note'>infl(i, j) = P[h(x_j) = y_j | i in S] - "
+        "P[h(x_j) = y_j | i not in S]: how much training on example i raises the accuracy on test example "
+        f"j (Feldman &amp; Zhang 2020). The {len(pairs)} highest of every (training, test) pair, computed "
+        "in blocks without holding the whole matrix. Being the largest of many noisy estimates, they "
+        "lean high: read each interval as that of the pair alone, not of the selection (re-estimating "
+        "the chosen pairs on further models, grown with --resume, removes the bias).</p>",
+        _table_html(
+            pairs[
+                [
+                    "train_index",
+                    "train_label",
+                    "train_true_label",
+                    "test_index",
+                    "test_label",
+                    "infl",
+                    "se",
+                    "lo",
+                    "hi",
+                    "n_in",
+                    "n_out",
+                ]
+            ],
+            {"train_index": "d", "test_index": "d"},
+        ),
+    ]
     train = images(spec["dataset"], "train") if images is not None else None
     test = images(spec["dataset"], "test") if images is not None else None
     if train is None or test is None:
         return out
     top = pairs.head(10)
     pictures = np.stack([im for r in top.itertuples() for im in (train[r.train_index], test[r.test_index])])
-    captions = [c for r in top.itertuples() for c in (
-        f"train #{r.train_index} y={r.train_label}" + (f" (true {r.train_true_label})"
-                                                        if r.train_label != r.train_true_label else ""),
-        f"test #{r.test_index} y={r.test_label} infl {r.infl:.2f}")]
-    out.append(figures.gallery(pictures, captions, f"The {len(top)} highest-influence pairs: training example "
-                                                   "(left), test example (right)"))
+    captions = [
+        c
+        for r in top.itertuples()
+        for c in (
+            f"train #{r.train_index} y={r.train_label}"
+            + (f" (true {r.train_true_label})" if r.train_label != r.train_true_label else ""),
+            f"test #{r.test_index} y={r.test_label} infl {r.infl:.2f}",
+        )
+    ]
+    out.append(
+        figures.gallery(
+            pictures, captions, f"The {len(top)} highest-influence pairs: training example (left), test example (right)"
+        )
+    )
     return out
 
 
@@ -720,9 +969,11 @@ def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.
     """mem(i) against fig1's P(correct) and against forgetting events and EL2N, from other sweeps
     in the same results location on the same training examples (`load.companions`)."""
     if spec.get("train_size"):
-        return [f"<p class='note'>This sweep trains on the first {spec['train_size']:,} training examples "
-                "(<code>train_size</code>), so its mem(i) cannot be set beside fig1's P(correct) or forgetting "
-                "events of sweeps on the whole training split.</p>"]
+        return [
+            f"<p class='note'>This sweep trains on the first {spec['train_size']:,} training examples "
+            "(<code>train_size</code>), so its mem(i) cannot be set beside fig1's P(correct) or forgetting "
+            "events of sweeps on the whole training split.</p>"
+        ]
     out: list = []
     mem = mem[~mem.mislabeled]  # the other sweeps trained on the true labels
     for other, o, have in load.companions(results, sweep, spec):
@@ -731,11 +982,13 @@ def _companion_sections(results: str, sweep: str, spec: dict[str, Any], mem: pd.
         elif o.get("engine") == "interpolate" and "real" in o.get("corruptions", []) and "el2n" in have:
             out += _against_dynamics(results, other, mem, "arch" in have)
     if not out:
-        out.append("<p class='note'>To compare mem(i) with fig1's P(correct), or with forgetting events and "
-                   "EL2N, launch <code>fig1-difficulty</code> with its <code>real</code> variant (or a convergence "
-                   "sweep with <code>real</code> among its corruptions and <code>record_examples=true</code>) on the "
-                   "same data set, without <code>train_size</code> or a validation split, into the same results "
-                   "location.</p>")
+        out.append(
+            "<p class='note'>To compare mem(i) with fig1's P(correct), or with forgetting events and "
+            "EL2N, launch <code>fig1-difficulty</code> with its <code>real</code> variant (or a convergence "
+            "sweep with <code>real</code> among its corruptions and <code>record_examples=true</code>) on the "
+            "same data set, without <code>train_size</code> or a validation split, into the same results "
+            "location.</p>"
+        )
     return out
 
 
@@ -745,12 +998,20 @@ def _against_p_correct(results: str, other: str, mem: pd.DataFrame) -> list:
         return []
     last, pc = found
     both, rho = memo.beside(mem, pc[["index", "p_correct"]], "p_correct")
-    return [f"<h3>Against P(correct) of sweep {html.escape(other)}</h3><p class='note'>fig1's P(correct) "
-            f"after epoch {last} (real data, {int(pc.n.max())} seeds) against mem(i), "
-            f"for the {len(both):,} training examples with their true label: Spearman rho {rho:.2f}"
-            f"{_rho_sentence(rho, 'examples learned late (low P(correct))')}.</p>",
-            figures.score_scatter(both, "p_correct", "mem", f"P(correct), {other}", "mem(i)",
-                                  f"Memorization score against P(correct) of {other}")]
+    return [
+        f"<h3>Against P(correct) of sweep {html.escape(other)}</h3><p class='note'>fig1's P(correct) "
+        f"after epoch {last} (real data, {int(pc.n.max())} seeds) against mem(i), "
+        f"for the {len(both):,} training examples with their true label: Spearman rho {rho:.2f}"
+        f"{_rho_sentence(rho, 'examples learned late (low P(correct))')}.</p>",
+        figures.score_scatter(
+            both,
+            "p_correct",
+            "mem",
+            f"P(correct), {other}",
+            "mem(i)",
+            f"Memorization score against P(correct) of {other}",
+        ),
+    ]
 
 
 def _against_dynamics(results: str, other: str, mem: pd.DataFrame, has_arch: bool) -> list:
@@ -758,14 +1019,19 @@ def _against_dynamics(results: str, other: str, mem: pd.DataFrame, has_arch: boo
     out: list = []
     for arch, first_epoch, per in aggregate.real_dynamics(results, other, DYNAMICS_COLUMNS, has_arch):
         name = f"{other} ({arch})" if arch else other
-        for column, what in (("forgotten", "forgetting events (Toneva et al. 2019)"),
-                             ("el2n", f"EL2N at epoch {first_epoch} (Paul et al. 2021)")):
+        for column, what in (
+            ("forgotten", "forgetting events (Toneva et al. 2019)"),
+            ("el2n", f"EL2N at epoch {first_epoch} (Paul et al. 2021)"),
+        ):
             both, rho = memo.beside(mem, per[["index", "forgotten", "el2n"]], column)
-            out += [f"<h3>Against {what} of sweep {html.escape(name)}</h3><p class='note'>For the "
-                    f"{len(both):,} training examples with their true label: Spearman rho {rho:.2f} with "
-                    f"mem(i){_rho_sentence(-rho, 'examples hard by this measure (high values)')}.</p>",
-                    figures.score_scatter(both, column, "mem", what, "mem(i)",
-                                          f"Memorization score against {what.split(' (')[0]} of {name}")]
+            out += [
+                f"<h3>Against {what} of sweep {html.escape(name)}</h3><p class='note'>For the "
+                f"{len(both):,} training examples with their true label: Spearman rho {rho:.2f} with "
+                f"mem(i){_rho_sentence(-rho, 'examples hard by this measure (high values)')}.</p>",
+                figures.score_scatter(
+                    both, column, "mem", what, "mem(i)", f"Memorization score against {what.split(' (')[0]} of {name}"
+                ),
+            ]
     return out
 
 
@@ -774,8 +1040,11 @@ def _rho_sentence(rho: float, hard: str) -> str:
     if pd.isna(rho) or abs(rho) < 0.1:
         return ": the two rank the examples almost independently"
     strength = "strongly" if abs(rho) >= 0.5 else "moderately" if abs(rho) >= 0.3 else "weakly"
-    return (f": {hard} tend {strength} to be the memorized ones" if rho < 0 else
-            f": unexpectedly, {hard} tend {strength} to be the <i>less</i> memorized ones")
+    return (
+        f": {hard} tend {strength} to be the memorized ones"
+        if rho < 0
+        else f": unexpectedly, {hard} tend {strength} to be the <i>less</i> memorized ones"
+    )
 
 
 def _cscore_sections(spec: dict[str, Any], examples, members, images, cells: list[str] | None = None) -> list:
@@ -784,11 +1053,18 @@ def _cscore_sections(spec: dict[str, Any], examples, members, images, cells: lis
     ratios = ", ".join(c.removeprefix("held_out_ratio") for c in held)
     missing = [f"{r:g}" for r in spec["ratios"] if f"held_out_ratio{r:g}" not in held]
     fewer = int((cs.ratios < len(held)).sum())
-    caveat = ((f" {'Ratio' if len(missing) == 1 else 'Ratios'} {', '.join(missing)} "
-               f"{'has' if len(missing) == 1 else 'have'} no stored models yet." if missing else "")
-              + (f" {fewer:,} examples were held out by no model at some ratio (a high ratio with few models): "
-                 "their score averages the other ratios, which leans low (held-out accuracy rises with the "
-                 "ratio); more models fix it." if fewer else ""))
+    caveat = (
+        f" {'Ratio' if len(missing) == 1 else 'Ratios'} {', '.join(missing)} "
+        f"{'has' if len(missing) == 1 else 'have'} no stored models yet."
+        if missing
+        else ""
+    ) + (
+        f" {fewer:,} examples were held out by no model at some ratio (a high ratio with few models): "
+        "their score averages the other ratios, which leans low (held-out accuracy rises with the "
+        "ratio); more models fix it."
+        if fewer
+        else ""
+    )
     out: list = [
         f"<h2>C-scores</h2><p class='note'>The consistency score of training example i (Jiang et al. 2021): the "
         f"accuracy on i of models trained on random subsets that did <i>not</i> contain it, averaged over the "
@@ -797,12 +1073,19 @@ def _cscore_sections(spec: dict[str, Any], examples, members, images, cells: lis
         f"evaluations (median {cs.n_out.median():.0f}); standard errors (largest {cs.se.max():.3f}, median "
         f"{cs.se.median():.3f}) from the per-ratio binomial errors.{caveat}</p>",
         figures.score_histogram(cs, "cscore", "Distribution of C-scores", "C-score"),
-        figures.held_out_by_ratio(cs, "Held-out accuracy against the subset ratio (median over examples, "
-                                      "10th-90th percentile band)")]
+        figures.held_out_by_ratio(
+            cs, "Held-out accuracy against the subset ratio (median over examples, 10th-90th percentile band)"
+        ),
+    ]
     if cs.mislabeled.any() and (~cs.mislabeled).any():
         auc = memo.auroc(-cs.cscore.to_numpy(), cs.mislabeled.to_numpy())
-        out += [f"<p class='note'>Ranking the examples by 1 - C-score flags the {int(cs.mislabeled.sum()):,} "
-                f"mislabeled ones with AUROC <b>{auc:.3f}</b>.</p>",
-                figures.roc(memo.roc_curve(-cs.cscore.to_numpy(), cs.mislabeled.to_numpy()), auc,
-                            "Flagging mislabeled training examples by 1 - C-score")]
+        out += [
+            f"<p class='note'>Ranking the examples by 1 - C-score flags the {int(cs.mislabeled.sum()):,} "
+            f"mislabeled ones with AUROC <b>{auc:.3f}</b>.</p>",
+            figures.roc(
+                memo.roc_curve(-cs.cscore.to_numpy(), cs.mislabeled.to_numpy()),
+                auc,
+                "Flagging mislabeled training examples by 1 - C-score",
+            ),
+        ]
     return out + _estimate_galleries(cs, "cscore", "consistent", spec, images)

@@ -23,72 +23,157 @@ def _field(name: str, type_: pa.DataType, optional: str | None = None) -> pa.Fie
 
 
 def _keys(arch: bool = True) -> list[pa.Field]:
-    return [_field("cell", KEY), _field("variant", KEY),
-            *([_field("arch", KEY, "convergence grids")] if arch else []), _field("seed", pa.int32())]
+    return [
+        _field("cell", KEY),
+        _field("variant", KEY),
+        *([_field("arch", KEY, "convergence grids")] if arch else []),
+        _field("seed", pa.int32()),
+    ]
 
 
 CONV, VAL, FIG1, SUB = "convergence grids", "a validation split", "fig1-difficulty", "subset sweeps"
 F1S = f"{FIG1} and {SUB}"
 
 SCHEMAS: dict[str, pa.Schema] = {
-    "trials": pa.schema([
-        *_keys(arch=False),
-        *[_field(n, pa.string()) for n in ("sweep", "fragment", "trial_id", "status", "dataset", "arch", "device",
-                                            "node_id", "config", "resources", "versions", "git_rev")],
-        _field("pack", pa.int32()), _field("pack_size", pa.int32()), _field("pack_mode", pa.string()),
-        _field("corruption_p", pa.float64()), _field("n_corrupted", pa.int64()),
-        _field("init_seed", pa.uint64()), _field("order_seed", pa.uint64()), _field("corruption_seed", pa.uint64()),
-        _field("corruption_kind", pa.string(), "every sweep since schema 3 (2026-11-25); fig1 fragments stored before have none"), _field("params", pa.int64(), CONV),
-        _field("lr", pa.float64(), CONV), _field("stop_reason", pa.string(), f"{CONV} and {SUB}"),
-        _field("interpolated", pa.bool_(), CONV), _field("interp_epoch", pa.int32(), CONV),
-        _field("interp_step", pa.int64(), CONV), _field("interp_train_seconds", pa.float64(), CONV),
-        _field("interp_wall_seconds", pa.float64(), CONV), _field("interp_train_acc", pa.float32(), CONV),
-        _field("interp_test_acc", pa.float32(), CONV), _field("resumed_from_epoch", pa.int32(), CONV),
-        _field("rss_before_mb", pa.float64(), F1S), _field("peak_rss_mb", pa.float64(), F1S),
-        _field("peak_cuda_mb", pa.float64(), F1S),
-        _field("subset_ratio", pa.float64(), SUB), _field("subset_size", pa.int32(), SUB),
-        _field("fit_acc", pa.float32(), SUB),
-        _field("epochs_trained", pa.int32()), _field("steps", pa.int64()),
-        _field("wall_seconds", pa.float64()), _field("train_seconds", pa.float64()),
-        _field("started_at", UTC_MS), _field("finished_at", UTC_MS),
-        *[_field(f"final_{s}_{m}", pa.float32()) for s in ("train", "test") for m in ("loss", "acc")],
-        _field("val_size", pa.int32(), VAL), _field("val_corruption", pa.string(), VAL),
-        _field("phase1_epochs", pa.int32(), VAL), _field("best_epoch", pa.int32(), VAL),
-        _field("early_stop_epoch", pa.int32(), VAL),
-        *[_field(f"best_{s}_acc", pa.float32(), VAL) for s in ("train", "val", "test")],
-        _field("schema_version", pa.int16()),
-    ]),
-    "epochs": pa.schema([
-        *_keys(), _field("epoch", pa.int16()), _field("phase", pa.int8(), "two-phase runs"),
-        _field("step", pa.int64()), _field("wall_seconds", pa.float64()), _field("train_seconds", pa.float64()),
-        _field("lr", pa.float64()), _field("running_loss", pa.float32()), _field("running_acc", pa.float32()),
-        *[_field(f"{s}_{m}", pa.float32(), VAL if s == "val" else None)
-          for s in ("train", "test", "val") for m in ("loss", "acc")],
-        _field("weight_norm", pa.float32()),
-    ]),
-    "examples": pa.schema([
-        *_keys(), _field("epoch", pa.int16()), _field("split", KEY), _field("index", pa.int32()),
-        _field("label", pa.int16()), _field("true_label", pa.int16()), _field("corrupted", pa.bool_()),
-        _field("pred", pa.int16()), _field("correct", pa.bool_()),
-        *[_field(n, pa.float32()) for n in RECORD_FLOATS],
-    ]),
-    "members": pa.schema([
-        _field("cell", KEY), _field("variant", KEY), _field("seed", pa.int32()), _field("index", pa.int32()),
-    ]),
-    "norms": pa.schema([
-        *_keys(), _field("epoch", pa.int16()), _field("layer", KEY), _field("layer_index", pa.int16()),
-        _field("norm", pa.float32()),
-    ]),
-    "probes": pa.schema([
-        *_keys(), _field("probe", KEY), _field("epoch", pa.int16()), _field("split", KEY),
-        _field("sigma", pa.float32()), _field("draw", pa.int16()), _field("value", pa.float32()),
-        _field("n", pa.int32()),
-    ]),
-    "filters": pa.schema([
-        *_keys(), _field("epoch", pa.int16()), _field("filter", pa.int32()), _field("channels", pa.int16()),
-        _field("height", pa.int16()), _field("width", pa.int16()),
-        _field("weights", pa.list_(pa.float32())),  # fixed size C x kH x kW per table
-    ]),
+    "trials": pa.schema(
+        [
+            *_keys(arch=False),
+            *[
+                _field(n, pa.string())
+                for n in (
+                    "sweep",
+                    "fragment",
+                    "trial_id",
+                    "status",
+                    "dataset",
+                    "arch",
+                    "device",
+                    "node_id",
+                    "config",
+                    "resources",
+                    "versions",
+                    "git_rev",
+                )
+            ],
+            _field("pack", pa.int32()),
+            _field("pack_size", pa.int32()),
+            _field("pack_mode", pa.string()),
+            _field("corruption_p", pa.float64()),
+            _field("n_corrupted", pa.int64()),
+            _field("init_seed", pa.uint64()),
+            _field("order_seed", pa.uint64()),
+            _field("corruption_seed", pa.uint64()),
+            _field(
+                "corruption_kind",
+                pa.string(),
+                "every sweep since schema 3 (2026-11-25); fig1 fragments stored before have none",
+            ),
+            _field("params", pa.int64(), CONV),
+            _field("lr", pa.float64(), CONV),
+            _field("stop_reason", pa.string(), f"{CONV} and {SUB}"),
+            _field("interpolated", pa.bool_(), CONV),
+            _field("interp_epoch", pa.int32(), CONV),
+            _field("interp_step", pa.int64(), CONV),
+            _field("interp_train_seconds", pa.float64(), CONV),
+            _field("interp_wall_seconds", pa.float64(), CONV),
+            _field("interp_train_acc", pa.float32(), CONV),
+            _field("interp_test_acc", pa.float32(), CONV),
+            _field("resumed_from_epoch", pa.int32(), CONV),
+            _field("rss_before_mb", pa.float64(), F1S),
+            _field("peak_rss_mb", pa.float64(), F1S),
+            _field("peak_cuda_mb", pa.float64(), F1S),
+            _field("subset_ratio", pa.float64(), SUB),
+            _field("subset_size", pa.int32(), SUB),
+            _field("fit_acc", pa.float32(), SUB),
+            _field("epochs_trained", pa.int32()),
+            _field("steps", pa.int64()),
+            _field("wall_seconds", pa.float64()),
+            _field("train_seconds", pa.float64()),
+            _field("started_at", UTC_MS),
+            _field("finished_at", UTC_MS),
+            *[_field(f"final_{s}_{m}", pa.float32()) for s in ("train", "test") for m in ("loss", "acc")],
+            _field("val_size", pa.int32(), VAL),
+            _field("val_corruption", pa.string(), VAL),
+            _field("phase1_epochs", pa.int32(), VAL),
+            _field("best_epoch", pa.int32(), VAL),
+            _field("early_stop_epoch", pa.int32(), VAL),
+            *[_field(f"best_{s}_acc", pa.float32(), VAL) for s in ("train", "val", "test")],
+            _field("schema_version", pa.int16()),
+        ]
+    ),
+    "epochs": pa.schema(
+        [
+            *_keys(),
+            _field("epoch", pa.int16()),
+            _field("phase", pa.int8(), "two-phase runs"),
+            _field("step", pa.int64()),
+            _field("wall_seconds", pa.float64()),
+            _field("train_seconds", pa.float64()),
+            _field("lr", pa.float64()),
+            _field("running_loss", pa.float32()),
+            _field("running_acc", pa.float32()),
+            *[
+                _field(f"{s}_{m}", pa.float32(), VAL if s == "val" else None)
+                for s in ("train", "test", "val")
+                for m in ("loss", "acc")
+            ],
+            _field("weight_norm", pa.float32()),
+        ]
+    ),
+    "examples": pa.schema(
+        [
+            *_keys(),
+            _field("epoch", pa.int16()),
+            _field("split", KEY),
+            _field("index", pa.int32()),
+            _field("label", pa.int16()),
+            _field("true_label", pa.int16()),
+            _field("corrupted", pa.bool_()),
+            _field("pred", pa.int16()),
+            _field("correct", pa.bool_()),
+            *[_field(n, pa.float32()) for n in RECORD_FLOATS],
+        ]
+    ),
+    "members": pa.schema(
+        [
+            _field("cell", KEY),
+            _field("variant", KEY),
+            _field("seed", pa.int32()),
+            _field("index", pa.int32()),
+        ]
+    ),
+    "norms": pa.schema(
+        [
+            *_keys(),
+            _field("epoch", pa.int16()),
+            _field("layer", KEY),
+            _field("layer_index", pa.int16()),
+            _field("norm", pa.float32()),
+        ]
+    ),
+    "probes": pa.schema(
+        [
+            *_keys(),
+            _field("probe", KEY),
+            _field("epoch", pa.int16()),
+            _field("split", KEY),
+            _field("sigma", pa.float32()),
+            _field("draw", pa.int16()),
+            _field("value", pa.float32()),
+            _field("n", pa.int32()),
+        ]
+    ),
+    "filters": pa.schema(
+        [
+            *_keys(),
+            _field("epoch", pa.int16()),
+            _field("filter", pa.int32()),
+            _field("channels", pa.int16()),
+            _field("height", pa.int16()),
+            _field("width", pa.int16()),
+            _field("weights", pa.list_(pa.float32())),  # fixed size C x kH x kW per table
+        ]
+    ),
 }
 TABLES = tuple(SCHEMAS)
 
@@ -128,8 +213,10 @@ def check(table: str, schema: pa.Schema, axes: tuple[str, ...] = ()) -> None:
     extra = [n for n in schema.names if n not in names]
     missing = sorted(names - optional(table) - set(schema.names))
     if extra or missing:
-        raise ValueError(f"{table} table breaks the results contract: columns {extra} not in it, "
-                         f"{missing} missing (analysis/schema.py, results/README.md)")
+        raise ValueError(
+            f"{table} table breaks the results contract: columns {extra} not in it, "
+            f"{missing} missing (analysis/schema.py, results/README.md)"
+        )
     for name in schema.names:
         if name in axes:
             continue

@@ -51,9 +51,16 @@ from run import (
 from trainables.models import forward_grad
 
 
-def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum: float,
-                     velocity: list[torch.Tensor], rows: int, per_member: bool = False
-                     ) -> tuple[torch.Tensor, int]:
+def blocked_sgd_step(
+    pack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lr: float,
+    momentum: float,
+    velocity: list[torch.Tensor],
+    rows: int,
+    per_member: bool = False,
+) -> tuple[torch.Tensor, int]:
     """`PackedMLP.sgd_step` (all members, no `members`; the same logits and update) with the
     hidden-to-hidden layers of at least 2 x `rows` inputs (here the 512 x 512 one) blocked: the
     backward in row panels of the weight, `rows` inputs each, and per panel the three ops that touch
@@ -78,9 +85,9 @@ def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum
             for g in groups:
                 parts = []
                 for r in range(0, w.shape[1], rows):
-                    wp, vp = w[g, r:r + rows], v[g, r:r + rows]
+                    wp, vp = w[g, r : r + rows], v[g, r : r + rows]
                     parts.append(torch.bmm(grad[g], wp.transpose(1, 2)))
-                    vp.baddbmm_(a[g, :, r:r + rows].transpose(1, 2), grad[g], beta=momentum)
+                    vp.baddbmm_(a[g, :, r : r + rows].transpose(1, 2), grad[g], beta=momentum)
                     wp.sub_(vp, alpha=lr)
                     panels += 1
                 back.append(torch.cat(parts, dim=2))
@@ -95,13 +102,18 @@ def blocked_sgd_step(pack, x: torch.Tensor, y: torch.Tensor, lr: float, momentum
     return acts[-1], panels
 
 
-BLOCKINGS = {"rows_32": (32, False), "rows_64": (64, False), "member_rows_64": (64, True),
-             "member_rows_128": (128, True)}  # (rows a panel, per member): a panel of weights and momentum
+BLOCKINGS = {
+    "rows_32": (32, False),
+    "rows_64": (64, False),
+    "member_rows_64": (64, True),
+    "member_rows_128": (128, True),
+}  # (rows a panel, per member): a panel of weights and momentum
 # at a pack of 3 is 384 / 768 KiB batched, 256 / 512 KiB per member, under a 1 MiB L2
 
 
-def blocked_step_times(k: int, blockings: dict[str, tuple[int, bool]] = BLOCKINGS,
-                       repeats: int = 5) -> dict[str, float]:
+def blocked_step_times(
+    k: int, blockings: dict[str, tuple[int, bool]] = BLOCKINGS, repeats: int = 5
+) -> dict[str, float]:
     """Seconds per seed-epoch, 1 thread, of the step as `PackedMLP.sgd_step` runs it and blocked
     (`blocked_sgd_step`) at each of `blockings`, side by side over the same synthetic epoch (the
     digits shapes, a batch of 16 per member), interleaved, after a warm-up step, best of `repeats`.
@@ -112,8 +124,12 @@ def blocked_step_times(k: int, blockings: dict[str, tuple[int, bool]] = BLOCKING
     xs = torch.randn(STEPS, k, BATCH, SIZES[0], generator=gen)
     ys = torch.randint(0, SIZES[-1], (STEPS, k, BATCH), generator=gen)
     steps = {"step": lambda p, x, y, vel: p.sgd_step(x, y, LR, MOMENTUM, vel)}
-    steps.update({name: (lambda r, m: lambda p, x, y, vel: blocked_sgd_step(p, x, y, LR, MOMENTUM, vel, r, m))(*how)
-                  for name, how in blockings.items()})
+    steps.update(
+        {
+            name: (lambda r, m: lambda p, x, y, vel: blocked_sgd_step(p, x, y, LR, MOMENTUM, vel, r, m))(*how)
+            for name, how in blockings.items()
+        }
+    )
 
     def epoch(fn) -> float:
         pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
@@ -134,11 +150,19 @@ def blocked_step_times(k: int, blockings: dict[str, tuple[int, bool]] = BLOCKING
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pack", type=int, default=None,
-                        help="members a pack (default: the pack size memsweep picks on this machine)")
-    parser.add_argument("--repeats", type=int, default=5, help="epochs of each, interleaved; the best counts (default 5)")
-    parser.add_argument("--from-json", type=Path, default=None, metavar="RESULTS",
-                        help="measure nothing: print the table from a results file this benchmark wrote")
+    parser.add_argument(
+        "--pack", type=int, default=None, help="members a pack (default: the pack size memsweep picks on this machine)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="epochs of each, interleaved; the best counts (default 5)"
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        metavar="RESULTS",
+        help="measure nothing: print the table from a results file this benchmark wrote",
+    )
     args = parser.parse_args()
     for flag, value in (("--pack", args.pack), ("--repeats", args.repeats)):
         if value is not None and value < 1:
@@ -152,9 +176,15 @@ def main() -> None:
         return print(table(read_results(args.from_json, "benchmarks/blocked_step.py", table)))
     k = args.pack or PRESET.resolved_pack_size(100, "cpu", cache_bytes=budget.cache_share_bytes(1.0))
     times = blocked_step_times(k, repeats=args.repeats)
-    out = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "torch": torch.__version__,
-           "command": "python benchmarks/blocked_step.py", "pack_size": k, "repeats": args.repeats,
-           "ms_per_seed_epoch": {name: round(1e3 * t, 1) for name, t in times.items()}}
+    out = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "torch": torch.__version__,
+        "command": "python benchmarks/blocked_step.py",
+        "pack_size": k,
+        "repeats": args.repeats,
+        "ms_per_seed_epoch": {name: round(1e3 * t, 1) for name, t in times.items()},
+    }
     say(f"pack of {k}: " + ", ".join(f"{name} {ms} ms" for name, ms in out["ms_per_seed_epoch"].items()))
     (HERE / "blocked_step.json").write_text(json.dumps(out, indent=1))
     print(table(out))
@@ -163,10 +193,16 @@ def main() -> None:
 def table(out: dict) -> str:
     """A run's results (blocked_step.json) as one markdown table: ms per seed-epoch, 1 thread."""
     times = out["ms_per_seed_epoch"]
-    rows = [("run", f"{out['date']}, {out['machine']}, torch {out['torch']}, `{out['command']}`"),
-            (f"the step, pack of {out['pack_size']}, one synthetic epoch (best of {out['repeats']})",
-             f"{times['step']} ms a seed-epoch")]
-    rows += [(label(name), f"{t} ms ({t / times['step']:.2f}x the step)") for name, t in times.items() if name != "step"]
+    rows = [
+        ("run", f"{out['date']}, {out['machine']}, torch {out['torch']}, `{out['command']}`"),
+        (
+            f"the step, pack of {out['pack_size']}, one synthetic epoch (best of {out['repeats']})",
+            f"{times['step']} ms a seed-epoch",
+        ),
+    ]
+    rows += [
+        (label(name), f"{t} ms ({t / times['step']:.2f}x the step)") for name, t in times.items() if name != "step"
+    ]
     return md_table(rows)
 
 

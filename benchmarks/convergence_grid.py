@@ -26,14 +26,29 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 SWEEP = [sys.executable, "-m", "sweep.cli"]
-GRID = ["--dataset", "digits", "--set", "archs=[mlp1,mlp3,alexnet]",
-        "--set", "corruptions=[randY:0.0,randY:0.2,randY:0.4,randY:0.6,randY:0.8,randY:1.0]"]
+GRID = [
+    "--dataset",
+    "digits",
+    "--set",
+    "archs=[mlp1,mlp3,alexnet]",
+    "--set",
+    "corruptions=[randY:0.0,randY:0.2,randY:0.4,randY:0.6,randY:0.8,randY:1.0]",
+]
 
 
 def launch(seeds: int, pack_size: int | None, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as results:
-        args = [*SWEEP, "launch", "convergence-slowdown", *GRID, "--set", f"seeds={seeds}", *extra,
-                "--results", results]
+        args = [
+            *SWEEP,
+            "launch",
+            "convergence-slowdown",
+            *GRID,
+            "--set",
+            f"seeds={seeds}",
+            *extra,
+            "--results",
+            results,
+        ]
         if pack_size is not None:
             args += ["--set", f"pack_size={pack_size}"]
         start = time.perf_counter()
@@ -42,30 +57,56 @@ def launch(seeds: int, pack_size: int | None, extra: list[str]) -> dict:
         if proc.returncode != 0:
             raise SystemExit(f"launch failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         trials = pd.read_parquet(Path(results) / "convergence-slowdown" / "trials")
-    return {"seconds": round(seconds, 1), "trials": int(trials.fragment.nunique()), "models": len(trials),
-            "interpolated": int(trials.interpolated.sum()), "epochs": int(trials.epochs_trained.sum()),
-            "pack_modes": sorted(set(trials.pack_mode))}
+    return {
+        "seconds": round(seconds, 1),
+        "trials": int(trials.fragment.nunique()),
+        "models": len(trials),
+        "interpolated": int(trials.interpolated.sum()),
+        "epochs": int(trials.epochs_trained.sum()),
+        "pack_modes": sorted(set(trials.pack_mode)),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 3])
-    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
-                        help="more --set overrides for both runs (e.g. max_epochs=100)")
+    parser.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more --set overrides for both runs (e.g. max_epochs=100)",
+    )
     args = parser.parse_args()
     extra = [a for kv in args.extra for a in ("--set", kv)]
     rows = []
     for seeds in args.seeds:
         packed = launch(seeds, None, extra)
         single = launch(seeds, 1, extra)
-        rows.append({"seeds": seeds, "packed": packed, "one_per_trial": single,
-                     "speedup": round(single["seconds"] / packed["seconds"], 2)})
-        print(f"seeds {seeds}: packed {packed['seconds']} s ({packed['trials']} trials, {packed['models']} models, "
-              f"{packed['interpolated']} interpolated, modes {packed['pack_modes']}); one per trial "
-              f"{single['seconds']} s ({single['trials']} trials, {single['interpolated']} interpolated); "
-              f"one-per-trial / packed = {rows[-1]['speedup']}", flush=True)
-    out = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
-           "python": platform.python_version(), "grid": GRID, "extra": extra, "rows": rows}
+        rows.append(
+            {
+                "seeds": seeds,
+                "packed": packed,
+                "one_per_trial": single,
+                "speedup": round(single["seconds"] / packed["seconds"], 2),
+            }
+        )
+        print(
+            f"seeds {seeds}: packed {packed['seconds']} s ({packed['trials']} trials, {packed['models']} models, "
+            f"{packed['interpolated']} interpolated, modes {packed['pack_modes']}); one per trial "
+            f"{single['seconds']} s ({single['trials']} trials, {single['interpolated']} interpolated); "
+            f"one-per-trial / packed = {rows[-1]['speedup']}",
+            flush=True,
+        )
+    out = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "grid": GRID,
+        "extra": extra,
+        "rows": rows,
+    }
     (HERE / "convergence_grid.json").write_text(json.dumps(out, indent=2) + "\n")
 
 

@@ -39,8 +39,11 @@ presets, torch = run.presets, run.torch
 def report_timed(results: str, sweep: str) -> dict[str, float]:
     """`sweep report` in a fresh process: seconds, and its peak resident memory (MB, GNU time's %M)."""
     start = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "peak_kb %M", *run.SWEEP, "report", sweep, "--results", results],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "peak_kb %M", *run.SWEEP, "report", sweep, "--results", results],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     peak_kb = int(proc.stderr.strip().splitlines()[-1].split()[1])
@@ -72,25 +75,53 @@ def main() -> None:
     run.say(f"matmul peak, {run.DEFAULT_THREADS} threads: {', '.join(f'{p:.0f}' for p in peaks)} GFLOP/s")
     flops = run.fig1_flops(spec)
     floor = flops / (peak * 1e9)
-    out = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": run.machine(), "torch": torch.__version__,
-           "seeds_per_variant": args.seeds, "notebook_s": round(t_nb, 1), "memsweep_s": round(t_ms, 1),
-           "notebook/memsweep": round(t_nb / t_ms, 2), "gflop": round(flops / 1e9), "peak_gflops": round(peak, 1),
-           "peaks_gflops": [round(p, 1) for p in peaks], "floor_s": round(floor, 1), "memsweep_share_of_floor": round(floor / t_ms, 3),
-           "notebook_share_of_floor": round(floor / t_nb, 3), "examples_rows": rows, "report": rep}
+    out = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": run.machine(),
+        "torch": torch.__version__,
+        "seeds_per_variant": args.seeds,
+        "notebook_s": round(t_nb, 1),
+        "memsweep_s": round(t_ms, 1),
+        "notebook/memsweep": round(t_nb / t_ms, 2),
+        "gflop": round(flops / 1e9),
+        "peak_gflops": round(peak, 1),
+        "peaks_gflops": [round(p, 1) for p in peaks],
+        "floor_s": round(floor, 1),
+        "memsweep_share_of_floor": round(floor / t_ms, 3),
+        "notebook_share_of_floor": round(floor / t_nb, 3),
+        "examples_rows": rows,
+        "report": rep,
+    }
     (HERE / "fashion.json").write_text(json.dumps(out, indent=1))
-    run.say(f"best of 2 each, alternating:\n| | seconds | share of the floor |\n|---|---|---|\n"
-            f"| notebook | {t_nb:.1f} | {floor / t_nb:.0%} |\n| memsweep | {t_ms:.1f} | {floor / t_ms:.0%} |\n"
-            f"| floor ({flops / 1e9:,.0f} GFLOP at {peak:.0f} GFLOP/s) | {floor:.1f} | |\n"
-            f"notebook / memsweep: {t_nb / t_ms:.2f}x; report of {rows:,} example rows: {rep['seconds']} s, "
-            f"peak {rep['peak_rss_mb']} MB")
+    run.say(
+        f"best of 2 each, alternating:\n| | seconds | share of the floor |\n|---|---|---|\n"
+        f"| notebook | {t_nb:.1f} | {floor / t_nb:.0%} |\n| memsweep | {t_ms:.1f} | {floor / t_ms:.0%} |\n"
+        f"| floor ({flops / 1e9:,.0f} GFLOP at {peak:.0f} GFLOP/s) | {floor:.1f} | |\n"
+        f"notebook / memsweep: {t_nb / t_ms:.2f}x; report of {rows:,} example rows: {rep['seconds']} s, "
+        f"peak {rep['peak_rss_mb']} MB"
+    )
 
 
 def _memsweep(results: str, seeds: int) -> float:
     """`sweep launch` end to end, into `results` afresh (--overwrite after the first)."""
     again = ["--overwrite"] if (Path(results) / "fig1-difficulty").exists() else []
     start = time.perf_counter()
-    proc = subprocess.run([*run.SWEEP, "launch", "fig1-difficulty", "--dataset", "fashion-mnist", "--set",
-                           f"seeds={seeds}", "--results", results, *again], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            *run.SWEEP,
+            "launch",
+            "fig1-difficulty",
+            "--dataset",
+            "fashion-mnist",
+            "--set",
+            f"seeds={seeds}",
+            "--results",
+            results,
+            *again,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     return time.perf_counter() - start

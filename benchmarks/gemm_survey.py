@@ -123,8 +123,11 @@ def gemm_libraries(repeats: int = 300) -> dict[str, dict[str, float]]:
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
     n = HIDDEN[0]
-    x, g, w = (torch.randn(BATCH, n, generator=gen), torch.randn(BATCH, n, generator=gen),
-               torch.randn(n, n, generator=gen))
+    x, g, w = (
+        torch.randn(BATCH, n, generator=gen),
+        torch.randn(BATCH, n, generator=gen),
+        torch.randn(n, n, generator=gen),
+    )
     xt = x.t().contiguous()
     zero = torch.zeros(n)
     out, outw = torch.empty(BATCH, n), torch.empty(n, n)
@@ -132,15 +135,21 @@ def gemm_libraries(repeats: int = 300) -> dict[str, dict[str, float]]:
     shapes = {
         "forward": (lambda: torch.mm(x, w, out=out), (x, w.t().contiguous()), (x.numpy(), w.numpy(), out.numpy())),
         "input_gradient": (lambda: torch.mm(g, w.t(), out=out), (g, w), (g.numpy(), w.numpy().T, out.numpy())),
-        "weight_gradient": (lambda: torch.mm(xt, g, out=outw), (xt, g.t().contiguous()),
-                            (xt.numpy(), g.numpy(), outw.numpy())),
+        "weight_gradient": (
+            lambda: torch.mm(xt, g, out=outw),
+            (xt, g.t().contiguous()),
+            (xt.numpy(), g.numpy(), outw.numpy()),
+        ),
     }
     rates = {}
     for name, (mkl, (inp, weight), (a, b, c)) in shapes.items():
         flops = 2 * BATCH * n * n
-        dnn_in, dnn_w, dnn_b = inp.to_mkldnn(), weight.to_mkldnn(), zero[:weight.shape[0]].to_mkldnn()
-        calls = {"torch": mkl, "onednn": lambda: torch._C._nn.mkldnn_linear(dnn_in, dnn_w, dnn_b),
-                 "openblas": lambda: np.matmul(a, b, out=c)}
+        dnn_in, dnn_w, dnn_b = inp.to_mkldnn(), weight.to_mkldnn(), zero[: weight.shape[0]].to_mkldnn()
+        calls = {
+            "torch": mkl,
+            "onednn": lambda: torch._C._nn.mkldnn_linear(dnn_in, dnn_w, dnn_b),
+            "openblas": lambda: np.matmul(a, b, out=c),
+        }
         rates[name] = {}
         with threadpool_limits(1):
             for lib, call in calls.items():
@@ -250,10 +259,16 @@ def step_beside_gemms(k: int, rounds: int = 7) -> dict[str, float]:
         orders.append(gemms_in_order(k, repeats=1))
         others.append(other_ops_in_order(k, repeats=1))
         leasts.append(gemms_in_order(k, repeats=1, updates=True))
-    return {"step_s": min(steps), "in_order_s": min(orders), "others_s": min(others), "least_s": min(leasts),
-            "rounds": rounds, "step_slower_rounds": sum(s > o for s, o in zip(steps, orders)),
-            "step_slower_than_parts_rounds": sum(s > o + p for s, o, p in zip(steps, orders, others)),
-            "step_slower_than_least_rounds": sum(s > q for s, q in zip(steps, leasts))}
+    return {
+        "step_s": min(steps),
+        "in_order_s": min(orders),
+        "others_s": min(others),
+        "least_s": min(leasts),
+        "rounds": rounds,
+        "step_slower_rounds": sum(s > o for s, o in zip(steps, orders)),
+        "step_slower_than_parts_rounds": sum(s > o + p for s, o, p in zip(steps, orders, others)),
+        "step_slower_than_least_rounds": sum(s > q for s, q in zip(steps, leasts)),
+    }
 
 
 def profile_step(k: int, top: int = 5) -> dict:
@@ -275,11 +290,15 @@ def profile_step(k: int, top: int = 5) -> dict:
     total = sum(ops.values())
     gemms = sum(ops.get(name, 0) for name in ("aten::baddbmm", "aten::baddbmm_", "aten::bmm"))
     shares = sorted(ops.items(), key=lambda kv: -kv[1])[:top]
-    return {"op_shares": {name.removeprefix("aten::"): round(t / total, 3) for name, t in shares},
-            "gemms_share": round(gemms / total, 3), "gemms_in_place_ms": round(gemms / 1e3 / k, 1)}
+    return {
+        "op_shares": {name.removeprefix("aten::"): round(t / total, 3) for name, t in shares},
+        "gemms_share": round(gemms / total, 3),
+        "gemms_in_place_ms": round(gemms / 1e3 / k, 1),
+    }
 
 
 # --- the run ----------------------------------------------------------------------------------
+
 
 def pack_survey(k: int, peak1: float, rounds: int) -> dict:
     """Everything above for a pack of k, beside the step and its floor (at the bandwidth measured
@@ -292,24 +311,43 @@ def pack_survey(k: int, peak1: float, rounds: int) -> dict:
 
     def ms(seconds: float) -> float:
         return round(1e3 * seconds, 1)
-    say(f"pack of {k}: step {ms(t)} ms, floor {ms(floor)} ms, GEMMs best {ms(gemms['best_s'])} ms, "
-        f"in order {ms(side['in_order_s'])} ms, other ops {ms(side['others_s'])} ms")
-    return {"ms_per_seed_epoch": ms(t), "floor_ms": ms(floor), "state_in": f"{state / 2**20:.0f} MiB, {bw:.0f} GB/s",
-            "gemm_best_ms": ms(gemms["best_s"]), "gemm_median_ms": ms(gemms["median_s"]),
-            "gemm_flushed_ms": ms(gemms["flushed_s"]), "gemms_best_share_of_step": round(gemms["best_s"] / t, 2),
-            "gemms_in_order_ms": ms(side["in_order_s"]), "in_order_rounds": [side["step_slower_rounds"], rounds],
-            "other_ops_ms": ms(side["others_s"]), "parts_rounds": [side["step_slower_than_parts_rounds"], rounds],
-            "least_library_ms": ms(side["least_s"]), "least_rounds": [side["step_slower_than_least_rounds"], rounds],
-            "gemms_in_step_ms": ms(t * prof["gemms_share"]), "profile": prof}
+
+    say(
+        f"pack of {k}: step {ms(t)} ms, floor {ms(floor)} ms, GEMMs best {ms(gemms['best_s'])} ms, "
+        f"in order {ms(side['in_order_s'])} ms, other ops {ms(side['others_s'])} ms"
+    )
+    return {
+        "ms_per_seed_epoch": ms(t),
+        "floor_ms": ms(floor),
+        "state_in": f"{state / 2**20:.0f} MiB, {bw:.0f} GB/s",
+        "gemm_best_ms": ms(gemms["best_s"]),
+        "gemm_median_ms": ms(gemms["median_s"]),
+        "gemm_flushed_ms": ms(gemms["flushed_s"]),
+        "gemms_best_share_of_step": round(gemms["best_s"] / t, 2),
+        "gemms_in_order_ms": ms(side["in_order_s"]),
+        "in_order_rounds": [side["step_slower_rounds"], rounds],
+        "other_ops_ms": ms(side["others_s"]),
+        "parts_rounds": [side["step_slower_than_parts_rounds"], rounds],
+        "least_library_ms": ms(side["least_s"]),
+        "least_rounds": [side["step_slower_than_least_rounds"], rounds],
+        "gemms_in_step_ms": ms(t * prof["gemms_share"]),
+        "profile": prof,
+    }
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the pack size memsweep picks here only")
-    parser.add_argument("--rounds", type=int, default=7,
-                        help="alternating rounds of the step and its parts, one epoch each (default 7)")
-    parser.add_argument("--from-json", type=Path, default=None, metavar="RESULTS",
-                        help="measure nothing: print the table from a results file this benchmark wrote")
+    parser.add_argument(
+        "--rounds", type=int, default=7, help="alternating rounds of the step and its parts, one epoch each (default 7)"
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        metavar="RESULTS",
+        help="measure nothing: print the table from a results file this benchmark wrote",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: must be 1 or more")
@@ -321,11 +359,17 @@ def main() -> None:
     if args.from_json is not None:
         return print(table(read_results(args.from_json, "benchmarks/gemm_survey.py", table)))
     peak1 = matmul_peak(1)
-    out: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "torch": torch.__version__,
-                 "command": "python benchmarks/gemm_survey.py" + (" --quick" if args.quick else ""),
-                 "matmul_gflops_1_thread": round(peak1, 1)}
+    out: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "torch": torch.__version__,
+        "command": "python benchmarks/gemm_survey.py" + (" --quick" if args.quick else ""),
+        "matmul_gflops_1_thread": round(peak1, 1),
+    }
     k = PRESET.resolved_pack_size(100, "cpu", cache_bytes=budget.cache_share_bytes(1.0))  # as sweep/trial.py
-    out["step"] = {f"pack_{kk}": pack_survey(kk, peak1, args.rounds) for kk in sorted({k} if args.quick else {k, 2 * k, 20})}
+    out["step"] = {
+        f"pack_{kk}": pack_survey(kk, peak1, args.rounds) for kk in sorted({k} if args.quick else {k, 2 * k, 20})
+    }
     out["libraries"] = gemm_libraries()
     (HERE / "gemm_survey.json").write_text(json.dumps(out, indent=1))
     print(table(out))
@@ -338,19 +382,34 @@ def table(out: dict) -> str:
     for name, s in out["step"].items():
         pack, floor = name.replace("_", " of "), s["floor_ms"]
         both = round(s["gemms_in_order_ms"] + s["other_ops_ms"], 1)
-        in_order = [f"GEMMs {_part(s['gemms_in_order_ms'], floor, s['in_order_rounds'])}",
-                    f"other ops {s['other_ops_ms']} ms", f"both {_part(both, floor, s['parts_rounds'])}"]
+        in_order = [
+            f"GEMMs {_part(s['gemms_in_order_ms'], floor, s['in_order_rounds'])}",
+            f"other ops {s['other_ops_ms']} ms",
+            f"both {_part(both, floor, s['parts_rounds'])}",
+        ]
         if "least_library_ms" in s:
             in_order.append(f"GEMMs and weight updates {_part(s['least_library_ms'], floor, s['least_rounds'])}")
         prof = s["profile"]
-        rows += [(f"{pack}: the 8 GEMMs alone, hot best / hot median / cache flushed",
-                  f"{s['gemm_best_ms']} / {s['gemm_median_ms']} / {s['gemm_flushed_ms']} ms"),
-                 (f"{pack}: in the step's order, over the pack's state", " · ".join(in_order)),
-                 (f"{pack}: under torch.profiler", f"GEMMs {prof['gemms_share']:.0%} of the step (~{s['gemms_in_step_ms']} ms) · "
-                  + " · ".join(f"`{op}` {v:.0%}" for op, v in prof["op_shares"].items()))]
+        rows += [
+            (
+                f"{pack}: the 8 GEMMs alone, hot best / hot median / cache flushed",
+                f"{s['gemm_best_ms']} / {s['gemm_median_ms']} / {s['gemm_flushed_ms']} ms",
+            ),
+            (f"{pack}: in the step's order, over the pack's state", " · ".join(in_order)),
+            (
+                f"{pack}: under torch.profiler",
+                f"GEMMs {prof['gemms_share']:.0%} of the step (~{s['gemms_in_step_ms']} ms) · "
+                + " · ".join(f"`{op}` {v:.0%}" for op, v in prof["op_shares"].items()),
+            ),
+        ]
     libs = out["libraries"]
-    rows += [(f"512 x 512 {shape.replace('_', ' ')}, one member, GFLOP/s",
-              " · ".join(f"{lib} {v}" for lib, v in rates.items())) for shape, rates in libs.items()]
+    rows += [
+        (
+            f"512 x 512 {shape.replace('_', ' ')}, one member, GFLOP/s",
+            " · ".join(f"{lib} {v}" for lib, v in rates.items()),
+        )
+        for shape, rates in libs.items()
+    ]
     best = max(max(r.values()) for r in libs.values())
     rows.append(("best library rate / 1-thread matmul peak", f"{best / out['matmul_gflops_1_thread']:.0%}"))
     return md_table(rows)

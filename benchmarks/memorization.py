@@ -76,7 +76,7 @@ def packed_loop(m: int, epochs: int = LOOP_EPOCHS, seed: int = 0) -> dict:
     for _ in range(epochs):
         order = torch.gather(subsets, 1, torch.argsort(torch.rand(m, size, generator=g), dim=1))
         for i in range(0, size, SPEC.batch_size):
-            idx = order[:, i:i + SPEC.batch_size]
+            idx = order[:, i : i + SPEC.batch_size]
             loss = F.cross_entropy(forward(x[idx]).flatten(0, 1), y[idx].flatten()) * m
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -86,21 +86,34 @@ def packed_loop(m: int, epochs: int = LOOP_EPOCHS, seed: int = 0) -> dict:
         right_test = forward(xt.expand(m, -1, -1)).argmax(-1) == yt
     seconds = time.perf_counter() - t0
     fit = torch.gather(right_train, 1, subsets).float().mean(1)
-    return {"models": m, "epochs": epochs, "seconds": seconds, "fit_min": float(fit.min()),
-            "test_acc": float(right_test.float().mean())}
+    return {
+        "models": m,
+        "epochs": epochs,
+        "seconds": seconds,
+        "fit_min": float(fit.min()),
+        "test_acc": float(right_test.float().mean()),
+    }
 
 
 def launch(m: int, results: str) -> dict:
     t0 = time.perf_counter()
-    proc = subprocess.run([*SWEEP, "launch", "memorization", "--dataset", "digits", "--set", f"seeds={m}",
-                           "--results", results], capture_output=True, text=True)
+    proc = subprocess.run(
+        [*SWEEP, "launch", "memorization", "--dataset", "digits", "--set", f"seeds={m}", "--results", results],
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     trials = load.load_table(results, "memorization", "trials")
-    return {"models": m, "seconds": seconds, "trials": int(trials.fragment.nunique()),
-            "trial_seconds": float(trials.groupby("fragment").wall_seconds.first().sum()),
-            "fit_min": float(trials.fit_acc.min()), "epochs_mean": float(trials.epochs_trained.mean())}
+    return {
+        "models": m,
+        "seconds": seconds,
+        "trials": int(trials.fragment.nunique()),
+        "trial_seconds": float(trials.groupby("fragment").wall_seconds.first().sum()),
+        "fit_min": float(trials.fit_acc.min()),
+        "epochs_mean": float(trials.epochs_trained.mean()),
+    }
 
 
 def split(m: int = 500) -> dict:
@@ -123,8 +136,14 @@ def split(m: int = 500) -> dict:
         score += out.records[-1].wall_seconds - out.records[-1].train_seconds
         t = time.perf_counter()
         found = {"init_norms": {}, "probes": [], "filters": [], "phase1": None}
-        ctx = {"trial_id": "bench", "node_id": "", "resources": {}, "device": torch.device("cpu"), "versions": {},
-               "git_rev": None}
+        ctx = {
+            "trial_id": "bench",
+            "node_id": "",
+            "resources": {},
+            "device": torch.device("cpu"),
+            "versions": {},
+            "git_rev": None,
+        }
         columns = dict(sub.columns, pack_mode=np.full(sub.members.k, "bmm"), **T.subset_columns(out))
         parts.append(T.all_tables(SPEC, plan, sub, out, found, columns, ctx, pd.Timestamp.now(tz="UTC"), 0.0))
         tables_s += time.perf_counter() - t
@@ -140,47 +159,70 @@ def split(m: int = 500) -> dict:
 
 
 def main() -> None:
-    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "date": time.strftime("%Y-%m-%d"), "torch_threads": DEFAULT_THREADS}
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "torch_threads": DEFAULT_THREADS,
+    }
     result["packed_loop"] = packed_loop(200)
     result["packed_loop_2000"] = packed_loop(2000)
     result["packed_loop_5_epochs"] = packed_loop(200, epochs=5)
     for key in ("packed_loop", "packed_loop_2000", "packed_loop_5_epochs"):
         r = result[key]
-        print(f"packed loop, {r['models']} models, {r['epochs']} epochs: {r['seconds']:.1f} s "
-              f"(lowest fit on own subset {r['fit_min']:.3f})", flush=True)
+        print(
+            f"packed loop, {r['models']} models, {r['epochs']} epochs: {r['seconds']:.1f} s "
+            f"(lowest fit on own subset {r['fit_min']:.3f})",
+            flush=True,
+        )
     result["memsweep"] = []
     with tempfile.TemporaryDirectory() as folder:
         for m in (200, 500, 1000, 2000):
             results = f"{folder}/m{m}"
             r = launch(m, results)
             result["memsweep"].append(r)
-            print(f"memsweep, {m} models: {r['seconds']:.1f} s end to end ({r['trials']} trials, lowest fit "
-                  f"{r['fit_min']:.3f}, mean epochs {r['epochs_mean']:.1f})", flush=True)
+            print(
+                f"memsweep, {m} models: {r['seconds']:.1f} s end to end ({r['trials']} trials, lowest fit "
+                f"{r['fit_min']:.3f}, mean epochs {r['epochs_mean']:.1f})",
+                flush=True,
+            )
         t = time.perf_counter()
-        ex = load.load_table(results, "memorization", "examples", columns=["cell", "variant", "seed", "split", "epoch",
-                                                                             "index", "correct", "label",
-                                                                             "true_label"])
+        ex = load.load_table(
+            results,
+            "memorization",
+            "examples",
+            columns=["cell", "variant", "seed", "split", "epoch", "index", "correct", "label", "true_label"],
+        )
         members = load.load_table(results, "memorization", "members")
         loaded = time.perf_counter() - t
         mem = memo.memorization(ex, members)
         estimated = time.perf_counter() - t - loaded
-        result["estimates"] = {"load_seconds": loaded, "memorization_seconds": estimated,
-                               "se_max": float(mem.se.max()), "se_median": float(mem.se.median())}
+        result["estimates"] = {
+            "load_seconds": loaded,
+            "memorization_seconds": estimated,
+            "se_max": float(mem.se.max()),
+            "se_median": float(mem.se.median()),
+        }
     result["split"] = split(500)
-    print("one 500-model trial, one thread: " + ", ".join(f"{k} {v:.2f} s" for k, v in result["split"].items()
-                                                           if isinstance(v, float)), flush=True)
+    print(
+        "one 500-model trial, one thread: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in result["split"].items() if isinstance(v, float)),
+        flush=True,
+    )
     base = result["packed_loop"]["seconds"] / 200
     print("\n| models | memsweep end to end | per model | packed loop, 10 epochs | loop / memsweep |")
     print("|---|---|---|---|---|")
     for r in result["memsweep"]:
         loop = result["packed_loop_2000"]["seconds"] if r["models"] == 2000 else base * r["models"]
         how = "measured" if r["models"] in (200, 2000) else "scaled from 200"
-        print(f"| {r['models']:,} | {r['seconds']:.1f} s | {r['seconds'] / r['models'] * 1000:.1f} ms | "
-              f"{loop:.1f} s ({how}) | {loop / r['seconds']:.2f}x |")
+        print(
+            f"| {r['models']:,} | {r['seconds']:.1f} s | {r['seconds'] / r['models'] * 1000:.1f} ms | "
+            f"{loop:.1f} s ({how}) | {loop / r['seconds']:.2f}x |"
+        )
     e = result["estimates"]
-    print(f"\nmem(i) from 2,000 models: largest SE {e['se_max']:.4f}, median {e['se_median']:.4f}; "
-          f"load {e['load_seconds']:.1f} s, estimate {e['memorization_seconds']:.1f} s")
+    print(
+        f"\nmem(i) from 2,000 models: largest SE {e['se_max']:.4f}, median {e['se_median']:.4f}; "
+        f"load {e['load_seconds']:.1f} s, estimate {e['memorization_seconds']:.1f} s"
+    )
     (HERE / "memorization.json").write_text(json.dumps(result, indent=2))
 
 

@@ -73,8 +73,13 @@ def main() -> None:
     print(f"{'arch':<16}{'vmap ms':>9}{'loop ms':>9}{'plain ms':>10}  best  plain/best")
     for r in rows:
         print(f"{r['arch']:<16}{r['vmap']:>9}{r['loop']:>9}{r['plain']:>10}  {r['best']:<5} {r['best_vs_plain']}")
-    out = {"date": time.strftime("%Y-%m-%d"), "threads": args.threads, "batch": args.batch, "torch": torch.__version__,
-           "rows": rows}
+    out = {
+        "date": time.strftime("%Y-%m-%d"),
+        "threads": args.threads,
+        "batch": args.batch,
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     Path(__file__).with_name("pack_modes.json").write_text(json.dumps(out, indent=2) + "\n")
 
 

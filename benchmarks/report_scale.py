@@ -53,9 +53,17 @@ def fake_outcome(job, rng: np.random.Generator, epoch: int) -> engine.Outcome:
     """One epoch record of the job's K models with synthetic per-example scores: example i right
     with its own probability (fixed per example), always where a subset model trained on it."""
     k = job.members.k
-    record = engine.EpochRecord(epoch=epoch, step=epoch * 100, wall_seconds=1.0, train_seconds=1.0, lr=0.01,
-                                running_loss=np.ones(k), running_acc=np.full(k, 0.5), fit_acc=np.ones(k),
-                                norms={"0.weight": np.ones(k)})
+    record = engine.EpochRecord(
+        epoch=epoch,
+        step=epoch * 100,
+        wall_seconds=1.0,
+        train_seconds=1.0,
+        lr=0.01,
+        running_loss=np.ones(k),
+        running_acc=np.full(k, 0.5),
+        fit_acc=np.ones(k),
+        norms={"0.weight": np.ones(k)},
+    )
     subsets = job.members.subsets.numpy() if job.members.subsets is not None else None
     for split, labels in (("train", job.labels["train"]), ("test", job.labels["test"])):
         labels = np.broadcast_to(labels, (k, np.shape(labels)[-1]))
@@ -66,12 +74,23 @@ def fake_outcome(job, rng: np.random.Generator, epoch: int) -> engine.Outcome:
             np.put_along_axis(correct, subsets, True, axis=1)
         pred = np.where(correct, labels, (labels + 1) % 10)
         p = rng.random((k, n), dtype=np.float32)
-        record.add_scores(split, engine.SplitScores(pred=pred, correct=correct, p_label=p, loss=-np.log(p + 1e-6),
-                                                    el2n=1 - p), keep=True)
+        record.add_scores(
+            split,
+            engine.SplitScores(pred=pred, correct=correct, p_label=p, loss=-np.log(p + 1e-6), el2n=1 - p),
+            keep=True,
+        )
     none = [None] * k
-    return engine.Outcome(records=[record], stop_reason=["interpolated"] * k, reached_epoch=[epoch] * k,
-                          reached_step=none, reached_train_seconds=none, reached_wall_seconds=none,
-                          best_epoch=none, early_stop_epoch=none, state=None)
+    return engine.Outcome(
+        records=[record],
+        stop_reason=["interpolated"] * k,
+        reached_epoch=[epoch] * k,
+        reached_step=none,
+        reached_train_seconds=none,
+        reached_wall_seconds=none,
+        best_epoch=none,
+        early_stop_epoch=none,
+        state=None,
+    )
 
 
 def write_store(results: str, preset: str, models: int) -> dict[str, float]:
@@ -80,10 +99,17 @@ def write_store(results: str, preset: str, models: int) -> dict[str, float]:
     spec = presets.resolve(preset, "fashion-mnist", [f"seeds={seeds}", "train_size=null"])  # all 60,000
     plans = planner.expand(spec, 1)
     store = Store(results, spec.name)
-    store.write_manifest(spec.model_dump(), spec.hash(), {"preset": spec.name, "args": []},
-                         plan=[p.to_dict() for p in plans])
-    ctx = {"trial_id": "bench", "device": CPU, "node_id": "local", "resources": {"CPU": 1}, "versions": {},
-           "git_rev": None}
+    store.write_manifest(
+        spec.model_dump(), spec.hash(), {"preset": spec.name, "args": []}, plan=[p.to_dict() for p in plans]
+    )
+    ctx = {
+        "trial_id": "bench",
+        "device": CPU,
+        "node_id": "local",
+        "resources": {"CPU": 1},
+        "versions": {},
+        "git_rev": None,
+    }
     rng, start, rows = np.random.default_rng(0), time.perf_counter(), 0
     for plan in plans:
         job = jobs.prepare(spec, plan, "data", CPU)
@@ -92,20 +118,35 @@ def write_store(results: str, preset: str, models: int) -> dict[str, float]:
         columns = dict(job.columns, pack_mode=np.full(k, "bmm"), rss_before_mb=np.zeros(k), **_peak_memory(k, CPU))
         if job.members.subsets is not None:
             columns.update(T.subset_columns(out))
-        tables = T.all_tables(spec, plan, job, out, {"probes": [], "filters": [], "phase1": None,
-                                                           "init_norms": {"0.weight": np.ones(k)}},
-                              columns, ctx,
-                              dt.datetime.now(dt.UTC), 1.0)
+        tables = T.all_tables(
+            spec,
+            plan,
+            job,
+            out,
+            {"probes": [], "filters": [], "phase1": None, "init_norms": {"0.weight": np.ones(k)}},
+            columns,
+            ctx,
+            dt.datetime.now(dt.UTC),
+            1.0,
+        )
         rows += tables["examples"].num_rows
         store.write_fragment(plan.fragment, tables, {"sweep": spec.name, "fragment": plan.fragment})
-    return {"write_s": round(time.perf_counter() - start, 1), "examples_rows": rows,
-            "store_mb": round(sum(f.stat().st_size for f in Path(results, spec.name).rglob("*") if f.is_file()) / 2**20)}
+    return {
+        "write_s": round(time.perf_counter() - start, 1),
+        "examples_rows": rows,
+        "store_mb": round(sum(f.stat().st_size for f in Path(results, spec.name).rglob("*") if f.is_file()) / 2**20),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=float, nargs="+", default=[0.1, 1.0],
-                        help="store sizes as fractions of the full ones (default 0.1 1)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        nargs="+",
+        default=[0.1, 1.0],
+        help="store sizes as fractions of the full ones (default 0.1 1)",
+    )
     args = parser.parse_args()
     bad = [s for s in args.scale if not 0 < s <= 1]
     if bad:
@@ -124,8 +165,10 @@ def main() -> None:
     (HERE / "report_scale.json").write_text(json.dumps(out, indent=1))
     print("| store | models | examples rows | on disk | report | peak RSS |\n|---|---|---|---|---|---|")
     for r in runs:
-        print(f"| {r['preset']} | {r['models']:,} | {r['examples_rows']:,} | {r['store_mb']:,} MB | "
-              f"{r['report_s']} s | {r['report_peak_mb'] / 1024:.2f} GB |")
+        print(
+            f"| {r['preset']} | {r['models']:,} | {r['examples_rows']:,} | {r['store_mb']:,} MB | "
+            f"{r['report_s']} s | {r['report_peak_mb'] / 1024:.2f} GB |"
+        )
 
 
 if __name__ == "__main__":

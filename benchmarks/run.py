@@ -34,6 +34,7 @@ Writes benchmarks/results.json (--quick: results_quick.json; and benchmarks/seed
 curve) and prints one markdown table; the GPU mode writes benchmarks/results_gpu.json. The step's
 GEMMs alone and other GEMM libraries: gemm_survey.py; the step blocked in row panels: blocked_step.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,21 +75,28 @@ STEPS = -(-N_TRAIN // BATCH)  # SGD steps per epoch
 
 # --- the notebook loop ------------------------------------------------------------------------
 
+
 def variant_data(variant: str, spec: specs.DifficultySpec = PRESET) -> datasets.Data:
     d = datasets.load(spec.dataset)
     c = spec.corruption_of(variant)
     return corruption.apply(d, c.kind, c.p, seeding.derive_seed(0, "corruption", variant))[0]
 
 
-def notebook_seed(d: datasets.Data, seed: int, spec: specs.DifficultySpec = PRESET,
-                  device: str = "cpu") -> dict[str, np.ndarray]:
+def notebook_seed(
+    d: datasets.Data, seed: int, spec: specs.DifficultySpec = PRESET, device: str = "cpu"
+) -> dict[str, np.ndarray]:
     """One seed as a notebook does it: train one epoch, then score every example. On a GPU the
     model lives there and each batch is moved to it (`DataLoader` over CPU tensors, pinned)."""
     torch.manual_seed(seed)
     model = MLP(int(np.prod(d.input_shape)), spec.model.hidden, d.num_classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=spec.optimizer.lr, momentum=spec.optimizer.momentum)
-    loader = DataLoader(TensorDataset(d.train.x.flatten(1), d.train.y), batch_size=spec.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed), pin_memory=device != "cpu")
+    loader = DataLoader(
+        TensorDataset(d.train.x.flatten(1), d.train.y),
+        batch_size=spec.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=device != "cpu",
+    )
     model.train()
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -103,7 +111,7 @@ def notebook_seed(d: datasets.Data, seed: int, spec: specs.DifficultySpec = PRES
             s = d.split(name)
             parts = []
             for lo in range(0, len(s.y), 10_000):  # the 50,000 CIFAR-shaped images in slices
-                x, y = s.x[lo:lo + 10_000].flatten(1).to(device), s.y[lo:lo + 10_000].to(device)
+                x, y = s.x[lo : lo + 10_000].flatten(1).to(device), s.y[lo : lo + 10_000].to(device)
                 logp = torch.log_softmax(model(x), dim=1)
                 lp = logp.gather(1, y[:, None]).squeeze(1)
                 parts.append(torch.stack([lp.exp(), -lp, (logp.argmax(1) == y).float()]).cpu().numpy())
@@ -125,6 +133,7 @@ def run_notebook(seeds: int, spec: specs.DifficultySpec = PRESET, device: str = 
 
 # --- one Tune trial per seed ------------------------------------------------------------------
 
+
 def _tune_trial(config):
     from ray import tune
 
@@ -144,13 +153,15 @@ def run_tune_per_seed(seeds: int) -> float:
         grid = tune.Tuner(
             tune.with_resources(_tune_trial, {"cpu": 1}),
             param_space={"variant": tune.grid_search(list(VARIANTS)), "seed": tune.grid_search(list(range(seeds)))},
-            run_config=tune.RunConfig(storage_path=storage, verbose=0)).fit()
+            run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        ).fit()
     assert grid.num_errors == 0
     ray.shutdown()
     return time.perf_counter() - start
 
 
 # --- memsweep ---------------------------------------------------------------------------------
+
 
 def run_memsweep(*sets: str, dataset: str = "digits", options: tuple[str, ...] = ()) -> float:
     return launch_timed(*sets, dataset=dataset, options=options)[0]
@@ -182,11 +193,20 @@ def run_engine(seeds: int) -> dict[str, float]:
         for lo in range(0, seeds, k):
             members = range(lo, min(seeds, lo + k))
             pack = packs.build("mlp", d.input_shape, 10, list(members), hidden=HIDDEN)
-            chunk = budget.score_chunk(int(PRESET.memory_budget_gb * 2**30), len(members), SIZES[0], HIDDEN,
-                                       SIZES[-1], BATCH, cpu=True)  # as a CPU trial scores (sweep/trial.py)
-            sched = engine.Schedule(lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,),
-                                    score_splits=("train", "test"), keep_splits=("train", "test"), norms=True,
-                                    chunk=chunk)
+            chunk = budget.score_chunk(
+                int(PRESET.memory_budget_gb * 2**30), len(members), SIZES[0], HIDDEN, SIZES[-1], BATCH, cpu=True
+            )  # as a CPU trial scores (sweep/trial.py)
+            sched = engine.Schedule(
+                lr=LR,
+                momentum=MOMENTUM,
+                batch_size=BATCH,
+                max_epochs=1,
+                scored_epochs=(1,),
+                score_splits=("train", "test"),
+                keep_splits=("train", "test"),
+                norms=True,
+                chunk=chunk,
+            )
             t = time.perf_counter()
             out = engine.run(pack, d, engine.Members(list(members), list(members)), sched)
             total += time.perf_counter() - t
@@ -261,7 +281,7 @@ def fixed_cost(repeats: int) -> dict[str, float]:
     one, bare = [], []
     runs = [lambda: one.append(run_memsweep("seeds=1", "variants=[real]")), lambda: bare.append(bare_tune_sweep())]
     for i in range(repeats):  # alternating, each first in turn, so that both meet the same machine states
-        for run in (runs if i % 2 == 0 else runs[::-1]):
+        for run in runs if i % 2 == 0 else runs[::-1]:
             run()
     parts = []
     for _ in range(repeats):
@@ -272,14 +292,24 @@ def fixed_cost(repeats: int) -> dict[str, float]:
         parts.append([time.perf_counter() - start, *map(float, proc.stdout.split()[-4:])])
     # Each part at its fastest of the repeats, so that their sum is a floor, not a typical time.
     best = [min(p[i] for p in parts) for i in range(5)]
-    return {"one_seed_sweep_s": statistics.median(one), "one_seed_sweep_runs": [round(t, 2) for t in one],
-            "parts_process_s": best[0], "python_and_ray_import_s": best[1], "ray_init_s": best[2],
-            "trial_torch_import_s": best[3], "ray_stop_s": best[4], "floor_s": best[1] + best[2] + best[3],
-            "parts": "fastest", "tune_floor_s": min(bare), "bare_tune_runs": [round(t, 2) for t in bare],
-            "bare_tune_median_s": statistics.median(bare)}
+    return {
+        "one_seed_sweep_s": statistics.median(one),
+        "one_seed_sweep_runs": [round(t, 2) for t in one],
+        "parts_process_s": best[0],
+        "python_and_ray_import_s": best[1],
+        "ray_init_s": best[2],
+        "trial_torch_import_s": best[3],
+        "ray_stop_s": best[4],
+        "floor_s": best[1] + best[2] + best[3],
+        "parts": "fastest",
+        "tune_floor_s": min(bare),
+        "bare_tune_runs": [round(t, 2) for t in bare],
+        "bare_tune_median_s": statistics.median(bare),
+    }
 
 
 # --- the hardware and the step's floor --------------------------------------------------------
+
 
 def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> float:
     """Best fp32 GFLOP/s of an n x n matmul with `threads` threads."""
@@ -326,13 +356,19 @@ def step_floor(peak_gflops: float, bw_gbs: float) -> dict[str, float]:
     flops = N_TRAIN * train_flops(SIZES)
     params = budget.mlp_param_count(SIZES[0], HIDDEN, SIZES[-1])
     moved = STEPS * 7 * 4 * params
-    return {"gflop": flops / 1e9, "gbyte": moved / 1e9, "flop_s": flops / (peak_gflops * 1e9),
-            "byte_s": moved / (bw_gbs * 1e9), "floor_s": max(flops / (peak_gflops * 1e9), moved / (bw_gbs * 1e9))}
+    return {
+        "gflop": flops / 1e9,
+        "gbyte": moved / 1e9,
+        "flop_s": flops / (peak_gflops * 1e9),
+        "byte_s": moved / (bw_gbs * 1e9),
+        "floor_s": max(flops / (peak_gflops * 1e9), moved / (bw_gbs * 1e9)),
+    }
 
 
 # One epoch of training and nothing else: no scoring, no norms (the step alone).
-TRAIN_ONLY = engine.Schedule(lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,),
-                             score_splits=(), norms=False)
+TRAIN_ONLY = engine.Schedule(
+    lr=LR, momentum=MOMENTUM, batch_size=BATCH, max_epochs=1, scored_epochs=(1,), score_splits=(), norms=False
+)
 
 
 def measure_step(k: int, repeats: int = 3) -> float:
@@ -348,6 +384,7 @@ def measure_step(k: int, repeats: int = 3) -> float:
 
 
 # --- the GPU mode -----------------------------------------------------------------------------
+
 
 def gpu_matmul_peak(dtype: torch.dtype, tf32: bool = False, n: int = 8192, repeats: int = 10) -> float:
     """Best TFLOP/s of an n x n matmul on the GPU (events around each call)."""
@@ -382,18 +419,30 @@ def gpu_main(args) -> None:
     synthetic fig1 (100 seeds x 3 variants of the 2 x 4096 MLP, 50,000 train / 10,000 test images,
     every example scored), at fp32 and (the synthetic job) at tf32."""
     if not torch.cuda.is_available():
-        sys.exit("benchmarks/run.py: --device cuda: torch sees no CUDA device (torch.cuda.is_available() is "
-                 "False); run it where a GPU is visible, or without --device for the CPU benchmark")
-    out: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "torch": torch.__version__,
-                 "gpu": torch.cuda.get_device_name(), "command": "python benchmarks/run.py --device cuda"}
-    peaks = {"fp32": gpu_matmul_peak(torch.float32), "tf32": gpu_matmul_peak(torch.float32, tf32=True),
-             "bf16": gpu_matmul_peak(torch.bfloat16)}
+        sys.exit(
+            "benchmarks/run.py: --device cuda: torch sees no CUDA device (torch.cuda.is_available() is "
+            "False); run it where a GPU is visible, or without --device for the CPU benchmark"
+        )
+    out: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(),
+        "command": "python benchmarks/run.py --device cuda",
+    }
+    peaks = {
+        "fp32": gpu_matmul_peak(torch.float32),
+        "tf32": gpu_matmul_peak(torch.float32, tf32=True),
+        "bf16": gpu_matmul_peak(torch.bfloat16),
+    }
     out["matmul_tflops"] = {k: round(v, 1) for k, v in peaks.items()}
     say(f"{out['gpu']}: matmul TFLOP/s {out['matmul_tflops']}")
     # fp32 as PyTorch runs it by default; tf32 as `--set precision=tf32` (the synthetic job's 3.3
     # PFLOP take ~50 s at an H100's 67 fp32 TFLOP/s alone). The notebook runs at the same precision.
-    out["fig1"] = {f"{dataset}_{precision}": gpu_fig1(args, dataset, precision, peaks[precision])
-                   for dataset, precision in (("digits", "fp32"), ("synthetic", "fp32"), ("synthetic", "tf32"))}
+    out["fig1"] = {
+        f"{dataset}_{precision}": gpu_fig1(args, dataset, precision, peaks[precision])
+        for dataset, precision in (("digits", "fp32"), ("synthetic", "fp32"), ("synthetic", "tf32"))
+    }
     (HERE / "results_gpu.json").write_text(json.dumps(out, indent=1))
     print(gpu_table(out))
 
@@ -412,53 +461,92 @@ def gpu_fig1(args, dataset: str, precision: str, peak_tflops: float) -> dict:
     t_ms, lines = launch_timed(f"precision={precision}", dataset=dataset, options=gpus)
     flops = fig1_flops(spec)
     say(f"{dataset} {precision}: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s\n  " + "\n  ".join(lines))
-    return {"notebook_s": round(t_nb, 1), "notebook_measured_s": [round(t1, 1), round(t2, 1)],
-            "notebook_seeds_measured": [1, nb_seeds], "memsweep_s": round(t_ms, 1),
-            "notebook/memsweep": round(t_nb / t_ms, 2), "tflop": round(flops / 1e12, 2),
-            f"fraction_of_{precision}_peak": round(flops / t_ms / (peak_tflops * 1e12), 3), "launch": lines}
+    return {
+        "notebook_s": round(t_nb, 1),
+        "notebook_measured_s": [round(t1, 1), round(t2, 1)],
+        "notebook_seeds_measured": [1, nb_seeds],
+        "memsweep_s": round(t_ms, 1),
+        "notebook/memsweep": round(t_nb / t_ms, 2),
+        "tflop": round(flops / 1e12, 2),
+        f"fraction_of_{precision}_peak": round(flops / t_ms / (peak_tflops * 1e12), 3),
+        "launch": lines,
+    }
 
 
 def gpu_table(out: dict) -> str:
     """The GPU mode's results as one markdown table."""
     peaks = out["matmul_tflops"]
-    rows = [("run", f"{out['date']}, {out['gpu']}, {out['machine']}, torch {out['torch']}, `{out['command']}`"),
-            ("matmul peak, TFLOP/s", " · ".join(f"{k} {v}" for k, v in peaks.items()))]
+    rows = [
+        ("run", f"{out['date']}, {out['gpu']}, {out['machine']}, torch {out['torch']}, `{out['command']}`"),
+        ("matmul peak, TFLOP/s", " · ".join(f"{k} {v}" for k, v in peaks.items())),
+    ]
     for name, r in out["fig1"].items():
         share = next(v for k, v in r.items() if k.startswith("fraction_of_"))
         (s1, s2), (t1, t2) = r["notebook_seeds_measured"], r["notebook_measured_s"]
-        rows.append((f"{name.replace('_', ' ')}, 100 seeds x 3",
-                     f"notebook {r['notebook_s']} s (line through {t1} s at {s1} and {t2} s at {s2} seeds) · "
-                     f"memsweep {r['memsweep_s']} s · **{r['notebook/memsweep']:.2f}x** · {r['tflop']} TFLOP: "
-                     f"{share:.1%} of the peak"))
+        rows.append(
+            (
+                f"{name.replace('_', ' ')}, 100 seeds x 3",
+                f"notebook {r['notebook_s']} s (line through {t1} s at {s1} and {t2} s at {s2} seeds) · "
+                f"memsweep {r['memsweep_s']} s · **{r['notebook/memsweep']:.2f}x** · {r['tflop']} TFLOP: "
+                f"{share:.1%} of the peak",
+            )
+        )
     return md_table(rows)
 
 
 # --- the run ----------------------------------------------------------------------------------
 
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="seeds 10 and 100, one repeat each, no extra pairs, Tune at 2 and 4 seeds, the step at the "
-                             "rule's pack only (3-5 minutes on 2 cores)")
-    parser.add_argument("--from-json", type=Path, default=None, metavar="RESULTS",
-                        help="measure nothing: print the table from a results file this benchmark wrote")
-    parser.add_argument("--tune-seeds", type=int, default=None,
-                        help="seeds per variant for the Tune contender, measured at this and twice this (default 5; "
-                             "--quick 2)")
-    parser.add_argument("--pairs", type=int, default=None,
-                        help="notebook / memsweep pairs at each of 30 and 100 seeds in the curve, alternating (the "
-                             "notebook loop's time varies; default 3 at each, --quick 0)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="cuda: the GPU mode (digits and the CIFAR-shaped synthetic fig1, results_gpu.json)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="seeds 10 and 100, one repeat each, no extra pairs, Tune at 2 and 4 seeds, the step at the "
+        "rule's pack only (3-5 minutes on 2 cores)",
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        metavar="RESULTS",
+        help="measure nothing: print the table from a results file this benchmark wrote",
+    )
+    parser.add_argument(
+        "--tune-seeds",
+        type=int,
+        default=None,
+        help="seeds per variant for the Tune contender, measured at this and twice this (default 5; --quick 2)",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=None,
+        help="notebook / memsweep pairs at each of 30 and 100 seeds in the curve, alternating (the "
+        "notebook loop's time varies; default 3 at each, --quick 0)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: the GPU mode (digits and the CIFAR-shaped synthetic fig1, results_gpu.json)",
+    )
     parser.add_argument("--gpus-per-trial", type=float, default=0.25, help="GPU mode: memsweep's --gpus-per-trial")
-    parser.add_argument("--gpu-notebook-seeds", type=int, default=10,
-                        help="GPU mode: the notebook runs 1 and this many seeds a variant (a line through both, at 100)")
+    parser.add_argument(
+        "--gpu-notebook-seeds",
+        type=int,
+        default=10,
+        help="GPU mode: the notebook runs 1 and this many seeds a variant (a line through both, at 100)",
+    )
     parser.add_argument("--cpus-per-trial", type=float, default=1, help="GPU mode: memsweep's --cpus-per-trial")
     args = parser.parse_args()
     args.tune_seeds = args.tune_seeds if args.tune_seeds is not None else (2 if args.quick else 5)
     args.pairs = args.pairs if args.pairs is not None else (0 if args.quick else 3)
-    for flag, value, least in (("--pairs", args.pairs, 0), ("--tune-seeds", args.tune_seeds, 1),
-                               ("--gpu-notebook-seeds", args.gpu_notebook_seeds, 2)):
+    for flag, value, least in (
+        ("--pairs", args.pairs, 0),
+        ("--tune-seeds", args.tune_seeds, 1),
+        ("--gpu-notebook-seeds", args.gpu_notebook_seeds, 2),
+    ):
         if value < least:
             parser.error(f"{flag} {value}: must be {least} or more")
     for flag, value in (("--gpus-per-trial", args.gpus_per_trial), ("--cpus-per-trial", args.cpus_per_trial)):
@@ -475,14 +563,21 @@ def main() -> None:
         out = read_results(args.from_json, "benchmarks/run.py", table)
         return print(table(out))
     cores = os.cpu_count() or 1
-    out: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "cores": cores,
-                 "torch": torch.__version__, "command": "python benchmarks/run.py" + (" --quick" if args.quick else "")}
+    out: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "cores": cores,
+        "torch": torch.__version__,
+        "command": "python benchmarks/run.py" + (" --quick" if args.quick else ""),
+    }
     out["hardware"] = hardware(cores)
     out["step"] = step_against_floor(out["hardware"]["matmul_gflops_1_thread"], args.quick)
     fc = fixed_cost(1 if args.quick else 3)
     out["fixed_cost"] = {key: (round(v, 2) if isinstance(v, float) else v) for key, v in fc.items()}
-    say(f"fixed cost: one-seed sweep {fc['one_seed_sweep_s']:.1f} s, bare Tune sweep {fc['tune_floor_s']:.1f} s, "
-        f"parts {fc['floor_s']:.1f} s")
+    say(
+        f"fixed cost: one-seed sweep {fc['one_seed_sweep_s']:.1f} s, bare Tune sweep {fc['tune_floor_s']:.1f} s, "
+        f"parts {fc['floor_s']:.1f} s"
+    )
     out["seeds"] = seed_curve((10, 100) if args.quick else (10, 30, 100, 300, 1000), fc["tune_floor_s"], cores)
     for seeds in (n for n in (30, 100) if n in out["seeds"] and args.pairs > 0):
         out[f"pairs_{seeds}"] = pairs(seeds, args.pairs)
@@ -506,8 +601,10 @@ def read_results(path: Path, program: str, check) -> dict:
             out["seeds"] = {int(seeds): row for seeds, row in out["seeds"].items()}  # JSON keys are strings
         check(out)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        sys.exit(f"{program}: --from-json {path}: not a results file of this benchmark "
-                 f"({type(exc).__name__}: {exc}); rerun the benchmark to get one")
+        sys.exit(
+            f"{program}: --from-json {path}: not a results file of this benchmark "
+            f"({type(exc).__name__}: {exc}); rerun the benchmark to get one"
+        )
     return out
 
 
@@ -517,8 +614,12 @@ def hardware(cores: int) -> dict:
     peak1, peak_all = matmul_peak(1), matmul_peak(cores)
     bw_dram = bandwidth(256 * 2**20)
     say(f"hardware: matmul {peak1:.0f} GFLOP/s (1 thread), {peak_all:.0f} ({cores}); {bw_dram:.0f} GB/s")
-    return {"matmul_gflops_1_thread": round(peak1, 1), f"matmul_gflops_{cores}_threads": round(peak_all, 1),
-            "dram_gbs_1_thread": round(bw_dram, 1), "last_level_cache_mib": budget.last_level_cache_bytes() // 2**20}
+    return {
+        "matmul_gflops_1_thread": round(peak1, 1),
+        f"matmul_gflops_{cores}_threads": round(peak_all, 1),
+        "dram_gbs_1_thread": round(bw_dram, 1),
+        "last_level_cache_mib": budget.last_level_cache_bytes() // 2**20,
+    }
 
 
 def step_against_floor(peak1: float, quick: bool) -> dict:
@@ -533,10 +634,15 @@ def step_against_floor(peak1: float, quick: bool) -> dict:
         bw = bandwidth(state // 2)  # y += x over two arrays: the pack's state in all
         t = measure_step(kk, repeats=3 if quick else 7)
         fl = step_floor(peak1, bw)
-        step[f"pack_{kk}"] = {"ms_per_seed_epoch": round(1e3 * t, 1), "floor_ms": round(1e3 * fl["floor_s"], 1),
-                              "flop_ms": round(1e3 * fl["flop_s"], 1), "byte_ms": round(1e3 * fl["byte_s"], 1),
-                              "state_in": f"{state / 2**20:.0f} MiB, {bw:.0f} GB/s", "state_gbs": round(bw, 1),
-                              "fraction_of_floor": round(fl["floor_s"] / t, 2)}
+        step[f"pack_{kk}"] = {
+            "ms_per_seed_epoch": round(1e3 * t, 1),
+            "floor_ms": round(1e3 * fl["floor_s"], 1),
+            "flop_ms": round(1e3 * fl["flop_s"], 1),
+            "byte_ms": round(1e3 * fl["byte_s"], 1),
+            "state_in": f"{state / 2**20:.0f} MiB, {bw:.0f} GB/s",
+            "state_gbs": round(bw, 1),
+            "fraction_of_floor": round(fl["floor_s"] / t, 2),
+        }
         say(f"step, pack of {kk}: {1e3 * t:.1f} ms, floor {1e3 * fl['floor_s']:.1f} ms")
     return step
 
@@ -552,12 +658,20 @@ def seed_curve(seed_counts: tuple[int, ...], tune_floor_s: float, cores: int) ->
         t_ms = run_memsweep(f"seeds={seeds}")
         eng = run_engine(seeds)
         floor = tune_floor_s + eng["seconds"] / cores
-        curve[seeds] = {"notebook_s": round(t_nb, 1), "memsweep_s": round(t_ms, 1), "engine_s": round(eng["seconds"], 1),
-                        "floor_s": round(floor, 1), "notebook/floor": round(t_nb / floor, 2),
-                        "engine_train_s": round(eng["train_seconds"], 1), "engine_pack_size": eng["pack_size"],
-                        "notebook/memsweep": round(t_nb / t_ms, 2)}
-        say(f"seeds {seeds}: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s, engine {eng['seconds']:.1f} s, "
-            f"floor {floor:.1f} s")
+        curve[seeds] = {
+            "notebook_s": round(t_nb, 1),
+            "memsweep_s": round(t_ms, 1),
+            "engine_s": round(eng["seconds"], 1),
+            "floor_s": round(floor, 1),
+            "notebook/floor": round(t_nb / floor, 2),
+            "engine_train_s": round(eng["train_seconds"], 1),
+            "engine_pack_size": eng["pack_size"],
+            "notebook/memsweep": round(t_nb / t_ms, 2),
+        }
+        say(
+            f"seeds {seeds}: notebook {t_nb:.1f} s, memsweep {t_ms:.1f} s, engine {eng['seconds']:.1f} s, "
+            f"floor {floor:.1f} s"
+        )
     return curve
 
 
@@ -584,6 +698,7 @@ def tune_contender(n1: int) -> dict:
 
 # --- the table --------------------------------------------------------------------------------
 
+
 def md_table(rows: list[tuple[str, str]], head: tuple[str, str] = ("measure", "result")) -> str:
     """Rows of (measure, result) as a markdown table."""
     lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
@@ -593,10 +708,15 @@ def md_table(rows: list[tuple[str, str]], head: tuple[str, str] = ("measure", "r
 def table(out: dict) -> str:
     """A run's results (results.json) as one markdown table."""
     hw, cores = out["hardware"], out["cores"]
-    rows = [("run", f"{out['date']}, {out['machine']}, torch {out['torch']}, `{out['command']}`"),
-            ("hardware", f"matmul {hw['matmul_gflops_1_thread']} GFLOP/s on 1 thread, "
-                         f"{hw.get(f'matmul_gflops_{cores}_threads', '-')} on {cores}; `y += x` "
-                         f"{hw['dram_gbs_1_thread']} GB/s over 256 MiB; last-level cache {hw['last_level_cache_mib']} MiB")]
+    rows = [
+        ("run", f"{out['date']}, {out['machine']}, torch {out['torch']}, `{out['command']}`"),
+        (
+            "hardware",
+            f"matmul {hw['matmul_gflops_1_thread']} GFLOP/s on 1 thread, "
+            f"{hw.get(f'matmul_gflops_{cores}_threads', '-')} on {cores}; `y += x` "
+            f"{hw['dram_gbs_1_thread']} GB/s over 256 MiB; last-level cache {hw['last_level_cache_mib']} MiB",
+        ),
+    ]
     return md_table(rows + _curve_rows(out) + _cost_rows(out) + _step_rows(out["step"]))
 
 
@@ -607,16 +727,23 @@ def _curve_rows(out: dict) -> list[tuple[str, str]]:
     per_seed = fig1_flops(PRESET) / PRESET.seeds
     rows = []
     for n, r in out["seeds"].items():
-        cell = (f"notebook {r['notebook_s']} s · memsweep {r['memsweep_s']} s · **{r['notebook/memsweep']:.2f}x** · "
-                f"engine alone {r['engine_s']} s · floor {r['floor_s']} s ({r['notebook/floor']:.2f}x)")
+        cell = (
+            f"notebook {r['notebook_s']} s · memsweep {r['memsweep_s']} s · **{r['notebook/memsweep']:.2f}x** · "
+            f"engine alone {r['engine_s']} s · floor {r['floor_s']} s ({r['notebook/floor']:.2f}x)"
+        )
         if fc.get("tune_floor_s") and peak_all:
             least = fc["tune_floor_s"] + per_seed * n / (peak_all * 1e9)
             cell += f" · any engine {least:.1f} s ({r['notebook_s'] / least:.2f}x)"
         rows.append((f"{n:,} seeds x {len(VARIANTS)}", cell))
     for n in (n for n in out["seeds"] if f"pairs_{n}" in out):
         pr = out[f"pairs_{n}"]
-        rows.append((f"pairs at {n:,} seeds, alternating", " · ".join(
-            f"{a} / {b} s ({q:.2f}x)" for a, b, q in pr["notebook_memsweep_ratio"]) + f" · median **{pr['median_ratio']:.2f}x**"))
+        rows.append(
+            (
+                f"pairs at {n:,} seeds, alternating",
+                " · ".join(f"{a} / {b} s ({q:.2f}x)" for a, b, q in pr["notebook_memsweep_ratio"])
+                + f" · median **{pr['median_ratio']:.2f}x**",
+            )
+        )
     if "t1000/t100" in out:
         rows.append(("memsweep t(1,000 seeds) / t(100 seeds)", str(out["t1000/t100"])))
     return rows
@@ -629,34 +756,64 @@ def _cost_rows(out: dict) -> list[tuple[str, str]]:
     tune = f"{tps['scaled_to_100_s']} s (line through {t1} s at {n1} and {t2} s at {n2} seeds)"
     if 100 in out["seeds"]:
         tune += f" · memsweep **{tps['scaled_to_100_s'] / out['seeds'][100]['memsweep_s']:.0f}x** faster"
-    rows = [("one Tune trial per seed, 100 seeds x 3", tune),
-            ("one-seed, one-variant sweep", f"{fc['one_seed_sweep_s']} s (median of "
-                                            f"{', '.join(map(str, fc.get('one_seed_sweep_runs', [])))})")]
+    rows = [
+        ("one Tune trial per seed, 100 seeds x 3", tune),
+        (
+            "one-seed, one-variant sweep",
+            f"{fc['one_seed_sweep_s']} s (median of {', '.join(map(str, fc.get('one_seed_sweep_runs', [])))})",
+        ),
+    ]
     if fc.get("tune_floor_s"):
-        rows.append(("bare one-trial Tune sweep", f"{fc['tune_floor_s']} s (fastest of "
-                                                  f"{', '.join(map(str, fc['bare_tune_runs']))})"))
-    rows.append(("parts of any sweep that starts Ray (fastest each)",
-                 f"imports {fc['python_and_ray_import_s']} s + `ray.init` {fc['ray_init_s']} s + a process importing "
-                 f"torch {fc['trial_torch_import_s']} s = {fc['floor_s']} s"))
+        rows.append(
+            (
+                "bare one-trial Tune sweep",
+                f"{fc['tune_floor_s']} s (fastest of {', '.join(map(str, fc['bare_tune_runs']))})",
+            )
+        )
+    rows.append(
+        (
+            "parts of any sweep that starts Ray (fastest each)",
+            f"imports {fc['python_and_ray_import_s']} s + `ray.init` {fc['ray_init_s']} s + a process importing "
+            f"torch {fc['trial_torch_import_s']} s = {fc['floor_s']} s",
+        )
+    )
     return rows
 
 
 def _step_rows(step: dict) -> list[tuple[str, str]]:
     """A row per pack size: the step per seed-epoch, 1 thread, against its floor."""
-    return [(f"step, {name.replace('_', ' of ')} ({s['state_in']})",
-             f"{s['ms_per_seed_epoch']} ms a seed-epoch · floor {s['floor_ms']} ms (FLOPs {s['flop_ms']}, bytes "
-             f"{s['byte_ms']}) · **{s['fraction_of_floor']:.0%}** of the floor") for name, s in step.items()]
+    return [
+        (
+            f"step, {name.replace('_', ' of ')} ({s['state_in']})",
+            f"{s['ms_per_seed_epoch']} ms a seed-epoch · floor {s['floor_ms']} ms (FLOPs {s['flop_ms']}, bytes "
+            f"{s['byte_ms']}) · **{s['fraction_of_floor']:.0%}** of the floor",
+        )
+        for name, s in step.items()
+    ]
 
 
 def plot(curve: dict) -> None:
     import plotly.graph_objects as go
 
     seeds = list(curve)
-    fig = go.Figure([go.Scatter(x=seeds, y=[curve[s][k] for s in seeds], name=name, mode="lines+markers")
-                     for k, name in (("notebook_s", "notebook loop"), ("memsweep_s", "memsweep end to end"),
-                                     ("floor_s", "floor (bare Tune sweep + engine / cores)"))])
-    fig.update_layout(title="Digits fig1 (3 variants): seconds against seeds", xaxis_type="log", yaxis_type="log",
-                      xaxis_title="seeds per variant", yaxis_title="seconds", template="plotly_white")
+    fig = go.Figure(
+        [
+            go.Scatter(x=seeds, y=[curve[s][k] for s in seeds], name=name, mode="lines+markers")
+            for k, name in (
+                ("notebook_s", "notebook loop"),
+                ("memsweep_s", "memsweep end to end"),
+                ("floor_s", "floor (bare Tune sweep + engine / cores)"),
+            )
+        ]
+    )
+    fig.update_layout(
+        title="Digits fig1 (3 variants): seconds against seeds",
+        xaxis_type="log",
+        yaxis_type="log",
+        xaxis_title="seeds per variant",
+        yaxis_title="seconds",
+        template="plotly_white",
+    )
     fig.write_html(HERE / "seeds_curve.html", include_plotlyjs="cdn")
 
 

@@ -51,13 +51,16 @@ def write_store(results: str, fragments: int) -> float:
     spec = presets.resolve("fig1-difficulty", "digits", [f"seeds={fragments}", "variants=[real]", "trial_size=1"])
     plans = planner.expand(spec, 1)
     store = Store(results, spec.name)
-    store.write_manifest(spec.model_dump(), spec.hash(), {"preset": spec.name, "args": []},
-                         plan=[p.to_dict() for p in plans])
+    store.write_manifest(
+        spec.model_dump(), spec.hash(), {"preset": spec.name, "args": []}, plan=[p.to_dict() for p in plans]
+    )
     start = time.perf_counter()
     for plan in plans:
-        store.write_fragment(plan.fragment, {"epochs": tiny_table("epochs", 4, plan.fragment),
-                                             "trials": tiny_table("trials", 1, plan.fragment)},
-                             {"sweep": spec.name, "fragment": plan.fragment})
+        store.write_fragment(
+            plan.fragment,
+            {"epochs": tiny_table("epochs", 4, plan.fragment), "trials": tiny_table("trials", 1, plan.fragment)},
+            {"sweep": spec.name, "fragment": plan.fragment},
+        )
     return time.perf_counter() - start
 
 
@@ -77,11 +80,15 @@ def main() -> None:
         sys.exit(f"benchmarks/store_scale.py: --fragments {args.fragments}: must be 1 or more")
     with tempfile.TemporaryDirectory() as results:
         write_s = write_store(results, args.fragments)
-        out = {"date": time.strftime("%Y-%m-%d %H:%M"), "fragments": args.fragments,
-               "write_s": round(write_s, 1), "write_ms_per_fragment": round(write_s / args.fragments * 1e3, 1),
-               "status_s": timed("status", "fig1-difficulty", "--results", results),
-               "verify_s": timed("verify", "fig1-difficulty", "--results", results),
-               "ls_s": timed("ls", "--results", results)}
+        out = {
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "fragments": args.fragments,
+            "write_s": round(write_s, 1),
+            "write_ms_per_fragment": round(write_s / args.fragments * 1e3, 1),
+            "status_s": timed("status", "fig1-difficulty", "--results", results),
+            "verify_s": timed("verify", "fig1-difficulty", "--results", results),
+            "ls_s": timed("ls", "--results", results),
+        }
     (HERE / "store_scale.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
 

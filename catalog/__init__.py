@@ -37,15 +37,18 @@ class Arch:
     colour: str
 
 
-ARCHITECTURES: dict[str, Arch] = {a.name: a for a in (
-    Arch("mlp1", 0.01, False, 1_209_866, "#56B4E9"),
-    Arch("mlp3", 0.01, False, 1_735_178, "#0072B2"),
-    Arch("alexnet", 0.01, True, 1_387_786, "#E69F00"),
-    Arch("inception", 0.1, True, 1_652_826, "#009E73"),
-    Arch("inception_nobn", 0.01, True, 1_649_402, "#D55E00"),
-    Arch("wrn", 0.1, True, 369_498, "#CC79A7"),
-    Arch("cnn", 0.01, True, 2_322_386, "#000000"),
-)}
+ARCHITECTURES: dict[str, Arch] = {
+    a.name: a
+    for a in (
+        Arch("mlp1", 0.01, False, 1_209_866, "#56B4E9"),
+        Arch("mlp3", 0.01, False, 1_735_178, "#0072B2"),
+        Arch("alexnet", 0.01, True, 1_387_786, "#E69F00"),
+        Arch("inception", 0.1, True, 1_652_826, "#009E73"),
+        Arch("inception_nobn", 0.01, True, 1_649_402, "#D55E00"),
+        Arch("wrn", 0.1, True, 369_498, "#CC79A7"),
+        Arch("cnn", 0.01, True, 2_322_386, "#000000"),
+    )
+}
 ARCHS = tuple(ARCHITECTURES)
 DEFAULT_LR = {a.name: a.lr for a in ARCHITECTURES.values()}
 PAPER_INPUT = (3, 28, 28)  # the input `Arch.params` is counted on
@@ -66,20 +69,24 @@ class Kind:
     colour: str
 
 
-KIND_TABLE: dict[str, Kind] = {k.name: k for k in (
-    Kind("real", False, False, "#0072B2"),  # the true images and labels
-    Kind("randX", True, True, "#E69F00"),  # a fraction p of the training images replaced by Gaussian noise
-    Kind("randY", True, False, "#009E73"),  # a fraction p of the training labels replaced by random ones
-    Kind("gaussian", False, True, "#CC79A7"),  # every image Gaussian noise of the data's mean and variance
-    Kind("shuffled_pixels", False, True, "#56B4E9"),  # one fixed pixel permutation for every image
-    Kind("random_pixels", False, True, "#D55E00"),  # a different random permutation for every image
-)}
+KIND_TABLE: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("real", False, False, "#0072B2"),  # the true images and labels
+        Kind("randX", True, True, "#E69F00"),  # a fraction p of the training images replaced by Gaussian noise
+        Kind("randY", True, False, "#009E73"),  # a fraction p of the training labels replaced by random ones
+        Kind("gaussian", False, True, "#CC79A7"),  # every image Gaussian noise of the data's mean and variance
+        Kind("shuffled_pixels", False, True, "#56B4E9"),  # one fixed pixel permutation for every image
+        Kind("random_pixels", False, True, "#D55E00"),  # a different random permutation for every image
+    )
+}
 KINDS = tuple(KIND_TABLE)
 
 
 def _unknown(kind: str) -> ValueError:
-    return ValueError(f"unknown corruption {kind!r} (allowed: {', '.join(KINDS)}, "
-                      "with ':p' for randX and randY, e.g. randY:0.3)")
+    return ValueError(
+        f"unknown corruption {kind!r} (allowed: {', '.join(KINDS)}, with ':p' for randX and randY, e.g. randY:0.3)"
+    )
 
 
 @dataclass(frozen=True)
@@ -148,14 +155,17 @@ class Dataset:
     test_size: int
 
 
-DATASET_TABLE: dict[str, Dataset] = {d.name: d for d in (
-    Dataset("digits", (1, 8, 8), 10, 1437, 360),  # scikit-learn's 8x8 digits, 80/20 split
-    Dataset("cifar10", (3, 32, 32), 10, 50_000, 10_000),
-    Dataset("synthetic", (3, 32, 32), 10, 50_000, 10_000),  # CIFAR-shaped uniform noise for speed tests
-    Dataset("fashion-mnist", (1, 28, 28), 10, 60_000, 10_000),  # Xiao et al. 2017; Debian: dataset-fashion-mnist
-    Dataset("mnist", (1, 28, 28), 10, 60_000, 10_000),
-    Dataset("kmnist", (1, 28, 28), 10, 60_000, 10_000),
-)}
+DATASET_TABLE: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset("digits", (1, 8, 8), 10, 1437, 360),  # scikit-learn's 8x8 digits, 80/20 split
+        Dataset("cifar10", (3, 32, 32), 10, 50_000, 10_000),
+        Dataset("synthetic", (3, 32, 32), 10, 50_000, 10_000),  # CIFAR-shaped uniform noise for speed tests
+        Dataset("fashion-mnist", (1, 28, 28), 10, 60_000, 10_000),  # Xiao et al. 2017; Debian: dataset-fashion-mnist
+        Dataset("mnist", (1, 28, 28), 10, 60_000, 10_000),
+        Dataset("kmnist", (1, 28, 28), 10, 60_000, 10_000),
+    )
+}
 DATASETS = tuple(DATASET_TABLE)
 NORMALIZATIONS = ("dataset", "per_image")
 
@@ -167,8 +177,10 @@ LASS_ALPHA, LASS_BETA, LASS_R, LASS_ITERS = 0.25 / 255, 0.2 / 255, 30 / 255, 20
 # to dark (p = 1): blues for random labels, oranges for random inputs.
 # The lightest step is still visible on a white page (a reviewer found #C6DBEF faint).
 LEVEL_SCALE = ("#9ECAE1", "#6BAED6", "#4292C6", "#2171B5", "#08519C", "#08306B", "#041E42")
-LEVEL_SCALES = {"randY": LEVEL_SCALE,
-                "randX": ("#FDAE6B", "#FD8D3C", "#F16913", "#D94801", "#A63603", "#7F2704", "#4D1702")}
+LEVEL_SCALES = {
+    "randY": LEVEL_SCALE,
+    "randX": ("#FDAE6B", "#FD8D3C", "#F16913", "#D94801", "#A63603", "#7F2704", "#4D1702"),
+}
 
 
 # The colours of what is not a kind, level or architecture, shared by every figure.

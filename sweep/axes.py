@@ -34,8 +34,23 @@ MAX_POINTS = 1_000  # points (grid x samples) in one sweep
 # The SGD hyperparameters a member of a pack can have on its own: spec key -> engine.HYPER name.
 MEMBER_KEYS = {**{f"optimizer.{n}": n for n in SGD_HYPER}, **{f"regularizers.{n}": n for n in REGULARIZERS}}
 # The study's own axes and the keys that say what and where the sweep is: never a grid axis.
-STUDY_KEYS = ("name", "description", "engine", "dataset", "seed", "seeds", "variants", "ratios", "archs",
-              "corruptions", "grid", "sample", "pack_size", "trial_size", "memory_budget_gb")
+STUDY_KEYS = (
+    "name",
+    "description",
+    "engine",
+    "dataset",
+    "seed",
+    "seeds",
+    "variants",
+    "ratios",
+    "archs",
+    "corruptions",
+    "grid",
+    "sample",
+    "pack_size",
+    "trial_size",
+    "memory_budget_gb",
+)
 
 
 class Distribution(BaseModel):
@@ -102,8 +117,10 @@ def check(grid: dict[str, list[Any]], sample: Sample | None, study: tuple[str, .
     checked as the spec they make, by the spec.)"""
     for key in keys_of(grid, sample):
         if key.split(".")[0] in (*STUDY_KEYS, *study):
-            raise ValueError(f"{key!r} is the study's own axis or identity, not a hyperparameter (not "
-                             f"allowed as an axis: {', '.join(STUDY_KEYS)}; change it with --set {key}=...)")
+            raise ValueError(
+                f"{key!r} is the study's own axis or identity, not a hyperparameter (not "
+                f"allowed as an axis: {', '.join(STUDY_KEYS)}; change it with --set {key}=...)"
+            )
     empty = [k for k, v in grid.items() if not isinstance(v, list) or not v]
     if empty:
         raise ValueError(f"grid axis {empty[0]!r} needs a non-empty list of values, got {grid[empty[0]]!r}")
@@ -119,8 +136,10 @@ def check(grid: dict[str, list[Any]], sample: Sample | None, study: tuple[str, .
         raise ValueError(f"{both[0]!r} is both a grid axis and sampled: give it once")
     count = math.prod(len(v) for v in grid.values()) * (sample.samples if sample else 1)
     if count > MAX_POINTS:
-        raise ValueError(f"the axes make {count:,} points, more than the {MAX_POINTS:,} allowed in one sweep "
-                         "(fewer values, or random samples instead of a grid)")
+        raise ValueError(
+            f"the axes make {count:,} points, more than the {MAX_POINTS:,} allowed in one sweep "
+            "(fewer values, or random samples instead of a grid)"
+        )
 
 
 def member_part(point: dict[str, Any]) -> dict[str, Any]:
@@ -153,8 +172,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 def label(point: dict[str, Any]) -> str:
     """A point as a name part: 'lr0.01-hidden512x512' (each key by its last part)."""
-    return _UNSAFE.sub("_", "-".join(f"{key.split('.')[-1].replace('_', '')}{_text(value)}"
-                                     for key, value in point.items()))
+    return _UNSAFE.sub(
+        "_", "-".join(f"{key.split('.')[-1].replace('_', '')}{_text(value)}" for key, value in point.items())
+    )
 
 
 def _text(value: Any) -> str:

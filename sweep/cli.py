@@ -26,8 +26,11 @@ EXIT_USAGE = 2
 SWEEP_HELP = "the sweep's name: its preset's, or what `sweep launch --name` gave it (see `sweep ls`)"
 # Connecting to a cluster (--address): one attempt of ~20 s, not Ray's default 20 attempts of ~41 s
 # each (~14 minutes) when the address answers but is not a Ray head.
-CONNECT_ENV = {"RAY_NUM_REDIS_GET_RETRIES": "1", "RAY_gcs_rpc_server_connect_timeout_s": "5",
-               "RAY_py_gcs_connect_timeout_s": "10"}
+CONNECT_ENV = {
+    "RAY_NUM_REDIS_GET_RETRIES": "1",
+    "RAY_gcs_rpc_server_connect_timeout_s": "5",
+    "RAY_py_gcs_connect_timeout_s": "10",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,11 +51,20 @@ def _finite(text: str) -> float:
 
 def _add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("preset", help="preset name (see `sweep list`)")
-    p.add_argument("--dataset", help="data set: " + ", ".join(specs.DATASET_SHAPES)
-                   + " (default: the preset's, cifar10 for the papers' presets; digits runs offline)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec key (dotted, YAML value), e.g. --set seeds=8 "
-                        "--set model.hidden=[512,512]; repeatable")
+    p.add_argument(
+        "--dataset",
+        help="data set: "
+        + ", ".join(specs.DATASET_SHAPES)
+        + " (default: the preset's, cifar10 for the papers' presets; digits runs offline)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key (dotted, YAML value), e.g. --set seeds=8 --set model.hidden=[512,512]; repeatable",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,44 +78,78 @@ def build_parser() -> argparse.ArgumentParser:
 
     launch = sub.add_parser("launch", help="run a preset on an embedded local Ray or a cluster")
     _add_spec_args(launch)
-    launch.add_argument("--name", default=None,
-                        help="the sweep's name, its folder in the results location (default: the preset's); "
-                             "lets one location hold several configurations of a preset")
-    launch.add_argument("--data-root", default=None,
-                        help="folder holding (or receiving) data set files, e.g. cifar-10-batches-py "
-                             "(default: $MEMSWEEP_DATA or ~/.cache/memsweep/data)")
-    launch.add_argument("--results", default="results",
-                        help="results location: a folder or a URI such as s3://bucket/prefix "
-                             "(default: ./results); the sweep goes in <results>/<name>/")
-    launch.add_argument("--address", default=None,
-                        help="an existing Ray cluster ('auto' or ray://host:port); "
-                             "default: start and stop an embedded local Ray")
-    launch.add_argument("--cpus-per-trial", type=_finite, default=1.0, metavar="N",
-                        help="CPUs per trial (default 1: one trial per core; a trial's torch threads follow it)")
-    launch.add_argument("--gpus-per-trial", type=_finite, default=0.0, metavar="F",
-                        help="GPU fraction per trial, e.g. 0.25 packs four trials on a GPU")
+    launch.add_argument(
+        "--name",
+        default=None,
+        help="the sweep's name, its folder in the results location (default: the preset's); "
+        "lets one location hold several configurations of a preset",
+    )
+    launch.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding (or receiving) data set files, e.g. cifar-10-batches-py "
+        "(default: $MEMSWEEP_DATA or ~/.cache/memsweep/data)",
+    )
+    launch.add_argument(
+        "--results",
+        default="results",
+        help="results location: a folder or a URI such as s3://bucket/prefix "
+        "(default: ./results); the sweep goes in <results>/<name>/",
+    )
+    launch.add_argument(
+        "--address",
+        default=None,
+        help="an existing Ray cluster ('auto' or ray://host:port); default: start and stop an embedded local Ray",
+    )
+    launch.add_argument(
+        "--cpus-per-trial",
+        type=_finite,
+        default=1.0,
+        metavar="N",
+        help="CPUs per trial (default 1: one trial per core; a trial's torch threads follow it)",
+    )
+    launch.add_argument(
+        "--gpus-per-trial",
+        type=_finite,
+        default=0.0,
+        metavar="F",
+        help="GPU fraction per trial, e.g. 0.25 packs four trials on a GPU",
+    )
     mode = launch.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true",
-                      help="finish the trials missing from an existing sweep with the same spec")
-    mode.add_argument("--overwrite", action="store_true",
-                      help="delete the existing sweep at the location and start again")
+    mode.add_argument(
+        "--resume", action="store_true", help="finish the trials missing from an existing sweep with the same spec"
+    )
+    mode.add_argument(
+        "--overwrite", action="store_true", help="delete the existing sweep at the location and start again"
+    )
     status = sub.add_parser("status", help="per cell: seeds done, damaged, running, interrupted, failed, not started")
-    status.add_argument("preset", metavar="SWEEP", nargs="?", default=None,
-                        help=SWEEP_HELP + "; without it, the sweeps stored there (as `sweep ls`)")
+    status.add_argument(
+        "preset",
+        metavar="SWEEP",
+        nargs="?",
+        default=None,
+        help=SWEEP_HELP + "; without it, the sweeps stored there (as `sweep ls`)",
+    )
     status.add_argument("--results", default="results", help="results location (default: ./results)")
 
     verify = sub.add_parser("verify", help="read every stored file in full; list damaged fragments (exit 1)")
     verify.add_argument("preset", metavar="SWEEP", help=SWEEP_HELP)
     verify.add_argument("--results", default="results", help="results location (default: ./results)")
-    verify.add_argument("--repair", action="store_true",
-                        help="mark damaged trials not done, so that `sweep launch ... --resume` runs them again")
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="mark damaged trials not done, so that `sweep launch ... --resume` runs them again",
+    )
 
     report = sub.add_parser("report", help="write a self-contained HTML report of a sweep's results")
     report.add_argument("preset", metavar="SWEEP", help=SWEEP_HELP)
     report.add_argument("--results", default="results", help="results location (default: ./results)")
-    report.add_argument("--out", default=None,
-                        help="HTML file to write (default: <results>/<sweep>/report.html, or "
-                             "./<sweep>-report.html when the results are at a URI)")
+    report.add_argument(
+        "--out",
+        default=None,
+        help="HTML file to write (default: <results>/<sweep>/report.html, or "
+        "./<sweep>-report.html when the results are at a URI)",
+    )
     report.add_argument("--data-root", default=None, help="where the data set's files are, for the galleries")
     ls = sub.add_parser("ls", help="the sweeps in a results location: trials, rows, size, last write")
     ls.add_argument("--results", default="results", help="results location (default: ./results)")
@@ -112,8 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     if specs is None:
-        print(f"sweep: error: running sweeps needs the training stack ({MISSING.name} is not installed): "
-              "pip install 'memsweep[train]'; reading results needs only `analysis`", file=sys.stderr)
+        print(
+            f"sweep: error: running sweeps needs the training stack ({MISSING.name} is not installed): "
+            "pip install 'memsweep[train]'; reading results needs only `analysis`",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if argv is None and hasattr(signal, "SIGPIPE"):  # `sweep status | head`: stop quietly, as other tools do
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -122,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = getattr(args, "results", None)
         if results and "://" not in results and Path(results).expanduser().is_file():
-            raise _UserError(f"--results {results} is a file, not a results folder or URI (pass a folder, "
-                             "or leave it out for ./results)")
+            raise _UserError(
+                f"--results {results} is a file, not a results folder or URI (pass a folder, "
+                "or leave it out for ./results)"
+            )
         if args.command == "list":
             return _list()
         if args.command == "ls":
@@ -143,11 +194,16 @@ def main(argv: list[str] | None = None) -> int:
                 from sweep.axes import labels
 
                 names = labels(spec.points())
-                print(f"# {len(names)} hyperparameter points: " + ", ".join(names[:20])
-                      + (f", ... ({len(names) - 20} more)" if len(names) > 20 else ""))
+                print(
+                    f"# {len(names)} hyperparameter points: "
+                    + ", ".join(names[:20])
+                    + (f", ... ({len(names) - 20} more)" if len(names) > 20 else "")
+                )
             slots = max(1, len(os.sched_getaffinity(0)))
-            print(f"# {describe(planner.expand(spec, slots), spec)}; spec hash {spec.hash()} (the plan on this "
-                  f"machine, {slots} CPUs at 1 a trial: a launch sizes trials to its cluster)")
+            print(
+                f"# {describe(planner.expand(spec, slots), spec)}; spec hash {spec.hash()} (the plan on this "
+                f"machine, {slots} CPUs at 1 a trial: a launch sizes trials to its cluster)"
+            )
             return 0
         return _launch(args, spec)
     except (specs.SpecError, _UserError) as exc:
@@ -170,9 +226,12 @@ def _no_sweep(args: argparse.Namespace) -> _UserError:
         there = sweeps(args.results)
     except Exception:  # noqa: BLE001 - the listing is a hint; the error stands without it
         there = []
-    hint = (f"sweeps there: {', '.join(there)}" if there else "no sweeps there")
-    launch = (f"`sweep launch {args.preset}{_at(args)}` first" if args.preset in presets.preset_names()
-              else "`sweep ls --results DIR` lists a location's sweeps")
+    hint = f"sweeps there: {', '.join(there)}" if there else "no sweeps there"
+    launch = (
+        f"`sweep launch {args.preset}{_at(args)}` first"
+        if args.preset in presets.preset_names()
+        else "`sweep ls --results DIR` lists a location's sweeps"
+    )
     return _UserError(f"no sweep {args.preset!r} at {args.results} ({hint}); {launch}")
 
 
@@ -202,14 +261,18 @@ def _resume(args: argparse.Namespace) -> str:
 
     manifest = _stored_manifest(args)
     known = manifest is not None and launch_args_known(manifest)
-    return (f"`{_relaunch(args, manifest)} --resume{_at(args)}`"
-            + ("" if known else " (with the launch's --dataset and --set arguments)"))
+    return f"`{_relaunch(args, manifest)} --resume{_at(args)}`" + (
+        "" if known else " (with the launch's --dataset and --set arguments)"
+    )
 
 
 def _report_command(args, spec) -> str:
     """The `sweep report` line for this sweep: --results only where it is not the default."""
-    return (f"sweep report {spec.name}" + (f" --results {shlex.quote(args.results)}" if args.results != "results" else "")
-            + (f" --data-root {shlex.quote(args.data_root)}" if args.data_root else ""))
+    return (
+        f"sweep report {spec.name}"
+        + (f" --results {shlex.quote(args.results)}" if args.results != "results" else "")
+        + (f" --data-root {shlex.quote(args.data_root)}" if args.data_root else "")
+    )
 
 
 def _overrides(args) -> list[str]:
@@ -227,8 +290,7 @@ def _overrides(args) -> list[str]:
 
 def _spec_args(args: argparse.Namespace) -> list[str]:
     """The command line's --dataset and --set arguments, as given."""
-    return ([*(["--dataset", args.dataset] if args.dataset else []),
-             *(a for o in args.overrides for a in ("--set", o))])
+    return [*(["--dataset", args.dataset] if args.dataset else []), *(a for o in args.overrides for a in ("--set", o))]
 
 
 def _ls(args: argparse.Namespace, hint: str | None = None) -> int:
@@ -277,22 +339,31 @@ def _launch(args: argparse.Namespace, spec: specs.Spec) -> int:
         launcher.check_address(args.address)
     named = args.data_root is not None
     if named and spec.dataset != "cifar10" and not Path(args.data_root).expanduser().is_dir():
-        raise _UserError(f"--data-root {args.data_root}: no such folder (pass a folder that exists, or leave "
-                         f"it out for the default {default_root()})")
+        raise _UserError(
+            f"--data-root {args.data_root}: no such folder (pass a folder that exists, or leave "
+            f"it out for the default {default_root()})"
+        )
     data_root = str(Path(args.data_root).expanduser()) if named else str(default_root())
     try:
         store = Store(args.results, spec.name)
         with store.lock(shlex.join(["sweep", *args.argv])):
             grow_ok = "seeds" in dict(presets.parse_override(o) for o in args.overrides)
             # First: a resume with other settings, or a plain launch into an unfinished sweep, says so.
-            intact = launcher.check_mode(store, spec, mode, grow_ok=grow_ok,
-                                         on_dataset=lambda name: presets.resolve(args.preset, name, _overrides(args)))
+            intact = launcher.check_mode(
+                store,
+                spec,
+                mode,
+                grow_ok=grow_ok,
+                on_dataset=lambda name: presets.resolve(args.preset, name, _overrides(args)),
+            )
             if intact is not None:  # the stored sweep, this spec: is anything left to run?
                 plans = planner.resume_plan(store.read_manifest(), spec, grow_ok=grow_ok)
                 if all(p.fragment in intact for p in plans):  # no data fetched, no trial started
                     store.drop_checkpoints(store.completed())
-                    print(f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
-                          f"stored); nothing to {'resume' if mode == 'resume' else 'run (--overwrite starts it again)'}")
+                    print(
+                        f"memsweep: {spec.name} at {store.uri} is complete ({len(plans)}/{len(plans)} trials "
+                        f"stored); nothing to {'resume' if mode == 'resume' else 'run (--overwrite starts it again)'}"
+                    )
                     print(f"memsweep: report with  {_report_command(args, spec)}")
                     return 0
             ensure_available(spec.dataset, data_root, create_root=not named)  # a named folder is never created
@@ -307,37 +378,59 @@ def _run(args: argparse.Namespace, spec: specs.Spec, store, data_root: str, mode
         from sweep import launcher  # imports Ray: seconds in which a Ctrl-C lands here too
 
         result = launcher.launch(
-            spec, store, data_root=data_root,
-            mode=mode, address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-            preset=args.preset, grow_ok=grow_ok, spec_args=_spec_args(args))
+            spec,
+            store,
+            data_root=data_root,
+            mode=mode,
+            address=args.address,
+            cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+            preset=args.preset,
+            grow_ok=grow_ok,
+            spec_args=_spec_args(args),
+        )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Tune took over (or after it ended)
         if _started(store):
-            print(f"sweep: error: interrupted before every trial finished; `{_same_with_resume(args.argv)}` "
-                  "finishes the sweep", file=sys.stderr)
+            print(
+                f"sweep: error: interrupted before every trial finished; `{_same_with_resume(args.argv)}` "
+                "finishes the sweep",
+                file=sys.stderr,
+            )
         else:  # before the launch recorded anything: there is nothing to resume
-            print("sweep: error: interrupted before the sweep started; nothing was stored (launch it again)",
-                  file=sys.stderr)
+            print(
+                "sweep: error: interrupted before the sweep started; nothing was stored (launch it again)",
+                file=sys.stderr,
+            )
         return 130
 
     counts = {t: n for t, n in store.row_counts().items() if n}
     shown = store.uri if "://" in args.results else str(Path(args.results) / spec.name)
-    print(f"memsweep: {result.ran - len(result.missing)}/{result.ran} trials finished "
-          f"({result.skipped} already stored) in {result.wall_seconds:.1f} s")
+    print(
+        f"memsweep: {result.ran - len(result.missing)}/{result.ran} trials finished "
+        f"({result.skipped} already stored) in {result.wall_seconds:.1f} s"
+    )
     if counts:
         # The `trials` table has a row a model (seed x cell), not a row a Ray trial: say so beside the trial count.
-        print(f"memsweep: results in {store.uri}: " + ", ".join(
-            f"{t} {n:,} rows" + (" (one a model)" if t == "trials" else "") for t, n in counts.items()))
+        print(
+            f"memsweep: results in {store.uri}: "
+            + ", ".join(f"{t} {n:,} rows" + (" (one a model)" if t == "trials" else "") for t, n in counts.items())
+        )
         first, *rest = counts
-        print(f'memsweep: load with  pandas.read_parquet("{shown}/{first}")'
-              + (f"  (also {', '.join(rest)})" if rest else ""))
+        print(
+            f'memsweep: load with  pandas.read_parquet("{shown}/{first}")'
+            + (f"  (also {', '.join(rest)})" if rest else "")
+        )
         print(f"memsweep: report with  {_report_command(args, spec)}")
     else:
         print(f"memsweep: nothing stored yet at {store.uri}")
     if result.missing:
         why = "the run was interrupted" if result.interrupted else "they failed (see the errors above)"
         names = ", ".join(result.missing[:5]) + (", ..." if len(result.missing) > 5 else "")
-        print(f"sweep: error: {len(result.missing)} trials did not finish because {why}: {names}; "
-              f"`{_same_with_resume(args.argv)}` finishes them", file=sys.stderr)
+        print(
+            f"sweep: error: {len(result.missing)} trials did not finish because {why}: {names}; "
+            f"`{_same_with_resume(args.argv)}` finishes them",
+            file=sys.stderr,
+        )
         return 130 if result.interrupted else 1
     return 0
 
@@ -376,11 +469,12 @@ def _status(args: argparse.Namespace) -> int:
         print(f"damaged: {fragment}: {why}")
     running = store.holder()
     if running is not None:
-        print(f"(a launch is running now: pid {running.get('pid', '?')} on {running.get('host', '?')}, started "
-              f"{running.get('started', '?')}; `sweep status` again to follow it)")
+        print(
+            f"(a launch is running now: pid {running.get('pid', '?')} on {running.get('host', '?')}, started "
+            f"{running.get('started', '?')}; `sweep status` again to follow it)"
+        )
     elif totals["done"] < totals["seeds"]:
-        print(f"(after an interrupted launch, or to repair damaged trials, {_resume(args)} runs exactly "
-              "those again)")
+        print(f"(after an interrupted launch, or to repair damaged trials, {_resume(args)} runs exactly those again)")
     return 1 if damaged else 0
 
 
@@ -418,22 +512,27 @@ def _verify_locked(args: argparse.Namespace, store, planned: set[str]) -> int:
         print(f"damaged: {fragment}: {why}")
     for stray in strays:
         print(f"not a fragment: {stray} (memsweep did not write it; move it out of the table folder)")
-    print(f"memsweep: {len(done) - len(damaged)}/{len(done)} stored trials intact (every file's bytes and pages "
-          "checked)")
+    print(
+        f"memsweep: {len(done) - len(damaged)}/{len(done)} stored trials intact (every file's bytes and pages checked)"
+    )
     if damaged and args.repair:
         store.forget(set(damaged))
-        print(f"memsweep: {_n(len(damaged), 'damaged trial')} marked not done; {_resume(args)} runs exactly "
-              "them again")
+        print(f"memsweep: {_n(len(damaged), 'damaged trial')} marked not done; {_resume(args)} runs exactly them again")
     if strays:
-        print(f"sweep: error: {_n(len(strays), 'file')} in the table folders that memsweep did not write (e.g. "
-              f"{strays[0]}); Parquet readers of the folder would read them as this sweep's data: move them out",
-              file=sys.stderr)
+        print(
+            f"sweep: error: {_n(len(strays), 'file')} in the table folders that memsweep did not write (e.g. "
+            f"{strays[0]}); Parquet readers of the folder would read them as this sweep's data: move them out",
+            file=sys.stderr,
+        )
         return 1
     if damaged and args.repair:
         return 0
     if damaged:
-        print(f"sweep: error: {len(damaged)} damaged; `sweep verify {args.preset} --repair{_at(args)}` then "
-              f"{_resume(args)} runs exactly those trials again", file=sys.stderr)
+        print(
+            f"sweep: error: {len(damaged)} damaged; `sweep verify {args.preset} --repair{_at(args)}` then "
+            f"{_resume(args)} runs exactly those trials again",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -442,9 +541,15 @@ def _report(args: argparse.Namespace) -> int:
     from analysis import report
     from analysis.dynamics import MissingRows
 
-    out = Path(args.out) if args.out else (
-        Path(f"{args.preset}-report.html") if "://" in args.results
-        else Path(args.results) / args.preset / "report.html")
+    out = (
+        Path(args.out)
+        if args.out
+        else (
+            Path(f"{args.preset}-report.html")
+            if "://" in args.results
+            else Path(args.results) / args.preset / "report.html"
+        )
+    )
     from sweep.store import Store, StoreError
 
     try:
@@ -457,12 +562,16 @@ def _report(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise _UserError(str(exc)) from None
     if strays:
-        raise _UserError(f"{strays[0]} is not a fragment of this sweep (memsweep did not write it), and a table "
-                         f"folder's readers would read it as data: move it out of {strays[0].rsplit('/', 1)[0]}")
+        raise _UserError(
+            f"{strays[0]} is not a fragment of this sweep (memsweep did not write it), and a table "
+            f"folder's readers would read it as data: move it out of {strays[0].rsplit('/', 1)[0]}"
+        )
     if damaged:
         first, why = next(iter(damaged.items()))
-        raise _UserError(f"{_n(len(damaged), 'stored trial')} damaged (e.g. {first}: {why}); "
-                         f"{_resume(args)} runs them again, then report")
+        raise _UserError(
+            f"{_n(len(damaged), 'stored trial')} damaged (e.g. {first}: {why}); "
+            f"{_resume(args)} runs them again, then report"
+        )
     import pyarrow as pa
 
     try:
@@ -473,17 +582,22 @@ def _report(args: argparse.Namespace) -> int:
         raise _UserError(str(exc)) from None
     except (OSError, pa.ArrowException) as exc:  # damage inside a file that its footer does not show
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise _UserError(f"cannot read the stored results ({reason}); `sweep verify {args.preset} --repair{_at(args)}` "
-                         f"finds damaged trials and {_resume(args)} runs them "
-                         "again") from None
+        raise _UserError(
+            f"cannot read the stored results ({reason}); `sweep verify {args.preset} --repair{_at(args)}` "
+            f"finds damaged trials and {_resume(args)} runs them "
+            "again"
+        ) from None
     try:
         _replace(out, text)
     except OSError as exc:
         raise _UserError(f"cannot write report to {out}: {exc.strerror}") from None
     print(f"memsweep: report written to {out} ({len(text) / 2**20:.1f} MiB, self-contained; open it in a browser)")
     if report.NO_ESTIMATES in text:  # a subset sweep whose store cannot give them yet: say so here too
-        print("memsweep: warning: the report has no estimates for some sections (too few models or a partial "
-              "store); its banners say what is missing", file=sys.stderr)
+        print(
+            "memsweep: warning: the report has no estimates for some sections (too few models or a partial "
+            "store); its banners say what is missing",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -516,8 +630,9 @@ def _images(data_root: str | None, manifest: dict):
                 corruption = (c.kind, c.p, seeding.derive_seed(spec.seed, "corruption", variant))
         key = (dataset, split, corruption)
         if key not in cache:
-            cache[key] = display_images(dataset, split, data_root, corruption=corruption,
-                                        train_size=getattr(spec, "train_size", None))
+            cache[key] = display_images(
+                dataset, split, data_root, corruption=corruption, train_size=getattr(spec, "train_size", None)
+            )
         return cache[key]
 
     return images

@@ -35,8 +35,11 @@ def settings() -> None:
 # TensorBoard hint; memsweep prints its own progress lines). An environment that sets them wins.
 # Also its warning that keeping one checkpoint forces an experiment snapshot at each checkpoint
 # (it does, and they are small; the warning printed three lines per checkpoint).
-TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0",
-            "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+TUNE_ENV = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
 
 
 def stop() -> None:

@@ -40,41 +40,55 @@ class Job:
     corrupted: dict[str, np.ndarray]
     columns: dict[str, np.ndarray]  # per-member trials columns known before training
 
-
     def select(self, rows: range) -> Job:
         """The job of members `rows` only (a trial trains its members in packs, one after another):
         per-member values ((K, ...) arrays, lists) cut to those rows, shared ones kept."""
         idx = list(rows)
         m = self.members
-        members = engine.Members(init_seeds=[m.init_seeds[i] for i in idx], order_seeds=[m.order_seeds[i] for i in idx],
-                                 labels=None if m.labels is None else m.labels[idx],
-                                 subsets=None if m.subsets is None else m.subsets[idx],
-                                 hyper={n: [v[i] for i in idx] for n, v in m.hyper.items()})
+        members = engine.Members(
+            init_seeds=[m.init_seeds[i] for i in idx],
+            order_seeds=[m.order_seeds[i] for i in idx],
+            labels=None if m.labels is None else m.labels[idx],
+            subsets=None if m.subsets is None else m.subsets[idx],
+            hyper={n: [v[i] for i in idx] for n, v in m.hyper.items()},
+        )
 
         def per_member(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             return {s: (v[idx] if np.ndim(v) == 2 else v) for s, v in splits.items()}
 
-        return Job(self.data, members, self.arch, self.arch_label, [self.keys[i] for i in idx],
-                   [self.seeds[i] for i in idx], per_member(self.labels), self.true_labels,
-                   per_member(self.corrupted), {c: np.asarray(v)[idx] for c, v in self.columns.items()})
+        return Job(
+            self.data,
+            members,
+            self.arch,
+            self.arch_label,
+            [self.keys[i] for i in idx],
+            [self.seeds[i] for i in idx],
+            per_member(self.labels),
+            self.true_labels,
+            per_member(self.corrupted),
+            {c: np.asarray(v)[idx] for c, v in self.columns.items()},
+        )
 
 
-def _identity_columns(members: engine.Members, corruptions: list[Corruption], n_corrupted,
-                      corruption_seeds: list[int]) -> dict[str, np.ndarray]:
+def _identity_columns(
+    members: engine.Members, corruptions: list[Corruption], n_corrupted, corruption_seeds: list[int]
+) -> dict[str, np.ndarray]:
     """The trials columns that say what each member is: its corruption, seeds and corrupted count."""
-    return {"corruption_kind": np.asarray([c.kind for c in corruptions]),
-            "corruption_p": np.asarray([c.p for c in corruptions], dtype=np.float64),
-            "n_corrupted": np.asarray(n_corrupted, dtype=np.int64),
-            "init_seed": np.asarray(members.init_seeds, dtype=np.uint64),
-            "order_seed": np.asarray(members.order_seeds, dtype=np.uint64),
-            "corruption_seed": np.asarray(corruption_seeds, dtype=np.uint64)}
+    return {
+        "corruption_kind": np.asarray([c.kind for c in corruptions]),
+        "corruption_p": np.asarray([c.p for c in corruptions], dtype=np.float64),
+        "n_corrupted": np.asarray(n_corrupted, dtype=np.int64),
+        "init_seed": np.asarray(members.init_seeds, dtype=np.uint64),
+        "order_seed": np.asarray(members.order_seeds, dtype=np.uint64),
+        "corruption_seed": np.asarray(corruption_seeds, dtype=np.uint64),
+    }
 
 
 def subset_of(spec: SubsetSpec, ratio: float, s: int, n: int) -> np.ndarray:
     """Training indices (sorted) that model `s` of `ratio` trains on: the rule in SubsetSpec's
     docstring. The store keeps them (members table); this only draws them."""
     rng = np.random.default_rng(derive_seed(spec.seed, "subset", f"{ratio:g}:{s}"))
-    return np.sort(rng.permutation(n)[:round(ratio * n)])
+    return np.sort(rng.permutation(n)[: round(ratio * n)])
 
 
 def prepare_subsets(spec: SubsetSpec, plan: TrialPlan, data_root: str, device: torch.device) -> Job:
@@ -87,20 +101,33 @@ def prepare_subsets(spec: SubsetSpec, plan: TrialPlan, data_root: str, device: t
     c = spec.corruption_of(plan.variant)
     corruption_seed = derive_seed(spec.seed, "corruption", "labels")
     data, mask = corruption.apply(data, c.kind, c.p, corruption_seed)
-    ratio = next(r for r in spec.ratios
-                 if plan.cell == spec.cell_of(r) or plan.cell.startswith(spec.cell_of(r) + "-"))
+    ratio = next(r for r in spec.ratios if plan.cell == spec.cell_of(r) or plan.cell.startswith(spec.cell_of(r) + "-"))
     seeds = [s for _, _, s in plan.models()]
     n, k = len(data.train), len(seeds)
     subsets = np.stack([subset_of(spec, ratio, s, n) for s in seeds])
-    members = engine.Members(init_seeds=[derive_seed(spec.seed, "init", f"{plan.cell}:{s}") for s in seeds],
-                             order_seeds=[derive_seed(spec.seed, "order", f"{plan.cell}:{s}") for s in seeds],
-                             subsets=torch.as_tensor(subsets, device=device))
+    members = engine.Members(
+        init_seeds=[derive_seed(spec.seed, "init", f"{plan.cell}:{s}") for s in seeds],
+        order_seeds=[derive_seed(spec.seed, "order", f"{plan.cell}:{s}") for s in seeds],
+        subsets=torch.as_tensor(subsets, device=device),
+    )
     mask = mask.cpu().numpy()
-    columns = {**_identity_columns(members, [c] * k, [mask.sum()] * k, [corruption_seed] * k),
-               "subset_ratio": np.full(k, ratio), "subset_size": np.full(k, subsets.shape[1], dtype=np.int32)}
-    return Job(data, members, spec.arch, spec.arch_label, [{"cell": c, "variant": v} for c, v, _ in plan.models()], seeds,
-               {"train": data.train.y.cpu().numpy(), "test": clean["test"]}, clean,
-               {"train": mask, "test": np.zeros(len(clean["test"]), dtype=bool)}, columns)
+    columns = {
+        **_identity_columns(members, [c] * k, [mask.sum()] * k, [corruption_seed] * k),
+        "subset_ratio": np.full(k, ratio),
+        "subset_size": np.full(k, subsets.shape[1], dtype=np.int32),
+    }
+    return Job(
+        data,
+        members,
+        spec.arch,
+        spec.arch_label,
+        [{"cell": c, "variant": v} for c, v, _ in plan.models()],
+        seeds,
+        {"train": data.train.y.cpu().numpy(), "test": clean["test"]},
+        clean,
+        {"train": mask, "test": np.zeros(len(clean["test"]), dtype=bool)},
+        columns,
+    )
 
 
 def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -> Job:
@@ -111,8 +138,9 @@ def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -
         if spec.train_size is not None:
             data = data.subset_train(spec.train_size)
     else:
-        data = datasets.load(spec.dataset, data_root, device, normalize=spec.preprocess.normalize,
-                             crop=spec.preprocess.crop)
+        data = datasets.load(
+            spec.dataset, data_root, device, normalize=spec.preprocess.normalize, crop=spec.preprocess.crop
+        )
         if spec.train_size is not None:
             data = data.subset_train(spec.train_size)
         if spec.validation.size:  # carved before any corruption, one fixed draw: every cell holds out the same
@@ -139,15 +167,18 @@ def prepare(spec: Spec, plan: TrialPlan, data_root: str, device: torch.device) -
         data, val_mask = corruption.apply_to_validation(data, c.kind, c.p, derive_seed(spec.seed, "val-corruption", 0))
         labels["val"], true["val"], corrupted["val"] = data.val.y.cpu().numpy(), clean_val, val_mask.cpu().numpy()
     seeds = [s for _, _, s in models_]
-    members = engine.Members(init_seeds=[derive_seed(spec.seed, "init", s) for s in seeds],
-                             order_seeds=[derive_seed(spec.seed, "order", s) for s in seeds],
-                             labels=None if len(drawn) == 1 else labels_k)
+    members = engine.Members(
+        init_seeds=[derive_seed(spec.seed, "init", s) for s in seeds],
+        order_seeds=[derive_seed(spec.seed, "order", s) for s in seeds],
+        labels=None if len(drawn) == 1 else labels_k,
+    )
     if len(drawn) == 1:
         labels["train"] = labels["train"][0]
     keys = [{"cell": c, "variant": v, **({"arch": plan.arch} if plan.arch else {})} for c, v, _ in models_]
     k = len(seeds)
-    columns = _identity_columns(members, [drawn[v][3] for _, v, _ in models_], masks.sum(axis=1),
-                                [drawn[v][2] for _, v, _ in models_])
+    columns = _identity_columns(
+        members, [drawn[v][3] for _, v, _ in models_], masks.sum(axis=1), [drawn[v][2] for _, v, _ in models_]
+    )
     if isinstance(spec, ConvergenceSpec):
         columns["lr"] = np.full(k, spec.optimizer.lr_for(plan.arch))
     arch = "mlp" if isinstance(spec, DifficultySpec) else plan.arch
@@ -183,9 +214,16 @@ def build_pack(spec: Spec, job: Job, device: torch.device) -> torch.nn.Module:
     the faster of vmap and a per-member loop, timed on a first batch (`pack.mode`)."""
     hidden = spec.model.hidden if isinstance(spec, (DifficultySpec, SubsetSpec)) and job.arch == "mlp" else None
     wrn = spec.wrn if isinstance(spec, ConvergenceSpec) else None
-    pack = packs.build(job.arch, job.data.input_shape, job.data.num_classes, job.members.init_seeds,
-                       hidden=hidden, wrn_depth=wrn.depth if wrn else 28, wrn_widen=wrn.widen if wrn else 1).to(device)
-    batch = job.data.train.x[:spec.batch_size]
+    pack = packs.build(
+        job.arch,
+        job.data.input_shape,
+        job.data.num_classes,
+        job.members.init_seeds,
+        hidden=hidden,
+        wrn_depth=wrn.depth if wrn else 28,
+        wrn_widen=wrn.widen if wrn else 1,
+    ).to(device)
+    batch = job.data.train.x[: spec.batch_size]
     packs.choose_mode(pack, batch.expand(job.members.k, *batch.shape))
     return pack
 
@@ -194,25 +232,55 @@ def schedule(spec: Spec, plan: TrialPlan, chunk: int) -> engine.Schedule:
     if isinstance(spec, SubsetSpec):  # to the threshold, checked every check_every epochs; scores kept once
         checks = tuple(sorted({*range(spec.check_every, spec.max_epochs + 1, spec.check_every), spec.max_epochs}))
         return engine.Schedule(
-            lr=spec.optimizer.lr, momentum=spec.optimizer.momentum, weight_decay=spec.optimizer.weight_decay,
-            regularizers=spec.regularizers.model_dump(), batch_size=spec.batch_size,
-            max_epochs=spec.max_epochs, threshold=spec.threshold, scored_epochs=checks,
-            keep_splits=("train", "test"), keep_last=True, norms=spec.norms, chunk=chunk)
+            lr=spec.optimizer.lr,
+            momentum=spec.optimizer.momentum,
+            weight_decay=spec.optimizer.weight_decay,
+            regularizers=spec.regularizers.model_dump(),
+            batch_size=spec.batch_size,
+            max_epochs=spec.max_epochs,
+            threshold=spec.threshold,
+            scored_epochs=checks,
+            keep_splits=("train", "test"),
+            keep_last=True,
+            norms=spec.norms,
+            chunk=chunk,
+        )
     if isinstance(spec, DifficultySpec):
         return engine.Schedule(
-            lr=spec.optimizer.lr, momentum=spec.optimizer.momentum, weight_decay=spec.optimizer.weight_decay,
-            regularizers=spec.regularizers.model_dump(), batch_size=spec.batch_size, max_epochs=max(spec.epochs), scored_epochs=tuple(spec.epochs), score_splits=tuple(spec.splits),
-            keep_splits=tuple(spec.splits), norms=spec.norms, chunk=chunk,
-            autocast=torch.bfloat16 if spec.precision == "bf16" else None)
+            lr=spec.optimizer.lr,
+            momentum=spec.optimizer.momentum,
+            weight_decay=spec.optimizer.weight_decay,
+            regularizers=spec.regularizers.model_dump(),
+            batch_size=spec.batch_size,
+            max_epochs=max(spec.epochs),
+            scored_epochs=tuple(spec.epochs),
+            score_splits=tuple(spec.splits),
+            keep_splits=tuple(spec.splits),
+            norms=spec.norms,
+            chunk=chunk,
+            autocast=torch.bfloat16 if spec.precision == "bf16" else None,
+        )
     opt = spec.optimizer
     return engine.Schedule(
-        lr=opt.lr_for(plan.arch), momentum=opt.momentum, weight_decay=opt.weight_decay,
-        regularizers=spec.regularizers.model_dump(), lr_decay=opt.lr_decay, lr_step_every=opt.lr_step_every,
-        lr_step_factor=opt.lr_step_factor, batch_size=spec.batch_size, max_epochs=spec.max_epochs,
-        threshold=spec.threshold, time_budget_s=spec.time_budget_s, patience=spec.early_stopping.patience,
-        stop_early=spec.early_stopping.stop, fit_splits=("train", "val") if spec.phase2_epochs else ("train",),
-        keep_splits=tuple(spec.record_splits) if spec.record_examples else (), keep_every=spec.record_every,
-        norms=spec.norms, chunk=chunk)
+        lr=opt.lr_for(plan.arch),
+        momentum=opt.momentum,
+        weight_decay=opt.weight_decay,
+        regularizers=spec.regularizers.model_dump(),
+        lr_decay=opt.lr_decay,
+        lr_step_every=opt.lr_step_every,
+        lr_step_factor=opt.lr_step_factor,
+        batch_size=spec.batch_size,
+        max_epochs=spec.max_epochs,
+        threshold=spec.threshold,
+        time_budget_s=spec.time_budget_s,
+        patience=spec.early_stopping.patience,
+        stop_early=spec.early_stopping.stop,
+        fit_splits=("train", "val") if spec.phase2_epochs else ("train",),
+        keep_splits=tuple(spec.record_splits) if spec.record_examples else (),
+        keep_every=spec.record_every,
+        norms=spec.norms,
+        chunk=chunk,
+    )
 
 
 @dataclass
@@ -222,8 +290,9 @@ class Probes:
 
     spec: ConvergenceSpec
     job: Job
-    found: dict[str, Any] = field(default_factory=lambda: {
-        "phase": 1, "phase1": None, "probes": [], "filters": [], "init_norms": {}})
+    found: dict[str, Any] = field(
+        default_factory=lambda: {"phase": 1, "phase1": None, "probes": [], "filters": [], "init_norms": {}}
+    )
 
     def at_start(self, pack) -> None:
         if self.spec.norms:
@@ -240,12 +309,23 @@ class Probes:
 
     def _csr(self, model, k: int, epoch: int) -> None:
         c, data = self.spec.probes.csr, self.job.data
-        x = data.split(c.split).x[:c.n]
+        x = data.split(c.split).x[: c.n]
         gen = torch.Generator().manual_seed(derive_seed(self.spec.seed, "lass", f"{self.job.seeds[k]}:{epoch}"))
-        out = probes.critical_sample_ratio(model, x, pixel_scale=data.pixel_scale, alpha=c.alpha, beta=c.beta,
-                                           r=c.r, iters=c.iters, generator=gen)
-        self.found["probes"].append({"member": k, "probe": "csr", "epoch": epoch, "split": c.split,
-                                     "sigma": np.nan, "draw": 0, "value": out.ratio, "n": len(x)})
+        out = probes.critical_sample_ratio(
+            model, x, pixel_scale=data.pixel_scale, alpha=c.alpha, beta=c.beta, r=c.r, iters=c.iters, generator=gen
+        )
+        self.found["probes"].append(
+            {
+                "member": k,
+                "probe": "csr",
+                "epoch": epoch,
+                "split": c.split,
+                "sigma": np.nan,
+                "draw": 0,
+                "value": out.ratio,
+                "n": len(x),
+            }
+        )
 
     def at_end(self, pack, outcome: engine.Outcome) -> None:
         """Filters of members that stopped before the listed epochs; weight noise of every member."""
@@ -262,9 +342,18 @@ class Probes:
         splits = {s: (data.split(s).x, labels.get(s, data.split(s).y)) for s in wn.splits}
         gen = torch.Generator().manual_seed(derive_seed(self.spec.seed, "weight-noise", self.job.seeds[k]))
         for r in probes.weight_noise_accuracy(model, splits, wn.sigmas, wn.draws, generator=gen):
-            self.found["probes"].append({"member": k, "probe": "weight_noise", "epoch": epoch, "split": r["split"],
-                                         "sigma": r["sigma"], "draw": r["draw"], "value": r["acc"],
-                                         "n": len(data.split(r["split"]))})
+            self.found["probes"].append(
+                {
+                    "member": k,
+                    "probe": "weight_noise",
+                    "epoch": epoch,
+                    "split": r["split"],
+                    "sigma": r["sigma"],
+                    "draw": r["draw"],
+                    "value": r["acc"],
+                    "n": len(data.split(r["split"])),
+                }
+            )
 
     def _train_labels(self, k: int) -> torch.Tensor:
         members = self.job.members

@@ -53,14 +53,21 @@ def provenance() -> dict[str, Any]:
     import pyarrow
 
     try:
-        git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, text=True,
-                             capture_output=True, timeout=5)
+        git = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, text=True, capture_output=True, timeout=5
+        )
         rev = git.stdout.strip() if git.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         rev = None
-    return {"versions": {"memsweep": __version__, "ray": ray.__version__, "numpy": numpy.__version__,
-                         "pyarrow": pyarrow.__version__},
-            "git_rev": rev}
+    return {
+        "versions": {
+            "memsweep": __version__,
+            "ray": ray.__version__,
+            "numpy": numpy.__version__,
+            "pyarrow": pyarrow.__version__,
+        },
+        "git_rev": rev,
+    }
 
 
 def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: bool = False) -> set[str] | None:
@@ -93,25 +100,41 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: b
                     repeat = ["dataset"] + [k for k in repeat if k != "dataset" and like.get(k) != old.get(k)]
                 except SpecError:
                     pass
-            again = " ".join(f"--set {shlex.quote(k + '=' + json.dumps(old[k], separators=(',', ':')))}"
-                             if k != "dataset" else f"--dataset {shlex.quote(str(old[k]))}" for k in repeat)
+            again = " ".join(
+                f"--set {shlex.quote(k + '=' + json.dumps(old[k], separators=(',', ':')))}"
+                if k != "dataset"
+                else f"--dataset {shlex.quote(str(old[k]))}"
+                for k in repeat
+            )
             # More seeds asked of a sweep that cannot grow (only subset sweeps add models in place).
-            why = ("; only subset sweeps (memorization, cscore) grow by --set seeds=M --resume: to train more "
-                   "seeds, launch them beside it with --name NAME"
-                   if changed == ["seeds"] and grow_ok and getattr(spec, "engine", None) != "subsets" else "")
-            raise SpecError(f"--resume: {store.uri} holds sweep {spec.name!r} launched with other settings "
-                            f"(differs in: {', '.join(changed) or 'version'}); to resume it, repeat them: {again}{why}")
-        more = ("; to add models to it, add --resume" if changed == ["seeds"] and grow_ok
-                and grow(manifest, spec) is not None else "")
-        raise SpecError(f"{store.uri} already holds sweep {spec.name!r} with a different spec "
-                        f"(differs in: {', '.join(changed) or 'version'}); pass --overwrite to replace "
-                        f"it, --name NAME to store this one beside it, or --results DIR for a new location{more}")
+            why = (
+                "; only subset sweeps (memorization, cscore) grow by --set seeds=M --resume: to train more "
+                "seeds, launch them beside it with --name NAME"
+                if changed == ["seeds"] and grow_ok and getattr(spec, "engine", None) != "subsets"
+                else ""
+            )
+            raise SpecError(
+                f"--resume: {store.uri} holds sweep {spec.name!r} launched with other settings "
+                f"(differs in: {', '.join(changed) or 'version'}); to resume it, repeat them: {again}{why}"
+            )
+        more = (
+            "; to add models to it, add --resume"
+            if changed == ["seeds"] and grow_ok and grow(manifest, spec) is not None
+            else ""
+        )
+        raise SpecError(
+            f"{store.uri} already holds sweep {spec.name!r} with a different spec "
+            f"(differs in: {', '.join(changed) or 'version'}); pass --overwrite to replace "
+            f"it, --name NAME to store this one beside it, or --results DIR for a new location{more}"
+        )
     intact = store.intact()
     planned = plan_of(manifest)
     done = sum(p.fragment in intact for p in planned)  # by name: a stray fragment counts for nothing
     if mode == "new" and done < len(planned):  # complete: the launch has nothing to do, and says so
-        raise SpecError(f"{store.uri} already holds this sweep ({done}/{len(planned)} trials done); "
-                        "pass --resume to finish it or --overwrite to start again")
+        raise SpecError(
+            f"{store.uri} already holds this sweep ({done}/{len(planned)} trials done); "
+            "pass --resume to finish it or --overwrite to start again"
+        )
     return intact
 
 
@@ -136,11 +159,16 @@ def check_request(cpus: float, gpus: float, *, local: bool) -> None:
     from ray._private.accelerators import get_accelerator_manager_for_resource
     from ray._private.utils import get_num_cpus
 
-    have = {"CPU": get_num_cpus(), "GPU": get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators()}
+    have = {
+        "CPU": get_num_cpus(),
+        "GPU": get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators(),
+    }
     for name, want in (("CPU", cpus), ("GPU", gpus)):
         if want > have[name]:
-            raise SpecError(f"--{name.lower()}s-per-trial {want:g} is more than any node has (this machine: "
-                            f"{have[name]:g} {name}s; pass --address to use a cluster)")
+            raise SpecError(
+                f"--{name.lower()}s-per-trial {want:g} is more than any node has (this machine: "
+                f"{have[name]:g} {name}s; pass --address to use a cluster)"
+            )
 
 
 def check_address(address: str, timeout_s: float = 10.0) -> None:
@@ -162,9 +190,11 @@ def check_address(address: str, timeout_s: float = 10.0) -> None:
                 return
         except OSError as exc:
             if time.monotonic() >= deadline:
-                raise SpecError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
-                                "start one (`ray start --head`) or leave --address out for an embedded "
-                                "local Ray") from None
+                raise SpecError(
+                    f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                    "start one (`ray start --head`) or leave --address out for an embedded "
+                    "local Ray"
+                ) from None
             time.sleep(0.5)
 
 
@@ -196,36 +226,61 @@ def describe(plans: list[TrialPlan], spec) -> str:
     axes = f" x {_plural(points, 'hyperparameter point')}" if points > 1 else ""
     models = sum(len(p.models()) for p in plans)
     if plans and plans[0].members:
-        return (f"{_plural(len(plans), 'trial')} of up to {_plural(max(len(p.members) for p in plans), 'model')} "
-                f"each, {models} in all ({_plural(len(spec.archs), 'arch')} x "
-                f"{_plural(len(spec.corruptions), 'corruption')} x {_plural(spec.seeds, 'seed')}{axes})")
+        return (
+            f"{_plural(len(plans), 'trial')} of up to {_plural(max(len(p.members) for p in plans), 'model')} "
+            f"each, {models} in all ({_plural(len(spec.archs), 'arch')} x "
+            f"{_plural(len(spec.corruptions), 'corruption')} x {_plural(spec.seeds, 'seed')}{axes})"
+        )
     cells = len({p.cell for p in plans})
     per = max(p.seed_hi - p.seed_lo for p in plans)
     if getattr(spec, "engine", "") == "subsets":
-        return (f"{_plural(len(plans), 'trial')} of up to {_plural(per * max(1, len(plans[0].points)), 'model')} "
-                f"each, {spec.seeds:,} models x {_plural(len(spec.ratios), 'subset ratio')} "
-                f"({', '.join(f'{r:g}' for r in spec.ratios)}){axes}")
+        return (
+            f"{_plural(len(plans), 'trial')} of up to {_plural(per * max(1, len(plans[0].points)), 'model')} "
+            f"each, {spec.seeds:,} models x {_plural(len(spec.ratios), 'subset ratio')} "
+            f"({', '.join(f'{r:g}' for r in spec.ratios)}){axes}"
+        )
     if points > 1:
-        return (f"{_plural(len(plans), 'trial')} of up to {_plural(max(len(p.models()) for p in plans), 'model')} "
-                f"each, {models:,} in all ({_plural(len(spec.variants), 'variant')}{axes} x {_plural(spec.seeds, 'seed')})")
-    return (f"{_plural(len(plans), 'trial')}: {_plural(cells, 'cell')} x up to {_plural(per, 'seed')} "
-            f"each, of {spec.seeds}")
+        return (
+            f"{_plural(len(plans), 'trial')} of up to {_plural(max(len(p.models()) for p in plans), 'model')} "
+            f"each, {models:,} in all ({_plural(len(spec.variants), 'variant')}{axes} x {_plural(spec.seeds, 'seed')})"
+        )
+    return (
+        f"{_plural(len(plans), 'trial')}: {_plural(cells, 'cell')} x up to {_plural(per, 'seed')} each, of {spec.seeds}"
+    )
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def trial_config(spec: Spec, plan: TrialPlan, store: Store, data_root: str,
-                 cpus: float, prov: dict[str, Any]) -> dict[str, Any]:
-    return {"spec": spec.model_dump(), "plan": plan.to_dict(), "results": store.location,
-            "data_root": data_root, "cpus": cpus, "provenance": prov}
+def trial_config(
+    spec: Spec, plan: TrialPlan, store: Store, data_root: str, cpus: float, prov: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "spec": spec.model_dump(),
+        "plan": plan.to_dict(),
+        "results": store.location,
+        "data_root": data_root,
+        "cpus": cpus,
+        "provenance": prov,
+    }
 
 
-def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
-           address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
-           callbacks: list | None = None, out=sys.stdout, preset: str | None = None,
-           grow_ok: bool = False, spec_args: list[str] | None = None) -> LaunchResult:
+def launch(
+    spec: Spec,
+    store: Store,
+    *,
+    data_root: str,
+    mode: Mode = "new",
+    address: str | None = None,
+    cpus_per_trial: float = 1,
+    gpus_per_trial: float = 0,
+    callbacks: list | None = None,
+    out=sys.stdout,
+    preset: str | None = None,
+    grow_ok: bool = False,
+    spec_args: list[str] | None = None,
+) -> LaunchResult:
     """Run the sweep's missing trials; returns what ran. Raises SpecError on a resource request
     the cluster cannot meet (before anything is stored). Without `address`, the Ray this process
     already has or an embedded one, never a cluster found through RAY_ADDRESS or Ray's record of
@@ -246,25 +301,50 @@ def launch(spec: Spec, store: Store, *, data_root: str, mode: Mode = "new",
         try:
             ray.init(address=address, logging_level=logging.WARNING)
         except ConnectionError:
-            raise SpecError(f"--address {address}: no Ray cluster answers there (something listens, but "
-                            "not a Ray head); check the host and port (`ray status` on the head)") from None
+            raise SpecError(
+                f"--address {address}: no Ray cluster answers there (something listens, but "
+                "not a Ray head); check the host and port (`ray status` on the head)"
+            ) from None
     try:
         with _sigterm_as_sigint():  # after ray.init, which installs its own SIGTERM handler
-            return _launch_on_ray(spec, store, started, data_root=data_root, mode=mode, address=address,
-                                  cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                                  callbacks=callbacks, out=out, preset=preset, grow_ok=grow_ok,
-                                  spec_args=spec_args)
+            return _launch_on_ray(
+                spec,
+                store,
+                started,
+                data_root=data_root,
+                mode=mode,
+                address=address,
+                cpus_per_trial=cpus_per_trial,
+                gpus_per_trial=gpus_per_trial,
+                callbacks=callbacks,
+                out=out,
+                preset=preset,
+                grow_ok=grow_ok,
+                spec_args=spec_args,
+            )
     finally:
         if own_ray:
             embedded.stop()
 
 
-def _launch_on_ray(spec: Spec, store: Store, started: float, *, data_root: str, mode: Mode, address: str | None,
-                   cpus_per_trial: float, gpus_per_trial: float, callbacks: list | None, out, preset: str | None,
-                   grow_ok: bool, spec_args: list[str] | None) -> LaunchResult:
+def _launch_on_ray(
+    spec: Spec,
+    store: Store,
+    started: float,
+    *,
+    data_root: str,
+    mode: Mode,
+    address: str | None,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+    callbacks: list | None,
+    out,
+    preset: str | None,
+    grow_ok: bool,
+    spec_args: list[str] | None,
+) -> LaunchResult:
     """`launch`'s work once Ray is up: the store prepared, the missing trials run through Tune."""
-    _check_resources(ray.cluster_resources(), ray.nodes(), cpus_per_trial, gpus_per_trial,
-                     local=address is None)
+    _check_resources(ray.cluster_resources(), ray.nodes(), cpus_per_trial, gpus_per_trial, local=address is None)
     if mode == "overwrite":
         store.clear(_planned_fragments(store))
     prov = dict(provenance(), preset=preset or spec.name)
@@ -281,8 +361,7 @@ def _launch_on_ray(spec: Spec, store: Store, started: float, *, data_root: str, 
     experiment = time.strftime("launch-%Y%m%d-%H%M%S")
     progress = _Progress(len(todo), out, store, [p.fragment for p in todo], experiment)
     with _quiet_tune():
-        grid = _tuner(configs, store, experiment, cpus_per_trial, gpus_per_trial,
-                      [progress, *(callbacks or [])]).fit()
+        grid = _tuner(configs, store, experiment, cpus_per_trial, gpus_per_trial, [progress, *(callbacks or [])]).fit()
     # The store, not Tune's result grid, says what finished: a trial counts once its
     # trials fragment is written. An interrupted Tune returns normally with trials unfinished.
     done = store.completed()
@@ -294,15 +373,19 @@ def _launch_on_ray(spec: Spec, store: Store, started: float, *, data_root: str, 
     return result
 
 
-def _plan_and_todo(spec: Spec, store: Store, mode: Mode, slots: int, grow_ok: bool,
-                   out) -> tuple[list[TrialPlan], list[TrialPlan]]:
+def _plan_and_todo(
+    spec: Spec, store: Store, mode: Mode, slots: int, grow_ok: bool, out
+) -> tuple[list[TrialPlan], list[TrialPlan]]:
     """The sweep's plan (the stored one on --resume, grown if asked) and its trials not yet
     stored; a damaged fragment is forgotten, so that it runs again."""
     manifest = store.read_manifest() if mode == "resume" else None
     plans = resume_plan(manifest, spec, slots, grow_ok) if manifest else expand(spec, slots)
     if manifest and len(plans) > len(plan_of(manifest)):
-        print(f"memsweep: growing {spec.name} from {manifest['spec']['seeds']:,} to {spec.seeds:,} models per "
-              "ratio; the stored models stay as they are", file=out)
+        print(
+            f"memsweep: growing {spec.name} from {manifest['spec']['seeds']:,} to {spec.seeds:,} models per "
+            "ratio; the stored models stay as they are",
+            file=out,
+        )
     done = set()
     if mode == "resume":
         damaged = store.damaged()
@@ -313,24 +396,40 @@ def _plan_and_todo(spec: Spec, store: Store, mode: Mode, slots: int, grow_ok: bo
     return plans, [p for p in plans if p.fragment not in done]
 
 
-def _announce(spec: Spec, plans: list[TrialPlan], todo: list[TrialPlan], address: str | None,
-              cpus_per_trial: float, gpus_per_trial: float, out) -> None:
+def _announce(
+    spec: Spec,
+    plans: list[TrialPlan],
+    todo: list[TrialPlan],
+    address: str | None,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+    out,
+) -> None:
     res = ray.cluster_resources()
-    print(f"memsweep: {spec.name} on {spec.dataset}: {describe(plans, spec)}; "
-          f"{len(todo)} to run, {len(plans) - len(todo)} already stored", file=out)
-    print(f"memsweep: Ray {'at ' + address if address else '(embedded)'}: "
-          f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; per trial "
-          f"{cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU", file=out, flush=True)
+    print(
+        f"memsweep: {spec.name} on {spec.dataset}: {describe(plans, spec)}; "
+        f"{len(todo)} to run, {len(plans) - len(todo)} already stored",
+        file=out,
+    )
+    print(
+        f"memsweep: Ray {'at ' + address if address else '(embedded)'}: "
+        f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; per trial "
+        f"{cpus_per_trial:g} CPU + {gpus_per_trial:g} GPU",
+        file=out,
+        flush=True,
+    )
 
 
-def _tuner(configs: list[dict], store: Store, experiment: str, cpus_per_trial: float, gpus_per_trial: float,
-           callbacks: list) -> tune.Tuner:
+def _tuner(
+    configs: list[dict], store: Store, experiment: str, cpus_per_trial: float, gpus_per_trial: float, callbacks: list
+) -> tune.Tuner:
     """One Tune trial per config, each with its resources, retried twice from its latest checkpoint."""
     return tune.Tuner(
         tune.with_resources(_entry, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
         param_space={"trial": tune.grid_search(configs)},
-        tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=_trial_name,
-                                    trial_dirname_creator=_trial_name),
+        tune_config=tune.TuneConfig(
+            reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name
+        ),
         run_config=tune.RunConfig(
             name=experiment,
             storage_path=store.uri_of("_tune"),
@@ -344,6 +443,8 @@ def _tuner(configs: list[dict], store: Store, experiment: str, cpus_per_trial: f
 
 
 HEARTBEAT_S = float(os.environ.get("MEMSWEEP_HEARTBEAT_S", "10"))  # seconds between progress redraws
+
+
 def _no_restore_hint(record: logging.LogRecord) -> bool:
     return "Tuner.restore(" not in record.getMessage()
 
@@ -416,15 +517,15 @@ def _trial_name(t) -> str:
     return f"{_trial_name_of(t.config)}-{t.trial_id}"
 
 
-def _check_resources(total: dict[str, float], nodes: list[dict], cpus: float, gpus: float,
-                     local: bool) -> None:
+def _check_resources(total: dict[str, float], nodes: list[dict], cpus: float, gpus: float, local: bool) -> None:
     check_request(cpus, gpus, local=False)
-    largest = {r: max((n["Resources"].get(r, 0) for n in nodes if n.get("Alive")), default=0)
-               for r in ("CPU", "GPU")}
+    largest = {r: max((n["Resources"].get(r, 0) for n in nodes if n.get("Alive")), default=0) for r in ("CPU", "GPU")}
     for name, want in (("CPU", cpus), ("GPU", gpus)):
         if want > largest[name]:
-            msg = (f"--{name.lower()}s-per-trial {want:g} is more than any node has "
-                   f"(largest node: {largest[name]:g} {name}s, cluster: {total.get(name, 0):g})")
+            msg = (
+                f"--{name.lower()}s-per-trial {want:g} is more than any node has "
+                f"(largest node: {largest[name]:g} {name}s, cluster: {total.get(name, 0):g})"
+            )
             if local:
                 raise SpecError(msg)
             # An autoscaling cluster may add such nodes on demand: say so, do not refuse.
@@ -479,8 +580,10 @@ class _Progress(tune.Callback):
         self.running: dict[str, dict] = {}
         self.first_start: float | None = None
         self.last_beat, self.drawn = time.perf_counter(), False
-        self.state = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-                      "trials": dict.fromkeys(fragments, "PENDING")}
+        self.state = {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+            "trials": dict.fromkeys(fragments, "PENDING"),
+        }
         store.write_launch_state(self.state)
 
     def _mark(self, trial, state: str) -> None:
@@ -505,8 +608,11 @@ class _Progress(tune.Callback):
     def _line(self, text: str) -> None:
         clear = "\r\033[K" if self.drawn else ""
         self.drawn = False
-        print(f"{clear}[{self.done:>4}/{self.total} trials | {time.perf_counter() - self.start:7.1f} s] {text}",
-              file=self.out, flush=True)
+        print(
+            f"{clear}[{self.done:>4}/{self.total} trials | {time.perf_counter() - self.start:7.1f} s] {text}",
+            file=self.out,
+            flush=True,
+        )
 
     def _eta(self) -> str:
         """Trials left at the pace of those done, timed from the first trial's start (Ray's and
@@ -515,8 +621,11 @@ class _Progress(tune.Callback):
         if self.done < 2 or self.done >= self.total:
             return ""
         elapsed = time.perf_counter() - (self.first_start or self.start)
-        done = self.done + sum(min(1.0, (r["models_from"] + r["members"]) / r["trial_models"])
-                               for r in self.running.values() if "trial_models" in r)
+        done = self.done + sum(
+            min(1.0, (r["models_from"] + r["members"]) / r["trial_models"])
+            for r in self.running.values()
+            if "trial_models" in r
+        )
         return f"; ETA ~{elapsed / done * (self.total - done):.0f} s"
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -544,11 +653,15 @@ class _Progress(tune.Callback):
         self.last_beat = now
         parts = [f"{name} " + _running(r, now) for name, r in list(self.running.items())[:4]]
         more = f" +{len(self.running) - 4} more" if len(self.running) > 4 else ""
-        text = (f"[{self.done:>4}/{self.total} trials | {now - self.start:7.1f} s] running: "
-                + "; ".join(parts) + more + self._eta())
+        text = (
+            f"[{self.done:>4}/{self.total} trials | {now - self.start:7.1f} s] running: "
+            + "; ".join(parts)
+            + more
+            + self._eta()
+        )
         if self.tty:  # one row: a wrapped line could not be cleared by the next redraw
             width = shutil.get_terminal_size((120, 24)).columns
-            text = text if len(text) < width else text[:width - 2] + "…"
+            text = text if len(text) < width else text[: width - 2] + "…"
             print("\r\033[K" + text, end="", file=self.out, flush=True)
             self.drawn = True
         else:
@@ -563,15 +676,27 @@ class _Progress(tune.Callback):
         r, plan = trial.last_result or {}, trial.config["trial"]["plan"]
         accs = "  ".join(f"{k.split('_')[0]} acc {r[k]:.3f}" for k in ("train_acc", "test_acc") if k in r)
         if plan.get("members"):
-            who = f"{len(plan['members'])} models" if len(plan["members"]) > 1 else \
-                f"{plan['members'][0][0]} seed {plan['members'][0][1]}"
-            fit = (f", {r['interpolated']}/{r['members']} interpolated (mean epoch {r['interp_epoch_mean']:.0f})"
-                   if r.get("interpolated") else ", none interpolated" if "interpolated" in r else "")
-            self._line(f"{plan['cell']} pack {plan['pack']}: {who}, {r.get('epoch', '?')} epochs{fit}  {accs}"
-                       + self._eta())
+            who = (
+                f"{len(plan['members'])} models"
+                if len(plan["members"]) > 1
+                else f"{plan['members'][0][0]} seed {plan['members'][0][1]}"
+            )
+            fit = (
+                f", {r['interpolated']}/{r['members']} interpolated (mean epoch {r['interp_epoch_mean']:.0f})"
+                if r.get("interpolated")
+                else ", none interpolated"
+                if "interpolated" in r
+                else ""
+            )
+            self._line(
+                f"{plan['cell']} pack {plan['pack']}: {who}, {r.get('epoch', '?')} epochs{fit}  {accs}" + self._eta()
+            )
             return
-        seeds = (f"seed  {plan['seed_lo']}" if plan["seed_hi"] - plan["seed_lo"] == 1
-                 else f"seeds {plan['seed_lo']}-{plan['seed_hi'] - 1}")
+        seeds = (
+            f"seed  {plan['seed_lo']}"
+            if plan["seed_hi"] - plan["seed_lo"] == 1
+            else f"seeds {plan['seed_lo']}-{plan['seed_hi'] - 1}"
+        )
         if trial.config["trial"]["spec"].get("engine") == "subsets" and "fit_acc" in r:
             # the whole training split's accuracy mixes in each model's held-out examples
             accs = f"own subset acc {r['fit_acc']:.3f}  " + accs.replace("train acc", "all-train acc")

@@ -58,14 +58,18 @@ class TrialPlan:
         types = {"cell": str, "variant": str, "pack": int, "seed_lo": int, "seed_hi": int}
         members = entry.get("members", []) if isinstance(entry, dict) else None
         points = entry.get("points", []) if isinstance(entry, dict) else None
-        if not (isinstance(entry, dict) and set(types) <= set(entry) <= {*types, "arch", "members", "points"}
-                and all(type(entry[k]) is t for k, t in types.items())
-                and (entry.get("arch") is None or isinstance(entry["arch"], str)) and isinstance(members, list)
-                and all(isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) and type(m[1]) is int
-                        for m in members)
-                and isinstance(points, list)
-                and all(isinstance(p, list) and len(p) == 2 and type(p[0]) is int and isinstance(p[1], str)
-                        for p in points)):
+        if not (
+            isinstance(entry, dict)
+            and set(types) <= set(entry) <= {*types, "arch", "members", "points"}
+            and all(type(entry[k]) is t for k, t in types.items())
+            and (entry.get("arch") is None or isinstance(entry["arch"], str))
+            and isinstance(members, list)
+            and all(
+                isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) and type(m[1]) is int for m in members
+            )
+            and isinstance(points, list)
+            and all(isinstance(p, list) and len(p) == 2 and type(p[0]) is int and isinstance(p[1], str) for p in points)
+        ):
             raise ValueError("not a trial of the shape memsweep writes")
         plan = cls(**entry)
         bad = [n for n in (plan.fragment, *(c for _, c in plan.points)) if not re.fullmatch(NAME_PATTERN, n)]
@@ -75,9 +79,11 @@ class TrialPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (lists for tuples), for the manifest's YAML and the trial's config."""
-        return {**{f: getattr(self, f) for f in ("cell", "variant", "pack", "seed_lo", "seed_hi", "arch")},
-                "members": [list(m) for m in self.members],
-                **({"points": [list(p) for p in self.points]} if self.points else {})}
+        return {
+            **{f: getattr(self, f) for f in ("cell", "variant", "pack", "seed_lo", "seed_hi", "arch")},
+            "members": [list(m) for m in self.members],
+            **({"points": [list(p) for p in self.points]} if self.points else {}),
+        }
 
     @property
     def fragment(self) -> str:
@@ -107,15 +113,20 @@ def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
     convergence packs). SpecError if the plan has more than MAX_TRIALS trials."""
     if isinstance(spec, ConvergenceSpec):
         k = spec.resolved_pack_size(slots)
-        count = len(spec.archs) * len(spec.points()) * sum(
-            math.ceil(len(g) * spec.seeds / k) for g in input_groups(spec.corruptions).values())
+        count = (
+            len(spec.archs)
+            * len(spec.points())
+            * sum(math.ceil(len(g) * spec.seeds / k) for g in input_groups(spec.corruptions).values())
+        )
     else:
         cells = len(spec.ratios) if isinstance(spec, SubsetSpec) else len(spec.variants)
         groups = axes.trial_groups(spec.points())
         count = cells * sum(math.ceil(spec.seeds / _seeds_per_trial(spec, slots, len(g))) for g in groups.values())
     if count > MAX_TRIALS:
-        raise SpecError(f"the plan has {count:,} trials, more than the {MAX_TRIALS:,} allowed in one sweep: "
-                        "use fewer seeds or cells, or larger packs (pack_size)")
+        raise SpecError(
+            f"the plan has {count:,} trials, more than the {MAX_TRIALS:,} allowed in one sweep: "
+            "use fewer seeds or cells, or larger packs (pack_size)"
+        )
     if isinstance(spec, ConvergenceSpec):
         k, plans = spec.resolved_pack_size(slots), []
         # With axes, every point is its own trials (a convergence pack shares one schedule).
@@ -129,20 +140,32 @@ def expand(spec: Spec, slots: int = 1) -> list[TrialPlan]:
                     # waits alone on all the slowest (highest-noise) models.
                     for i in range(n):
                         pack = tuple(members[i::n])
-                        plans.append(TrialPlan(cell=f"{arch}-{group}" + (f"-{name}" if name else ""), variant=pack[0][0],
-                                               pack=i, seed_lo=min(s for _, s in pack),
-                                               seed_hi=max(s for _, s in pack) + 1, arch=arch, members=pack,
-                                               points=((point, name),) if name else ()))
+                        plans.append(
+                            TrialPlan(
+                                cell=f"{arch}-{group}" + (f"-{name}" if name else ""),
+                                variant=pack[0][0],
+                                pack=i,
+                                seed_lo=min(s for _, s in pack),
+                                seed_hi=max(s for _, s in pack) + 1,
+                                arch=arch,
+                                members=pack,
+                                points=((point, name),) if name else (),
+                            )
+                        )
         return plans
     return _cell_packs(spec, slots, 0, spec.seeds, lambda cell: 0)
 
 
-def _cell_packs(spec: DifficultySpec | SubsetSpec, slots: int, lo: int, hi: int,
-                first: Callable[[str], int]) -> list[TrialPlan]:
+def _cell_packs(
+    spec: DifficultySpec | SubsetSpec, slots: int, lo: int, hi: int, first: Callable[[str], int]
+) -> list[TrialPlan]:
     """The trials of seed indices [lo, hi) of every cell and trial group, those of trial cell c
     numbered from first(c)."""
-    cells = ([(spec.cell_of(r), spec.variant) for r in spec.ratios] if isinstance(spec, SubsetSpec)
-             else [(v, v) for v in spec.variants])
+    cells = (
+        [(spec.cell_of(r), spec.variant) for r in spec.ratios]
+        if isinstance(spec, SubsetSpec)
+        else [(v, v) for v in spec.variants]
+    )
     points, plans = spec.points(), []
     names = axes.labels(points)
     for cell, variant in cells:
@@ -161,11 +184,14 @@ def _seeds_per_trial(spec: Spec, slots: int, points: int) -> int:
     return max(1, math.ceil(spec.resolved_trial_size(slots) / points))
 
 
-def _seed_packs(cell: str, variant: str, lo: int, hi: int, k: int, first: int = 0,
-                points: tuple[tuple[int, str], ...] = ()) -> list[TrialPlan]:
+def _seed_packs(
+    cell: str, variant: str, lo: int, hi: int, k: int, first: int = 0, points: tuple[tuple[int, str], ...] = ()
+) -> list[TrialPlan]:
     """Trials of seeds [lo, hi) of one cell, k a trial, numbered from `first`."""
-    return [TrialPlan(cell=cell, variant=variant, pack=first + i, seed_lo=s, seed_hi=min(hi, s + k), points=points)
-            for i, s in enumerate(range(lo, hi, k))]
+    return [
+        TrialPlan(cell=cell, variant=variant, pack=first + i, seed_lo=s, seed_hi=min(hi, s + k), points=points)
+        for i, s in enumerate(range(lo, hi, k))
+    ]
 
 
 def grow(stored: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan] | None:
@@ -181,16 +207,21 @@ def grow(stored: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan] 
     except SpecError:
         return None
     now = spec.model_dump()
-    if any(then[k] != now[k] for k in now if k not in ("seeds", "description", *spec.EXECUTION_KEYS)) \
-            or old.get("seeds") == spec.seeds:
+    if (
+        any(then[k] != now[k] for k in now if k not in ("seeds", "description", *spec.EXECUTION_KEYS))
+        or old.get("seeds") == spec.seeds
+    ):
         return None
     if spec.seeds < old["seeds"]:
-        raise SpecError(f"seeds={spec.seeds}: the stored sweep {spec.name!r} already has {old['seeds']} models "
-                        f"per ratio, and a sweep only grows (to resume it as it is: --set seeds={old['seeds']})")
+        raise SpecError(
+            f"seeds={spec.seeds}: the stored sweep {spec.name!r} already has {old['seeds']} models "
+            f"per ratio, and a sweep only grows (to resume it as it is: --set seeds={old['seeds']})"
+        )
     plans = plan_of(stored)
     # The new seed indices of every cell and axis point, each trial cell's packs numbered on.
-    return plans + _cell_packs(spec, slots, old["seeds"], spec.seeds,
-                               lambda cell: 1 + max(p.pack for p in plans if p.cell == cell))
+    return plans + _cell_packs(
+        spec, slots, old["seeds"], spec.seeds, lambda cell: 1 + max(p.pack for p in plans if p.cell == cell)
+    )
 
 
 def plan_of(manifest: dict[str, Any]) -> list[TrialPlan]:

@@ -68,8 +68,10 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 def check_name(name: str) -> str:
     """`name` if it is a safe sweep name, else SpecError naming it and the rule."""
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
-        raise SpecError(f"bad sweep name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting "
-                        "with a letter or digit; it names a folder under the results location")
+        raise SpecError(
+            f"bad sweep name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting "
+            "with a letter or digit; it names a folder under the results location"
+        )
     return name
 
 
@@ -87,7 +89,9 @@ class _Strict(BaseModel):
 
 class ModelSpec(_Strict):
     hidden: Annotated[list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]], Field(min_length=1, max_length=64)] = [
-        4096, 4096]
+        4096,
+        4096,
+    ]
 
 
 MAX_WEIGHT_DECAY = 1.0  # L2 coefficient
@@ -176,8 +180,7 @@ class DifficultySpec(_SpecBase):
     seeds: Annotated[int, Field(ge=1, le=MAX_SEEDS)] = 100
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     epochs: Annotated[list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]], Field(min_length=1, max_length=MAX_LIST)] = [1]
-    variants: Annotated[list[Literal["real", "randX", "randY"]], Field(min_length=1)] = [
-        "real", "randX", "randY"]
+    variants: Annotated[list[Literal["real", "randX", "randY"]], Field(min_length=1)] = ["real", "randX", "randY"]
     corruption: CorruptionSpec = CorruptionSpec()
     model: ModelSpec = ModelSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
@@ -226,8 +229,9 @@ class DifficultySpec(_SpecBase):
         """Seeds per trial (see `trial_size`)."""
         return _trial_size(self, len(self.variants), slots)
 
-    def resolved_pack_size(self, seeds: int, device: str = "cpu", sharers: int = 1,
-                           cache_bytes: int | None = None) -> int:
+    def resolved_pack_size(
+        self, seeds: int, device: str = "cpu", sharers: int = 1, cache_bytes: int | None = None
+    ) -> int:
         """Seeds per pack for a trial of `seeds` on `device`: on a CPU, sized to `cache_bytes` (the
         trial's share of the last-level cache; default: the whole cache over `sharers`) and at most
         `budget.CPU_PACK_BYTES` (20 MiB) of parameters and momentum; on a GPU, to `memory_budget_gb`."""
@@ -237,18 +241,22 @@ class DifficultySpec(_SpecBase):
         if self.pack_size is not None:
             return min(self.pack_size, seeds)
         if device == "cuda":
-            return budget.auto_pack_size(int(self.memory_budget_gb * 2**30), seeds, c * h * w,
-                                         self.model.hidden, classes, self.batch_size)
-        return budget.cache_pack_size(seeds, c * h * w, self.model.hidden, classes, sharers=sharers,
-                                      cache_bytes=cache_bytes)
+            return budget.auto_pack_size(
+                int(self.memory_budget_gb * 2**30), seeds, c * h * w, self.model.hidden, classes, self.batch_size
+            )
+        return budget.cache_pack_size(
+            seeds, c * h * w, self.model.hidden, classes, sharers=sharers, cache_bytes=cache_bytes
+        )
 
 
 def _check_train_size(train_size: int | None, dataset: str) -> None:
     """`train_size` takes the first N training examples: N past the data set's own size would
     silently be all of them under another spec hash."""
     if train_size is not None and train_size > TRAIN_SIZES[dataset]:
-        raise ValueError(f"train_size {train_size:,} is more than the {TRAIN_SIZES[dataset]:,} training examples of "
-                         f"{dataset} (allowed: 1 to {TRAIN_SIZES[dataset]:,}, or leave it unset for all)")
+        raise ValueError(
+            f"train_size {train_size:,} is more than the {TRAIN_SIZES[dataset]:,} training examples of "
+            f"{dataset} (allowed: 1 to {TRAIN_SIZES[dataset]:,}, or leave it unset for all)"
+        )
 
 
 def _trial_size(spec, cells: int, slots: int) -> int:
@@ -269,8 +277,11 @@ class PreprocessSpec(_Strict):
 
 # Zhang et al.: 0.01 for the MLPs and small AlexNet, 0.1 for Inception (and WideResNet); one field
 # per architecture of the catalog, so every architecture has a default learning rate.
-LrByArch = create_model("LrByArch", __base__=_Strict,
-                        **{arch: (Annotated[float, Field(gt=0, le=MAX_LR)], lr) for arch, lr in DEFAULT_LR.items()})
+LrByArch = create_model(
+    "LrByArch",
+    __base__=_Strict,
+    **{arch: (Annotated[float, Field(gt=0, le=MAX_LR)], lr) for arch, lr in DEFAULT_LR.items()},
+)
 
 
 class InterpolationOptimizer(_Strict):
@@ -333,15 +344,23 @@ class CsrProbe(_Strict):
 
 
 class FiltersProbe(_Strict):
-    epochs: Annotated[list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]], Field(min_length=1, max_length=MAX_LIST)] = [
-        10]
+    epochs: Annotated[list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]], Field(min_length=1, max_length=MAX_LIST)] = [10]
 
 
 class WeightNoiseProbe(_Strict):
     """Accuracy under log-normal weight noise exp(sigma * N(0, 1)), after training."""
 
     sigmas: Annotated[list[Annotated[float, Field(ge=0, le=100)]], Field(min_length=2, max_length=MAX_LIST)] = [
-        0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5]
+        0.0,
+        0.05,
+        0.1,
+        0.2,
+        0.3,
+        0.5,
+        0.7,
+        1.0,
+        1.5,
+    ]
     draws: Annotated[int, Field(ge=1, le=10_000)] = 5
     splits: Annotated[list[Literal["train", "test", "val"]], Field(min_length=1)] = ["train", "test"]
 
@@ -350,7 +369,6 @@ class ProbesSpec(_Strict):
     csr: CsrProbe | None = None
     filters: FiltersProbe | None = None
     weight_noise: WeightNoiseProbe | None = None
-
 
 
 class ConvergenceSpec(_SpecBase):
@@ -420,33 +438,46 @@ class ConvergenceSpec(_SpecBase):
         _check_train_size(self.train_size, self.dataset)
         n = self.train_size or TRAIN_SIZES[self.dataset]
         if self.validation.size >= n:
-            raise ValueError(f"validation.size={self.validation.size} must be less than " + (
-                f"train_size={n:,}" if self.train_size else f"the {n:,} {self.dataset} training examples"))
+            raise ValueError(
+                f"validation.size={self.validation.size} must be less than "
+                + (f"train_size={n:,}" if self.train_size else f"the {n:,} {self.dataset} training examples")
+            )
         if self.phase2_epochs and self.pack_size not in (None, 1):
-            raise ValueError(f"pack_size={self.pack_size} with phase2_epochs: two-phase runs train one model "
-                             "per trial (each model's phase 2 starts at its own phase-1 end)")
+            raise ValueError(
+                f"pack_size={self.pack_size} with phase2_epochs: two-phase runs train one model "
+                "per trial (each model's phase 2 starts at its own phase-1 end)"
+            )
         if self.phase2_epochs and self.early_stopping.patience is not None:
-            raise ValueError("early_stopping.patience and phase2_epochs cannot be combined "
-                             "(early stopping would end phase 1 on validation accuracy it is also fitting)")
-        wants = [("phase2_epochs", self.phase2_epochs, self.phase2_epochs > 0),
-                 ("early_stopping.patience", self.early_stopping.patience,
-                  self.early_stopping.patience is not None),
-                 ("record_splits", self.record_splits, "val" in self.record_splits),
-                 ("probes.csr.split", "val", self.probes.csr is not None and self.probes.csr.split == "val"),
-                 ("probes.weight_noise.splits", "val",
-                  self.probes.weight_noise is not None and "val" in self.probes.weight_noise.splits)]
+            raise ValueError(
+                "early_stopping.patience and phase2_epochs cannot be combined "
+                "(early stopping would end phase 1 on validation accuracy it is also fitting)"
+            )
+        wants = [
+            ("phase2_epochs", self.phase2_epochs, self.phase2_epochs > 0),
+            ("early_stopping.patience", self.early_stopping.patience, self.early_stopping.patience is not None),
+            ("record_splits", self.record_splits, "val" in self.record_splits),
+            ("probes.csr.split", "val", self.probes.csr is not None and self.probes.csr.split == "val"),
+            (
+                "probes.weight_noise.splits",
+                "val",
+                self.probes.weight_noise is not None and "val" in self.probes.weight_noise.splits,
+            ),
+        ]
         for key, value, needed in wants:
             if needed and not has_val:
                 raise ValueError(f"{key}={value} needs a validation split: set validation.size > 0")
         conv = [a for a in self.archs if ARCHITECTURES[a].conv]
         if self.regularizers.dropout and conv:
-            raise ValueError(f"regularizers.dropout={self.regularizers.dropout} is for the MLPs (mlp1, mlp3), "
-                             f"not {', '.join(conv)}")
+            raise ValueError(
+                f"regularizers.dropout={self.regularizers.dropout} is for the MLPs (mlp1, mlp3), not {', '.join(conv)}"
+            )
         if self.probes.filters is not None:
             flat = [a for a in self.archs if not ARCHITECTURES[a].conv]
             if flat:
-                raise ValueError(f"probes.filters needs convolutional archs, got {', '.join(flat)} "
-                                 "(allowed: alexnet, inception, inception_nobn, wrn, cnn)")
+                raise ValueError(
+                    f"probes.filters needs convolutional archs, got {', '.join(flat)} "
+                    "(allowed: alexnet, inception, inception_nobn, wrn, cnn)"
+                )
         return self
 
     def resolved_pack_size(self, slots: int = 1) -> int:
@@ -513,8 +544,10 @@ class SubsetSpec(_SpecBase):
     @model_validator(mode="after")
     def _dropout_on_mlps(self) -> SubsetSpec:
         if self.regularizers.dropout and self.arch not in ("mlp", "mlp1", "mlp3"):
-            raise ValueError(f"regularizers.dropout={self.regularizers.dropout} needs an MLP arch (mlp, mlp1, mlp3), "
-                             f"got arch={self.arch}")
+            raise ValueError(
+                f"regularizers.dropout={self.regularizers.dropout} needs an MLP arch (mlp, mlp1, mlp3), "
+                f"got arch={self.arch}"
+            )
         return self
 
     @field_validator("ratios")
@@ -527,8 +560,10 @@ class SubsetSpec(_SpecBase):
             raise ValueError(f"must be strictly increasing, got {v}")
         names = [f"{r:g}" for r in v]
         if len(set(names)) != len(names):
-            raise ValueError(f"must differ in their first 6 significant digits (they name cells and seed "
-                             f"streams as {{r:g}}), got {v}")
+            raise ValueError(
+                f"must differ in their first 6 significant digits (they name cells and seed "
+                f"streams as {{r:g}}), got {v}"
+            )
         return v
 
     @model_validator(mode="after")
@@ -537,8 +572,10 @@ class SubsetSpec(_SpecBase):
         n = self.train_size if self.train_size is not None else TRAIN_SIZES[self.dataset]
         for r in self.ratios:
             if not 1 <= round(r * n) < n:
-                raise ValueError(f"ratio {r} of {n:,} training examples leaves round({r} x {n}) = "
-                                 f"{round(r * n)} examples in a subset: need at least 1 and fewer than {n:,}")
+                raise ValueError(
+                    f"ratio {r} of {n:,} training examples leaves round({r} x {n}) = "
+                    f"{round(r * n)} examples in a subset: need at least 1 and fewer than {n:,}"
+                )
         return self
 
     @property
@@ -560,8 +597,9 @@ class SubsetSpec(_SpecBase):
         """Models per trial (see DifficultySpec.trial_size), the same rule with a cell per ratio."""
         return _trial_size(self, len(self.ratios), slots)
 
-    def resolved_pack_size(self, seeds: int, device: str = "cpu", sharers: int = 1,
-                           cache_bytes: int | None = None) -> int:
+    def resolved_pack_size(
+        self, seeds: int, device: str = "cpu", sharers: int = 1, cache_bytes: int | None = None
+    ) -> int:
         """Models per pack: the MLP rule of DifficultySpec (its memory model) for the MLPs; for
         the other architectures `pack_size`, else CONV_PACK (torch.func packs, timed per trial)."""
         widths = {"mlp": self.model.hidden, "mlp1": [512], "mlp3": [512] * 3}
@@ -577,8 +615,7 @@ class SubsetSpec(_SpecBase):
 
 
 Spec = DifficultySpec | ConvergenceSpec | SubsetSpec
-ENGINES: dict[str, type[BaseModel]] = {"packed": DifficultySpec, "interpolate": ConvergenceSpec,
-                                       "subsets": SubsetSpec}
+ENGINES: dict[str, type[BaseModel]] = {"packed": DifficultySpec, "interpolate": ConvergenceSpec, "subsets": SubsetSpec}
 
 
 def input_groups(corruptions: list[str]) -> dict[str, list[str]]:
@@ -600,17 +637,16 @@ def set_path(tree: dict[str, Any], key: str, value: Any, model: type[BaseModel])
         fields = cls.model_fields if cls is not None else {}
         if part not in fields:
             where = ".".join(parts[:depth]) or "the spec"
-            raise SpecError(f"unknown key {key!r}: {where} has no {part!r} "
-                            f"(allowed: {', '.join(sorted(fields))})")
+            raise SpecError(f"unknown key {key!r}: {where} has no {part!r} (allowed: {', '.join(sorted(fields))})")
         if depth == len(parts) - 1:
             node[part] = value
             return
         sub = _model_of(fields[part].annotation)
         if sub is None:
-            raise SpecError(f"unknown key {key!r}: {'.'.join(parts[:depth + 1])} has no sub-keys")
+            raise SpecError(f"unknown key {key!r}: {'.'.join(parts[: depth + 1])} has no sub-keys")
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise SpecError(f"bad preset: {'.'.join(parts[:depth + 1])} is not a mapping")
+            raise SpecError(f"bad preset: {'.'.join(parts[: depth + 1])} is not a mapping")
         cls = sub
 
 
@@ -658,8 +694,11 @@ def _one_line(exc: ValidationError) -> str:
         return f"bad value for {where}: none given ({where} cannot be unset; {msg[0].lower()}{msg[1:]})"
     shown = repr(err["input"])
     if len(shown) > 80:  # a whole sub-tree: name its type, not its contents
-        shown = f"a {type(err['input']).__name__} of {len(err['input'])} entries" if hasattr(
-            err["input"], "__len__") else shown[:77] + "..."
+        shown = (
+            f"a {type(err['input']).__name__} of {len(err['input'])} entries"
+            if hasattr(err["input"], "__len__")
+            else shown[:77] + "..."
+        )
     return f"bad value for {where}: {shown} ({msg})"
 
 

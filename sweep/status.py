@@ -40,8 +40,9 @@ def status(store: Store) -> tuple[pd.DataFrame, dict[str, str]]:
             state = trial_state(state)
         rows += [{"cell": cell, "state": state, "seeds": 1} for cell, _, _ in plan.models()]
     frame = pd.DataFrame(rows)
-    table = frame.pivot_table(index="cell", columns="state", values="seeds", aggfunc="sum", fill_value=0,
-                              sort=False).reindex(columns=list(STATES), fill_value=0)
+    table = frame.pivot_table(
+        index="cell", columns="state", values="seeds", aggfunc="sum", fill_value=0, sort=False
+    ).reindex(columns=list(STATES), fill_value=0)
     table.insert(0, "seeds", table.sum(axis=1))
     return table.reset_index(), damaged
 
@@ -72,19 +73,26 @@ def list_sweeps(location: str) -> pd.DataFrame:
             continue
         if not manifest:
             continue
-        files = [f for f in fs.get_file_info(pafs.FileSelector(store.root, recursive=True))
-                 if f.type == pafs.FileType.File]
+        files = [
+            f for f in fs.get_file_info(pafs.FileSelector(store.root, recursive=True)) if f.type == pafs.FileType.File
+        ]
         last = max((f.mtime for f in files if f.mtime is not None), default=None)
         spec = manifest.get("spec", {})
-        rows.append({
-            "sweep": info.base_name, "preset": manifest.get("provenance", {}).get("preset", "?"),
-            "dataset": spec.get("dataset", "?"), "spec_hash": manifest.get("spec_hash", "?"),
-            "trials": f"{len(store.intact(contents=False))}/{len(plan_of(manifest))}",  # footers only: fast
-            "rows": _rows(store),
-            "size_mb": round(sum(f.size or 0 for f in files) / 2**20, 1),
-            "last_write": (last.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if last else "?")})
-    frame = pd.DataFrame(rows, columns=["sweep", "preset", "dataset", "spec_hash", "trials", "rows", "size_mb",
-                                        "last_write"])
+        rows.append(
+            {
+                "sweep": info.base_name,
+                "preset": manifest.get("provenance", {}).get("preset", "?"),
+                "dataset": spec.get("dataset", "?"),
+                "spec_hash": manifest.get("spec_hash", "?"),
+                "trials": f"{len(store.intact(contents=False))}/{len(plan_of(manifest))}",  # footers only: fast
+                "rows": _rows(store),
+                "size_mb": round(sum(f.size or 0 for f in files) / 2**20, 1),
+                "last_write": (last.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if last else "?"),
+            }
+        )
+    frame = pd.DataFrame(
+        rows, columns=["sweep", "preset", "dataset", "spec_hash", "trials", "rows", "size_mb", "last_write"]
+    )
     frame.attrs["refused"] = refused  # (sweep, why): folders that are not a sweep memsweep can read
     return frame
 

@@ -131,6 +131,7 @@ class Store:
     def _refuse_links(self) -> None:
         """StoreError naming the first symbolic link at or under the sweep's local folder: a link
         planted in a shared location would lead reads, writes and deletes outside it."""
+
         def walk(folder: str) -> None:
             try:
                 entries = list(os.scandir(folder))
@@ -164,20 +165,28 @@ class Store:
             with self.fs.open_input_stream(self.path("sweep.yaml")) as f:
                 manifest = read_yaml(f.read().decode())
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{where} is not a memsweep manifest ({_first_line(exc)}); "
-                             "move it away or launch with --overwrite") from None
+            raise StoreError(
+                f"{where} is not a memsweep manifest ({_first_line(exc)}); move it away or launch with --overwrite"
+            ) from None
         if not isinstance(manifest, dict) or not isinstance(manifest.get("spec"), dict):
-            raise StoreError(f"{where} is not a memsweep manifest (no 'spec' mapping); move it away "
-                             "or launch with --overwrite")
+            raise StoreError(
+                f"{where} is not a memsweep manifest (no 'spec' mapping); move it away or launch with --overwrite"
+            )
         _check_plan(manifest, where)
         return manifest
 
-    def write_manifest(self, spec: dict[str, Any], spec_hash: str, provenance: dict[str, Any],
-                       plan: list[dict[str, Any]] | None = None) -> None:
+    def write_manifest(
+        self, spec: dict[str, Any], spec_hash: str, provenance: dict[str, Any], plan: list[dict[str, Any]] | None = None
+    ) -> None:
         """sweep.yaml: the schema version, the spec and its hash, provenance, and the trial plan
         (each trial's pack of models, as `sweep.planner.TrialPlan` fields)."""
-        body = {"schema_version": SCHEMA_VERSION, "spec_hash": spec_hash, "spec": spec,
-                "provenance": provenance, "plan": plan or []}
+        body = {
+            "schema_version": SCHEMA_VERSION,
+            "spec_hash": spec_hash,
+            "spec": spec,
+            "provenance": provenance,
+            "plan": plan or [],
+        }
         self._atomic_write(self.path("sweep.yaml"), write_yaml(body).encode())
 
     # --- fragments ------------------------------------------------------------------------
@@ -189,20 +198,29 @@ class Store:
         (a trial that just finished: one folder listed, not the whole history). A trial's folder
         is named `<fragment>-<Tune trial id>` (sweep.launcher). Returns how many folders went."""
         removed = 0
-        launches = ([self.fs.get_file_info(self.path(f"_tune/{launch}"))] if launch else
-                    self.fs.get_file_info(pafs.FileSelector(self.path("_tune"), allow_not_found=True)))
+        launches = (
+            [self.fs.get_file_info(self.path(f"_tune/{launch}"))]
+            if launch
+            else self.fs.get_file_info(pafs.FileSelector(self.path("_tune"), allow_not_found=True))
+        )
         for launch_info in launches:
             if launch_info.type != pafs.FileType.Directory:
                 continue
             if self._is_link(launch_info.path):
                 continue
             for trial in self.fs.get_file_info(pafs.FileSelector(launch_info.path)):
-                if (trial.type != pafs.FileType.Directory or trial.base_name.rsplit("-", 1)[0] not in fragments
-                        or self._is_link(trial.path)):
+                if (
+                    trial.type != pafs.FileType.Directory
+                    or trial.base_name.rsplit("-", 1)[0] not in fragments
+                    or self._is_link(trial.path)
+                ):
                     continue
                 for item in self.fs.get_file_info(pafs.FileSelector(trial.path)):
-                    if (item.type == pafs.FileType.Directory and item.base_name.startswith("checkpoint_")
-                            and not self._is_link(item.path)):
+                    if (
+                        item.type == pafs.FileType.Directory
+                        and item.base_name.startswith("checkpoint_")
+                        and not self._is_link(item.path)
+                    ):
                         self.fs.delete_dir(item.path)
                         removed += 1
         return removed
@@ -263,8 +281,7 @@ class Store:
                 return why
         return None
 
-    def _file_damage(self, table: str, fragment: str, rows: int | None, digest: str | None,
-                     full: bool) -> str | None:
+    def _file_damage(self, table: str, fragment: str, rows: int | None, digest: str | None, full: bool) -> str | None:
         """What is wrong with one of a fragment's files (None: nothing found), the most telling
         first: missing, unreadable, another row count, other bytes."""
         try:
@@ -303,10 +320,16 @@ class Store:
         found = []
         for table in TABLES:
             selector = pafs.FileSelector(self.path(table), allow_not_found=True)
-            found += [self.uri_of(table, i.base_name) for i in self.fs.get_file_info(selector)
-                      if not i.base_name.startswith((".", "_"))
-                      and (i.type != pafs.FileType.File or not i.base_name.endswith(".parquet")
-                           or i.base_name[:-len(".parquet")] not in planned)]
+            found += [
+                self.uri_of(table, i.base_name)
+                for i in self.fs.get_file_info(selector)
+                if not i.base_name.startswith((".", "_"))
+                and (
+                    i.type != pafs.FileType.File
+                    or not i.base_name.endswith(".parquet")
+                    or i.base_name[: -len(".parquet")] not in planned
+                )
+            ]
         return found
 
     def forget(self, fragments: set[str]) -> None:
@@ -323,11 +346,13 @@ class Store:
 
     def _fragments(self, table: str) -> list[str]:
         selector = pafs.FileSelector(self.path(table), allow_not_found=True)
-        return sorted(Path(i.path).stem for i in self.fs.get_file_info(selector)
-                      if i.path.endswith(".parquet") and not Path(i.path).name.startswith((".", "_")))
+        return sorted(
+            Path(i.path).stem
+            for i in self.fs.get_file_info(selector)
+            if i.path.endswith(".parquet") and not Path(i.path).name.startswith((".", "_"))
+        )
 
-    def write_fragment(self, fragment: str, tables: dict[str, pa.Table],
-                       metadata: dict[str, Any]) -> None:
+    def write_fragment(self, fragment: str, tables: dict[str, pa.Table], metadata: dict[str, Any]) -> None:
         """Write (or replace) `fragment` in the given tables, `trials` last, each file atomically.
         A table left out (e.g. `examples` when a run records none) gets no file."""
         if "trials" not in tables or not set(tables) <= set(TABLES):
@@ -391,7 +416,8 @@ class Store:
             return
         info = self.fs.get_file_info(folder)
         if info.type == pafs.FileType.Directory and not self.fs.get_file_info(
-                pafs.FileSelector(folder, allow_not_found=True)):
+            pafs.FileSelector(folder, allow_not_found=True)
+        ):
             self.fs.delete_dir(folder)
 
     # --- the launch's state (JSON, read by `sweep status`) --------------------------------
@@ -413,8 +439,10 @@ class Store:
             state = None
         trials = state.get("trials", {}) if isinstance(state, dict) else None
         if not isinstance(trials, dict) or not all(isinstance(v, str) for v in trials.values()):
-            raise StoreError(f"{self.uri_of('_launch.json')} is not a memsweep launch state (its 'trials' must map "
-                             "fragments to states); move it away")
+            raise StoreError(
+                f"{self.uri_of('_launch.json')} is not a memsweep launch state (its 'trials' must map "
+                "fragments to states); move it away"
+            )
         return state
 
     # --- one launch at a time -------------------------------------------------------------
@@ -428,9 +456,13 @@ class Store:
         heartbeat refreshed every 30 s; a lease not refreshed for 120 s (a killed driver) is
         taken over. Two launches started within the same second on an object store can both
         get it: start one launch per sweep there."""
-        owner = {"host": socket.gethostname(), "pid": os.getpid(), "command": command,
-                 "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-                 "token": uuid.uuid4().hex}
+        owner = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "command": command,
+            "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "token": uuid.uuid4().hex,
+        }
         created = self._missing_folders()
         try:
             self.fs.create_dir(self.root, recursive=True)
@@ -467,17 +499,21 @@ class Store:
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
                     raise StoreError(_link_message(path)) from None
-                raise StoreError(f"cannot take the lock {path} ({exc.strerror}): it must be a file memsweep "
-                                 "creates; move it away if no launch is running") from None
+                raise StoreError(
+                    f"cannot take the lock {path} ({exc.strerror}): it must be a file memsweep "
+                    "creates; move it away if no launch is running"
+                ) from None
             info = os.fstat(fd)
             if info.st_nlink == 0:  # the holder removed it just now, as it ends: open the next one
                 os.close(fd)
                 continue
             if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:  # a FIFO, a device, a hard link
                 os.close(fd)
-                raise StoreError(f"cannot take the lock {path}: it must be a regular file memsweep creates (one "
-                                 "link, not a FIFO or a hard link to another file); move it away if no launch is "
-                                 "running")
+                raise StoreError(
+                    f"cannot take the lock {path}: it must be a regular file memsweep creates (one "
+                    "link, not a FIFO or a hard link to another file); move it away if no launch is "
+                    "running"
+                )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -486,8 +522,10 @@ class Store:
                 raise StoreError(self._held_message(_read_owner(path))) from None
             except OSError as exc:  # a file system without flock (some Lustre or GPFS mounts)
                 os.close(fd)
-                raise StoreError(f"cannot lock {path} ({exc.strerror}): this file system has no file locks; "
-                                 "use a results location on one that does") from None
+                raise StoreError(
+                    f"cannot lock {path} ({exc.strerror}): this file system has no file locks; "
+                    "use a results location on one that does"
+                ) from None
             # The holder before us may have removed the file after we opened it: then our lock
             # is on a file nobody else will open. Take it again on the file that is there now.
             try:
@@ -578,12 +616,19 @@ class Store:
         return None
 
     def _held_message(self, owner: dict[str, Any]) -> str:
-        who = (f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}, started {owner.get('started', '?')}: "
-               f"{owner.get('command', '?')}") if owner else "owner unknown"
+        who = (
+            (
+                f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}, started {owner.get('started', '?')}: "
+                f"{owner.get('command', '?')}"
+            )
+            if owner
+            else "owner unknown"
+        )
         return f"{self.uri} is in use by another launch ({who}); wait for it to end, or stop it"
 
     def row_counts(self) -> dict[str, int]:
         """Rows per table, in write order; tables the sweep does not record are left out."""
+
         def rows(path: str) -> int:
             with self.fs.open_input_file(path) as f:
                 return pq.ParquetFile(f).metadata.num_rows
@@ -632,8 +677,10 @@ def _record(meta: pq.FileMetaData) -> tuple[dict | None, dict]:
 
 
 def _link_message(path: str) -> str:
-    return (f"{path} is a symbolic link; memsweep never follows links inside a results location "
-            "(it could lead writes or deletes outside it): remove the link, or use another location")
+    return (
+        f"{path} is a symbolic link; memsweep never follows links inside a results location "
+        "(it could lead writes or deletes outside it): remove the link, or use another location"
+    )
 
 
 def _check_plan(manifest: dict[str, Any], where: str) -> None:
@@ -649,8 +696,12 @@ def _check_plan(manifest: dict[str, Any], where: str) -> None:
             bad = f"plan entry {i}: {exc}"
             break
     args = prov.get("args", []) if isinstance(prov, dict) else None
-    if bad is None and not (isinstance(prov, dict) and isinstance(prov.get("preset", ""), str)
-                            and isinstance(args, list) and all(isinstance(a, str) for a in args)):
+    if bad is None and not (
+        isinstance(prov, dict)
+        and isinstance(prov.get("preset", ""), str)
+        and isinstance(args, list)
+        and all(isinstance(a, str) for a in args)
+    ):
         bad = "its 'provenance' is not of the shape memsweep writes"
     if bad:
         raise StoreError(f"{where} is not a memsweep manifest ({bad}); move it away or launch with --overwrite")

@@ -42,9 +42,15 @@ def _per_member(values: np.ndarray, k: int) -> np.ndarray:
     return np.broadcast_to(values, (k, values.shape[-1])) if values.ndim == 1 else values
 
 
-def examples_table(records, keys: list[dict[str, str]], seeds: list[int], labels: dict[str, np.ndarray],
-                   true_labels: dict[str, np.ndarray], corrupted: dict[str, np.ndarray],
-                   dtype: str = "float32") -> pa.Table:
+def examples_table(
+    records,
+    keys: list[dict[str, str]],
+    seeds: list[int],
+    labels: dict[str, np.ndarray],
+    true_labels: dict[str, np.ndarray],
+    corrupted: dict[str, np.ndarray],
+    dtype: str = "float32",
+) -> pa.Table:
     """One row per member x kept epoch x split x example (example fastest); labels, true labels
     and the corrupted mask are per split, shared (N,) or per member (K, N)."""
     parts, k = [], len(seeds)
@@ -55,21 +61,27 @@ def examples_table(records, keys: list[dict[str, str]], seeds: list[int], labels
             member = np.repeat(ks, n)
             pick = (ks, slice(None))
             mine = pick if r.kept is None else slice(None)  # scores of the kept members only: (K_kept, N)
-            parts.append(pa.table({
-                **_key_columns(keys, member),
-                "seed": pa.array(np.asarray(seeds, dtype=np.int32)[member]),
-                "epoch": pa.array(np.full(len(member), r.epoch, dtype=np.int16)),
-                "split": pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(member), np.int32)), pa.array([split])),
-                "index": pa.array(np.tile(np.arange(n, dtype=np.int32), len(ks))),
-                "label": pa.array(_per_member(labels[split], k)[pick].astype(np.int16).ravel()),
-                "true_label": pa.array(_per_member(true_labels[split], k)[pick].astype(np.int16).ravel()),
-                "corrupted": pa.array(_per_member(corrupted[split], k)[pick].ravel()),
-                "pred": pa.array(s.pred[mine].astype(np.int16).ravel()),
-                "correct": pa.array(s.correct[mine].ravel()),
-                "p_label": pa.array(s.p_label[mine].astype(dtype).ravel()),
-                "loss": pa.array(s.loss[mine].astype(dtype).ravel()),
-                "el2n": pa.array(s.el2n[mine].astype(dtype).ravel()),
-            }))
+            parts.append(
+                pa.table(
+                    {
+                        **_key_columns(keys, member),
+                        "seed": pa.array(np.asarray(seeds, dtype=np.int32)[member]),
+                        "epoch": pa.array(np.full(len(member), r.epoch, dtype=np.int16)),
+                        "split": pa.DictionaryArray.from_arrays(
+                            pa.array(np.zeros(len(member), np.int32)), pa.array([split])
+                        ),
+                        "index": pa.array(np.tile(np.arange(n, dtype=np.int32), len(ks))),
+                        "label": pa.array(_per_member(labels[split], k)[pick].astype(np.int16).ravel()),
+                        "true_label": pa.array(_per_member(true_labels[split], k)[pick].astype(np.int16).ravel()),
+                        "corrupted": pa.array(_per_member(corrupted[split], k)[pick].ravel()),
+                        "pred": pa.array(s.pred[mine].astype(np.int16).ravel()),
+                        "correct": pa.array(s.correct[mine].ravel()),
+                        "p_label": pa.array(s.p_label[mine].astype(dtype).ravel()),
+                        "loss": pa.array(s.loss[mine].astype(dtype).ravel()),
+                        "el2n": pa.array(s.el2n[mine].astype(dtype).ravel()),
+                    }
+                )
+            )
     # Kept as one chunk per (epoch, split) block: the store writes each as a row group.
     return pa.concat_tables(parts, promote_options="permissive")
 
@@ -96,22 +108,33 @@ def epochs_table(records, keys: list[dict[str, str]], seeds: list[int], phase_bo
     parts = []
     for r in records:
         ks = np.flatnonzero(r.active)
-        phase = {} if phase_boundary is None else {
-            "phase": pa.array(np.full(len(ks), 1 if r.epoch <= phase_boundary else 2, dtype=np.int8))}
-        parts.append(pa.table({
-            **_key_columns(keys, ks),
-            "seed": pa.array(np.asarray(seeds, dtype=np.int32)[ks]),
-            "epoch": pa.array(np.full(len(ks), r.epoch, dtype=np.int16)),
-            **phase,
-            "step": pa.array(np.full(len(ks), r.step, dtype=np.int64)),
-            "wall_seconds": pa.array(np.full(len(ks), r.wall_seconds)),
-            "train_seconds": pa.array(np.full(len(ks), r.train_seconds)),
-            "lr": pa.array(np.broadcast_to(np.asarray(r.lr, dtype=np.float64), (k,))[ks]),
-            "running_loss": pa.array(r.running_loss.astype(np.float32)[ks]),
-            "running_acc": pa.array(r.running_acc.astype(np.float32)[ks]),
-            **{f"{split}_{m}": pa.array(_split_metric(r, split, m)[ks]) for split in splits for m in ("loss", "acc")},
-            "weight_norm": pa.array(total_norm(r.norms, k)[ks]),
-        }))
+        phase = (
+            {}
+            if phase_boundary is None
+            else {"phase": pa.array(np.full(len(ks), 1 if r.epoch <= phase_boundary else 2, dtype=np.int8))}
+        )
+        parts.append(
+            pa.table(
+                {
+                    **_key_columns(keys, ks),
+                    "seed": pa.array(np.asarray(seeds, dtype=np.int32)[ks]),
+                    "epoch": pa.array(np.full(len(ks), r.epoch, dtype=np.int16)),
+                    **phase,
+                    "step": pa.array(np.full(len(ks), r.step, dtype=np.int64)),
+                    "wall_seconds": pa.array(np.full(len(ks), r.wall_seconds)),
+                    "train_seconds": pa.array(np.full(len(ks), r.train_seconds)),
+                    "lr": pa.array(np.broadcast_to(np.asarray(r.lr, dtype=np.float64), (k,))[ks]),
+                    "running_loss": pa.array(r.running_loss.astype(np.float32)[ks]),
+                    "running_acc": pa.array(r.running_acc.astype(np.float32)[ks]),
+                    **{
+                        f"{split}_{m}": pa.array(_split_metric(r, split, m)[ks])
+                        for split in splits
+                        for m in ("loss", "acc")
+                    },
+                    "weight_norm": pa.array(total_norm(r.norms, k)[ks]),
+                }
+            )
+        )
     return pa.concat_tables(parts, promote_options="permissive").combine_chunks()
 
 
@@ -120,21 +143,26 @@ def norms_table(records, keys: list[dict[str, str]], seeds: list[int], init: dic
     member x evaluation point for the whole model (layer 'total')."""
     k = len(seeds)
     points = ([(0, init, np.ones(k, dtype=bool))] if init else []) + [
-        (r.epoch, r.norms, r.active) for r in records if r.norms]
+        (r.epoch, r.norms, r.active) for r in records if r.norms
+    ]
     parts = []
     for epoch, norms, active in points:
         ks = np.flatnonzero(active)
         names = [*norms, "total"]
         values = np.stack([*(np.asarray(v, dtype=np.float32) for v in norms.values()), total_norm(norms, k)])[:, ks]
         member = np.tile(ks, len(names))
-        parts.append(pa.table({
-            **_key_columns(keys, member),
-            "seed": pa.array(np.asarray(seeds, dtype=np.int32)[member]),
-            "epoch": pa.array(np.full(len(member), epoch, dtype=np.int16)),
-            "layer": pa.array(np.repeat(names, len(ks))).dictionary_encode(),
-            "layer_index": pa.array(np.repeat(np.arange(len(names), dtype=np.int16), len(ks))),
-            "norm": pa.array(values.ravel()),
-        }))
+        parts.append(
+            pa.table(
+                {
+                    **_key_columns(keys, member),
+                    "seed": pa.array(np.asarray(seeds, dtype=np.int32)[member]),
+                    "epoch": pa.array(np.full(len(member), epoch, dtype=np.int16)),
+                    "layer": pa.array(np.repeat(names, len(ks))).dictionary_encode(),
+                    "layer_index": pa.array(np.repeat(np.arange(len(names), dtype=np.int16), len(ks))),
+                    "norm": pa.array(values.ravel()),
+                }
+            )
+        )
     return pa.concat_tables(parts).combine_chunks()
 
 
@@ -146,17 +174,19 @@ def probes_table(rows: list[dict[str, Any]], keys: list[dict[str, str]], seeds: 
     def col(name, dtype):
         return pa.array(np.asarray([r[name] for r in rows], dtype=dtype))
 
-    return pa.table({
-        **_key_columns(keys, member),
-        "seed": pa.array(np.asarray(seeds, dtype=np.int32)[member]),
-        "probe": pa.array([r["probe"] for r in rows]).dictionary_encode(),
-        "epoch": col("epoch", np.int16),
-        "split": pa.array([r["split"] for r in rows]).dictionary_encode(),
-        "sigma": col("sigma", np.float32),
-        "draw": col("draw", np.int16),
-        "value": col("value", np.float32),
-        "n": col("n", np.int32),
-    })
+    return pa.table(
+        {
+            **_key_columns(keys, member),
+            "seed": pa.array(np.asarray(seeds, dtype=np.int32)[member]),
+            "probe": pa.array([r["probe"] for r in rows]).dictionary_encode(),
+            "epoch": col("epoch", np.int16),
+            "split": pa.array([r["split"] for r in rows]).dictionary_encode(),
+            "sigma": col("sigma", np.float32),
+            "draw": col("draw", np.int16),
+            "value": col("value", np.float32),
+            "n": col("n", np.int32),
+        }
+    )
 
 
 def filters_table(found: list[tuple[int, int, np.ndarray]], keys: list[dict[str, str]], seeds: list[int]) -> pa.Table:
@@ -166,54 +196,84 @@ def filters_table(found: list[tuple[int, int, np.ndarray]], keys: list[dict[str,
     for k, epoch, w in found:
         f, c, kh, kw = w.shape
         member = np.full(f, k)
-        parts.append(pa.table({
-            **_key_columns(keys, member),
-            "seed": pa.array(np.full(f, seeds[k], dtype=np.int32)),
-            "epoch": pa.array(np.full(f, epoch, dtype=np.int16)),
-            "filter": pa.array(np.arange(f, dtype=np.int32)),
-            "channels": pa.array(np.full(f, c, dtype=np.int16)),
-            "height": pa.array(np.full(f, kh, dtype=np.int16)),
-            "width": pa.array(np.full(f, kw, dtype=np.int16)),
-            "weights": pa.FixedSizeListArray.from_arrays(pa.array(w.reshape(f, -1).astype(np.float32).ravel()), c * kh * kw),
-        }))
+        parts.append(
+            pa.table(
+                {
+                    **_key_columns(keys, member),
+                    "seed": pa.array(np.full(f, seeds[k], dtype=np.int32)),
+                    "epoch": pa.array(np.full(f, epoch, dtype=np.int16)),
+                    "filter": pa.array(np.arange(f, dtype=np.int32)),
+                    "channels": pa.array(np.full(f, c, dtype=np.int16)),
+                    "height": pa.array(np.full(f, kh, dtype=np.int16)),
+                    "width": pa.array(np.full(f, kw, dtype=np.int16)),
+                    "weights": pa.FixedSizeListArray.from_arrays(
+                        pa.array(w.reshape(f, -1).astype(np.float32).ravel()), c * kh * kw
+                    ),
+                }
+            )
+        )
     return pa.concat_tables(parts).combine_chunks()
 
 
-def trials_table(lasts: list, keys: list[dict[str, str]], seeds: list[int], *, spec: Spec, plan: TrialPlan,
-                 ctx: dict[str, Any], arch: str, started: dt.datetime, wall_seconds: float,
-                 columns: dict[str, Any]) -> pa.Table:
+def trials_table(
+    lasts: list,
+    keys: list[dict[str, str]],
+    seeds: list[int],
+    *,
+    spec: Spec,
+    plan: TrialPlan,
+    ctx: dict[str, Any],
+    arch: str,
+    started: dt.datetime,
+    wall_seconds: float,
+    columns: dict[str, Any],
+) -> pa.Table:
     """One row per member of the trial: identity, provenance, the metrics of its last record
     (`lasts[k]`), and the engine's own `columns` (arrays of one value per member)."""
     k = len(seeds)
     finished = dt.datetime.now(dt.UTC)
     const = {
-        "sweep": spec.name, "fragment": plan.fragment, "trial_id": ctx["trial_id"], "status": "completed",
-        "dataset": spec.dataset, "arch": arch, "device": str(ctx["device"]), "node_id": ctx["node_id"],
+        "sweep": spec.name,
+        "fragment": plan.fragment,
+        "trial_id": ctx["trial_id"],
+        "status": "completed",
+        "dataset": spec.dataset,
+        "arch": arch,
+        "device": str(ctx["device"]),
+        "node_id": ctx["node_id"],
         "config": json.dumps(spec.model_dump(), sort_keys=True),
         "resources": json.dumps(ctx["resources"], sort_keys=True),
-        "versions": json.dumps(ctx["versions"], sort_keys=True), "git_rev": ctx["git_rev"] or "",
+        "versions": json.dumps(ctx["versions"], sort_keys=True),
+        "git_rev": ctx["git_rev"] or "",
     }
 
     def last(metric):
         return np.asarray([metric(r, i) for i, r in enumerate(lasts)])
 
-    return pa.table({
-        **_key_columns(keys, np.arange(k)),
-        "seed": pa.array(np.asarray(seeds, dtype=np.int32)),
-        **{name: pa.array([value] * k, pa.string()) for name, value in const.items()},
-        "pack": pa.array(np.full(k, plan.pack, dtype=np.int32)),
-        "pack_size": pa.array(np.full(k, k, dtype=np.int32)),
-        **{name: value if isinstance(value, pa.Array) else pa.array(value) for name, value in columns.items()},
-        "epochs_trained": pa.array(last(lambda r, i: r.epoch).astype(np.int32)),
-        "steps": pa.array(last(lambda r, i: r.step).astype(np.int64)),
-        "wall_seconds": pa.array(np.full(k, wall_seconds)),  # the whole trial's, shared by its members
-        "train_seconds": pa.array(last(lambda r, i: r.train_seconds).astype(np.float64)),
-        "started_at": pa.array([started] * k, pa.timestamp("ms", tz="UTC")),
-        "finished_at": pa.array([finished] * k, pa.timestamp("ms", tz="UTC")),
-        **{f"final_{split}_{m}": pa.array(last(lambda r, i, s=split, m=m: _split_metric(r, s, m)[i]).astype(np.float32))
-           for split in ("train", "test") for m in ("loss", "acc")},
-        "schema_version": pa.array(np.full(k, SCHEMA_VERSION, dtype=np.int16)),
-    })
+    return pa.table(
+        {
+            **_key_columns(keys, np.arange(k)),
+            "seed": pa.array(np.asarray(seeds, dtype=np.int32)),
+            **{name: pa.array([value] * k, pa.string()) for name, value in const.items()},
+            "pack": pa.array(np.full(k, plan.pack, dtype=np.int32)),
+            "pack_size": pa.array(np.full(k, k, dtype=np.int32)),
+            **{name: value if isinstance(value, pa.Array) else pa.array(value) for name, value in columns.items()},
+            "epochs_trained": pa.array(last(lambda r, i: r.epoch).astype(np.int32)),
+            "steps": pa.array(last(lambda r, i: r.step).astype(np.int64)),
+            "wall_seconds": pa.array(np.full(k, wall_seconds)),  # the whole trial's, shared by its members
+            "train_seconds": pa.array(last(lambda r, i: r.train_seconds).astype(np.float64)),
+            "started_at": pa.array([started] * k, pa.timestamp("ms", tz="UTC")),
+            "finished_at": pa.array([finished] * k, pa.timestamp("ms", tz="UTC")),
+            **{
+                f"final_{split}_{m}": pa.array(
+                    last(lambda r, i, s=split, m=m: _split_metric(r, s, m)[i]).astype(np.float32)
+                )
+                for split in ("train", "test")
+                for m in ("loss", "acc")
+            },
+            "schema_version": pa.array(np.full(k, SCHEMA_VERSION, dtype=np.int16)),
+        }
+    )
 
 
 def convergence_columns(spec: ConvergenceSpec, job, pack, out, found, resumed_from) -> dict[str, Any]:
@@ -229,8 +289,10 @@ def convergence_columns(spec: ConvergenceSpec, job, pack, out, found, resumed_fr
 
     columns = {
         "params": np.full(k, models.param_count(pack.member(0)), dtype=np.int64),
-        "stop_reason": pa.array(out.stop_reason), "interpolated": np.asarray([e is not None for e in out.reached_epoch]),
-        "interp_epoch": per(out.reached_epoch, pa.int32()), "interp_step": per(out.reached_step, pa.int64()),
+        "stop_reason": pa.array(out.stop_reason),
+        "interpolated": np.asarray([e is not None for e in out.reached_epoch]),
+        "interp_epoch": per(out.reached_epoch, pa.int32()),
+        "interp_step": per(out.reached_step, pa.int64()),
         "interp_train_seconds": np.asarray([v if v is not None else nan for v in out.reached_train_seconds]),
         "interp_wall_seconds": np.asarray([v if v is not None else nan for v in out.reached_wall_seconds]),
         "interp_train_acc": np.asarray([a.acc["train"][i] if a else nan for i, a in enumerate(at)], dtype=np.float32),
@@ -239,13 +301,21 @@ def convergence_columns(spec: ConvergenceSpec, job, pack, out, found, resumed_fr
     }
     if job.data.val is not None:
         best = [next(r for r in out.records if r.epoch == e) if e else None for e in out.best_epoch]
-        columns.update({
-            "val_size": np.full(k, len(job.data.val), dtype=np.int32),
-            "val_corruption": pa.array([spec.validation.corruption] * k),
-            "phase1_epochs": per(found["phase1"]["boundary"] if found["phase1"] else [None] * k, pa.int32()),
-            "best_epoch": per(out.best_epoch, pa.int32()), "early_stop_epoch": per(out.early_stop_epoch, pa.int32()),
-            **{f"best_{s}_acc": np.asarray([b.acc[s][i] if b else nan for i, b in enumerate(best)], dtype=np.float32)
-               for s in ("train", "val", "test")}})
+        columns.update(
+            {
+                "val_size": np.full(k, len(job.data.val), dtype=np.int32),
+                "val_corruption": pa.array([spec.validation.corruption] * k),
+                "phase1_epochs": per(found["phase1"]["boundary"] if found["phase1"] else [None] * k, pa.int32()),
+                "best_epoch": per(out.best_epoch, pa.int32()),
+                "early_stop_epoch": per(out.early_stop_epoch, pa.int32()),
+                **{
+                    f"best_{s}_acc": np.asarray(
+                        [b.acc[s][i] if b else nan for i, b in enumerate(best)], dtype=np.float32
+                    )
+                    for s in ("train", "val", "test")
+                },
+            }
+        )
     return columns
 
 
@@ -253,8 +323,10 @@ def subset_columns(out) -> dict[str, Any]:
     """The trials columns of a subset sweep's pack: how each model ended, and its accuracy on its
     own subset then (the engine's Outcome -> columns)."""
     k = len(out.stop_reason)
-    return {"stop_reason": pa.array(out.stop_reason),
-            "fit_acc": np.asarray([out.last_record(i).fit_acc[i] for i in range(k)], dtype=np.float32)}
+    return {
+        "stop_reason": pa.array(out.stop_reason),
+        "fit_acc": np.asarray([out.last_record(i).fit_acc[i] for i in range(k)], dtype=np.float32),
+    }
 
 
 def members_table(keys: list[dict[str, str]], seeds: list[int], subsets: np.ndarray) -> pa.Table:
@@ -262,26 +334,40 @@ def members_table(keys: list[dict[str, str]], seeds: list[int], subsets: np.ndar
     examples each model of a subset sweep trained on."""
     k, n = subsets.shape
     member = np.repeat(np.arange(k), n)
-    return pa.table({
-        **_key_columns(keys, member),
-        "seed": pa.array(np.asarray(seeds, dtype=np.int32)[member]),
-        "index": pa.array(subsets.astype(np.int32).ravel()),
-    })
+    return pa.table(
+        {
+            **_key_columns(keys, member),
+            "seed": pa.array(np.asarray(seeds, dtype=np.int32)[member]),
+            "index": pa.array(subsets.astype(np.int32).ravel()),
+        }
+    )
 
 
-def all_tables(spec: Spec, plan: TrialPlan, job, out, found, columns, ctx, started, wall_seconds) -> dict[str, pa.Table]:
+def all_tables(
+    spec: Spec, plan: TrialPlan, job, out, found, columns, ctx, started, wall_seconds
+) -> dict[str, pa.Table]:
     """Every table of a trial's fragment: those its spec and what its probes found call for."""
     k = job.members.k
     boundary = found["phase1"]["last"] if found.get("phase1") else None
     tables = {
         "epochs": epochs_table(out.records, job.keys, job.seeds, boundary),
-        "trials": trials_table([out.last_record(i) for i in range(k)], job.keys, job.seeds, spec=spec, plan=plan,
-                                 ctx=ctx, arch=job.arch_label, started=started, wall_seconds=wall_seconds,
-                                 columns=columns),
+        "trials": trials_table(
+            [out.last_record(i) for i in range(k)],
+            job.keys,
+            job.seeds,
+            spec=spec,
+            plan=plan,
+            ctx=ctx,
+            arch=job.arch_label,
+            started=started,
+            wall_seconds=wall_seconds,
+            columns=columns,
+        ),
     }
     if any(r.splits for r in out.records):
-        tables["examples"] = examples_table(out.records, job.keys, job.seeds, job.labels, job.true_labels,
-                                              job.corrupted, spec.record_dtype)
+        tables["examples"] = examples_table(
+            out.records, job.keys, job.seeds, job.labels, job.true_labels, job.corrupted, spec.record_dtype
+        )
     if job.members.subsets is not None:
         tables["members"] = members_table(job.keys, job.seeds, job.members.subsets.cpu().numpy())
     if spec.norms:

@@ -49,8 +49,11 @@ def run(config: dict[str, Any]) -> None:
     if isinstance(spec, ConvergenceSpec):  # the plan's pack, with checkpoints and probes
         pack, schedule = _pack(spec, plan, job, ctx["device"])
         outcome, found, resumed_from = _converge(spec, job, pack, schedule)
-        columns = dict(job.columns, pack_mode=np.full(job.members.k, getattr(pack, "mode", "bmm")),
-                       **T.convergence_columns(spec, job, pack, outcome, found, resumed_from))
+        columns = dict(
+            job.columns,
+            pack_mode=np.full(job.members.k, getattr(pack, "mode", "bmm")),
+            **T.convergence_columns(spec, job, pack, outcome, found, resumed_from),
+        )
         tables = T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
         reached = [e for e in outcome.reached_epoch if e is not None]
         extra = {"interpolated": len(reached), "interp_epoch_mean": float(np.mean(reached)) if reached else np.nan}
@@ -58,19 +61,39 @@ def run(config: dict[str, Any]) -> None:
         # cache, or the GPU budget)
         from trainables import budget
 
-        k = spec.resolved_pack_size(job.members.k, ctx["device"].type,
-                                    cache_bytes=budget.cache_share_bytes(float(config["cpus"])))
-        parts = [_fig1_pack(spec, plan, job.select(range(i, min(i + k, job.members.k))), ctx, started, t0, rss_before,
-                            progress={"trial_models": job.members.k, "models_from": i})
-                 for i in range(0, job.members.k, k)]
+        k = spec.resolved_pack_size(
+            job.members.k, ctx["device"].type, cache_bytes=budget.cache_share_bytes(float(config["cpus"]))
+        )
+        parts = [
+            _fig1_pack(
+                spec,
+                plan,
+                job.select(range(i, min(i + k, job.members.k))),
+                ctx,
+                started,
+                t0,
+                rss_before,
+                progress={"trial_models": job.members.k, "models_from": i},
+            )
+            for i in range(0, job.members.k, k)
+        ]
         tables = {name: pa.concat_tables([part[name] for part in parts]) for name in parts[0]}
         trials = tables["trials"]  # every member's row gets the whole trial's wall time
         at = trials.schema.get_field_index("wall_seconds")
         tables["trials"] = trials.set_column(at, "wall_seconds", pa.array([time.perf_counter() - t0] * len(trials)))
         extra = {}
-    Store(config["results"], spec.name, check_links=False).write_fragment(plan.fragment, tables, {
-        "sweep": spec.name, "fragment": plan.fragment, "spec": sweep.model_dump(),
-        "spec_hash": sweep.hash(), "versions": ctx["versions"], "git_rev": ctx["git_rev"]})
+    Store(config["results"], spec.name, check_links=False).write_fragment(
+        plan.fragment,
+        tables,
+        {
+            "sweep": spec.name,
+            "fragment": plan.fragment,
+            "spec": sweep.model_dump(),
+            "spec_hash": sweep.hash(),
+            "versions": ctx["versions"],
+            "git_rev": ctx["git_rev"],
+        },
+    )
     tune.report({**_final_summary(tables["trials"]), **extra})
 
 
@@ -83,15 +106,21 @@ def _pack(spec, plan: TrialPlan, job, device):
     pack = jobs.build_pack(spec, job, device)
     (c, h, w), classes = job.data.input_shape, job.data.num_classes
     if isinstance(pack, PackedMLP):  # the MLP's memory model sizes the scoring chunk from the budget
-        chunk = budget.score_chunk(int(getattr(spec, "memory_budget_gb", 2.0) * 2**30), job.members.k, c * h * w,
-                                   pack.hidden, classes, spec.batch_size, cpu=device.type == "cpu")
+        chunk = budget.score_chunk(
+            int(getattr(spec, "memory_budget_gb", 2.0) * 2**30),
+            job.members.k,
+            c * h * w,
+            pack.hidden,
+            classes,
+            spec.batch_size,
+            cpu=device.type == "cpu",
+        )
     else:  # a CNN scores K x chunk images at once: 1,024 images in all, as one model did alone
         chunk = max(16, 1024 // job.members.k)
     return pack, jobs.schedule(spec, plan, chunk)
 
 
-def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: float,
-               progress: dict[str, int]):
+def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: float, progress: dict[str, int]):
     """Train one pack of a fig1 or subset trial's seeds; its tables. `progress` (the trial's
     model count, and the pack's first model in it) goes into each epoch's report, for the
     launch's progress line."""
@@ -101,12 +130,17 @@ def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: 
 
     pack, schedule = _pack(spec, plan, job, ctx["device"])
     init_norms = {k: v.cpu().numpy() for k, v in pack.layer_norms().items()} if spec.norms else {}
-    outcome = engine.run(pack, job.data, job.members, schedule,
-                         on_epoch=lambda r, _: tune.report({**_summary(r), **progress}))
+    outcome = engine.run(
+        pack, job.data, job.members, schedule, on_epoch=lambda r, _: tune.report({**_summary(r), **progress})
+    )
     found = {"init_norms": init_norms, "probes": [], "filters": [], "phase1": None}
     k = job.members.k
-    columns = dict(job.columns, pack_mode=np.full(k, getattr(pack, "mode", "bmm")),
-                   rss_before_mb=np.full(k, rss_before), **_peak_memory(k, ctx["device"]))
+    columns = dict(
+        job.columns,
+        pack_mode=np.full(k, getattr(pack, "mode", "bmm")),
+        rss_before_mb=np.full(k, rss_before),
+        **_peak_memory(k, ctx["device"]),
+    )
     if job.members.subsets is not None:
         columns.update(T.subset_columns(outcome))
     return T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
@@ -146,15 +180,24 @@ def _converge(spec: ConvergenceSpec, job, pack, schedule):
         out = engine.run(pack, job.data, job.members, schedule, state=state, on_epoch=on_epoch)
         state = out.state
         if spec.phase2_epochs:
-            found["phase1"] = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)
-                               if f.name.startswith(("stop_reason", "reached_"))}
+            found["phase1"] = {
+                f.name: getattr(out, f.name)
+                for f in dataclasses.fields(out)
+                if f.name.startswith(("stop_reason", "reached_"))
+            }
             found["phase1"]["boundary"] = [out.last_record(k).epoch for k in range(job.members.k)]
             found["phase1"]["last"] = out.records[-1].epoch
             found["phase"] = 2
             state.restart()
     if spec.phase2_epochs:  # phase 2: the training split alone, phase2_epochs more
-        phase2 = dataclasses.replace(schedule, threshold=None, time_budget_s=None, fit_splits=("train",),
-                                     patience=None, max_epochs=found["phase1"]["last"] + spec.phase2_epochs)
+        phase2 = dataclasses.replace(
+            schedule,
+            threshold=None,
+            time_budget_s=None,
+            fit_splits=("train",),
+            patience=None,
+            max_epochs=found["phase1"]["last"] + spec.phase2_epochs,
+        )
         final = engine.run(pack, job.data, job.members, phase2, state=state, on_epoch=on_epoch)
         phase1 = {k: v for k, v in found["phase1"].items() if k not in ("boundary", "last")}
         out = dataclasses.replace(final, **phase1)
@@ -165,12 +208,18 @@ def _converge(spec: ConvergenceSpec, job, pack, schedule):
 def _final_summary(trials: pa.Table) -> dict[str, float]:
     """What the trial tells Tune at the end: means over all its models, each at its own last
     epoch (a model that stopped early counts with its final accuracy), from its trials rows."""
+
     def mean(column: str) -> float:
         return float(np.nanmean(trials.column(column).to_numpy(zero_copy_only=False).astype(float)))
 
-    out = {"epoch": int(max(trials.column("epochs_trained").to_pylist())), "stored": True,
-           "members": trials.num_rows, "members_training": 0,
-           "train_acc": mean("final_train_acc"), "test_acc": mean("final_test_acc")}
+    out = {
+        "epoch": int(max(trials.column("epochs_trained").to_pylist())),
+        "stored": True,
+        "members": trials.num_rows,
+        "members_training": 0,
+        "train_acc": mean("final_train_acc"),
+        "test_acc": mean("final_test_acc"),
+    }
     if "fit_acc" in trials.column_names:
         out["fit_acc"] = mean("fit_acc")
     cells = trials.column("cell").to_pylist() if "cell" in trials.column_names else []
@@ -183,8 +232,13 @@ def _final_summary(trials: pa.Table) -> dict[str, float]:
 def _summary(record) -> dict[str, float]:
     """What the trial tells Tune after an epoch: means over the members that trained in it."""
     active = record.active
-    out = {"epoch": record.epoch, "stored": False, "running_loss": float(record.running_loss[active].mean()),
-           "members": int(len(active)), "members_training": int(active.sum())}
+    out = {
+        "epoch": record.epoch,
+        "stored": False,
+        "running_loss": float(record.running_loss[active].mean()),
+        "members": int(len(active)),
+        "members_training": int(active.sum()),
+    }
     for split, acc in record.acc.items():
         out[f"{split}_acc"] = float(np.asarray(acc)[active].mean())
     if record.fit_acc is not None:  # accuracy on each model's own training examples
@@ -198,12 +252,16 @@ def _context(config: dict[str, Any]) -> dict[str, Any]:
     import torch
     from ray import tune
 
-    return {"trial_id": tune.get_context().get_trial_id(), "node_id": ray.get_runtime_context().get_node_id(),
-            "resources": ray.get_runtime_context().get_assigned_resources(),
-            "device": torch.device("cuda" if torch.cuda.is_available() else "cpu"),
-            "versions": dict(config["provenance"].get("versions", {}), torch=torch.__version__,
-                             python=platform.python_version()),
-            "git_rev": config["provenance"].get("git_rev")}
+    return {
+        "trial_id": tune.get_context().get_trial_id(),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "resources": ray.get_runtime_context().get_assigned_resources(),
+        "device": torch.device("cuda" if torch.cuda.is_available() else "cpu"),
+        "versions": dict(
+            config["provenance"].get("versions", {}), torch=torch.__version__, python=platform.python_version()
+        ),
+        "git_rev": config["provenance"].get("git_rev"),
+    }
 
 
 def _rss_mb() -> float:
@@ -223,7 +281,7 @@ def _peak_memory(k: int, device) -> dict[str, np.ndarray]:
     import torch
 
     cuda = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else np.nan
-    return {"peak_rss_mb": np.full(k, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "peak_cuda_mb": np.full(k, cuda)}
-
-
+    return {
+        "peak_rss_mb": np.full(k, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_cuda_mb": np.full(k, cuda),
+    }

@@ -37,11 +37,19 @@ def write_tiny_cifar10(root: Path, per_batch: int = 4, test: int = 6, seed: int 
         md5[name] = hashlib.md5(path.read_bytes()).hexdigest()
 
     for i, n in [(f"data_batch_{b}", per_batch) for b in range(1, 6)] + [("test_batch", test)]:
-        dump(i, {"batch_label": i, "labels": rng.integers(0, 10, n).tolist(),
-                 "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 "filenames": [f"{i}_{k}.png" for k in range(n)]})
-    dump("batches.meta", {"label_names": [f"class{c}" for c in range(10)],
-                          "num_cases_per_batch": per_batch, "num_vis": 3072})
+        dump(
+            i,
+            {
+                "batch_label": i,
+                "labels": rng.integers(0, 10, n).tolist(),
+                "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                "filenames": [f"{i}_{k}.png" for k in range(n)],
+            },
+        )
+    dump(
+        "batches.meta",
+        {"label_names": [f"class{c}" for c in range(10)], "num_cases_per_batch": per_batch, "num_vis": 3072},
+    )
     return md5
 
 
@@ -56,8 +64,7 @@ def tiny_cifar(tmp_path, monkeypatch) -> Path:
 
     root = tmp_path / "data"
     md5 = write_tiny_cifar10(root)
-    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{b}", md5[f"data_batch_{b}"]]
-                                                for b in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{b}", md5[f"data_batch_{b}"]] for b in range(1, 6)])
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
     monkeypatch.setattr(CIFAR10, "meta", dict(CIFAR10.meta, md5=md5["batches.meta"]))
     return root
@@ -108,8 +115,9 @@ def contract_table(table: str, columns: dict | None = None, rows: int | None = N
     return pa.table(arrays, names=fields)
 
 
-def plant_strings(folder: Path, payload: str, spare: tuple[str, ...] = ("split", "probe"),
-                  manifest: bool = True) -> None:
+def plant_strings(
+    folder: Path, payload: str, spare: tuple[str, ...] = ("split", "probe"), manifest: bool = True
+) -> None:
     """What someone with write access to a shared results location can do to a stored sweep at
     `folder`: `payload` put before every text value of every table (but the `spare` columns,
     whose values the analysis compares with fixed names), before the spec's variants (so stored
@@ -131,16 +139,18 @@ def plant_strings(folder: Path, payload: str, spare: tuple[str, ...] = ("split",
     for path in sorted(folder.glob("*/*.parquet")):
         table = pq.read_table(path)
         for i, field in enumerate(table.schema):
-            text = pa.types.is_string(field.type) or (pa.types.is_dictionary(field.type)
-                                                      and pa.types.is_string(field.type.value_type))
+            text = pa.types.is_string(field.type) or (
+                pa.types.is_dictionary(field.type) and pa.types.is_string(field.type.value_type)
+            )
             if text and field.name not in spare:
                 table = table.set_column(i, field, planted(table.column(i)))
         pq.write_table(table, path)
     for path in sorted(folder.glob("trials/*.parquet")):
         table = pq.read_table(path)
         record = json.loads(table.schema.metadata[b"memsweep"])
-        record["sha256"] = {t: hashlib.sha256((folder / t / path.name).read_bytes()).hexdigest()
-                            for t in record.get("sha256", {})}
+        record["sha256"] = {
+            t: hashlib.sha256((folder / t / path.name).read_bytes()).hexdigest() for t in record.get("sha256", {})
+        }
         pq.write_table(table.replace_schema_metadata({b"memsweep": json.dumps(record).encode()}), path)
     if not manifest:
         return
@@ -172,8 +182,9 @@ def write_idx(folder: Path, train: int = 12, test: int = 5, seed: int = 0, compr
         labels = rng.integers(0, 10, n, dtype=np.uint8)
         arrays[split] = (images, labels)
         for kind, header, body in (
-                ("images-idx3-ubyte", b"\x00\x00\x08\x03" + np.array([n, 28, 28], ">i4").tobytes(), images),
-                ("labels-idx1-ubyte", b"\x00\x00\x08\x01" + np.array([n], ">i4").tobytes(), labels)):
+            ("images-idx3-ubyte", b"\x00\x00\x08\x03" + np.array([n, 28, 28], ">i4").tobytes(), images),
+            ("labels-idx1-ubyte", b"\x00\x00\x08\x01" + np.array([n], ">i4").tobytes(), labels),
+        ):
             name = f"{split}-{kind}" + (".gz" if compress else "")
             payload = header + body.tobytes()
             (folder / name).write_bytes(gzip.compress(payload) if compress else payload)

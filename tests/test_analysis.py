@@ -11,9 +11,7 @@ from analysis import figures, load
 
 
 def test_p_correct_array_by_hand():
-    correct = np.array([[1, 0, 1, 0],
-                        [1, 0, 0, 0],
-                        [1, 1, 0, 0]], dtype=bool)  # 3 seeds x 4 examples
+    correct = np.array([[1, 0, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]], dtype=bool)  # 3 seeds x 4 examples
     np.testing.assert_allclose(D.p_correct_array(correct), [1, 1 / 3, 1 / 3, 0])
 
 
@@ -21,9 +19,22 @@ def examples_frame() -> pd.DataFrame:
     """3 seeds x 4 examples for variant 'real', 3 seeds x 4 examples for 'randX'; one split, epoch."""
     real = [[1, 0, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]]
     rand = [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]]
-    rows = [dict(variant=v, split="train", epoch=1, seed=s, index=i, correct=bool(m[s][i]),
-                 label=i % 2, true_label=i % 2, corrupted=v != "real")
-            for v, m in (("real", real), ("randX", rand)) for s in range(3) for i in range(4)]
+    rows = [
+        dict(
+            variant=v,
+            split="train",
+            epoch=1,
+            seed=s,
+            index=i,
+            correct=bool(m[s][i]),
+            label=i % 2,
+            true_label=i % 2,
+            corrupted=v != "real",
+        )
+        for v, m in (("real", real), ("randX", rand))
+        for s in range(3)
+        for i in range(4)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -107,8 +118,11 @@ def test_load_table_filters(tmp_path):
     for v in ("real", "randX"):
         rows = ex[ex.variant == v]
         part = contract_table("examples", {**rows.to_dict("list"), "cell": rows.variant.tolist()})
-        store.write_fragment(f"{v}-pack000", {"examples": part, "epochs": contract_table("epochs", rows=1),
-                                              "trials": contract_table("trials", rows=1)}, {})
+        store.write_fragment(
+            f"{v}-pack000",
+            {"examples": part, "epochs": contract_table("epochs", rows=1), "trials": contract_table("trials", rows=1)},
+            {},
+        )
     assert len(load.load_table(str(tmp_path), "s", "examples")) == 24
     only = load.load_table(str(tmp_path), "s", "examples", variants=["real"], columns=["variant", "correct"])
     assert set(only.variant) == {"real"} and len(only) == 12 and list(only.columns) == ["variant", "correct"]
@@ -121,8 +135,23 @@ def test_load_table_filters(tmp_path):
 def test_gallery_ties_are_broken_by_the_mean_probability_of_the_label():
     # Four examples every seed gets right (a tie at P = 1) and one it never does: the easiest are
     # the most confident ones, not the lowest indices, and the tie is counted for the caption.
-    rows = [dict(variant="real", split="train", epoch=1, seed=s, index=i, correct=i != 4, label=0, true_label=0,
-                 corrupted=False, p_label=[0.6, 0.9, 0.7, 0.99, 0.1][i], loss=0.0) for s in range(2) for i in range(5)]
+    rows = [
+        dict(
+            variant="real",
+            split="train",
+            epoch=1,
+            seed=s,
+            index=i,
+            correct=i != 4,
+            label=0,
+            true_label=0,
+            corrupted=False,
+            p_label=[0.6, 0.9, 0.7, 0.99, 0.1][i],
+            loss=0.0,
+        )
+        for s in range(2)
+        for i in range(5)
+    ]
     pc = D.p_correct(pd.DataFrame(rows))
     ext = D.extremes(pc, k=2)
     easy = ext[ext.kind == "easiest"]
@@ -132,10 +161,26 @@ def test_gallery_ties_are_broken_by_the_mean_probability_of_the_label():
 
 def test_bootstrap_bands_widen_with_fewer_seeds_and_sentences_read_the_numbers():
     rng = np.random.default_rng(0)
+
     def frame(seeds):
-        return pd.DataFrame([dict(variant="real", split="train", epoch=1, seed=s, index=i,
-                                  correct=bool(rng.random() < i / 50), label=0, true_label=0, corrupted=False)
-                             for s in range(seeds) for i in range(50)])
+        return pd.DataFrame(
+            [
+                dict(
+                    variant="real",
+                    split="train",
+                    epoch=1,
+                    seed=s,
+                    index=i,
+                    correct=bool(rng.random() < i / 50),
+                    label=0,
+                    true_label=0,
+                    corrupted=False,
+                )
+                for s in range(seeds)
+                for i in range(50)
+            ]
+        )
+
     few, many = D.bootstrap_bands(frame(4), draws=100), D.bootstrap_bands(frame(64), draws=100)
     assert (few.hi >= few.lo).all() and len(few) == 50
     assert (few.hi - few.lo).mean() > 2 * (many.hi - many.lo).mean()
@@ -144,20 +189,52 @@ def test_bootstrap_bands_widen_with_fewer_seeds_and_sentences_read_the_numbers()
     assert text.startswith("real (train, epoch 1): far from binomial (KS ") and "differ in difficulty" in text
     row = table.iloc[0]  # the sentence reads the curve's own ends, not a stock phrase
     assert f"P(correct) runs from {row['min']:.2f} to {row['max']:.2f}" in text
-    assert ("right for every seed" in text) == (row["all_seeds"] > 0) and ("right for no seed" in text) == (row["no_seed"] > 0)
+    assert ("right for every seed" in text) == (row["all_seeds"] > 0) and ("right for no seed" in text) == (
+        row["no_seed"] > 0
+    )
     assert f"{round(row['no_seed'] * 50)} of 50 right for no seed" in text  # example 0 is never right: a count, not 0%
-    learned = pd.DataFrame([dict(variant="real", split="train", epoch=9, seed=s, index=i, correct=True, label=0,
-                                 true_label=0, corrupted=False) for s in range(8) for i in range(20)])
+    learned = pd.DataFrame(
+        [
+            dict(
+                variant="real",
+                split="train",
+                epoch=9,
+                seed=s,
+                index=i,
+                correct=True,
+                label=0,
+                true_label=0,
+                corrupted=False,
+            )
+            for s in range(8)
+            for i in range(20)
+        ]
+    )
     done = D.distance_sentence(D.summary(D.p_correct(learned)).iloc[0])
     assert "nearly every example is right for nearly every seed" in done and "as for noise" not in done
-    fig = figures.p_correct_curves(*D.sorted_curves(D.p_correct(frame(8))), "train", ["real"],
-                                   bands=D.bootstrap_bands(frame(8), draws=50))
+    fig = figures.p_correct_curves(
+        *D.sorted_curves(D.p_correct(frame(8))), "train", ["real"], bands=D.bootstrap_bands(frame(8), draws=50)
+    )
     assert fig.data[0].fill == "toself" and fig.data[1].name == "real"
 
 
 def test_too_few_seeds_are_said_not_read_as_equally_hard():
-    rows = pd.DataFrame([dict(variant="real", split="train", epoch=1, seed=0, index=i, correct=i % 2 == 0,
-                              label=0, true_label=0, corrupted=False) for i in range(20)])
+    rows = pd.DataFrame(
+        [
+            dict(
+                variant="real",
+                split="train",
+                epoch=1,
+                seed=0,
+                index=i,
+                correct=i % 2 == 0,
+                label=0,
+                true_label=0,
+                corrupted=False,
+            )
+            for i in range(20)
+        ]
+    )
     text = D.distance_sentence(D.summary(D.p_correct(rows)).iloc[0])
     assert "1 seed(s) are too few to tell" in text and "equally hard" in text and "close to binomial" not in text
 
@@ -165,9 +242,23 @@ def test_too_few_seeds_are_said_not_read_as_equally_hard():
 def test_summary_without_randx_shows_dashes_not_nan():
     from analysis import report
 
-    table = pd.DataFrame([{"variant": "real", "split": "train", "epoch": 1, "n_seeds": 5, "n_examples": 10,
-                           "mean": 0.8, "std": 0.1, "binom_std": 0.17, "ks_own": 0.3, "p_ref": np.nan,
-                           "ks_ref": np.nan}])
+    table = pd.DataFrame(
+        [
+            {
+                "variant": "real",
+                "split": "train",
+                "epoch": 1,
+                "n_seeds": 5,
+                "n_examples": 10,
+                "mean": 0.8,
+                "std": 0.1,
+                "binom_std": 0.17,
+                "ks_own": 0.3,
+                "p_ref": np.nan,
+                "ks_ref": np.nan,
+            }
+        ]
+    )
     page = report._summary_html(table)
     assert "nan" not in page and page.count("&ndash;") == 2
 
@@ -175,8 +266,11 @@ def test_summary_without_randx_shows_dashes_not_nan():
 def _manifest(args=None):
     prov = {"preset": "fig1-difficulty", **({"args": args} if args is not None else {})}
     plan = [{"cell": v, "pack": 0, "seed_lo": 0, "seed_hi": 2} for v in ("real", "randY")]
-    return {"spec": {"name": "fig1-difficulty", "engine": "packed", "seeds": 2, "variants": ["real", "randY"]},
-            "provenance": prov, "plan": plan}
+    return {
+        "spec": {"name": "fig1-difficulty", "engine": "packed", "seeds": 2, "variants": ["real", "randY"]},
+        "provenance": prov,
+        "plan": plan,
+    }
 
 
 def test_launch_args_give_the_stored_arguments_back_quoted():
@@ -223,8 +317,13 @@ def test_grouped_means_fold_batches_and_skip_nulls_as_pandas_does(tmp_path, monk
     folder.mkdir(parents=True)
     frames = []
     for part in range(3):
-        frame = pd.DataFrame({"variant": rng.choice(["real", "randY"], 400), "index": rng.integers(0, 50, 400),
-                              "loss": rng.random(400).astype(np.float16)})
+        frame = pd.DataFrame(
+            {
+                "variant": rng.choice(["real", "randY"], 400),
+                "index": rng.integers(0, 50, 400),
+                "loss": rng.random(400).astype(np.float16),
+            }
+        )
         frame.loc[part, "loss"] = np.nan
         table = pa.Table.from_pandas(frame, preserve_index=False)
         table = table.set_column(0, "variant", table["variant"].dictionary_encode())  # as the store writes keys
@@ -234,5 +333,6 @@ def test_grouped_means_fold_batches_and_skip_nulls_as_pandas_does(tmp_path, monk
     out = aggregate.grouped_means(str(tmp_path), "s", "examples", ["variant", "index"], ["loss"])
     whole = pd.concat(frames).astype({"loss": np.float64})
     expect = whole.groupby(["variant", "index"]).agg(n=("loss", "size"), mean_loss=("loss", "mean")).reset_index()
-    pd.testing.assert_frame_equal(out, expect.sort_values(["variant", "index"]).reset_index(drop=True),
-                                  check_dtype=False, atol=1e-12)
+    pd.testing.assert_frame_equal(
+        out, expect.sort_values(["variant", "index"]).reset_index(drop=True), check_dtype=False, atol=1e-12
+    )

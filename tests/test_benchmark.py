@@ -71,8 +71,9 @@ def test_gpu_mode_without_a_gpu_is_one_line_and_nonzero():
     gpu_json = RUN.parent / "results_gpu.json"
     before = gpu_json.stat().st_mtime_ns if gpu_json.exists() else None
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, str(RUN), "--device", "cuda"], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--device", "cuda"], capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "--device cuda" in proc.stderr and "no CUDA device" in proc.stderr
     assert (gpu_json.stat().st_mtime_ns if gpu_json.exists() else None) == before  # nothing written
@@ -87,15 +88,43 @@ def test_gemm_times(survey):
 
 def _results() -> dict:
     """A results dict as run.py writes it, small."""
-    return {"date": "d", "machine": "m", "torch": "t", "command": "c", "cores": 2,
-            "seeds": {10: {"notebook_s": 5.0, "memsweep_s": 10.0, "notebook/memsweep": 0.5, "engine_s": 4.0,
-                           "floor_s": 6.0, "notebook/floor": 0.83}},
-            "fixed_cost": {"one_seed_sweep_s": 8.0, "one_seed_sweep_runs": [8.0], "floor_s": 4.0,
-                           "python_and_ray_import_s": 1.0, "ray_init_s": 2.0, "trial_torch_import_s": 1.0},
-            "tune_per_seed": {"scaled_to_100_s": 900.0, "seeds": [2, 4], "measured_s": [20.0, 38.0]},
-            "hardware": {"matmul_gflops_1_thread": 90.0, "dram_gbs_1_thread": 40.0, "last_level_cache_mib": 32},
-            "step": {"pack_3": {"state_in": "7 MiB, 120 GB/s", "ms_per_seed_epoch": 60.0, "floor_ms": 26.0,
-                                "flop_ms": 26.0, "byte_ms": 6.0, "fraction_of_floor": 0.43}}}
+    return {
+        "date": "d",
+        "machine": "m",
+        "torch": "t",
+        "command": "c",
+        "cores": 2,
+        "seeds": {
+            10: {
+                "notebook_s": 5.0,
+                "memsweep_s": 10.0,
+                "notebook/memsweep": 0.5,
+                "engine_s": 4.0,
+                "floor_s": 6.0,
+                "notebook/floor": 0.83,
+            }
+        },
+        "fixed_cost": {
+            "one_seed_sweep_s": 8.0,
+            "one_seed_sweep_runs": [8.0],
+            "floor_s": 4.0,
+            "python_and_ray_import_s": 1.0,
+            "ray_init_s": 2.0,
+            "trial_torch_import_s": 1.0,
+        },
+        "tune_per_seed": {"scaled_to_100_s": 900.0, "seeds": [2, 4], "measured_s": [20.0, 38.0]},
+        "hardware": {"matmul_gflops_1_thread": 90.0, "dram_gbs_1_thread": 40.0, "last_level_cache_mib": 32},
+        "step": {
+            "pack_3": {
+                "state_in": "7 MiB, 120 GB/s",
+                "ms_per_seed_epoch": 60.0,
+                "floor_ms": 26.0,
+                "flop_ms": 26.0,
+                "byte_ms": 6.0,
+                "fraction_of_floor": 0.43,
+            }
+        },
+    }
 
 
 def test_the_table_is_one_markdown_table_of_the_run(bench):
@@ -104,11 +133,16 @@ def test_the_table_is_one_markdown_table_of_the_run(bench):
     lines = table.splitlines()
     assert lines[:2] == ["| measure | result |", "|---|---|"]
     assert all(line.startswith("| ") and line.endswith(" |") and line.count(" | ") == 1 for line in lines[2:])
-    assert ("| 10 seeds x 3 | notebook 5.0 s · memsweep 10.0 s · **0.50x** · engine alone 4.0 s · floor 6.0 s "
-            "(0.83x) |") in lines
-    assert ("| step, pack of 3 (7 MiB, 120 GB/s) | 60.0 ms a seed-epoch · floor 26.0 ms (FLOPs 26.0, bytes 6.0) · "
-            "**43%** of the floor |") in lines
-    assert "| one Tune trial per seed, 100 seeds x 3 | 900.0 s (line through 20.0 s at 2 and 38.0 s at 4 seeds) |" in lines
+    assert (
+        "| 10 seeds x 3 | notebook 5.0 s · memsweep 10.0 s · **0.50x** · engine alone 4.0 s · floor 6.0 s (0.83x) |"
+    ) in lines
+    assert (
+        "| step, pack of 3 (7 MiB, 120 GB/s) | 60.0 ms a seed-epoch · floor 26.0 ms (FLOPs 26.0, bytes 6.0) · "
+        "**43%** of the floor |"
+    ) in lines
+    assert (
+        "| one Tune trial per seed, 100 seeds x 3 | 900.0 s (line through 20.0 s at 2 and 38.0 s at 4 seeds) |" in lines
+    )
     assert "bare one-trial Tune sweep" not in table  # a results file from before it was measured
     # With the bare Tune sweep and the all-core peak: the least any engine needs, the sweep and then the
     # job's FLOPs (35.7 GFLOP a seed-run x 30 = 107 GFLOP at 180 GFLOP/s: 0.6 s after the 6.5 s).
@@ -122,21 +156,47 @@ def test_the_table_is_one_markdown_table_of_the_run(bench):
 
 
 def test_the_survey_and_blocked_tables(survey, blocked):
-    step = {"ms_per_seed_epoch": 46.8, "floor_ms": 27.0, "state_in": "7 MiB, 128 GB/s", "gemm_best_ms": 34.5,
-            "gemm_median_ms": 35.4, "gemm_flushed_ms": 74.5, "gemms_in_order_ms": 36.0, "in_order_rounds": [7, 7],
-            "other_ops_ms": 4.5, "parts_rounds": [6, 7], "gemms_in_step_ms": 36.2,
-            "profile": {"gemms_share": 0.77, "op_shares": {"baddbmm": 0.366}}}
-    out = {"date": "d", "machine": "m", "torch": "t", "command": "c", "matmul_gflops_1_thread": 90.0,
-           "step": {"pack_3": step}, "libraries": {"forward": {"torch": 78.0, "onednn": 72.0, "openblas": 81.0}}}
+    step = {
+        "ms_per_seed_epoch": 46.8,
+        "floor_ms": 27.0,
+        "state_in": "7 MiB, 128 GB/s",
+        "gemm_best_ms": 34.5,
+        "gemm_median_ms": 35.4,
+        "gemm_flushed_ms": 74.5,
+        "gemms_in_order_ms": 36.0,
+        "in_order_rounds": [7, 7],
+        "other_ops_ms": 4.5,
+        "parts_rounds": [6, 7],
+        "gemms_in_step_ms": 36.2,
+        "profile": {"gemms_share": 0.77, "op_shares": {"baddbmm": 0.366}},
+    }
+    out = {
+        "date": "d",
+        "machine": "m",
+        "torch": "t",
+        "command": "c",
+        "matmul_gflops_1_thread": 90.0,
+        "step": {"pack_3": step},
+        "libraries": {"forward": {"torch": 78.0, "onednn": 72.0, "openblas": 81.0}},
+    }
     lines = survey.table(out).splitlines()
     assert "| pack of 3: the 8 GEMMs alone, hot best / hot median / cache flushed | 34.5 / 35.4 / 74.5 ms |" in lines
-    assert ("| pack of 3: in the step's order, over the pack's state | GEMMs 36.0 ms (75% of the floor; the step "
-            "slower in 7 of 7 rounds) · other ops 4.5 ms · both 40.5 ms (67% of the floor; the step slower in 6 of 7 "
-            "rounds) |") in lines
+    assert (
+        "| pack of 3: in the step's order, over the pack's state | GEMMs 36.0 ms (75% of the floor; the step "
+        "slower in 7 of 7 rounds) · other ops 4.5 ms · both 40.5 ms (67% of the floor; the step slower in 6 of 7 "
+        "rounds) |"
+    ) in lines
     assert "| 512 x 512 forward, one member, GFLOP/s | torch 78.0 · onednn 72.0 · openblas 81.0 |" in lines
     assert "| best library rate / 1-thread matmul peak | 90% |" in lines
-    out = {"date": "d", "machine": "m", "torch": "t", "command": "c", "pack_size": 3, "repeats": 5,
-           "ms_per_seed_epoch": {"step": 44.0, "rows_64": 52.8, "member_rows_128": 55.0}}
+    out = {
+        "date": "d",
+        "machine": "m",
+        "torch": "t",
+        "command": "c",
+        "pack_size": 3,
+        "repeats": 5,
+        "ms_per_seed_epoch": {"step": 44.0, "rows_64": 52.8, "member_rows_128": 55.0},
+    }
     lines = blocked.table(out).splitlines()
     assert "| panels of 64 rows | 52.8 ms (1.20x the step) |" in lines
     assert "| panels of 128 rows, a member at a time | 55.0 ms (1.25x the step) |" in lines
@@ -148,8 +208,9 @@ def test_each_program_prints_its_latest_results_as_one_table(program):
     prints one markdown table and nothing else, and writes nothing."""
     results = RUN.parent / ("results.json" if program == RUN else program.with_suffix(".json").name)
     before = _outputs()
-    proc = subprocess.run([sys.executable, str(program), "--from-json", str(results)], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(program), "--from-json", str(results)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[:2] == ["| measure | result |", "|---|---|"] and all(line.startswith("| ") for line in lines[2:])
@@ -209,8 +270,17 @@ def test_the_steps_other_ops_are_the_step_without_its_gemms(survey):
         fn()  # warm
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             fn()
-        views = {"aten::slice", "aten::transpose", "aten::unsqueeze", "aten::as_strided", "aten::expand",
-                 "aten::select", "aten::view", "aten::t", "aten::squeeze"}
+        views = {
+            "aten::slice",
+            "aten::transpose",
+            "aten::unsqueeze",
+            "aten::as_strided",
+            "aten::expand",
+            "aten::select",
+            "aten::view",
+            "aten::t",
+            "aten::squeeze",
+        }
         return Counter(e.name for e in prof.events() if e.cpu_parent is None and e.name not in views)
 
     k, b = 2, survey.BATCH
@@ -219,7 +289,7 @@ def test_the_steps_other_ops_are_the_step_without_its_gemms(survey):
     x, y = torch.randn(k, b, survey.SIZES[0]), torch.randint(0, survey.SIZES[-1], (k, b))
     logits = torch.empty(k, 4 * b, survey.SIZES[-1])
     with torch.no_grad():
-        step = calls(lambda: pack.sgd_step(x, y, 0.01, 0.9, velocity, logits=logits[:, b:2 * b]))
+        step = calls(lambda: pack.sgd_step(x, y, 0.01, 0.9, velocity, logits=logits[:, b : 2 * b]))
     others = calls(survey.other_ops_step(k))
     assert step - Counter({"aten::baddbmm": 3, "aten::bmm": 2, "aten::baddbmm_": 3}) == others, (step, others)
 
@@ -235,15 +305,27 @@ def test_the_least_step_of_these_calls_is_the_steps_gemms_and_weight_updates(sur
 
     from trainables import packs
 
-    views = {"aten::slice", "aten::transpose", "aten::unsqueeze", "aten::as_strided", "aten::expand",
-             "aten::select", "aten::view", "aten::t", "aten::squeeze"}
+    views = {
+        "aten::slice",
+        "aten::transpose",
+        "aten::unsqueeze",
+        "aten::as_strided",
+        "aten::expand",
+        "aten::select",
+        "aten::view",
+        "aten::t",
+        "aten::squeeze",
+    }
 
     def calls(fn) -> list[tuple[str, tuple]]:
         fn()
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             fn()
-        return [(e.name, tuple(map(tuple, e.input_shapes))[:2]) for e in prof.events()  # not out=
-                if e.cpu_parent is None and e.name not in views]
+        return [
+            (e.name, tuple(map(tuple, e.input_shapes))[:2])
+            for e in prof.events()  # not out=
+            if e.cpu_parent is None and e.name not in views
+        ]
 
     def subsequence(part, whole) -> bool:
         it = iter(whole)
@@ -269,15 +351,23 @@ def test_the_least_step_of_these_calls_is_the_steps_gemms_and_weight_updates(sur
         assert not torch.equal(w, w0) and torch.isfinite(w).all() and w.abs().max() < 10 * w0.abs().max()
 
 
-@pytest.mark.parametrize("program,argv,named", [
-    (RUN, ["--tune-seeds", "0"], "--tune-seeds 0: must be 1 or more"),
-    (RUN, ["--pairs", "-1"], "--pairs -1: must be 0 or more"),
-    (RUN, ["--gpus-per-trial", "0", "--device", "cuda"], "--gpus-per-trial 0.0: must be more than 0"),
-    (RUN, ["--from-json", "/nonexistent/results.json"], "--from-json /nonexistent/results.json: cannot read it"),
-    (SURVEY, ["--rounds", "0"], "--rounds 0: must be 1 or more"),
-    (SURVEY, ["--from-json", "/nonexistent/gemm_survey.json"], "--from-json /nonexistent/gemm_survey.json: cannot read it"),
-    (BLOCKED, ["--pack", "0"], "--pack 0: must be 1 or more"),
-    (BLOCKED, ["--from-json", str(RUN)], f"--from-json {RUN}: cannot read it as JSON")])
+@pytest.mark.parametrize(
+    "program,argv,named",
+    [
+        (RUN, ["--tune-seeds", "0"], "--tune-seeds 0: must be 1 or more"),
+        (RUN, ["--pairs", "-1"], "--pairs -1: must be 0 or more"),
+        (RUN, ["--gpus-per-trial", "0", "--device", "cuda"], "--gpus-per-trial 0.0: must be more than 0"),
+        (RUN, ["--from-json", "/nonexistent/results.json"], "--from-json /nonexistent/results.json: cannot read it"),
+        (SURVEY, ["--rounds", "0"], "--rounds 0: must be 1 or more"),
+        (
+            SURVEY,
+            ["--from-json", "/nonexistent/gemm_survey.json"],
+            "--from-json /nonexistent/gemm_survey.json: cannot read it",
+        ),
+        (BLOCKED, ["--pack", "0"], "--pack 0: must be 1 or more"),
+        (BLOCKED, ["--from-json", str(RUN)], f"--from-json {RUN}: cannot read it as JSON"),
+    ],
+)
 def test_bad_arguments_are_one_clear_line_and_measure_nothing(program, argv, named):
     before = _outputs()
     proc = subprocess.run([sys.executable, str(program), *argv], capture_output=True, text=True, timeout=300)
@@ -292,12 +382,19 @@ def test_the_store_scale_benchmark_writes_a_store_every_command_reads(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.write_store(str(tmp_path), 3)
-    status = subprocess.run([sys.executable, "-m", "sweep.cli", "status", "fig1-difficulty", "--results",
-                             str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert status.returncode == 0 and "total: 3 seeds, 3 done, 0 damaged" in status.stdout, status.stdout + status.stderr
+    status = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "status", "fig1-difficulty", "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert status.returncode == 0 and "total: 3 seeds, 3 done, 0 damaged" in status.stdout, (
+        status.stdout + status.stderr
+    )
 
 
 def test_the_fashion_benchmark_refuses_no_seeds():
-    proc = subprocess.run([sys.executable, str(RUN.parent / "fashion.py"), "--seeds", "0"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(RUN.parent / "fashion.py"), "--seeds", "0"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode != 0 and proc.stderr.strip() == "benchmarks/fashion.py: --seeds 0: must be 1 or more"

@@ -27,8 +27,9 @@ def test_the_spec_offers_exactly_the_catalogs_names():
     assert {a: getattr(S.LrByArch(), a) for a in catalog.ARCHS} == catalog.DEFAULT_LR
     assert set(S.DATASET_SHAPES) == set(catalog.DATASETS)
     for kind in catalog.KINDS:  # every kind is accepted by the grids' corruptions
-        S.validate({"name": "x", "engine": "interpolate", "dataset": "digits", "archs": ["mlp1"],
-                    "corruptions": [kind]})
+        S.validate(
+            {"name": "x", "engine": "interpolate", "dataset": "digits", "archs": ["mlp1"], "corruptions": [kind]}
+        )
 
 
 def test_every_kind_is_implemented_and_changes_what_the_catalog_says():
@@ -60,20 +61,34 @@ def test_every_dataset_has_the_catalogs_shape():
     assert catalog.DATASET_TABLE["synthetic"].shape == catalog.DATASET_TABLE["cifar10"].shape
 
 
-@pytest.mark.parametrize("text, kind, p, back", [
-    ("real", "real", 0.0, "real"), ("randY", "randY", 1.0, "randY:1.0"), ("randY:0.3", "randY", 0.3, "randY:0.3"),
-    ("randX:0", "randX", 0.0, "randX:0.0"), ("gaussian", "gaussian", 1.0, "gaussian"),
-    ("shuffled_pixels", "shuffled_pixels", 1.0, "shuffled_pixels")])
+@pytest.mark.parametrize(
+    "text, kind, p, back",
+    [
+        ("real", "real", 0.0, "real"),
+        ("randY", "randY", 1.0, "randY:1.0"),
+        ("randY:0.3", "randY", 0.3, "randY:0.3"),
+        ("randX:0", "randX", 0.0, "randX:0.0"),
+        ("gaussian", "gaussian", 1.0, "gaussian"),
+        ("shuffled_pixels", "shuffled_pixels", 1.0, "shuffled_pixels"),
+    ],
+)
 def test_corruption_parses_and_writes_back(text, kind, p, back):
     c = Corruption.parse(text)
     assert (c.kind, c.p, str(c)) == (kind, p, back)
     assert Corruption.parse(str(c)) == c
 
 
-@pytest.mark.parametrize("text, says", [
-    ("randZ", "unknown corruption 'randZ'"), ("gaussian:0.5", "only randX and randY take a level"),
-    ("randY:x", "must be a number"), ("randY:1.5", "outside [0, 1]"), ("randY:nan", "outside [0, 1]"),
-    ("real:0.2", "only randX and randY")])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("randZ", "unknown corruption 'randZ'"),
+        ("gaussian:0.5", "only randX and randY take a level"),
+        ("randY:x", "must be a number"),
+        ("randY:1.5", "outside [0, 1]"),
+        ("randY:nan", "outside [0, 1]"),
+        ("real:0.2", "only randX and randY"),
+    ],
+)
 def test_bad_corruptions_say_what_is_allowed(text, says):
     with pytest.raises(ValueError, match=says.replace("[", r"\[").replace("]", r"\]")):
         Corruption.parse(text)
@@ -82,18 +97,33 @@ def test_bad_corruptions_say_what_is_allowed(text, says):
 def test_both_spec_families_hand_the_trial_a_corruption():
     fig1 = S.validate({"name": "f", "engine": "packed", "dataset": "digits", "corruption": {"p": 0.4}})
     assert [fig1.corruption_of(v) for v in fig1.variants] == [
-        Corruption("real", 0.0), Corruption("randX", 0.4), Corruption("randY", 0.4)]
-    grid = S.validate({"name": "g", "engine": "interpolate", "dataset": "digits", "archs": ["mlp1"],
-                       "corruptions": ["real", "randY:0.4", "gaussian"]})
+        Corruption("real", 0.0),
+        Corruption("randX", 0.4),
+        Corruption("randY", 0.4),
+    ]
+    grid = S.validate(
+        {
+            "name": "g",
+            "engine": "interpolate",
+            "dataset": "digits",
+            "archs": ["mlp1"],
+            "corruptions": ["real", "randY:0.4", "gaussian"],
+        }
+    )
     assert [grid.corruption_of(v) for v in grid.corruptions] == [
-        Corruption("real", 0.0), Corruption("randY", 0.4), Corruption("gaussian", 1.0)]
+        Corruption("real", 0.0),
+        Corruption("randY", 0.4),
+        Corruption("gaussian", 1.0),
+    ]
     assert S.input_groups(grid.corruptions) == {"labels": ["real", "randY:0.4"], "gaussian": ["gaussian"]}
 
 
 def test_the_catalog_imports_without_torch_or_ray():
-    code = ("import sys, catalog, analysis.figures, analysis.schema; "
-            "bad = [m for m in ('torch', 'ray', 'trainables') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, catalog, analysis.figures, analysis.schema; "
+        "bad = [m for m in ('torch', 'ray', 'trainables') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -102,7 +132,7 @@ def test_colours_are_distinct_and_levels_ordered():
     assert len(set(arch)) == len(arch)
     kinds = [k.colour for k in catalog.KIND_TABLE.values()]
     assert len(set(kinds)) == len(kinds)
-    lum = [sum(int(catalog.level_colour(p)[i:i + 2], 16) for i in (1, 3, 5)) for p in (0, 0.25, 0.5, 0.75, 1)]
+    lum = [sum(int(catalog.level_colour(p)[i : i + 2], 16) for i in (1, 3, 5)) for p in (0, 0.25, 0.5, 0.75, 1)]
     assert lum == sorted(lum, reverse=True) and len(set(lum)) == 5  # darker as p grows
     assert math.isclose(Corruption.parse("randY:1").p, 1.0)
 

@@ -21,16 +21,32 @@ def sweep(*args: str, env=None) -> subprocess.CompletedProcess:
 
 def snapshot(folder) -> dict[str, tuple[int, int]]:
     """Every file under folder (but Tune's own state) with its size and mtime."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file() and "_tune" not in p.parts}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file() and "_tune" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
 def launched(ray_cluster, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    args = ["launch", "fig1-difficulty", "--dataset", "digits", "--set", f"seeds={SEEDS}",
-            "--set", "pack_size=4", "--set", "epochs=[1, 2]", "--results", str(results),
-            "--address", ray_cluster]
+    args = [
+        "launch",
+        "fig1-difficulty",
+        "--dataset",
+        "digits",
+        "--set",
+        f"seeds={SEEDS}",
+        "--set",
+        "pack_size=4",
+        "--set",
+        "epochs=[1, 2]",
+        "--results",
+        str(results),
+        "--address",
+        ray_cluster,
+    ]
     proc = sweep(*args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return results / "fig1-difficulty", args, proc
@@ -51,8 +67,9 @@ def test_out_of_core_aggregates_equal_the_in_memory_ones(launched, monkeypatch):
     pd.testing.assert_frame_equal(out, expect[out.columns], check_dtype=False, atol=1e-6)  # same order too
     curves = list(out[difficulty.KEYS].drop_duplicates().itertuples(index=False, name=None))
     bands = difficulty.bands_frame(aggregate.correct_matrices(results, sweep_name, curves), draws=20)
-    pd.testing.assert_frame_equal(bands, difficulty.bootstrap_bands(examples, draws=20).astype(
-        {"variant": str, "split": str}), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        bands, difficulty.bootstrap_bands(examples, draws=20).astype({"variant": str, "split": str}), check_dtype=False
+    )
 
 
 def test_three_tables_with_exact_row_counts(launched):
@@ -128,18 +145,23 @@ def test_existing_sweep_is_never_mixed(launched, ray_cluster):
     # Why, and the command that finishes it with the launch's own arguments (a resume without them
     # would be refused: another spec).
     assert "Its last launch ended with trials unfinished (1 trial failed)" in partial
-    assert html.unescape(f"<code>sweep launch fig1-difficulty --dataset digits --set seeds=8 --set pack_size=4 "
-                         f"--set 'epochs=[1, 2]' --resume --results {folder.parent}</code>") in html.unescape(partial)
+    assert html.unescape(
+        f"<code>sweep launch fig1-difficulty --dataset digits --set seeds=8 --set pack_size=4 "
+        f"--set 'epochs=[1, 2]' --resume --results {folder.parent}</code>"
+    ) in html.unescape(partial)
     status = sweep("status", "fig1-difficulty", "--results", str(folder.parent))
-    assert ("`sweep launch fig1-difficulty --dataset digits --set seeds=8 --set pack_size=4 --set 'epochs=[1, 2]' "
-            f"--resume --results {folder.parent}` runs exactly those again") in status.stdout, status.stdout
+    assert (
+        "`sweep launch fig1-difficulty --dataset digits --set seeds=8 --set pack_size=4 --set 'epochs=[1, 2]' "
+        f"--resume --results {folder.parent}` runs exactly those again"
+    ) in status.stdout, status.stdout
     resumed = sweep(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "1 to run, 5 already stored" in resumed.stdout
     after = snapshot(folder)
     changed = {k for k in after if after[k] != before.get(k)}
     assert {k for k in changed if k.endswith(".parquet")} == {
-        f"{t}/randY-pack001.parquet" for t in ("trials", "epochs", "examples", "norms")}
+        f"{t}/randY-pack001.parquet" for t in ("trials", "epochs", "examples", "norms")
+    }
     assert len(pd.read_parquet(folder / "examples")) == SEEDS * VARIANTS * EPOCHS * (N_TRAIN + N_TEST)
 
     over = sweep(*args[:-2], "--set", "seeds=4", "--set", "epochs=[1]", "--overwrite", "--address", ray_cluster)
@@ -151,8 +173,9 @@ def test_existing_sweep_is_never_mixed(launched, ray_cluster):
 def test_unwritable_results_location(tmp_path, ray_cluster):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    proc = sweep("launch", "fig1-difficulty", "--dataset", "digits", "--results", str(blocker / "r"),
-                 "--address", ray_cluster)
+    proc = sweep(
+        "launch", "fig1-difficulty", "--dataset", "digits", "--results", str(blocker / "r"), "--address", ray_cluster
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "cannot be written" in proc.stderr and str(blocker / "r") in proc.stderr
 
@@ -168,8 +191,7 @@ def test_cifar10_offline_without_files_writes_nothing(tmp_path):
 
 def test_more_gpus_than_the_embedded_ray_has(tmp_path):
     results = tmp_path / "results"
-    proc = sweep("launch", "fig1-difficulty", "--dataset", "digits", "--gpus-per-trial", "1",
-                 "--results", str(results))
+    proc = sweep("launch", "fig1-difficulty", "--dataset", "digits", "--gpus-per-trial", "1", "--results", str(results))
     assert proc.returncode == 2, proc.stderr[-2000:]
     err = proc.stderr.strip().splitlines()[-1]
     assert err.startswith("sweep: error: --gpus-per-trial 1 is more than any node has"), err
@@ -177,8 +199,12 @@ def test_more_gpus_than_the_embedded_ray_has(tmp_path):
 
 
 SMOKE = {  # every preset at tiny scale on digits (fig1-difficulty is the module's launch above)
-    "convergence-slowdown": ["archs=[mlp1]", "corruptions=[randY:0.0,randY:1.0]", "max_epochs=2",
-                             "record_examples=true"],
+    "convergence-slowdown": [
+        "archs=[mlp1]",
+        "corruptions=[randY:0.0,randY:1.0]",
+        "max_epochs=2",
+        "record_examples=true",
+    ],
     "randomization-tests": ["archs=[mlp1]", "max_epochs=1"],
     "bn-ablation": ["max_epochs=1", "batch_size=256"],
 }
@@ -187,8 +213,7 @@ SMOKE = {  # every preset at tiny scale on digits (fig1-difficulty is the module
 @pytest.mark.parametrize("preset", SMOKE)
 def test_every_preset_runs_and_reports(preset, ray_cluster, tmp_path):
     sets = [a for s in SMOKE[preset] for a in ("--set", s)]
-    proc = sweep("launch", preset, "--dataset", "digits", *sets, "--results", str(tmp_path),
-                 "--address", ray_cluster)
+    proc = sweep("launch", preset, "--dataset", "digits", *sets, "--results", str(tmp_path), "--address", ray_cluster)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     trials = pd.read_parquet(tmp_path / preset / "trials")
     epochs = pd.read_parquet(tmp_path / preset / "epochs")
@@ -226,8 +251,20 @@ def test_named_sweeps_share_a_location_and_ls_lists_them(launched, ray_cluster):
     """Two configurations of one preset beside the default one, by --name; `sweep ls` lists all
     three; status, report and the errors address a sweep by its name."""
     results = launched[0].parent
-    base = ["launch", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=2", "--set", "variants=[randY]",
-            "--results", str(results), "--address", ray_cluster]
+    base = [
+        "launch",
+        "fig1-difficulty",
+        "--dataset",
+        "digits",
+        "--set",
+        "seeds=2",
+        "--set",
+        "variants=[randY]",
+        "--results",
+        str(results),
+        "--address",
+        ray_cluster,
+    ]
     for name, p in (("fig1-p03", "0.3"), ("fig1-p06", "0.6")):
         proc = sweep(*base, "--name", name, "--set", f"corruption.p={p}")
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -270,7 +307,9 @@ def test_an_analyst_reads_and_reports_without_the_training_stack(launched, tmp_p
 
     results = launched[0].parent
     out = tmp_path / "r.html"
-    code = BLOCK_TRAINING_STACK + f"""
+    code = (
+        BLOCK_TRAINING_STACK
+        + f"""
 from analysis import difficulty, dynamics, figures, load, report
 examples = load.load_table({str(results)!r}, "fig1-difficulty", "examples", splits=["train"])
 pc = difficulty.p_correct(examples)
@@ -281,16 +320,31 @@ assert not bad, bad
 from sweep import cli
 sys.exit(cli.main(["list"]))
 """
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.strip() == ("sweep: error: running sweeps needs the training stack (pydantic is not "
-                                   "installed): pip install 'memsweep[train]'; reading results needs only `analysis`")
+    assert proc.stderr.strip() == (
+        "sweep: error: running sweeps needs the training stack (pydantic is not "
+        "installed): pip install 'memsweep[train]'; reading results needs only `analysis`"
+    )
     assert out.stat().st_size > 100_000 and "P(correct)" in out.read_text()
 
 
 def test_checkpoints_left_by_an_interrupted_launch_go_once_their_fragments_are_stored(ray_cluster, tmp_path):
-    args = ["launch", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=2", "--set", "variants=[real]",
-            "--results", str(tmp_path), "--address", ray_cluster]
+    args = [
+        "launch",
+        "fig1-difficulty",
+        "--dataset",
+        "digits",
+        "--set",
+        "seeds=2",
+        "--set",
+        "variants=[real]",
+        "--results",
+        str(tmp_path),
+        "--address",
+        ray_cluster,
+    ]
     assert sweep(*args).returncode == 0
     folder = tmp_path / "fig1-difficulty"
     fragment = sorted(p.stem for p in (folder / "trials").glob("*.parquet"))[0]

@@ -11,17 +11,33 @@ from analysis import figures
 def trials() -> pd.DataFrame:
     """mlp1 at p = 0, 0.5, 1 (interpolates at 10, 20, 30 epochs) and alexnet at p = 0 (10) and
     p = 1 (never: stopped at 50 epochs)."""
-    rows = [("mlp1", "randY:0.0", 0.0, True, 10, 2.0, 0.05, 1.0, 0.95),
-            ("mlp1", "randY:0.5", 0.5, True, 20, 4.0, 0.50, 1.0, 0.50),
-            ("mlp1", "randY:1.0", 1.0, True, 30, 6.0, 0.91, 1.0, 0.09),
-            ("alexnet", "randY:0.0", 0.0, True, 10, 5.0, 0.02, 1.0, 0.98),
-            ("alexnet", "randY:1.0", 1.0, False, None, None, None, 0.7, 0.1)]
-    return pd.DataFrame([{
-        "arch": a, "variant": v, "corruption_kind": "randY", "corruption_p": p, "seed": 0,
-        "interpolated": ok, "interp_epoch": e, "interp_step": None if e is None else e * 90,
-        "interp_train_seconds": s, "interp_test_acc": None if err is None else 1 - err,
-        "epochs_trained": e or 50, "final_train_acc": tr, "final_test_acc": te,
-    } for a, v, p, ok, e, s, err, tr, te in rows])
+    rows = [
+        ("mlp1", "randY:0.0", 0.0, True, 10, 2.0, 0.05, 1.0, 0.95),
+        ("mlp1", "randY:0.5", 0.5, True, 20, 4.0, 0.50, 1.0, 0.50),
+        ("mlp1", "randY:1.0", 1.0, True, 30, 6.0, 0.91, 1.0, 0.09),
+        ("alexnet", "randY:0.0", 0.0, True, 10, 5.0, 0.02, 1.0, 0.98),
+        ("alexnet", "randY:1.0", 1.0, False, None, None, None, 0.7, 0.1),
+    ]
+    return pd.DataFrame(
+        [
+            {
+                "arch": a,
+                "variant": v,
+                "corruption_kind": "randY",
+                "corruption_p": p,
+                "seed": 0,
+                "interpolated": ok,
+                "interp_epoch": e,
+                "interp_step": None if e is None else e * 90,
+                "interp_train_seconds": s,
+                "interp_test_acc": None if err is None else 1 - err,
+                "epochs_trained": e or 50,
+                "final_train_acc": tr,
+                "final_test_acc": te,
+            }
+            for a, v, p, ok, e, s, err, tr, te in rows
+        ]
+    )
 
 
 def test_interpolation_table_by_hand():
@@ -55,10 +71,28 @@ def test_figures_show_runs_that_never_interpolated():
 
 
 def test_learning_curves_average_seeds():
-    epochs = pd.DataFrame({"arch": "mlp1", "variant": "real", "epoch": [1, 1, 2, 2], "seed": [0, 1, 0, 1],
-                           **{c: [1.0, 3.0, 5.0, 7.0] for c in
-                              ["step", "train_seconds", "running_loss", "running_acc", "train_loss",
-                               "train_acc", "test_loss", "test_acc", "lr"]}})
+    epochs = pd.DataFrame(
+        {
+            "arch": "mlp1",
+            "variant": "real",
+            "epoch": [1, 1, 2, 2],
+            "seed": [0, 1, 0, 1],
+            **{
+                c: [1.0, 3.0, 5.0, 7.0]
+                for c in [
+                    "step",
+                    "train_seconds",
+                    "running_loss",
+                    "running_acc",
+                    "train_loss",
+                    "train_acc",
+                    "test_loss",
+                    "test_acc",
+                    "lr",
+                ]
+            },
+        }
+    )
     lc = C.learning_curves(epochs)
     assert lc.train_loss.tolist() == [2.0, 6.0]
     assert len(figures.learning_curves(lc, "train_loss").data) == 1

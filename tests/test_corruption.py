@@ -78,6 +78,7 @@ def test_shuffled_pixels_one_permutation_for_train_and_test(digits):
     from dataclasses import replace
 
     from trainables.data import Split
+
     probed, _ = corruption.apply(replace(digits, train=Split(probe, digits.train.y)), "shuffled_pixels", 1.0, seed=8)
     perm = probed.train.x[0, 0].flatten().long()
     assert torch.equal(flat_new, flat_old[:, perm])

@@ -32,8 +32,12 @@ def test_cifar10_through_torchvision(tiny_cifar):
         batch = pickle.load(f, encoding="latin1")
     assert d.train.y[:4].tolist() == batch["labels"]
     # Pixel (channel 0, row 0, col 0) of image 0, /255 then standardized per channel.
-    raw = np.concatenate([pickle.load(open(tiny_cifar / "cifar-10-batches-py" / f"data_batch_{b}", "rb"),
-                                      encoding="latin1")["data"] for b in range(1, 6)]).astype(np.float64)
+    raw = np.concatenate(
+        [
+            pickle.load(open(tiny_cifar / "cifar-10-batches-py" / f"data_batch_{b}", "rb"), encoding="latin1")["data"]
+            for b in range(1, 6)
+        ]
+    ).astype(np.float64)
     red = raw[:, :1024] / 255
     expect = (red[0, 0] - red.mean()) / red.std(ddof=1)
     assert abs(d.train.x[0, 0, 0, 0].item() - expect) < 1e-4
@@ -58,7 +62,9 @@ def test_cifar10_offline_without_files(tmp_path, monkeypatch):
 
 
 def test_unknown_dataset():
-    with pytest.raises(ValueError, match="unknown dataset .svhn. \\(allowed: digits, cifar10, synthetic, fashion-mnist"):
+    with pytest.raises(
+        ValueError, match="unknown dataset .svhn. \\(allowed: digits, cifar10, synthetic, fashion-mnist"
+    ):
         datasets.load("svhn")
 
 
@@ -166,8 +172,11 @@ def test_a_damaged_idx_file_is_one_line_naming_it(debian, tmp_path):
 def test_a_missing_set_says_how_to_get_it(tmp_path, monkeypatch):
     import dataclasses
 
-    monkeypatch.setitem(files.IDX_SETS, "fashion-mnist", dataclasses.replace(
-        files.IDX_SETS["fashion-mnist"], debian_dir=str(tmp_path / "not-installed")))
+    monkeypatch.setitem(
+        files.IDX_SETS,
+        "fashion-mnist",
+        dataclasses.replace(files.IDX_SETS["fashion-mnist"], debian_dir=str(tmp_path / "not-installed")),
+    )
     with pytest.raises(datasets.DataUnavailable) as err:
         files.ensure_available("fashion-mnist", tmp_path / "empty", download=False)
     msg = str(err.value)
@@ -189,8 +198,10 @@ def test_a_named_data_root_missing_a_file_is_named_not_replaced(debian, tmp_path
 REAL_FASHION = Path(files.IDX_SETS["fashion-mnist"].debian_dir)
 
 
-@pytest.mark.skipif(not REAL_FASHION.is_dir() and not os.environ.get("MEMSWEEP_REQUIRE_REAL_DATA"),
-                    reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+@pytest.mark.skipif(
+    not REAL_FASHION.is_dir() and not os.environ.get("MEMSWEEP_REQUIRE_REAL_DATA"),
+    reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)",
+)
 def test_the_real_fashion_mnist(tmp_path, monkeypatch):
     """The original files (Debian's package; .ci/run installs it): recorded sizes and SHA-256s,
     60,000 + 10,000 images, pixel mean 0.2860 and std 0.3530 (Xiao et al. 2017)."""

@@ -36,8 +36,11 @@ def test_constraints_pin_every_runtime_dependency():
 
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {d.split("[")[0].split(">")[0].split("=")[0].strip().lower() for d in deps}
-    pins = {line.split("==")[0].lower() for line in (ROOT / "deploy/constraints.txt").read_text().splitlines()
-            if "==" in line}
+    pins = {
+        line.split("==")[0].lower()
+        for line in (ROOT / "deploy/constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
     assert names <= pins, names - pins
 
 

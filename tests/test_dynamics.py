@@ -8,18 +8,27 @@ from analysis import dynamics as D
 
 # 1 seed, 3 epochs, 4 examples: example 0 always right, 1 learned then forgotten,
 # 2 learned at epoch 3, 3 never learned.
-CORRECT = np.array([[1, 1, 0, 0],
-                    [1, 0, 0, 0],
-                    [1, 1, 1, 0]], dtype=bool)
-P = np.array([[0.9, 0.6, 0.1, 0.1],
-              [0.9, 0.2, 0.3, 0.1],
-              [0.9, 0.7, 0.8, 0.1]])
+CORRECT = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]], dtype=bool)
+P = np.array([[0.9, 0.6, 0.1, 0.1], [0.9, 0.2, 0.3, 0.1], [0.9, 0.7, 0.8, 0.1]])
 
 
 def frame(seeds=1) -> pd.DataFrame:
-    rows = [dict(variant="randY", split="train", seed=s, epoch=e + 1, index=i, correct=bool(CORRECT[e, i]),
-                 p_label=P[e, i], label=i % 10, corrupted=i == 3)
-            for s in range(seeds) for e in range(3) for i in range(4)]
+    rows = [
+        dict(
+            variant="randY",
+            split="train",
+            seed=s,
+            epoch=e + 1,
+            index=i,
+            correct=bool(CORRECT[e, i]),
+            p_label=P[e, i],
+            label=i % 10,
+            corrupted=i == 3,
+        )
+        for s in range(seeds)
+        for e in range(3)
+        for i in range(4)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -62,12 +71,32 @@ def test_architectures_with_the_same_variant_and_seed_are_kept_apart():
 
 def test_el2n_by_hand_and_measures_side_by_side():
     # Two classes: softmax (0.8, 0.2) against label 0 -> sqrt(0.2^2 + 0.2^2) = 0.2828.
-    rows = pd.DataFrame([dict(variant="v", split="train", seed=s, epoch=e, index=i, el2n=v, correct=c,
-                              p_label=p, label=0, corrupted=i == 1)
-                         for s, e, i, v, c, p in [(0, 1, 0, 0.2828, True, 0.8), (1, 1, 0, 0.4, True, 0.7),
-                                                  (0, 1, 1, 1.2, False, 0.1), (1, 1, 1, 1.0, False, 0.2),
-                                                  (0, 2, 0, 0.1, True, 0.9), (1, 2, 0, 0.1, True, 0.9),
-                                                  (0, 2, 1, 1.3, False, 0.1), (1, 2, 1, 0.5, True, 0.6)]])
+    rows = pd.DataFrame(
+        [
+            dict(
+                variant="v",
+                split="train",
+                seed=s,
+                epoch=e,
+                index=i,
+                el2n=v,
+                correct=c,
+                p_label=p,
+                label=0,
+                corrupted=i == 1,
+            )
+            for s, e, i, v, c, p in [
+                (0, 1, 0, 0.2828, True, 0.8),
+                (1, 1, 0, 0.4, True, 0.7),
+                (0, 1, 1, 1.2, False, 0.1),
+                (1, 1, 1, 1.0, False, 0.2),
+                (0, 2, 0, 0.1, True, 0.9),
+                (1, 2, 0, 0.1, True, 0.9),
+                (0, 2, 1, 1.3, False, 0.1),
+                (1, 2, 1, 0.5, True, 0.6),
+            ]
+        ]
+    )
     e = D.el2n(rows)
     assert e.el2n.tolist() == pytest.approx([0.3414, 1.1]) and set(e.el2n_epoch) == {1}
     with pytest.raises(ValueError, match="epoch 7"):
@@ -80,17 +109,27 @@ def test_el2n_by_hand_and_measures_side_by_side():
 
 def test_agreement_and_corrupted_placement_by_hand():
     # Five examples; the two corrupted ones are the hardest by every score but forgetting.
-    m = pd.DataFrame({"variant": "randY", "index": range(5), "p_correct": [1.0, 0.9, 0.8, 0.1, 0.0],
-                      "forgetting_rank": [0, 1, 0, 2, 1], "confidence": [0.9, 0.8, 0.7, 0.2, 0.1],
-                      "el2n": [0.1, 0.2, 0.3, 1.0, 1.2], "region": ["easy", "easy", "easy", "hard", "ambiguous"],
-                      "unforgettable": [True, False, True, False, False],
-                      "corrupted": [False, False, False, True, True], "label": 0})
+    m = pd.DataFrame(
+        {
+            "variant": "randY",
+            "index": range(5),
+            "p_correct": [1.0, 0.9, 0.8, 0.1, 0.0],
+            "forgetting_rank": [0, 1, 0, 2, 1],
+            "confidence": [0.9, 0.8, 0.7, 0.2, 0.1],
+            "el2n": [0.1, 0.2, 0.3, 1.0, 1.2],
+            "region": ["easy", "easy", "easy", "hard", "ambiguous"],
+            "unforgettable": [True, False, True, False, False],
+            "corrupted": [False, False, False, True, True],
+            "label": 0,
+        }
+    )
     a = D.agreement(m).set_index(["a", "b"]).rho
     assert a["1 - P(correct)", "EL2N"] == pytest.approx(1.0)
     assert a["1 - P(correct)", "1 - confidence"] == pytest.approx(1.0)
     # forgetting ranks 0,1,0,2,1 (ties averaged) against 1,2,3,4,5:
     assert a["1 - P(correct)", "forgetting events"] == pytest.approx(
-        pd.Series([1, 2, 3, 4, 5]).corr(pd.Series([0, 1, 0, 2, 1]), method="spearman"))
+        pd.Series([1, 2, 3, 4, 5]).corr(pd.Series([0, 1, 0, 2, 1]), method="spearman")
+    )
     p = D.corrupted_placement(m).iloc[0]
     assert p["chance"] == 0.4 and p["top: EL2N"] == 1.0 and p["top: 1 - P(correct)"] == 1.0
     # forgetting: example 3 (2 events), then one place for the tie {1, 4}, half corrupted
@@ -102,11 +141,15 @@ def test_agreement_and_corrupted_placement_by_hand():
 def test_each_model_is_read_at_its_own_last_epoch():
     """An interpolate sweep stops each model at its own epoch: seed 1 of 'clean' stops at epoch 2,
     seed 0 goes on to 3. P(correct) takes each seed at its last epoch, and no variant vanishes."""
-    rows = pd.DataFrame([dict(variant=v, split="train", seed=s, epoch=e, index=i, correct=c, p_label=0.5,
-                              label=0, corrupted=False)
-                         for v, s, last, c_last in [("clean", 0, 3, True), ("clean", 1, 2, True), ("noisy", 0, 2, False)]
-                         for e in range(1, last + 1) for i in range(2)
-                         for c in [c_last if e == last else not c_last]])
+    rows = pd.DataFrame(
+        [
+            dict(variant=v, split="train", seed=s, epoch=e, index=i, correct=c, p_label=0.5, label=0, corrupted=False)
+            for v, s, last, c_last in [("clean", 0, 3, True), ("clean", 1, 2, True), ("noisy", 0, 2, False)]
+            for e in range(1, last + 1)
+            for i in range(2)
+            for c in [c_last if e == last else not c_last]
+        ]
+    )
     m = D.measures(rows).set_index(["variant", "index"])
     assert m.loc[("clean", 0), "p_correct"] == 1.0  # both seeds right at their own last epoch
     assert m.loc[("noisy", 0), "p_correct"] == 0.0  # not dropped for stopping before epoch 3
@@ -118,7 +161,9 @@ def test_a_missing_row_is_an_error_never_a_hit():
     # (a NaN cast to bool) and turned a never-learned example into a learned-then-forgotten one.
     gap = rows.drop(rows[(rows["index"] == 3) & (rows.seed == 0) & (rows.epoch == 2)].index)
     for f in (D.forgetting_events, D.data_map, D.oscillation, D.measures):
-        with pytest.raises(ValueError, match="1 \\(epoch, example\\) rows of seed 0 .* missing, e.g. epoch 2, example 3"):
+        with pytest.raises(
+            ValueError, match="1 \\(epoch, example\\) rows of seed 0 .* missing, e.g. epoch 2, example 3"
+        ):
             f(gap)
 
 
@@ -156,6 +201,11 @@ def test_oscillation_means_first_pair_and_region_shares_by_hand():
     assert means.epoch.tolist() == [2, 3] and means.union.tolist() == [0.5, 0.75]
     first = D.first_oscillation(means)
     assert first.to_dict("records") == [dict(variant="randY", epoch=2, intersection=0.25, union=0.5)]
-    per = pd.DataFrame(dict(variant="v", corrupted=[False, False, False, True], region=["easy", "easy", "hard", "hard"]))
+    per = pd.DataFrame(
+        dict(variant="v", corrupted=[False, False, False, True], region=["easy", "easy", "hard", "hard"])
+    )
     shares = D.region_shares(per).set_index("corrupted")
-    assert shares.loc[False, "easy"] == pytest.approx(2 / 3) and shares.loc[True, ["easy", "hard"]].tolist() == [0.0, 1.0]
+    assert shares.loc[False, "easy"] == pytest.approx(2 / 3) and shares.loc[True, ["easy", "hard"]].tolist() == [
+        0.0,
+        1.0,
+    ]

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.numerics
 
 def small_digits(n_train=300, n_test=100, **kw) -> Data:
     d = datasets.load("digits", **kw)
-    return Data("digits", Split(d.train.x[:n_train], d.train.y[:n_train]),
-                Split(d.test.x[:n_test], d.test.y[:n_test]), 10)
+    return Data(
+        "digits", Split(d.train.x[:n_train], d.train.y[:n_train]), Split(d.test.x[:n_test], d.test.y[:n_test]), 10
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,9 @@ def digits():
     return datasets.load("digits", normalize="per_image")
 
 
-def train_plain(model: MLP, data: Data, order_seed: int, epochs: int, lr: float, momentum: float,
-                batch_size: int) -> MLP:
+def train_plain(
+    model: MLP, data: Data, order_seed: int, epochs: int, lr: float, momentum: float, batch_size: int
+) -> MLP:
     """The notebook way: one model, torch.optim.SGD on mean cross-entropy, a randperm per epoch."""
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     gen = torch.Generator().manual_seed(order_seed)
@@ -40,7 +42,7 @@ def train_plain(model: MLP, data: Data, order_seed: int, epochs: int, lr: float,
     for _ in range(epochs):
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             loss = F.cross_entropy(model(data.train.x[idx]), data.train.y[idx])
             opt.zero_grad()
             loss.backward()
@@ -54,8 +56,12 @@ def test_a_pack_matches_separate_plain_pytorch_trainings():
     init, order = [11, 22, 33], [44, 55, 66]
     kw = dict(lr=0.05, momentum=0.9, batch_size=16)  # 300/16: a partial last batch
     pack = packs.build("mlp", (1, 8, 8), 10, init, hidden=[32, 16])
-    out = engine.run(pack, data, engine.Members(init, order), engine.Schedule(
-        max_epochs=2, scored_epochs=(1, 2), keep_splits=("train", "test"), chunk=64, **kw))
+    out = engine.run(
+        pack,
+        data,
+        engine.Members(init, order),
+        engine.Schedule(max_epochs=2, scored_epochs=(1, 2), keep_splits=("train", "test"), chunk=64, **kw),
+    )
     assert [r.epoch for r in out.records] == [1, 2] and out.records[-1].step == 2 * 19
     initial = PackedMLP(64, [32, 16], 10, init)
     for k in range(3):
@@ -76,9 +82,12 @@ def alone_and_packed(arch, data, members, schedule, **build):
     together = engine.run(pack, data, members, schedule)
     alone = []
     for k in range(members.k):
-        one = engine.Members([members.init_seeds[k]], [members.order_seeds[k]],
-                             None if members.labels is None else members.labels[k:k + 1],
-                             None if members.subsets is None else members.subsets[k:k + 1])
+        one = engine.Members(
+            [members.init_seeds[k]],
+            [members.order_seeds[k]],
+            None if members.labels is None else members.labels[k : k + 1],
+            None if members.subsets is None else members.subsets[k : k + 1],
+        )
         pack_one = packs.build(arch, data.input_shape, 10, one.init_seeds, **build)
         alone.append(engine.run(pack_one, data, one, schedule))
     return together, alone
@@ -116,14 +125,17 @@ def test_mlp_members_with_their_own_labels_and_subsets_end_where_they_end_alone(
         assert_member_matches(together, alone[k], k, atol=1e-4)
 
 
-@pytest.mark.parametrize("mode, lr, atol, threshold, flips", [
-    # The same kernels as alone: bit for bit, through a member's freeze (member 0 interpolates at
-    # epoch 4 of 6 on AMD EPYC under AVX-512, AVX2 and SSE4 kernel paths).
-    ("loop", 0.05, 0.0, 1.0, 0),
-    # Batched kernels round differently (losses ~2e-7 apart after 6 epochs): no interpolation
-    # stop, whose epoch one flipped example can move, and an accuracy within one example.
-    ("vmap", 0.01, 1e-5, None, 1),
-])
+@pytest.mark.parametrize(
+    "mode, lr, atol, threshold, flips",
+    [
+        # The same kernels as alone: bit for bit, through a member's freeze (member 0 interpolates at
+        # epoch 4 of 6 on AMD EPYC under AVX-512, AVX2 and SSE4 kernel paths).
+        ("loop", 0.05, 0.0, 1.0, 0),
+        # Batched kernels round differently (losses ~2e-7 apart after 6 epochs): no interpolation
+        # stop, whose epoch one flipped example can move, and an accuracy within one example.
+        ("vmap", 0.01, 1e-5, None, 1),
+    ],
+)
 def test_cnn_members_with_batch_norm_end_where_they_end_alone(mode, lr, atol, threshold, flips):
     data = small_digits(96, 40, normalize="per_image")
     labels = torch.stack([corruption.apply(data, "randY", p, seed=1)[0].train.y for p in (0.0, 1.0)])
@@ -146,8 +158,13 @@ def test_a_frozen_member_does_not_move():
     def watch(record, state):
         seen[record.epoch] = [t.detach().clone() for t in pack.tensors()]
 
-    out = engine.run(pack, data, members, engine.Schedule(lr=0.05, momentum=0.9, batch_size=16, max_epochs=30,
-                                                          threshold=1.0), on_epoch=watch)
+    out = engine.run(
+        pack,
+        data,
+        members,
+        engine.Schedule(lr=0.05, momentum=0.9, batch_size=16, max_epochs=30, threshold=1.0),
+        on_epoch=watch,
+    )
     stop, end = out.reached_epoch[0], out.records[-1].epoch
     assert stop is not None and stop < end  # the true-label member froze; the random-label one went on
     assert not all(torch.equal(a[1], b[1]) for a, b in zip(seen[stop], seen[end]))  # member 1 moved on
@@ -186,18 +203,28 @@ def test_two_phases_continue_one_run_and_patience_stops(digits):
     data, _ = corruption.apply(digits.carve_validation(300), "randY", 1.0, seed=0)
     members = engine.Members([0], [1])
     pack = packs.build("mlp1", data.input_shape, 10, [0])
-    phase1 = engine.Schedule(lr=0.01, batch_size=16, momentum=0.9, max_epochs=3, threshold=1.0,
-                             fit_splits=("train", "val"))
+    phase1 = engine.Schedule(
+        lr=0.01, batch_size=16, momentum=0.9, max_epochs=3, threshold=1.0, fit_splits=("train", "val")
+    )
     one = engine.run(pack, data, members, phase1)
     assert [r.epoch for r in one.records] == [1, 2, 3] and one.records[-1].step == 3 * 90  # (1137 + 300) / 16
     assert set(one.records[0].acc) == {"train", "test", "val"} and one.best_epoch[0] is not None
     one.state.restart()
-    two = engine.run(pack, data, members, dataclasses.replace(phase1, threshold=None, max_epochs=5, fit_splits=("train",)),
-                     state=one.state)
+    two = engine.run(
+        pack,
+        data,
+        members,
+        dataclasses.replace(phase1, threshold=None, max_epochs=5, fit_splits=("train",)),
+        state=one.state,
+    )
     assert [r.epoch for r in two.records] == [1, 2, 3, 4, 5]
     assert two.records[-1].step == 3 * 90 + 2 * 72  # phase 2: ceil(1137 / 16) steps an epoch
-    stop = engine.run(packs.build("mlp1", data.input_shape, 10, [0]), data, members, dataclasses.replace(
-        phase1, fit_splits=("train",), max_epochs=60, patience=2))
+    stop = engine.run(
+        packs.build("mlp1", data.input_shape, 10, [0]),
+        data,
+        members,
+        dataclasses.replace(phase1, fit_splits=("train",), max_epochs=60, patience=2),
+    )
     assert stop.stop_reason == ["early_stopped"] and stop.early_stop_epoch == [stop.records[-1].epoch]
     assert stop.early_stop_epoch[0] - stop.best_epoch[0] >= 2
     with pytest.raises(ValueError, match="validation split"):
@@ -210,6 +237,7 @@ class Killed(Exception):
 
 def killed_at(epoch, pack, data, members, schedule, folder) -> engine.PackState:
     """Run until `epoch`, checkpoint there as a trial does, die; the state loaded back from disk."""
+
     def die(record, state):
         if record.epoch == epoch:
             checkpoint.save({"pack": state()}, str(folder / "state.pt"))
@@ -223,13 +251,13 @@ def killed_at(epoch, pack, data, members, schedule, folder) -> engine.PackState:
 def test_a_killed_cnn_pack_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_one(digits, tmp_path):
     noisy, _ = corruption.apply(small_digits(200, 60, normalize="per_image"), "randY", 0.5, seed=3)
     members = engine.Members([7, 8], [9, 10])
-    schedule = engine.Schedule(lr=0.01, momentum=0.9, lr_decay=0.97, batch_size=32, max_epochs=6,
-                               keep_splits=("train",))
+    schedule = engine.Schedule(
+        lr=0.01, momentum=0.9, lr_decay=0.97, batch_size=32, max_epochs=6, keep_splits=("train",)
+    )
     full = engine.run(packs.build("alexnet", noisy.input_shape, 10, [7, 8]), noisy, members, schedule)
 
     state = killed_at(3, packs.build("alexnet", noisy.input_shape, 10, [7, 8]), noisy, members, schedule, tmp_path)
-    resumed = engine.run(packs.build("alexnet", noisy.input_shape, 10, [99, 98]), noisy, members, schedule,
-                         state=state)
+    resumed = engine.run(packs.build("alexnet", noisy.input_shape, 10, [99, 98]), noisy, members, schedule, state=state)
     assert [r.epoch for r in resumed.records] == list(range(1, 7))
     for a, b in zip(full.records, resumed.records):
         assert a.step == b.step
@@ -254,15 +282,16 @@ def test_vmap_and_loop_packs_agree_and_choose_mode_keeps_bn_statistics():
     torch.testing.assert_close(v, loop, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(v[1], alone, atol=1e-5, rtol=1e-4)
     assert set(pack.layer_norms()) == set(models.layer_norms(pack.member(0)))
-    np.testing.assert_allclose(pack.layer_norms()["head Linear"][0].item(),
-                               models.layer_norms(pack.member(0))["head Linear"], rtol=1e-6)
+    np.testing.assert_allclose(
+        pack.layer_norms()["head Linear"][0].item(), models.layer_norms(pack.member(0))["head Linear"], rtol=1e-6
+    )
 
 
 def test_unpack_is_nn_linear_init():
     packed = PackedMLP(64, [8], 10, init_seeds=[5, 6])
     torch.manual_seed(0)
     ref = MLP(64, [8], 10)
-    bound = 1 / 64 ** 0.5
+    bound = 1 / 64**0.5
     w = packed.weights[0]
     assert w.shape == (2, 64, 8) and w.abs().max() <= bound and w.abs().max() > 0.9 * bound
     assert sum(t.numel() for t in ref.parameters()) == mlp_param_count(64, [8], 10)
@@ -307,9 +336,20 @@ def test_bf16_autocast_trains_close_to_fp32():
 
     def run(autocast):
         pack = packs.build("mlp", data.input_shape, 10, [1, 2], hidden=[64])
-        return engine.run(pack, data, engine.Members([1, 2], [3, 4]), engine.Schedule(
-            lr=0.05, momentum=0.9, batch_size=16, max_epochs=2, scored_epochs=(2,), keep_splits=("train", "test"),
-            autocast=autocast)).records[-1]
+        return engine.run(
+            pack,
+            data,
+            engine.Members([1, 2], [3, 4]),
+            engine.Schedule(
+                lr=0.05,
+                momentum=0.9,
+                batch_size=16,
+                max_epochs=2,
+                scored_epochs=(2,),
+                keep_splits=("train", "test"),
+                autocast=autocast,
+            ),
+        ).records[-1]
 
     fp32, bf16 = run(None), run(torch.bfloat16)
     assert abs(fp32.acc["train"].mean() - bf16.acc["train"].mean()) < 0.05
@@ -329,8 +369,7 @@ def test_a_pack_killed_after_one_member_froze_resumes_exactly_with_batch_norm(tm
     full = engine.run(pack(), data, members, schedule)
     assert full.reached_epoch[0] is not None and full.reached_epoch[0] < 6  # frozen before the kill
 
-    resumed = engine.run(pack(), data, members, schedule,
-                         state=killed_at(6, pack(), data, members, schedule, tmp_path))
+    resumed = engine.run(pack(), data, members, schedule, state=killed_at(6, pack(), data, members, schedule, tmp_path))
     assert resumed.stop_reason == full.stop_reason and resumed.reached_epoch == full.reached_epoch
     for a, b in zip(full.records, resumed.records):
         np.testing.assert_array_equal(a.active, b.active)
@@ -354,8 +393,12 @@ def test_cnn_members_on_their_own_subsets_end_where_they_end_alone():
 def test_best_epoch_is_an_epoch_not_a_position(digits):
     data = digits.carve_validation(300)
     pack = packs.build("mlp1", data.input_shape, 10, [0])
-    out = engine.run(pack, data, engine.Members([0], [1]), engine.Schedule(
-        lr=0.01, batch_size=16, max_epochs=6, scored_epochs=(2, 4, 6)))
+    out = engine.run(
+        pack,
+        data,
+        engine.Members([0], [1]),
+        engine.Schedule(lr=0.01, batch_size=16, max_epochs=6, scored_epochs=(2, 4, 6)),
+    )
     assert out.best_epoch[0] in (2, 4, 6)
 
 
@@ -375,7 +418,7 @@ def test_the_mlps_fused_step_is_torchs_sgd_and_leaves_stopped_members_alone():
         members = torch.tensor([0, 2]) if step == 2 else None  # member 1 stops before the last step
         rows = members if members is not None else torch.arange(3)
         losses, hits = loss_and_hits(pack.sgd_step(x[rows], y[rows], 0.05, 0.9, velocity, members), y[rows])
-        for k in ([0, 2] if step == 2 else range(3)):
+        for k in [0, 2] if step == 2 else range(3):
             logits = plain[k](x[k])
             loss = torch.nn.functional.cross_entropy(logits, y[k])
             opts[k].zero_grad()
@@ -408,8 +451,9 @@ def test_the_mlps_step_follows_its_parameters_through_to():
     before = [t.clone() for t in pack.tensors()]
     velocity = [torch.zeros_like(t) for t in pack.tensors()]
     with torch.no_grad():
-        logits = pack.sgd_step(torch.randn(2, 8, 64, dtype=torch.float64), torch.randint(0, 10, (2, 8)), 0.1, 0.9,
-                               velocity)
+        logits = pack.sgd_step(
+            torch.randn(2, 8, 64, dtype=torch.float64), torch.randint(0, 10, (2, 8)), 0.1, 0.9, velocity
+        )
     assert logits.dtype == torch.float64 and logits.shape == (2, 8, 10)
     assert all(not torch.equal(a, b) for a, b in zip(before, pack.tensors()))  # every layer moved
 
@@ -420,8 +464,10 @@ def test_the_mlps_running_loss_and_accuracy_are_autograds(monkeypatch, buffer_by
     at once, or two batches at a time) over 300 examples at batch 16 (a short last batch), are
     what the autograd path counts step by step."""
     data = small_digits()
-    members, schedule = engine.Members([1, 2, 3], [4, 5, 6]), engine.Schedule(lr=0.05, momentum=0.9, batch_size=16,
-                                                                              max_epochs=2, scored_epochs=(2,))
+    members, schedule = (
+        engine.Members([1, 2, 3], [4, 5, 6]),
+        engine.Schedule(lr=0.05, momentum=0.9, batch_size=16, max_epochs=2, scored_epochs=(2,)),
+    )
     monkeypatch.setattr(engine, "LOGIT_BUFFER_BYTES", buffer_bytes)
     fused = engine.run(packs.build("mlp", data.input_shape, 10, [1, 2, 3], hidden=[32]), data, members, schedule)
     monkeypatch.delattr(PackedMLP, "sgd_step")  # the autograd step instead
@@ -472,8 +518,12 @@ def test_the_fused_step_with_per_member_hyperparameters_is_torchs_sgd():
     torch.manual_seed(0)
     pack = PackedMLP(32, [16], 10, init_seeds=[1, 2, 3])
     plain = [pack.unpack(k) for k in range(3)]
-    opts = [torch.optim.SGD(m.parameters(), lr=HYPER["lr"][k], momentum=HYPER["momentum"][k],
-                            weight_decay=HYPER["weight_decay"][k]) for k, m in enumerate(plain)]
+    opts = [
+        torch.optim.SGD(
+            m.parameters(), lr=HYPER["lr"][k], momentum=HYPER["momentum"][k], weight_decay=HYPER["weight_decay"][k]
+        )
+        for k, m in enumerate(plain)
+    ]
     velocity = [torch.zeros_like(t) for t in pack.tensors()]
     lr, mu, wd = (torch.tensor(HYPER[n]) for n in ("lr", "momentum", "weight_decay"))
     for _ in range(3):
@@ -488,8 +538,13 @@ def test_the_fused_step_with_per_member_hyperparameters_is_torchs_sgd():
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-REGULARIZED = {"input_noise": [0.3, 0.0, 0.0, 0.0], "crop": [0, 2, 0, 0], "flip": [0, 0, 1, 0],
-               "dropout": [0.0, 0.0, 0.3, 0.0], "fgsm_eps": [0.0, 0.0, 0.0, 0.05]}
+REGULARIZED = {
+    "input_noise": [0.3, 0.0, 0.0, 0.0],
+    "crop": [0, 2, 0, 0],
+    "flip": [0, 0, 1, 0],
+    "dropout": [0.0, 0.0, 0.3, 0.0],
+    "fgsm_eps": [0.0, 0.0, 0.0, 0.05],
+}
 
 
 def test_a_regularized_member_ends_where_it_ends_alone():
@@ -498,15 +553,17 @@ def test_a_regularized_member_ends_where_it_ends_alone():
     data = small_digits(160, 40, normalize="per_image")
     members = engine.Members([1, 2, 3, 4], [5, 6, 7, 8], hyper=REGULARIZED)
     schedule = engine.Schedule(lr=0.05, momentum=0.9, batch_size=16, max_epochs=2)
-    together = engine.run(packs.build("mlp", data.input_shape, 10, members.init_seeds, hidden=[32]), data, members,
-                          schedule)
+    together = engine.run(
+        packs.build("mlp", data.input_shape, 10, members.init_seeds, hidden=[32]), data, members, schedule
+    )
     for k in range(4):
         mine = dataclasses.replace(schedule, regularizers={name: values[k] for name, values in REGULARIZED.items()})
         one = engine.Members([members.init_seeds[k]], [members.order_seeds[k]])
         alone = engine.run(packs.build("mlp", data.input_shape, 10, one.init_seeds, hidden=[32]), data, one, mine)
         assert_member_matches(together, alone, k, atol=1e-5)
-    plain = engine.run(packs.build("mlp", data.input_shape, 10, [1], hidden=[32]), data, engine.Members([1], [5]),
-                       schedule)
+    plain = engine.run(
+        packs.build("mlp", data.input_shape, 10, [1], hidden=[32]), data, engine.Members([1], [5]), schedule
+    )
     assert together.records[-1].running_loss[0] != pytest.approx(plain.records[-1].running_loss[0], abs=1e-4)
 
 
@@ -524,9 +581,14 @@ def test_regularizers_by_hand():
     assert all(torch.equal(f, i) or torch.equal(f, i.flip(-1)) for f, i in zip(flipped[0], images[0]))
     cropped = regularize.inputs(x, dict(off, crop=1.0), gens, (1, 4, 4)).view(2, 3, 4, 4)
     for c, i in zip(cropped.flatten(0, 1), images.flatten(0, 1)):  # a shift by at most 1 pixel, zeros padded in
-        assert any(torch.equal(c, torch.roll(torch.nn.functional.pad(i, (1, 1, 1, 1)), (dy, dx), (0, 1))[1:5, 1:5])
-                   for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-    noisy = regularize.inputs(torch.zeros(2, 4000, 16), dict(off, input_noise=torch.tensor([0.5, 0.0])), gens, (1, 4, 4))
+        assert any(
+            torch.equal(c, torch.roll(torch.nn.functional.pad(i, (1, 1, 1, 1)), (dy, dx), (0, 1))[1:5, 1:5])
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        )
+    noisy = regularize.inputs(
+        torch.zeros(2, 4000, 16), dict(off, input_noise=torch.tensor([0.5, 0.0])), gens, (1, 4, 4)
+    )
     assert noisy[0].std().item() == pytest.approx(0.5, rel=0.02) and not noisy[1].any()
     masks = regularize.dropout_masks(torch.tensor([0.5, 0.0]), gens, 2, 4000, [8], torch.device("cpu"))
     assert set(masks[0][0].unique().tolist()) == {0.0, 2.0} and (masks[0][1] == 1).all()

@@ -19,9 +19,18 @@ def norms_frame() -> pd.DataFrame:
             for seed in (0, 1):
                 for epoch in range(epochs + 1):
                     total = 10 + (final - 10) * epoch / epochs
-                    rows += [dict(arch=arch, variant=variant, seed=seed, epoch=epoch, layer=layer, layer_index=i,
-                                  norm=total if layer == "total" else total / 2)
-                             for i, layer in enumerate(["fc1", "total"])]
+                    rows += [
+                        dict(
+                            arch=arch,
+                            variant=variant,
+                            seed=seed,
+                            epoch=epoch,
+                            layer=layer,
+                            layer_index=i,
+                            norm=total if layer == "total" else total / 2,
+                        )
+                        for i, layer in enumerate(["fc1", "total"])
+                    ]
     return pd.DataFrame(rows)
 
 
@@ -44,14 +53,44 @@ def test_layer_norms_are_never_stacked_across_archs():
 
 
 def test_csr_and_weight_noise_draw_one_line_per_arch_and_variant():
-    rows = [dict(arch=a, variant=v, seed=s, probe="csr", epoch=e, value=0.1 * e + (a == "alexnet"),
-                 split="train", sigma=np.nan, draw=0, n=8)
-            for a in ARCHS for v in ("real", "randY:1.0") for s in (0, 1) for e in range(3)]
+    rows = [
+        dict(
+            arch=a,
+            variant=v,
+            seed=s,
+            probe="csr",
+            epoch=e,
+            value=0.1 * e + (a == "alexnet"),
+            split="train",
+            sigma=np.nan,
+            draw=0,
+            n=8,
+        )
+        for a in ARCHS
+        for v in ("real", "randY:1.0")
+        for s in (0, 1)
+        for e in range(3)
+    ]
     fig = figures.csr(probes.csr_curve(pd.DataFrame(rows)))
     assert sorted(t.name for t in fig.data) == ["alexnet randY:1.0", "alexnet real", "mlp1 randY:1.0", "mlp1 real"]
     assert {t.line.dash for t in fig.data} == {"solid", "dash"}
-    noise = [dict(arch=a, variant="real", seed=0, probe="weight_noise", epoch=5, split="train", sigma=sg, draw=d,
-                  value=1 - sg, n=10) for a in ARCHS for sg in (0.0, 0.5) for d in (0, 1)]
+    noise = [
+        dict(
+            arch=a,
+            variant="real",
+            seed=0,
+            probe="weight_noise",
+            epoch=5,
+            split="train",
+            sigma=sg,
+            draw=d,
+            value=1 - sg,
+            n=10,
+        )
+        for a in ARCHS
+        for sg in (0.0, 0.5)
+        for d in (0, 1)
+    ]
     fig = figures.weight_noise(probes.weight_noise_means(probes.weight_noise_curves(pd.DataFrame(noise))))
     assert sorted(t.name for t in fig.data) == ["alexnet real", "mlp1 real"]
 
@@ -65,8 +104,9 @@ def test_levels_take_an_ordered_palette_and_kinds_their_own_colour():
 
 def test_legends_read_from_low_to_high_level():
     frame = norms_frame()
-    frame = pd.concat([frame.assign(variant=frame.variant.replace({"randY:0.0": v})) for v in
-                       ("randY:0.8", "randY:0.2")] + [frame])  # levels in dealing order, not level order
+    frame = pd.concat(
+        [frame.assign(variant=frame.variant.replace({"randY:0.0": v})) for v in ("randY:0.8", "randY:0.2")] + [frame]
+    )  # levels in dealing order, not level order
     frame["variant"] = frame.variant.astype("category")  # as the store reads it
     fig = figures.weight_norms(probes.norm_curves(frame))
     names = [t.name for t in fig.data if t.showlegend]
@@ -74,16 +114,32 @@ def test_legends_read_from_low_to_high_level():
 
 
 def test_phases_and_early_stopping_give_each_arch_its_own_panel():
-    epochs = pd.DataFrame([dict(arch=a, variant="randY:1.0", seed=0, epoch=e, train_acc=0.1 * e, val_acc=0.05 * e,
-                                phase=1 if e <= 3 else 2) for a in ARCHS for e in range(1, 7)])
+    epochs = pd.DataFrame(
+        [
+            dict(
+                arch=a,
+                variant="randY:1.0",
+                seed=0,
+                epoch=e,
+                train_acc=0.1 * e,
+                val_acc=0.05 * e,
+                phase=1 if e <= 3 else 2,
+            )
+            for a in ARCHS
+            for e in range(1, 7)
+        ]
+    )
     bounds = pd.DataFrame([dict(arch=a, variant="randY:1.0", seed=0, phase1_epochs=3) for a in ARCHS])
     fig = figures.phases(epochs, bounds)
     assert [a.text for a in fig.layout.annotations if a.text in ("mlp1 randY:1.0", "alexnet randY:1.0")] == [
-        "mlp1 randY:1.0", "alexnet randY:1.0"]
+        "mlp1 randY:1.0",
+        "alexnet randY:1.0",
+    ]
     for trace in fig.data:
         assert list(trace.x) == sorted(trace.x)  # one model per line
-    stops = probes.early_stopping_summary(pd.DataFrame([dict(arch=a, variant="randY:1.0", seed=0, best_epoch=2,
-                                                             early_stop_epoch=4) for a in ARCHS]))
+    stops = probes.early_stopping_summary(
+        pd.DataFrame([dict(arch=a, variant="randY:1.0", seed=0, best_epoch=2, early_stop_epoch=4) for a in ARCHS])
+    )
     fig = figures.early_stopping(probes.epoch_means(epochs), stops)
     assert {t.xaxis for t in fig.data} == {"x", "x2"}
 
@@ -97,10 +153,25 @@ def dynamics_examples() -> pd.DataFrame:
     """The train-split examples of a two-architecture sweep as the report hands them to the
     dynamics measures: the architecture in `arch`, the level in `variant`."""
     rng = np.random.default_rng(0)
-    rows = [dict(arch=arch, variant=level, split="train", seed=seed, epoch=epoch, index=i,
-                 correct=bool(rng.random() < 0.7), p_label=float(rng.random()), label=i % 10,
-                 corrupted=level != "randY:0.0" and i % 2 == 1)
-            for arch in ARCHS for level in LEVELS for seed in (0, 1) for epoch in (1, 2, 3) for i in range(8)]
+    rows = [
+        dict(
+            arch=arch,
+            variant=level,
+            split="train",
+            seed=seed,
+            epoch=epoch,
+            index=i,
+            correct=bool(rng.random() < 0.7),
+            p_label=float(rng.random()),
+            label=i % 10,
+            corrupted=level != "randY:0.0" and i % 2 == 1,
+        )
+        for arch in ARCHS
+        for level in LEVELS
+        for seed in (0, 1)
+        for epoch in (1, 2, 3)
+        for i in range(8)
+    ]
     return pd.DataFrame(rows)
 
 

@@ -40,12 +40,20 @@ class MaxRunning(tune.Callback):
 
 @pytest.mark.parametrize("fraction,concurrent", [(0.25, 4), (0.5, 2)])
 def test_trials_share_a_gpu_by_fraction(fake_gpu_ray, tmp_path, fraction, concurrent):
-    spec = presets.resolve("fig1-difficulty", "digits", ["seeds=8", "pack_size=2", "variants=[real]",
-                                                   "model.hidden=[64]"])
+    spec = presets.resolve(
+        "fig1-difficulty", "digits", ["seeds=8", "pack_size=2", "variants=[real]", "model.hidden=[64]"]
+    )
     store = Store(tmp_path, spec.name)
     counter = MaxRunning()
-    result = launcher.launch(spec, store, data_root=str(tmp_path / "data"), cpus_per_trial=1,
-                             gpus_per_trial=fraction, callbacks=[counter], out=io.StringIO())
+    result = launcher.launch(
+        spec,
+        store,
+        data_root=str(tmp_path / "data"),
+        cpus_per_trial=1,
+        gpus_per_trial=fraction,
+        callbacks=[counter],
+        out=io.StringIO(),
+    )
     assert result.ran == 4 and not result.missing
     assert counter.max == concurrent
     trials = pd.read_parquet(tmp_path / spec.name / "trials")

@@ -47,13 +47,13 @@ def files_under(folder: Path) -> dict[str, bytes]:
 
 # --- 1. the sweep name is one safe path component; --overwrite removes only its own files ---
 
+
 @pytest.mark.parametrize("name", ["../victim", "..", ".", "a/b", "", ".hidden", "x" * 101, "s3:bad"])
 def test_a_sweep_name_cannot_leave_the_results_location(tmp_path, name):
     results, victim = tmp_path / "res", tmp_path / "victim"
     victim.mkdir()
     (victim / "precious.txt").write_text("keep me")
-    proc = sweep("launch", "fig1-difficulty", *TINY, "--set", f"name={name}", "--overwrite",
-                 "--results", str(results))
+    proc = sweep("launch", "fig1-difficulty", *TINY, "--set", f"name={name}", "--overwrite", "--results", str(results))
     one_line_error(proc, "bad value for name")
     assert files_under(victim) == {"precious.txt": b"keep me"}
     assert not results.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["victim"]
@@ -66,11 +66,13 @@ def test_readers_refuse_an_unsafe_sweep_name(tmp_path, command):
 
 # --- 5. an address where nothing listens fails fast ---------------------------------------
 
+
 def test_an_address_where_nothing_listens_fails_in_one_line(tmp_path):
     address = f"127.0.0.1:{free_port()}"
     started = time.perf_counter()
-    proc = sweep("launch", "fig1-difficulty", *TINY, "--address", address, "--results", str(tmp_path / "r"),
-                 timeout=120)
+    proc = sweep(
+        "launch", "fig1-difficulty", *TINY, "--address", address, "--results", str(tmp_path / "r"), timeout=120
+    )
     one_line_error(proc, address)
     assert time.perf_counter() - started < 60  # a bound on a hang, not a speed claim (the fix: ~10 s)
     assert not (tmp_path / "r").exists()
@@ -78,24 +80,33 @@ def test_an_address_where_nothing_listens_fails_in_one_line(tmp_path):
 
 # --- 6, 7, 10, 11: bad values, sizes and resources: one line, before Ray, nothing left -----
 
-@pytest.mark.parametrize("args, needles", [
-    (["--cpus-per-trial", "nan"], ["--cpus-per-trial", "'nan'", "finite"]),
-    (["--gpus-per-trial", "nan"], ["--gpus-per-trial", "'nan'", "finite"]),
-    (["--cpus-per-trial", "inf"], ["--cpus-per-trial", "'inf'"]),
-    (["--cpus-per-trial", "0"], ["--cpus-per-trial 0", "> 0"]),
-    (["--cpus-per-trial", "512"], ["--cpus-per-trial 512 is more than any node has", "this machine: 2 CPUs"
-                                   if os.cpu_count() == 2 else "this machine:"]),
-    (["--gpus-per-trial", "-1"], ["--gpus-per-trial -1"]),
-    (["--set", "optimizer.lr=.inf"], ["optimizer.lr", "finite"]),
-    (["--set", "optimizer.lr=.nan"], ["optimizer.lr", "finite"]),
-    (["--set", "corruption.p=.nan"], ["corruption.p", "finite"]),
-    (["--set", "memory_budget_gb=-.inf"], ["memory_budget_gb"]),
-    (["--set", "seeds=1000000000"], ["seeds", "100000"]),
-    (["--set", "seeds=100000", "--set", "pack_size=1"], ["300,000 trials", "100,000"]),
-    (["--set", "model.hidden=[10000000]"], ["model.hidden[0]", "65536"]),
-    (["--set", "engine=interpolate"], ["missing key 'archs'"]),
-    (["--results", ""], ["results location ''", "--results"]),
-])
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--cpus-per-trial", "nan"], ["--cpus-per-trial", "'nan'", "finite"]),
+        (["--gpus-per-trial", "nan"], ["--gpus-per-trial", "'nan'", "finite"]),
+        (["--cpus-per-trial", "inf"], ["--cpus-per-trial", "'inf'"]),
+        (["--cpus-per-trial", "0"], ["--cpus-per-trial 0", "> 0"]),
+        (
+            ["--cpus-per-trial", "512"],
+            [
+                "--cpus-per-trial 512 is more than any node has",
+                "this machine: 2 CPUs" if os.cpu_count() == 2 else "this machine:",
+            ],
+        ),
+        (["--gpus-per-trial", "-1"], ["--gpus-per-trial -1"]),
+        (["--set", "optimizer.lr=.inf"], ["optimizer.lr", "finite"]),
+        (["--set", "optimizer.lr=.nan"], ["optimizer.lr", "finite"]),
+        (["--set", "corruption.p=.nan"], ["corruption.p", "finite"]),
+        (["--set", "memory_budget_gb=-.inf"], ["memory_budget_gb"]),
+        (["--set", "seeds=1000000000"], ["seeds", "100000"]),
+        (["--set", "seeds=100000", "--set", "pack_size=1"], ["300,000 trials", "100,000"]),
+        (["--set", "model.hidden=[10000000]"], ["model.hidden[0]", "65536"]),
+        (["--set", "engine=interpolate"], ["missing key 'archs'"]),
+        (["--results", ""], ["results location ''", "--results"]),
+    ],
+)
 def test_bad_values_fail_in_one_line_before_ray_and_leave_nothing(tmp_path, args, needles):
     results = tmp_path / "r"
     argv = ["launch", "fig1-difficulty", "--dataset", "digits", "--results", str(results), *args]
@@ -120,8 +131,9 @@ def test_a_data_root_that_does_not_exist_is_not_created(tmp_path):
     proc = sweep("launch", "fig1-difficulty", *TINY, "--data-root", str(root), "--results", str(tmp_path / "r"))
     one_line_error(proc, f"--data-root {root}", "no such folder")
     assert not root.exists() and not (tmp_path / "r").exists()
-    cifar = sweep("launch", "fig1-difficulty", "--dataset", "cifar10", "--data-root", str(root),
-                  "--results", str(tmp_path / "r"))
+    cifar = sweep(
+        "launch", "fig1-difficulty", "--dataset", "cifar10", "--data-root", str(root), "--results", str(tmp_path / "r")
+    )
     one_line_error(cifar, "CIFAR-10 not found", f"{root} does not exist", "--data-root")
     assert not root.exists() and not (tmp_path / "r").exists()
 
@@ -133,20 +145,34 @@ def test_every_architecture_has_a_default_learning_rate():
     spec = presets.resolve("csr", "digits", ["optimizer.lr=null"])
     assert {arch: spec.optimizer.lr_for(arch) for arch in ARCHS}["cnn"] == 0.01
     for preset in presets.preset_names():
-        s = presets.resolve(preset, "digits", ["optimizer.lr=null"] if hasattr(presets.resolve(preset, "digits"),
-                                                                            "archs") else [])
+        s = presets.resolve(
+            preset, "digits", ["optimizer.lr=null"] if hasattr(presets.resolve(preset, "digits"), "archs") else []
+        )
         for arch in getattr(s, "archs", []):
             assert s.optimizer.lr_for(arch) > 0
 
 
 # --- 8. a corrupt CIFAR-10 is caught by the pre-check, as torchvision would catch it -------
 
+
 def test_a_truncated_cifar_batch_fails_before_anything_starts(tiny_cifar, tmp_path, capsys):
     from sweep.cli import main
 
     results = tmp_path / "r"
-    argv = ["launch", "fig1-difficulty", "--dataset", "cifar10", "--data-root", str(tiny_cifar),
-            "--set", "seeds=1", "--results", str(results), "--cpus-per-trial", "1"]
+    argv = [
+        "launch",
+        "fig1-difficulty",
+        "--dataset",
+        "cifar10",
+        "--data-root",
+        str(tiny_cifar),
+        "--set",
+        "seeds=1",
+        "--results",
+        str(results),
+        "--cpus-per-trial",
+        "1",
+    ]
     batch = tiny_cifar / "cifar-10-batches-py" / "data_batch_1"
     batch.write_bytes(batch.read_bytes()[:100])
     assert main(argv) == 2
@@ -162,6 +188,7 @@ def test_an_intact_tiny_cifar_passes_the_pre_check(tiny_cifar):
 
 
 # --- 2. nothing under a results location is ever unpickled ----------------------------------
+
 
 class _Planted:
     """Unpickling this runs code: it writes a marker file."""
@@ -192,15 +219,35 @@ def test_checkpoint_state_round_trips_through_weights_only(tmp_path):
     from sweep import checkpoint
     from trainables.engine import EpochRecord, SplitScores
 
-    scores = SplitScores(pred=np.array([[1, 2]]), correct=np.array([[True, False]]),
-                         p_label=np.array([[0.5, 0.25]], dtype=np.float32),
-                         loss=np.array([[0.7, 1.4]], dtype=np.float32), el2n=np.array([[0.1, 0.9]], dtype=np.float32))
-    record = EpochRecord(epoch=3, step=30, wall_seconds=1.5, train_seconds=1.0, lr=0.01,
-                         running_loss=np.array([0.5]), running_acc=np.array([0.75]),
-                         acc={"train": np.array([1.0])}, splits={"train": scores}, norms={"0": np.array([2.0])})
-    state = {"generator": torch.Generator().manual_seed(3).get_state(), "epoch": 3, "records": [record],
-             "found": {"filters": [(0, np.ones((2, 1, 3, 3), dtype=np.float32))], "phase1": None,
-                       "probes": [{"probe": "csr", "sigma": float("nan"), "value": np.float32(0.5)}]}}
+    scores = SplitScores(
+        pred=np.array([[1, 2]]),
+        correct=np.array([[True, False]]),
+        p_label=np.array([[0.5, 0.25]], dtype=np.float32),
+        loss=np.array([[0.7, 1.4]], dtype=np.float32),
+        el2n=np.array([[0.1, 0.9]], dtype=np.float32),
+    )
+    record = EpochRecord(
+        epoch=3,
+        step=30,
+        wall_seconds=1.5,
+        train_seconds=1.0,
+        lr=0.01,
+        running_loss=np.array([0.5]),
+        running_acc=np.array([0.75]),
+        acc={"train": np.array([1.0])},
+        splits={"train": scores},
+        norms={"0": np.array([2.0])},
+    )
+    state = {
+        "generator": torch.Generator().manual_seed(3).get_state(),
+        "epoch": 3,
+        "records": [record],
+        "found": {
+            "filters": [(0, np.ones((2, 1, 3, 3), dtype=np.float32))],
+            "phase1": None,
+            "probes": [{"probe": "csr", "sigma": float("nan"), "value": np.float32(0.5)}],
+        },
+    }
     checkpoint.save(state, str(tmp_path / "s.pt"))
     back = checkpoint.load(str(tmp_path / "s.pt"))
     assert back["records"][0].splits["train"].correct.tolist() == [[True, False]]
@@ -210,6 +257,7 @@ def test_checkpoint_state_round_trips_through_weights_only(tmp_path):
 
 
 # --- a real stored sweep: planted files, damaged fragments, the lock -----------------------
+
 
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
@@ -241,9 +289,14 @@ def test_status_report_and_verify_never_unpickle(stored, tmp_path, command):
     results, _ = stored
     assert any(p.suffix == ".pkl" for p in (results / "fig1-difficulty" / "_tune").rglob("*"))
     extra = ["--out", str(tmp_path / "r.html")] if command == "report" else []
-    proc = subprocess.run([sys.executable, "-c", AUDIT, command, "fig1-difficulty", "--results", str(results),
-                           *extra], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).parent, env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+    proc = subprocess.run(
+        [sys.executable, "-c", AUDIT, command, "fig1-difficulty", "--results", str(results), *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parent,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])),
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
@@ -325,6 +378,7 @@ def test_resume_of_a_finished_sweep_says_so_without_ray(stored):
 
 # --- 4. one launch at a time per location -------------------------------------------------
 
+
 def test_a_second_launch_is_refused_while_the_first_runs(tmp_path):
     results = tmp_path / "r"
     args = ["launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2,3,4,5,6,7,8]", "--results", str(results)]
@@ -346,11 +400,20 @@ def test_a_second_launch_is_refused_while_the_first_runs(tmp_path):
 def test_the_lock_is_released_when_its_holder_dies(tmp_path):
     from sweep.store import Store, StoreError
 
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from sweep.store import Store\n"
-        f"with Store({str(tmp_path)!r}, 'x').lock('holder'):\n"
-        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True,
-        cwd=Path(__file__).parents[1])
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from sweep.store import Store\n"
+                f"with Store({str(tmp_path)!r}, 'x').lock('holder'):\n"
+                "    print('held', flush=True); time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(StoreError, match=f"in use by another launch \\(pid {holder.pid} .*holder"):
         with Store(str(tmp_path), "x").lock("second"):
@@ -365,6 +428,7 @@ def test_the_lock_is_released_when_its_holder_dies(tmp_path):
 
 # --- 12. an embedded local Ray listens on the loopback only ---------------------------------
 
+
 def test_cluster_configs_expose_nothing_by_default():
     root = Path(__file__).parents[1]
     assert "| sh" not in (root / "cluster.yaml").read_text() and "curl" not in (root / "cluster.yaml").read_text()
@@ -375,6 +439,7 @@ def test_cluster_configs_expose_nothing_by_default():
 
 
 # --- 13. the BN-free Inception learns ---------------------------------------------------------
+
 
 @pytest.mark.numerics
 def test_he_initialization_lets_the_inception_without_batch_norm_learn():
@@ -478,6 +543,7 @@ launcher.launch(spec, Store({str(tmp_path)!r}, spec.name), data_root={str(tmp_pa
 
 # --- review mends: page-level damage, old stores, foreign files, folders left behind -------
 
+
 def test_damage_inside_a_file_is_found_by_verify_and_repaired_by_resume(stored, tmp_path):
     import shutil
 
@@ -490,13 +556,16 @@ def test_damage_inside_a_file_is_found_by_verify_and_repaired_by_resume(stored, 
     raw = bytearray(victim.read_bytes())
     footer = pq.ParquetFile(victim).metadata.serialized_size + 8
     third = (len(raw) - footer) // 3
-    raw[third:2 * third] = bytes(third)  # a third of the pages zeroed; the footer still reads
+    raw[third : 2 * third] = bytes(third)  # a third of the pages zeroed; the footer still reads
     victim.write_bytes(bytes(raw))
     assert "2 damaged" in sweep("status", "fig1-difficulty", "--results", str(results)).stdout
     verify = sweep("verify", "fig1-difficulty", "--results", str(results))
     assert verify.returncode == 1 and "damaged: real-pack000: examples file's bytes differ" in verify.stdout
-    one_line_error(sweep("report", "fig1-difficulty", "--results", str(results), "--out", str(tmp_path / "r.html")),
-                   "real-pack000", "--resume")
+    one_line_error(
+        sweep("report", "fig1-difficulty", "--results", str(results), "--out", str(tmp_path / "r.html")),
+        "real-pack000",
+        "--resume",
+    )
     repair = sweep("verify", "fig1-difficulty", "--repair", "--results", str(results))
     assert repair.returncode == 0 and "1 damaged trial marked not done" in repair.stdout
     resume = sweep("launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2]", "--resume", "--results", str(results))
@@ -523,7 +592,8 @@ def test_a_store_written_before_row_counts_is_still_checked(stored, tmp_path):
     victim = folder / "epochs" / "randY-pack000.parquet"
     victim.write_bytes(victim.read_bytes()[:50])
     assert Store(str(results), "fig1-difficulty").damaged() == {
-        "randY-pack000": Store(str(results), "fig1-difficulty").damaged()["randY-pack000"]}
+        "randY-pack000": Store(str(results), "fig1-difficulty").damaged()["randY-pack000"]
+    }
     assert Store(str(results), "fig1-difficulty").damaged()["randY-pack000"].startswith("epochs file unreadable")
 
 
@@ -549,9 +619,24 @@ def test_a_refused_launch_leaves_no_folders_behind(tmp_path):
 
 
 def test_csr_with_the_per_arch_lr_trains_through_the_cli(tmp_path):
-    proc = sweep("launch", "csr", "--dataset", "digits", "--set", "optimizer.lr=null", "--set", "max_epochs=1",
-                 "--set", "corruptions=[real]", "--set", "probes.csr.n=8",
-                 "--set", "probes.csr.every=1", "--results", str(tmp_path))
+    proc = sweep(
+        "launch",
+        "csr",
+        "--dataset",
+        "digits",
+        "--set",
+        "optimizer.lr=null",
+        "--set",
+        "max_epochs=1",
+        "--set",
+        "corruptions=[real]",
+        "--set",
+        "probes.csr.n=8",
+        "--set",
+        "probes.csr.every=1",
+        "--results",
+        str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     trials = pd.read_parquet(tmp_path / "csr" / "trials")
     assert trials.lr.tolist() == [0.01]
@@ -560,8 +645,14 @@ def test_csr_with_the_per_arch_lr_trains_through_the_cli(tmp_path):
 def test_a_resume_with_other_settings_says_how_to_name_the_stored_sweep(stored):
     results, _ = stored
     proc = sweep("launch", "fig1-difficulty", "--dataset", "digits", "--resume", "--results", str(results))
-    err = one_line_error(proc, "--resume:", "launched with other settings", "to resume it, repeat them:",
-                         "--set seeds=2", "--set 'variants=[\"real\",\"randY\"]'")
+    err = one_line_error(
+        proc,
+        "--resume:",
+        "launched with other settings",
+        "to resume it, repeat them:",
+        "--set seeds=2",
+        '--set \'variants=["real","randY"]\'',
+    )
     assert "--overwrite" not in err  # never advise deleting the sweep the user wants to finish
     # Without --dataset: the hint names the data set, not the keys its defaults set, and pastes into a shell.
     proc = sweep("launch", "fig1-difficulty", "--resume", "--results", str(results))
@@ -572,6 +663,7 @@ def test_a_resume_with_other_settings_says_how_to_name_the_stored_sweep(stored):
 
 
 # --- a shared results location: planted links, bytes and strings ---------------------------
+
 
 def copy_of(stored, tmp_path) -> Path:
     import shutil
@@ -607,8 +699,11 @@ def test_a_link_inside_a_location_is_refused_and_never_followed(stored, tmp_path
     elif where == "lock":
         link, target, command = folder / "_lock", outside / "victim.txt", [*relaunch, "--resume"]
     elif where == "report":
-        link, target, command = folder / "report.html", outside / "victim.txt", \
-            ["report", "fig1-difficulty", "--results", str(results)]
+        link, target, command = (
+            folder / "report.html",
+            outside / "victim.txt",
+            ["report", "fig1-difficulty", "--results", str(results)],
+        )
     else:  # a table folder of a sweep not launched yet
         folder = results / "fresh"
         folder.mkdir()
@@ -648,8 +743,12 @@ def test_ls_names_the_sweeps_it_refuses(stored, tmp_path):
 def test_a_results_location_that_is_a_link_loop_is_one_line(tmp_path):
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
-    for command in (["status", "fig1-difficulty"], ["report", "fig1-difficulty"], ["ls"],
-                    ["launch", "fig1-difficulty", *TINY]):
+    for command in (
+        ["status", "fig1-difficulty"],
+        ["report", "fig1-difficulty"],
+        ["ls"],
+        ["launch", "fig1-difficulty", *TINY],
+    ):
         one_line_error(sweep(*command, "--results", str(loop)), str(loop), "link loop")
 
 
@@ -663,7 +762,7 @@ def overwrite_page(path: Path, size: int = 256) -> None:
     chunk = next(group.column(j) for j in range(group.num_columns) if group.column(j).path_in_schema == "loss")
     raw = bytearray(path.read_bytes())
     at = chunk.data_page_offset + chunk.total_compressed_size // 2 - size // 2
-    raw[at:at + size] = bytes(b ^ 0xFF for b in raw[at:at + size])
+    raw[at : at + size] = bytes(b ^ 0xFF for b in raw[at : at + size])
     path.write_bytes(bytes(raw))
     assert pq.ParquetFile(path, page_checksum_verification=False).read().num_rows  # silently other numbers
 
@@ -681,8 +780,11 @@ def test_a_changed_page_is_found_refused_and_repaired_by_resume(stored, tmp_path
     assert status.returncode == 1 and f"damaged: real-pack000: {why}" in status.stdout, status.stdout
     verify = sweep("verify", "fig1-difficulty", "--results", str(results))
     assert verify.returncode == 1 and f"damaged: real-pack000: {why}" in verify.stdout, verify.stdout
-    one_line_error(sweep("report", "fig1-difficulty", "--results", str(results), "--out", str(tmp_path / "r.html")),
-                   "real-pack000", "--resume")
+    one_line_error(
+        sweep("report", "fig1-difficulty", "--results", str(results), "--out", str(tmp_path / "r.html")),
+        "real-pack000",
+        "--resume",
+    )
     assert not (tmp_path / "r.html").exists()
     resume = sweep("launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2]", "--resume", "--results", str(results))
     assert resume.returncode == 0 and "1 to run, 1 already stored" in resume.stdout, resume.stdout + resume.stderr
@@ -745,8 +847,11 @@ def test_yaml_aliases_in_a_set_value_are_refused_at_once(tmp_path):
     levels = ["&a0 [0,0,0,0,0,0,0,0,0]"] + [f"&a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 8)]
     bomb = "[" + ", ".join(levels) + "]"
     start = time.monotonic()
-    one_line_error(sweep("launch", "fig1-difficulty", *TINY, "--set", f"seeds={bomb}", "--results", str(tmp_path)),
-                   "anchors and aliases", "not allowed")
+    one_line_error(
+        sweep("launch", "fig1-difficulty", *TINY, "--set", f"seeds={bomb}", "--results", str(tmp_path)),
+        "anchors and aliases",
+        "not allowed",
+    )
     assert time.monotonic() - start < 60 and not any(tmp_path.iterdir())
 
 
@@ -846,8 +951,17 @@ def test_verify_repair_waits_for_no_launch(stored, tmp_path):
 
 def test_sigterm_to_the_driver_ends_like_ctrl_c(tmp_path):
     results = tmp_path / "r"
-    args = ["launch", "fig1-difficulty", *TINY, "--set", "epochs=[1,2,3,4,5,6,7,8,9,10,11,12]",
-            "--set", "seeds=4", "--results", str(results)]
+    args = [
+        "launch",
+        "fig1-difficulty",
+        *TINY,
+        "--set",
+        "epochs=[1,2,3,4,5,6,7,8,9,10,11,12]",
+        "--set",
+        "seeds=4",
+        "--results",
+        str(results),
+    ]
     proc = subprocess.Popen([*SWEEP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = results / "fig1-difficulty" / "_launch.json"
     deadline = time.monotonic() + 180

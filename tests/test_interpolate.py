@@ -46,8 +46,7 @@ def run_killed_and_not(spec, tmp_path, tables) -> dict[str, dict[str, pd.DataFra
     runs = {}
     for name, callbacks in (("uninterrupted", []), ("killed", [KillAtEpoch(7)])):
         store = Store(tmp_path / name, spec.name)
-        result = launcher.launch(spec, store, data_root=str(tmp_path / "data"), callbacks=callbacks,
-                                 out=io.StringIO())
+        result = launcher.launch(spec, store, data_root=str(tmp_path / "data"), callbacks=callbacks, out=io.StringIO())
         assert result.ran == 1 and not result.missing
         runs[name] = {t: pd.read_parquet(tmp_path / name / spec.name / t) for t in tables}
     assert callbacks[0].killed, "the trial finished before it could be killed"
@@ -55,8 +54,11 @@ def run_killed_and_not(spec, tmp_path, tables) -> dict[str, dict[str, pd.DataFra
 
 
 def test_killed_trial_resumes_from_its_checkpoint(ray_local, tmp_path):
-    spec = presets.resolve("convergence-slowdown", "digits", [
-        "archs=[mlp3]", "corruptions=[randY:1.0]", "max_epochs=30", "checkpoint_every=5"])
+    spec = presets.resolve(
+        "convergence-slowdown",
+        "digits",
+        ["archs=[mlp3]", "corruptions=[randY:1.0]", "max_epochs=30", "checkpoint_every=5"],
+    )
     runs = run_killed_and_not(spec, tmp_path, ("trials", "epochs"))
     (t_full, e_full), (t_kill, e_kill) = [(r["trials"], r["epochs"]) for r in (runs["uninterrupted"], runs["killed"])]
     assert pd.isna(t_full.resumed_from_epoch.iloc[0])
@@ -73,9 +75,18 @@ def test_killed_trial_resumes_from_its_checkpoint(ray_local, tmp_path):
 def test_killed_two_phase_trial_resumes_in_phase_two_with_its_probes(ray_local, tmp_path):
     # Killed in phase 2: the retry must skip phase 1, keep the phase boundary and the CSR
     # measurements made before the kill, and end exactly like an uninterrupted run.
-    spec = presets.resolve("forgetting", "digits", [
-        "seeds=1", "corruptions=[randY:1.0]", "max_epochs=4", "phase2_epochs=6", "checkpoint_every=2",
-        "probes.csr={every: 2, n: 30, iters: 3}"])
+    spec = presets.resolve(
+        "forgetting",
+        "digits",
+        [
+            "seeds=1",
+            "corruptions=[randY:1.0]",
+            "max_epochs=4",
+            "phase2_epochs=6",
+            "checkpoint_every=2",
+            "probes.csr={every: 2, n: 30, iters: 3}",
+        ],
+    )
     runs = run_killed_and_not(spec, tmp_path, ("trials", "epochs", "probes"))
     full, kill = runs["uninterrupted"], runs["killed"]
     assert kill["trials"].resumed_from_epoch.iloc[0] == 6  # the phase-2 checkpoint
@@ -117,8 +128,11 @@ class _Terminal(io.StringIO):
 @pytest.mark.parametrize("terminal", [False, True])
 def test_progress_shows_running_trials_an_eta_and_epochs_to_interpolation(ray_local, tmp_path, monkeypatch, terminal):
     monkeypatch.setattr(launcher, "HEARTBEAT_S", 0.05)
-    spec = presets.resolve("convergence-slowdown", "digits", [
-        "archs=[mlp1]", "corruptions=[randY:0.0,randY:0.2,randY:0.4]", "max_epochs=40", "pack_size=1"])
+    spec = presets.resolve(
+        "convergence-slowdown",
+        "digits",
+        ["archs=[mlp1]", "corruptions=[randY:0.0,randY:0.2,randY:0.4]", "max_epochs=40", "pack_size=1"],
+    )
     out = _Terminal() if terminal else io.StringIO()
     result = launcher.launch(spec, Store(tmp_path, spec.name), data_root=str(tmp_path / "data"), out=out)
     assert result.ran == 3 and not result.missing

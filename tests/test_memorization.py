@@ -23,11 +23,22 @@ def tables(correct_train, subsets, correct_test=None, cell="ratio0.5", labels=No
         matrix = np.asarray(matrix, dtype=bool)
         for s in range(m):
             for i in range(matrix.shape[1]):
-                rows.append({"cell": cell, "variant": "real", "seed": s, "split": split, "epoch": 5, "index": i,
-                             "correct": matrix[s, i], "label": labels[i] if split == "train" else 0,
-                             "true_label": true_labels[i] if split == "train" else 0})
-    members = pd.DataFrame([{"cell": cell, "variant": "real", "seed": s, "index": i}
-                            for s, subset in enumerate(subsets) for i in subset])
+                rows.append(
+                    {
+                        "cell": cell,
+                        "variant": "real",
+                        "seed": s,
+                        "split": split,
+                        "epoch": 5,
+                        "index": i,
+                        "correct": matrix[s, i],
+                        "label": labels[i] if split == "train" else 0,
+                        "true_label": true_labels[i] if split == "train" else 0,
+                    }
+                )
+    members = pd.DataFrame(
+        [{"cell": cell, "variant": "real", "seed": s, "index": i} for s, subset in enumerate(subsets) for i in subset]
+    )
     return pd.DataFrame(rows), members
 
 
@@ -76,10 +87,14 @@ def test_influence_by_hand_and_blocks_change_nothing():
     assert sorted(pairs.infl, reverse=True) == pairs.infl.tolist()
     assert pairs.infl.tolist() == sorted(want.values(), reverse=True)
     blocked = memo.influence(ex, mb, top=6, block=1)
-    pd.testing.assert_frame_equal(blocked[["train_index", "test_index", "infl"]].sort_values(["infl", "train_index",
-                                  "test_index"]).reset_index(drop=True),
-                                  pairs[["train_index", "test_index", "infl"]].sort_values(["infl", "train_index",
-                                  "test_index"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        blocked[["train_index", "test_index", "infl"]]
+        .sort_values(["infl", "train_index", "test_index"])
+        .reset_index(drop=True),
+        pairs[["train_index", "test_index", "infl"]]
+        .sort_values(["infl", "train_index", "test_index"])
+        .reset_index(drop=True),
+    )
     assert (memo.influence(ex, mb, top=6, min_infl=0.5).infl >= 0.5).all()
 
 
@@ -145,12 +160,16 @@ def test_auroc_and_roc_curve():
 
 # --- the spec ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("override, message", [
-    ("ratios=[0.7, 1.0]", "ratios: [0.7, 1.0] (subset fractions must lie strictly between 0 and 1, got 1.0)"),
-    ("ratios=[0.0]", "strictly between 0 and 1, got 0.0"),
-    ("ratios=[0.5, 0.3]", "must be strictly increasing, got [0.5, 0.3]"),
-    ("ratios=[]", "ratios"),
-])
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("ratios=[0.7, 1.0]", "ratios: [0.7, 1.0] (subset fractions must lie strictly between 0 and 1, got 1.0)"),
+        ("ratios=[0.0]", "strictly between 0 and 1, got 0.0"),
+        ("ratios=[0.5, 0.3]", "must be strictly increasing, got [0.5, 0.3]"),
+        ("ratios=[]", "ratios"),
+    ],
+)
 def test_bad_ratios_are_one_line_errors(override, message):
     with pytest.raises(specs.SpecError) as err:
         presets.resolve("cscore", "digits", [override])
@@ -170,8 +189,8 @@ def test_plan_and_growth_keep_every_stored_trial():
     stored = {"spec": spec.model_dump(), "plan": [p.to_dict() for p in plans]}
     bigger = presets.resolve("cscore", "digits", ["seeds=25", "ratios=[0.3, 0.7]"])
     grown = planner.grow(stored, bigger, slots=2)
-    assert grown[:len(plans)] == plans  # the stored trials, unchanged
-    new = grown[len(plans):]
+    assert grown[: len(plans)] == plans  # the stored trials, unchanged
+    new = grown[len(plans) :]
     assert {p.fragment for p in new}.isdisjoint({p.fragment for p in plans})
     for cell in ("ratio0.3", "ratio0.7"):
         seeds = sorted(s for p in grown if p.cell == cell for s in range(p.seed_lo, p.seed_hi))
@@ -205,14 +224,16 @@ def test_influence_top_pairs_match_brute_force_with_any_block():
     for s, subset in enumerate(subsets):
         a[s, subset] = True
     t = ex[ex.split == "test"].sort_values(["seed", "index"]).correct.to_numpy().reshape(m, n_test)
-    brute = sorted((t[a[:, i], j].mean() - t[~a[:, i], j].mean() for i in range(n_train) for j in range(n_test)),
-                   reverse=True)[:5]
+    brute = sorted(
+        (t[a[:, i], j].mean() - t[~a[:, i], j].mean() for i in range(n_train) for j in range(n_test)), reverse=True
+    )[:5]
     for block in (1, 4, 1024):
         pairs = memo.influence(ex, mb, top=5, block=block)
         assert pairs.infl.to_numpy() == pytest.approx(brute)
         for r in pairs.itertuples():  # each pair's value is its own
-            assert r.infl == pytest.approx(t[a[:, r.train_index], r.test_index].mean()
-                                           - t[~a[:, r.train_index], r.test_index].mean())
+            assert r.infl == pytest.approx(
+                t[a[:, r.train_index], r.test_index].mean() - t[~a[:, r.train_index], r.test_index].mean()
+            )
 
 
 def test_a_cscore_needs_only_held_out_models():
@@ -249,7 +270,8 @@ def test_pack_sizes_per_architecture():
     wide = presets.resolve("memorization", "digits", ["model.hidden=[512]"])
     assert mlp1.resolved_pack_size(500, cache_bytes=2**25) == wide.resolved_pack_size(500, cache_bytes=2**25)
     assert wide.resolved_pack_size(500, cache_bytes=2**25) < mlp.model_copy(
-        update={"pack_size": None}).resolved_pack_size(500, cache_bytes=2**25)
+        update={"pack_size": None}
+    ).resolved_pack_size(500, cache_bytes=2**25)
 
 
 def test_tied_influence_pairs_are_the_same_whatever_the_block():
@@ -300,9 +322,15 @@ def test_estimates_read_out_of_core_equal_those_from_pandas(tmp_path, monkeypatc
     rng = np.random.default_rng(0)
     frames_ex, frames_mb = [], []
     for cell, ratio in (("ratio0.3", 0.3), ("ratio0.7", 0.7)):
-        subsets = [rng.permutation(30)[:round(ratio * 30)] for _ in range(40)]
-        ex, mb = tables(rng.random((40, 30)) < 0.6, subsets, rng.random((40, 10)) < 0.5, cell=cell,
-                        labels=rng.integers(0, 3, 30), true_labels=rng.integers(0, 3, 30))
+        subsets = [rng.permutation(30)[: round(ratio * 30)] for _ in range(40)]
+        ex, mb = tables(
+            rng.random((40, 30)) < 0.6,
+            subsets,
+            rng.random((40, 10)) < 0.5,
+            cell=cell,
+            labels=rng.integers(0, 3, 30),
+            true_labels=rng.integers(0, 3, 30),
+        )
         early = ex.assign(epoch=2, correct=~ex.correct)  # an earlier scored epoch: never read
         frames_ex += [ex, early]
         frames_mb.append(mb)
@@ -311,7 +339,9 @@ def test_estimates_read_out_of_core_equal_those_from_pandas(tmp_path, monkeypatc
     stored, members = aggregate.StoredExamples(results, "sw"), aggregate.StoredMembers(results, "sw")
     for cell in ("ratio0.3", "ratio0.7"):
         pd.testing.assert_frame_equal(memo.memorization(stored, members, cell), memo.memorization(ex, mb, cell))
-        pd.testing.assert_frame_equal(memo.influence(stored, members, cell, top=15), memo.influence(ex, mb, cell, top=15))
+        pd.testing.assert_frame_equal(
+            memo.influence(stored, members, cell, top=15), memo.influence(ex, mb, cell, top=15)
+        )
     pd.testing.assert_frame_equal(memo.cscore(stored, members), memo.cscore(ex, mb))
 
 
@@ -323,7 +353,9 @@ def test_out_of_core_estimates_refuse_a_damaged_store_as_pandas_does(tmp_path):
     stored = aggregate.StoredExamples(results, "sw")
     with pytest.raises(memo.IncompleteExamples, match="has 2 train rows, the others 3"):
         memo.memorization(stored, mb)
-    with pytest.raises(memo.IncompleteExamples, match=r"no models of ratio0.9 are stored yet \(the examples table has ratio0.5\)"):
+    with pytest.raises(
+        memo.IncompleteExamples, match=r"no models of ratio0.9 are stored yet \(the examples table has ratio0.5\)"
+    ):
         memo.memorization(stored, mb, "ratio0.9")
     results = _store(tmp_path / "b", {"examples": ex}, per_file=2)
     with pytest.raises(memo.MembersMismatch, match="members table is missing"):
@@ -334,15 +366,17 @@ def test_out_of_core_estimates_refuse_a_damaged_store_as_pandas_does(tmp_path):
 
 
 def test_summaries_of_the_estimates_by_hand():
-    mem = pd.DataFrame(dict(index=[0, 1, 2], mem=[0.1, 0.9, 0.5], se=[0.01, 0.05, 0.02],
-                            mislabeled=[False, True, False]))
+    mem = pd.DataFrame(
+        dict(index=[0, 1, 2], mem=[0.1, 0.9, 0.5], se=[0.01, 0.05, 0.02], mislabeled=[False, True, False])
+    )
     by = memo.by_label(mem, 0.25).set_index("labels")
     assert by.loc["clean", "n"] == 2 and by.loc["clean", "mean mem"] == pytest.approx(0.3)
     assert by.loc["clean", "share with mem > 0.25"] == 0.5 and by.loc["mislabeled", "largest SE"] == 0.05
     both, rho = memo.beside(mem, pd.DataFrame(dict(index=[0, 1, 2], p_correct=[0.9, 0.1, 0.5])), "p_correct")
     assert len(both) == 3 and rho == pytest.approx(-1.0)
-    trials = pd.DataFrame(dict(cell=["ratio0.5"] * 2, seed=[0, 1], epochs_trained=[4, 6], fit_acc=[0.98, 1.0],
-                               final_test_acc=[0.7, 0.8]))
+    trials = pd.DataFrame(
+        dict(cell=["ratio0.5"] * 2, seed=[0, 1], epochs_trained=[4, 6], fit_acc=[0.98, 1.0], final_test_acc=[0.7, 0.8])
+    )
     fit = memo.fit_by_cell(trials).iloc[0]
     assert fit["models"] == 2 and fit["mean epochs"] == 5 and fit["lowest accuracy on own subset"] == 0.98
     assert fit["mean test accuracy"] == pytest.approx(0.75)

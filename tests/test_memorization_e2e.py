@@ -21,8 +21,7 @@ def sweep(*args: str) -> subprocess.CompletedProcess:
 
 
 def snapshot(folder) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*.parquet")}
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*.parquet")}
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +31,22 @@ def results(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def launched(ray_cluster, results):
-    args = ["launch", "memorization", "--dataset", "digits", "--set", f"seeds={SEEDS}", "--set", f"train_size={TRAIN}",
-            "--set", "corruption.p=0.2", "--results", str(results), "--address", ray_cluster]
+    args = [
+        "launch",
+        "memorization",
+        "--dataset",
+        "digits",
+        "--set",
+        f"seeds={SEEDS}",
+        "--set",
+        f"train_size={TRAIN}",
+        "--set",
+        "corruption.p=0.2",
+        "--results",
+        str(results),
+        "--address",
+        ray_cluster,
+    ]
     proc = sweep(*args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return results / "memorization", args, proc
@@ -80,9 +93,15 @@ def test_report_has_every_section(launched, tmp_path):
     proc = sweep("report", "memorization", "--results", str(launched[0].parent), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     page = out.read_text()
-    for text in ("Memorization scores", "Does the score flag the mislabeled examples?", "AUROC",
-                 "Most and least memorized training examples", "Highest-influence pairs", "Agresti-Caffo",
-                 "cannot be set beside fig1"):
+    for text in (
+        "Memorization scores",
+        "Does the score flag the mislabeled examples?",
+        "AUROC",
+        "Most and least memorized training examples",
+        "Highest-influence pairs",
+        "Agresti-Caffo",
+        "cannot be set beside fig1",
+    ):
         assert text in page, text
 
 
@@ -110,7 +129,7 @@ def test_growth_keeps_the_stored_models(launched, ray_cluster):
     assert (mem.n_in + mem.n_out == SEEDS + 10).all()  # every estimate rests on every model
     # a plain --resume that leaves out --set seeds finishes the sweep as stored: it never grows it
     at = args.index(f"seeds={SEEDS}")
-    plain = sweep(*args[:at - 1], *args[at + 1:], "--resume")
+    plain = sweep(*args[: at - 1], *args[at + 1 :], "--resume")
     assert plain.returncode == 2 and "repeat them" in plain.stderr and "--set seeds=50" in plain.stderr
     fewer = sweep(*[a if a != f"seeds={SEEDS}" else "seeds=5" for a in args], "--resume")
     assert fewer.returncode == 2 and "a sweep only grows" in fewer.stderr and fewer.stderr.count("\n") == 1
@@ -119,8 +138,22 @@ def test_growth_keeps_the_stored_models(launched, ray_cluster):
 
 
 def test_partial_stores_get_banners(launched, ray_cluster, results, tmp_path):
-    few = sweep("launch", "memorization", "--name", "few", "--dataset", "digits", "--set", "seeds=3", "--set",
-                f"train_size={TRAIN}", "--results", str(results), "--address", ray_cluster)
+    few = sweep(
+        "launch",
+        "memorization",
+        "--name",
+        "few",
+        "--dataset",
+        "digits",
+        "--set",
+        "seeds=3",
+        "--set",
+        f"train_size={TRAIN}",
+        "--results",
+        str(results),
+        "--address",
+        ray_cluster,
+    )
     assert few.returncode == 0, few.stderr[-2000:]
     out = tmp_path / "few.html"
     assert sweep("report", "few", "--results", str(results), "--out", str(out)).returncode == 0
@@ -140,8 +173,22 @@ def test_partial_stores_get_banners(launched, ray_cluster, results, tmp_path):
 
 
 def test_cscore_sweep(ray_cluster, results, tmp_path):
-    proc = sweep("launch", "cscore", "--dataset", "digits", "--set", "seeds=30", "--set", "ratios=[0.3, 0.7]",
-                 "--set", f"train_size={TRAIN}", "--results", str(results), "--address", ray_cluster)
+    proc = sweep(
+        "launch",
+        "cscore",
+        "--dataset",
+        "digits",
+        "--set",
+        "seeds=30",
+        "--set",
+        "ratios=[0.3, 0.7]",
+        "--set",
+        f"train_size={TRAIN}",
+        "--results",
+        str(results),
+        "--address",
+        ray_cluster,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     folder = results / "cscore"
     cs = memo.cscore(pd.read_parquet(folder / "examples"), pd.read_parquet(folder / "members"))
@@ -165,10 +212,13 @@ def test_cscore_sweep(ray_cluster, results, tmp_path):
     assert "No estimates yet" in page and "no models of ratio0.7 are stored yet" in page
 
 
-@pytest.mark.parametrize("override, message", [
-    ("ratios=[0.7, 0.3]", "must be strictly increasing"),
-    ("ratios=[1.5]", "strictly between 0 and 1, got 1.5"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("ratios=[0.7, 0.3]", "must be strictly increasing"),
+        ("ratios=[1.5]", "strictly between 0 and 1, got 1.5"),
+    ],
+)
 def test_bad_input_is_one_line_and_stores_nothing(override, message, tmp_path):
     proc = sweep("launch", "cscore", "--dataset", "digits", "--set", override, "--results", str(tmp_path))
     assert proc.returncode == 2 and message in proc.stderr
@@ -176,9 +226,28 @@ def test_bad_input_is_one_line_and_stores_nothing(override, message, tmp_path):
 
 
 def test_convolutional_models_pack_too(ray_cluster, results):
-    proc = sweep("launch", "memorization", "--name", "mem-cnn", "--dataset", "digits", "--set", "arch=cnn",
-                 "--set", "seeds=8", "--set", "train_size=100", "--set", "max_epochs=5", "--set", "optimizer.lr=0.01",
-                 "--results", str(results), "--address", ray_cluster)
+    proc = sweep(
+        "launch",
+        "memorization",
+        "--name",
+        "mem-cnn",
+        "--dataset",
+        "digits",
+        "--set",
+        "arch=cnn",
+        "--set",
+        "seeds=8",
+        "--set",
+        "train_size=100",
+        "--set",
+        "max_epochs=5",
+        "--set",
+        "optimizer.lr=0.01",
+        "--results",
+        str(results),
+        "--address",
+        ray_cluster,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     trials = pd.read_parquet(results / "mem-cnn" / "trials")
     assert set(trials.arch) == {"cnn"} and set(trials.pack_mode) <= {"vmap", "loop"} and len(trials) == 8
@@ -188,8 +257,10 @@ def test_convolutional_models_pack_too(ray_cluster, results):
 
 def test_report_compares_with_a_fig1_sweep_in_the_same_location(ray_cluster, tmp_path):
     results = tmp_path / "together"
-    for args in (["fig1-difficulty", "--set", "seeds=4", "--set", "variants=[real]"],
-                 ["memorization", "--set", "seeds=40"]):
+    for args in (
+        ["fig1-difficulty", "--set", "seeds=4", "--set", "variants=[real]"],
+        ["memorization", "--set", "seeds=40"],
+    ):
         proc = sweep("launch", *args, "--dataset", "digits", "--results", str(results), "--address", ray_cluster)
         assert proc.returncode == 0, proc.stderr[-2000:]
     from analysis import report

@@ -6,14 +6,17 @@ import torch
 from trainables.models import ARCHS, build, param_count
 
 
-@pytest.mark.parametrize("arch,expected,tolerance", [
-    ("mlp1", 1_209_866, 0),  # the paper's counts, exactly
-    ("mlp3", 1_735_178, 0),
-    ("alexnet", 1_387_786, 0),
-    ("inception_nobn", 1_649_402, 0),
-    ("inception", 1_649_402, 0.02),  # + BN scale and shift: 1,652,826 (+0.21%)
-    ("wrn", 369_498, 0),  # WideResNet-28-1
-])
+@pytest.mark.parametrize(
+    "arch,expected,tolerance",
+    [
+        ("mlp1", 1_209_866, 0),  # the paper's counts, exactly
+        ("mlp3", 1_735_178, 0),
+        ("alexnet", 1_387_786, 0),
+        ("inception_nobn", 1_649_402, 0),
+        ("inception", 1_649_402, 0.02),  # + BN scale and shift: 1,652,826 (+0.21%)
+        ("wrn", 369_498, 0),  # WideResNet-28-1
+    ],
+)
 def test_parameter_counts_on_cifar_crops(arch, expected, tolerance):
     n = param_count(build(arch, (3, 28, 28), 10))
     assert abs(n - expected) <= tolerance * expected, n

@@ -38,8 +38,9 @@ def cluster(tmp_path_factory):
 
 
 def spec(*extra):
-    return presets.resolve("fig1-difficulty", "digits", ["seeds=8", "pack_size=2", "variants=[real]",
-                                                   "model.hidden=[64]", *extra])
+    return presets.resolve(
+        "fig1-difficulty", "digits", ["seeds=8", "pack_size=2", "variants=[real]", "model.hidden=[64]", *extra]
+    )
 
 
 def launch(cluster_address, tmp_path, spec, callbacks=(), gpus=0.5):
@@ -47,9 +48,16 @@ def launch(cluster_address, tmp_path, spec, callbacks=(), gpus=0.5):
 
     ray.shutdown()  # the launcher connects by address, as on a real cluster
     store = Store(tmp_path, spec.name)
-    result = launcher.launch(spec, store, data_root=str(tmp_path / "data"), address=cluster_address,
-                             cpus_per_trial=1, gpus_per_trial=gpus, callbacks=list(callbacks),
-                             out=io.StringIO())
+    result = launcher.launch(
+        spec,
+        store,
+        data_root=str(tmp_path / "data"),
+        address=cluster_address,
+        cpus_per_trial=1,
+        gpus_per_trial=gpus,
+        callbacks=list(callbacks),
+        out=io.StringIO(),
+    )
     return result, tmp_path / spec.name
 
 
@@ -101,16 +109,33 @@ def test_interrupted_driver_resumes_to_the_same_store(cluster, tmp_path):
 
     c = cluster[0]
     ray.shutdown()
-    args = ["launch", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=16", "--set", "pack_size=2",
-            "--set", "model.hidden=[64]", "--set", "variants=[real,randY]", "--address", c.address,
-            "--gpus-per-trial", "0.5"]
-    full = subprocess.run([*SWEEP, *args, "--results", str(tmp_path / "a")], capture_output=True, text=True,
-                          timeout=600)
+    args = [
+        "launch",
+        "fig1-difficulty",
+        "--dataset",
+        "digits",
+        "--set",
+        "seeds=16",
+        "--set",
+        "pack_size=2",
+        "--set",
+        "model.hidden=[64]",
+        "--set",
+        "variants=[real,randY]",
+        "--address",
+        c.address,
+        "--gpus-per-trial",
+        "0.5",
+    ]
+    full = subprocess.run(
+        [*SWEEP, *args, "--results", str(tmp_path / "a")], capture_output=True, text=True, timeout=600
+    )
     assert full.returncode == 0, full.stderr[-2000:]
 
     trials_dir = tmp_path / "b" / "fig1-difficulty" / "trials"
-    proc = subprocess.Popen([*SWEEP, *args, "--results", str(tmp_path / "b")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*SWEEP, *args, "--results", str(tmp_path / "b")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not (trials_dir.exists() and len(list(trials_dir.glob("*.parquet"))) >= 2):
         time.sleep(0.2)
@@ -120,8 +145,12 @@ def test_interrupted_driver_resumes_to_the_same_store(cluster, tmp_path):
     assert proc.returncode == 130 and "--resume" in err, (proc.returncode, err[-2000:])
     assert 2 <= stored < 16
     assert "Tuner.restore(" not in err  # Tune's own hint; memsweep's --resume is the one that works
-    status = subprocess.run([*SWEEP, "status", "fig1-difficulty", "--results", str(tmp_path / "b")],
-                            capture_output=True, text=True, timeout=120)
+    status = subprocess.run(
+        [*SWEEP, "status", "fig1-difficulty", "--results", str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     total = next(line for line in status.stdout.splitlines() if line.startswith("total:"))
     counts = {name: int(n) for n, name in (part.split(" ", 1) for part in total[7:].split(", "))}
     # Nothing is left "running" once the driver has stopped: what Ctrl-C cut short is interrupted,
@@ -130,13 +159,16 @@ def test_interrupted_driver_resumes_to_the_same_store(cluster, tmp_path):
     assert counts["running"] == 0 and counts["done"] == 2 * stored, total
     assert counts["interrupted"] + counts["not started"] == 32 - 2 * stored and counts["interrupted"] <= 8, total
 
-    resumed = subprocess.run([*SWEEP, *args, "--results", str(tmp_path / "b"), "--resume"],
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*SWEEP, *args, "--results", str(tmp_path / "b"), "--resume"], capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"{16 - stored} to run, {stored} already stored" in resumed.stdout
-    for table, keys, cols in (("examples", KEYS, ["label", "correct", "pred", "p_label", "loss"]),
-                              ("epochs", ["variant", "seed", "epoch"], ["train_acc", "test_loss", "running_loss"]),
-                              ("trials", ["variant", "seed"], ["init_seed", "order_seed", "final_test_acc"])):
+    for table, keys, cols in (
+        ("examples", KEYS, ["label", "correct", "pred", "p_label", "loss"]),
+        ("epochs", ["variant", "seed", "epoch"], ["train_acc", "test_loss", "running_loss"]),
+        ("trials", ["variant", "seed"], ["init_seed", "order_seed", "final_test_acc"]),
+    ):
         a = pd.read_parquet(tmp_path / "a" / "fig1-difficulty" / table).sort_values(keys).reset_index(drop=True)
         b = pd.read_parquet(tmp_path / "b" / "fig1-difficulty" / table).sort_values(keys).reset_index(drop=True)
         assert len(a) == len(b)
@@ -152,9 +184,27 @@ def test_launch_without_address_starts_its_own_ray_beside_a_registered_cluster(c
     c, workers, _ = cluster
     ray.shutdown()
     env = {k: v for k, v in os.environ.items() if k not in ("MEMSWEEP_FAULT", "RAY_ADDRESS")}
-    run = subprocess.run([*SWEEP, "launch", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=2",
-                          "--set", "variants=[real]", "--set", "model.hidden=[64]", "--results", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300, env=env)
+    run = subprocess.run(
+        [
+            *SWEEP,
+            "launch",
+            "fig1-difficulty",
+            "--dataset",
+            "digits",
+            "--set",
+            "seeds=2",
+            "--set",
+            "variants=[real]",
+            "--set",
+            "model.hidden=[64]",
+            "--results",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Ray (embedded)" in run.stdout and "2 GPUs" not in run.stdout, run.stdout
     trials = pd.read_parquet(tmp_path / "fig1-difficulty" / "trials")

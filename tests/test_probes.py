@@ -51,8 +51,9 @@ def test_lass_finds_exactly_the_samples_within_r_of_a_linear_boundary():
 def test_lass_never_leaves_the_box_with_noise_and_respects_pixel_scale():
     model, x, distance, r = _linear_case(300, seed=2)
     # Noise cannot carry a sample across a boundary farther than r: never critical.
-    out = probes.critical_sample_ratio(model, x, alpha=r / 20, beta=r / 5, r=r, iters=60,
-                                       generator=torch.Generator().manual_seed(0))
+    out = probes.critical_sample_ratio(
+        model, x, alpha=r / 20, beta=r / 5, r=r, iters=60, generator=torch.Generator().manual_seed(0)
+    )
     assert not out.critical[distance > r * 1.001].any()
     assert out.critical[distance < r * 0.5].all()
     # pixel_scale 2: a box of r pixel units is 2r in the tensors' units.
@@ -75,8 +76,9 @@ def test_weight_noise_zero_sigma_is_the_model_and_weights_are_restored():
     model = models.build("mlp1", (1, 8, 8), 10)
     x, y = torch.randn(200, 1, 8, 8), torch.randint(0, 10, (200,))
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    rows = probes.weight_noise_accuracy(model, {"train": (x, y)}, [0.0, 0.5, 3.0], draws=4,
-                                        generator=torch.Generator().manual_seed(0))
+    rows = probes.weight_noise_accuracy(
+        model, {"train": (x, y)}, [0.0, 0.5, 3.0], draws=4, generator=torch.Generator().manual_seed(0)
+    )
     assert [r["sigma"] for r in rows] == [0.0] + [0.5] * 4 + [3.0] * 4
     assert rows[0]["acc"] == probes.accuracy(model, x, y)
     for k, v in model.state_dict().items():
@@ -110,7 +112,7 @@ def test_layer_norms_by_hand():
         lin[0].bias.copy_(torch.tensor([0.0, 4.0]))
         lin[2].weight.fill_(1.0)
         lin[2].bias.fill_(1.0)
-    assert models.layer_norms(lin) == pytest.approx({"0 Linear": 5.0, "2 Linear": 3 ** 0.5})
+    assert models.layer_norms(lin) == pytest.approx({"0 Linear": 5.0, "2 Linear": 3**0.5})
 
 
 @pytest.mark.numerics

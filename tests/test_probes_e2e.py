@@ -32,8 +32,9 @@ def launch(results, address, preset, *sets) -> pd.DataFrame:
 
 
 def test_forgetting_two_phases_track_validation(ray_cluster, results):
-    html = launch(results, ray_cluster, "forgetting", "seeds=1", "corruptions=[randY:1.0]",
-                  "max_epochs=4", "phase2_epochs=3")
+    html = launch(
+        results, ray_cluster, "forgetting", "seeds=1", "corruptions=[randY:1.0]", "max_epochs=4", "phase2_epochs=3"
+    )
     folder = results / "forgetting"
     epochs = pd.read_parquet(folder / "epochs").sort_values("epoch")
     trials = pd.read_parquet(folder / "trials")
@@ -54,8 +55,17 @@ def test_forgetting_two_phases_track_validation(ray_cluster, results):
 
 
 def test_csr_and_filters_are_probed_during_training(ray_cluster, results):
-    html = launch(results, ray_cluster, "csr", "corruptions=[real, randY]", "max_epochs=2", "probes.csr.every=1",
-                  "probes.csr.n=40", "probes.csr.iters=4", "probes.filters={epochs: [2]}")
+    html = launch(
+        results,
+        ray_cluster,
+        "csr",
+        "corruptions=[real, randY]",
+        "max_epochs=2",
+        "probes.csr.every=1",
+        "probes.csr.n=40",
+        "probes.csr.iters=4",
+        "probes.filters={epochs: [2]}",
+    )
     folder = results / "csr"
     probes = pd.read_parquet(folder / "probes")
     csr = probes[probes.probe == "csr"]
@@ -63,8 +73,10 @@ def test_csr_and_filters_are_probed_during_training(ray_cluster, results):
     assert csr.value.between(0, 1).all() and set(csr.n) == {40} and set(csr.split) == {"test"}
     filters = pd.read_parquet(folder / "filters")
     assert len(filters) == 2 * 2 * 200 and set(filters.epoch) == {0, 2}  # initialization and epoch 2
-    w = {e: np.stack(filters[(filters.variant == "real") & (filters.epoch == e)].sort_values("filter").weights)
-         for e in (0, 2)}
+    w = {
+        e: np.stack(filters[(filters.variant == "real") & (filters.epoch == e)].sort_values("filter").weights)
+        for e in (0, 2)
+    }
     assert not np.allclose(w[0], w[2])  # trained filters, not the live weights at the end
     assert set(zip(filters.channels, filters.height, filters.width)) == {(1, 5, 5)}
     assert len(filters.weights.iloc[0]) == 25
@@ -72,8 +84,16 @@ def test_csr_and_filters_are_probed_during_training(ray_cluster, results):
 
 
 def test_weight_noise_after_training(ray_cluster, results):
-    html = launch(results, ray_cluster, "weight-noise", "seeds=1", "corruptions=[real]", "max_epochs=3",
-                  "probes.weight_noise.sigmas=[0.0, 0.5, 2.0]", "probes.weight_noise.draws=2")
+    html = launch(
+        results,
+        ray_cluster,
+        "weight-noise",
+        "seeds=1",
+        "corruptions=[real]",
+        "max_epochs=3",
+        "probes.weight_noise.sigmas=[0.0, 0.5, 2.0]",
+        "probes.weight_noise.draws=2",
+    )
     probes = pd.read_parquet(results / "weight-noise" / "probes")
     trials = pd.read_parquet(results / "weight-noise" / "trials")
     assert len(probes) == (1 + 2 + 2) * 2  # sigma 0 once, others per draw; train and test
@@ -85,8 +105,15 @@ def test_weight_noise_after_training(ray_cluster, results):
 
 
 def test_regularization_records_early_stopping_without_stopping(ray_cluster, results):
-    html = launch(results, ray_cluster, "regularization", "seeds=1", "corruptions=[randY:1.0]", "max_epochs=6",
-                  "early_stopping.patience=2")
+    html = launch(
+        results,
+        ray_cluster,
+        "regularization",
+        "seeds=1",
+        "corruptions=[randY:1.0]",
+        "max_epochs=6",
+        "early_stopping.patience=2",
+    )
     trials = pd.read_parquet(results / "regularization" / "trials")
     epochs = pd.read_parquet(results / "regularization" / "epochs").sort_values("epoch")
     t = trials.iloc[0]
@@ -99,9 +126,11 @@ def test_regularization_records_early_stopping_without_stopping(ray_cluster, res
 
 
 def test_bad_probe_settings_are_one_line_errors(results):
-    for sets, needle in [(["phase2_epochs=3", "validation.size=0"], "needs a validation split"),
-                         (["validation.size=1437"], "must be less than the 1,437 digits training examples"),
-                         (["probes.filters={}", "archs=[mlp1]"], "probes.filters needs convolutional archs")]:
+    for sets, needle in [
+        (["phase2_epochs=3", "validation.size=0"], "needs a validation split"),
+        (["validation.size=1437"], "must be less than the 1,437 digits training examples"),
+        (["probes.filters={}", "archs=[mlp1]"], "probes.filters needs convolutional archs"),
+    ]:
         args = ["launch", "forgetting", "--dataset", "digits", "--results", str(results / "bad")]
         for s in sets:
             args += ["--set", s]

@@ -36,13 +36,29 @@ def sshd(tmp_path):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     (tmp_path / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
     config = tmp_path / "sshd_config"
-    config.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {tmp_path}/sshd.pid",
-        f"AuthorizedKeysFile {tmp_path}/authorized_keys", "PermitRootLogin prohibit-password",
-        "PasswordAuthentication no", "KbdInteractiveAuthentication no", "StrictModes no", "UsePAM no", ""]))
+    config.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {host_key}",
+                f"PidFile {tmp_path}/sshd.pid",
+                f"AuthorizedKeysFile {tmp_path}/authorized_keys",
+                "PermitRootLogin prohibit-password",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "StrictModes no",
+                "UsePAM no",
+                "",
+            ]
+        )
+    )
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
-    server = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "sshd.log", "w"))
+    server = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "sshd.log", "w"),
+    )
     for _ in range(50):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -65,16 +81,20 @@ def test_ray_up_exec_down(sshd, tmp_path):
     ray_port = free_port()
     activate = f". {VENV}/bin/activate"
     config = yaml.safe_load((ROOT / "deploy" / "onprem.yaml").read_text())
-    config.update({
-        "cluster_name": f"memsweep-test-{ray_port}",
-        "min_workers": 0, "max_workers": 0,
-        "setup_commands": [],  # the project is installed in this test's venv already
-        "head_start_ray_commands": [
-            f"{activate} && ray stop",
-            f"{activate} && ray start --head --port={ray_port} --num-cpus=2 --include-dashboard=false "
-            "--autoscaling-config=~/ray_bootstrap_config.yaml"],
-        "worker_start_ray_commands": [],
-    })
+    config.update(
+        {
+            "cluster_name": f"memsweep-test-{ray_port}",
+            "min_workers": 0,
+            "max_workers": 0,
+            "setup_commands": [],  # the project is installed in this test's venv already
+            "head_start_ray_commands": [
+                f"{activate} && ray stop",
+                f"{activate} && ray start --head --port={ray_port} --num-cpus=2 --include-dashboard=false "
+                "--autoscaling-config=~/ray_bootstrap_config.yaml",
+            ],
+            "worker_start_ray_commands": [],
+        }
+    )
     config["provider"].update({"head_ip": "127.0.0.1", "worker_ips": []})
     config["auth"] = {"ssh_user": "root", "ssh_private_key": str(key), "ssh_proxy_command": f"nc %h {port}"}
     config["file_mounts"] = {str(tmp_path / "synced"): "."}  # the project, rsynced as on a real head
@@ -86,8 +106,14 @@ def test_ray_up_exec_down(sshd, tmp_path):
     run(RAY, "up", "-y", "--no-config-cache", str(path))
     try:
         assert (tmp_path / "synced" / "sweep" / "cli.py").exists()  # file_mounts reached the head
-        run(RAY, "exec", str(path), f"{activate} && sweep launch fig1-difficulty --address auto --dataset digits "
-            f"--set seeds=4 --set pack_size=2 --results {results}", timeout=600)
+        run(
+            RAY,
+            "exec",
+            str(path),
+            f"{activate} && sweep launch fig1-difficulty --address auto --dataset digits "
+            f"--set seeds=4 --set pack_size=2 --results {results}",
+            timeout=600,
+        )
     finally:
         run(RAY, "exec", str(path), f"{activate} && ray stop")  # `ray down` alone may leave Ray running
         run(RAY, "down", "-y", str(path))

@@ -21,10 +21,17 @@ def s3(tmp_path_factory):
     """A moto S3 server on 127.0.0.1 with one bucket; the AWS_* variables point at it."""
     port = free_port()
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
-    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"),
-                               "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    server = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=log,
+    )
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -64,13 +71,26 @@ def keys(prefix: str) -> list[str]:
 def test_sweep_to_s3_and_back(s3, ray_with_s3_env, tmp_path):
     from analysis import load
 
-    args = ["launch", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=4", "--set", "pack_size=2",
-            "--set", "variants=[real,randY]", "--results", s3, "--address", ray_with_s3_env]
+    args = [
+        "launch",
+        "fig1-difficulty",
+        "--dataset",
+        "digits",
+        "--set",
+        "seeds=4",
+        "--set",
+        "pack_size=2",
+        "--set",
+        "variants=[real,randY]",
+        "--results",
+        s3,
+        "--address",
+        ray_with_s3_env,
+    ]
     proc = subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f'pandas.read_parquet("{s3}/fig1-difficulty/examples")' in proc.stdout
-    fragments = sorted(k.rsplit("/", 1)[1] for k in keys("results/fig1-difficulty/examples/")
-                       if k.endswith(".parquet"))
+    fragments = sorted(k.rsplit("/", 1)[1] for k in keys("results/fig1-difficulty/examples/") if k.endswith(".parquet"))
     assert fragments == [f"{v}-pack00{i}.parquet" for v in ("randY", "real") for i in (0, 1)]
     assert any(k.startswith("results/fig1-difficulty/_tune/") for k in keys("results/"))  # Tune state too
     examples = load.load_table(s3, "fig1-difficulty", "examples")
@@ -84,12 +104,17 @@ def test_sweep_to_s3_and_back(s3, ray_with_s3_env, tmp_path):
     assert proc.returncode == 0 and "1 to run, 3 already stored" in proc.stdout, proc.stderr[-2000:]
     assert len(load.load_table(s3, "fig1-difficulty", "trials")) == 8
     assert len(load.load_table(s3, "fig1-difficulty", "examples")) == 4 * 2 * 1797
-    assert not [k for k in keys("results/") if k.rsplit("/", 1)[1].startswith(".")
-                and "/_tune/" not in k]  # no temporary files of the store left
+    assert not [
+        k for k in keys("results/") if k.rsplit("/", 1)[1].startswith(".") and "/_tune/" not in k
+    ]  # no temporary files of the store left
 
     out = tmp_path / "report.html"
-    report = subprocess.run([*SWEEP, "report", "fig1-difficulty", "--results", s3, "--out", str(out)],
-                            capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [*SWEEP, "report", "fig1-difficulty", "--results", s3, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr[-2000:]
     assert "Complete: real: 4/4 seeds, randY: 4/4 seeds" in out.read_text()
 

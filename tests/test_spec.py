@@ -20,8 +20,7 @@ def test_per_dataset_defaults_then_overrides():
     digits = presets.resolve("fig1-difficulty", "digits")
     assert digits.model.hidden == [512, 512] and digits.batch_size == 16
     assert digits.optimizer.momentum == 0.9
-    over = presets.resolve("fig1-difficulty", "digits", ["batch_size=32", "epochs=[1, 10]",
-                                                   "optimizer.lr=1e-3"])
+    over = presets.resolve("fig1-difficulty", "digits", ["batch_size=32", "epochs=[1, 10]", "optimizer.lr=1e-3"])
     assert over.batch_size == 32 and over.epochs == [1, 10] and over.optimizer.lr == 0.001
     assert presets.resolve("fig1-difficulty", None, ["dataset=digits"]).batch_size == 16
 
@@ -62,10 +61,15 @@ def test_pack_sizes_fit_the_gpu_budget_or_the_cpu_cache():
 def test_fig1_trials_are_sized_to_the_slots_and_packs_do_not_rename_them():
     spec = presets.resolve("fig1-difficulty", "digits")  # 100 seeds x 3 variants
     assert [(p.cell, p.seed_lo, p.seed_hi) for p in planner.expand(spec, slots=2)] == [
-        (v, lo, lo + 50) for v in ("real", "randX", "randY") for lo in (0, 50)]
+        (v, lo, lo + 50) for v in ("real", "randX", "randY") for lo in (0, 50)
+    ]
     assert len(planner.expand(spec, slots=32)) == 3 * 20  # ceil(64 / 3) = 22 trials a cell wanted: 20 of 5 seeds
     assert spec.hash() == presets.resolve("fig1-difficulty", "digits", ["pack_size=7", "trial_size=9"]).hash()
-    assert [p.seed_hi for p in planner.expand(presets.resolve("fig1-difficulty", "digits", ["trial_size=40"]))][:3] == [40, 80, 100]
+    assert [p.seed_hi for p in planner.expand(presets.resolve("fig1-difficulty", "digits", ["trial_size=40"]))][:3] == [
+        40,
+        80,
+        100,
+    ]
 
 
 def test_derived_seeds_are_stable_and_distinct():
@@ -98,8 +102,11 @@ BAD = [
     (["show", "fig1-difficulty", "--set", "model.hidden=512"], "model.hidden: 512", "list"),
     (["show", "fig1-difficulty", "--set", "seeds"], "bad --set 'seeds'", "KEY=VALUE"),
     (["show", "fig1-difficulty", "--set", "seeds="], "seeds: none given", "cannot be unset"),
-    (["show", "fig1-difficulty", "--dataset", "digits", "--set", "train_size=99999"], "train_size 99,999",
-     "1 to 1,437"),
+    (
+        ["show", "fig1-difficulty", "--dataset", "digits", "--set", "train_size=99999"],
+        "train_size 99,999",
+        "1 to 1,437",
+    ),
     (["show", "cscore", "--dataset", "digits", "--set", "train_size=1438"], "train_size 1,438", "1 to 1,437"),
     (["launch", "fig1-difficulty", "--resume", "--overwrite"], "not allowed with argument", "--resume"),
     (["launch", "fig1-difficulty", "--name", "t1", "--set", "name=other"], "--set name=other", "--name t1"),
@@ -125,10 +132,22 @@ def test_bad_input_is_one_line_exit_2(argv, names, allowed, capsys):
 def test_list_and_show(capsys):
     assert cli.main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["bn-ablation", "capacity", "convergence-slowdown", "cscore", "csr",
-                                            "fig1-difficulty", "filters", "forgetting", "memorization",
-                                            "randomization-tests", "regularization", "regularization-memorization",
-                                            "weight-noise", "zhang-table1"]
+    assert [line.split()[0] for line in lines] == [
+        "bn-ablation",
+        "capacity",
+        "convergence-slowdown",
+        "cscore",
+        "csr",
+        "fig1-difficulty",
+        "filters",
+        "forgetting",
+        "memorization",
+        "randomization-tests",
+        "regularization",
+        "regularization-memorization",
+        "weight-noise",
+        "zhang-table1",
+    ]
     assert "fig1-difficulty              Arpit et al. 2017 Fig. 1" in lines[5]
     assert cli.main(["show", "fig1-difficulty", "--dataset", "digits", "--set", "seeds=8"]) == 0
     out = capsys.readouterr().out
@@ -151,8 +170,16 @@ def test_presets_hold_only_what_differs_from_the_family_defaults():
             assert not restated, (name, dataset, restated)
 
 
-@pytest.mark.parametrize("command", [["launch", "fig1-difficulty", "--dataset", "digits"], ["status", "fig1-difficulty"],
-                                     ["report", "fig1-difficulty"], ["verify", "fig1-difficulty"], ["ls"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["launch", "fig1-difficulty", "--dataset", "digits"],
+        ["status", "fig1-difficulty"],
+        ["report", "fig1-difficulty"],
+        ["verify", "fig1-difficulty"],
+        ["ls"],
+    ],
+)
 def test_results_that_is_a_file_is_one_line_exit_2(command, tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("mine")

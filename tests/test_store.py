@@ -34,10 +34,16 @@ def test_fragments_carry_provenance(tmp_path):
     assert meta == {"schema_version": SCHEMA_VERSION, "spec": {"seeds": 2}, "git_rev": "abc"}
     # The trials file (the completion mark) also records the other files' row counts and SHA-256.
     meta = json.loads(pq.read_schema(tmp_path / "s" / "trials" / "f.parquet").metadata[b"memsweep"])
-    digests = {t: hashlib.sha256((tmp_path / "s" / t / "f.parquet").read_bytes()).hexdigest()
-               for t in ("examples", "epochs")}
-    assert meta == {"schema_version": SCHEMA_VERSION, "spec": {"seeds": 2}, "git_rev": "abc",
-                    "rows": {"examples": 1, "epochs": 1}, "sha256": digests}
+    digests = {
+        t: hashlib.sha256((tmp_path / "s" / t / "f.parquet").read_bytes()).hexdigest() for t in ("examples", "epochs")
+    }
+    assert meta == {
+        "schema_version": SCHEMA_VERSION,
+        "spec": {"seeds": 2},
+        "git_rev": "abc",
+        "rows": {"examples": 1, "epochs": 1},
+        "sha256": digests,
+    }
 
 
 def test_half_written_files_are_invisible(tmp_path):

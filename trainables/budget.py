@@ -16,8 +16,7 @@ def mlp_param_count(in_features: int, hidden: Sequence[int], num_classes: int) -
     return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
 
 
-def memory_per_seed(in_features: int, hidden: Sequence[int], num_classes: int,
-                    batch_size: int) -> int:
+def memory_per_seed(in_features: int, hidden: Sequence[int], num_classes: int, batch_size: int) -> int:
     """Bytes one seed of a pack needs while training: parameters, gradients and momentum
     (3 x params), plus the step's activations (input gather, pre- and post-activations
     and their gradients: about B x (D + 4 x sum(hidden) + 3 x C))."""
@@ -26,8 +25,9 @@ def memory_per_seed(in_features: int, hidden: Sequence[int], num_classes: int,
     return BYTES * (3 * params + activations)
 
 
-def auto_pack_size(budget_bytes: int, seeds: int, in_features: int, hidden: Sequence[int],
-                   num_classes: int, batch_size: int) -> int:
+def auto_pack_size(
+    budget_bytes: int, seeds: int, in_features: int, hidden: Sequence[int], num_classes: int, batch_size: int
+) -> int:
     """Largest K <= seeds whose training state fits in `budget_bytes` (at least 1).
 
     Scoring is done in chunks sized from what the budget leaves (`score_chunk`),
@@ -86,8 +86,15 @@ def cache_share_bytes(cpus_per_trial: float) -> int:
 CPU_PACK_BYTES = 20 * 2**20
 
 
-def cache_pack_size(seeds: int, in_features: int, hidden: Sequence[int], num_classes: int, *,
-                    sharers: int = 1, cache_bytes: int | None = None) -> int:
+def cache_pack_size(
+    seeds: int,
+    in_features: int,
+    hidden: Sequence[int],
+    num_classes: int,
+    *,
+    sharers: int = 1,
+    cache_bytes: int | None = None,
+) -> int:
     """Seeds per pack on a CPU: as many as keep the pack's parameters and momentum (2 x params
     floats a seed) within half of this trial's share of the last-level cache (`cache_bytes` /
     `sharers`; by default the whole cache), at least 1, and at most CPU_PACK_BYTES of them.
@@ -112,8 +119,15 @@ def cpu_score_chunk(k: int, in_features: int, hidden: Sequence[int]) -> int:
     return max(64, CPU_SCORE_BYTES // (k * BYTES * max([in_features, *hidden])))
 
 
-def score_chunk(budget_bytes: int, k: int, in_features: int, hidden: Sequence[int],
-                num_classes: int, batch_size: int, cpu: bool = False) -> int:
+def score_chunk(
+    budget_bytes: int,
+    k: int,
+    in_features: int,
+    hidden: Sequence[int],
+    num_classes: int,
+    batch_size: int,
+    cpu: bool = False,
+) -> int:
     """Examples per scoring chunk: what the budget leaves after the training state, spent on
     K x chunk x (2 x widest layer + 3 x C) floats of transient activations; at least 256. With
     `cpu`, no more than `cpu_score_chunk` (activations that stay in cache)."""

@@ -50,8 +50,9 @@ def apply(data: Data, kind: str, p: float, seed: int) -> tuple[Data, torch.Tenso
 
     rng = np.random.default_rng(seed)
     if kind in ("shuffled_pixels", "random_pixels"):
-        return _permute_pixels(data, rng, shared=kind == "shuffled_pixels"), \
-            torch.ones(n, dtype=torch.bool, device=device)
+        return _permute_pixels(data, rng, shared=kind == "shuffled_pixels"), torch.ones(
+            n, dtype=torch.bool, device=device
+        )
     if kind == "gaussian":
         kind, p = "randX", 1.0
     mask = rng.random(n) < p
@@ -84,6 +85,7 @@ def apply_to_validation(data: Data, kind: str, p: float, seed: int) -> tuple[Dat
 def _permute_pixels(data: Data, rng: np.random.Generator, shared: bool) -> Data:
     """Permute the H*W pixel positions of every image (all channels alike): one permutation
     for all images of both splits if `shared`, else one per image (train drawn first)."""
+
     def permute(split: Split) -> Split:
         x = split.x.cpu()
         n, c, h, w = x.shape
@@ -100,5 +102,6 @@ def _permute_pixels(data: Data, rng: np.random.Generator, shared: bool) -> Data:
         return Split(out.reshape(n, c, h, w).to(split.x.device), split.y)
 
     order = rng.permutation(data.train.x.shape[-2] * data.train.x.shape[-1])
-    return replace(data, train=permute(data.train), test=permute(data.test),
-                   val=None if data.val is None else permute(data.val))
+    return replace(
+        data, train=permute(data.train), test=permute(data.test), val=None if data.val is None else permute(data.val)
+    )

@@ -86,8 +86,12 @@ class Data:
         return getattr(self, name)
 
     def to(self, device: torch.device | str) -> Data:
-        return replace(self, train=self.train.to(device), test=self.test.to(device),
-                       val=None if self.val is None else self.val.to(device))
+        return replace(
+            self,
+            train=self.train.to(device),
+            test=self.test.to(device),
+            val=None if self.val is None else self.val.to(device),
+        )
 
     def subset_train(self, n: int) -> Data:
         """The first n training examples (all of them if there are fewer); test unchanged."""
@@ -98,17 +102,26 @@ class Data:
         split (in the permutation's order); the rest stay in `train` in their original order."""
         total = len(self.train)
         if not 0 < n < total:
-            raise ValueError(f"validation size {n} must be between 1 and {total - 1} "
-                             f"(the {self.name} training split has {total} examples)")
+            raise ValueError(
+                f"validation size {n} must be between 1 and {total - 1} "
+                f"(the {self.name} training split has {total} examples)"
+            )
         perm = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
         held, kept = perm[:n], perm[n:].sort().values
         held, kept = held.to(self.train.y.device), kept.to(self.train.y.device)
-        return replace(self, train=Split(self.train.x[kept], self.train.y[kept]),
-                       val=Split(self.train.x[held], self.train.y[held]))
+        return replace(
+            self, train=Split(self.train.x[kept], self.train.y[kept]), val=Split(self.train.x[held], self.train.y[held])
+        )
 
 
-def load(name: str, root: str | Path | None = None, device: torch.device | str = "cpu",
-         download: bool = True, normalize: str = "dataset", crop: int | None = None) -> Data:
+def load(
+    name: str,
+    root: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    download: bool = True,
+    normalize: str = "dataset",
+    crop: int | None = None,
+) -> Data:
     """The named data set as tensors on `device`. `root` is where files live (cifar10 only).
 
     Pixels are scaled to [0, 1], centre-cropped to `crop` x `crop` if given, then
@@ -131,8 +144,7 @@ def load(name: str, root: str | Path | None = None, device: torch.device | str =
     if crop is not None:
         x_tr, x_te = center_crop(x_tr, crop), center_crop(x_te, crop)
     if normalize == "per_image":
-        scale = 1.0 / x_tr.flatten(1).std(dim=1, unbiased=False).clamp_min(
-            1.0 / x_tr[0].numel() ** 0.5).mean().item()
+        scale = 1.0 / x_tr.flatten(1).std(dim=1, unbiased=False).clamp_min(1.0 / x_tr[0].numel() ** 0.5).mean().item()
         pixel_scale = (scale,) * x_tr.shape[1]
         x_tr, x_te = per_image_standardize(x_tr), per_image_standardize(x_te)
     else:
@@ -143,8 +155,9 @@ def load(name: str, root: str | Path | None = None, device: torch.device | str =
         x_tr.sub_(mean).div_(std)  # in place: a second copy of 60,000 images is 188 MB
         x_te.sub_(mean).div_(std)
         pixel_scale = tuple((1.0 / std.flatten()).tolist()) * (x_tr.shape[1] if std.numel() == 1 else 1)
-    return Data(name=name, train=Split(x_tr, y_tr), test=Split(x_te, y_te), num_classes=10,
-                pixel_scale=pixel_scale).to(device)
+    return Data(name=name, train=Split(x_tr, y_tr), test=Split(x_te, y_te), num_classes=10, pixel_scale=pixel_scale).to(
+        device
+    )
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -153,7 +166,7 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     if size > min(h, w):
         raise ValueError(f"crop {size} is larger than the images ({h}x{w})")
     top, left = (h - size) // 2, (w - size) // 2
-    return x[..., top:top + size, left:left + size].contiguous()
+    return x[..., top : top + size, left : left + size].contiguous()
 
 
 def per_image_standardize(x: torch.Tensor) -> torch.Tensor:
@@ -183,8 +196,12 @@ def _digits() -> Arrays:
     try:
         with np.load(cache) as z:
             arrays = z["x_tr"], z["y_tr"], z["x_te"], z["y_te"]
-        if [a.shape for a in arrays] != [(1797 - DIGITS_TEST, 1, 8, 8), (1797 - DIGITS_TEST,), (DIGITS_TEST, 1, 8, 8),
-                                         (DIGITS_TEST,)]:
+        if [a.shape for a in arrays] != [
+            (1797 - DIGITS_TEST, 1, 8, 8),
+            (1797 - DIGITS_TEST,),
+            (DIGITS_TEST, 1, 8, 8),
+            (DIGITS_TEST,),
+        ]:
             raise ValueError("not the digits split")
     except Exception:  # noqa: BLE001 - absent, truncated, not a zip, wrong shapes: compute it again
         arrays = _digits_split()
@@ -241,8 +258,10 @@ def _cifar10(root: Path, download: bool) -> Arrays:
         # torchvision verifies every batch file against its md5 here.
         train, test = CIFAR10(str(root), train=True), CIFAR10(str(root), train=False)
     except RuntimeError as exc:
-        raise DataUnavailable(f"CIFAR-10 files under {root / CIFAR_DIR} are incomplete or "
-                              f"corrupted ({exc}); delete the folder to download again") from None
+        raise DataUnavailable(
+            f"CIFAR-10 files under {root / CIFAR_DIR} are incomplete or "
+            f"corrupted ({exc}); delete the folder to download again"
+        ) from None
 
     def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255.0)
@@ -265,9 +284,14 @@ def _idx(name: str, root: str | Path | None, download: bool) -> Arrays:
     return tensors(True), tensors(False)
 
 
-def display_images(name: str, split: str, root: str | Path | None = None, *,
-                   corruption: tuple[str, float, int] | None = None, train_size: int | None = None
-                   ) -> np.ndarray | None:
+def display_images(
+    name: str,
+    split: str,
+    root: str | Path | None = None,
+    *,
+    corruption: tuple[str, float, int] | None = None,
+    train_size: int | None = None,
+) -> np.ndarray | None:
     """The split's images for display, (N, H, W) or (N, H, W, 3) uint8 (each image min-max
     scaled), or None if the data set's files are not here (nothing is downloaded). With
     `corruption` (kind, p, seed) and the trial's `train_size`: the training images as a trial

@@ -198,11 +198,12 @@ class Outcome:
         return next(r for r in reversed(self.records) if r.active[k])
 
 
-def epoch_lr(lr: Hyper, epoch: int, decay: float = 1.0, step_every: int | None = None,
-             step_factor: float = 0.5) -> Hyper:
+def epoch_lr(
+    lr: Hyper, epoch: int, decay: float = 1.0, step_every: int | None = None, step_factor: float = 0.5
+) -> Hyper:
     """lr * decay^(epoch - 1) * step_factor^floor((epoch - 1) / step_every) (epochs from 1)."""
     steps = (epoch - 1) // step_every if step_every else 0
-    return lr * decay ** (epoch - 1) * step_factor ** steps
+    return lr * decay ** (epoch - 1) * step_factor**steps
 
 
 def early_stopping_point(val_acc: Sequence[float], patience: int) -> tuple[int, int | None]:
@@ -224,8 +225,13 @@ def _inputs(pack: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.flatten(x.dim() - 3) if isinstance(pack, PackedMLP) else x
 
 
-def infer(pack: nn.Module, x: torch.Tensor, chunk: int = 1024, autocast: torch.dtype | None = None,
-          members: torch.Tensor | None = None) -> torch.Tensor:
+def infer(
+    pack: nn.Module,
+    x: torch.Tensor,
+    chunk: int = 1024,
+    autocast: torch.dtype | None = None,
+    members: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Logits (K, N, C) float32 of every member (or of `members` only: (K', N, C)) for inputs
     x (N, ...) in data-set order, with the members fixed (eval mode; the previous mode is
     restored), `chunk` examples at a time. A plain module (one model, as probes hold) counts as
@@ -235,11 +241,13 @@ def infer(pack: nn.Module, x: torch.Tensor, chunk: int = 1024, autocast: torch.d
     packed = hasattr(pack, "tensors")
     k = len(members) if members is not None else len(pack.tensors()[0]) if packed else 1
     try:
-        with torch.no_grad(), torch.autocast(x.device.type, dtype=autocast or torch.float32,
-                                             enabled=autocast is not None):
+        with (
+            torch.no_grad(),
+            torch.autocast(x.device.type, dtype=autocast or torch.float32, enabled=autocast is not None),
+        ):
             parts = []
             for i in range(0, x.shape[0], chunk):
-                xc = _inputs(pack, x[i:i + chunk])
+                xc = _inputs(pack, x[i : i + chunk])
                 if not packed:
                     parts.append(pack(xc)[None].float())
                 elif isinstance(pack, PackedMLP):
@@ -272,10 +280,18 @@ def score(logits: torch.Tensor, labels: torch.Tensor) -> SplitScores:
 
 
 def _initial_state(pack: nn.Module, members: Members) -> PackState:
-    return PackState(params=pack.tensors(), buffers=pack.buffers_list(),
-                     momentum=[torch.zeros_like(p) for p in pack.tensors()],
-                     generators=[torch.Generator().manual_seed(s).get_state() for s in members.order_seeds],
-                     epoch=0, step=0, train_seconds=0.0, wall_seconds=0.0, stopped=[None] * members.k, records=[])
+    return PackState(
+        params=pack.tensors(),
+        buffers=pack.buffers_list(),
+        momentum=[torch.zeros_like(p) for p in pack.tensors()],
+        generators=[torch.Generator().manual_seed(s).get_state() for s in members.order_seeds],
+        epoch=0,
+        step=0,
+        train_seconds=0.0,
+        wall_seconds=0.0,
+        stopped=[None] * members.k,
+        records=[],
+    )
 
 
 def _load_state(pack: nn.Module, state: PackState) -> None:
@@ -301,8 +317,9 @@ def _fit_set(data: Data, members: Members, fit_splits: Sequence[str]) -> tuple[t
     return (xs[0], ys[0]) if len(xs) == 1 else (torch.cat(xs), torch.cat(ys, dim=1))
 
 
-def _orders(members: Members, gens: list[torch.Generator], n_fit: int, n_train: int,
-            device: torch.device) -> torch.Tensor:
+def _orders(
+    members: Members, gens: list[torch.Generator], n_fit: int, n_train: int, device: torch.device
+) -> torch.Tensor:
     """(K, n) indices into the fit set, this epoch's order per member: a permutation of its subset
     (training split) plus, when other splits are fitted too, all of their examples."""
     if members.subsets is None:
@@ -320,8 +337,14 @@ def _view(value: Hyper, p: torch.Tensor) -> Hyper:
     return value.view((-1,) + (1,) * (p.dim() - 1)) if torch.is_tensor(value) else value
 
 
-def _sgd(params: list[torch.Tensor], momentum_bufs: list[torch.Tensor], lr: Hyper, momentum: Hyper,
-         active: torch.Tensor, weight_decay: Hyper = 0.0) -> None:
+def _sgd(
+    params: list[torch.Tensor],
+    momentum_bufs: list[torch.Tensor],
+    lr: Hyper,
+    momentum: Hyper,
+    active: torch.Tensor,
+    weight_decay: Hyper = 0.0,
+) -> None:
     """SGD with momentum as torch.optim.SGD takes it (g' = g + weight_decay p; v = mu v + g';
     p -= lr v), each hyperparameter one value or one a member, for the active members only: a
     stopped member's parameters and momentum stay as they are. `PackedMLP.sgd_step` fuses the
@@ -344,8 +367,12 @@ def _regularizer_generators(members: Members, epoch: int) -> list[torch.Generato
     """Each member's generator for its regularizers' draws in `epoch`: from its order seed and the
     epoch alone, apart from its data order (turning a regularizer on leaves the order as it was)
     and the same after a resume at any epoch."""
-    return [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, 0x7265]).generate_state(
-        1, np.uint64)[0] % 2**63)) for seed in members.order_seeds]
+    return [
+        torch.Generator().manual_seed(
+            int(np.random.SeedSequence([seed, epoch, 0x7265]).generate_state(1, np.uint64)[0] % 2**63)
+        )
+        for seed in members.order_seeds
+    ]
 
 
 def _any(value: Hyper) -> bool:
@@ -373,9 +400,18 @@ def _cut(hyper: dict[str, Hyper], members: torch.Tensor | None) -> dict[str, Hyp
     return {n: v[members] if torch.is_tensor(v) else v for n, v in hyper.items()}
 
 
-def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState, hyper: dict[str, Hyper],
-                 active: torch.Tensor, gens: Sequence[torch.Generator] = (),
-                 shape: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+def _train_epoch(
+    pack,
+    x_fit,
+    y_fit,
+    order,
+    schedule: Schedule,
+    state: PackState,
+    hyper: dict[str, Hyper],
+    active: torch.Tensor,
+    gens: Sequence[torch.Generator] = (),
+    shape: Sequence[int] = (),
+) -> tuple[np.ndarray, np.ndarray]:
     """One epoch of steps over `order` (K, n) with this epoch's `hyper` (lr, momentum,
     weight_decay: `member_hyper`, the rate scheduled); (running loss, running accuracy) per member."""
     k, n = order.shape
@@ -401,15 +437,23 @@ def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState
         rows = min(n, max(b, LOGIT_BUFFER_BYTES // per_row // b * b))  # whole batches
         logits = torch.empty(len(order), rows, pack.num_classes, device=order.device, dtype=dtype)
     for i in range(0, n, b):
-        yb = y_epoch[:, i:i + b]
-        xb = x_epoch[:, i:i + b] if x_epoch is not None else x_fit[order[:, i:i + b]]
+        yb = y_epoch[:, i : i + b]
+        xb = x_epoch[:, i : i + b] if x_epoch is not None else x_fit[order[:, i : i + b]]
         if fused:  # the MLP: a written-out backward, the update fused into it
             at, m = i % rows, yb.shape[1]  # where this batch goes in the buffer; its size (the last may be short)
-            pack.sgd_step(xb, yb, mine["lr"], mine["momentum"], state.momentum, members,
-                          logits=logits[:, at:at + m], weight_decay=mine["weight_decay"])
+            pack.sgd_step(
+                xb,
+                yb,
+                mine["lr"],
+                mine["momentum"],
+                state.momentum,
+                members,
+                logits=logits[:, at : at + m],
+                weight_decay=mine["weight_decay"],
+            )
             if at + m >= rows or i + m >= n:  # the buffer is full, or the epoch is over
                 done = at + m
-                losses, right = loss_and_hits(logits[:, :done], y_epoch[:, i + m - done:i + m])
+                losses, right = loss_and_hits(logits[:, :done], y_epoch[:, i + m - done : i + m])
                 loss_sum += losses
                 hits += right
         else:
@@ -418,19 +462,36 @@ def _train_epoch(pack, x_fit, y_fit, order, schedule: Schedule, state: PackState
                 xb = regularize.fgsm(pack, regularize.inputs(xb, mine, running, shape), yb, members, mine["fgsm_eps"])
                 if not isinstance(pack, PackedMLP) and regularize.any_on(mine["dropout"]):
                     raise ValueError("dropout is implemented for the MLPs (mlp, mlp1, mlp3) only")
-                masks = regularize.dropout_masks(mine["dropout"], running, len(xb), xb.shape[1], pack.hidden_sizes(),
-                                                 xb.device) if isinstance(pack, PackedMLP) else None
-            loss_sum, hits = _autograd_step(pack, xb, yb, schedule, state, hyper, active, members, loss_sum, hits,
-                                            masks)
+                masks = (
+                    regularize.dropout_masks(
+                        mine["dropout"], running, len(xb), xb.shape[1], pack.hidden_sizes(), xb.device
+                    )
+                    if isinstance(pack, PackedMLP)
+                    else None
+                )
+            loss_sum, hits = _autograd_step(
+                pack, xb, yb, schedule, state, hyper, active, members, loss_sum, hits, masks
+            )
         state.step += 1
     return _spread((loss_sum / n).cpu().numpy(), members, k), _spread((hits / n).cpu().numpy(), members, k)
 
 
-def _autograd_step(pack, xb, yb, schedule: Schedule, state: PackState, hyper: dict[str, Hyper], active: torch.Tensor,
-                   members: torch.Tensor | None, loss_sum: torch.Tensor, hits: torch.Tensor,
-                   masks: list[torch.Tensor] | None = None):
-    with torch.autocast(xb.device.type, dtype=schedule.autocast or torch.float32,
-                        enabled=schedule.autocast is not None):
+def _autograd_step(
+    pack,
+    xb,
+    yb,
+    schedule: Schedule,
+    state: PackState,
+    hyper: dict[str, Hyper],
+    active: torch.Tensor,
+    members: torch.Tensor | None,
+    loss_sum: torch.Tensor,
+    hits: torch.Tensor,
+    masks: list[torch.Tensor] | None = None,
+):
+    with torch.autocast(
+        xb.device.type, dtype=schedule.autocast or torch.float32, enabled=schedule.autocast is not None
+    ):
         logits = pack(xb, members) if masks is None else pack(xb, members, masks=masks)  # (K', b, C)
     losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(len(xb), -1)
     losses.mean(dim=1).sum().backward()
@@ -448,8 +509,7 @@ def _spread(values: np.ndarray, members: torch.Tensor | None, k: int, fill=np.na
     return out
 
 
-def _score_epoch(pack, data: Data, members: Members, schedule: Schedule, record: EpochRecord,
-                 keep: bool) -> None:
+def _score_epoch(pack, data: Data, members: Members, schedule: Schedule, record: EpochRecord, keep: bool) -> None:
     """Score every split (or schedule.score_splits) of every member that trained this epoch into
     `record` (the others' entries are NaN, or zero in the per-example scores: not records)."""
     device = data.train.x.device
@@ -467,8 +527,11 @@ def _score_epoch(pack, data: Data, members: Members, schedule: Schedule, record:
             record.loss[s][~record.active] = np.nan
             record.acc[s] = np.where(record.active, record.acc[s], np.nan)
         if s == "train":
-            own = scores.correct if members.subsets is None else np.take_along_axis(
-                scores.correct, members.subsets.cpu().numpy(), axis=1)
+            own = (
+                scores.correct
+                if members.subsets is None
+                else np.take_along_axis(scores.correct, members.subsets.cpu().numpy(), axis=1)
+            )
             record.fit_acc = np.where(record.active, own.mean(axis=1), np.nan)
     for s in schedule.fit_splits:
         if s != "train" and s in record.acc:
@@ -497,8 +560,15 @@ def _early(records: list[EpochRecord], k: int, patience: int | None) -> tuple[in
     return mine[best - 1].epoch, (mine[stop - 1].epoch if stop else None)
 
 
-def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, state: PackState | None = None,
-        on_epoch: Callable[[EpochRecord, Callable[[], PackState]], None] | None = None) -> Outcome:
+def run(
+    pack: nn.Module,
+    data: Data,
+    members: Members,
+    schedule: Schedule,
+    *,
+    state: PackState | None = None,
+    on_epoch: Callable[[EpochRecord, Callable[[], PackState]], None] | None = None,
+) -> Outcome:
     """Train the pack's members (already on the data's device) until every one has stopped.
 
     Records: one `EpochRecord` per scored epoch (every epoch unless `schedule.scored_epochs`).
@@ -518,7 +588,9 @@ def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, st
     x_fit, y_fit = _fit_set(data, members, schedule.fit_splits)
     x_fit = _inputs(pack, x_fit)
     start = time.perf_counter() - state.wall_seconds
-    last = schedule.max_epochs if schedule.scored_epochs is None else min(schedule.max_epochs, max(schedule.scored_epochs))
+    last = (
+        schedule.max_epochs if schedule.scored_epochs is None else min(schedule.max_epochs, max(schedule.scored_epochs))
+    )
 
     def snapshot() -> PackState:
         state.generators = [g.get_state() for g in gens]
@@ -534,9 +606,18 @@ def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, st
         hyper, lr = _epoch_hyper(base, members, schedule, state.epoch)
         epoch_start = time.perf_counter()
         order = _orders(members, gens, len(y_fit[0]), len(data.train), device)
-        running = _train_epoch(pack, x_fit, y_fit, order, schedule, state, hyper,
-                               torch.as_tensor(active_np, device=device),
-                               _regularizer_generators(members, state.epoch), data.input_shape)
+        running = _train_epoch(
+            pack,
+            x_fit,
+            y_fit,
+            order,
+            schedule,
+            state,
+            hyper,
+            torch.as_tensor(active_np, device=device),
+            _regularizer_generators(members, state.epoch),
+            data.input_shape,
+        )
         state.train_seconds += time.perf_counter() - epoch_start
         if schedule.scored_epochs is not None and state.epoch not in schedule.scored_epochs:
             if state.epoch >= last:
@@ -555,23 +636,55 @@ def run(pack: nn.Module, data: Data, members: Members, schedule: Schedule, *, st
 def _epoch_hyper(base: dict, members: Members, schedule: Schedule, epoch: int) -> tuple[dict, object]:
     """This epoch's hyperparameters (the scheduled learning rate), and its lr as the record keeps
     it: each member's as given (float64), not as the float32 the kernels use."""
-    hyper = dict(base, lr=epoch_lr(base["lr"], epoch, schedule.lr_decay, schedule.lr_step_every,
-                                   schedule.lr_step_factor))
-    lr = hyper["lr"] if not torch.is_tensor(hyper["lr"]) else epoch_lr(
-        np.asarray(members.hyper["lr"], dtype=np.float64), epoch, schedule.lr_decay,
-        schedule.lr_step_every, schedule.lr_step_factor)
+    hyper = dict(
+        base, lr=epoch_lr(base["lr"], epoch, schedule.lr_decay, schedule.lr_step_every, schedule.lr_step_factor)
+    )
+    lr = (
+        hyper["lr"]
+        if not torch.is_tensor(hyper["lr"])
+        else epoch_lr(
+            np.asarray(members.hyper["lr"], dtype=np.float64),
+            epoch,
+            schedule.lr_decay,
+            schedule.lr_step_every,
+            schedule.lr_step_factor,
+        )
+    )
     return hyper, lr
 
 
-def _scored_record(pack, data: Data, members: Members, schedule: Schedule, state: PackState, lr, running,
-                   active_np: np.ndarray, start: float) -> EpochRecord:
+def _scored_record(
+    pack,
+    data: Data,
+    members: Members,
+    schedule: Schedule,
+    state: PackState,
+    lr,
+    running,
+    active_np: np.ndarray,
+    start: float,
+) -> EpochRecord:
     """The epoch's record: every split scored, appended to the state, and the members that stop
     after it marked."""
-    record = EpochRecord(epoch=state.epoch, step=state.step, wall_seconds=0.0, train_seconds=state.train_seconds,
-                         lr=lr, running_loss=running[0], running_acc=running[1], active=active_np,
-                         norms={n: v.cpu().numpy() for n, v in pack.layer_norms().items()} if schedule.norms else {})
-    _score_epoch(pack, data, members, schedule, record, keep=state.epoch % schedule.keep_every == 0
-                 or schedule.scored_epochs is not None)
+    record = EpochRecord(
+        epoch=state.epoch,
+        step=state.step,
+        wall_seconds=0.0,
+        train_seconds=state.train_seconds,
+        lr=lr,
+        running_loss=running[0],
+        running_acc=running[1],
+        active=active_np,
+        norms={n: v.cpu().numpy() for n, v in pack.layer_norms().items()} if schedule.norms else {},
+    )
+    _score_epoch(
+        pack,
+        data,
+        members,
+        schedule,
+        record,
+        keep=state.epoch % schedule.keep_every == 0 or schedule.scored_epochs is not None,
+    )
     record.wall_seconds = time.perf_counter() - start
     state.records.append(record)
     _stop(record, state, schedule)
@@ -592,13 +705,24 @@ def _outcome(state: PackState, schedule: Schedule) -> Outcome:
     for i in range(k):
         hit = None
         if schedule.threshold is not None:
-            hit = next((r for r in state.records if r.active[i] and r.fit_acc is not None
-                        and r.fit_acc[i] >= schedule.threshold), None)
+            hit = next(
+                (
+                    r
+                    for r in state.records
+                    if r.active[i] and r.fit_acc is not None and r.fit_acc[i] >= schedule.threshold
+                ),
+                None,
+            )
         reached.append(hit)
     early = [_early(state.records, i, schedule.patience) for i in range(k)]
     return Outcome(
-        records=state.records, stop_reason=[s or "max_epochs" for s in state.stopped],
-        reached_epoch=[r.epoch if r else None for r in reached], reached_step=[r.step if r else None for r in reached],
+        records=state.records,
+        stop_reason=[s or "max_epochs" for s in state.stopped],
+        reached_epoch=[r.epoch if r else None for r in reached],
+        reached_step=[r.step if r else None for r in reached],
         reached_train_seconds=[r.train_seconds if r else None for r in reached],
         reached_wall_seconds=[r.wall_seconds if r else None for r in reached],
-        best_epoch=[b for b, _ in early], early_stop_epoch=[s for _, s in early], state=state)
+        best_epoch=[b for b, _ in early],
+        early_stop_epoch=[s for _, s in early],
+        state=state,
+    )

@@ -26,8 +26,9 @@ def default_root() -> Path:
     return Path(os.environ.get("MEMSWEEP_DATA", Path.home() / ".cache" / "memsweep" / "data"))
 
 
-def ensure_available(name: str, root: str | Path | None = None, download: bool = True,
-                     create_root: bool = True) -> None:
+def ensure_available(
+    name: str, root: str | Path | None = None, download: bool = True, create_root: bool = True
+) -> None:
     """Raise `DataUnavailable` (one line, with where to put the files) unless `name` can be loaded.
 
     Called by the launcher before anything is written, so that an offline
@@ -41,9 +42,11 @@ def ensure_available(name: str, root: str | Path | None = None, download: bool =
         return
     root = Path(root or default_root())
     if not create_root and not root.is_dir():
-        raise DataUnavailable(f"CIFAR-10 not found at {root / CIFAR_DIR}: {root} does not exist (no such "
-                              f"folder); put the extracted '{CIFAR_DIR}' folder there or pass --data-root "
-                              "DIR that contains it")
+        raise DataUnavailable(
+            f"CIFAR-10 not found at {root / CIFAR_DIR}: {root} does not exist (no such "
+            f"folder); put the extracted '{CIFAR_DIR}' folder there or pass --data-root "
+            "DIR that contains it"
+        )
     cifar10_files(root, download=download)
 
 
@@ -52,8 +55,10 @@ def cifar10_files(root: Path, download: bool, check: bool = True) -> None:
     checks), downloading it under a file lock if allowed."""
     from filelock import FileLock
 
-    where = (f"put the extracted '{CIFAR_DIR}' folder (from {CIFAR_URL}) under {root} "
-             f"or pass --data-root DIR that contains it")
+    where = (
+        f"put the extracted '{CIFAR_DIR}' folder (from {CIFAR_URL}) under {root} "
+        f"or pass --data-root DIR that contains it"
+    )
     if (root / CIFAR_DIR).is_dir():
         if check:
             _check_cifar10(root)
@@ -97,11 +102,14 @@ def _check_cifar10(root: Path) -> None:
     files = [*CIFAR10.train_list, *CIFAR10.test_list, [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
     bad = [name for name, md5 in files if not check_integrity(str(folder / name), md5)]
     if bad:
-        raise DataUnavailable(f"CIFAR-10 files under {folder} are missing or corrupted ({', '.join(bad)} "
-                              "fail torchvision's md5 check); delete the folder to download it again")
+        raise DataUnavailable(
+            f"CIFAR-10 files under {folder} are missing or corrupted ({', '.join(bad)} "
+            "fail torchvision's md5 check); delete the folder to download it again"
+        )
 
 
 # --- MNIST-format data sets (IDX files, as torchvision's MNIST classes read them) ----------------
+
 
 @dataclass(frozen=True)
 class IdxSet:
@@ -115,8 +123,12 @@ class IdxSet:
 
 
 def _idx_files(train: int = 60_000, test: int = 10_000, sha: dict[str, str] | None = None):
-    sizes = {"train-images-idx3-ubyte": 16 + 784 * train, "train-labels-idx1-ubyte": 8 + train,
-             "t10k-images-idx3-ubyte": 16 + 784 * test, "t10k-labels-idx1-ubyte": 8 + test}
+    sizes = {
+        "train-images-idx3-ubyte": 16 + 784 * train,
+        "train-labels-idx1-ubyte": 8 + train,
+        "t10k-images-idx3-ubyte": 16 + 784 * test,
+        "t10k-labels-idx1-ubyte": 8 + test,
+    }
     return {name: (size, (sha or {}).get(name)) for name, size in sizes.items()}
 
 
@@ -125,19 +137,28 @@ def _idx_files(train: int = 60_000, test: int = 10_000, sha: dict[str, str] | No
 # torchvision's list, which is for the upstream archives). MNIST and KMNIST are checked by size
 # and, when torchvision downloads them, by the archives' md5s.
 IDX_SETS = {
-    "fashion-mnist": IdxSet("Fashion-MNIST", "FashionMNIST", "dataset-fashion-mnist",
-                            "/usr/share/datasets/fashion-mnist", _idx_files(sha={
-        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"})),
+    "fashion-mnist": IdxSet(
+        "Fashion-MNIST",
+        "FashionMNIST",
+        "dataset-fashion-mnist",
+        "/usr/share/datasets/fashion-mnist",
+        _idx_files(
+            sha={
+                "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+            }
+        ),
+    ),
     "mnist": IdxSet("MNIST", "MNIST", None, None, _idx_files()),
     "kmnist": IdxSet("KMNIST", "KMNIST", None, None, _idx_files()),
 }
 
 
-def idx_root(name: str, root: str | Path | None = None, *, download: bool = True, create_root: bool = True,
-             check: bool = False) -> Path:
+def idx_root(
+    name: str, root: str | Path | None = None, *, download: bool = True, create_root: bool = True, check: bool = False
+) -> Path:
     """A root under which torchvision's class for `name` finds its decompressed files
     (<root>/<folder>/raw/). Looked for, in order: under `root` (default: the default data
     folder); Debian's package folder, decompressed once into the default data folder; a
@@ -147,7 +168,8 @@ def idx_root(name: str, root: str | Path | None = None, *, download: bool = True
     root = Path(root) if root is not None else default_root()
     named = root != default_root()  # a folder the user chose (the CLI passes the default one too)
     if all((root / info.folder / "raw" / file).is_file() for file in info.files) or (
-            named and (root / info.folder / "raw").is_dir()):  # a folder the user named is what they meant
+        named and (root / info.folder / "raw").is_dir()
+    ):  # a folder the user named is what they meant
         _check_idx(info, root, check)
         return root
     if not create_root and not root.is_dir():
@@ -166,8 +188,10 @@ def idx_root(name: str, root: str | Path | None = None, *, download: bool = True
 
 def _how_to_get(info: IdxSet) -> str:
     apt = f"`apt-get install {info.debian}` (Debian: files in {info.debian_dir}), " if info.debian else ""
-    return (f"get it with {apt}a download when online, or --data-root DIR holding "
-            f"{info.folder}/raw/ with {', '.join(info.files)}")
+    return (
+        f"get it with {apt}a download when online, or --data-root DIR holding "
+        f"{info.folder}/raw/ with {', '.join(info.files)}"
+    )
 
 
 def _check_idx(info: IdxSet, root: Path, check: bool) -> None:
@@ -180,8 +204,9 @@ def _check_idx(info: IdxSet, root: Path, check: bool) -> None:
             raise DataUnavailable(f"{info.title}: {path} is missing; {_how_to_get(info)}")
         why = _idx_damage(path, size if check else None, sha if check else None)
         if why:
-            raise DataUnavailable(f"{info.title}: {path} {why} (damaged, or not the original file): delete {folder} "
-                                  "to get it again")
+            raise DataUnavailable(
+                f"{info.title}: {path} {why} (damaged, or not the original file): delete {folder} to get it again"
+            )
 
 
 def _idx_damage(path: Path, size: int | None, sha: str | None) -> str | None:
@@ -211,7 +236,7 @@ def _idx_size(path: Path) -> int:
         return -1
     count = 1
     for i in range(head[3]):
-        count *= int.from_bytes(dims[4 * i:4 * i + 4], "big")
+        count *= int.from_bytes(dims[4 * i : 4 * i + 4], "big")
     return 4 + 4 * head[3] + count
 
 
@@ -229,8 +254,10 @@ def _unpack_debian(info: IdxSet, cache: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataUnavailable(f"{info.title}: cannot write the data folder {folder} ({exc.strerror}) to decompress "
-                              f"{info.debian_dir} into; set MEMSWEEP_DATA or pass --data-root DIR") from None
+        raise DataUnavailable(
+            f"{info.title}: cannot write the data folder {folder} ({exc.strerror}) to decompress "
+            f"{info.debian_dir} into; set MEMSWEEP_DATA or pass --data-root DIR"
+        ) from None
     with FileLock(str(cache / f".{info.folder}.lock")):
         for file in info.files:
             target, source = folder / file, Path(info.debian_dir) / f"{file}.gz"
@@ -244,8 +271,9 @@ def _unpack_debian(info: IdxSet, cache: Path) -> None:
                     shutil.copyfileobj(src, dst, 1 << 20)
             except (OSError, EOFError) as exc:
                 tmp.unlink(missing_ok=True)
-                raise DataUnavailable(f"{info.title}: {source} cannot be decompressed ({exc}); reinstall "
-                                      f"{info.debian}") from None
+                raise DataUnavailable(
+                    f"{info.title}: {source} cannot be decompressed ({exc}); reinstall {info.debian}"
+                ) from None
             os.replace(tmp, target)
 
 
@@ -255,6 +283,11 @@ def _download_idx(name: str, info: IdxSet, root: Path) -> None:
     from torchvision import datasets
 
     root.mkdir(parents=True, exist_ok=True)
-    with _download(f"{info.title} not found under {root / info.folder / 'raw'} and the download failed",
-                   f"; {_how_to_get(info)}"), FileLock(str(root / f".{info.folder}.lock")):
+    with (
+        _download(
+            f"{info.title} not found under {root / info.folder / 'raw'} and the download failed",
+            f"; {_how_to_get(info)}",
+        ),
+        FileLock(str(root / f".{info.folder}.lock")),
+    ):
         getattr(datasets, info.folder)(str(root), train=True, download=True)

@@ -45,19 +45,18 @@ class MLP(nn.Sequential):
 class PackedMLP(nn.Module):
     """K MLPs with stacked parameters: weight l is (K, in_l, out_l), bias l is (K, 1, out_l)."""
 
-    def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int,
-                 init_seeds: Sequence[int]):
+    def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int, init_seeds: Sequence[int]):
         super().__init__()
         self.in_features, self.hidden, self.num_classes = in_features, list(hidden), num_classes
         self.init_seeds = list(init_seeds)
         sizes = [in_features, *hidden, num_classes]
         per_seed = [_linear_init(sizes, seed) for seed in self.init_seeds]
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.stack([layers[i][0] for layers in per_seed]))
-            for i in range(len(sizes) - 1))
+            nn.Parameter(torch.stack([layers[i][0] for layers in per_seed])) for i in range(len(sizes) - 1)
+        )
         self.biases = nn.ParameterList(
-            nn.Parameter(torch.stack([layers[i][1] for layers in per_seed])[:, None, :])
-            for i in range(len(sizes) - 1))
+            nn.Parameter(torch.stack([layers[i][1] for layers in per_seed])[:, None, :]) for i in range(len(sizes) - 1)
+        )
         self._layers()
         self.register_load_state_dict_post_hook(lambda module, _: module._layers())
 
@@ -82,8 +81,9 @@ class PackedMLP(nn.Module):
         """The width of each hidden layer."""
         return [w.shape[-1] for w in self.weights[:-1]]
 
-    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None,
-                masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, members: torch.Tensor | None = None, masks: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Logits (K, B, C) for inputs x of shape (K, B, D) (one batch per model) or (B, D) (shared);
         with `members` (indices, K' of them), of those models only: (K', B, C). `masks`: per
         hidden layer a (K', B, width) factor applied after its ReLU (dropout, for batched inputs)."""
@@ -109,9 +109,17 @@ class PackedMLP(nn.Module):
         return x
 
     @torch.no_grad()
-    def sgd_step(self, x: torch.Tensor, y: torch.Tensor, lr: float | torch.Tensor, momentum: float | torch.Tensor,
-                 velocity: Sequence[torch.Tensor], members: torch.Tensor | None = None,
-                 logits: torch.Tensor | None = None, weight_decay: float | torch.Tensor = 0.0) -> torch.Tensor:
+    def sgd_step(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        lr: float | torch.Tensor,
+        momentum: float | torch.Tensor,
+        velocity: Sequence[torch.Tensor],
+        members: torch.Tensor | None = None,
+        logits: torch.Tensor | None = None,
+        weight_decay: float | torch.Tensor = 0.0,
+    ) -> torch.Tensor:
         """One SGD step (PyTorch's momentum form: v = mu v + g; p -= lr v) of every member on its own
         batch, x (K', B, D) and labels y (K', B), without autograd; returns the step's logits
         (K', B, C), from before the update, written into `logits` when given (a slice of an
@@ -137,13 +145,18 @@ class PackedMLP(nn.Module):
             weights, biases = [w[members] for w in weights], [b[members] for b in biases]
             vel_w, vel_b = [v[members] for v in vel_w], [v[members] for v in vel_b]
         if logits is not None and logits.shape != (x.shape[0], x.shape[1], self.num_classes):
-            raise ValueError(f"logits buffer {tuple(logits.shape)}: expected {(x.shape[0], x.shape[1], self.num_classes)}")
+            raise ValueError(
+                f"logits buffer {tuple(logits.shape)}: expected {(x.shape[0], x.shape[1], self.num_classes)}"
+            )
         acts, grad = forward_grad(weights, biases, x, y, logits)
         ones = grad.new_ones(grad.shape[0], 1, grad.shape[1])
         for i in reversed(range(n)):
             # ReLU's backward in one op (autograd's own): the gradient where the activation is > 0.
-            back = torch.ops.aten.threshold_backward(torch.bmm(grad, weights[i].transpose(1, 2)), acts[i], 0) \
-                if i > 0 else None
+            back = (
+                torch.ops.aten.threshold_backward(torch.bmm(grad, weights[i].transpose(1, 2)), acts[i], 0)
+                if i > 0
+                else None
+            )
             for p, v, a in ((weights[i], vel_w[i], acts[i].transpose(1, 2)), (biases[i], vel_b[i], ones)):
                 if torch.is_tensor(momentum):  # v = mu v + g (+ wd p), then p -= lr v
                     v.mul_(momentum.view(-1, 1, 1)).baddbmm_(a, grad)
@@ -157,8 +170,7 @@ class PackedMLP(nn.Module):
                     p.sub_(v, alpha=lr)
             grad = back
         if members is not None:
-            for mine, stepped in zip([*self.weights, *self.biases, *velocity],
-                                     [*weights, *biases, *vel_w, *vel_b]):
+            for mine, stepped in zip([*self.weights, *self.biases, *velocity], [*weights, *biases, *vel_w, *vel_b]):
                 mine.index_copy_(0, members, stepped)
         return acts[-1]
 
@@ -166,8 +178,10 @@ class PackedMLP(nn.Module):
     def layer_norms(self) -> dict[str, torch.Tensor]:
         """Frobenius norm of each layer's weight and bias together, per model: name -> (K,). (Each
         norm in one pass, without a squared copy of the weights: half the time of squaring.)"""
-        return {f"fc{i + 1}": torch.hypot(torch.linalg.vector_norm(w, dim=(1, 2)), torch.linalg.vector_norm(b, dim=(1, 2)))
-                for i, (w, b) in enumerate(zip(self.weights, self.biases))}
+        return {
+            f"fc{i + 1}": torch.hypot(torch.linalg.vector_norm(w, dim=(1, 2)), torch.linalg.vector_norm(b, dim=(1, 2)))
+            for i, (w, b) in enumerate(zip(self.weights, self.biases))
+        }
 
     def tensors(self) -> list[torch.Tensor]:
         """The stacked parameters, member index first."""
@@ -198,8 +212,13 @@ class PackedMLP(nn.Module):
         return mlp
 
 
-def forward_grad(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor], x: torch.Tensor,
-                 y: torch.Tensor, logits: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+def forward_grad(
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    logits: torch.Tensor | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The forward half of `PackedMLP.sgd_step` for stacked weights (K, in, out) and biases
     (K, 1, out) on batches x (K, B, D), labels y (K, B): each layer's input after its ReLU (the
     input x first, the logits last, written into `logits` when given) and the gradient of each
@@ -207,8 +226,11 @@ def forward_grad(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]
     acts = [x]
     for w, b in zip(weights[:-1], biases[:-1]):
         acts.append(torch.baddbmm(b, acts[-1], w).relu_())
-    acts.append(torch.baddbmm(biases[-1], acts[-1], weights[-1], out=logits) if logits is not None
-                else torch.baddbmm(biases[-1], acts[-1], weights[-1]))
+    acts.append(
+        torch.baddbmm(biases[-1], acts[-1], weights[-1], out=logits)
+        if logits is not None
+        else torch.baddbmm(biases[-1], acts[-1], weights[-1])
+    )
     grad = torch.softmax(acts[-1], dim=-1)
     grad.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(grad[..., :1], -1.0)).div_(x.shape[1])
     return acts, grad
@@ -239,8 +261,10 @@ def _linear_init(sizes: Sequence[int], seed: int) -> list[tuple[torch.Tensor, to
 
 # --- Zhang et al. 2017 architectures --------------------------------------------------------
 
-def build(arch: str, input_shape: Sequence[int], num_classes: int, *, wrn_depth: int = 28,
-          wrn_widen: int = 1) -> nn.Module:
+
+def build(
+    arch: str, input_shape: Sequence[int], num_classes: int, *, wrn_depth: int = 28, wrn_widen: int = 1
+) -> nn.Module:
     """A freshly initialized model by name (torch's default init; seed the global RNG or use
     `torch.random.fork_rng` around this call to make it reproducible)."""
     c, h, w = input_shape
@@ -270,16 +294,27 @@ class SmallAlexNet(nn.Sequential):
 
     def __init__(self, channels: int, height: int, width: int, num_classes: int):
         def block(cin: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, 64, 5, padding=2), nn.ReLU(),
-                    nn.MaxPool2d(3, stride=2, padding=1), nn.LocalResponseNorm(4, alpha=0.001 / 9, beta=0.75)]
+            return [
+                nn.Conv2d(cin, 64, 5, padding=2),
+                nn.ReLU(),
+                nn.MaxPool2d(3, stride=2, padding=1),
+                nn.LocalResponseNorm(4, alpha=0.001 / 9, beta=0.75),
+            ]
 
         def pooled(n: int) -> int:
             return (n + 2 - 3) // 2 + 1
 
         flat = 64 * pooled(pooled(height)) * pooled(pooled(width))
-        super().__init__(*block(channels), *block(64), nn.Flatten(),
-                         nn.Linear(flat, 384), nn.ReLU(), nn.Linear(384, 192), nn.ReLU(),
-                         nn.Linear(192, num_classes))
+        super().__init__(
+            *block(channels),
+            *block(64),
+            nn.Flatten(),
+            nn.Linear(flat, 384),
+            nn.ReLU(),
+            nn.Linear(384, 192),
+            nn.ReLU(),
+            nn.Linear(192, num_classes),
+        )
 
 
 def _conv_unit(cin: int, cout: int, kernel: int, stride: int, batch_norm: bool) -> nn.Sequential:
@@ -322,8 +357,18 @@ class SmallInception(nn.Module):
     single count for both variants leaves out).
     """
 
-    PLAN = (("i", 32, 32), ("i", 32, 48), ("d", 80, 0), ("i", 112, 48), ("i", 96, 64),
-            ("i", 80, 80), ("i", 48, 96), ("d", 96, 0), ("i", 176, 160), ("i", 176, 160))
+    PLAN = (
+        ("i", 32, 32),
+        ("i", 32, 48),
+        ("d", 80, 0),
+        ("i", 112, 48),
+        ("i", 96, 64),
+        ("i", 80, 80),
+        ("i", 48, 96),
+        ("d", 96, 0),
+        ("i", 176, 160),
+        ("i", 176, 160),
+    )
 
     def __init__(self, channels: int, num_classes: int, batch_norm: bool = True):
         super().__init__()
@@ -360,8 +405,7 @@ class _WideBlock(nn.Module):
         super().__init__()
         self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.shortcut = (nn.Conv2d(cin, cout, 1, stride, bias=False)
-                         if stride != 1 or cin != cout else None)
+        self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
 
     def forward(self, x):
         out = torch.relu(self.bn1(x))
@@ -404,14 +448,26 @@ class ArpitCNN(nn.Sequential):
             return math.ceil((n - 3) / 3) + 1 if n >= 3 else 1
 
         def block(cin: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, filters, 5, padding=2), nn.BatchNorm2d(filters), nn.ReLU(),
-                    nn.MaxPool2d(3, stride=3, ceil_mode=True) if min(height, width) >= 3 else nn.Identity()]
+            return [
+                nn.Conv2d(cin, filters, 5, padding=2),
+                nn.BatchNorm2d(filters),
+                nn.ReLU(),
+                nn.MaxPool2d(3, stride=3, ceil_mode=True) if min(height, width) >= 3 else nn.Identity(),
+            ]
 
         h, w = pooled(pooled(height)), pooled(pooled(width))
-        super().__init__(*block(channels), *block(filters), nn.Flatten(),
-                         nn.Linear(filters * h * w, 384), nn.BatchNorm1d(384), nn.ReLU(),
-                         nn.Linear(384, 192), nn.BatchNorm1d(192), nn.ReLU(),
-                         nn.Linear(192, num_classes))
+        super().__init__(
+            *block(channels),
+            *block(filters),
+            nn.Flatten(),
+            nn.Linear(filters * h * w, 384),
+            nn.BatchNorm1d(384),
+            nn.ReLU(),
+            nn.Linear(384, 192),
+            nn.BatchNorm1d(192),
+            nn.ReLU(),
+            nn.Linear(192, num_classes),
+        )
 
 
 @contextlib.contextmanager
@@ -434,5 +490,7 @@ def layer_norms(model: nn.Module) -> dict[str, float]:
     for name, module in model.named_modules():
         params = list(module.parameters(recurse=False))
         if params:
-            out[f"{name or 'model'} {type(module).__name__}"] = math.sqrt(sum(p.detach().double().square().sum().item() for p in params))
+            out[f"{name or 'model'} {type(module).__name__}"] = math.sqrt(
+                sum(p.detach().double().square().sum().item() for p in params)
+            )
     return out

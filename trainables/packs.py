@@ -60,8 +60,9 @@ class FuncPack(nn.Module):
         return self
 
     def _call(self, params, buffers, x):
-        return functional_call(self.base, ({**dict(zip(self.names, params)), **dict(zip(self.buffer_names, buffers))}),
-                               (x,))
+        return functional_call(
+            self.base, ({**dict(zip(self.names, params)), **dict(zip(self.buffer_names, buffers))}), (x,)
+        )
 
     def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (K, B, C) for inputs x (K, B, ...): member k sees x[k]. With `members` (indices,
@@ -70,8 +71,9 @@ class FuncPack(nn.Module):
         params, buffers = list(self.params), self.buffers_list()
         if self.mode == "loop":
             ks = range(self.k) if members is None else members.tolist()
-            return torch.stack([self._call([p[k] for p in params], [b[k] for b in buffers], x[i])
-                                for i, k in enumerate(ks)])
+            return torch.stack(
+                [self._call([p[k] for p in params], [b[k] for b in buffers], x[i]) for i, k in enumerate(ks)]
+            )
         if members is None:
             return vmap(self._call, in_dims=(0, 0, 0), randomness="different")(params, buffers, x)
         subset = [b[members] for b in buffers]  # copies: written back after the call
@@ -86,8 +88,10 @@ class FuncPack(nn.Module):
     def member(self, k: int) -> nn.Module:
         """Member k as a plain module (a copy, on the pack's device)."""
         module = copy.deepcopy(self.base).to_empty(device=self.params[0].device)
-        state = {**{n: p[k] for n, p in zip(self.names, self.params)},
-                 **{n: b[k] for n, b in zip(self.buffer_names, self.buffers_list())}}
+        state = {
+            **{n: p[k] for n, p in zip(self.names, self.params)},
+            **{n: b[k] for n, b in zip(self.buffer_names, self.buffers_list())},
+        }
         module.load_state_dict(state)
         return module.train(self.training)
 
@@ -109,14 +113,25 @@ class FuncPack(nn.Module):
             module_name = name.rsplit(".", 1)[0] if "." in name else ""
             owner.setdefault(module_name, []).append(i)
         types = dict(self.base.named_modules())
-        return {f"{m or 'model'} {type(types[m]).__name__}":
-                sum(self.params[i].detach().double().square().flatten(1).sum(1) for i in idx).sqrt()
-                for m, idx in owner.items()}
+        return {
+            f"{m or 'model'} {type(types[m]).__name__}": sum(
+                self.params[i].detach().double().square().flatten(1).sum(1) for i in idx
+            ).sqrt()
+            for m, idx in owner.items()
+        }
 
 
-def build(arch: str, input_shape: Sequence[int], num_classes: int, init_seeds: Sequence[int], *,
-          hidden: Sequence[int] | None = None, wrn_depth: int = 28, wrn_widen: int = 1,
-          mode: str = "vmap") -> nn.Module:
+def build(
+    arch: str,
+    input_shape: Sequence[int],
+    num_classes: int,
+    init_seeds: Sequence[int],
+    *,
+    hidden: Sequence[int] | None = None,
+    wrn_depth: int = 28,
+    wrn_widen: int = 1,
+    mode: str = "vmap",
+) -> nn.Module:
     """A pack of K = len(init_seeds) freshly initialized models; member k is initialized from
     init_seeds[k] alone, so it is the same model whatever pack it sits in. MLPs ('mlp' with
     `hidden`, mlp1, mlp3) become a `PackedMLP`; every other architecture a `FuncPack`."""

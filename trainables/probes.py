@@ -39,10 +39,18 @@ class CriticalSamples:
         return float(self.critical.mean()) if len(self.critical) else float("nan")
 
 
-def critical_sample_ratio(model: nn.Module, x: torch.Tensor, *, pixel_scale: Sequence[float] = (1.0,),
-                          alpha: float = LASS_ALPHA, beta: float = LASS_BETA, r: float = LASS_R,
-                          iters: int = LASS_ITERS, chunk: int = 1024,
-                          generator: torch.Generator | None = None) -> CriticalSamples:
+def critical_sample_ratio(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    pixel_scale: Sequence[float] = (1.0,),
+    alpha: float = LASS_ALPHA,
+    beta: float = LASS_BETA,
+    r: float = LASS_R,
+    iters: int = LASS_ITERS,
+    chunk: int = 1024,
+    generator: torch.Generator | None = None,
+) -> CriticalSamples:
     """LASS on every sample of x (N, ...) at once, `chunk` samples a step. The noise is drawn
     on the CPU from `generator` (so a seed gives the same search on every device)."""
     scale = torch.as_tensor(pixel_scale, dtype=x.dtype, device=x.device)
@@ -51,7 +59,7 @@ def critical_sample_ratio(model: nn.Module, x: torch.Tensor, *, pixel_scale: Seq
     crit, steps = [], []
     with eval_mode(model):
         for lo in range(0, x.shape[0], chunk):
-            c, s = _lass(model, x[lo:lo + chunk], scale, alpha, beta, r, iters, generator)
+            c, s = _lass(model, x[lo : lo + chunk], scale, alpha, beta, r, iters, generator)
             crit.append(c)
             steps.append(s)
     return CriticalSamples(np.concatenate(crit), np.concatenate(steps))
@@ -87,9 +95,13 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def weight_noise_accuracy(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                          sigmas: Sequence[float], draws: int,
-                          generator: torch.Generator | None = None) -> list[dict]:
+def weight_noise_accuracy(
+    model: nn.Module,
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    sigmas: Sequence[float],
+    draws: int,
+    generator: torch.Generator | None = None,
+) -> list[dict]:
     """Rows {split, sigma, draw, acc}: accuracy with every parameter multiplied by
     exp(sigma * N(0, 1)) (a fresh draw per `draw`, the same perturbed model for every split).
     sigma = 0 is the model itself (one draw). The model's own weights are restored."""
@@ -103,8 +115,7 @@ def weight_noise_accuracy(model: nn.Module, splits: dict[str, tuple[torch.Tensor
                     noise = torch.randn(w.shape, generator=generator).to(w.device)
                     p.copy_(w * torch.exp(sigma * noise))
                 for split, (x, y) in splits.items():
-                    rows.append({"split": split, "sigma": float(sigma), "draw": draw,
-                                 "acc": accuracy(model, x, y)})
+                    rows.append({"split": split, "sigma": float(sigma), "draw": draw, "acc": accuracy(model, x, y)})
     finally:
         for p, w in zip(params, saved):
             p.copy_(w)

@@ -38,8 +38,9 @@ def _each(value: float | torch.Tensor, k: int) -> list[float]:
     return value.tolist() if torch.is_tensor(value) else [float(value)] * k
 
 
-def inputs(xb: torch.Tensor, hyper: dict[str, float | torch.Tensor], gens: Sequence[torch.Generator],
-           shape: Sequence[int]) -> torch.Tensor:
+def inputs(
+    xb: torch.Tensor, hyper: dict[str, float | torch.Tensor], gens: Sequence[torch.Generator], shape: Sequence[int]
+) -> torch.Tensor:
     """A batch xb (K', B, ...) of the K' stepping members (their generators `gens`) with each
     member's crop, flip and input noise applied; `shape` is one image's (C, H, W)."""
     k, b = xb.shape[:2]
@@ -68,12 +69,17 @@ def _crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
     dy, dx = (torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device) for _ in range(2))
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-    return padded[torch.arange(b, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None],
-                  rows, cols]
+    return padded[
+        torch.arange(b, device=x.device)[:, None, None, None],
+        torch.arange(c, device=x.device)[None, :, None, None],
+        rows,
+        cols,
+    ]
 
 
-def fgsm(pack: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor, members: torch.Tensor | None,
-         eps: float | torch.Tensor) -> torch.Tensor:
+def fgsm(
+    pack: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor, members: torch.Tensor | None, eps: float | torch.Tensor
+) -> torch.Tensor:
     """xb moved by eps * sign of the gradient of each member's own loss with respect to its inputs.
     The loss is summed over members (each input's gradient is its member's alone); the model's
     parameters get no gradient from it."""
@@ -90,15 +96,23 @@ def fgsm(pack: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor, members: tor
     return (xb + step * grad.sign()).detach()
 
 
-def dropout_masks(p: float | torch.Tensor, gens: Sequence[torch.Generator], k: int, b: int,
-                  widths: Sequence[int], device: torch.device) -> list[torch.Tensor] | None:
+def dropout_masks(
+    p: float | torch.Tensor,
+    gens: Sequence[torch.Generator],
+    k: int,
+    b: int,
+    widths: Sequence[int],
+    device: torch.device,
+) -> list[torch.Tensor] | None:
     """Per hidden layer, a (K', B, width) mask of 0 and 1 / (1 - p_k) (None when no member drops)."""
     ps = _each(p, k)
     if not any(ps):
         return None
     masks = []
     for width in widths:
-        layer = [(torch.rand(b, width, generator=gens[m]) >= ps[m]).float() / (1 - ps[m]) if ps[m]
-                 else torch.ones(b, width) for m in range(k)]  # a member that keeps all draws nothing
+        layer = [
+            (torch.rand(b, width, generator=gens[m]) >= ps[m]).float() / (1 - ps[m]) if ps[m] else torch.ones(b, width)
+            for m in range(k)
+        ]  # a member that keeps all draws nothing
         masks.append(torch.stack(layer).to(device))
     return masks

@@ -19,8 +19,7 @@ from sweep.spec import DATASET_SHAPES, Spec, SpecError, set_path, spec_class, va
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("sweep.presets").iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in resources.files("sweep.presets").iterdir() if p.name.endswith(".yaml"))
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -67,19 +66,21 @@ FAMILY_DATASET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     # on true labels and 15-26% on random labels after 300 epochs, none interpolated. At batch 16
     # (90 steps an epoch) with a constant rate all of them do. Images stay 8x8x1 (no crop); the
     # models size themselves from the input.
-    "interpolate": {"digits": {"preprocess": {"crop": None}, "batch_size": 16, "optimizer": {"lr_decay": 1.0},
-                               "max_epochs": 400},
-                    # The 28x28 sets (60,000 images): a grid that must interpolate trains on the first
-                    # 2,000 on a CPU (measured on Fashion-MNIST, 2 cores: mlp1 fits true labels in 27
-                    # epochs and random ones in 57, at batch 32 with a constant rate; 0.95 a epoch
-                    # decays the rate before random labels fit). --set train_size=null for all 60,000.
-                    **{name: {"train_size": 2000, "batch_size": 32, "optimizer": {"lr_decay": 1.0}}
-                       for name in ("fashion-mnist", "mnist", "kmnist")}},
+    "interpolate": {
+        "digits": {"preprocess": {"crop": None}, "batch_size": 16, "optimizer": {"lr_decay": 1.0}, "max_epochs": 400},
+        # The 28x28 sets (60,000 images): a grid that must interpolate trains on the first
+        # 2,000 on a CPU (measured on Fashion-MNIST, 2 cores: mlp1 fits true labels in 27
+        # epochs and random ones in 57, at batch 32 with a constant rate; 0.95 a epoch
+        # decays the rate before random labels fit). --set train_size=null for all 60,000.
+        **{
+            name: {"train_size": 2000, "batch_size": 32, "optimizer": {"lr_decay": 1.0}}
+            for name in ("fashion-mnist", "mnist", "kmnist")
+        },
+    },
 }
 
 
-def resolve(preset: str, dataset: str | None = None,
-            overrides: list[str] | tuple[str, ...] = ()) -> Spec:
+def resolve(preset: str, dataset: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
     """The validated spec: preset keys, then the family's and the preset's per_dataset defaults,
     then the overrides."""
     raw = load_preset(preset)
