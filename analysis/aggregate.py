@@ -331,3 +331,22 @@ def real_dynamics(results: str, sweep: str, columns: list[str], has_arch: bool):
             for one in model_rows(results, sweep, "train", wanted, picked)
         )
         yield arch, int(epochs.epoch.min()), dynamics.measures(models)
+
+
+def stored_dynamics(results: str, sweep: str, columns: list[str], by_cell: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`dynamics.measures` and `dynamics.oscillation` of a sweep's training split, read one model
+    at a time (an interpolate sweep's record is models x epochs x examples). Architectures are
+    kept apart where there are several; by_cell: each cell (a hyperparameter point) is a variant."""
+    multi_arch = "arch" in columns and len(grouped_means(results, sweep, "examples", ["arch"], [])) > 1
+    osc_parts = []
+
+    def models():
+        for one in model_rows(results, sweep, "train", columns):
+            if "arch" in one.columns and not multi_arch:
+                one = one.drop(columns="arch")
+            one["variant"] = (one.pop("cell") if by_cell else one.variant).astype(str)
+            osc_parts.append(dynamics.oscillation(one))
+            yield one
+
+    per = dynamics.measures(models())
+    return per, pd.concat(osc_parts, ignore_index=True)

@@ -70,44 +70,9 @@ def p_correct_curves(
     )
     for col, epoch in enumerate(epochs, start=1):
         for variant, curve in _in_order(curves[curves.epoch == epoch], variants):
-            curve = _thin(curve)
             if bands is not None:
-                band = _thin(bands[(bands.epoch == epoch) & (bands.variant == variant)])
-                if len(band):
-                    fig.add_trace(
-                        go.Scatter(
-                            x=np.concatenate([band["rank"], band["rank"][::-1]]),
-                            y=np.concatenate([band.hi, band.lo[::-1]]),
-                            fill="toself",
-                            mode="none",
-                            fillcolor=_color(str(variant)),
-                            opacity=0.18,
-                            name=f"{variant}: 95% band over seeds",
-                            legendgroup=str(variant),
-                            showlegend=False,
-                            hoverinfo="skip",
-                        ),
-                        row=1,
-                        col=col,
-                    )
-            fig.add_trace(
-                go.Scatter(
-                    x=curve["rank"],
-                    y=curve.p_correct,
-                    mode="lines",
-                    name=str(variant),
-                    legendgroup=str(variant),
-                    showlegend=col == 1,
-                    line=dict(color=_color(str(variant)), width=2.5),
-                    customdata=np.stack([curve["index"], curve["label"]], axis=1),
-                    hovertemplate=(
-                        f"<b>{variant}</b><br>example %{{customdata[0]}} (label %{{customdata[1]}})"
-                        "<br>rank %{x}<br>P(correct) %{y:.2f}<extra></extra>"
-                    ),
-                ),
-                row=1,
-                col=col,
-            )
+                _add_band(fig, _thin(bands[(bands.epoch == epoch) & (bands.variant == variant)]), str(variant), col)
+            _add_curve(fig, _thin(curve), str(variant), col)
         for name, line in baselines[baselines.epoch == epoch].groupby("name", sort=False):
             line = _thin(line)
             fig.add_trace(
@@ -128,6 +93,50 @@ def p_correct_curves(
     fig.update_yaxes(title_text="P(correct)", range=[-0.02, 1.02], row=1, col=1)
     _layout(fig, title=title or f"P(correct) per example, {split} split", height=440, margin=dict(t=80), legend_y=-0.2)
     return fig
+
+
+def _add_band(fig: go.Figure, band: pd.DataFrame, variant: str, col: int) -> None:
+    """A curve's 95% bootstrap band over seeds, shaded in its colour."""
+    if not len(band):
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=np.concatenate([band["rank"], band["rank"][::-1]]),
+            y=np.concatenate([band.hi, band.lo[::-1]]),
+            fill="toself",
+            mode="none",
+            fillcolor=_color(variant),
+            opacity=0.18,
+            name=f"{variant}: 95% band over seeds",
+            legendgroup=variant,
+            showlegend=False,
+            hoverinfo="skip",
+        ),
+        row=1,
+        col=col,
+    )
+
+
+def _add_curve(fig: go.Figure, curve: pd.DataFrame, variant: str, col: int) -> None:
+    """A variant's sorted P(correct) curve, each point hovering its example and label."""
+    fig.add_trace(
+        go.Scatter(
+            x=curve["rank"],
+            y=curve.p_correct,
+            mode="lines",
+            name=variant,
+            legendgroup=variant,
+            showlegend=col == 1,
+            line=dict(color=_color(variant), width=2.5),
+            customdata=np.stack([curve["index"], curve["label"]], axis=1),
+            hovertemplate=(
+                f"<b>{variant}</b><br>example %{{customdata[0]}} (label %{{customdata[1]}})"
+                "<br>rank %{x}<br>P(correct) %{y:.2f}<extra></extra>"
+            ),
+        ),
+        row=1,
+        col=col,
+    )
 
 
 def p_correct_histograms(

@@ -479,23 +479,9 @@ def _dynamics_sections(results: str, sweep: str, spec: dict[str, Any]) -> list:
     # arch: interpolate sweeps only; el2n: schema 2 on.
     columns = DYNAMICS_COLUMNS + [c for c in ("el2n", "arch") if c in have]
     by_cell = bool(spec.get("grid") or spec.get("sample"))  # a cell names a hyperparameter point: one curve each
-    columns += ["cell"] if by_cell else []
-    # One model at a time (an interpolate sweep's record is models x epochs x examples).
-    multi_arch = "arch" in columns and len(aggregate.grouped_means(results, sweep, "examples", ["arch"], [])) > 1
-    osc_parts = []
-
-    def models():
-        for one in aggregate.model_rows(results, sweep, "train", columns):
-            if "arch" in one.columns and not multi_arch:
-                one = one.drop(columns="arch")  # the measures keep architectures apart only where there are several
-            one["variant"] = (one.pop("cell") if by_cell else one.variant).astype(str)
-            osc_parts.append(dynamics.oscillation(one))
-            yield one
-
-    per = dynamics.measures(models())
-    osc = pd.concat(osc_parts, ignore_index=True)
+    per, osc = aggregate.stored_dynamics(results, sweep, columns + (["cell"] if by_cell else []), by_cell)
     epochs = recorded.epoch.astype(int).tolist()
-    kind, osc = dynamics.keys(per), dynamics.oscillation_means(osc)
+    osc = dynamics.oscillation_means(osc)
     early = dynamics.first_oscillation(osc).rename(columns={"epoch": "epochs t-1, t = .., t"})
     regions = dynamics.region_shares(per)
     out = [
@@ -512,9 +498,17 @@ def _dynamics_sections(results: str, sweep: str, spec: dict[str, Any]) -> list:
         "(hard: low confidence, low variability; ambiguous: variability >= 0.2).</p>",
         _table_html(regions),
     ]
+    return out + _agreement_sections(per)
+
+
+def _agreement_sections(per: pd.DataFrame) -> list:
+    """How far the difficulty measures agree, and where the corrupted examples land."""
+    out: list = []
     agree = dynamics.agreement(per)
     if len(agree):
-        wide = agree.assign(pair=agree.a + " / " + agree.b).pivot(index=kind, columns="pair", values="rho")
+        wide = agree.assign(pair=agree.a + " / " + agree.b).pivot(
+            index=dynamics.keys(per), columns="pair", values="rho"
+        )
         out += [
             "<h3>Do the difficulty measures agree?</h3><p class='note'>Spearman rank correlation across "
             "examples of the hardness scores (1 - P(correct) at the last epoch, forgetting events, "
@@ -607,87 +601,8 @@ def _provenance(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
             versions.update(json.loads(trials.versions.iloc[0]))
         except (ValueError, TypeError):  # not what a trial writes: shown as stored
             versions["stored"] = trials.versions.iloc[0]
-    opt = spec["optimizer"]
-    if spec.get("engine") == "subsets":
-        rows = [
-            (
-                "data set",
-                spec["dataset"]
-                + (f" (first {spec['train_size']:,} training examples)" if spec.get("train_size") else ""),
-            ),
-            ("subset ratios", ", ".join(f"{r:g}" for r in spec["ratios"])),
-            ("models per ratio", f"{spec['seeds']:,}"),
-            (
-                "labels",
-                f"{spec['corruption']['p']:.0%} of training labels random (randY)"
-                if spec["corruption"]["p"]
-                else "true labels",
-            ),
-            (
-                "model",
-                f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"
-                if spec.get("arch", "mlp") == "mlp"
-                else spec["arch"],
-            ),
-            ("optimizer", f"SGD lr {opt['lr']}, momentum {opt['momentum']}, batch {spec['batch_size']}"),
-            (
-                "stopping",
-                (
-                    f"accuracy on its own subset >= {spec['threshold']} (checked every "
-                    f"{spec['check_every']} epochs), or "
-                    if spec["threshold"]
-                    else ""
-                )
-                + f"{spec['max_epochs']} epochs",
-            ),
-        ]
-    elif spec.get("engine", "packed") == "packed":
-        rows = [
-            ("data set", spec["dataset"]),
-            ("variants", ", ".join(spec["variants"])),
-            ("seeds", spec["seeds"]),
-            ("scored epochs", ", ".join(map(str, spec["epochs"]))),
-            ("model", f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"),
-            ("optimizer", f"SGD lr {opt['lr']}, momentum {opt['momentum']}, batch {spec['batch_size']}"),
-            ("corruption p", spec["corruption"]["p"]),
-        ]
-    else:
-        lr = (
-            opt["lr"]
-            if opt["lr"] is not None
-            else ", ".join(f"{k} {v}" for k, v in opt["lr_by_arch"].items() if k in spec["archs"])
-        )
-        rows = [
-            (
-                "data set",
-                f"{spec['dataset']} (crop {spec['preprocess']['crop'] or 'none'}, "
-                f"{spec['preprocess']['normalize']} standardization)",
-            ),
-            ("architectures", ", ".join(spec["archs"])),
-            ("corruptions", ", ".join(spec["corruptions"])),
-            ("seeds", spec["seeds"]),
-            (
-                "optimizer",
-                f"SGD lr {lr}; momentum {opt['momentum']}, decay {opt['lr_decay']} per epoch, "
-                f"batch {spec['batch_size']}",
-            ),
-            (
-                "stopping",
-                f"train accuracy >= {spec['threshold']}, or {spec['max_epochs']} epochs"
-                + (f", or {spec['time_budget_s']} s" if spec["time_budget_s"] else ""),
-            ),
-        ]
-    # Hyperparameter axes: the values above are the base that each point's values replace.
-    rows += [(f"axis {key}", ", ".join(map(json.dumps, values))) for key, values in (spec.get("grid") or {}).items()]
-    sample = spec.get("sample") or {}
-    rows += [
-        (
-            f"axis {key}",
-            f"{sample['samples']} samples, "
-            + ", ".join(f"{kind} {json.dumps(given)}" for kind, given in dist.items() if given is not None),
-        )
-        for key, dist in (sample.get("space") or {}).items()
-    ]
+    family = {"subsets": _subset_rows, "interpolate": _convergence_rows}.get(spec.get("engine", "packed"), _fig1_rows)
+    rows = family(spec) + _axis_rows(spec)
     rows += [
         ("spec hash", manifest.get("spec_hash", "")),
         ("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))),
@@ -700,6 +615,99 @@ def _provenance(manifest: dict[str, Any], trials: pd.DataFrame | None) -> str:
         ]
     rows.append(("report made", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")))
     return "<h2>Provenance</h2>" + _table_html(pd.DataFrame([(k, str(v)) for k, v in rows]), row_heads=True)
+
+
+def _subset_rows(spec: dict[str, Any]) -> list[tuple[str, Any]]:
+    opt = spec["optimizer"]
+    rows = [
+        (
+            "data set",
+            spec["dataset"] + (f" (first {spec['train_size']:,} training examples)" if spec.get("train_size") else ""),
+        ),
+        ("subset ratios", ", ".join(f"{r:g}" for r in spec["ratios"])),
+        ("models per ratio", f"{spec['seeds']:,}"),
+        (
+            "labels",
+            f"{spec['corruption']['p']:.0%} of training labels random (randY)"
+            if spec["corruption"]["p"]
+            else "true labels",
+        ),
+        (
+            "model",
+            f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"
+            if spec.get("arch", "mlp") == "mlp"
+            else spec["arch"],
+        ),
+        ("optimizer", f"SGD lr {opt['lr']}, momentum {opt['momentum']}, batch {spec['batch_size']}"),
+        (
+            "stopping",
+            (
+                f"accuracy on its own subset >= {spec['threshold']} (checked every {spec['check_every']} epochs), or "
+                if spec["threshold"]
+                else ""
+            )
+            + f"{spec['max_epochs']} epochs",
+        ),
+    ]
+    return rows
+
+
+def _fig1_rows(spec: dict[str, Any]) -> list[tuple[str, Any]]:
+    opt = spec["optimizer"]
+    rows = [
+        ("data set", spec["dataset"]),
+        ("variants", ", ".join(spec["variants"])),
+        ("seeds", spec["seeds"]),
+        ("scored epochs", ", ".join(map(str, spec["epochs"]))),
+        ("model", f"MLP {' x '.join(map(str, spec['model']['hidden']))} ReLU"),
+        ("optimizer", f"SGD lr {opt['lr']}, momentum {opt['momentum']}, batch {spec['batch_size']}"),
+        ("corruption p", spec["corruption"]["p"]),
+    ]
+    return rows
+
+
+def _convergence_rows(spec: dict[str, Any]) -> list[tuple[str, Any]]:
+    opt = spec["optimizer"]
+    lr = (
+        opt["lr"]
+        if opt["lr"] is not None
+        else ", ".join(f"{k} {v}" for k, v in opt["lr_by_arch"].items() if k in spec["archs"])
+    )
+    rows = [
+        (
+            "data set",
+            f"{spec['dataset']} (crop {spec['preprocess']['crop'] or 'none'}, "
+            f"{spec['preprocess']['normalize']} standardization)",
+        ),
+        ("architectures", ", ".join(spec["archs"])),
+        ("corruptions", ", ".join(spec["corruptions"])),
+        ("seeds", spec["seeds"]),
+        (
+            "optimizer",
+            f"SGD lr {lr}; momentum {opt['momentum']}, decay {opt['lr_decay']} per epoch, batch {spec['batch_size']}",
+        ),
+        (
+            "stopping",
+            f"train accuracy >= {spec['threshold']}, or {spec['max_epochs']} epochs"
+            + (f", or {spec['time_budget_s']} s" if spec["time_budget_s"] else ""),
+        ),
+    ]
+    return rows
+
+
+def _axis_rows(spec: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The hyperparameter axes: the family rows give the base values that each point's values replace."""
+    rows = [(f"axis {key}", ", ".join(map(json.dumps, values))) for key, values in (spec.get("grid") or {}).items()]
+    sample = spec.get("sample") or {}
+    rows += [
+        (
+            f"axis {key}",
+            f"{sample['samples']} samples, "
+            + ", ".join(f"{kind} {json.dumps(given)}" for kind, given in dist.items() if given is not None),
+        )
+        for key, dist in (sample.get("space") or {}).items()
+    ]
+    return rows
 
 
 SUMMARY_COLUMNS = {

@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="the resolved spec of a preset, as YAML")
     _add_spec_args(show)
 
+    _add_launch_parser(sub)
+    _add_store_parsers(sub)
+    ls = sub.add_parser("ls", help="the sweeps in a results location: trials, rows, size, last write")
+    ls.add_argument("--results", default="results", help="results location (default: ./results)")
+    return parser
+
+
+def _add_launch_parser(sub) -> None:
     launch = sub.add_parser("launch", help="run a preset on an embedded local Ray or a cluster")
     _add_spec_args(launch)
     launch.add_argument(
@@ -122,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--overwrite", action="store_true", help="delete the existing sweep at the location and start again"
     )
+
+
+def _add_store_parsers(sub) -> None:
+    """status, verify and report: the commands that read a stored sweep."""
     status = sub.add_parser("status", help="per cell: seeds done, damaged, running, interrupted, failed, not started")
     status.add_argument(
         "preset",
@@ -151,9 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
         "./<sweep>-report.html when the results are at a URI)",
     )
     report.add_argument("--data-root", default=None, help="where the data set's files are, for the galleries")
-    ls = sub.add_parser("ls", help="the sweeps in a results location: trials, rows, size, last write")
-    ls.add_argument("--results", default="results", help="results location (default: ./results)")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -537,19 +546,9 @@ def _verify_locked(args: argparse.Namespace, store, planned: set[str]) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
-    from analysis import report
-    from analysis.dynamics import MissingRows
-
-    out = (
-        Path(args.out)
-        if args.out
-        else (
-            Path(f"{args.preset}-report.html")
-            if "://" in args.results
-            else Path(args.results) / args.preset / "report.html"
-        )
-    )
+def _reportable(args: argparse.Namespace) -> dict:
+    """The manifest of a sweep the report can read: UserError if there is none, or if a table
+    folder holds a stray file or a damaged fragment."""
     from sweep.store import Store, StoreError
 
     try:
@@ -572,6 +571,23 @@ def _report(args: argparse.Namespace) -> int:
             f"{_n(len(damaged), 'stored trial')} damaged (e.g. {first}: {why}); "
             f"{_resume(args)} runs them again, then report"
         )
+    return manifest
+
+
+def _report(args: argparse.Namespace) -> int:
+    from analysis import report
+    from analysis.dynamics import MissingRows
+
+    out = (
+        Path(args.out)
+        if args.out
+        else (
+            Path(f"{args.preset}-report.html")
+            if "://" in args.results
+            else Path(args.results) / args.preset / "report.html"
+        )
+    )
+    manifest = _reportable(args)
     import pyarrow as pa
 
     try:

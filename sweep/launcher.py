@@ -89,44 +89,7 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: b
         # --resume that forgot the launch's seeds must not grow it to the preset's default.
         if mode == "resume" and grow_ok and grow(manifest, spec) is not None:
             return None
-        old, new = manifest.get("spec", {}), spec.model_dump()
-        ignored = {"description", *spec.EXECUTION_KEYS}  # keys that do not make it another sweep
-        changed = sorted(k for k in set(old) | set(new) if k not in ignored and old.get(k) != new.get(k))
-        if mode == "resume":  # the user wants that sweep: say how to name it, never to delete it
-            repeat = [k for k in changed if k in old]
-            if "dataset" in repeat and on_dataset is not None:  # the data set's own defaults follow it
-                try:
-                    like = on_dataset(old["dataset"]).model_dump()
-                    repeat = ["dataset"] + [k for k in repeat if k != "dataset" and like.get(k) != old.get(k)]
-                except SpecError:
-                    pass
-            again = " ".join(
-                f"--set {shlex.quote(k + '=' + json.dumps(old[k], separators=(',', ':')))}"
-                if k != "dataset"
-                else f"--dataset {shlex.quote(str(old[k]))}"
-                for k in repeat
-            )
-            # More seeds asked of a sweep that cannot grow (only subset sweeps add models in place).
-            why = (
-                "; only subset sweeps (memorization, cscore) grow by --set seeds=M --resume: to train more "
-                "seeds, launch them beside it with --name NAME"
-                if changed == ["seeds"] and grow_ok and getattr(spec, "engine", None) != "subsets"
-                else ""
-            )
-            raise SpecError(
-                f"--resume: {store.uri} holds sweep {spec.name!r} launched with other settings "
-                f"(differs in: {', '.join(changed) or 'version'}); to resume it, repeat them: {again}{why}"
-            )
-        more = (
-            "; to add models to it, add --resume"
-            if changed == ["seeds"] and grow_ok and grow(manifest, spec) is not None
-            else ""
-        )
-        raise SpecError(
-            f"{store.uri} already holds sweep {spec.name!r} with a different spec "
-            f"(differs in: {', '.join(changed) or 'version'}); pass --overwrite to replace "
-            f"it, --name NAME to store this one beside it, or --results DIR for a new location{more}"
-        )
+        raise SpecError(_other_spec(store, manifest, spec, mode, on_dataset, grow_ok))
     intact = store.intact()
     planned = plan_of(manifest)
     done = sum(p.fragment in intact for p in planned)  # by name: a stray fragment counts for nothing
@@ -136,6 +99,49 @@ def check_mode(store: Store, spec: Spec, mode: Mode, on_dataset=None, grow_ok: b
             "pass --resume to finish it or --overwrite to start again"
         )
     return intact
+
+
+def _other_spec(store: Store, manifest: dict, spec: Spec, mode: Mode, on_dataset, grow_ok: bool) -> str:
+    """Why a launch cannot go on where another spec is stored, and what to type instead: the
+    stored settings to repeat (--resume), or --overwrite, --name or --results."""
+    old, new = manifest.get("spec", {}), spec.model_dump()
+    ignored = {"description", *spec.EXECUTION_KEYS}  # keys that do not make it another sweep
+    changed = sorted(k for k in set(old) | set(new) if k not in ignored and old.get(k) != new.get(k))
+    if mode == "resume":  # the user wants that sweep: say how to name it, never to delete it
+        repeat = [k for k in changed if k in old]
+        if "dataset" in repeat and on_dataset is not None:  # the data set's own defaults follow it
+            try:
+                like = on_dataset(old["dataset"]).model_dump()
+                repeat = ["dataset"] + [k for k in repeat if k != "dataset" and like.get(k) != old.get(k)]
+            except SpecError:
+                pass
+        again = " ".join(
+            f"--set {shlex.quote(k + '=' + json.dumps(old[k], separators=(',', ':')))}"
+            if k != "dataset"
+            else f"--dataset {shlex.quote(str(old[k]))}"
+            for k in repeat
+        )
+        # More seeds asked of a sweep that cannot grow (only subset sweeps add models in place).
+        why = (
+            "; only subset sweeps (memorization, cscore) grow by --set seeds=M --resume: to train more "
+            "seeds, launch them beside it with --name NAME"
+            if changed == ["seeds"] and grow_ok and getattr(spec, "engine", None) != "subsets"
+            else ""
+        )
+        return (
+            f"--resume: {store.uri} holds sweep {spec.name!r} launched with other settings "
+            f"(differs in: {', '.join(changed) or 'version'}); to resume it, repeat them: {again}{why}"
+        )
+    more = (
+        "; to add models to it, add --resume"
+        if changed == ["seeds"] and grow_ok and grow(manifest, spec) is not None
+        else ""
+    )
+    return (
+        f"{store.uri} already holds sweep {spec.name!r} with a different spec "
+        f"(differs in: {', '.join(changed) or 'version'}); pass --overwrite to replace "
+        f"it, --name NAME to store this one beside it, or --results DIR for a new location{more}"
+    )
 
 
 def _stored_hash(manifest: dict[str, Any]) -> str | None:

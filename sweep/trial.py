@@ -47,41 +47,9 @@ def run(config: dict[str, Any]) -> None:
     job = jobs.with_axes(sweep, plan, jobs.prepare(spec, plan, config["data_root"], ctx["device"]))
     rss_before = _rss_mb()
     if isinstance(spec, ConvergenceSpec):  # the plan's pack, with checkpoints and probes
-        pack, schedule = _pack(spec, plan, job, ctx["device"])
-        outcome, found, resumed_from = _converge(spec, job, pack, schedule)
-        columns = dict(
-            job.columns,
-            pack_mode=np.full(job.members.k, getattr(pack, "mode", "bmm")),
-            **T.convergence_columns(spec, job, pack, outcome, found, resumed_from),
-        )
-        tables = T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
-        reached = [e for e in outcome.reached_epoch if e is not None]
-        extra = {"interpolated": len(reached), "interp_epoch_mean": float(np.mean(reached)) if reached else np.nan}
-    else:  # fig1 and subset sweeps: the trial's seeds in packs sized to the worker (its share of the
-        # cache, or the GPU budget)
-        from trainables import budget
-
-        k = spec.resolved_pack_size(
-            job.members.k, ctx["device"].type, cache_bytes=budget.cache_share_bytes(float(config["cpus"]))
-        )
-        parts = [
-            _fig1_pack(
-                spec,
-                plan,
-                job.select(range(i, min(i + k, job.members.k))),
-                ctx,
-                started,
-                t0,
-                rss_before,
-                progress={"trial_models": job.members.k, "models_from": i},
-            )
-            for i in range(0, job.members.k, k)
-        ]
-        tables = {name: pa.concat_tables([part[name] for part in parts]) for name in parts[0]}
-        trials = tables["trials"]  # every member's row gets the whole trial's wall time
-        at = trials.schema.get_field_index("wall_seconds")
-        tables["trials"] = trials.set_column(at, "wall_seconds", pa.array([time.perf_counter() - t0] * len(trials)))
-        extra = {}
+        tables, extra = _converge_trial(spec, plan, job, ctx, started, t0)
+    else:  # fig1 and subset sweeps: the trial's seeds in packs sized to the worker
+        tables, extra = _fig1_trial(spec, plan, job, ctx, started, t0, rss_before, float(config["cpus"])), {}
     Store(config["results"], spec.name, check_links=False).write_fragment(
         plan.fragment,
         tables,
@@ -203,6 +171,48 @@ def _converge(spec: ConvergenceSpec, job, pack, schedule):
         out = dataclasses.replace(final, **phase1)
     probes.at_end(pack, out)
     return out, found, resumed_from
+
+
+def _converge_trial(spec, plan: TrialPlan, job, ctx: dict, started, t0: float) -> tuple[dict, dict]:
+    """A convergence trial: its pack trained to interpolation (with checkpoints and probes);
+    its tables, and what it tells Tune besides the means."""
+    pack, schedule = _pack(spec, plan, job, ctx["device"])
+    outcome, found, resumed_from = _converge(spec, job, pack, schedule)
+    columns = dict(
+        job.columns,
+        pack_mode=np.full(job.members.k, getattr(pack, "mode", "bmm")),
+        **T.convergence_columns(spec, job, pack, outcome, found, resumed_from),
+    )
+    tables = T.all_tables(spec, plan, job, outcome, found, columns, ctx, started, time.perf_counter() - t0)
+    reached = [e for e in outcome.reached_epoch if e is not None]
+    extra = {"interpolated": len(reached), "interp_epoch_mean": float(np.mean(reached)) if reached else np.nan}
+    return tables, extra
+
+
+def _fig1_trial(spec, plan: TrialPlan, job, ctx: dict, started, t0: float, rss_before: float, cpus: float) -> dict:
+    """A fig1 or subset trial: its seeds in packs sized to the worker (its share of the cache,
+    or the GPU budget), one after another; its tables."""
+    from trainables import budget
+
+    k = spec.resolved_pack_size(job.members.k, ctx["device"].type, cache_bytes=budget.cache_share_bytes(cpus))
+    parts = [
+        _fig1_pack(
+            spec,
+            plan,
+            job.select(range(i, min(i + k, job.members.k))),
+            ctx,
+            started,
+            t0,
+            rss_before,
+            progress={"trial_models": job.members.k, "models_from": i},
+        )
+        for i in range(0, job.members.k, k)
+    ]
+    tables = {name: pa.concat_tables([part[name] for part in parts]) for name in parts[0]}
+    trials = tables["trials"]  # every member's row gets the whole trial's wall time
+    at = trials.schema.get_field_index("wall_seconds")
+    tables["trials"] = trials.set_column(at, "wall_seconds", pa.array([time.perf_counter() - t0] * len(trials)))
+    return tables
 
 
 def _final_summary(trials: pa.Table) -> dict[str, float]:

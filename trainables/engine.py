@@ -430,12 +430,8 @@ def _train_epoch(
     loss_sum = torch.zeros(len(order), device=order.device)
     hits = torch.zeros(len(order), device=order.device, dtype=torch.long)
     b = schedule.batch_size
-    if fused:  # the MLP's steps write their logits here; the loss and hits are taken from many steps at
-        # once (a digits epoch: all of them), not in a handful of small ops at every step
-        dtype = pack.tensors()[0].dtype
-        per_row = len(order) * pack.num_classes * dtype.itemsize
-        rows = min(n, max(b, LOGIT_BUFFER_BYTES // per_row // b * b))  # whole batches
-        logits = torch.empty(len(order), rows, pack.num_classes, device=order.device, dtype=dtype)
+    if fused:
+        logits, rows = _logit_buffer(pack, order, b)
     for i in range(0, n, b):
         yb = y_epoch[:, i : i + b]
         xb = x_epoch[:, i : i + b] if x_epoch is not None else x_fit[order[:, i : i + b]]
@@ -457,23 +453,33 @@ def _train_epoch(
                 loss_sum += losses
                 hits += right
         else:
-            masks = None
-            if regular:
-                xb = regularize.fgsm(pack, regularize.inputs(xb, mine, running, shape), yb, members, mine["fgsm_eps"])
-                if not isinstance(pack, PackedMLP) and regularize.any_on(mine["dropout"]):
-                    raise ValueError("dropout is implemented for the MLPs (mlp, mlp1, mlp3) only")
-                masks = (
-                    regularize.dropout_masks(
-                        mine["dropout"], running, len(xb), xb.shape[1], pack.hidden_sizes(), xb.device
-                    )
-                    if isinstance(pack, PackedMLP)
-                    else None
-                )
+            xb, masks = _regularized(pack, xb, yb, mine, running, shape, members) if regular else (xb, None)
             loss_sum, hits = _autograd_step(
                 pack, xb, yb, schedule, state, hyper, active, members, loss_sum, hits, masks
             )
         state.step += 1
     return _spread((loss_sum / n).cpu().numpy(), members, k), _spread((hits / n).cpu().numpy(), members, k)
+
+
+def _logit_buffer(pack, order: torch.Tensor, b: int) -> tuple[torch.Tensor, int]:
+    """Where the fused MLP steps write their logits, and its rows (whole batches): the loss and
+    hits are taken from many steps at once (a digits epoch: all of them), not in a handful of
+    small ops at every step."""
+    dtype = pack.tensors()[0].dtype
+    per_row = len(order) * pack.num_classes * dtype.itemsize
+    rows = min(order.shape[1], max(b, LOGIT_BUFFER_BYTES // per_row // b * b))
+    return torch.empty(len(order), rows, pack.num_classes, device=order.device, dtype=dtype), rows
+
+
+def _regularized(pack, xb, yb, mine: dict, running, shape, members) -> tuple[torch.Tensor, list | None]:
+    """A batch's inputs with each member's regularizers applied (noise, crop, flip, then FGSM),
+    and its dropout masks (MLPs only; None for the others)."""
+    xb = regularize.fgsm(pack, regularize.inputs(xb, mine, running, shape), yb, members, mine["fgsm_eps"])
+    if not isinstance(pack, PackedMLP):
+        if regularize.any_on(mine["dropout"]):
+            raise ValueError("dropout is implemented for the MLPs (mlp, mlp1, mlp3) only")
+        return xb, None
+    return xb, regularize.dropout_masks(mine["dropout"], running, len(xb), xb.shape[1], pack.hidden_sizes(), xb.device)
 
 
 def _autograd_step(
@@ -577,20 +583,11 @@ def run(
     if schedule.patience is not None and data.val is None:
         raise ValueError("early stopping (patience) needs a validation split")
     device = data.train.x.device
-    if state is None:
-        state = _initial_state(pack, members)
-    else:
-        _load_state(pack, state)
-    gens = []
-    for saved in state.generators:
-        gens.append(torch.Generator())
-        gens[-1].set_state(saved)
+    state, gens = _started(pack, members, state)
     x_fit, y_fit = _fit_set(data, members, schedule.fit_splits)
     x_fit = _inputs(pack, x_fit)
     start = time.perf_counter() - state.wall_seconds
-    last = (
-        schedule.max_epochs if schedule.scored_epochs is None else min(schedule.max_epochs, max(schedule.scored_epochs))
-    )
+    last = _last_epoch(schedule)
 
     def snapshot() -> PackState:
         state.generators = [g.get_state() for g in gens]
@@ -619,18 +616,38 @@ def run(
             data.input_shape,
         )
         state.train_seconds += time.perf_counter() - epoch_start
-        if schedule.scored_epochs is not None and state.epoch not in schedule.scored_epochs:
-            if state.epoch >= last:
-                state.stopped = [s or "max_epochs" for s in state.stopped]
-            continue
-        record = _scored_record(pack, data, members, schedule, state, lr, running, active_np, start)
+        scored = schedule.scored_epochs is None or state.epoch in schedule.scored_epochs
+        record = _scored_record(pack, data, members, schedule, state, lr, running, active_np, start) if scored else None
         if state.epoch >= last:
             state.stopped = [s or "max_epochs" for s in state.stopped]
+        if record is None:
+            continue
         if schedule.keep_last:
             _keep_stopping(record, state)
         if on_epoch is not None:
             on_epoch(record, snapshot)
     return _outcome(snapshot(), schedule)
+
+
+def _last_epoch(schedule: Schedule) -> int:
+    """The run's last epoch: max_epochs, or the last scored epoch if that comes first."""
+    if schedule.scored_epochs is None:
+        return schedule.max_epochs
+    return min(schedule.max_epochs, max(schedule.scored_epochs))
+
+
+def _started(pack, members: Members, state: PackState | None) -> tuple[PackState, list[torch.Generator]]:
+    """The run's state (a fresh one, or `state` loaded into the pack) and its members' order
+    generators, where they left off."""
+    if state is None:
+        state = _initial_state(pack, members)
+    else:
+        _load_state(pack, state)
+    gens = []
+    for saved in state.generators:
+        gens.append(torch.Generator())
+        gens[-1].set_state(saved)
+    return state, gens
 
 
 def _epoch_hyper(base: dict, members: Members, schedule: Schedule, epoch: int) -> tuple[dict, object]:

@@ -42,6 +42,21 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
+def _update(p, v, a, grad, lr, momentum, weight_decay) -> None:
+    """One parameter's SGD update from its gradient a^T grad: v = mu v + g (+ wd p), then
+    p -= lr v; each value one for all members, or (K',) per member."""
+    if torch.is_tensor(momentum):
+        v.mul_(momentum.view(-1, 1, 1)).baddbmm_(a, grad)
+    else:
+        v.baddbmm_(a, grad, beta=momentum)
+    if torch.is_tensor(weight_decay) or weight_decay:
+        v.add_(p * (weight_decay.view(-1, 1, 1) if torch.is_tensor(weight_decay) else weight_decay))
+    if torch.is_tensor(lr):
+        p.sub_(v * lr.view(-1, 1, 1))
+    else:
+        p.sub_(v, alpha=lr)
+
+
 class PackedMLP(nn.Module):
     """K MLPs with stacked parameters: weight l is (K, in_l, out_l), bias l is (K, 1, out_l)."""
 
@@ -158,16 +173,7 @@ class PackedMLP(nn.Module):
                 else None
             )
             for p, v, a in ((weights[i], vel_w[i], acts[i].transpose(1, 2)), (biases[i], vel_b[i], ones)):
-                if torch.is_tensor(momentum):  # v = mu v + g (+ wd p), then p -= lr v
-                    v.mul_(momentum.view(-1, 1, 1)).baddbmm_(a, grad)
-                else:
-                    v.baddbmm_(a, grad, beta=momentum)
-                if torch.is_tensor(weight_decay) or weight_decay:
-                    v.add_(p * (weight_decay.view(-1, 1, 1) if torch.is_tensor(weight_decay) else weight_decay))
-                if torch.is_tensor(lr):
-                    p.sub_(v * lr.view(-1, 1, 1))
-                else:
-                    p.sub_(v, alpha=lr)
+                _update(p, v, a, grad, lr, momentum, weight_decay)
             grad = back
         if members is not None:
             for mine, stepped in zip([*self.weights, *self.biases, *velocity], [*weights, *biases, *vel_w, *vel_b]):
