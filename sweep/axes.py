@@ -44,6 +44,7 @@ STUDY_KEYS = (
     "variants",
     "ratios",
     "archs",
+    "arch",  # a subset sweep's model: its trials table names it (sweep it with --name, one sweep an arch)
     "corruptions",
     "grid",
     "sample",
@@ -72,6 +73,10 @@ class Distribution(BaseModel):
         if self.loguniform and low <= 0:
             raise ValueError(f"loguniform bounds [{low}, {high}] must be above 0")
         return self
+
+    def values(self) -> list[Any]:
+        """The values the key must accept: the choices, or the two bounds."""
+        return list(self.choice if self.choice is not None else (self.loguniform or self.uniform))
 
     def draw(self, rng: np.random.Generator) -> Any:
         if self.choice is not None:

@@ -175,7 +175,9 @@ def _cell_packs(
             members = tuple((i, f"{cell}-{names[i]}") for i in indices) if spec.grid or spec.sample else ()
             k = _seeds_per_trial(spec.model_copy(update={"seeds": hi - lo}), slots, len(indices))
             name = f"{cell}-{group}" if group else cell
-            plans += _seed_packs(name, variant, lo, hi, k, first(name), points=members)
+            # A subset sweep's variant follows the trial's point (a corruption.p axis: its labels).
+            trained = spec.at(axes.trial_part(points[indices[0]])).variant if isinstance(spec, SubsetSpec) else variant
+            plans += _seed_packs(name, trained, lo, hi, k, first(name), points=members)
     return plans
 
 

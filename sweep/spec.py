@@ -133,7 +133,9 @@ class _SpecBase(_Strict):
     @model_validator(mode="after")
     def _axes_fit(self):
         axes.check(self.grid, self.sample)
-        for point in self.points() if (self.grid or self.sample) else []:
+        # Every point drawn, and each distribution's bounds and choices, whether drawn or not.
+        ends = [{k: v} for k, d in (self.sample.space if self.sample else {}).items() for v in d.values()]
+        for point in [*ends, *(self.points() if (self.grid or self.sample) else [])]:
             try:
                 self.at(point)
             except (SpecError, ValidationError) as exc:

@@ -53,6 +53,14 @@ GRID = "grid={optimizer.lr: [0.01, 0.05], model.hidden: [[64], [128]]}"
             "sample={samples: 2, space: {optimizer.lr: {uniform: [-1.0, -0.5]}}}",
             "on an axis, bad value for optimizer.lr",
         ),
+        (  # a distribution's bounds and choices must fit the key, drawn or not
+            "sample={samples: 3, space: {optimizer.momentum: {uniform: [0, 1.5]}}}",
+            "on an axis, bad value for optimizer.momentum: 1.5 (Input should be less than 1)",
+        ),
+        (
+            "sample={samples: 1, space: {optimizer.lr: {choice: [0.1, -5]}}}",
+            "on an axis, bad value for optimizer.lr: -5 (Input should be greater than 0)",
+        ),
         ("grid={optimizer: [{lr: 0.1}]}", "axis 'optimizer' names a group of keys: sweep one of them"),
         ("grid={optimizer.lr: [0.1, 0.1]}", "axis 'optimizer.lr' lists 0.1 twice"),
     ],
@@ -110,6 +118,14 @@ def test_a_subset_sweep_with_axes_grows_every_point_and_keeps_the_stored_trials(
     # Every new trial names the same points as the stored ones of its trial cell.
     assert all(p.points == next(q.points for q in plans if q.cell == p.cell) for p in new)
     assert planner.grow(stored, presets.resolve("memorization", "digits", ["seeds=15", "ratios=[0.5, 0.7]"])) is None
+
+
+def test_a_label_noise_axis_of_a_subset_sweep_trains_each_point_on_its_own_labels():
+    spec = presets.resolve("memorization", "digits", ["seeds=2", "ratios=[0.5]", "grid={corruption.p: [0.0, 0.3]}"])
+    variants = {p.cell: p.variant for p in planner.expand(spec, 1)}
+    assert variants == {"ratio0.5-p0": "real", "ratio0.5-p0.3": "randY:0.3"}
+    with pytest.raises(presets.SpecError, match="'arch' is the study's own axis or identity"):
+        presets.resolve("memorization", "digits", ["grid={arch: [mlp, cnn]}"])
 
 
 def test_samples_are_reproducible_from_the_sweep_seed_and_within_bounds():

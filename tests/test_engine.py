@@ -538,6 +538,36 @@ def test_the_fused_step_with_per_member_hyperparameters_is_torchs_sgd():
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_the_autograd_step_with_per_member_hyperparameters_is_torchs_sgd():
+    """engine._sgd (the update of every non-fused pack) with (K,) lr, momentum and weight decay
+    against torch.optim.SGD on each member's own slice, for three steps; a stopped member stays."""
+    from trainables import engine
+
+    torch.manual_seed(0)
+    p = torch.randn(3, 4, 5, requires_grad=True)
+    plain = [torch.nn.Parameter(p.detach()[k].clone()) for k in range(3)]
+    opts = [
+        torch.optim.SGD(
+            [plain[k]], lr=HYPER["lr"][k], momentum=HYPER["momentum"][k], weight_decay=HYPER["weight_decay"][k]
+        )
+        for k in range(3)
+    ]
+    v = torch.zeros_like(p)
+    lr, mu, wd = (torch.tensor(HYPER[n]) for n in ("lr", "momentum", "weight_decay"))
+    active = torch.tensor([True, True, False])
+    for _ in range(3):
+        target = torch.randn(3, 4, 5)
+        ((p - target) ** 2).sum().backward()
+        engine._sgd([p], [v], lr, mu, active, weight_decay=wd)
+        for k in range(2):
+            opts[k].zero_grad()
+            ((plain[k] - target[k]) ** 2).sum().backward()
+            opts[k].step()
+    for k in range(2):
+        torch.testing.assert_close(p.detach()[k], plain[k].detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(p.detach()[2], plain[2].detach())  # stopped: never stepped
+
+
 REGULARIZED = {
     "input_noise": [0.3, 0.0, 0.0, 0.0],
     "crop": [0, 2, 0, 0],
