@@ -13,6 +13,7 @@ import pytest
 
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 SURVEY, BLOCKED = RUN.parent / "gemm_survey.py", RUN.parent / "blocked_step.py"
+LR_GRID = RUN.parent / "lr_grid.py"
 
 
 def _outputs() -> dict[Path, int]:
@@ -202,7 +203,7 @@ def test_the_survey_and_blocked_tables(survey, blocked):
     assert "| panels of 128 rows, a member at a time | 55.0 ms (1.25x the step) |" in lines
 
 
-@pytest.mark.parametrize("program", [RUN, SURVEY, BLOCKED])
+@pytest.mark.parametrize("program", [RUN, SURVEY, BLOCKED, LR_GRID])
 def test_each_program_prints_its_latest_results_as_one_table(program):
     """The JSON beside each program (results.json for run.py) is one it reads back: --from-json
     prints one markdown table and nothing else, and writes nothing."""
@@ -366,6 +367,8 @@ def test_the_least_step_of_these_calls_is_the_steps_gemms_and_weight_updates(sur
         ),
         (BLOCKED, ["--pack", "0"], "--pack 0: must be 1 or more"),
         (BLOCKED, ["--from-json", str(RUN)], f"--from-json {RUN}: cannot read it as JSON"),
+        (LR_GRID, ["--seeds", "0"], "--seeds 0 --rounds 2: both must be 1 or more"),
+        (LR_GRID, ["--from-json", str(RUN)], f"--from-json {RUN}: cannot read it as JSON"),
     ],
 )
 def test_bad_arguments_are_one_clear_line_and_measure_nothing(program, argv, named):
