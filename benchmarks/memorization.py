@@ -135,7 +135,7 @@ def split(m: int = 500) -> dict:
         train += out.records[-1].train_seconds
         score += out.records[-1].wall_seconds - out.records[-1].train_seconds
         t = time.perf_counter()
-        found = {"init_norms": {}, "probes": [], "filters": [], "phase1": None}
+        found = jobs.Found()
         ctx = {
             "trial_id": "bench",
             "node_id": "",

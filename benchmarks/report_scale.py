@@ -123,7 +123,7 @@ def write_store(results: str, preset: str, models: int) -> dict[str, float]:
             plan,
             job,
             out,
-            {"probes": [], "filters": [], "phase1": None, "init_norms": {"0.weight": np.ones(k)}},
+            jobs.Found(init_norms={"0.weight": np.ones(k)}),
             columns,
             ctx,
             dt.datetime.now(dt.UTC),

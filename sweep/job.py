@@ -284,19 +284,63 @@ def schedule(spec: Spec, plan: TrialPlan, chunk: int) -> engine.Schedule:
 
 
 @dataclass
+class Phase1:
+    """Where phase 1 of a two-phase (forgetting) run ended: its outcome's stop reasons and
+    reached_* values per member, each member's last phase-1 epoch, and the pack's."""
+
+    outcome: dict[str, list]
+    boundary: list[int]
+    last: int
+
+
+@dataclass
+class Found:
+    """What a trial's probes and phases found, saved in every checkpoint (`to_dict`: plain
+    values, which `torch.load(weights_only=True)` reads back) and read by `sweep.tables`."""
+
+    phase: int = 1
+    phase1: Phase1 | None = None
+    probes: list[dict[str, Any]] = field(default_factory=list)  # rows of the probes table, by member index
+    filters: list[tuple[int, int, np.ndarray]] = field(default_factory=list)  # (member, epoch, weights)
+    init_norms: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> (K,) norm at initialization
+
+    def to_dict(self) -> dict[str, Any]:
+        phase1 = (
+            None
+            if self.phase1 is None
+            else {**self.phase1.outcome, "boundary": self.phase1.boundary, "last": self.phase1.last}
+        )
+        return {
+            "phase": self.phase,
+            "phase1": phase1,
+            "probes": self.probes,
+            "filters": self.filters,
+            "init_norms": self.init_norms,
+        }
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> Found:
+        p = saved.get("phase1")
+        phase1 = (
+            None
+            if p is None
+            else Phase1({k: v for k, v in p.items() if k not in ("boundary", "last")}, p["boundary"], p["last"])
+        )
+        return cls(saved["phase"], phase1, saved["probes"], saved["filters"], saved["init_norms"])
+
+
+@dataclass
 class Probes:
     """The probes of a convergence spec, run on each active member (a copy of it, as a module).
     `found` holds what they measured, saved in every checkpoint."""
 
     spec: ConvergenceSpec
     job: Job
-    found: dict[str, Any] = field(
-        default_factory=lambda: {"phase": 1, "phase1": None, "probes": [], "filters": [], "init_norms": {}}
-    )
+    found: Found = field(default_factory=Found)
 
     def at_start(self, pack) -> None:
         if self.spec.norms:
-            self.found["init_norms"] = {k: v.cpu().numpy() for k, v in pack.layer_norms().items()}
+            self.found.init_norms = {k: v.cpu().numpy() for k, v in pack.layer_norms().items()}
         self.on_epoch(pack, 0, np.ones(self.job.members.k, dtype=bool))
 
     def on_epoch(self, pack, epoch: int, active: np.ndarray) -> None:
@@ -305,7 +349,7 @@ class Probes:
             if csr is not None and epoch % csr.every == 0:
                 self._csr(pack.member(k), int(k), epoch)
             if filters is not None and (epoch == 0 or epoch in filters.epochs):
-                self.found["filters"].append((int(k), epoch, probes.first_layer_filters(pack.member(k))))
+                self.found.filters.append((int(k), epoch, probes.first_layer_filters(pack.member(k))))
 
     def _csr(self, model, k: int, epoch: int) -> None:
         c, data = self.spec.probes.csr, self.job.data
@@ -314,7 +358,7 @@ class Probes:
         out = probes.critical_sample_ratio(
             model, x, pixel_scale=data.pixel_scale, alpha=c.alpha, beta=c.beta, r=c.r, iters=c.iters, generator=gen
         )
-        self.found["probes"].append(
+        self.found.probes.append(
             {
                 "member": k,
                 "probe": "csr",
@@ -331,8 +375,8 @@ class Probes:
         """Filters of members that stopped before the listed epochs; weight noise of every member."""
         for k in range(self.job.members.k):
             last = outcome.last_record(k).epoch
-            if self.spec.probes.filters is not None and sum(f[0] == k for f in self.found["filters"]) < 2:
-                self.found["filters"].append((k, last, probes.first_layer_filters(pack.member(k))))
+            if self.spec.probes.filters is not None and sum(f[0] == k for f in self.found.filters) < 2:
+                self.found.filters.append((k, last, probes.first_layer_filters(pack.member(k))))
             if self.spec.probes.weight_noise is not None:
                 self._weight_noise(pack.member(k), k, last)
 
@@ -342,7 +386,7 @@ class Probes:
         splits = {s: (data.split(s).x, labels.get(s, data.split(s).y)) for s in wn.splits}
         gen = torch.Generator().manual_seed(derive_seed(self.spec.seed, "weight-noise", self.job.seeds[k]))
         for r in probes.weight_noise_accuracy(model, splits, wn.sigmas, wn.draws, generator=gen):
-            self.found["probes"].append(
+            self.found.probes.append(
                 {
                     "member": k,
                     "probe": "weight_noise",

@@ -305,7 +305,7 @@ def convergence_columns(spec: ConvergenceSpec, job, pack, out, found, resumed_fr
             {
                 "val_size": np.full(k, len(job.data.val), dtype=np.int32),
                 "val_corruption": pa.array([spec.validation.corruption] * k),
-                "phase1_epochs": per(found["phase1"]["boundary"] if found["phase1"] else [None] * k, pa.int32()),
+                "phase1_epochs": per(found.phase1.boundary if found.phase1 else [None] * k, pa.int32()),
                 "best_epoch": per(out.best_epoch, pa.int32()),
                 "early_stop_epoch": per(out.early_stop_epoch, pa.int32()),
                 **{
@@ -348,7 +348,7 @@ def all_tables(
 ) -> dict[str, pa.Table]:
     """Every table of a trial's fragment: those its spec and what its probes found call for."""
     k = job.members.k
-    boundary = found["phase1"]["last"] if found.get("phase1") else None
+    boundary = found.phase1.last if found.phase1 else None
     tables = {
         "epochs": epochs_table(out.records, job.keys, job.seeds, boundary),
         "trials": trials_table(
@@ -371,9 +371,9 @@ def all_tables(
     if job.members.subsets is not None:
         tables["members"] = members_table(job.keys, job.seeds, job.members.subsets.cpu().numpy())
     if spec.norms:
-        tables["norms"] = norms_table(out.records, job.keys, job.seeds, found["init_norms"])
-    if found["probes"]:
-        tables["probes"] = probes_table(found["probes"], job.keys, job.seeds)
-    if found["filters"]:
-        tables["filters"] = filters_table(found["filters"], job.keys, job.seeds)
+        tables["norms"] = norms_table(out.records, job.keys, job.seeds, found.init_norms)
+    if found.probes:
+        tables["probes"] = probes_table(found.probes, job.keys, job.seeds)
+    if found.filters:
+        tables["filters"] = filters_table(found.filters, job.keys, job.seeds)
     return tables

@@ -94,6 +94,7 @@ def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: 
     launch's progress line."""
     from ray import tune
 
+    from sweep import job as jobs
     from trainables import engine
 
     pack, schedule = _pack(spec, plan, job, ctx["device"])
@@ -101,7 +102,7 @@ def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: 
     outcome = engine.run(
         pack, job.data, job.members, schedule, on_epoch=lambda r, _: tune.report({**_summary(r), **progress})
     )
-    found = {"init_norms": init_norms, "probes": [], "filters": [], "phase1": None}
+    found = jobs.Found(init_norms=init_norms)
     k = job.members.k
     columns = dict(
         job.columns,
@@ -128,7 +129,7 @@ def _converge(spec: ConvergenceSpec, job, pack, schedule):
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             saved = checkpoints.load(f"{folder}/state.pt")  # on the CPU; the engine moves it
-        state, probes.found = saved["pack"], saved["found"]
+        state, probes.found = saved["pack"], jobs.Found.from_dict(saved["found"])
     else:
         probes.at_start(pack)
     resumed_from = state.epoch if state is not None else None
@@ -138,24 +139,23 @@ def _converge(spec: ConvergenceSpec, job, pack, schedule):
         metrics = _summary(record)
         if record.epoch % spec.checkpoint_every == 0:
             with tempfile.TemporaryDirectory() as folder:
-                checkpoints.save({"pack": snapshot(), "found": probes.found}, f"{folder}/state.pt")
+                checkpoints.save({"pack": snapshot(), "found": probes.found.to_dict()}, f"{folder}/state.pt")
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
         else:
             tune.report(metrics)
 
     found = probes.found
-    if found["phase"] == 1:
+    if found.phase == 1:
         out = engine.run(pack, job.data, job.members, schedule, state=state, on_epoch=on_epoch)
         state = out.state
         if spec.phase2_epochs:
-            found["phase1"] = {
+            reached = {
                 f.name: getattr(out, f.name)
                 for f in dataclasses.fields(out)
                 if f.name.startswith(("stop_reason", "reached_"))
             }
-            found["phase1"]["boundary"] = [out.last_record(k).epoch for k in range(job.members.k)]
-            found["phase1"]["last"] = out.records[-1].epoch
-            found["phase"] = 2
+            boundary = [out.last_record(k).epoch for k in range(job.members.k)]
+            found.phase1, found.phase = jobs.Phase1(reached, boundary, out.records[-1].epoch), 2
             state.restart()
     if spec.phase2_epochs:  # phase 2: the training split alone, phase2_epochs more
         phase2 = dataclasses.replace(
@@ -164,11 +164,10 @@ def _converge(spec: ConvergenceSpec, job, pack, schedule):
             time_budget_s=None,
             fit_splits=("train",),
             patience=None,
-            max_epochs=found["phase1"]["last"] + spec.phase2_epochs,
+            max_epochs=found.phase1.last + spec.phase2_epochs,
         )
         final = engine.run(pack, job.data, job.members, phase2, state=state, on_epoch=on_epoch)
-        phase1 = {k: v for k, v in found["phase1"].items() if k not in ("boundary", "last")}
-        out = dataclasses.replace(final, **phase1)
+        out = dataclasses.replace(final, **found.phase1.outcome)
     probes.at_end(pack, out)
     return out, found, resumed_from
 

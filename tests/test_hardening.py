@@ -212,6 +212,42 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_what_the_probes_found_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    """sweep.job.Found, typed in the trial, saved as plain values (the layout checkpoints of
+    earlier versions have) and read back equal."""
+    import numpy as np
+
+    from sweep import checkpoint
+    from sweep.job import Found, Phase1
+
+    found = Found(
+        phase=2,
+        phase1=Phase1({"stop_reason": ["interpolated", "max_epochs"], "reached_epoch": [4, None]}, [4, 9], 9),
+        probes=[
+            {
+                "member": 0,
+                "probe": "csr",
+                "epoch": 5,
+                "split": "test",
+                "sigma": np.nan,
+                "draw": 0,
+                "value": 0.25,
+                "n": 8,
+            }
+        ],
+        filters=[(1, 0, np.ones((2, 1, 3, 3), dtype=np.float32))],
+        init_norms={"0 Linear": np.array([1.0, 2.0])},
+    )
+    checkpoint.save({"found": found.to_dict()}, str(tmp_path / "state.pt"))
+    saved = checkpoint.load(str(tmp_path / "state.pt"))["found"]
+    assert saved["phase1"]["last"] == 9 and saved["phase1"]["reached_epoch"] == [4, None]  # the stored layout
+    back = Found.from_dict(saved)
+    assert back.phase == 2 and back.phase1 == found.phase1 and back.probes[0]["value"] == 0.25
+    assert back.filters[0][:2] == (1, 0) and np.array_equal(back.filters[0][2], found.filters[0][2])
+    assert np.array_equal(back.init_norms["0 Linear"], [1.0, 2.0])
+    assert Found.from_dict(Found().to_dict()) == Found()
+
+
 def test_checkpoint_state_round_trips_through_weights_only(tmp_path):
     import numpy as np
     import torch
