@@ -835,7 +835,8 @@ def _fit_html(spec: dict[str, Any], trials: pd.DataFrame) -> str:
     warn = ""
     if spec.get("threshold") and reached < len(trials):
         warn = (
-            f"<div class='banner warn'>{len(trials) - reached:,} models stopped at max_epochs "
+            f"<div class='banner warn'>{len(trials) - reached:,} model{'s' if len(trials) - reached > 1 else ''} "
+            "stopped at max_epochs "
             f"({spec['max_epochs']}) below the threshold (lowest accuracy on own subset {trials.fit_acc.min():.3f}): they "
             "memorized less, which biases mem(i) down; raise max_epochs to fit them.</div>"
         )

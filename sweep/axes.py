@@ -62,6 +62,14 @@ class Distribution(BaseModel):
     uniform: tuple[float, float] | None = None
     choice: Annotated[list[Any], Field(min_length=1, max_length=MAX_POINTS)] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, given: Any) -> Any:
+        unknown = [k for k in given if k not in ("loguniform", "uniform", "choice")] if isinstance(given, dict) else []
+        if unknown:
+            raise ValueError(f"unknown distribution {unknown[0]!r} (allowed: loguniform, uniform, choice)")
+        return given
+
     @model_validator(mode="after")
     def _one(self) -> Distribution:
         given = [n for n in ("loguniform", "uniform", "choice") if getattr(self, n) is not None]
@@ -116,12 +124,12 @@ def keys_of(grid: dict[str, list[Any]], sample: Sample | None) -> list[str]:
     return [*grid, *(sample.space if sample else {})]
 
 
-def check(grid: dict[str, list[Any]], sample: Sample | None, study: tuple[str, ...] = ()) -> None:
-    """ValueError (one line) for an axis the planner cannot sweep: a study key, an empty list, a
-    key both in the grid and sampled, or more points than MAX_POINTS. (Each point's values are
-    checked as the spec they make, by the spec.)"""
+def check(grid: dict[str, list[Any]], sample: Sample | None, fields: set[str]) -> None:
+    """ValueError (one line) for an axis the planner cannot sweep: a study key of the spec (its
+    `fields`), an empty list, a key both in the grid and sampled, or more points than MAX_POINTS.
+    (Each point's values are checked as the spec they make, by the spec.)"""
     for key in keys_of(grid, sample):
-        if key.split(".")[0] in (*STUDY_KEYS, *study):
+        if key.split(".")[0] in STUDY_KEYS and key.split(".")[0] in fields:
             raise ValueError(
                 f"{key!r} is the study's own axis or identity, not a hyperparameter (not "
                 f"allowed as an axis: {', '.join(STUDY_KEYS)}; change it with --set {key}=...)"

@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="the resolved spec of a preset, as YAML")
     _add_spec_args(show)
+    show.add_argument("--name", default=None, help="the sweep's name, as `sweep launch --name` sets it")
 
     _add_launch_parser(sub)
     _add_store_parsers(sub)
@@ -607,7 +608,8 @@ def _report(args: argparse.Namespace) -> int:
         _replace(out, text)
     except OSError as exc:
         raise _UserError(f"cannot write report to {out}: {exc.strerror}") from None
-    print(f"memsweep: report written to {out} ({len(text) / 2**20:.1f} MiB, self-contained; open it in a browser)")
+    size = f"{len(text) / 2**20:.1f} MiB" if len(text) >= 2**20 / 10 else f"{len(text) / 2**10:.0f} KiB"
+    print(f"memsweep: report written to {out} ({size}, self-contained; open it in a browser)")
     if report.NO_ESTIMATES in text:  # a subset sweep whose store cannot give them yet: say so here too
         print(
             "memsweep: warning: the report has no estimates for some sections (too few models or a partial "

@@ -708,6 +708,12 @@ class _Progress(tune.Callback):
             accs = f"own subset acc {r['fit_acc']:.3f}  " + accs.replace("train acc", "all-train acc")
         self._line(f"{plan['cell']:>6} {seeds:<11} {accs}{_by_point(plan['cell'], r)}{self._eta()}")
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A trial failed and Tune retries it (from its latest checkpoint where it has one): say so,
+        so that a run that ends complete never hides a failure."""
+        self.running.pop(_trial_name_of(trial.config), None)
+        self._line(f"{_trial_name_of(trial.config)} failed; Tune retries it (logs: {trial.local_path})")
+
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
         self.running.pop(_trial_name_of(trial.config), None)

@@ -132,7 +132,7 @@ class _SpecBase(_Strict):
 
     @model_validator(mode="after")
     def _axes_fit(self):
-        axes.check(self.grid, self.sample)
+        axes.check(self.grid, self.sample, set(type(self).model_fields))
         # Every point drawn, and each distribution's bounds and choices, whether drawn or not.
         ends = [{k: v} for k, d in (self.sample.space if self.sample else {}).items() for v in d.values()]
         for point in [*ends, *(self.points() if (self.grid or self.sample) else [])]:
@@ -705,4 +705,14 @@ def _one_line(exc: ValidationError) -> str:
 
 
 def to_yaml(spec: Spec) -> str:
-    return yaml.safe_dump(spec.model_dump(), sort_keys=False, default_flow_style=None)
+    """The spec as YAML: every key, less the axes when it has none (and a distribution's unset kinds)."""
+    tree = spec.model_dump()
+    if not tree["grid"]:
+        del tree["grid"]
+    if tree["sample"] is None:
+        del tree["sample"]
+    else:
+        tree["sample"]["space"] = {
+            k: {kind: v for kind, v in d.items() if v is not None} for k, d in tree["sample"]["space"].items()
+        }
+    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=None)

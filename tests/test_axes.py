@@ -61,6 +61,12 @@ GRID = "grid={optimizer.lr: [0.01, 0.05], model.hidden: [[64], [128]]}"
             "sample={samples: 1, space: {optimizer.lr: {choice: [0.1, -5]}}}",
             "on an axis, bad value for optimizer.lr: -5 (Input should be greater than 0)",
         ),
+        (
+            "sample={samples: 2, space: {optimizer.lr: {normal: [0, 1]}}}",
+            "unknown distribution 'normal' (allowed: loguniform, uniform, choice)",
+        ),
+        ("grid={arch: [mlp, cnn]}", "on an axis, unknown key 'arch'"),  # fig1 has no arch to sweep
+        ("grid={optimizer.lr:[0.05,0.1]}", "a key in {...} needs a space after its colon"),
         ("grid={optimizer: [{lr: 0.1}]}", "axis 'optimizer' names a group of keys: sweep one of them"),
         ("grid={optimizer.lr: [0.1, 0.1]}", "axis 'optimizer.lr' lists 0.1 twice"),
     ],

@@ -45,10 +45,12 @@ def run_killed_and_not(spec, tmp_path, tables) -> dict[str, dict[str, pd.DataFra
     epoch 7; {"uninterrupted" | "killed": {table: DataFrame}}."""
     runs = {}
     for name, callbacks in (("uninterrupted", []), ("killed", [KillAtEpoch(7)])):
-        store = Store(tmp_path / name, spec.name)
-        result = launcher.launch(spec, store, data_root=str(tmp_path / "data"), callbacks=callbacks, out=io.StringIO())
+        store, out = Store(tmp_path / name, spec.name), io.StringIO()
+        result = launcher.launch(spec, store, data_root=str(tmp_path / "data"), callbacks=callbacks, out=out)
         assert result.ran == 1 and not result.missing
         runs[name] = {t: pd.read_parquet(tmp_path / name / spec.name / t) for t in tables}
+        # The retry is said in a line, even though the launch ends complete.
+        assert ("failed; Tune retries it (logs: " in out.getvalue()) == (name == "killed"), out.getvalue()
     assert callbacks[0].killed, "the trial finished before it could be killed"
     return runs
 

@@ -43,7 +43,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     except AliasError:
         raise SpecError(f"bad --set {key}={raw[:200]!r}: YAML anchors and aliases (& and *) are not allowed") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"bad --set {key}={raw[:200]!r}: not a YAML value ({str(exc).splitlines()[0]})") from None
+        hint = "; a key in {...} needs a space after its colon, {key: value}" if re.search(r"\w:[^\s/]", raw) else ""
+        raise SpecError(f"bad --set {key}={raw[:200]!r}: not a YAML value ({str(exc).splitlines()[0]}){hint}") from None
     return key, _numbers(value)
 
 
