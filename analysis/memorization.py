@@ -426,3 +426,21 @@ def by_label(mem: pd.DataFrame, memorized: float) -> pd.DataFrame:
             for flag, rows in mem.groupby("mislabeled")
         ]
     )
+
+
+def support(estimates: pd.DataFrame) -> dict[str, float]:
+    """What a frame of estimates rests on: the least, most and median models that trained on an
+    example (n_in, where the frame has it) and that held it out (n_out), and the largest and
+    median standard error."""
+    out = {"se_max": float(estimates.se.max()), "se_median": float(estimates.se.median())}
+    for column in ("n_in", "n_out"):
+        if column in estimates.columns:
+            values = estimates[column]
+            out.update(
+                {
+                    f"{column}_min": int(values.min()),
+                    f"{column}_max": int(values.max()),
+                    f"{column}_median": float(values.median()),
+                }
+            )
+    return out

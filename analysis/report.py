@@ -847,10 +847,11 @@ def _fit_html(spec: dict[str, Any], trials: pd.DataFrame) -> str:
 
 
 def _models_sentence(frame: pd.DataFrame) -> str:
+    n = memo.support(frame)
     return (
-        f"Each example's estimate rests on the models that trained on it (n_in: {frame.n_in.min()}-"
-        f"{frame.n_in.max()}, median {frame.n_in.median():.0f}) and those that did not (n_out: "
-        f"{frame.n_out.min()}-{frame.n_out.max()}, median {frame.n_out.median():.0f})."
+        f"Each example's estimate rests on the models that trained on it (n_in: {n['n_in_min']}-"
+        f"{n['n_in_max']}, median {n['n_in_median']:.0f}) and those that did not (n_out: "
+        f"{n['n_out_min']}-{n['n_out_max']}, median {n['n_out_median']:.0f})."
     )
 
 
@@ -863,7 +864,8 @@ def _memorization_sections(results, sweep, spec, examples, members, images, rati
         f"the models whose random {ratio:.0%} subset S{others} contained it, minus that of the models whose subset did "
         f"not, with y_i the label the models trained on. Near 1: the models get i right only when they "
         f"saw it (memorized); near 0: they get it right (or wrong) either way. {_models_sentence(mem)} "
-        f"Standard errors: Agresti-Caffo (largest {mem.se.max():.3f}, median {mem.se.median():.3f}); "
+        f"Standard errors: Agresti-Caffo (largest {memo.support(mem)['se_max']:.3f}, median "
+        f"{memo.support(mem)['se_median']:.3f}); "
         "intervals 95%.</p>"
     )
     out: list = [
@@ -1074,13 +1076,14 @@ def _cscore_sections(spec: dict[str, Any], examples, members, images, cells: lis
         if fewer
         else ""
     )
+    n = memo.support(cs)
     out: list = [
         f"<h2>C-scores</h2><p class='note'>The consistency score of training example i (Jiang et al. 2021): the "
         f"accuracy on i of models trained on random subsets that did <i>not</i> contain it, averaged over the "
         f"subset ratios {ratios} (the hold-out estimator). Low: the rest of the data does not predict the example's "
-        f"label (atypical or mislabeled). Each example's score rests on {cs.n_out.min()}-{cs.n_out.max()} held-out "
-        f"evaluations (median {cs.n_out.median():.0f}); standard errors (largest {cs.se.max():.3f}, median "
-        f"{cs.se.median():.3f}) from the per-ratio binomial errors.{caveat}</p>",
+        f"label (atypical or mislabeled). Each example's score rests on {n['n_out_min']}-{n['n_out_max']} held-out "
+        f"evaluations (median {n['n_out_median']:.0f}); standard errors (largest {n['se_max']:.3f}, median "
+        f"{n['se_median']:.3f}) from the per-ratio binomial errors.{caveat}</p>",
         figures.score_histogram(cs, "cscore", "Distribution of C-scores", "C-score"),
         figures.held_out_by_ratio(
             cs, "Held-out accuracy against the subset ratio (median over examples, 10th-90th percentile band)"

@@ -294,23 +294,7 @@ def launch(
     --dataset and --set arguments, kept in the manifest so that every hint to resume the sweep
     gives them back."""
     started = time.perf_counter()
-    # Without an address: the Ray this process already has (a notebook's, a test's), or an
-    # embedded one started here and stopped at the end. Trial workers import the installed package.
-    # "local": a bare ray.init() would join whatever cluster `ray start --head` last registered on
-    # this machine (Ray's /tmp/ray/ray_current_cluster) while we call it embedded.
-    own_ray = address is None and not ray.is_initialized()
-    if own_ray:
-        embedded.settings()
-        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
-    elif address is not None:
-        _connect_settings(address)
-        try:
-            ray.init(address=address, logging_level=logging.WARNING)
-        except ConnectionError:
-            raise SpecError(
-                f"--address {address}: no Ray cluster answers there (something listens, but "
-                "not a Ray head); check the host and port (`ray status` on the head)"
-            ) from None
+    own_ray = _start_ray(address)
     try:
         with _sigterm_as_sigint():  # after ray.init, which installs its own SIGTERM handler
             return _launch_on_ray(
@@ -331,6 +315,28 @@ def launch(
     finally:
         if own_ray:
             embedded.stop()
+
+
+def _start_ray(address: str | None) -> bool:
+    """Connect to Ray; True if an embedded one was started here (to stop at the end). Without an
+    address: the Ray this process already has (a notebook's, a test's), or an embedded one. Trial
+    workers import the installed package. "local": a bare ray.init() would join whatever cluster
+    `ray start --head` last registered on this machine (Ray's /tmp/ray/ray_current_cluster)
+    while we call it embedded."""
+    own_ray = address is None and not ray.is_initialized()
+    if own_ray:
+        embedded.settings()
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+    elif address is not None:
+        _connect_settings(address)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except ConnectionError:
+            raise SpecError(
+                f"--address {address}: no Ray cluster answers there (something listens, but "
+                "not a Ray head); check the host and port (`ray status` on the head)"
+            ) from None
+    return own_ray
 
 
 def _launch_on_ray(

@@ -380,3 +380,24 @@ def test_summaries_of_the_estimates_by_hand():
     fit = memo.fit_by_cell(trials).iloc[0]
     assert fit["models"] == 2 and fit["mean epochs"] == 5 and fit["lowest accuracy on own subset"] == 0.98
     assert fit["mean test accuracy"] == pytest.approx(0.75)
+
+
+def test_support_of_the_estimates_by_hand():
+    frame = pd.DataFrame(dict(n_in=[3, 5, 9], n_out=[2, 4, 4], se=[0.1, 0.3, 0.2]))
+    assert memo.support(frame) == {
+        "se_max": 0.3,
+        "se_median": 0.2,
+        "n_in_min": 3,
+        "n_in_max": 9,
+        "n_in_median": 5.0,
+        "n_out_min": 2,
+        "n_out_max": 4,
+        "n_out_median": 4.0,
+    }
+    assert set(memo.support(frame.drop(columns="n_in"))) == {
+        "se_max",
+        "se_median",
+        "n_out_min",
+        "n_out_max",
+        "n_out_median",
+    }
