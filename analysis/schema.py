@@ -135,12 +135,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
     "members": pa.schema(
-        [
-            _field("cell", KEY),
-            _field("variant", KEY),
-            _field("seed", pa.int32()),
-            _field("index", pa.int32()),
-        ]
+        [_field("cell", KEY), _field("variant", KEY), _field("seed", pa.int32()), _field("index", pa.int32())]
     ),
     "norms": pa.schema(
         [

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from catalog import Corruption
+from catalog import SGD_HYPER, Corruption
 from sweep import axes
 from sweep.planner import TrialPlan
 from sweep.seeding import derive_seed
@@ -232,44 +232,28 @@ def schedule(spec: Spec, plan: TrialPlan, chunk: int) -> engine.Schedule:
     if isinstance(spec, SubsetSpec):  # to the threshold, checked every check_every epochs; scores kept once
         checks = tuple(sorted({*range(spec.check_every, spec.max_epochs + 1, spec.check_every), spec.max_epochs}))
         return engine.Schedule(
-            lr=spec.optimizer.lr,
-            momentum=spec.optimizer.momentum,
-            weight_decay=spec.optimizer.weight_decay,
-            regularizers=spec.regularizers.model_dump(),
-            batch_size=spec.batch_size,
+            **_common(spec, chunk),
             max_epochs=spec.max_epochs,
             threshold=spec.threshold,
             scored_epochs=checks,
             keep_splits=("train", "test"),
             keep_last=True,
-            norms=spec.norms,
-            chunk=chunk,
         )
     if isinstance(spec, DifficultySpec):
         return engine.Schedule(
-            lr=spec.optimizer.lr,
-            momentum=spec.optimizer.momentum,
-            weight_decay=spec.optimizer.weight_decay,
-            regularizers=spec.regularizers.model_dump(),
-            batch_size=spec.batch_size,
+            **_common(spec, chunk),
             max_epochs=max(spec.epochs),
             scored_epochs=tuple(spec.epochs),
             score_splits=tuple(spec.splits),
             keep_splits=tuple(spec.splits),
-            norms=spec.norms,
-            chunk=chunk,
             autocast=torch.bfloat16 if spec.precision == "bf16" else None,
         )
     opt = spec.optimizer
     return engine.Schedule(
-        lr=opt.lr_for(plan.arch),
-        momentum=opt.momentum,
-        weight_decay=opt.weight_decay,
-        regularizers=spec.regularizers.model_dump(),
+        **dict(_common(spec, chunk), lr=opt.lr_for(plan.arch)),
         lr_decay=opt.lr_decay,
         lr_step_every=opt.lr_step_every,
         lr_step_factor=opt.lr_step_factor,
-        batch_size=spec.batch_size,
         max_epochs=spec.max_epochs,
         threshold=spec.threshold,
         time_budget_s=spec.time_budget_s,
@@ -278,9 +262,19 @@ def schedule(spec: Spec, plan: TrialPlan, chunk: int) -> engine.Schedule:
         fit_splits=("train", "val") if spec.phase2_epochs else ("train",),
         keep_splits=tuple(spec.record_splits) if spec.record_examples else (),
         keep_every=spec.record_every,
-        norms=spec.norms,
-        chunk=chunk,
     )
+
+
+def _common(spec: Spec, chunk: int) -> dict[str, Any]:
+    """What every family's schedule takes from the spec alike: the SGD values of catalog.SGD_HYPER
+    (a new one needs no change here), the regularizers, the batch size, norms and the chunk."""
+    return {
+        **{name: getattr(spec.optimizer, name) for name in SGD_HYPER},
+        "regularizers": spec.regularizers.model_dump(),
+        "batch_size": spec.batch_size,
+        "norms": spec.norms,
+        "chunk": chunk,
+    }
 
 
 @dataclass

@@ -214,10 +214,7 @@ def test_cscore_sweep(ray_cluster, results, tmp_path):
 
 @pytest.mark.parametrize(
     "override, message",
-    [
-        ("ratios=[0.7, 0.3]", "must be strictly increasing"),
-        ("ratios=[1.5]", "strictly between 0 and 1, got 1.5"),
-    ],
+    [("ratios=[0.7, 0.3]", "must be strictly increasing"), ("ratios=[1.5]", "strictly between 0 and 1, got 1.5")],
 )
 def test_bad_input_is_one_line_and_stores_nothing(override, message, tmp_path):
     proc = sweep("launch", "cscore", "--dataset", "digits", "--set", override, "--results", str(tmp_path))

@@ -77,7 +77,7 @@ FAMILY_DATASET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             name: {"train_size": 2000, "batch_size": 32, "optimizer": {"lr_decay": 1.0}}
             for name in ("fashion-mnist", "mnist", "kmnist")
         },
-    },
+    }
 }
 
 
