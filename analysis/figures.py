@@ -74,21 +74,7 @@ def p_correct_curves(
                 _add_band(fig, _thin(bands[(bands.epoch == epoch) & (bands.variant == variant)]), str(variant), col)
             _add_curve(fig, _thin(curve), str(variant), col)
         for name, line in baselines[baselines.epoch == epoch].groupby("name", sort=False):
-            line = _thin(line)
-            fig.add_trace(
-                go.Scatter(
-                    x=line["rank"],
-                    y=line.p_correct,
-                    mode="lines",
-                    name=name,
-                    legendgroup=name,
-                    showlegend=col == 1,
-                    line=dict(color=BASELINE_COLOR, width=1.5, dash="dash"),
-                    hovertemplate=f"{name}<br>rank %{{x}}<br>P(correct) %{{y:.2f}}<extra></extra>",
-                ),
-                row=1,
-                col=col,
-            )
+            _add_curve(fig, _thin(line), name, col, baseline=True)
         fig.update_xaxes(title_text="Examples sorted by P(correct)" if len(epochs) <= 3 else "rank", row=1, col=col)
     fig.update_yaxes(title_text="P(correct)", range=[-0.02, 1.02], row=1, col=1)
     _layout(fig, title=title or f"P(correct) per example, {split} split", height=440, margin=dict(t=80), legend_y=-0.2)
@@ -117,21 +103,23 @@ def _add_band(fig: go.Figure, band: pd.DataFrame, variant: str, col: int) -> Non
     )
 
 
-def _add_curve(fig: go.Figure, curve: pd.DataFrame, variant: str, col: int) -> None:
-    """A variant's sorted P(correct) curve, each point hovering its example and label."""
+def _add_curve(fig: go.Figure, curve: pd.DataFrame, name: str, col: int, baseline: bool = False) -> None:
+    """A sorted P(correct) curve: a variant's, each point hovering its example and label, or a
+    binomial baseline's, dashed."""
+    style = dict(color=BASELINE_COLOR, width=1.5, dash="dash") if baseline else dict(color=_color(name), width=2.5)
+    where = "" if baseline else "<br>example %{customdata[0]} (label %{customdata[1]})"
     fig.add_trace(
         go.Scatter(
             x=curve["rank"],
             y=curve.p_correct,
             mode="lines",
-            name=variant,
-            legendgroup=variant,
+            name=name,
+            legendgroup=name,
             showlegend=col == 1,
-            line=dict(color=_color(variant), width=2.5),
-            customdata=np.stack([curve["index"], curve["label"]], axis=1),
+            line=style,
+            customdata=None if baseline else np.stack([curve["index"], curve["label"]], axis=1),
             hovertemplate=(
-                f"<b>{variant}</b><br>example %{{customdata[0]}} (label %{{customdata[1]}})"
-                "<br>rank %{x}<br>P(correct) %{y:.2f}<extra></extra>"
+                (name if baseline else f"<b>{name}</b>") + where + "<br>rank %{x}<br>P(correct) %{y:.2f}<extra></extra>"
             ),
         ),
         row=1,

@@ -225,10 +225,7 @@ def memorization(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str
     d = _difference(x_in, n_in, out.correct.sum(axis=0) - x_in, n_out)
     return pd.DataFrame(
         {
-            "index": out.index,
-            "label": out.label,
-            "true_label": out.true_label,
-            "mislabeled": out.label != out.true_label,
+            **_labels(out),
             "n_in": n_in,
             "n_out": n_out,
             "p_in": d["p_in"],
@@ -239,6 +236,16 @@ def memorization(examples: pd.DataFrame, members: pd.DataFrame | None, cell: str
             "hi": d["hi"],
         }
     )
+
+
+def _labels(out) -> dict[str, np.ndarray]:
+    """Each example's index, the label the models trained on, its true label, and whether they differ."""
+    return {
+        "index": out.index,
+        "label": out.label,
+        "true_label": out.true_label,
+        "mislabeled": out.label != out.true_label,
+    }
 
 
 def influence(
@@ -337,10 +344,7 @@ def cscore(examples: pd.DataFrame, members: pd.DataFrame | None, cells: list[str
     se = np.sqrt(np.nansum(variances, axis=0)) / ratios
     return pd.DataFrame(
         {
-            "index": first.index,
-            "label": first.label,
-            "true_label": first.true_label,
-            "mislabeled": first.label != first.true_label,
+            **_labels(first),
             "ratios": ratios,
             "n_out": n_out_all,
             "cscore": score,

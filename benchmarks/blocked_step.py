@@ -40,6 +40,7 @@ from run import (
     PRESET,
     SIZES,
     STEPS,
+    add_from_json,
     budget,
     machine,
     md_table,
@@ -156,13 +157,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=int, default=5, help="epochs of each, interleaved; the best counts (default 5)"
     )
-    parser.add_argument(
-        "--from-json",
-        type=Path,
-        default=None,
-        metavar="RESULTS",
-        help="measure nothing: print the table from a results file this benchmark wrote",
-    )
+    add_from_json(parser)
     args = parser.parse_args()
     for flag, value in (("--pack", args.pack), ("--repeats", args.repeats)):
         if value is not None and value < 1:

@@ -52,6 +52,7 @@ from run import (
     STEPS,
     TRAIN_ONLY,
     _timed,
+    add_from_json,
     bandwidth,
     budget,
     engine,
@@ -341,13 +342,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=7, help="alternating rounds of the step and its parts, one epoch each (default 7)"
     )
-    parser.add_argument(
-        "--from-json",
-        type=Path,
-        default=None,
-        metavar="RESULTS",
-        help="measure nothing: print the table from a results file this benchmark wrote",
-    )
+    add_from_json(parser)
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: must be 1 or more")

@@ -25,7 +25,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import machine, read_results
+from run import add_from_json, machine, read_results
 
 SWEEP = [sys.executable, "-m", "sweep.cli"]
 RATES = [0.003, 0.01, 0.03, 0.05, 0.1]
@@ -73,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--from-json", type=Path, help="print the table of a stored run; run nothing")
+    add_from_json(parser)
     args = parser.parse_args()
     if args.from_json:
         print(table(read_results(args.from_json, "benchmarks/lr_grid.py", table)))

@@ -505,13 +505,7 @@ def parse_args() -> argparse.Namespace:
         help="seeds 10 and 100, one repeat each, no extra pairs, Tune at 2 and 4 seeds, the step at the "
         "rule's pack only (3-5 minutes on 2 cores)",
     )
-    parser.add_argument(
-        "--from-json",
-        type=Path,
-        default=None,
-        metavar="RESULTS",
-        help="measure nothing: print the table from a results file this benchmark wrote",
-    )
+    add_from_json(parser)
     parser.add_argument(
         "--tune-seeds",
         type=int,
@@ -587,6 +581,17 @@ def main() -> None:
         plot(out["seeds"])
     (HERE / ("results_quick.json" if args.quick else "results.json")).write_text(json.dumps(out, indent=1))
     print(table(out))
+
+
+def add_from_json(parser) -> None:
+    """Every benchmark's --from-json: print the table of a stored run, measuring nothing."""
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        metavar="RESULTS",
+        help="measure nothing: print the table from a results file this benchmark wrote",
+    )
 
 
 def read_results(path: Path, program: str, check) -> dict:
