@@ -620,11 +620,9 @@ def run(
         record = _scored_record(pack, data, members, schedule, state, lr, running, active_np, start) if scored else None
         if state.epoch >= last:
             state.stopped = [s or "max_epochs" for s in state.stopped]
-        if record is None:
-            continue
-        if schedule.keep_last:
+        if record is not None and schedule.keep_last:
             _keep_stopping(record, state)
-        if on_epoch is not None:
+        if record is not None and on_epoch is not None:
             on_epoch(record, snapshot)
     return _outcome(snapshot(), schedule)
 
