@@ -944,45 +944,41 @@ def held_out_by_ratio(frame: pd.DataFrame, title: str) -> go.Figure:
     return fig
 
 
-METRIC_COLORS = catalog.METRIC_COLOURS
-
-
 def by_axis(table: pd.DataFrame, axis: str, metrics: Sequence[str], title: str) -> go.Figure:
-    """One line per metric x variant x value of the other axes, against `axis` (a number axis on a
-    log scale when its values span more than a decade; a list-valued one, such as model.hidden,
-    as categories in table order). Input: `aggregate.accuracy_by_axes`."""
+    """Accuracy against `axis`, one panel per metric (clean training labels, corrupted ones, test)
+    and one line per variant x value of the other axes, in the same colour in every panel (a
+    number axis on a log scale when its values span more than a decade; a list-valued one, such
+    as model.hidden, as categories in table order). Input: `aggregate.accuracy_by_axes`."""
     others = [
         c
         for c in table.columns
         if c not in (axis, "variant", "models", "epoch", *metrics) and not c.startswith(("train_", "test"))
     ]
-    fig = go.Figure()
-    dashes = ["solid", "dash", "dot", "dashdot"]
+    shown = [m for m in metrics if m in table.columns and table[m].notna().any()]
+    fig = make_subplots(
+        rows=1, cols=max(1, len(shown)), shared_yaxes=True, subplot_titles=[m.replace("_", " ") for m in shown]
+    )
     number = pd.api.types.is_numeric_dtype(table[axis])
     for i, (key, rows) in enumerate(table.groupby(["variant", *others], observed=True, sort=False)):
         key = key if isinstance(key, tuple) else (key,)
         name = ", ".join([str(key[0]), *(f"{o}={v}" for o, v in zip(others, key[1:]))])
-        for metric in metrics:
-            if rows[metric].isna().all():
-                continue
+        colour = catalog.SERIES_COLOURS[i % len(catalog.SERIES_COLOURS)]
+        for col, metric in enumerate(shown, start=1):
             fig.add_trace(
                 go.Scatter(
                     x=rows[axis] if number else rows[axis].astype(str),
                     y=rows[metric],
                     mode="lines+markers",
-                    name=f"{metric.replace('_', ' ')}: {name}",
-                    line=dict(color=METRIC_COLORS.get(metric), dash=dashes[i % len(dashes)]),
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    line=dict(color=colour),
                     hovertemplate=f"<b>{metric}</b> {name}<br>{axis} %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>",
-                )
+                ),
+                row=1,
+                col=col,
             )
-    numeric = number and table[axis].min() > 0 and table[axis].max() >= 10 * table[axis].min()
-    _layout(
-        fig,
-        title=title,
-        height=440,
-        xaxis_title=axis,
-        yaxis_title="accuracy",
-        yaxis_range=[0, 1.02],
-        xaxis_type="log" if numeric else None,
-    )
-    return fig
+    log = number and table[axis].min() > 0 and table[axis].max() >= 10 * table[axis].min()
+    fig.update_xaxes(title_text=axis, type="log" if log else None)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
+    return _layout(fig, title=title, height=460)

@@ -189,8 +189,26 @@ BASELINE_COLOUR = "#555555"  # reference lines: binomial baselines, early-stoppi
 INIT_COLOUR = "#BBBBBB"  # values at initialization
 TRAIN_COLOUR, VALIDATION_COLOUR = "#0072B2", "#D55E00"  # accuracy on the training labels, on held-out true labels
 MISLABELED_COLOUR = "#D55E00"  # examples whose training label was made random
-# The accuracy-by-hyperparameter figure: clean training labels, corrupted ones, test.
-METRIC_COLOURS = {"train_clean": "#1f77b4", "train_corrupted": "#d62728", "test": "#2ca02c"}
+# Lines told apart by colour alone (the points of the accuracy-by-hyperparameter figure): Paul
+# Tol's muted scheme, then more of his bright and light ones.
+SERIES_COLOURS = (
+    "#332288",
+    "#88CCEE",
+    "#44AA99",
+    "#117733",
+    "#999933",
+    "#DDCC77",
+    "#CC6677",
+    "#882255",
+    "#AA4499",
+    "#4477AA",
+    "#66CCEE",
+    "#228833",
+    "#CCBB44",
+    "#EE6677",
+    "#AA3377",
+    "#BBBBBB",
+)
 
 
 def level_colour(p: float, kind: str = "randY") -> str:
