@@ -402,7 +402,7 @@ def oscillation(osc: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Intersection (dashed) and union (solid) of the correctly classified training sets of
     consecutive epochs, against the later epoch, one colour per variant and one panel per
     architecture. Input: `dynamics.oscillation_means`."""
-    mean = osc
+    mean = _means(osc, "dynamics.oscillation_means")
     colors = _colors(list(dict.fromkeys(mean.variant)))
     panels, shown = _by_arch(mean), set()
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels], shared_yaxes=True)
@@ -546,6 +546,14 @@ def _panels_per_arch(*frames: pd.DataFrame) -> list[pd.DataFrame]:
     ]
 
 
+def _means(frame: pd.DataFrame, means: str) -> pd.DataFrame:
+    """`frame`, which must hold means over seeds: ValueError naming the function that gives them
+    if it still has a seed column (a figure computes nothing, and would draw each seed's rows)."""
+    if "seed" in frame.columns:
+        raise ValueError(f"this figure draws means over seeds: pass {means}(frame), not the per-seed rows")
+    return frame
+
+
 def _variant_panels(frame: pd.DataFrame, marks: pd.DataFrame):
     """A figure with one panel per variant (and architecture, `_panels_per_arch`), its variants,
     and the two frames with their variants so named."""
@@ -633,7 +641,7 @@ def weight_noise(curves: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Accuracy against log-normal weight-noise sigma, one panel per split, one line per
     variant (mean over seeds and draws). Input: `probes.weight_noise_means`."""
     splits = list(dict.fromkeys(curves.split))
-    mean = curves
+    mean = _means(curves, "probes.weight_noise_means")
     colors = _colors(list(dict.fromkeys(mean.variant)))
     fig = make_subplots(rows=1, cols=len(splits), subplot_titles=[f"{s} split" for s in splits], shared_yaxes=True)
     for col, split in enumerate(splits, start=1):
@@ -663,7 +671,7 @@ def early_stopping(epochs: pd.DataFrame, stops: pd.DataFrame, title: str | None 
     per variant, with the early-stopping epoch (dotted) and the best validation epoch marked.
     Inputs: `probes.epoch_means` of the `epochs` table; per (arch x) variant `best_epoch` and
     `early_stop_epoch`."""
-    fig, variants, mean, stops = _variant_panels(epochs, stops)
+    fig, variants, mean, stops = _variant_panels(_means(epochs, "probes.epoch_means"), stops)
     for col, variant in enumerate(variants, start=1):
         rows = mean[mean.variant == variant]
         for metric, dash, color, name in (
@@ -901,20 +909,18 @@ def score_scatter(frame: pd.DataFrame, x: str, y: str, xaxis: str, yaxis: str, t
     return fig
 
 
-def held_out_by_ratio(frame: pd.DataFrame, title: str) -> go.Figure:
-    """Median held-out accuracy against the subset ratio (columns held_out_ratio<r> of `cscore`),
-    clean and mislabeled examples apart, with the examples' 10th-90th percentile band (a mean could
-    sit outside a band where most examples are at 1)."""
-    cols = [c for c in frame.columns if c.startswith("held_out_ratio")]
-    ratios = [float(c.removeprefix("held_out_ratio")) for c in cols]
+def held_out_by_ratio(bands: pd.DataFrame, title: str) -> go.Figure:
+    """Median held-out accuracy against the subset ratio, clean and mislabeled examples apart,
+    with the examples' 10th-90th percentile band. Input: `memorization.held_out_bands`."""
     fig = go.Figure()
-    for name, rows, colour in _clean_and_mislabeled(frame):
-        values = rows[cols].to_numpy()  # NaN where no model of a ratio held the example out
-        lo, hi = np.nanpercentile(values, 10, axis=0), np.nanpercentile(values, 90, axis=0)
+    for mislabeled, rows in bands.groupby("mislabeled", sort=True):
+        name = "mislabeled (random label differs from the true one)" if mislabeled else "clean labels"
+        colour = MISLABELED_COLOR if mislabeled else CLEAN_COLOR
+        ratios = rows.ratio.tolist()
         fig.add_trace(
             go.Scatter(
                 x=ratios + ratios[::-1],
-                y=list(hi) + list(lo[::-1]),
+                y=rows.p90.tolist() + rows.p10.tolist()[::-1],
                 fill="toself",
                 fillcolor=colour,
                 opacity=0.15,
@@ -924,13 +930,7 @@ def held_out_by_ratio(frame: pd.DataFrame, title: str) -> go.Figure:
             )
         )
         fig.add_trace(
-            go.Scatter(
-                x=ratios,
-                y=np.nanmedian(values, axis=0),
-                mode="lines+markers",
-                name=name,
-                line=dict(color=colour, width=2.5),
-            )
+            go.Scatter(x=ratios, y=rows["median"], mode="lines+markers", name=name, line=dict(color=colour, width=2.5))
         )
     _layout(
         fig,

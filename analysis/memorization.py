@@ -448,3 +448,26 @@ def support(estimates: pd.DataFrame) -> dict[str, float]:
                 }
             )
     return out
+
+
+def held_out_bands(cscores: pd.DataFrame) -> pd.DataFrame:
+    """Per clean / mislabeled examples and subset ratio (the held_out_ratio<r> columns of
+    `cscore`): the median held-out accuracy over examples and its 10th and 90th percentiles (a
+    mean could sit outside a band where most examples are at 1). NaN where no model of a ratio
+    held an example out is left out."""
+    cols = [c for c in cscores.columns if c.startswith("held_out_ratio")]
+    out = []
+    for mislabeled, rows in cscores.groupby("mislabeled", sort=True):
+        values = rows[cols].to_numpy(float)
+        p10, p50, p90 = np.nanpercentile(values, [10, 50, 90], axis=0)
+        out += [
+            {
+                "mislabeled": bool(mislabeled),
+                "ratio": float(c.removeprefix("held_out_ratio")),
+                "p10": lo,
+                "median": mid,
+                "p90": hi,
+            }
+            for c, lo, mid, hi in zip(cols, p10, p50, p90)
+        ]
+    return pd.DataFrame(out)

@@ -1086,7 +1086,8 @@ def _cscore_sections(spec: dict[str, Any], examples, members, images, cells: lis
         f"{n['se_median']:.3f}) from the per-ratio binomial errors.{caveat}</p>",
         figures.score_histogram(cs, "cscore", "Distribution of C-scores", "C-score"),
         figures.held_out_by_ratio(
-            cs, "Held-out accuracy against the subset ratio (median over examples, 10th-90th percentile band)"
+            memo.held_out_bands(cs),
+            "Held-out accuracy against the subset ratio (median over examples, 10th-90th percentile band)",
         ),
     ]
     if cs.mislabeled.any() and (~cs.mislabeled).any():

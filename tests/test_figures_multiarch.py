@@ -4,6 +4,7 @@ corruption levels keep the catalog's ordered palette however many architectures 
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import catalog
 from analysis import dynamics, figures, probes
@@ -234,3 +235,8 @@ def test_one_architecture_keeps_one_row_and_the_level_colours():
         assert {t.yaxis for t in fig.data} <= {"y", "y2"} and not set(ARCHS) & set(_panel_titles(fig))
     fig = figures.oscillation(dynamics.oscillation_means(dynamics.oscillation(one)))
     assert {t.line.color for t in fig.data} == {catalog.level_colour(0.0), catalog.level_colour(0.5)}
+
+
+def test_a_figure_of_means_refuses_per_seed_rows():
+    with pytest.raises(ValueError, match=r"pass dynamics.oscillation_means\(frame\)"):
+        figures.oscillation(dynamics.oscillation(dynamics_examples()))

@@ -401,3 +401,17 @@ def test_support_of_the_estimates_by_hand():
         "n_out_max",
         "n_out_median",
     }
+
+
+def test_held_out_bands_by_hand():
+    cs = pd.DataFrame(
+        {
+            "mislabeled": [False, False, False, True],
+            "held_out_ratio0.5": [0.0, 0.5, 1.0, 0.2],
+            "held_out_ratio0.7": [1.0, 1.0, np.nan, 0.4],
+        }
+    )
+    bands = memo.held_out_bands(cs).set_index(["mislabeled", "ratio"])
+    assert bands.loc[(False, 0.5), "median"] == 0.5 and bands.loc[(False, 0.5), "p10"] == pytest.approx(0.1)
+    assert bands.loc[(False, 0.7), "median"] == 1.0  # the example no model held out is left out
+    assert bands.loc[(True, 0.7)].tolist() == pytest.approx([0.4, 0.4, 0.4])
