@@ -220,6 +220,13 @@ def grow(stored: dict[str, Any], spec: Spec, slots: int = 1) -> list[TrialPlan] 
             f"per ratio, and a sweep only grows (to resume it as it is: --set seeds={old['seeds']})"
         )
     plans = plan_of(stored)
+    now_variant = {p.cell: p.variant for p in _cell_packs(spec, slots, 0, 1, lambda cell: 0)}
+    if any(now_variant.get(p.cell, p.variant) != p.variant for p in plans):
+        raise SpecError(
+            f"the stored sweep {spec.name!r} was planned by an earlier memsweep that trained every point of its "
+            "corruption.p axis on the sweep's own labels; growing it would mix two labelings in a cell: launch "
+            "the larger sweep beside it with --name NAME"
+        )
     # The new seed indices of every cell and axis point, each trial cell's packs numbered on.
     return plans + _cell_packs(
         spec, slots, old["seeds"], spec.seeds, lambda cell: 1 + max(p.pack for p in plans if p.cell == cell)

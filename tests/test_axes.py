@@ -1,6 +1,7 @@
 """Hyperparameter axes (sweep/axes.py): grids and random samples over any spec key, validated by
 the strict spec, planned so that per-member hyperparameters share packs, stored as columns."""
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -130,6 +131,12 @@ def test_a_label_noise_axis_of_a_subset_sweep_trains_each_point_on_its_own_label
     spec = presets.resolve("memorization", "digits", ["seeds=2", "ratios=[0.5]", "grid={corruption.p: [0.0, 0.3]}"])
     variants = {p.cell: p.variant for p in planner.expand(spec, 1)}
     assert variants == {"ratio0.5-p0": "real", "ratio0.5-p0.3": "randY:0.3"}
+    # A store planned when every point trained on the sweep's own labels never grows into mixed labels.
+    old = [dataclasses.replace(p, variant="real").to_dict() for p in planner.expand(spec, 1)]
+    bigger = presets.resolve("memorization", "digits", ["seeds=4", "ratios=[0.5]", "grid={corruption.p: [0.0, 0.3]}"])
+    with pytest.raises(presets.SpecError, match="growing it would mix two labelings in a cell"):
+        planner.grow({"spec": spec.model_dump(), "plan": old}, bigger)
+    assert planner.grow({"spec": spec.model_dump(), "plan": [p.to_dict() for p in planner.expand(spec, 1)]}, bigger)
     with pytest.raises(presets.SpecError, match="'arch' is the study's own axis or identity"):
         presets.resolve("memorization", "digits", ["grid={arch: [mlp, cnn]}"])
 
