@@ -15,6 +15,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from analysis.kinds import keys
+
 
 class MissingRows(ValueError):
     """Per-epoch rows of the examples table are missing (a damaged or partial store)."""
@@ -33,12 +35,6 @@ def _matrix(rows: pd.DataFrame, column: str) -> np.ndarray:
             f"example {first[1]}; every recorded epoch needs every example (`sweep verify`)"
         )
     return table.to_numpy()
-
-
-def keys(frame: pd.DataFrame) -> list[str]:
-    """What names one model's kind in `frame`: its variant, and its architecture where the frame
-    has one (a multi-architecture convergence grid). The measures are kept apart by these keys."""
-    return [c for c in ("arch", "variant") if c in frame.columns]
 
 
 def _per_seed(rows: pd.DataFrame):

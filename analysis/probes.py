@@ -7,11 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis import kinds
+
 
 def csr_curve(probes: pd.DataFrame) -> pd.DataFrame:
     """Per arch x variant x epoch: mean and std over seeds of the critical sample ratio."""
     rows = probes[probes.probe == "csr"]
-    keys = [c for c in ("arch", "variant") if c in rows.columns] + ["epoch"]
+    keys = kinds.keys(rows) + ["epoch"]
     out = rows.groupby(keys, observed=True).value.agg(csr="mean", csr_std="std", seeds="count")
     return out.reset_index()
 
@@ -19,19 +21,19 @@ def csr_curve(probes: pd.DataFrame) -> pd.DataFrame:
 def weight_noise_curves(probes: pd.DataFrame) -> pd.DataFrame:
     """Per arch x variant x seed x split x sigma: accuracy averaged over the noise draws."""
     rows = probes[probes.probe == "weight_noise"]
-    keys = [c for c in ("arch", "variant") if c in rows.columns] + ["seed", "split", "sigma"]
+    keys = kinds.keys(rows) + ["seed", "split", "sigma"]
     return rows.groupby(keys, observed=True).value.mean().rename("acc").reset_index()
 
 
 def weight_noise_means(curves: pd.DataFrame) -> pd.DataFrame:
     """`weight_noise_curves` averaged over seeds: accuracy per (arch x) variant x split x sigma."""
-    keys = [c for c in ("arch", "variant") if c in curves.columns] + ["split", "sigma"]
+    keys = kinds.keys(curves) + ["split", "sigma"]
     return curves.groupby(keys, observed=True, sort=False).acc.mean().reset_index()
 
 
 def epoch_means(epochs: pd.DataFrame) -> pd.DataFrame:
     """Training and validation accuracy per (arch x) variant x epoch, averaged over seeds."""
-    keys = [c for c in ("arch", "variant") if c in epochs.columns] + ["epoch"]
+    keys = kinds.keys(epochs) + ["epoch"]
     return epochs.groupby(keys, observed=True, sort=False)[["train_acc", "val_acc"]].mean().reset_index()
 
 
@@ -54,7 +56,7 @@ def halving_sigma_array(sigmas: np.ndarray, acc: np.ndarray) -> float:
 def halving_sigma(curves: pd.DataFrame) -> pd.DataFrame:
     """Per model (arch x variant x seed) x split, from `weight_noise_curves`: acc at sigma 0 and
     `sigma_half`, the sigma at which accuracy halves (NaN: not within the grid)."""
-    keys = [c for c in ("arch", "variant") if c in curves.columns] + ["seed", "split"]
+    keys = kinds.keys(curves) + ["seed", "split"]
     out = []
     for key, one in curves.groupby(keys, observed=True):
         one = one.sort_values("sigma")
@@ -72,14 +74,14 @@ def norm_curves(norms: pd.DataFrame) -> pd.DataFrame:
     """Per arch x variant x epoch: mean over seeds of the whole model's weight norm (epoch 0:
     at initialization)."""
     rows = norms[norms.layer == "total"]
-    keys = [c for c in ("arch", "variant") if c in rows.columns] + ["epoch"]
+    keys = kinds.keys(rows) + ["epoch"]
     return rows.groupby(keys, observed=True).norm.mean().reset_index()
 
 
 def layer_norms_before_after(norms: pd.DataFrame) -> pd.DataFrame:
     """Per arch x variant x layer (in model order, 'total' last): mean over seeds of the norm at
     initialization (`before`, epoch 0) and at the last recorded epoch (`after`), and after/before."""
-    keys = [c for c in ("arch", "variant") if c in norms.columns]
+    keys = kinds.keys(norms)
     last = norms.groupby(keys + ["seed"], observed=True).epoch.transform("max")
     pick = {"before": norms[norms.epoch == 0], "after": norms[norms.epoch == last]}
     parts = [
@@ -95,7 +97,7 @@ def early_stopping_summary(trials: pd.DataFrame) -> pd.DataFrame:
     """Per arch x variant (mean over seeds): the epoch of best validation accuracy, the epoch
     early stopping stopped (or would have stopped) at, and train / validation / test accuracy
     at the best epoch against at the end of full training."""
-    keys = [c for c in ("arch", "variant") if c in trials.columns]
+    keys = kinds.keys(trials)
     cols = {
         "best_epoch": "best_epoch",
         "early_stop_epoch": "early_stop_epoch",
@@ -134,7 +136,7 @@ def filter_stats(filters: pd.DataFrame) -> pd.DataFrame:
     """Per arch x variant x epoch (mean over seeds and filters): `change`, ||W - W0|| / ||W0||
     against the filters at initialization (epoch 0); `smoothness`, the neighbour correlation of
     W; `update_smoothness`, that of W - W0 (what training added)."""
-    keys = [c for c in ("arch", "variant") if c in filters.columns]
+    keys = kinds.keys(filters)
     out = []
     for key, model in filters.groupby(keys + ["seed"], observed=True):
         by_epoch = {int(e): filter_array(r) for e, r in model.groupby("epoch")}
@@ -153,7 +155,7 @@ def phase_summary(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     """Per architecture and variant (two models are never averaged together): phase 1's epochs,
     validation accuracy at the end of phase 1 and of phase 2, and training accuracy at the end of
     phase 2, each the mean over seeds."""
-    keys = [c for c in ("arch", "variant") if c in trials.columns and c in epochs.columns]
+    keys = kinds.keys(trials, epochs)
     b = trials.groupby(keys, observed=True).phase1_epochs.mean()
     last = epochs.sort_values("epoch").groupby([*keys, "seed"], observed=True).last()
     at_b = epochs.merge(trials[[*keys, "seed", "phase1_epochs"]], on=[*keys, "seed"])
@@ -172,7 +174,7 @@ def filter_pictures(filters: pd.DataFrame, first: int = 64):
     """(name, last epoch, picture of the first `first` filters of the lowest seed after it, picture of
     what training added to them or None without initial filters) per architecture and variant."""
     seed0 = filters[filters.seed == filters.seed.min()]
-    keys = [c for c in ("arch", "variant") if c in seed0.columns]  # each architecture's own filters
+    keys = kinds.keys(seed0)  # each architecture's own filters
     for key, rows in seed0.groupby(keys, observed=True):
         name = " ".join(map(str, key)) if isinstance(key, tuple) else str(key)
         last = int(rows.epoch.max())

@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import yaml
 
-from analysis import aggregate, convergence, difficulty, dynamics, figures, load, probes
+from analysis import aggregate, convergence, difficulty, dynamics, figures, kinds, load, probes
 from analysis import memorization as memo
 
 GALLERY_SIZE = 10
@@ -506,9 +506,7 @@ def _agreement_sections(per: pd.DataFrame) -> list:
     out: list = []
     agree = dynamics.agreement(per)
     if len(agree):
-        wide = agree.assign(pair=agree.a + " / " + agree.b).pivot(
-            index=dynamics.keys(per), columns="pair", values="rho"
-        )
+        wide = agree.assign(pair=agree.a + " / " + agree.b).pivot(index=kinds.keys(per), columns="pair", values="rho")
         out += [
             "<h3>Do the difficulty measures agree?</h3><p class='note'>Spearman rank correlation across "
             "examples of the hardness scores (1 - P(correct) at the last epoch, forgetting events, "
@@ -846,12 +844,14 @@ def _fit_html(spec: dict[str, Any], trials: pd.DataFrame) -> str:
     )
 
 
-def _models_sentence(frame: pd.DataFrame) -> str:
+def _support_sentences(frame: pd.DataFrame) -> str:
+    """What each estimate rests on (`memorization.support`): the models in and out, and the errors."""
     n = memo.support(frame)
     return (
         f"Each example's estimate rests on the models that trained on it (n_in: {n['n_in_min']}-"
         f"{n['n_in_max']}, median {n['n_in_median']:.0f}) and those that did not (n_out: "
-        f"{n['n_out_min']}-{n['n_out_max']}, median {n['n_out_median']:.0f})."
+        f"{n['n_out_min']}-{n['n_out_max']}, median {n['n_out_median']:.0f}). "
+        f"Standard errors: Agresti-Caffo (largest {n['se_max']:.3f}, median {n['se_median']:.3f}); "
     )
 
 
@@ -863,9 +863,7 @@ def _memorization_sections(results, sweep, spec, examples, members, images, rati
         f"P[h(x_i) = y_i | i not in S] (Feldman &amp; Zhang 2020): the accuracy on training example i of "
         f"the models whose random {ratio:.0%} subset S{others} contained it, minus that of the models whose subset did "
         f"not, with y_i the label the models trained on. Near 1: the models get i right only when they "
-        f"saw it (memorized); near 0: they get it right (or wrong) either way. {_models_sentence(mem)} "
-        f"Standard errors: Agresti-Caffo (largest {memo.support(mem)['se_max']:.3f}, median "
-        f"{memo.support(mem)['se_median']:.3f}); "
+        f"saw it (memorized); near 0: they get it right (or wrong) either way. {_support_sentences(mem)}"
         "intervals 95%.</p>"
     )
     out: list = [

@@ -161,23 +161,21 @@ def _cell_packs(
 ) -> list[TrialPlan]:
     """The trials of seed indices [lo, hi) of every cell and trial group, those of trial cell c
     numbered from first(c)."""
-    cells = (
-        [(spec.cell_of(r), spec.variant) for r in spec.ratios]
-        if isinstance(spec, SubsetSpec)
-        else [(v, v) for v in spec.variants]
-    )
+    subsets = isinstance(spec, SubsetSpec)
+    cells = [spec.cell_of(r) for r in spec.ratios] if subsets else list(spec.variants)
     points, plans = spec.points(), []
     names = axes.labels(points)
-    for cell, variant in cells:
-        # Points that differ only in per-member hyperparameters share a trial (and its packs);
-        # each other value of an axis (a width, a batch size) is a trial group of its own.
-        for group, indices in axes.trial_groups(points).items():
+    # Points that differ only in per-member hyperparameters share a trial (and its packs); each
+    # other value of an axis (a width, a batch size) is a trial group of its own. A subset sweep's
+    # variant follows the group's point (a corruption.p axis: the labels it trains on).
+    groups = axes.trial_groups(points)
+    trained = {g: spec.at(axes.trial_part(points[i[0]])).variant if subsets else None for g, i in groups.items()}
+    k = {g: _seeds_per_trial(spec.model_copy(update={"seeds": hi - lo}), slots, len(i)) for g, i in groups.items()}
+    for cell in cells:
+        for group, indices in groups.items():
             members = tuple((i, f"{cell}-{names[i]}") for i in indices) if spec.grid or spec.sample else ()
-            k = _seeds_per_trial(spec.model_copy(update={"seeds": hi - lo}), slots, len(indices))
             name = f"{cell}-{group}" if group else cell
-            # A subset sweep's variant follows the trial's point (a corruption.p axis: its labels).
-            trained = spec.at(axes.trial_part(points[indices[0]])).variant if isinstance(spec, SubsetSpec) else variant
-            plans += _seed_packs(name, trained, lo, hi, k, first(name), points=members)
+            plans += _seed_packs(name, trained[group] or cell, lo, hi, k[group], first(name), points=members)
     return plans
 
 

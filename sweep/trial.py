@@ -62,7 +62,9 @@ def run(config: dict[str, Any]) -> None:
             "git_rev": ctx["git_rev"],
         },
     )
-    tune.report({**_final_summary(tables["trials"]), **extra})
+    # A fig1 or subset trial's cells are its hyperparameter points (a convergence pack's, its corruptions).
+    by_point = len(plan.points) > 1 and not plan.members
+    tune.report({**_final_summary(tables["trials"], by_point), **extra})
 
 
 def _pack(spec, plan: TrialPlan, job, device):
@@ -214,9 +216,10 @@ def _fig1_trial(spec, plan: TrialPlan, job, ctx: dict, started, t0: float, rss_b
     return tables
 
 
-def _final_summary(trials: pa.Table) -> dict[str, float]:
+def _final_summary(trials: pa.Table, by_point: bool = False) -> dict[str, float]:
     """What the trial tells Tune at the end: means over all its models, each at its own last
-    epoch (a model that stopped early counts with its final accuracy), from its trials rows."""
+    epoch (a model that stopped early counts with its final accuracy), from its trials rows;
+    by_point: also each hyperparameter point's (cell's) test accuracy apart."""
 
     def mean(column: str) -> float:
         return float(np.nanmean(trials.column(column).to_numpy(zero_copy_only=False).astype(float)))
@@ -231,8 +234,8 @@ def _final_summary(trials: pa.Table) -> dict[str, float]:
     }
     if "fit_acc" in trials.column_names:
         out["fit_acc"] = mean("fit_acc")
-    cells = trials.column("cell").to_pylist() if "cell" in trials.column_names else []
-    if len(set(cells)) > 1:  # hyperparameter points packed together: each one's test accuracy apart
+    if by_point:
+        cells = trials.column("cell").to_pylist()
         acc = trials.column("final_test_acc").to_numpy(zero_copy_only=False).astype(float)
         out["test_acc_by_cell"] = {c: float(np.nanmean(acc[np.array(cells) == c])) for c in dict.fromkeys(cells)}
     return out

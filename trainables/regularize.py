@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from catalog import REGULARIZERS  # noqa: F401  (the names, in the catalog; their code, here)
+from catalog import REGULARIZERS  # the names, in the catalog; their code, here
 
 
 def any_on(value: float | torch.Tensor) -> bool:
