@@ -17,11 +17,11 @@ BASELINE_COLOR = catalog.BASELINE_COLOUR
 MAX_POINTS = 2000  # per curve; a longer sorted curve is drawn at evenly spaced ranks
 
 
-def _layout(fig: go.Figure, legend_y: float | None = -0.25, **layout) -> go.Figure:
+def layout(fig: go.Figure, legend_y: float | None = -0.25, **options) -> go.Figure:
     """Every figure's look: plotly's white template and, unless legend_y is None, a horizontal
-    legend below the plot at `legend_y`; `layout` adds the figure's own title, height and axes."""
+    legend below the plot at `legend_y`; `options` adds the figure's own title, height and axes."""
     legend = {} if legend_y is None else {"legend": dict(orientation="h", y=legend_y)}
-    fig.update_layout(template="plotly_white", **legend, **layout)
+    fig.update_layout(template="plotly_white", **legend, **options)
     return fig
 
 
@@ -77,7 +77,7 @@ def p_correct_curves(
             _add_curve(fig, _thin(line), name, col, baseline=True)
         fig.update_xaxes(title_text="Examples sorted by P(correct)" if len(epochs) <= 3 else "rank", row=1, col=col)
     fig.update_yaxes(title_text="P(correct)", range=[-0.02, 1.02], row=1, col=1)
-    _layout(fig, title=title or f"P(correct) per example, {split} split", height=440, margin=dict(t=80), legend_y=-0.2)
+    layout(fig, title=title or f"P(correct) per example, {split} split", height=440, margin=dict(t=80), legend_y=-0.2)
     return fig
 
 
@@ -151,7 +151,7 @@ def p_correct_histograms(
                 hovertemplate=f"<b>{variant}</b><br>P(correct) %{{x:.2f}}<br>%{{y}} examples<extra></extra>",
             )
         )
-    _layout(
+    layout(
         fig,
         barmode="overlay",
         height=360,
@@ -177,7 +177,7 @@ def gallery(images: np.ndarray, captions: Sequence[str], title: str, columns: in
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_annotations(font_size=10)
-    _layout(fig, title=title, height=130 * rows + 70, margin=dict(t=70, b=10, l=10, r=10), legend_y=None)
+    layout(fig, title=title, height=130 * rows + 70, margin=dict(t=70, b=10, l=10, r=10), legend_y=None)
     return fig
 
 
@@ -235,7 +235,7 @@ def time_to_interpolation(curve: pd.DataFrame, title: str | None = None) -> go.F
     fig.update_xaxes(title_text="label corruption p", range=[-0.05, 1.05])
     fig.update_yaxes(title_text="epochs", row=1, col=1, rangemode="tozero")
     fig.update_yaxes(title_text="seconds", row=1, col=2, rangemode="tozero")
-    _layout(fig, title=title or "Convergence slowdown (Zhang et al. 2017, Fig. 1b)", height=420)
+    layout(fig, title=title or "Convergence slowdown (Zhang et al. 2017, Fig. 1b)", height=420)
     return fig
 
 
@@ -274,7 +274,7 @@ def generalization_error(curve: pd.DataFrame, chance: float = 0.9, title: str | 
         annotation_text=f"chance ({chance:.0%})",
         annotation_position="bottom right",
     )
-    _layout(
+    layout(
         fig,
         title=title or "Test error at interpolation (Zhang et al. 2017, Fig. 1c)",
         height=420,
@@ -292,7 +292,7 @@ def learning_curves(lc: pd.DataFrame, metric: str = "train_loss", title: str | N
     fig = make_subplots(
         rows=1, cols=max(1, len(archs)), subplot_titles=archs, shared_yaxes=True, horizontal_spacing=0.03
     )
-    colors = _colors(list(dict.fromkeys(lc.variant)))  # the same colour per variant as the other figures
+    colors = variant_colours(list(dict.fromkeys(lc.variant)))  # the same colour per variant as the other figures
     for col, arch in enumerate(archs, start=1):
         for variant, rows in _by_level(lc[lc.arch == arch]).groupby("variant", sort=False):
             fig.add_trace(
@@ -311,7 +311,7 @@ def learning_curves(lc: pd.DataFrame, metric: str = "train_loss", title: str | N
             )
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_yaxes(title_text=metric.replace("_", " "), row=1, col=1)
-    _layout(fig, title=title or f"{metric.replace('_', ' ')} per epoch", height=400)
+    layout(fig, title=title or f"{metric.replace('_', ' ')} per epoch", height=400)
     return fig
 
 
@@ -321,7 +321,7 @@ PALETTE = list(catalog.OKABE_ITO)
 DATA_MAP_POINTS = 4000  # per panel; more examples are drawn as a fixed random sample
 
 
-def _colors(variants: Sequence[str]) -> dict[str, str]:
+def variant_colours(variants: Sequence[str]) -> dict[str, str]:
     """The catalog's colour of each variant (kinds, and grid levels on a sequential scale); the
     palette in order for other names."""
     out, free = {}, itertools.cycle(PALETTE[3:] + PALETTE[:3])
@@ -353,7 +353,7 @@ def _by_level(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _lines(frame: pd.DataFrame):
+def variant_lines(frame: pd.DataFrame):
     """(name, dash, variant, rows) per line: one per variant, and per architecture too when the
     frame has several (colour: the variant; dash: the architecture)."""
     archs = list(dict.fromkeys(frame.arch.astype(str))) if "arch" in frame.columns else []
@@ -379,7 +379,7 @@ def _level_grid(frame: pd.DataFrame, **subplots):
     (row, col, arch, variant, colour, rows) per panel that has rows."""
     panels = _by_arch(frame)
     variants = sorted(dict.fromkeys(frame.variant.astype(str)), key=_variant_key)
-    colors = _colors(variants)
+    colors = variant_colours(variants)
     fig = make_subplots(
         rows=len(panels),
         cols=len(variants),
@@ -402,8 +402,8 @@ def oscillation(osc: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Intersection (dashed) and union (solid) of the correctly classified training sets of
     consecutive epochs, against the later epoch, one colour per variant and one panel per
     architecture. Input: `dynamics.oscillation_means`."""
-    mean = _means(osc, "dynamics.oscillation_means")
-    colors = _colors(list(dict.fromkeys(mean.variant)))
+    mean = require_means(osc, "dynamics.oscillation_means")
+    colors = variant_colours(list(dict.fromkeys(mean.variant)))
     panels, shown = _by_arch(mean), set()
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels], shared_yaxes=True)
     for panel, (arch, part) in enumerate(panels, start=1):
@@ -430,7 +430,7 @@ def oscillation(osc: pd.DataFrame, title: str | None = None) -> go.Figure:
                 shown.add(name)
         fig.update_xaxes(title_text="epoch t", row=1, col=panel)
     fig.update_yaxes(title_text="fraction of training examples", range=[0, 1.02], row=1, col=1)
-    _layout(
+    layout(
         fig,
         title=title or "Accuracy oscillation: correct at epoch t-1 and t (intersection) or either (union)",
         height=400,
@@ -470,7 +470,7 @@ def forgetting_histogram(events: pd.DataFrame, title: str | None = None) -> go.F
             shown.add(label)
     fig.update_xaxes(title_text="forgetting events (summed over seeds)", row=n_rows)
     fig.update_yaxes(title_text="% of examples", col=1)
-    _layout(
+    layout(
         fig,
         barmode="group",
         height=80 + 300 * n_rows,
@@ -527,7 +527,7 @@ def data_map(maps: pd.DataFrame, title: str | None = None) -> go.Figure:
             shown.add(name)
     fig.update_xaxes(title_text="variability", row=n_rows)
     fig.update_yaxes(title_text="confidence", range=[-0.02, 1.02], col=1)
-    _layout(
+    layout(
         fig,
         title=title or "Data maps: confidence and variability of the labelled class's probability",
         height=80 + 360 * n_rows,
@@ -546,7 +546,7 @@ def _panels_per_arch(*frames: pd.DataFrame) -> list[pd.DataFrame]:
     ]
 
 
-def _means(frame: pd.DataFrame, means: str) -> pd.DataFrame:
+def require_means(frame: pd.DataFrame, means: str) -> pd.DataFrame:
     """`frame`, which must hold means over seeds: ValueError naming the function that gives them
     if it still has a seed column (a figure computes nothing, and would draw each seed's rows)."""
     if "seed" in frame.columns:
@@ -602,67 +602,9 @@ def phases(epochs: pd.DataFrame, boundaries: pd.DataFrame, title: str | None = N
             )
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    _layout(
+    layout(
         fig, title=title or "Catastrophic forgetting: phase 1 fits train + validation, phase 2 train alone", height=420
     )
-    return fig
-
-
-# --- model probes -------------------------------------------------------------------------
-
-
-def csr(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """Critical sample ratio against epoch, one line per variant (mean over seeds). Input: `probes.csr_curve`."""
-    colors = _colors(list(dict.fromkeys(curve.variant)))
-    fig = go.Figure()
-    for name, dash, variant, rows in _lines(curve):
-        fig.add_trace(
-            go.Scatter(
-                x=rows.epoch,
-                y=rows.csr,
-                mode="lines+markers",
-                name=name,
-                line=dict(color=colors[variant], width=2.5, dash=dash),
-                hovertemplate=f"<b>{name}</b><br>epoch %{{x}}<br>CSR %{{y:.3f}}<extra></extra>",
-            )
-        )
-    _layout(
-        fig,
-        title=title or "Critical sample ratio (Arpit et al. 2017, Fig. 9)",
-        height=400,
-        xaxis_title="epoch (0: initialization)",
-        yaxis_title="critical sample ratio",
-        yaxis_rangemode="tozero",
-    )
-    return fig
-
-
-def weight_noise(curves: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """Accuracy against log-normal weight-noise sigma, one panel per split, one line per
-    variant (mean over seeds and draws). Input: `probes.weight_noise_means`."""
-    splits = list(dict.fromkeys(curves.split))
-    mean = _means(curves, "probes.weight_noise_means")
-    colors = _colors(list(dict.fromkeys(mean.variant)))
-    fig = make_subplots(rows=1, cols=len(splits), subplot_titles=[f"{s} split" for s in splits], shared_yaxes=True)
-    for col, split in enumerate(splits, start=1):
-        for name, dash, variant, rows in _lines(mean[mean.split == split]):
-            fig.add_trace(
-                go.Scatter(
-                    x=rows.sigma,
-                    y=rows.acc,
-                    mode="lines+markers",
-                    name=name,
-                    legendgroup=name,
-                    showlegend=col == 1,
-                    line=dict(color=colors[variant], width=2.5, dash=dash),
-                    hovertemplate=f"<b>{name}</b>, {split}<br>sigma %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>",
-                ),
-                row=1,
-                col=col,
-            )
-        fig.update_xaxes(title_text="sigma (weights x exp(sigma N(0,1)))", row=1, col=col)
-    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    _layout(fig, title=title or "Weight-noise sensitivity", height=400)
     return fig
 
 
@@ -671,7 +613,7 @@ def early_stopping(epochs: pd.DataFrame, stops: pd.DataFrame, title: str | None 
     per variant, with the early-stopping epoch (dotted) and the best validation epoch marked.
     Inputs: `probes.epoch_means` of the `epochs` table; per (arch x) variant `best_epoch` and
     `early_stop_epoch`."""
-    fig, variants, mean, stops = _variant_panels(_means(epochs, "probes.epoch_means"), stops)
+    fig, variants, mean, stops = _variant_panels(require_means(epochs, "probes.epoch_means"), stops)
     for col, variant in enumerate(variants, start=1):
         rows = mean[mean.variant == variant]
         for metric, dash, color, name in (
@@ -719,7 +661,7 @@ def early_stopping(epochs: pd.DataFrame, stops: pd.DataFrame, title: str | None 
             )
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    _layout(fig, title=title or "Full training and early stopping", height=420)
+    layout(fig, title=title or "Full training and early stopping", height=420)
     return fig
 
 
@@ -727,7 +669,7 @@ def weight_norms(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Whole-model Frobenius norm against epoch (0: initialization), one line per variant, one
     panel per architecture (architectures differ in size: their norms never share a line).
     Input: `probes.norm_curves`."""
-    colors = _colors(list(dict.fromkeys(curve.variant)))
+    colors = variant_colours(list(dict.fromkeys(curve.variant)))
     panels = _by_arch(curve)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels])
     for col, (arch, part) in enumerate(panels, start=1):
@@ -748,7 +690,7 @@ def weight_norms(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
                 col=col,
             )
         fig.update_xaxes(title_text="epoch (0: initialization)", row=1, col=col)
-    _layout(
+    layout(
         fig,
         title=title or "Total weight norm during training",
         height=380,
@@ -760,7 +702,7 @@ def weight_norms(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
 def layer_norms(before_after: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Per-layer norms at initialization (grey) and after training (one bar per variant), one
     panel per architecture (each has its own layers). Input: `probes.layer_norms_before_after`."""
-    colors = _colors(list(dict.fromkeys(before_after.variant)))
+    colors = variant_colours(list(dict.fromkeys(before_after.variant)))
     panels = _by_arch(before_after)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels])
     for col, (_, part) in enumerate(panels, start=1):
@@ -793,7 +735,7 @@ def layer_norms(before_after: pd.DataFrame, title: str | None = None) -> go.Figu
                 col=col,
             )
         fig.update_xaxes(categoryorder="array", categoryarray=list(dict.fromkeys(part.layer)), row=1, col=col)
-    _layout(
+    layout(
         fig,
         barmode="group",
         title=title or "Layer norms before and after training",
@@ -817,7 +759,7 @@ def image(picture: np.ndarray, title: str, height: int = 420) -> go.Figure:
     fig = go.Figure(go.Image(source=uri, hoverinfo="skip"))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    _layout(fig, title=title, height=height, margin=dict(t=60, b=10, l=10, r=10), legend_y=None)
+    layout(fig, title=title, height=height, margin=dict(t=60, b=10, l=10, r=10), legend_y=None)
     return fig
 
 
@@ -850,7 +792,7 @@ def score_histogram(frame: pd.DataFrame, column: str, title: str, xaxis: str, bi
                 xbins=dict(start=lo, end=hi + 1e-9, size=(hi - lo) / bins),
             )
         )
-    _layout(
+    layout(
         fig,
         barmode="overlay",
         height=360,
@@ -876,7 +818,7 @@ def roc(curve: pd.DataFrame, auc: float, title: str) -> go.Figure:
             ),
         ]
     )
-    _layout(
+    layout(
         fig,
         height=420,
         width=520,
@@ -905,7 +847,7 @@ def score_scatter(frame: pd.DataFrame, x: str, y: str, xaxis: str, yaxis: str, t
                 "%{y:.3f}<extra></extra>",
             )
         )
-    _layout(fig, height=420, title=title, xaxis_title=xaxis, yaxis_title=yaxis)
+    layout(fig, height=420, title=title, xaxis_title=xaxis, yaxis_title=yaxis)
     return fig
 
 
@@ -932,7 +874,7 @@ def held_out_by_ratio(bands: pd.DataFrame, title: str) -> go.Figure:
         fig.add_trace(
             go.Scatter(x=ratios, y=rows["median"], mode="lines+markers", name=name, line=dict(color=colour, width=2.5))
         )
-    _layout(
+    layout(
         fig,
         height=380,
         title=title,
@@ -981,4 +923,4 @@ def by_axis(table: pd.DataFrame, axis: str, metrics: Sequence[str], title: str) 
     log = number and table[axis].min() > 0 and table[axis].max() >= 10 * table[axis].min()
     fig.update_xaxes(title_text=axis, type="log" if log else None)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    return _layout(fig, title=title, height=460)
+    return layout(fig, title=title, height=460)

@@ -19,8 +19,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import yaml
 
-from analysis import aggregate, convergence, difficulty, dynamics, figures, kinds, load, probes
+from analysis import aggregate, convergence, difficulty, dynamics, figures, kinds, load, probes, training
 from analysis import memorization as memo
+from analysis.render import table as _table_html
 
 GALLERY_SIZE = 10
 
@@ -64,6 +65,7 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
     if trials is not None and len(trials):
         if spec.get("engine") == "subsets":  # its models stop at their own epochs: no dynamics
             sections += _subset_sections(results, sweep, spec, trials, images)
+            sections += _plugin_sections(results, sweep, spec, {})
         elif spec.get("engine", "packed") == "interpolate":
             epochs = load.load_table(results, sweep, "epochs")
             points = _axis_points(manifest["spec"], trials)
@@ -72,13 +74,14 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
             for heading, where in points:
                 mine = _rows_of(trials, where), _rows_of(epochs, where)
                 sections += heading + _convergence_sections(spec, *mine)
-                sections += _probe_sections(results, sweep, spec, *mine)
+                sections += _probe_sections(results, sweep, spec, *mine, where)
         else:
             points = _axis_points(manifest["spec"], trials)
             if len(points) > 1:
                 sections += _axes_section(results, sweep, manifest["spec"])
             for heading, where in points[:MAX_POINT_SECTIONS]:
                 sections += heading + _difficulty_sections(results, sweep, spec, images, where)
+                sections += _plugin_sections(results, sweep, spec, where)
             if len(points) > MAX_POINT_SECTIONS:
                 sections.append(
                     f"<p class='note'>P(correct) sections are drawn for the first {MAX_POINT_SECTIONS} "
@@ -287,58 +290,6 @@ def _convergence_sections(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd
 
 
 # Column headers a reader understands without the source (analysis functions keep short names).
-HEADERS = {
-    "arch": "architecture",
-    "acc0": "accuracy without noise",
-    "sigma_half": "sigma where accuracy halves",
-    "change": "||W - W0|| / ||W0||",
-    "smoothness": "smoothness of W",
-    "update_smoothness": "smoothness of W - W0",
-    "best_epoch": "best validation epoch",
-    "early_stop_epoch": "early-stop epoch",
-    "epochs_trained": "epochs trained",
-    "n": "examples",
-    "n_corrupted": "corrupted examples",
-    "chance": "corrupted share (random ranking)",
-    "intersection": "correct at both epochs",
-    "union": "correct at either epoch",
-    "epochs t-1, t = .., t": "first pair of epochs, ending at",
-}
-
-
-def _table_html(
-    frame: pd.DataFrame, formats: dict[str, str] | None = None, bold: tuple[str, ...] = (), row_heads: bool = False
-) -> str:
-    """The report's one table renderer: a DataFrame as an HTML table, text left, numbers right
-    (`formats`: a column's format, default '.3f' for floats), NaN as a dash, `bold` columns in
-    bold. row_heads: no header row; each row's first cell heads it (a key-value table)."""
-    formats = formats or {}
-
-    def cell(col, v):
-        if isinstance(v, (float, np.floating)):
-            text = "&ndash;" if pd.isna(v) else format(v, formats.get(col, ".3f"))
-            return f"<td><b>{text}</b></td>" if col in bold else f"<td>{text}</td>"
-        if isinstance(v, (int, np.integer)):
-            return f"<td>{v}</td>"
-        return f"<td class='l'>{html.escape(str(v))}</td>"
-
-    def row(values):
-        if row_heads:
-            return (
-                f"<tr><th class='l'>{html.escape(str(values[0]))}</th>"
-                + "".join(cell(c, v) for c, v in zip(frame.columns[1:], values[1:]))
-                + "</tr>"
-            )
-        return "<tr>" + "".join(cell(c, v) for c, v in zip(frame.columns, values)) + "</tr>"
-
-    head = (
-        ""
-        if row_heads
-        else "<tr>" + "".join(f"<th>{html.escape(HEADERS.get(str(c), str(c)))}</th>" for c in frame.columns) + "</tr>"
-    )
-    return f"<table>{head}{''.join(row(r) for r in frame.itertuples(index=False))}</table>"
-
-
 def _optional(results: str, sweep: str, table: str, **kw) -> pd.DataFrame | None:
     try:
         return load.load_table(results, sweep, table, **kw)
@@ -346,18 +297,24 @@ def _optional(results: str, sweep: str, table: str, **kw) -> pd.DataFrame | None
         return None
 
 
-def _probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame) -> list:
-    """Catastrophic forgetting, early stopping, weight norms, CSR, weight noise and filters:
-    each when the sweep recorded it."""
-    found = _optional(results, sweep, "probes")
+def _probe_sections(
+    results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame, where: dict
+) -> list:
+    """Catastrophic forgetting, early stopping, weight norms, then each probe's section
+    (`analysis.probes`): each when the sweep recorded it, for the point `where`."""
+    norms = _optional(results, sweep, "norms")
     return [
         *_forgetting_section(spec, trials, epochs),
         *_early_stopping_section(spec, trials, epochs),
-        *_norms_section(_optional(results, sweep, "norms")),
-        *_csr_section(spec, found),
-        *_weight_noise_section(spec, found),
-        *_filters_section(_optional(results, sweep, "filters")),
+        *_norms_section(None if norms is None else _rows_of(norms, where)),
+        *_plugin_sections(results, sweep, spec, where),
     ]
+
+
+def _plugin_sections(results: str, sweep: str, spec: dict[str, Any], where: dict[str, list]) -> list:
+    """The section of each probe plug-in the sweep ran (`analysis.probes`), for the point `where`."""
+    tables = {t: _optional(results, sweep, t) for t in ("probes", "filters")}
+    return probes.sections(spec, {t: None if rows is None else _rows_of(rows, where) for t, rows in tables.items()})
 
 
 def _forgetting_section(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame) -> list:
@@ -372,21 +329,21 @@ def _forgetting_section(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.D
         figures.phases(
             epochs, trials[[c for c in ("arch", "variant", "seed", "phase1_epochs") if c in trials.columns]]
         ),
-        _table_html(probes.phase_summary(trials, epochs), {"phase 1 epochs": ".1f"}),
+        _table_html(training.phase_summary(trials, epochs), {"phase 1 epochs": ".1f"}),
     ]
 
 
 def _early_stopping_section(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame) -> list:
     if "val_acc" not in epochs.columns or not spec.get("early_stopping", {}).get("patience"):
         return []
-    es = probes.early_stopping_summary(trials)
+    es = training.early_stopping_summary(trials)
     stop_mode = "stopped" if spec["early_stopping"]["stop"] else "would have stopped (recorded, training went on)"
     return [
         f"<h2>Early stopping</h2><p class='note'>Patience {spec['early_stopping']['patience']} epochs on "
         f"validation accuracy ({spec['validation']['corruption']} labels); the run {stop_mode} "
         "at the dotted line. Accuracies at the best validation epoch against the end of training, "
         "mean over seeds.</p>",
-        figures.early_stopping(probes.epoch_means(epochs), es),
+        figures.early_stopping(training.epoch_means(epochs), es),
         _table_html(es, {"best_epoch": ".1f", "early_stop_epoch": ".1f", "epochs_trained": ".0f"}),
     ]
 
@@ -397,56 +354,9 @@ def _norms_section(norms: pd.DataFrame | None) -> list:
     return [
         "<h2>Weight norms</h2><p class='note'>Frobenius norm of all parameters per epoch (mean over "
         "seeds), and of each layer at initialization and after training.</p>",
-        figures.weight_norms(probes.norm_curves(norms)),
-        figures.layer_norms(probes.layer_norms_before_after(norms)),
+        figures.weight_norms(training.norm_curves(norms)),
+        figures.layer_norms(training.layer_norms_before_after(norms)),
     ]
-
-
-def _csr_section(spec: dict[str, Any], found: pd.DataFrame | None) -> list:
-    if found is None or not (found.probe == "csr").any():
-        return []
-    c = spec["probes"]["csr"]
-    return [
-        "<h2>Critical sample ratio</h2><p class='note'>LASS on the first "
-        f"{c['n']} {c['split']} images every {c['every']} epochs: alpha {c['alpha'] * 255:.2f}/255, "
-        f"beta {c['beta'] * 255:.2f}/255, box radius r = {c['r'] * 255:.0f}/255 (L-inf, pixel units), "
-        f"at most {c['iters']} steps. A sample is critical when its predicted class changes inside the box.</p>",
-        figures.csr(probes.csr_curve(found)),
-    ]
-
-
-def _weight_noise_section(spec: dict[str, Any], found: pd.DataFrame | None) -> list:
-    if found is None or not (found.probe == "weight_noise").any():
-        return []
-    curves = probes.weight_noise_curves(found)
-    wn = spec["probes"]["weight_noise"]
-    return [
-        "<h2>Weight-noise sensitivity</h2><p class='note'>The trained model frozen, every parameter "
-        f"multiplied by exp(sigma N(0,1)); accuracy averaged over {wn['draws']} draws per sigma. "
-        "sigma_half: where accuracy falls to half its noise-free value (linear between grid points; "
-        "a dash: not within the grid).</p>",
-        figures.weight_noise(probes.weight_noise_means(curves)),
-        _table_html(probes.halving_sigma(curves), {"sigma_half": ".3f", "acc0": ".3f"}),
-    ]
-
-
-def _filters_section(filters: pd.DataFrame | None) -> list:
-    if filters is None or not len(filters):
-        return []
-    out = [
-        "<h2>First-layer filters</h2><p class='note'>The first convolution's filters (the first 64 of "
-        "seed 0), each scaled to its own range (Arpit et al. 2017, Fig. 2), after the last recorded "
-        "epoch, and what training added to them (W - W at initialization). <i>change</i>: "
-        "||W - W0|| / ||W0||; <i>smoothness</i>: correlation of adjacent weights (0: white noise, "
-        "positive: smooth, edge- or blob-like; negative: checkerboard), of W and of the update; "
-        "mean over filters and seeds.</p>",
-        _table_html(probes.filter_stats(filters), {"epoch": "d"}),
-    ]
-    for name, last, grid, change in probes.filter_pictures(filters):
-        out.append(figures.image(grid, f"{name}: first-layer filters after epoch {last}", height=300))
-        if change is not None:
-            out.append(figures.image(change, f"{name}: what {last} epochs added (W - W0)", height=300))
-    return out
 
 
 DYNAMICS_COLUMNS = ["variant", "seed", "epoch", "split", "index", "correct", "p_label", "label", "corrupted"]

@@ -3,13 +3,14 @@
 `prepare(spec, plan, data_root, device)` loads and corrupts the data and describes each member
 of the pack (seeds by the documented rule in `sweep/seeding.py`; training labels from its own
 corruption; identity keys for the store). `schedule(spec, plan)` is the engine's schedule.
-`Probes` are the hooks the engine's epoch callback runs (CSR, first-layer filters) and the
-after-training probe (weight noise); they work for any K and return rows.
+`Probes` runs the probe plug-ins (`sweep/probes/`) a spec turns on, from the engine's epoch
+callback and after training; they work for any K and return rows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +19,11 @@ import torch
 
 from catalog import SGD_HYPER, Corruption
 from sweep import axes
+from sweep import probes as probe_plugins
 from sweep.planner import TrialPlan
 from sweep.seeding import derive_seed
 from sweep.spec import ConvergenceSpec, DifficultySpec, Spec, SubsetSpec
-from trainables import corruption, engine, packs, probes
+from trainables import corruption, engine, packs
 from trainables import data as datasets
 
 
@@ -325,12 +327,17 @@ class Found:
 
 @dataclass
 class Probes:
-    """The probes of a convergence spec, run on each active member (a copy of it, as a module).
-    `found` holds what they measured, saved in every checkpoint."""
+    """The probes a spec turns on (`sweep/probes/`), run on each member still training (a copy
+    of it, as a module) after every epoch, and on every member after training. `found` holds
+    what they measured, with the phases and initial norms, saved in every checkpoint."""
 
-    spec: ConvergenceSpec
+    spec: Spec
     job: Job
     found: Found = field(default_factory=Found)
+
+    def __post_init__(self) -> None:
+        configs = getattr(self.spec, "probes", None)
+        self.on = {n: getattr(configs, n) for n in probe_plugins.REGISTRY if getattr(configs, n, None) is not None}
 
     def at_start(self, pack) -> None:
         if self.spec.norms:
@@ -338,60 +345,24 @@ class Probes:
         self.on_epoch(pack, 0, np.ones(self.job.members.k, dtype=bool))
 
     def on_epoch(self, pack, epoch: int, active: np.ndarray) -> None:
-        csr, filters = self.spec.probes.csr, self.spec.probes.filters
-        for k in np.flatnonzero(active):
-            if csr is not None and epoch % csr.every == 0:
-                self._csr(pack.member(k), int(k), epoch)
-            if filters is not None and (epoch == 0 or epoch in filters.epochs):
-                self.found.filters.append((int(k), epoch, probes.first_layer_filters(pack.member(k))))
-
-    def _csr(self, model, k: int, epoch: int) -> None:
-        c, data = self.spec.probes.csr, self.job.data
-        x = data.split(c.split).x[: c.n]
-        gen = torch.Generator().manual_seed(derive_seed(self.spec.seed, "lass", f"{self.job.seeds[k]}:{epoch}"))
-        out = probes.critical_sample_ratio(
-            model, x, pixel_scale=data.pixel_scale, alpha=c.alpha, beta=c.beta, r=c.r, iters=c.iters, generator=gen
-        )
-        self.found.probes.append(
-            {
-                "member": k,
-                "probe": "csr",
-                "epoch": epoch,
-                "split": c.split,
-                "sigma": np.nan,
-                "draw": 0,
-                "value": out.ratio,
-                "n": len(x),
-            }
-        )
+        if self.on:
+            for k in np.flatnonzero(active):
+                self._run("on_epoch", pack, int(k), epoch)
 
     def at_end(self, pack, outcome: engine.Outcome) -> None:
-        """Filters of members that stopped before the listed epochs; weight noise of every member."""
-        for k in range(self.job.members.k):
-            last = outcome.last_record(k).epoch
-            if self.spec.probes.filters is not None and sum(f[0] == k for f in self.found.filters) < 2:
-                self.found.filters.append((k, last, probes.first_layer_filters(pack.member(k))))
-            if self.spec.probes.weight_noise is not None:
-                self._weight_noise(pack.member(k), k, last)
+        if self.on:
+            for k in range(self.job.members.k):
+                self._run("at_end", pack, k, outcome.last_record(k).epoch)
 
-    def _weight_noise(self, model, k: int, epoch: int) -> None:
-        wn, data = self.spec.probes.weight_noise, self.job.data
-        labels = {"train": self._train_labels(k)}
-        splits = {s: (data.split(s).x, labels.get(s, data.split(s).y)) for s in wn.splits}
-        gen = torch.Generator().manual_seed(derive_seed(self.spec.seed, "weight-noise", self.job.seeds[k]))
-        for r in probes.weight_noise_accuracy(model, splits, wn.sigmas, wn.draws, generator=gen):
-            self.found.probes.append(
-                {
-                    "member": k,
-                    "probe": "weight_noise",
-                    "epoch": epoch,
-                    "split": r["split"],
-                    "sigma": r["sigma"],
-                    "draw": r["draw"],
-                    "value": r["acc"],
-                    "n": len(data.split(r["split"])),
-                }
-            )
+    def _run(self, hook: str, pack, k: int, epoch: int) -> None:
+        """Each probe's `hook` on member k (its module made once, when a probe asks for it); its
+        rows go to the table the probe names."""
+        member = functools.cache(lambda: pack.member(k))
+        for name, config in self.on.items():
+            module = probe_plugins.REGISTRY[name]
+            rows = getattr(self.found, module.TABLE)
+            run = probe_plugins.Run(self.spec.seed, self.job.data, self.job.seeds, self._train_labels, rows)
+            rows.extend(getattr(module, hook)(run, config, member, k, epoch))
 
     def _train_labels(self, k: int) -> torch.Tensor:
         members = self.job.members

@@ -330,13 +330,21 @@ def _start_ray(address: str | None) -> bool:
     elif address is not None:
         _connect_settings(address)
         try:
-            ray.init(address=address, logging_level=logging.WARNING)
+            ray.init(address=address, logging_level=logging.WARNING, **_plugin_env())
         except ConnectionError:
             raise SpecError(
                 f"--address {address}: no Ray cluster answers there (something listens, but "
                 "not a Ray head); check the host and port (`ray status` on the head)"
             ) from None
     return own_ray
+
+
+def _plugin_env() -> dict[str, Any]:
+    """The probe plug-ins named outside this repository (sweep.probes), passed to a cluster's
+    workers; an embedded Ray's workers inherit this process's environment."""
+    names = ("MEMSWEEP_PROBES", "MEMSWEEP_PROBE_VIEWS")
+    env = {n: os.environ[n] for n in names if os.environ.get(n)}
+    return {"runtime_env": {"env_vars": env}} if env else {}
 
 
 def _launch_on_ray(

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sweep import axes
+from sweep.bounds import MAX_TRIALS
 from sweep.spec import (
-    MAX_TRIALS,
     NAME_PATTERN,
     ConvergenceSpec,
     DifficultySpec,

@@ -16,7 +16,7 @@ import typing
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
 from catalog import (
     ARCHITECTURES,
@@ -24,14 +24,11 @@ from catalog import (
     DATASET_TABLE,
     DATASETS,
     DEFAULT_LR,
-    LASS_ALPHA,
-    LASS_BETA,
-    LASS_ITERS,
-    LASS_R,
     NORMALIZATIONS,
     Corruption,
 )
-from sweep import axes
+from sweep import axes, probes
+from sweep.bounds import MAX_BATCH, MAX_EPOCHS, MAX_LIST, MAX_SEEDS, MAX_WIDTH, Strict
 
 # Input shape (C, H, W) and class count of each data set, known without loading it.
 DATASET_SHAPES = {d.name: (d.shape, d.classes) for d in DATASET_TABLE.values()}
@@ -43,15 +40,6 @@ class SpecError(ValueError):
     """A preset, override or value that is not allowed; the message is one line for the user."""
 
 
-# Upper bounds on sizes, so that a typo (seeds=1000000000) is an error, not a MemoryError in the
-# plan expansion or a trial that can never fit. Generous for real studies: a memorization estimate
-# needs thousands of models, a CIFAR-10 run hundreds of epochs.
-MAX_SEEDS = 100_000
-MAX_EPOCHS = 100_000
-MAX_TRIALS = 100_000  # trials in one sweep's plan
-MAX_WIDTH = 65_536  # hidden units of one layer
-MAX_BATCH = 1_000_000
-MAX_LIST = 10_000  # entries of a list key (epochs, sigmas, ...)
 MAX_AUTO_PACK = 64  # models per convergence pack when pack_size is not set
 CONV_PACK = 16  # convolutional models per pack of a subset sweep when pack_size is not set
 # Trials per slot (trials the cluster runs at once) when the plan sizes them: at least two, so
@@ -81,10 +69,31 @@ def _no_repeats(v: list, what: str) -> list:
     return v
 
 
-class _Strict(BaseModel):
-    # allow_inf_nan=False: a NaN or infinite float anywhere in a spec is an error (an lr of .inf
-    # would train to NaN losses).
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+_Strict = Strict
+
+
+# One field per probe plug-in (sweep/probes/), each off (None) unless its block is given.
+ProbesSpec = create_model(
+    "ProbesSpec", __base__=_Strict, **{name: (module.Config | None, None) for name, module in probes.REGISTRY.items()}
+)
+# The probes a convergence spec hashed before probes were plug-ins, set or not. Any other probe is
+# in a spec's hash only when it is on, so adding a probe changes no stored sweep's identity.
+ORIGINAL_PROBES = ("csr", "filters", "weight_noise")
+NO_VALIDATION = "only convergence sweeps (engine: interpolate) have a validation split"
+
+
+def check_probes(spec: ProbesSpec, archs: list[str], no_val: str | None) -> None:
+    """ValueError naming the probe unless each probe that is on can run on `archs` and finds the
+    splits it reads; `no_val`: why the sweep has no validation split (None: it has one)."""
+    for name, module in probes.REGISTRY.items():
+        config = getattr(spec, name)
+        if config is None:
+            continue
+        wants = getattr(module, "splits", lambda c: set())(config)
+        if "val" in wants and no_val:
+            raise ValueError(f"probes.{name} reads the val split: {no_val}")
+        if hasattr(module, "check"):
+            module.check(config, archs)
 
 
 class ModelSpec(_Strict):
@@ -158,13 +167,23 @@ class _SpecBase(_Strict):
     # none by default: in a convergence grid pack_size decides which models share a pack's clock
     # (time budgets, seconds to interpolation).
     EXECUTION_KEYS: typing.ClassVar[tuple[str, ...]] = ()
+    HASHED_PROBES: typing.ClassVar[tuple[str, ...]] = ()  # probes hashed when off too
 
     def hash(self) -> str:
         """Identity of what the sweep computes, 16 hex digits: every key but the description and
         the keys that only say how the work is cut up (EXECUTION_KEYS), which change no number beyond
         float rounding."""
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def identity(self) -> dict[str, Any]:
+        """What `hash` digests: the spec's values but the description and EXECUTION_KEYS, with the
+        probes that are off left out (but HASHED_PROBES, which stores made before hashed)."""
         body = self.model_dump(exclude={"description", *self.EXECUTION_KEYS})
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+        if "probes" in body:
+            body["probes"] = {k: v for k, v in body["probes"].items() if v is not None or k in self.HASHED_PROBES}
+            if not body["probes"]:
+                del body["probes"]
+        return body
 
 
 class DifficultySpec(_SpecBase):
@@ -205,6 +224,7 @@ class DifficultySpec(_SpecBase):
     # (bytes per row: results/README.md).
     record_dtype: Literal["float32", "float16"] = "float32"
     norms: bool = True  # each layer's Frobenius norm per seed at every scored epoch (norms table)
+    probes: ProbesSpec = ProbesSpec()
 
     @field_validator("epochs")
     @classmethod
@@ -221,6 +241,7 @@ class DifficultySpec(_SpecBase):
     @model_validator(mode="after")
     def _train_size_fits(self) -> DifficultySpec:
         _check_train_size(self.train_size, self.dataset)
+        check_probes(self.probes, ["mlp"], NO_VALIDATION)
         return self
 
     def corruption_of(self, variant: str) -> Corruption:
@@ -333,48 +354,10 @@ class EarlyStoppingSpec(_Strict):
     stop: bool = True  # False: only record the epoch it would stop at, and train on
 
 
-class CsrProbe(_Strict):
-    """Critical sample ratio by LASS (Arpit et al. 2017, Fig. 9); alpha, beta, r in [0, 1] pixel units."""
-
-    every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 5  # epochs
-    n: Annotated[int, Field(ge=1, le=1_000_000)] = 500  # samples of the split searched (the first n)
-    split: Literal["test", "val", "train"] = "test"
-    alpha: Annotated[float, Field(gt=0)] = LASS_ALPHA
-    beta: Annotated[float, Field(ge=0)] = LASS_BETA
-    r: Annotated[float, Field(gt=0)] = LASS_R
-    iters: Annotated[int, Field(ge=1, le=10_000)] = LASS_ITERS
-
-
-class FiltersProbe(_Strict):
-    epochs: Annotated[list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]], Field(min_length=1, max_length=MAX_LIST)] = [10]
-
-
-class WeightNoiseProbe(_Strict):
-    """Accuracy under log-normal weight noise exp(sigma * N(0, 1)), after training."""
-
-    sigmas: Annotated[list[Annotated[float, Field(ge=0, le=100)]], Field(min_length=2, max_length=MAX_LIST)] = [
-        0.0,
-        0.05,
-        0.1,
-        0.2,
-        0.3,
-        0.5,
-        0.7,
-        1.0,
-        1.5,
-    ]
-    draws: Annotated[int, Field(ge=1, le=10_000)] = 5
-    splits: Annotated[list[Literal["train", "test", "val"]], Field(min_length=1)] = ["train", "test"]
-
-
-class ProbesSpec(_Strict):
-    csr: CsrProbe | None = None
-    filters: FiltersProbe | None = None
-    weight_noise: WeightNoiseProbe | None = None
-
-
 class ConvergenceSpec(_SpecBase):
     """Train until interpolation (Zhang et al. 2017): archs x corruptions x seeds, in packs of models."""
+
+    HASHED_PROBES: typing.ClassVar[tuple[str, ...]] = ORIGINAL_PROBES
 
     name: str
     description: str = ""
@@ -458,12 +441,6 @@ class ConvergenceSpec(_SpecBase):
             ("phase2_epochs", self.phase2_epochs, self.phase2_epochs > 0),
             ("early_stopping.patience", self.early_stopping.patience, self.early_stopping.patience is not None),
             ("record_splits", self.record_splits, "val" in self.record_splits),
-            ("probes.csr.split", "val", self.probes.csr is not None and self.probes.csr.split == "val"),
-            (
-                "probes.weight_noise.splits",
-                "val",
-                self.probes.weight_noise is not None and "val" in self.probes.weight_noise.splits,
-            ),
         ]
         for key, value, needed in wants:
             if needed and not has_val:
@@ -473,13 +450,9 @@ class ConvergenceSpec(_SpecBase):
             raise ValueError(
                 f"regularizers.dropout={self.regularizers.dropout} is for the MLPs (mlp1, mlp3), not {', '.join(conv)}"
             )
-        if self.probes.filters is not None:
-            flat = [a for a in self.archs if not ARCHITECTURES[a].conv]
-            if flat:
-                raise ValueError(
-                    f"probes.filters needs convolutional archs, got {', '.join(flat)} "
-                    "(allowed: alexnet, inception, inception_nobn, wrn, cnn)"
-                )
+        check_probes(
+            self.probes, self.archs, None if has_val else "it needs a validation split: set validation.size > 0"
+        )
         return self
 
     def resolved_pack_size(self, slots: int = 1) -> int:
@@ -542,6 +515,7 @@ class SubsetSpec(_SpecBase):
     train_size: Annotated[int, Field(ge=1, le=100_000_000)] | None = None  # the first N training examples only
     record_dtype: Literal["float32", "float16"] = "float32"
     norms: bool = False
+    probes: ProbesSpec = ProbesSpec()
 
     @model_validator(mode="after")
     def _dropout_on_mlps(self) -> SubsetSpec:
@@ -550,6 +524,7 @@ class SubsetSpec(_SpecBase):
                 f"regularizers.dropout={self.regularizers.dropout} needs an MLP arch (mlp, mlp1, mlp3), "
                 f"got arch={self.arch}"
             )
+        check_probes(self.probes, [self.arch], NO_VALIDATION)
         return self
 
     @field_validator("ratios")

@@ -91,7 +91,7 @@ def _pack(spec, plan: TrialPlan, job, device):
 
 
 def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: float, progress: dict[str, int]):
-    """Train one pack of a fig1 or subset trial's seeds; its tables. `progress` (the trial's
+    """Train one pack of a fig1 or subset trial's seeds, with its probes; its tables. `progress` (the trial's
     model count, and the pack's first model in it) goes into each epoch's report, for the
     launch's progress line."""
     from ray import tune
@@ -100,11 +100,16 @@ def _fig1_pack(spec, plan: TrialPlan, job, ctx, started, t0: float, rss_before: 
     from trainables import engine
 
     pack, schedule = _pack(spec, plan, job, ctx["device"])
-    init_norms = {k: v.cpu().numpy() for k, v in pack.layer_norms().items()} if spec.norms else {}
-    outcome = engine.run(
-        pack, job.data, job.members, schedule, on_epoch=lambda r, _: tune.report({**_summary(r), **progress})
-    )
-    found = jobs.Found(init_norms=init_norms)
+    probes = jobs.Probes(spec, job)
+    probes.at_start(pack)
+
+    def on_epoch(record, _) -> None:
+        probes.on_epoch(pack, record.epoch, record.active)
+        tune.report({**_summary(record), **progress})
+
+    outcome = engine.run(pack, job.data, job.members, schedule, on_epoch=on_epoch)
+    probes.at_end(pack, outcome)
+    found = probes.found
     k = job.members.k
     columns = dict(
         job.columns,

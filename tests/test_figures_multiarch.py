@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 import catalog
-from analysis import dynamics, figures, probes
+from analysis import dynamics, figures, training
+from analysis.probes import csr, weight_noise
 
 ARCHS = {"mlp1": 38.8, "alexnet": 49.4}  # final total norms, as in the report that misled
 
@@ -36,7 +37,7 @@ def norms_frame() -> pd.DataFrame:
 
 
 def test_weight_norms_one_panel_per_arch_and_lines_that_never_jump_back():
-    fig = figures.weight_norms(probes.norm_curves(norms_frame()))
+    fig = figures.weight_norms(training.norm_curves(norms_frame()))
     assert len(fig.data) == 4  # 2 archs x 2 levels
     panels = {t.xaxis for t in fig.data}
     assert len(panels) == 2
@@ -46,7 +47,7 @@ def test_weight_norms_one_panel_per_arch_and_lines_that_never_jump_back():
 
 
 def test_layer_norms_are_never_stacked_across_archs():
-    fig = figures.layer_norms(probes.layer_norms_before_after(norms_frame()))
+    fig = figures.layer_norms(training.layer_norms_before_after(norms_frame()))
     after = [t for t in fig.data if "after" in t.name]
     assert len(after) == 4 and {t.xaxis for t in after} == {"x", "x2"}
     totals = {float(y) for t in after for x, y in zip(t.x, t.y) if x == "total"}
@@ -72,7 +73,7 @@ def test_csr_and_weight_noise_draw_one_line_per_arch_and_variant():
         for s in (0, 1)
         for e in range(3)
     ]
-    fig = figures.csr(probes.csr_curve(pd.DataFrame(rows)))
+    fig = csr.figure(csr.csr_curve(pd.DataFrame(rows)))
     assert sorted(t.name for t in fig.data) == ["alexnet randY:1.0", "alexnet real", "mlp1 randY:1.0", "mlp1 real"]
     assert {t.line.dash for t in fig.data} == {"solid", "dash"}
     noise = [
@@ -92,7 +93,7 @@ def test_csr_and_weight_noise_draw_one_line_per_arch_and_variant():
         for sg in (0.0, 0.5)
         for d in (0, 1)
     ]
-    fig = figures.weight_noise(probes.weight_noise_means(probes.weight_noise_curves(pd.DataFrame(noise))))
+    fig = weight_noise.figure(weight_noise.weight_noise_means(weight_noise.weight_noise_curves(pd.DataFrame(noise))))
     assert sorted(t.name for t in fig.data) == ["alexnet real", "mlp1 real"]
 
 
@@ -109,7 +110,7 @@ def test_legends_read_from_low_to_high_level():
         [frame.assign(variant=frame.variant.replace({"randY:0.0": v})) for v in ("randY:0.8", "randY:0.2")] + [frame]
     )  # levels in dealing order, not level order
     frame["variant"] = frame.variant.astype("category")  # as the store reads it
-    fig = figures.weight_norms(probes.norm_curves(frame))
+    fig = figures.weight_norms(training.norm_curves(frame))
     names = [t.name for t in fig.data if t.showlegend]
     assert names == ["randY:0.0", "randY:0.2", "randY:0.8", "randY:1.0"]
 
@@ -138,10 +139,10 @@ def test_phases_and_early_stopping_give_each_arch_its_own_panel():
     ]
     for trace in fig.data:
         assert list(trace.x) == sorted(trace.x)  # one model per line
-    stops = probes.early_stopping_summary(
+    stops = training.early_stopping_summary(
         pd.DataFrame([dict(arch=a, variant="randY:1.0", seed=0, best_epoch=2, early_stop_epoch=4) for a in ARCHS])
     )
-    fig = figures.early_stopping(probes.epoch_means(epochs), stops)
+    fig = figures.early_stopping(training.epoch_means(epochs), stops)
     assert {t.xaxis for t in fig.data} == {"x", "x2"}
 
 

@@ -4,13 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import probes as P
+from analysis import training as T
+from analysis.probes import csr as CSR
+from analysis.probes import filters as FL
+from analysis.probes import weight_noise as WN
 
 
 def test_halving_sigma_by_hand():
-    assert P.halving_sigma_array([0, 1, 2], [0.8, 0.6, 0.2]) == pytest.approx(1.5)
-    assert P.halving_sigma_array([0, 1, 2], [0.8, 0.4, 0.1]) == pytest.approx(1.0)
-    assert np.isnan(P.halving_sigma_array([0, 1, 2], [0.8, 0.7, 0.6]))
+    assert WN.halving_sigma_array([0, 1, 2], [0.8, 0.6, 0.2]) == pytest.approx(1.5)
+    assert WN.halving_sigma_array([0, 1, 2], [0.8, 0.4, 0.1]) == pytest.approx(1.0)
+    assert np.isnan(WN.halving_sigma_array([0, 1, 2], [0.8, 0.7, 0.6]))
 
 
 def test_weight_noise_curves_average_draws_then_halving_per_model():
@@ -24,9 +27,9 @@ def test_weight_noise_curves_average_draws_then_halving_per_model():
         for d, a in enumerate(accs)
     ]
     rows.append(dict(probe="csr", arch="mlp1", variant="real", seed=0, split="test", sigma=np.nan, draw=0, value=0.1))
-    curves = P.weight_noise_curves(pd.DataFrame(rows))
+    curves = WN.weight_noise_curves(pd.DataFrame(rows))
     assert curves[curves.variant == "real"].acc.tolist() == pytest.approx([1.0, 0.8, 0.4])
-    h = P.halving_sigma(curves).set_index("variant").sigma_half
+    h = WN.halving_sigma(curves).set_index("variant").sigma_half
     # real: 1.0 at 0.8, 2.0 at 0.4 -> crosses 0.5 at 1.75; randY: 0 -> 1 falls from 1.0 to 0.3 -> 5/7
     assert h["real"] == pytest.approx(1.75) and h["randY"] == pytest.approx(5 / 7)
 
@@ -38,7 +41,7 @@ def test_csr_curve_means_over_seeds():
             for s, e, v in [(0, 0, 0.1), (1, 0, 0.3), (0, 5, 0.5), (1, 5, 0.7)]
         ]
     )
-    c = P.csr_curve(rows)
+    c = CSR.csr_curve(rows)
     assert c.epoch.tolist() == [0, 5] and c.csr.tolist() == pytest.approx([0.2, 0.6]) and set(c.seeds) == {2}
 
 
@@ -52,18 +55,18 @@ def test_norms_before_and_after_by_hand():
             for n in [n * scale + s]
         ]
     )
-    ba = P.layer_norms_before_after(rows)
+    ba = T.layer_norms_before_after(rows)
     assert ba.layer.tolist() == ["0 Linear", "1 Linear", "total"]
     assert ba.before.tolist() == [3.5, 4.5, 5.5] and ba.after.tolist() == [6.5, 8.5, 10.5]
-    assert P.norm_curves(rows).norm.tolist() == [5.5, 10.5]
+    assert T.norm_curves(rows).norm.tolist() == [5.5, 10.5]
 
 
 def test_neighbour_correlation_by_hand():
     smooth = np.tile(np.arange(5.0), (5, 1))[None, None]  # a ramp: adjacent weights correlate
     checker = ((np.indices((5, 5)).sum(0) % 2) * 2 - 1.0)[None, None]
-    assert P.neighbour_correlation(smooth)[0] > 0.4
-    assert P.neighbour_correlation(checker)[0] == pytest.approx(-1.0)
-    assert np.isnan(P.neighbour_correlation(np.ones((1, 1, 5, 5)))[0])
+    assert FL.neighbour_correlation(smooth)[0] > 0.4
+    assert FL.neighbour_correlation(checker)[0] == pytest.approx(-1.0)
+    assert np.isnan(FL.neighbour_correlation(np.ones((1, 1, 5, 5)))[0])
 
 
 def test_filter_stats_measure_change_from_initialization():
@@ -83,7 +86,7 @@ def test_filter_stats_measure_change_from_initialization():
         for e, scale in ((0, 1.0), (3, 1.5))
         for f in range(4)
     ]
-    stats = P.filter_stats(pd.DataFrame(rows)).set_index("epoch")
+    stats = FL.filter_stats(pd.DataFrame(rows)).set_index("epoch")
     assert stats.change[0] == 0 and stats.change[3] == pytest.approx(0.5, rel=1e-6)
     assert stats.smoothness[3] == pytest.approx(stats.smoothness[0], abs=1e-6)  # scaling keeps the pattern
 
@@ -99,7 +102,7 @@ def test_phase_summary_by_hand():
             for s, e, v, t in [(0, 1, 0.2, 0.1), (0, 2, 0.5, 0.6), (0, 5, 0.3, 1.0), (1, 4, 0.7, 0.8), (1, 5, 0.4, 0.9)]
         ]
     )
-    row = P.phase_summary(trials, epochs).iloc[0]
+    row = T.phase_summary(trials, epochs).iloc[0]
     assert row["phase 1 epochs"] == 3.0 and row["val acc, end of phase 1"] == pytest.approx(0.6)
     assert row["val acc, end of phase 2"] == pytest.approx(0.35) and row["train acc, end of phase 2"] == pytest.approx(
         0.95
@@ -110,12 +113,12 @@ def test_means_over_seeds_by_hand():
     epochs = pd.DataFrame(
         [dict(variant="real", seed=s, epoch=1, train_acc=a, val_acc=a / 2) for s, a in ((0, 0.4), (1, 0.8))]
     )
-    m = P.epoch_means(epochs)
+    m = T.epoch_means(epochs)
     assert m.train_acc.tolist() == pytest.approx([0.6]) and m.val_acc.tolist() == pytest.approx([0.3])
     curves = pd.DataFrame(
         [dict(variant="real", seed=s, split="test", sigma=0.5, acc=a) for s, a in ((0, 0.2), (1, 0.6))]
     )
-    assert P.weight_noise_means(curves).acc.tolist() == pytest.approx([0.4])
+    assert WN.weight_noise_means(curves).acc.tolist() == pytest.approx([0.4])
 
 
 def test_filter_pictures_show_the_lowest_seed_and_what_training_added():
@@ -134,7 +137,7 @@ def test_filter_pictures_show_the_lowest_seed_and_what_training_added():
         for e in (0, 3)
         for f in range(2)
     ]
-    pictures = list(P.filter_pictures(pd.DataFrame(rows)))
+    pictures = list(FL.filter_pictures(pd.DataFrame(rows)))
     assert [(name, last) for name, last, _, _ in pictures] == [("real", 3)]
     _, _, grid, change = pictures[0]
     # two 2x2 filters a row, one white pixel around each, 8x larger: (1 + 2 * 3) x 8 wide, (1 + 3) x 8 high

@@ -1,0 +1,75 @@
+"""The probes, one plug-in module each: what a probe measures on a model during a trial.
+
+A probe is two modules and a row of the results contract:
+
+- `sweep/probes/<name>.py` (this room): `Config`, its spec block `probes.<name>` (a
+  `sweep.bounds.Strict` model; `sweep.spec.ProbesSpec` gets one field per plug-in); `TABLE`,
+  the store table its rows go to (`probes`: one measurement a row; `filters`: weight arrays);
+  and the hooks `on_epoch(run, config, model, k, epoch)` (epoch 0: at initialization) and
+  `at_end(run, config, model, k, epoch)`, each returning the rows it measured (possibly none).
+  Optional: `splits(config)`, the data splits it reads (a 'val' needs a validation split), and
+  `check(config, archs)`, raising ValueError for archs it cannot probe. torch is imported inside
+  the hooks, so the spec types load without it.
+- `analysis/probes/<name>.py`: its readings, figure and report section (no torch).
+- its columns or `probe` value in `results/README.md`.
+
+Probes outside this repository are listed in the environment variable MEMSWEEP_PROBES (module
+names, comma-separated), their analysis halves in MEMSWEEP_PROBE_VIEWS. The launcher passes both
+to its trials. A probe runs in every study that trains models, on each member still training.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import pkgutil
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+ENV = "MEMSWEEP_PROBES"
+
+
+def _discover() -> dict[str, ModuleType]:
+    """Every plug-in: this package's modules in name order, then those MEMSWEEP_PROBES names."""
+    names = [f"{__name__}.{m.name}" for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)]
+    names += [n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip()]
+    found = {}
+    for name in names:
+        module = importlib.import_module(name)
+        key = name.rsplit(".", 1)[-1]
+        if key in found:
+            raise ImportError(f"two probes are named {key!r} ({found[key].__name__}, {name})")
+        found[key] = module
+    return found
+
+
+def row(k: int, probe: str, epoch: int, value: float, *, split: str = "", n: int = 0, **extra: Any) -> dict:
+    """A row of the `probes` table (by member index k); `sigma` and `draw` when the probe has them."""
+    return {
+        "member": k,
+        "probe": probe,
+        "epoch": epoch,
+        "split": split,
+        "sigma": extra.get("sigma", math.nan),
+        "draw": extra.get("draw", 0),
+        "value": value,
+        "n": n,
+    }
+
+
+@dataclass
+class Run:
+    """What a probe hook sees of its trial besides the model: the sweep's seed, the trial's data
+    (`data.split(name)`), each member's seed index and its training labels, and the rows the
+    probe found so far (`found`, for hooks that depend on them)."""
+
+    seed: int
+    data: Any  # trainables.data.Data
+    seeds: list[int]
+    train_labels: Any  # k -> its training labels (a tensor)
+    found: list
+
+
+REGISTRY: dict[str, ModuleType] = _discover()  # after Run and row, which the plug-ins import

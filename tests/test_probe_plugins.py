@@ -1,0 +1,157 @@
+"""Probes are plug-ins: a toy probe written here, as two modules outside the repository and
+nothing else, becomes a spec key (`probes.toy`), runs in a fig1 sweep through the real CLI and
+Ray beside a built-in probe, lands in the probes table and gets its report section. The
+registries, and `ProbesSpec` made from them, are checked in-process."""
+
+import os
+import re
+import subprocess
+
+import pytest
+from conftest import SWEEP
+
+from analysis import load
+
+SEEDS = 2
+TOY_MEASURE = '''"""Toy probe: the mean top-class probability on the first n test images."""
+
+from typing import Annotated
+
+from pydantic import Field
+
+from sweep.bounds import Strict
+from sweep.probes import row
+
+TABLE = "probes"
+
+
+class Config(Strict):
+    every: Annotated[int, Field(ge=1, le=1000)] = 1
+    n: Annotated[int, Field(ge=1, le=1000)] = 50
+
+
+def on_epoch(run, config, member, k, epoch):
+    if epoch % config.every:
+        return []
+    import torch
+
+    x = run.data.split("test").x[: config.n]
+    with torch.no_grad():
+        confidence = torch.softmax(member().eval()(x), -1).max(-1).values.mean()
+    return [row(k, "toy", epoch, float(confidence), split="test", n=len(x))]
+
+
+def at_end(run, config, member, k, epoch):
+    return []
+'''
+TOY_VIEW = '''"""Toy probe's section: its mean value per epoch."""
+
+TABLE = "probes"
+
+
+def section(config, rows):
+    means = rows.groupby("epoch").value.mean()
+    return ["<h2>Toy confidence</h2><p id='toy'>" + ", ".join(f"{e}: {v:.3f}" for e, v in means.items()) + "</p>"]
+'''
+
+
+@pytest.fixture
+def toy_env(tmp_path, cli_env):
+    """The toy probe's two modules in a folder of their own, and the environment that names them."""
+    for package, source in (("toy_measure", TOY_MEASURE), ("toy_view", TOY_VIEW)):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+        (tmp_path / package / "toy.py").write_text(source)
+    return dict(
+        cli_env,
+        PYTHONPATH=os.pathsep.join([str(tmp_path), cli_env.get("PYTHONPATH", "")]),
+        MEMSWEEP_PROBES="toy_measure.toy",
+        MEMSWEEP_PROBE_VIEWS="toy_view.toy",
+    )
+
+
+def launch(env, results, *sets: str) -> subprocess.CompletedProcess:
+    args = ["launch", "fig1-difficulty", "--dataset", "digits", "--results", str(results)]
+    for s in (f"seeds={SEEDS}", "variants=[real, randY]", "epochs=[1, 2]", *sets):
+        args += ["--set", s]
+    return subprocess.run([*SWEEP, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_a_toy_probe_runs_in_a_fig1_sweep_and_reports(toy_env, tmp_path):
+    results = tmp_path / "results"
+    proc = launch(toy_env, results, "probes.toy.every=1", "probes.weight_noise={sigmas: [0, 0.5], draws: 1}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = load.load_table(str(results), "fig1-difficulty", "probes")
+    toy = rows[rows.probe == "toy"]
+    # every member (2 variants x 2 seeds) at initialization and after each of its 2 epochs
+    assert len(toy) == 2 * SEEDS * 3
+    assert sorted(toy.epoch.unique()) == [0, 1, 2]
+    assert toy.value.between(0.1, 1).all() and (toy.n == 50).all()
+    noise = rows[rows.probe == "weight_noise"]  # a built-in probe in a fig1 sweep: sigma 0 and 0.5, two splits
+    assert len(noise) == 2 * SEEDS * 2 * 2 and set(noise.split) == {"train", "test"}
+    assert (noise.epoch == 2).all()
+
+    out = tmp_path / "report.html"
+    report = subprocess.run(
+        [*SWEEP, "report", "fig1-difficulty", "--results", str(results), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=toy_env,
+        timeout=600,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    page = out.read_text()
+    assert "Weight-noise sensitivity" in page
+    # one toy section per point (a fig1 sweep without axes has one), with the stored means
+    shown = re.findall(r"<p id='toy'>(.*?)</p>", page)
+    expect = ", ".join(f"{e}: {v:.3f}" for e, v in toy.groupby("epoch").value.mean().items())
+    assert shown == [expect]
+
+
+def test_a_bad_toy_value_is_one_line_and_stores_nothing(toy_env, tmp_path):
+    results = tmp_path / "results"
+    proc = launch(toy_env, results, "probes.toy.every=0")
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "probes.toy.every" in proc.stderr and "0" in proc.stderr
+    assert not results.exists() or not any(results.rglob("*.parquet"))
+
+
+def test_without_the_plug_in_its_key_is_unknown(cli_env, tmp_path):
+    proc = launch(cli_env, tmp_path / "results", "probes.toy.every=1")
+    assert proc.returncode == 2
+    line = proc.stderr.strip()
+    assert len(line.splitlines()) == 1 and "toy" in line, line
+
+
+def test_probes_spec_is_made_from_the_registry():
+    from analysis import probes as views
+    from sweep import probes, spec
+
+    assert list(spec.ProbesSpec.model_fields) == list(probes.REGISTRY) == ["csr", "filters", "weight_noise"]
+    assert list(views.REGISTRY) == list(probes.REGISTRY)  # every probe has its section
+    for name, module in probes.REGISTRY.items():
+        assert views.REGISTRY[name].TABLE == module.TABLE
+
+
+def test_a_probe_that_is_off_leaves_every_stored_hash_as_it_was():
+    """A fig1 spec hashes as it did before it had a probes block, while no probe is on; a
+    convergence spec hashes its three original probes, on or off, as before; turning a probe on
+    changes the hash."""
+    from sweep import presets
+
+    fig1 = presets.resolve("fig1-difficulty", "digits")
+    before = fig1.model_dump(exclude={"description", *fig1.EXECUTION_KEYS})
+    del before["probes"]
+    assert fig1.hash() == _digest(before)
+    assert presets.resolve("fig1-difficulty", "digits", ["probes.csr={}"]).hash() != fig1.hash()
+    conv = presets.resolve("randomization-tests", "digits")
+    assert conv.hash() == _digest(conv.model_dump(exclude={"description", *conv.EXECUTION_KEYS}))
+
+
+def _digest(body: dict) -> str:
+    """How a spec's hash has always digested its body."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
