@@ -17,6 +17,17 @@ import pandas as pd
 TIME_COLUMNS = ["interp_train_seconds", "interp_epoch", "interp_step"]
 
 
+# Means over seeds per arch x variant of the corruption curve: column -> the name it gets.
+AT_INTERPOLATION = {
+    "interp_train_seconds": "seconds",
+    "interp_epoch": "epochs",
+    "interp_step": "steps",
+    "interp_test_error": "test_error",
+    "final_train_acc": "final_train_acc",
+    "final_test_acc": "final_test_acc",
+}
+
+
 def interpolation_table(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per arch x corruption (seeds averaged over those that interpolated):
 
@@ -30,23 +41,12 @@ def interpolation_table(trials: pd.DataFrame) -> pd.DataFrame:
         variant=trials.variant.astype(str),
         interp_test_error=1.0 - trials.interp_test_acc.astype(float),
     )
-    rows = (
-        t.groupby(["arch", "variant"], sort=False)
-        .agg(
-            corruption_kind=("corruption_kind", "first"),
-            corruption_p=("corruption_p", "first"),
-            seeds=("seed", "size"),
-            interpolated=("interpolated", "sum"),
-            epochs_trained=("epochs_trained", "max"),
-            seconds=("interp_train_seconds", "mean"),
-            epochs=("interp_epoch", "mean"),
-            steps=("interp_step", "mean"),
-            test_error=("interp_test_error", "mean"),
-            final_train_acc=("final_train_acc", "mean"),
-            final_test_acc=("final_test_acc", "mean"),
-        )
-        .reset_index()
+    g = t.groupby(["arch", "variant"], sort=False)
+    counts = g.agg(
+        seeds=("seed", "size"), interpolated=("interpolated", "sum"), epochs_trained=("epochs_trained", "max")
     )
+    means = g[list(AT_INTERPOLATION)].mean().rename(columns=AT_INTERPOLATION)
+    rows = pd.concat([g[["corruption_kind", "corruption_p"]].first(), counts, means], axis=1).reset_index()
     clean = (
         rows[(rows.corruption_p == 0) & rows.corruption_kind.isin(["real", "randY"])]
         .groupby("arch")[["seconds", "epochs"]]
@@ -65,20 +65,14 @@ def label_corruption_curve(table: pd.DataFrame) -> pd.DataFrame:
     return keep.sort_values(["arch", "corruption_p"]).reset_index(drop=True)
 
 
+# The epochs columns `learning_curves` averages over seeds.
+CURVE_COLUMNS = "step train_seconds running_loss running_acc train_loss train_acc test_loss test_acc lr".split()
+
+
 def learning_curves(epochs: pd.DataFrame) -> pd.DataFrame:
     """Per arch x variant x epoch (seeds averaged): step, train_seconds, running and full-set
     train loss and accuracy, test loss and accuracy, lr."""
-    cols = [
-        "step",
-        "train_seconds",
-        "running_loss",
-        "running_acc",
-        "train_loss",
-        "train_acc",
-        "test_loss",
-        "test_acc",
-        "lr",
-    ]
+    cols = list(CURVE_COLUMNS)
     e = epochs.assign(arch=epochs.arch.astype(str), variant=epochs.variant.astype(str))
     return e.groupby(["arch", "variant", "epoch"], sort=False)[cols].mean().reset_index()
 

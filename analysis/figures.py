@@ -25,6 +25,39 @@ def layout(fig: go.Figure, legend_y: float | None = -0.25, **options) -> go.Figu
     return fig
 
 
+def line_trace(
+    x,
+    y,
+    name: str,
+    colour: str,
+    hover: str | None = None,
+    *,
+    mode: str = "lines+markers",
+    width: float = 2.5,
+    dash: str = "solid",
+    legend: bool = True,
+    **more,
+) -> go.Scatter:
+    """One named line: its legend group is its name (its panels show and hide together), listed
+    in the legend when `legend`, with `hover` as its hover template; `more`: other trace keys."""
+    return go.Scatter(
+        x=x,
+        y=y,
+        mode=mode,
+        name=name,
+        legendgroup=name,
+        showlegend=legend,
+        line=dict(color=colour, width=width, dash=dash),
+        hovertemplate=hover,
+        **more,
+    )
+
+
+def mark_trace(x, y, name: str, group: str, marker: dict, **more) -> go.Scatter:
+    """Markers only, in the legend group `group` (the line they mark); `more`: other trace keys."""
+    return go.Scatter(x=x, y=y, mode="markers", name=name, legendgroup=group, marker=marker, **more)
+
+
 def _color(variant: str) -> str:
     """A variant's colour (catalog.variant_colour: kinds their own, grid levels on a sequential scale)."""
     return catalog.variant_colour(str(variant)) or catalog.OTHER_COLOUR
@@ -197,19 +230,15 @@ def time_to_interpolation(curve: pd.DataFrame, title: str | None = None) -> go.F
         done = rows[rows.interpolated >= rows.seeds]
         for col, y in ((1, "epochs"), (2, "seconds")):
             fig.add_trace(
-                go.Scatter(
-                    x=done.corruption_p,
-                    y=done[y],
-                    mode="lines+markers",
-                    name=arch,
-                    legendgroup=arch,
-                    showlegend=col == 1,
-                    line=dict(color=_arch_color(arch), width=2.5),
+                line_trace(
+                    done.corruption_p,
+                    done[y],
+                    arch,
+                    _arch_color(arch),
+                    f"<b>{arch}</b><br>label corruption %{{x:.1f}}<br>{y} %{{y:.1f}}"
+                    "<br>x%{customdata:.2f} of clean labels<extra></extra>",
+                    legend=col == 1,
                     customdata=done.ratio_seconds if y == "seconds" else done.ratio_epochs,
-                    hovertemplate=(
-                        f"<b>{arch}</b><br>label corruption %{{x:.1f}}<br>{y} %{{y:.1f}}"
-                        "<br>x%{customdata:.2f} of clean labels<extra></extra>"
-                    ),
                 ),
                 row=1,
                 col=col,
@@ -217,17 +246,14 @@ def time_to_interpolation(curve: pd.DataFrame, title: str | None = None) -> go.F
         never = rows[rows.interpolated < rows.seeds]
         if len(never):
             fig.add_trace(
-                go.Scatter(
-                    x=never.corruption_p,
-                    y=never.epochs_trained,
-                    mode="markers",
-                    name=f"{arch}: not interpolated",
-                    legendgroup=arch,
-                    marker=dict(symbol="x-open", size=11, color=_arch_color(arch)),
-                    hovertemplate=(
-                        f"<b>{arch}</b> did not interpolate<br>label corruption %{{x:.1f}}"
-                        "<br>stopped after %{y} epochs<extra></extra>"
-                    ),
+                mark_trace(
+                    never.corruption_p,
+                    never.epochs_trained,
+                    f"{arch}: not interpolated",
+                    arch,
+                    dict(symbol="x-open", size=11, color=_arch_color(arch)),
+                    hovertemplate=f"<b>{arch}</b> did not interpolate<br>label corruption %{{x:.1f}}"
+                    "<br>stopped after %{y} epochs<extra></extra>",
                 ),
                 row=1,
                 col=1,
@@ -246,26 +272,23 @@ def generalization_error(curve: pd.DataFrame, chance: float = 0.9, title: str | 
     for arch, rows in curve.groupby("arch", sort=False):
         done = rows[rows.interpolated >= rows.seeds]
         fig.add_trace(
-            go.Scatter(
-                x=done.corruption_p,
-                y=done.test_error,
-                mode="lines+markers",
-                name=arch,
-                legendgroup=arch,
-                line=dict(color=_arch_color(arch), width=2.5),
-                hovertemplate=f"<b>{arch}</b><br>label corruption %{{x:.1f}}<br>test error %{{y:.3f}}<extra></extra>",
+            line_trace(
+                done.corruption_p,
+                done.test_error,
+                arch,
+                _arch_color(arch),
+                f"<b>{arch}</b><br>label corruption %{{x:.1f}}<br>test error %{{y:.3f}}<extra></extra>",
             )
         )
         never = rows[rows.interpolated < rows.seeds]
         if len(never):
             fig.add_trace(
-                go.Scatter(
-                    x=never.corruption_p,
-                    y=1 - never.final_test_acc,
-                    mode="markers",
-                    legendgroup=arch,
-                    name=f"{arch}: not interpolated (final)",
-                    marker=dict(symbol="x-open", size=11, color=_arch_color(arch)),
+                mark_trace(
+                    never.corruption_p,
+                    1 - never.final_test_acc,
+                    f"{arch}: not interpolated (final)",
+                    arch,
+                    dict(symbol="x-open", size=11, color=_arch_color(arch)),
                 )
             )
     fig.add_hline(
@@ -296,15 +319,15 @@ def learning_curves(lc: pd.DataFrame, metric: str = "train_loss", title: str | N
     for col, arch in enumerate(archs, start=1):
         for variant, rows in _by_level(lc[lc.arch == arch]).groupby("variant", sort=False):
             fig.add_trace(
-                go.Scatter(
-                    x=rows.epoch,
-                    y=rows[metric],
+                line_trace(
+                    rows.epoch,
+                    rows[metric],
+                    variant,
+                    colors[variant],
+                    f"<b>{arch}, {variant}</b><br>epoch %{{x}}<br>{metric} %{{y:.3f}}<extra></extra>",
                     mode="lines",
-                    name=variant,
-                    legendgroup=variant,
-                    showlegend=col == 1,
-                    line=dict(color=colors[variant], width=2),
-                    hovertemplate=f"<b>{arch}, {variant}</b><br>epoch %{{x}}<br>{metric} %{{y:.3f}}<extra></extra>",
+                    width=2,
+                    legend=col == 1,
                 ),
                 row=1,
                 col=col,
@@ -411,18 +434,15 @@ def oscillation(osc: pd.DataFrame, title: str | None = None) -> go.Figure:
             for col, dash in (("union", "solid"), ("intersection", "dash")):
                 name = f"{variant}: {col}"
                 fig.add_trace(
-                    go.Scatter(
-                        x=rows.epoch,
-                        y=rows[col],
-                        mode="lines+markers",
-                        name=name,
-                        legendgroup=name,
-                        showlegend=name not in shown,
-                        line=dict(color=colors[variant], dash=dash, width=2.5),
-                        hovertemplate=(
-                            f"<b>{arch + ' ' if arch else ''}{variant}</b><br>epochs %{{x}}-1 and %{{x}}"
-                            f"<br>{col} %{{y:.3f}}<extra></extra>"
-                        ),
+                    line_trace(
+                        rows.epoch,
+                        rows[col],
+                        name,
+                        colors[variant],
+                        f"<b>{arch + ' ' if arch else ''}{variant}</b><br>epochs %{{x}}-1 and %{{x}}"
+                        f"<br>{col} %{{y:.3f}}<extra></extra>",
+                        dash=dash,
+                        legend=name not in shown,
                     ),
                     row=1,
                     col=panel,
@@ -562,6 +582,28 @@ def _variant_panels(frame: pd.DataFrame, marks: pd.DataFrame):
     return make_subplots(rows=1, cols=len(variants), subplot_titles=variants, shared_yaxes=True), variants, frame, marks
 
 
+TRAIN_VAL = (("train_acc", "solid", catalog.TRAIN_COLOUR), ("val_acc", "dash", catalog.VALIDATION_COLOUR))
+
+
+def _add_train_val(fig: go.Figure, rows: pd.DataFrame, col: int, who: str, names, width: float, legend: bool) -> None:
+    """Training (solid) and validation (dashed) accuracy of `rows` against epoch in panel `col`,
+    named `names`; `who` heads their hover text."""
+    for (metric, dash, colour), name in zip(TRAIN_VAL, names):
+        hover = f"{who}<br>epoch %{{x}}<br>{name} %{{y:.3f}}<extra></extra>"
+        trace = line_trace(
+            rows.epoch, rows[metric], name, colour, hover, mode="lines", width=width, dash=dash, legend=legend
+        )
+        fig.add_trace(trace, row=1, col=col)
+
+
+def accuracy_axes(fig: go.Figure, x_title: str, cols: int, **options) -> go.Figure:
+    """`x_title` under each of `cols` panels, accuracy from 0 to 1 up the first, and `layout`."""
+    for col in range(1, cols + 1):
+        fig.update_xaxes(title_text=x_title, row=1, col=col)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
+    return layout(fig, **options)
+
+
 def phases(epochs: pd.DataFrame, boundaries: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Catastrophic forgetting: training (solid) and validation (dashed) accuracy against epoch,
     one line per seed, one panel per variant (and architecture); a dotted line where phase 2
@@ -571,26 +613,10 @@ def phases(epochs: pd.DataFrame, boundaries: pd.DataFrame, title: str | None = N
     for col, variant in enumerate(variants, start=1):
         one = epochs[epochs.variant == variant]
         for i, (seed, rows) in enumerate(one.groupby("seed")):
-            rows = rows.sort_values("epoch")
-            for metric, dash, color in (
-                ("train_acc", "solid", catalog.TRAIN_COLOUR),
-                ("val_acc", "dash", catalog.VALIDATION_COLOUR),
-            ):
-                name = "train (its labels)" if metric == "train_acc" else "validation"
-                fig.add_trace(
-                    go.Scatter(
-                        x=rows.epoch,
-                        y=rows[metric],
-                        mode="lines",
-                        name=name,
-                        legendgroup=name,
-                        showlegend=col == 1 and i == 0,
-                        line=dict(color=color, dash=dash, width=1.8),
-                        hovertemplate=f"<b>{variant}</b> seed {seed}<br>epoch %{{x}}<br>{name} %{{y:.3f}}<extra></extra>",
-                    ),
-                    row=1,
-                    col=col,
-                )
+            names = ("train (its labels)", "validation")
+            _add_train_val(
+                fig, rows.sort_values("epoch"), col, f"<b>{variant}</b> seed {seed}", names, 1.8, col == 1 and i == 0
+            )
         for b in sorted(set(boundaries[boundaries.variant == variant].phase1_epochs.dropna())):
             fig.add_vline(
                 x=b + 0.5,
@@ -600,40 +626,21 @@ def phases(epochs: pd.DataFrame, boundaries: pd.DataFrame, title: str | None = N
                 annotation_text="phase 2" if col == 1 else None,
                 annotation_position="top right",
             )
-        fig.update_xaxes(title_text="epoch", row=1, col=col)
-    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    layout(
-        fig, title=title or "Catastrophic forgetting: phase 1 fits train + validation, phase 2 train alone", height=420
-    )
-    return fig
+    title = title or "Catastrophic forgetting: phase 1 fits train + validation, phase 2 train alone"
+    return accuracy_axes(fig, "epoch", len(variants), title=title, height=420)
 
 
 def early_stopping(epochs: pd.DataFrame, stops: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Train (solid) and validation (dashed) accuracy against epoch, mean over seeds, one panel
     per variant, with the early-stopping epoch (dotted) and the best validation epoch marked.
-    Inputs: `probes.epoch_means` of the `epochs` table; per (arch x) variant `best_epoch` and
+    Inputs: `training.epoch_means` of the `epochs` table; per (arch x) variant `best_epoch` and
     `early_stop_epoch`."""
-    fig, variants, mean, stops = _variant_panels(require_means(epochs, "probes.epoch_means"), stops)
+    fig, variants, mean, stops = _variant_panels(require_means(epochs, "training.epoch_means"), stops)
     for col, variant in enumerate(variants, start=1):
         rows = mean[mean.variant == variant]
-        for metric, dash, color, name in (
-            ("train_acc", "solid", catalog.TRAIN_COLOUR, "train (its labels)"),
-            ("val_acc", "dash", catalog.VALIDATION_COLOUR, "validation (true labels)"),
-        ):
-            fig.add_trace(
-                go.Scatter(
-                    x=rows.epoch,
-                    y=rows[metric],
-                    mode="lines",
-                    name=name,
-                    legendgroup=name,
-                    showlegend=col == 1,
-                    line=dict(color=color, dash=dash, width=2),
-                    hovertemplate=f"<b>{variant}</b><br>epoch %{{x}}<br>{name} %{{y:.3f}}<extra></extra>",
-                ),
-                row=1,
-                col=col,
-            )
+        _add_train_val(
+            fig, rows, col, f"<b>{variant}</b>", ("train (its labels)", "validation (true labels)"), 2, col == 1
+        )
         stop = stops[stops.variant == variant]
         if len(stop) and pd.notna(stop.early_stop_epoch.iloc[0]):
             fig.add_vline(
@@ -647,44 +654,38 @@ def early_stopping(epochs: pd.DataFrame, stops: pd.DataFrame, title: str | None 
         if len(stop) and pd.notna(stop.best_epoch.iloc[0]):
             best = rows[rows.epoch == round(float(stop.best_epoch.iloc[0]))]
             fig.add_trace(
-                go.Scatter(
-                    x=best.epoch,
-                    y=best.val_acc,
-                    mode="markers",
-                    name="best validation epoch",
-                    legendgroup="best",
+                mark_trace(
+                    best.epoch,
+                    best.val_acc,
+                    "best validation epoch",
+                    "best",
+                    dict(symbol="star", size=13, color=catalog.VALIDATION_COLOUR),
                     showlegend=col == 1,
-                    marker=dict(symbol="star", size=13, color=catalog.VALIDATION_COLOUR),
                 ),
                 row=1,
                 col=col,
             )
-        fig.update_xaxes(title_text="epoch", row=1, col=col)
-    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    layout(fig, title=title or "Full training and early stopping", height=420)
-    return fig
+    return accuracy_axes(fig, "epoch", len(variants), title=title or "Full training and early stopping", height=420)
 
 
 def weight_norms(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Whole-model Frobenius norm against epoch (0: initialization), one line per variant, one
     panel per architecture (architectures differ in size: their norms never share a line).
-    Input: `probes.norm_curves`."""
+    Input: `training.norm_curves`."""
     colors = variant_colours(list(dict.fromkeys(curve.variant)))
     panels = _by_arch(curve)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels])
     for col, (arch, part) in enumerate(panels, start=1):
         for variant, rows in _by_level(part.sort_values("epoch")).groupby("variant", observed=True, sort=False):
             fig.add_trace(
-                go.Scatter(
-                    x=rows.epoch,
-                    y=rows.norm,
+                line_trace(
+                    rows.epoch,
+                    rows.norm,
+                    str(variant),
+                    colors[variant],
+                    f"<b>{arch + ' ' if arch else ''}{variant}</b><br>epoch %{{x}}<br>norm %{{y:.2f}}<extra></extra>",
                     mode="lines",
-                    name=str(variant),
-                    legendgroup=str(variant),
-                    showlegend=col == 1,
-                    line=dict(color=colors[variant], width=2.5),
-                    hovertemplate=f"<b>{arch + ' ' if arch else ''}{variant}</b><br>epoch %{{x}}<br>norm %{{y:.2f}}"
-                    "<extra></extra>",
+                    legend=col == 1,
                 ),
                 row=1,
                 col=col,
@@ -701,7 +702,7 @@ def weight_norms(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
 
 def layer_norms(before_after: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Per-layer norms at initialization (grey) and after training (one bar per variant), one
-    panel per architecture (each has its own layers). Input: `probes.layer_norms_before_after`."""
+    panel per architecture (each has its own layers). Input: `training.layer_norms_before_after`."""
     colors = variant_colours(list(dict.fromkeys(before_after.variant)))
     panels = _by_arch(before_after)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[a or "" for a, _ in panels])
@@ -907,15 +908,14 @@ def by_axis(table: pd.DataFrame, axis: str, metrics: Sequence[str], title: str) 
         colour = catalog.SERIES_COLOURS[i % len(catalog.SERIES_COLOURS)]
         for col, metric in enumerate(shown, start=1):
             fig.add_trace(
-                go.Scatter(
-                    x=rows[axis] if number else rows[axis].astype(str),
-                    y=rows[metric],
-                    mode="lines+markers",
-                    name=name,
-                    legendgroup=name,
-                    showlegend=col == 1,
-                    line=dict(color=colour),
-                    hovertemplate=f"<b>{metric}</b> {name}<br>{axis} %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>",
+                line_trace(
+                    rows[axis] if number else rows[axis].astype(str),
+                    rows[metric],
+                    name,
+                    colour,
+                    f"<b>{metric}</b> {name}<br>{axis} %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>",
+                    width=2,
+                    legend=col == 1,
                 ),
                 row=1,
                 col=col,

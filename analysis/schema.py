@@ -22,13 +22,22 @@ def _field(name: str, type_: pa.DataType, optional: str | None = None) -> pa.Fie
     return pa.field(name, type_, metadata={"optional": optional} if optional else None)
 
 
+def _cols(type_: pa.DataType, names: str, optional: str | None = None) -> list[pa.Field]:
+    """One field of `type_` per name in `names` (space-separated), in order."""
+    return [_field(n, type_, optional) for n in names.split()]
+
+
 def _keys(arch: bool = True) -> list[pa.Field]:
     return [
-        _field("cell", KEY),
-        _field("variant", KEY),
+        *_cols(KEY, "cell variant"),
         *([_field("arch", KEY, "convergence grids")] if arch else []),
         _field("seed", pa.int32()),
     ]
+
+
+def _per_epoch(*fields: pa.Field) -> pa.Schema:
+    """A table of per-epoch rows of each model: its key columns, the epoch, then `fields`."""
+    return pa.schema([*_keys(), _field("epoch", pa.int16()), *fields])
 
 
 CONV, VAL, FIG1, SUB = "convergence grids", "a validation split", "fig1-difficulty", "subset sweeps"
@@ -38,31 +47,15 @@ SCHEMAS: dict[str, pa.Schema] = {
     "trials": pa.schema(
         [
             *_keys(arch=False),
-            *[
-                _field(n, pa.string())
-                for n in (
-                    "sweep",
-                    "fragment",
-                    "trial_id",
-                    "status",
-                    "dataset",
-                    "arch",
-                    "device",
-                    "node_id",
-                    "config",
-                    "resources",
-                    "versions",
-                    "git_rev",
-                )
-            ],
-            _field("pack", pa.int32()),
-            _field("pack_size", pa.int32()),
+            *_cols(
+                pa.string(),
+                "sweep fragment trial_id status dataset arch device node_id config resources versions git_rev",
+            ),
+            *_cols(pa.int32(), "pack pack_size"),
             _field("pack_mode", pa.string()),
             _field("corruption_p", pa.float64()),
             _field("n_corrupted", pa.int64()),
-            _field("init_seed", pa.uint64()),
-            _field("order_seed", pa.uint64()),
-            _field("corruption_seed", pa.uint64()),
+            *_cols(pa.uint64(), "init_seed order_seed corruption_seed"),
             _field(
                 "corruption_kind",
                 pa.string(),
@@ -74,100 +67,58 @@ SCHEMAS: dict[str, pa.Schema] = {
             _field("interpolated", pa.bool_(), CONV),
             _field("interp_epoch", pa.int32(), CONV),
             _field("interp_step", pa.int64(), CONV),
-            _field("interp_train_seconds", pa.float64(), CONV),
-            _field("interp_wall_seconds", pa.float64(), CONV),
-            _field("interp_train_acc", pa.float32(), CONV),
-            _field("interp_test_acc", pa.float32(), CONV),
+            *_cols(pa.float64(), "interp_train_seconds interp_wall_seconds", CONV),
+            *_cols(pa.float32(), "interp_train_acc interp_test_acc", CONV),
             _field("resumed_from_epoch", pa.int32(), CONV),
-            _field("rss_before_mb", pa.float64(), F1S),
-            _field("peak_rss_mb", pa.float64(), F1S),
-            _field("peak_cuda_mb", pa.float64(), F1S),
+            *_cols(pa.float64(), "rss_before_mb peak_rss_mb peak_cuda_mb", F1S),
             _field("subset_ratio", pa.float64(), SUB),
             _field("subset_size", pa.int32(), SUB),
             _field("fit_acc", pa.float32(), SUB),
             _field("epochs_trained", pa.int32()),
             _field("steps", pa.int64()),
-            _field("wall_seconds", pa.float64()),
-            _field("train_seconds", pa.float64()),
-            _field("started_at", UTC_MS),
-            _field("finished_at", UTC_MS),
+            *_cols(pa.float64(), "wall_seconds train_seconds"),
+            *_cols(UTC_MS, "started_at finished_at"),
             *[_field(f"final_{s}_{m}", pa.float32()) for s in ("train", "test") for m in ("loss", "acc")],
             _field("val_size", pa.int32(), VAL),
             _field("val_corruption", pa.string(), VAL),
-            _field("phase1_epochs", pa.int32(), VAL),
-            _field("best_epoch", pa.int32(), VAL),
-            _field("early_stop_epoch", pa.int32(), VAL),
+            *_cols(pa.int32(), "phase1_epochs best_epoch early_stop_epoch", VAL),
             *[_field(f"best_{s}_acc", pa.float32(), VAL) for s in ("train", "val", "test")],
             _field("schema_version", pa.int16()),
         ]
     ),
-    "epochs": pa.schema(
-        [
-            *_keys(),
-            _field("epoch", pa.int16()),
-            _field("phase", pa.int8(), "two-phase runs"),
-            _field("step", pa.int64()),
-            _field("wall_seconds", pa.float64()),
-            _field("train_seconds", pa.float64()),
-            _field("lr", pa.float64()),
-            _field("running_loss", pa.float32()),
-            _field("running_acc", pa.float32()),
-            *[
-                _field(f"{s}_{m}", pa.float32(), VAL if s == "val" else None)
-                for s in ("train", "test", "val")
-                for m in ("loss", "acc")
-            ],
-            _field("weight_norm", pa.float32()),
-        ]
+    "epochs": _per_epoch(
+        _field("phase", pa.int8(), "two-phase runs"),
+        _field("step", pa.int64()),
+        *_cols(pa.float64(), "wall_seconds train_seconds lr"),
+        *_cols(pa.float32(), "running_loss running_acc"),
+        *[
+            _field(f"{s}_{m}", pa.float32(), VAL if s == "val" else None)
+            for s in ("train", "test", "val")
+            for m in ("loss", "acc")
+        ],
+        _field("weight_norm", pa.float32()),
     ),
-    "examples": pa.schema(
-        [
-            *_keys(),
-            _field("epoch", pa.int16()),
-            _field("split", KEY),
-            _field("index", pa.int32()),
-            _field("label", pa.int16()),
-            _field("true_label", pa.int16()),
-            _field("corrupted", pa.bool_()),
-            _field("pred", pa.int16()),
-            _field("correct", pa.bool_()),
-            *[_field(n, pa.float32()) for n in RECORD_FLOATS],
-        ]
+    "examples": _per_epoch(
+        _field("split", KEY),
+        _field("index", pa.int32()),
+        *_cols(pa.int16(), "label true_label pred"),
+        *_cols(pa.bool_(), "corrupted correct"),
+        *_cols(pa.float32(), " ".join(RECORD_FLOATS)),
     ),
     "members": pa.schema(
         [_field("cell", KEY), _field("variant", KEY), _field("seed", pa.int32()), _field("index", pa.int32())]
     ),
-    "norms": pa.schema(
-        [
-            *_keys(),
-            _field("epoch", pa.int16()),
-            _field("layer", KEY),
-            _field("layer_index", pa.int16()),
-            _field("norm", pa.float32()),
-        ]
+    "norms": _per_epoch(_field("layer", KEY), _field("layer_index", pa.int16()), _field("norm", pa.float32())),
+    "probes": _per_epoch(
+        *_cols(KEY, "probe split"),
+        *_cols(pa.float32(), "sigma value"),
+        _field("draw", pa.int16()),
+        _field("n", pa.int32()),
     ),
-    "probes": pa.schema(
-        [
-            *_keys(),
-            _field("probe", KEY),
-            _field("epoch", pa.int16()),
-            _field("split", KEY),
-            _field("sigma", pa.float32()),
-            _field("draw", pa.int16()),
-            _field("value", pa.float32()),
-            _field("n", pa.int32()),
-        ]
-    ),
-    "filters": pa.schema(
-        [
-            *_keys(),
-            _field("epoch", pa.int16()),
-            _field("filter", pa.int32()),
-            _field("channels", pa.int16()),
-            _field("height", pa.int16()),
-            _field("width", pa.int16()),
-            _field("weights", pa.list_(pa.float32())),  # fixed size C x kH x kW per table
-        ]
+    "filters": _per_epoch(
+        _field("filter", pa.int32()),
+        *_cols(pa.int16(), "channels height width"),
+        _field("weights", pa.list_(pa.float32())),  # fixed size C x kH x kW per table
     ),
 }
 TABLES = tuple(SCHEMAS)

@@ -29,25 +29,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # run.py: the preset's shapes and the helpers the benchmarks share
 
-from run import (
-    _C,
-    _H,
-    _W,
-    BATCH,
-    HIDDEN,
-    LR,
-    MOMENTUM,
-    PRESET,
-    SIZES,
-    STEPS,
-    add_from_json,
-    budget,
-    machine,
-    md_table,
-    packs,
-    read_results,
-    say,
-)
+import flags
+import run as shared
 
 from trainables.models import forward_grad
 
@@ -122,23 +105,27 @@ def blocked_step_times(
     gathered by index, a fresh pack, no warm-up), so it is set beside its blockings, not the floor."""
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
-    xs = torch.randn(STEPS, k, BATCH, SIZES[0], generator=gen)
-    ys = torch.randint(0, SIZES[-1], (STEPS, k, BATCH), generator=gen)
-    steps = {"step": lambda p, x, y, vel: p.sgd_step(x, y, LR, MOMENTUM, vel)}
+    xs = torch.randn(shared.STEPS, k, shared.BATCH, shared.SIZES[0], generator=gen)
+    ys = torch.randint(0, shared.SIZES[-1], (shared.STEPS, k, shared.BATCH), generator=gen)
+    steps = {"step": lambda p, x, y, vel: p.sgd_step(x, y, shared.LR, shared.MOMENTUM, vel)}
     steps.update(
         {
-            name: (lambda r, m: lambda p, x, y, vel: blocked_sgd_step(p, x, y, LR, MOMENTUM, vel, r, m))(*how)
+            name: (lambda r, m: lambda p, x, y, vel: blocked_sgd_step(p, x, y, shared.LR, shared.MOMENTUM, vel, r, m))(
+                *how
+            )
             for name, how in blockings.items()
         }
     )
 
     def epoch(fn) -> float:
-        pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
+        pack = shared.packs.build(
+            "mlp", (shared._C, shared._H, shared._W), shared.SIZES[-1], list(range(k)), hidden=shared.HIDDEN
+        )
         vel = [torch.zeros_like(t) for t in pack.tensors()]
         with torch.no_grad():
             fn(pack, xs[0], ys[0], vel)  # warm
             start = time.perf_counter()
-            for s in range(STEPS):
+            for s in range(shared.STEPS):
                 fn(pack, xs[s], ys[s], vel)
             return (time.perf_counter() - start) / k
 
@@ -152,35 +139,34 @@ def blocked_step_times(
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--pack", type=int, default=None, help="members a pack (default: the pack size memsweep picks on this machine)"
+        "--pack",
+        type=int,
+        default=None,
+        help="members a pack (default: the pack size memsweep picks on this machine)",
     )
     parser.add_argument(
         "--repeats", type=int, default=5, help="epochs of each, interleaved; the best counts (default 5)"
     )
-    add_from_json(parser)
-    args = parser.parse_args()
-    for flag, value in (("--pack", args.pack), ("--repeats", args.repeats)):
-        if value is not None and value < 1:
-            parser.error(f"{flag} {value}: must be 1 or more")
-    return args
+    flags.add_from_json(parser)
+    return flags.parse_positive(parser, "--pack", "--repeats")
 
 
 def main() -> None:
     args = parse_args()
     if args.from_json is not None:
-        return print(table(read_results(args.from_json, "benchmarks/blocked_step.py", table)))
-    k = args.pack or PRESET.resolved_pack_size(100, "cpu", cache_bytes=budget.cache_share_bytes(1.0))
+        return print(table(shared.read_results(args.from_json, "benchmarks/blocked_step.py", table)))
+    k = args.pack or shared.PRESET.resolved_pack_size(100, "cpu", cache_bytes=shared.budget.cache_share_bytes(1.0))
     times = blocked_step_times(k, repeats=args.repeats)
     out = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": machine(),
+        "machine": shared.machine(),
         "torch": torch.__version__,
         "command": "python benchmarks/blocked_step.py",
         "pack_size": k,
         "repeats": args.repeats,
         "ms_per_seed_epoch": {name: round(1e3 * t, 1) for name, t in times.items()},
     }
-    say(f"pack of {k}: " + ", ".join(f"{name} {ms} ms" for name, ms in out["ms_per_seed_epoch"].items()))
+    shared.say(f"pack of {k}: " + ", ".join(f"{name} {ms} ms" for name, ms in out["ms_per_seed_epoch"].items()))
     (HERE / "blocked_step.json").write_text(json.dumps(out, indent=1))
     print(table(out))
 
@@ -198,7 +184,7 @@ def table(out: dict) -> str:
     rows += [
         (label(name), f"{t} ms ({t / times['step']:.2f}x the step)") for name, t in times.items() if name != "step"
     ]
-    return md_table(rows)
+    return shared.md_table(rows)
 
 
 def label(name: str) -> str:

@@ -19,11 +19,9 @@ benchmarks/fashion.json and prints a table.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ run = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(run)
 
 presets, torch = run.presets, run.torch
+import flags  # noqa: E402 (run.py put benchmarks/ on sys.path)
 
 
 def report_timed(results: str, sweep: str) -> dict[str, float]:
@@ -51,12 +50,10 @@ def report_timed(results: str, sweep: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=10, help="seeds a variant for both contenders (default 10)")
-    args = parser.parse_args()
-    if args.seeds < 1:
-        sys.exit(f"benchmarks/fashion.py: --seeds {args.seeds}: must be 1 or more")
-    spec = presets.resolve("fig1-difficulty", "fashion-mnist", [f"seeds={args.seeds}"])
+    seeds = flags.one_count(
+        "benchmarks/fashion.py", __doc__, "--seeds", 10, "seeds a variant for both contenders (default 10)"
+    )
+    spec = presets.resolve("fig1-difficulty", "fashion-mnist", [f"seeds={seeds}"])
     # This VM's speed drifts: the contenders alternate (notebook, memsweep, memsweep, notebook) and
     # the matmul peak is measured before, between and after; the floor takes the best peak seen.
     peaks, t_nb, t_ms = [run.matmul_peak(run.DEFAULT_THREADS)], [], []
@@ -64,10 +61,10 @@ def main() -> None:
         for order in (("notebook", "memsweep"), ("memsweep", "notebook")):
             for who in order:
                 if who == "notebook":
-                    t_nb.append(run.run_notebook(args.seeds, spec))
+                    t_nb.append(run.run_notebook(seeds, spec))
                 else:
-                    t_ms.append(_memsweep(results, args.seeds))
-                run.say(f"{who}: {(t_nb if who == 'notebook' else t_ms)[-1]:.1f} s for {args.seeds} seeds x 3 variants")
+                    t_ms.append(_memsweep(results, seeds))
+                run.say(f"{who}: {(t_nb if who == 'notebook' else t_ms)[-1]:.1f} s for {seeds} seeds x 3 variants")
             peaks.append(run.matmul_peak(run.DEFAULT_THREADS))
         rows = _row_counts(results)["examples"]
         rep = report_timed(results, "fig1-difficulty")
@@ -79,7 +76,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": run.machine(),
         "torch": torch.__version__,
-        "seeds_per_variant": args.seeds,
+        "seeds_per_variant": seeds,
         "notebook_s": round(t_nb, 1),
         "memsweep_s": round(t_ms, 1),
         "notebook/memsweep": round(t_nb / t_ms, 2),

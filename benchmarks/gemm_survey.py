@@ -39,33 +39,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # run.py: the preset's shapes and the helpers the benchmarks share
 
-from run import (
-    _C,
-    _H,
-    _W,
-    BATCH,
-    HIDDEN,
-    LR,
-    MOMENTUM,
-    PRESET,
-    SIZES,
-    STEPS,
-    TRAIN_ONLY,
-    _timed,
-    add_from_json,
-    bandwidth,
-    budget,
-    engine,
-    machine,
-    matmul_peak,
-    md_table,
-    measure_step,
-    packs,
-    read_results,
-    say,
-    step_floor,
-    variant_data,
-)
+import flags
+import run as shared
 
 
 def _best_epoch(make_step, k: int, repeats: int) -> float:
@@ -75,11 +50,11 @@ def _best_epoch(make_step, k: int, repeats: int) -> float:
     step = make_step()
 
     def epoch() -> None:
-        for _ in range(STEPS):
+        for _ in range(shared.STEPS):
             step()
 
     epoch()
-    return min(_timed(epoch) for _ in range(repeats)) / k
+    return min(shared._timed(epoch) for _ in range(repeats)) / k
 
 
 def gemm_times(k: int, repeats: int = 200, flushed_repeats: int = 30) -> dict[str, float]:
@@ -90,24 +65,24 @@ def gemm_times(k: int, repeats: int = 200, flushed_repeats: int = 30) -> dict[st
     operands come from memory. In the step the operands lie somewhere between: each large one was
     last touched an op or more before, with the pack's other state in between."""
     torch.set_num_threads(1)
-    flush = torch.zeros(max(96 * 2**20, 3 * budget.last_level_cache_bytes()) // 4)
+    flush = torch.zeros(max(96 * 2**20, 3 * shared.budget.last_level_cache_bytes()) // 4)
     best = median = flushed = 0.0
-    for i, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
-        x, w, g = torch.randn(k, BATCH, n_in), torch.randn(k, n_in, n_out), torch.randn(k, BATCH, n_out)
-        b, v, back = torch.randn(k, 1, n_out), torch.randn(k, n_in, n_out), torch.empty(k, BATCH, n_in)
+    for i, (n_in, n_out) in enumerate(zip(shared.SIZES[:-1], shared.SIZES[1:])):
+        x, w, g = torch.randn(k, shared.BATCH, n_in), torch.randn(k, n_in, n_out), torch.randn(k, shared.BATCH, n_out)
+        b, v, back = torch.randn(k, 1, n_out), torch.randn(k, n_in, n_out), torch.empty(k, shared.BATCH, n_in)
         ops = [lambda: torch.baddbmm(b, x, w), lambda: v.baddbmm_(x.transpose(1, 2), g, beta=0.9)]
         if i > 0:
             ops.append(lambda: torch.bmm(g, w.transpose(1, 2), out=back))
         for op in ops:
             op()
-            hot = [_timed(op) for _ in range(repeats)]
+            hot = [shared._timed(op) for _ in range(repeats)]
             best, median = best + min(hot), median + statistics.median(hot)
             cold = []
             for _ in range(flushed_repeats):
                 flush.add_(1.0)
-                cold.append(_timed(op))
+                cold.append(shared._timed(op))
             flushed += statistics.median(cold)
-    per = STEPS / k
+    per = shared.STEPS / k
     return {"best_s": best * per, "median_s": median * per, "flushed_s": flushed * per}
 
 
@@ -123,15 +98,15 @@ def gemm_libraries(repeats: int = 300) -> dict[str, dict[str, float]]:
 
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
-    n = HIDDEN[0]
+    n = shared.HIDDEN[0]
     x, g, w = (
-        torch.randn(BATCH, n, generator=gen),
-        torch.randn(BATCH, n, generator=gen),
+        torch.randn(shared.BATCH, n, generator=gen),
+        torch.randn(shared.BATCH, n, generator=gen),
         torch.randn(n, n, generator=gen),
     )
     xt = x.t().contiguous()
     zero = torch.zeros(n)
-    out, outw = torch.empty(BATCH, n), torch.empty(n, n)
+    out, outw = torch.empty(shared.BATCH, n), torch.empty(n, n)
     # Each shape as torch calls it, as a linear layer (input @ weight^T) for oneDNN, and in numpy.
     shapes = {
         "forward": (lambda: torch.mm(x, w, out=out), (x, w.t().contiguous()), (x.numpy(), w.numpy(), out.numpy())),
@@ -144,7 +119,7 @@ def gemm_libraries(repeats: int = 300) -> dict[str, dict[str, float]]:
     }
     rates = {}
     for name, (mkl, (inp, weight), (a, b, c)) in shapes.items():
-        flops = 2 * BATCH * n * n
+        flops = 2 * shared.BATCH * n * n
         dnn_in, dnn_w, dnn_b = inp.to_mkldnn(), weight.to_mkldnn(), zero[: weight.shape[0]].to_mkldnn()
         calls = {
             "torch": mkl,
@@ -155,7 +130,7 @@ def gemm_libraries(repeats: int = 300) -> dict[str, dict[str, float]]:
         with threadpool_limits(1):
             for lib, call in calls.items():
                 call()
-                rates[name][lib] = round(flops / min(_timed(call) for _ in range(repeats)) / 1e9, 1)
+                rates[name][lib] = round(flops / min(shared._timed(call) for _ in range(repeats)) / 1e9, 1)
     return rates
 
 
@@ -180,14 +155,20 @@ def gemms_in_order(k: int, repeats: int = 3, updates: bool = False) -> float:
 
 def gemms_step(k: int, updates: bool = False):
     """One step of `gemms_in_order` over a fresh pack's state: a function of no arguments."""
-    pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
+    pack = shared.packs.build(
+        "mlp", (shared._C, shared._H, shared._W), shared.SIZES[-1], list(range(k)), hidden=shared.HIDDEN
+    )
     weights, biases = [w.detach() for w in pack.weights], [b.detach() for b in pack.biases]
     momentum = [torch.zeros_like(w) for w in weights]
     gen = torch.Generator().manual_seed(0)
-    acts = [torch.randn(k, BATCH, SIZES[0], generator=gen)] + [torch.empty(k, BATCH, n) for n in SIZES[1:]]
-    grads = [torch.empty(k, BATCH, n) for n in SIZES[1:-1]] + [torch.randn(k, BATCH, SIZES[-1], generator=gen)]
+    acts = [torch.randn(k, shared.BATCH, shared.SIZES[0], generator=gen)] + [
+        torch.empty(k, shared.BATCH, n) for n in shared.SIZES[1:]
+    ]
+    grads = [torch.empty(k, shared.BATCH, n) for n in shared.SIZES[1:-1]] + [
+        torch.randn(k, shared.BATCH, shared.SIZES[-1], generator=gen)
+    ]
     n = len(weights)
-    sign = [LR]
+    sign = [shared.LR]
 
     def step() -> None:
         # With updates, the weights step back and forth (the same call, its sign flipped every
@@ -198,7 +179,7 @@ def gemms_step(k: int, updates: bool = False):
         for i in reversed(range(n)):
             if i > 0:
                 torch.bmm(grads[i], weights[i].transpose(1, 2), out=grads[i - 1])
-            momentum[i].baddbmm_(acts[i].transpose(1, 2), grads[i], beta=MOMENTUM)
+            momentum[i].baddbmm_(acts[i].transpose(1, 2), grads[i], beta=shared.MOMENTUM)
             if updates:
                 weights[i].sub_(momentum[i], alpha=sign[0])
 
@@ -219,33 +200,37 @@ def other_ops_in_order(k: int, repeats: int = 3) -> float:
 
 def other_ops_step(k: int):
     """One step of `other_ops_in_order` over a fresh pack's state: a function of no arguments."""
-    pack = packs.build("mlp", (_C, _H, _W), SIZES[-1], list(range(k)), hidden=HIDDEN)
+    pack = shared.packs.build(
+        "mlp", (shared._C, shared._H, shared._W), shared.SIZES[-1], list(range(k)), hidden=shared.HIDDEN
+    )
     weights, biases = [w.detach() for w in pack.weights], [b.detach() for b in pack.biases]
     vel_w, vel_b = [torch.zeros_like(w) for w in weights], [torch.zeros_like(b) for b in biases]
     gen = torch.Generator().manual_seed(0)
-    acts = [torch.randn(k, BATCH, n, generator=gen) for n in SIZES]  # each layer's input, the logits last
-    backs = [torch.randn(k, BATCH, n, generator=gen) for n in SIZES[:-1]]  # input gradients, before ReLU's
-    y = torch.randint(0, SIZES[-1], (k, BATCH), generator=gen)
+    acts = [torch.randn(k, shared.BATCH, n, generator=gen) for n in shared.SIZES]  # each layer's input, the logits last
+    backs = [
+        torch.randn(k, shared.BATCH, n, generator=gen) for n in shared.SIZES[:-1]
+    ]  # input gradients, before ReLU's
+    y = torch.randint(0, shared.SIZES[-1], (k, shared.BATCH), generator=gen)
     n = len(weights)
 
     def step() -> None:
         for i in range(1, n):
             acts[i].relu_()
         grad = torch.softmax(acts[-1], dim=-1)
-        grad.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(grad[..., :1], -1.0)).div_(BATCH)
-        ones = grad.new_ones(k, 1, BATCH)
+        grad.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(grad[..., :1], -1.0)).div_(shared.BATCH)
+        ones = grad.new_ones(k, 1, shared.BATCH)
         for i in reversed(range(n)):
             back = torch.ops.aten.threshold_backward(backs[i], acts[i], 0) if i > 0 else None
-            vel_b[i].baddbmm_(ones, grad, beta=MOMENTUM)
-            weights[i].sub_(vel_w[i], alpha=LR)
-            biases[i].sub_(vel_b[i], alpha=LR)
+            vel_b[i].baddbmm_(ones, grad, beta=shared.MOMENTUM)
+            weights[i].sub_(vel_w[i], alpha=shared.LR)
+            biases[i].sub_(vel_b[i], alpha=shared.LR)
             grad = back
 
     return step
 
 
 def step_beside_gemms(k: int, rounds: int = 7) -> dict[str, float]:
-    """The step as the engine runs it (`measure_step`: a fresh pack's epoch, its batches gathered,
+    """The step as the engine runs it (`run.measure_step`: a fresh pack's epoch, its batches gathered,
     as a fig1 trial runs its only epoch), its GEMMs in the step's order (`gemms_in_order`) and its
     other ops in order (`other_ops_in_order`), and its GEMMs with the weights' updates (the least
     step of these torch calls, `gemms_in_order(updates=True)`), all warm, one epoch of each per
@@ -256,7 +241,7 @@ def step_beside_gemms(k: int, rounds: int = 7) -> dict[str, float]:
     measures another order, slower)."""
     steps, orders, others, leasts = [], [], [], []
     for _ in range(rounds):
-        steps.append(measure_step(k, repeats=1))
+        steps.append(shared.measure_step(k, repeats=1))
         orders.append(gemms_in_order(k, repeats=1))
         others.append(other_ops_in_order(k, repeats=1))
         leasts.append(gemms_in_order(k, repeats=1, updates=True))
@@ -281,12 +266,17 @@ def profile_step(k: int, top: int = 5) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(1)
-    d = variant_data("real")
-    members = engine.Members(list(range(k)), list(range(k)))
-    engine.run(packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=HIDDEN), d, members, TRAIN_ONLY)  # warm
-    pack = packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=HIDDEN)
+    d = shared.variant_data("real")
+    members = shared.engine.Members(list(range(k)), list(range(k)))
+    shared.engine.run(
+        shared.packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=shared.HIDDEN),
+        d,
+        members,
+        shared.TRAIN_ONLY,
+    )  # warm
+    pack = shared.packs.build("mlp", d.input_shape, 10, list(range(k)), hidden=shared.HIDDEN)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        engine.run(pack, d, members, TRAIN_ONLY)
+        shared.engine.run(pack, d, members, shared.TRAIN_ONLY)
     ops = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
     total = sum(ops.values())
     gemms = sum(ops.get(name, 0) for name in ("aten::baddbmm", "aten::baddbmm_", "aten::bmm"))
@@ -304,16 +294,16 @@ def profile_step(k: int, top: int = 5) -> dict:
 def pack_survey(k: int, peak1: float, rounds: int) -> dict:
     """Everything above for a pack of k, beside the step and its floor (at the bandwidth measured
     over arrays as large as the pack's parameters and momentum)."""
-    state = k * 2 * 4 * budget.mlp_param_count(SIZES[0], HIDDEN, SIZES[-1])
-    bw = bandwidth(state // 2)  # y += x over two arrays: the pack's state in all
-    floor = step_floor(peak1, bw)["floor_s"]
+    state = k * 2 * 4 * shared.budget.mlp_param_count(shared.SIZES[0], shared.HIDDEN, shared.SIZES[-1])
+    bw = shared.bandwidth(state // 2)  # y += x over two arrays: the pack's state in all
+    floor = shared.step_floor(peak1, bw)["floor_s"]
     side, gemms, prof = step_beside_gemms(k, rounds), gemm_times(k), profile_step(k)
     t = side["step_s"]
 
     def ms(seconds: float) -> float:
         return round(1e3 * seconds, 1)
 
-    say(
+    shared.say(
         f"pack of {k}: step {ms(t)} ms, floor {ms(floor)} ms, GEMMs best {ms(gemms['best_s'])} ms, "
         f"in order {ms(side['in_order_s'])} ms, other ops {ms(side['others_s'])} ms"
     )
@@ -342,26 +332,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=7, help="alternating rounds of the step and its parts, one epoch each (default 7)"
     )
-    add_from_json(parser)
-    args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error(f"--rounds {args.rounds}: must be 1 or more")
-    return args
+    flags.add_from_json(parser)
+    return flags.parse_positive(parser, "--rounds")
 
 
 def main() -> None:
     args = parse_args()
     if args.from_json is not None:
-        return print(table(read_results(args.from_json, "benchmarks/gemm_survey.py", table)))
-    peak1 = matmul_peak(1)
+        return print(table(shared.read_results(args.from_json, "benchmarks/gemm_survey.py", table)))
+    peak1 = shared.matmul_peak(1)
     out: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": machine(),
+        "machine": shared.machine(),
         "torch": torch.__version__,
         "command": "python benchmarks/gemm_survey.py" + (" --quick" if args.quick else ""),
         "matmul_gflops_1_thread": round(peak1, 1),
     }
-    k = PRESET.resolved_pack_size(100, "cpu", cache_bytes=budget.cache_share_bytes(1.0))  # as sweep/trial.py
+    k = shared.PRESET.resolved_pack_size(
+        100, "cpu", cache_bytes=shared.budget.cache_share_bytes(1.0)
+    )  # as sweep/trial.py
     out["step"] = {
         f"pack_{kk}": pack_survey(kk, peak1, args.rounds) for kk in sorted({k} if args.quick else {k, 2 * k, 20})
     }
@@ -407,7 +396,7 @@ def table(out: dict) -> str:
     ]
     best = max(max(r.values()) for r in libs.values())
     rows.append(("best library rate / 1-thread matmul peak", f"{best / out['matmul_gflops_1_thread']:.0%}"))
-    return md_table(rows)
+    return shared.md_table(rows)
 
 
 def _part(ms: float, floor_ms: float, rounds: list[int]) -> str:

@@ -25,7 +25,8 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import add_from_json, machine, read_results
+from flags import add_from_json
+from run import machine, read_results
 
 SWEEP = [sys.executable, "-m", "sweep.cli"]
 RATES = [0.003, 0.01, 0.03, 0.05, 0.1]

@@ -55,6 +55,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))  # flags.py, when this file is loaded from elsewhere
+
+from flags import add_from_json
 
 from sweep import presets, seeding
 from sweep import spec as specs
@@ -581,17 +584,6 @@ def main() -> None:
         plot(out["seeds"])
     (HERE / ("results_quick.json" if args.quick else "results.json")).write_text(json.dumps(out, indent=1))
     print(table(out))
-
-
-def add_from_json(parser) -> None:
-    """Every benchmark's --from-json: print the table of a stored run, measuring nothing."""
-    parser.add_argument(
-        "--from-json",
-        type=Path,
-        default=None,
-        metavar="RESULTS",
-        help="measure nothing: print the table from a results file this benchmark wrote",
-    )
 
 
 def read_results(path: Path, program: str, check) -> dict:

@@ -12,7 +12,6 @@ Writes benchmarks/store_scale.json and prints a table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -24,6 +23,9 @@ import pyarrow as pa
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import flags
 
 from analysis import schema
 from sweep import planner, presets
@@ -73,18 +75,16 @@ def timed(*args: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fragments", type=int, default=5000, help="trials in the store (default 5,000)")
-    args = parser.parse_args()
-    if args.fragments < 1:
-        sys.exit(f"benchmarks/store_scale.py: --fragments {args.fragments}: must be 1 or more")
+    fragments = flags.one_count(
+        "benchmarks/store_scale.py", __doc__, "--fragments", 5000, "trials in the store (default 5,000)"
+    )
     with tempfile.TemporaryDirectory() as results:
-        write_s = write_store(results, args.fragments)
+        write_s = write_store(results, fragments)
         out = {
             "date": time.strftime("%Y-%m-%d %H:%M"),
-            "fragments": args.fragments,
+            "fragments": fragments,
             "write_s": round(write_s, 1),
-            "write_ms_per_fragment": round(write_s / args.fragments * 1e3, 1),
+            "write_ms_per_fragment": round(write_s / fragments * 1e3, 1),
             "status_s": timed("status", "fig1-difficulty", "--results", results),
             "verify_s": timed("verify", "fig1-difficulty", "--results", results),
             "ls_s": timed("ls", "--results", results),

@@ -15,6 +15,11 @@ from dataclasses import dataclass
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 
 
+def _by_name(*entries):
+    """A table of catalog entries by their name, in the order given."""
+    return {e.name: e for e in entries}
+
+
 @dataclass(frozen=True)
 class Arch:
     """An architecture of `trainables.models`.
@@ -37,18 +42,15 @@ class Arch:
     colour: str
 
 
-ARCHITECTURES: dict[str, Arch] = {
-    a.name: a
-    for a in (
-        Arch("mlp1", 0.01, False, 1_209_866, "#56B4E9"),
-        Arch("mlp3", 0.01, False, 1_735_178, "#0072B2"),
-        Arch("alexnet", 0.01, True, 1_387_786, "#E69F00"),
-        Arch("inception", 0.1, True, 1_652_826, "#009E73"),
-        Arch("inception_nobn", 0.01, True, 1_649_402, "#D55E00"),
-        Arch("wrn", 0.1, True, 369_498, "#CC79A7"),
-        Arch("cnn", 0.01, True, 2_322_386, "#000000"),
-    )
-}
+ARCHITECTURES: dict[str, Arch] = _by_name(
+    Arch("mlp1", 0.01, False, 1_209_866, "#56B4E9"),
+    Arch("mlp3", 0.01, False, 1_735_178, "#0072B2"),
+    Arch("alexnet", 0.01, True, 1_387_786, "#E69F00"),
+    Arch("inception", 0.1, True, 1_652_826, "#009E73"),
+    Arch("inception_nobn", 0.01, True, 1_649_402, "#D55E00"),
+    Arch("wrn", 0.1, True, 369_498, "#CC79A7"),
+    Arch("cnn", 0.01, True, 2_322_386, "#000000"),
+)
 ARCHS = tuple(ARCHITECTURES)
 DEFAULT_LR = {a.name: a.lr for a in ARCHITECTURES.values()}
 PAPER_INPUT = (3, 28, 28)  # the input `Arch.params` is counted on
@@ -69,17 +71,14 @@ class Kind:
     colour: str
 
 
-KIND_TABLE: dict[str, Kind] = {
-    k.name: k
-    for k in (
-        Kind("real", False, False, "#0072B2"),  # the true images and labels
-        Kind("randX", True, True, "#E69F00"),  # a fraction p of the training images replaced by Gaussian noise
-        Kind("randY", True, False, "#009E73"),  # a fraction p of the training labels replaced by random ones
-        Kind("gaussian", False, True, "#CC79A7"),  # every image Gaussian noise of the data's mean and variance
-        Kind("shuffled_pixels", False, True, "#56B4E9"),  # one fixed pixel permutation for every image
-        Kind("random_pixels", False, True, "#D55E00"),  # a different random permutation for every image
-    )
-}
+KIND_TABLE: dict[str, Kind] = _by_name(
+    Kind("real", False, False, "#0072B2"),  # the true images and labels
+    Kind("randX", True, True, "#E69F00"),  # a fraction p of the training images replaced by Gaussian noise
+    Kind("randY", True, False, "#009E73"),  # a fraction p of the training labels replaced by random ones
+    Kind("gaussian", False, True, "#CC79A7"),  # every image Gaussian noise of the data's mean and variance
+    Kind("shuffled_pixels", False, True, "#56B4E9"),  # one fixed pixel permutation for every image
+    Kind("random_pixels", False, True, "#D55E00"),  # a different random permutation for every image
+)
 KINDS = tuple(KIND_TABLE)
 
 
@@ -155,17 +154,14 @@ class Dataset:
     test_size: int
 
 
-DATASET_TABLE: dict[str, Dataset] = {
-    d.name: d
-    for d in (
-        Dataset("digits", (1, 8, 8), 10, 1437, 360),  # scikit-learn's 8x8 digits, 80/20 split
-        Dataset("cifar10", (3, 32, 32), 10, 50_000, 10_000),
-        Dataset("synthetic", (3, 32, 32), 10, 50_000, 10_000),  # CIFAR-shaped uniform noise for speed tests
-        Dataset("fashion-mnist", (1, 28, 28), 10, 60_000, 10_000),  # Xiao et al. 2017; Debian: dataset-fashion-mnist
-        Dataset("mnist", (1, 28, 28), 10, 60_000, 10_000),
-        Dataset("kmnist", (1, 28, 28), 10, 60_000, 10_000),
-    )
-}
+DATASET_TABLE: dict[str, Dataset] = _by_name(
+    Dataset("digits", (1, 8, 8), 10, 1437, 360),  # scikit-learn's 8x8 digits, 80/20 split
+    Dataset("cifar10", (3, 32, 32), 10, 50_000, 10_000),
+    Dataset("synthetic", (3, 32, 32), 10, 50_000, 10_000),  # CIFAR-shaped uniform noise for speed tests
+    Dataset("fashion-mnist", (1, 28, 28), 10, 60_000, 10_000),  # Xiao et al. 2017; Debian: dataset-fashion-mnist
+    Dataset("mnist", (1, 28, 28), 10, 60_000, 10_000),
+    Dataset("kmnist", (1, 28, 28), 10, 60_000, 10_000),
+)
 DATASETS = tuple(DATASET_TABLE)
 NORMALIZATIONS = ("dataset", "per_image")
 

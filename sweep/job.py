@@ -336,8 +336,8 @@ class Probes:
     found: Found = field(default_factory=Found)
 
     def __post_init__(self) -> None:
-        configs = getattr(self.spec, "probes", None)
-        self.on = {n: getattr(configs, n) for n in probe_plugins.REGISTRY if getattr(configs, n, None) is not None}
+        configs = self.spec.probes
+        self.on = {n: getattr(configs, n) for n in probe_plugins.REGISTRY if getattr(configs, n) is not None}
 
     def at_start(self, pack) -> None:
         if self.spec.norms:

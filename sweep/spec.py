@@ -18,15 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
-from catalog import (
-    ARCHITECTURES,
-    ARCHS,
-    DATASET_TABLE,
-    DATASETS,
-    DEFAULT_LR,
-    NORMALIZATIONS,
-    Corruption,
-)
+from catalog import ARCHITECTURES, ARCHS, DATASET_TABLE, DATASETS, DEFAULT_LR, NORMALIZATIONS, Corruption
 from sweep import axes, probes
 from sweep.bounds import MAX_BATCH, MAX_EPOCHS, MAX_LIST, MAX_SEEDS, MAX_WIDTH, Strict
 

@@ -6,6 +6,7 @@ import hashlib
 import os
 import pickle
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -78,6 +79,23 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The `sweep` command with `args`, run to its end; its exit code and output."""
+    return subprocess.run([*SWEEP, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def launch_args(preset: str, *sets: str, dataset: str = "digits", **options: str | bool) -> list[str]:
+    """`sweep launch` arguments: `preset` on `dataset`, each of `sets` as a --set, and each of
+    `options` as --<name> <value> (underscores as dashes; True: the flag alone)."""
+    args = ["launch", preset, "--dataset", dataset]
+    for s in sets:
+        args += ["--set", s]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        args += [flag] if value is True else [flag, str(value)]
+    return args
 
 
 @pytest.fixture

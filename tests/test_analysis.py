@@ -15,6 +15,15 @@ def test_p_correct_array_by_hand():
     np.testing.assert_allclose(D.p_correct_array(correct), [1, 1 / 3, 1 / 3, 0])
 
 
+# A clean 'real' training example (label 0) at epoch 1, as the examples table has it.
+EXAMPLE = dict(variant="real", split="train", epoch=1, label=0, true_label=0, corrupted=False)
+
+
+def example(seed: int, index: int, correct: bool, **more) -> dict:
+    """An `examples` row: EXAMPLE's values with these, and `more` (other columns, or other values)."""
+    return {**EXAMPLE, "seed": seed, "index": index, "correct": correct, **more}
+
+
 def examples_frame() -> pd.DataFrame:
     """3 seeds x 4 examples for variant 'real', 3 seeds x 4 examples for 'randX'; one split, epoch."""
     real = [[1, 0, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]]
@@ -135,23 +144,7 @@ def test_load_table_filters(tmp_path):
 def test_gallery_ties_are_broken_by_the_mean_probability_of_the_label():
     # Four examples every seed gets right (a tie at P = 1) and one it never does: the easiest are
     # the most confident ones, not the lowest indices, and the tie is counted for the caption.
-    rows = [
-        dict(
-            variant="real",
-            split="train",
-            epoch=1,
-            seed=s,
-            index=i,
-            correct=i != 4,
-            label=0,
-            true_label=0,
-            corrupted=False,
-            p_label=[0.6, 0.9, 0.7, 0.99, 0.1][i],
-            loss=0.0,
-        )
-        for s in range(2)
-        for i in range(5)
-    ]
+    rows = [example(s, i, i != 4, p_label=[0.6, 0.9, 0.7, 0.99, 0.1][i], loss=0.0) for s in range(2) for i in range(5)]
     pc = D.p_correct(pd.DataFrame(rows))
     ext = D.extremes(pc, k=2)
     easy = ext[ext.kind == "easiest"]
@@ -163,23 +156,7 @@ def test_bootstrap_bands_widen_with_fewer_seeds_and_sentences_read_the_numbers()
     rng = np.random.default_rng(0)
 
     def frame(seeds):
-        return pd.DataFrame(
-            [
-                dict(
-                    variant="real",
-                    split="train",
-                    epoch=1,
-                    seed=s,
-                    index=i,
-                    correct=bool(rng.random() < i / 50),
-                    label=0,
-                    true_label=0,
-                    corrupted=False,
-                )
-                for s in range(seeds)
-                for i in range(50)
-            ]
-        )
+        return pd.DataFrame([example(s, i, bool(rng.random() < i / 50)) for s in range(seeds) for i in range(50)])
 
     few, many = D.bootstrap_bands(frame(4), draws=100), D.bootstrap_bands(frame(64), draws=100)
     assert (few.hi >= few.lo).all() and len(few) == 50
@@ -193,23 +170,7 @@ def test_bootstrap_bands_widen_with_fewer_seeds_and_sentences_read_the_numbers()
         row["no_seed"] > 0
     )
     assert f"{round(row['no_seed'] * 50)} of 50 right for no seed" in text  # example 0 is never right: a count, not 0%
-    learned = pd.DataFrame(
-        [
-            dict(
-                variant="real",
-                split="train",
-                epoch=9,
-                seed=s,
-                index=i,
-                correct=True,
-                label=0,
-                true_label=0,
-                corrupted=False,
-            )
-            for s in range(8)
-            for i in range(20)
-        ]
-    )
+    learned = pd.DataFrame([example(s, i, True, epoch=9) for s in range(8) for i in range(20)])
     done = D.distance_sentence(D.summary(D.p_correct(learned)).iloc[0])
     assert "nearly every example is right for nearly every seed" in done and "as for noise" not in done
     fig = figures.p_correct_curves(
@@ -219,22 +180,7 @@ def test_bootstrap_bands_widen_with_fewer_seeds_and_sentences_read_the_numbers()
 
 
 def test_too_few_seeds_are_said_not_read_as_equally_hard():
-    rows = pd.DataFrame(
-        [
-            dict(
-                variant="real",
-                split="train",
-                epoch=1,
-                seed=0,
-                index=i,
-                correct=i % 2 == 0,
-                label=0,
-                true_label=0,
-                corrupted=False,
-            )
-            for i in range(20)
-        ]
-    )
+    rows = pd.DataFrame([example(0, i, i % 2 == 0) for i in range(20)])
     text = D.distance_sentence(D.summary(D.p_correct(rows)).iloc[0])
     assert "1 seed(s) are too few to tell" in text and "equally hard" in text and "close to binomial" not in text
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SWEEP, free_port
+from conftest import SWEEP, free_port, launch_args
 
 pytestmark = pytest.mark.cluster
 RAY = str(Path(sys.prefix) / "bin" / "ray")
@@ -102,24 +102,16 @@ def test_gpu_workers_scale_up_and_down(tmp_path):
         proc = subprocess.run(
             [
                 *SWEEP,
-                "launch",
-                "fig1-difficulty",
-                "--dataset",
-                "digits",
-                "--set",
-                "seeds=4",
-                "--set",
-                "pack_size=1",
-                "--set",
-                "variants=[real]",
-                "--set",
-                "model.hidden=[64]",
-                "--gpus-per-trial",
-                "0.5",
-                "--address",
-                address,
-                "--results",
-                str(tmp_path),
+                *launch_args(
+                    "fig1-difficulty",
+                    "seeds=4",
+                    "pack_size=1",
+                    "variants=[real]",
+                    "model.hidden=[64]",
+                    gpus_per_trial="0.5",
+                    address=address,
+                    results=str(tmp_path),
+                ),
             ],
             capture_output=True,
             text=True,

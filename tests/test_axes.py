@@ -3,12 +3,11 @@ the strict spec, planned so that per-member hyperparameters share packs, stored 
 
 import dataclasses
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import cli, launch_args
 
 from sweep import axes, planner, presets
 
@@ -157,30 +156,7 @@ def test_a_packed_lr_grid_runs_end_to_end_with_the_axes_as_columns(tmp_path):
     columns, the lr grid shares packs, and a member at lr=a trains as lr=a (the epochs table
     records its own rate; the higher rate learns more in the one epoch)."""
     results = tmp_path / "r"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sweep.cli",
-            "launch",
-            "fig1-difficulty",
-            "--dataset",
-            "digits",
-            "--name",
-            "g",
-            "--set",
-            "seeds=3",
-            "--set",
-            "variants=[real]",
-            "--set",
-            GRID,
-            "--results",
-            str(results),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = cli(*launch_args("fig1-difficulty", "seeds=3", "variants=[real]", GRID, name="g", results=results))
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Each finished trial's line gives each packed point's accuracy, never only their mean.
     lines = [
@@ -199,19 +175,9 @@ def test_a_packed_lr_grid_runs_end_to_end_with_the_axes_as_columns(tmp_path):
     acc = examples[examples.split == "train"].groupby(["model.hidden", "optimizer.lr"], observed=True).correct.mean()
     for width in ("[64]", "[128]"):
         assert acc[(width, 0.05)] > acc[(width, 0.01)]
-    status = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "status", "g", "--results", str(results)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    status = cli("status", "g", "--results", str(results), timeout=120)
     assert status.returncode == 0 and "real-hidden128-lr0.05" in status.stdout
-    report = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "report", "g", "--results", str(results)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    report = cli("report", "g", "--results", str(results), timeout=300)
     assert report.returncode == 0, report.stderr[-2000:]
     page = (results / "g" / "report.html").read_text()
     for lr in ("0.01", "0.05"):  # one set of curves per point, not one mixed curve
@@ -228,12 +194,7 @@ def test_the_regularization_preset_reports_accuracy_by_axis(tmp_path):
 
     grid = "grid={corruption.p: [0.0, 0.5], regularizers.dropout: [0.0, 0.5], regularizers.fgsm_eps: [0.0, 0.1]}"
     args = ["--dataset", "digits", "--set", "seeds=1", "--set", "epochs=[1]", "--set", grid, "--results", str(tmp_path)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "launch", "regularization-memorization", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = cli("launch", "regularization-memorization", *args, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = pd.read_parquet(tmp_path / "regularization-memorization" / "trials")
     assert len(trials) == 8 and set(trials.pack_size) == {4}  # the four regularizer points share a pack
@@ -243,12 +204,7 @@ def test_the_regularization_preset_reports_accuracy_by_axis(tmp_path):
     assert len(table) == 8 and (table.models == 1).all()
     assert table[table["corruption.p"] == 0.0].train_corrupted.isna().all()
     assert table[table["corruption.p"] == 0.5].train_corrupted.notna().all()
-    report = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "report", "regularization-memorization", "--results", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    report = cli("report", "regularization-memorization", "--results", str(tmp_path), timeout=300)
     assert report.returncode == 0, report.stderr[-2000:]
     page = (tmp_path / "regularization-memorization" / "report.html").read_text()
     assert (
@@ -260,12 +216,7 @@ def test_zhang_table1_runs_a_convergence_grid_per_point_and_prints_the_table(tmp
     """A convergence grid with axes: every point its own trials (with all of its values), the
     axes as columns, and the report's Table 1 keyed by arch, labels and the axes."""
     args = ["--dataset", "digits", "--set", "archs=[mlp1]", "--set", "max_epochs=3", "--results", str(tmp_path)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "launch", "zhang-table1", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = cli("launch", "zhang-table1", *args, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = pd.read_parquet(tmp_path / "zhang-table1" / "trials")
     assert len(trials) == 8 and set(trials["regularizers.crop"]) == {0, 1}
@@ -273,12 +224,7 @@ def test_zhang_table1_runs_a_convergence_grid_per_point_and_prints_the_table(tmp
     config = trials.set_index("cell").config.map(lambda c: __import__("json").loads(c))
     on = config["mlp1-real-weightdecay0.0005-crop1"]  # the trial trained with its point's values
     assert on["regularizers"]["crop"] == 1 and on["optimizer"]["weight_decay"] == 0.0005
-    report = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "report", "zhang-table1", "--results", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    report = cli("report", "zhang-table1", "--results", str(tmp_path), timeout=300)
     assert report.returncode == 0, report.stderr[-2000:]
     page = (tmp_path / "zhang-table1" / "report.html").read_text()
     assert "Train and test accuracy by hyperparameter" in page and "randY:1.0" in page

@@ -14,6 +14,29 @@ import pytest
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 SURVEY, BLOCKED = RUN.parent / "gemm_survey.py", RUN.parent / "blocked_step.py"
 LR_GRID = RUN.parent / "lr_grid.py"
+# Ops that only view a tensor: left out when the profiled calls of two steps are compared.
+VIEWS = frozenset(
+    "aten::slice aten::transpose aten::unsqueeze aten::as_strided aten::expand aten::select aten::view aten::t "
+    "aten::squeeze".split()
+)
+
+
+def _step_inputs(survey, k: int):
+    """A pack of k of the survey's MLP, zero momentum, and one batch of random inputs and labels."""
+    import torch
+
+    from trainables import packs
+
+    b, sizes = survey.shared.BATCH, survey.shared.SIZES
+    pack = packs.build(
+        "mlp",
+        (survey.shared._C, survey.shared._H, survey.shared._W),
+        sizes[-1],
+        list(range(k)),
+        hidden=survey.shared.HIDDEN,
+    )
+    velocity = [torch.zeros_like(t) for t in pack.tensors()]
+    return pack, velocity, torch.randn(k, b, sizes[0]), torch.randint(0, sizes[-1], (k, b))
 
 
 def _outputs() -> dict[Path, int]:
@@ -265,30 +288,15 @@ def test_the_steps_other_ops_are_the_step_without_its_gemms(survey):
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from trainables import packs
-
     def calls(fn) -> Counter:
         fn()  # warm
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             fn()
-        views = {
-            "aten::slice",
-            "aten::transpose",
-            "aten::unsqueeze",
-            "aten::as_strided",
-            "aten::expand",
-            "aten::select",
-            "aten::view",
-            "aten::t",
-            "aten::squeeze",
-        }
-        return Counter(e.name for e in prof.events() if e.cpu_parent is None and e.name not in views)
+        return Counter(e.name for e in prof.events() if e.cpu_parent is None and e.name not in VIEWS)
 
-    k, b = 2, survey.BATCH
-    pack = packs.build("mlp", (survey._C, survey._H, survey._W), survey.SIZES[-1], list(range(k)), hidden=survey.HIDDEN)
-    velocity = [torch.zeros_like(t) for t in pack.tensors()]
-    x, y = torch.randn(k, b, survey.SIZES[0]), torch.randint(0, survey.SIZES[-1], (k, b))
-    logits = torch.empty(k, 4 * b, survey.SIZES[-1])
+    k, b = 2, survey.shared.BATCH
+    pack, velocity, x, y = _step_inputs(survey, k)
+    logits = torch.empty(k, 4 * b, survey.shared.SIZES[-1])
     with torch.no_grad():
         step = calls(lambda: pack.sgd_step(x, y, 0.01, 0.9, velocity, logits=logits[:, b : 2 * b]))
     others = calls(survey.other_ops_step(k))
@@ -304,20 +312,6 @@ def test_the_least_step_of_these_calls_is_the_steps_gemms_and_weight_updates(sur
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from trainables import packs
-
-    views = {
-        "aten::slice",
-        "aten::transpose",
-        "aten::unsqueeze",
-        "aten::as_strided",
-        "aten::expand",
-        "aten::select",
-        "aten::view",
-        "aten::t",
-        "aten::squeeze",
-    }
-
     def calls(fn) -> list[tuple[str, tuple]]:
         fn()
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
@@ -325,17 +319,15 @@ def test_the_least_step_of_these_calls_is_the_steps_gemms_and_weight_updates(sur
         return [
             (e.name, tuple(map(tuple, e.input_shapes))[:2])
             for e in prof.events()  # not out=
-            if e.cpu_parent is None and e.name not in views
+            if e.cpu_parent is None and e.name not in VIEWS
         ]
 
     def subsequence(part, whole) -> bool:
         it = iter(whole)
         return all(any(c == w for w in it) for c in part)
 
-    k, b = 2, survey.BATCH
-    pack = packs.build("mlp", (survey._C, survey._H, survey._W), survey.SIZES[-1], list(range(k)), hidden=survey.HIDDEN)
-    velocity = [torch.zeros_like(t) for t in pack.tensors()]
-    x, y = torch.randn(k, b, survey.SIZES[0]), torch.randint(0, survey.SIZES[-1], (k, b))
+    k = 2
+    pack, velocity, x, y = _step_inputs(survey, k)
     with torch.no_grad():
         step = calls(lambda: pack.sgd_step(x, y, 0.01, 0.9, velocity))
     gemms = calls(survey.gemms_step(k))
@@ -346,7 +338,7 @@ def test_the_least_step_of_these_calls_is_the_steps_gemms_and_weight_updates(sur
     assert [c for c in mine if c[0] != "aten::sub_"] == gemms
     assert [n for n, _ in mine].count("aten::sub_") == 3
     assert subsequence(gemms, step) and subsequence(mine, step), (mine, step)
-    for _ in range(4 * survey.STEPS):  # the warm-up and three epochs of gemms_in_order
+    for _ in range(4 * survey.shared.STEPS):  # the warm-up and three epochs of gemms_in_order
         least()
     for w, w0 in zip(least.weights, before):
         assert not torch.equal(w, w0) and torch.isfinite(w).all() and w.abs().max() < 10 * w0.abs().max()

@@ -9,7 +9,7 @@ import subprocess
 
 import pandas as pd
 import pytest
-from conftest import SWEEP
+from conftest import SWEEP, launch_args
 
 N_TRAIN, N_TEST = 1437, 360
 SEEDS, VARIANTS, EPOCHS = 8, 3, 2
@@ -31,22 +31,9 @@ def snapshot(folder) -> dict[str, tuple[int, int]]:
 @pytest.fixture(scope="module")
 def launched(ray_cluster, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    args = [
-        "launch",
-        "fig1-difficulty",
-        "--dataset",
-        "digits",
-        "--set",
-        f"seeds={SEEDS}",
-        "--set",
-        "pack_size=4",
-        "--set",
-        "epochs=[1, 2]",
-        "--results",
-        str(results),
-        "--address",
-        ray_cluster,
-    ]
+    args = launch_args(
+        "fig1-difficulty", f"seeds={SEEDS}", "pack_size=4", "epochs=[1, 2]", results=str(results), address=ray_cluster
+    )
     proc = sweep(*args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return results / "fig1-difficulty", args, proc
@@ -251,20 +238,7 @@ def test_named_sweeps_share_a_location_and_ls_lists_them(launched, ray_cluster):
     """Two configurations of one preset beside the default one, by --name; `sweep ls` lists all
     three; status, report and the errors address a sweep by its name."""
     results = launched[0].parent
-    base = [
-        "launch",
-        "fig1-difficulty",
-        "--dataset",
-        "digits",
-        "--set",
-        "seeds=2",
-        "--set",
-        "variants=[randY]",
-        "--results",
-        str(results),
-        "--address",
-        ray_cluster,
-    ]
+    base = launch_args("fig1-difficulty", "seeds=2", "variants=[randY]", results=str(results), address=ray_cluster)
     for name, p in (("fig1-p03", "0.3"), ("fig1-p06", "0.6")):
         proc = sweep(*base, "--name", name, "--set", f"corruption.p={p}")
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -331,20 +305,7 @@ sys.exit(cli.main(["list"]))
 
 
 def test_checkpoints_left_by_an_interrupted_launch_go_once_their_fragments_are_stored(ray_cluster, tmp_path):
-    args = [
-        "launch",
-        "fig1-difficulty",
-        "--dataset",
-        "digits",
-        "--set",
-        "seeds=2",
-        "--set",
-        "variants=[real]",
-        "--results",
-        str(tmp_path),
-        "--address",
-        ray_cluster,
-    ]
+    args = launch_args("fig1-difficulty", "seeds=2", "variants=[real]", results=str(tmp_path), address=ray_cluster)
     assert sweep(*args).returncode == 0
     folder = tmp_path / "fig1-difficulty"
     fragment = sorted(p.stem for p in (folder / "trials").glob("*.parquet"))[0]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SWEEP, free_port
+from conftest import SWEEP, free_port, launch_args
 
 TINY = ["--dataset", "digits", "--set", "seeds=2", "--set", "pack_size=2", "--set", "variants=[real,randY]"]
 
@@ -159,20 +159,14 @@ def test_a_truncated_cifar_batch_fails_before_anything_starts(tiny_cifar, tmp_pa
     from sweep.cli import main
 
     results = tmp_path / "r"
-    argv = [
-        "launch",
+    argv = launch_args(
         "fig1-difficulty",
-        "--dataset",
-        "cifar10",
-        "--data-root",
-        str(tiny_cifar),
-        "--set",
         "seeds=1",
-        "--results",
-        str(results),
-        "--cpus-per-trial",
-        "1",
-    ]
+        dataset="cifar10",
+        data_root=str(tiny_cifar),
+        results=str(results),
+        cpus_per_trial="1",
+    )
     batch = tiny_cifar / "cifar-10-batches-py" / "data_batch_1"
     batch.write_bytes(batch.read_bytes()[:100])
     assert main(argv) == 2

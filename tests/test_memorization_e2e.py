@@ -7,7 +7,7 @@ import subprocess
 
 import pandas as pd
 import pytest
-from conftest import SWEEP
+from conftest import SWEEP, launch_args
 
 from analysis import memorization as memo
 
@@ -31,22 +31,14 @@ def results(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def launched(ray_cluster, results):
-    args = [
-        "launch",
+    args = launch_args(
         "memorization",
-        "--dataset",
-        "digits",
-        "--set",
         f"seeds={SEEDS}",
-        "--set",
         f"train_size={TRAIN}",
-        "--set",
         "corruption.p=0.2",
-        "--results",
-        str(results),
-        "--address",
-        ray_cluster,
-    ]
+        results=str(results),
+        address=ray_cluster,
+    )
     proc = sweep(*args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return results / "memorization", args, proc
@@ -139,20 +131,7 @@ def test_growth_keeps_the_stored_models(launched, ray_cluster):
 
 def test_partial_stores_get_banners(launched, ray_cluster, results, tmp_path):
     few = sweep(
-        "launch",
-        "memorization",
-        "--name",
-        "few",
-        "--dataset",
-        "digits",
-        "--set",
-        "seeds=3",
-        "--set",
-        f"train_size={TRAIN}",
-        "--results",
-        str(results),
-        "--address",
-        ray_cluster,
+        *launch_args("memorization", "seeds=3", f"train_size={TRAIN}", name="few", results=results, address=ray_cluster)
     )
     assert few.returncode == 0, few.stderr[-2000:]
     out = tmp_path / "few.html"
@@ -173,22 +152,8 @@ def test_partial_stores_get_banners(launched, ray_cluster, results, tmp_path):
 
 
 def test_cscore_sweep(ray_cluster, results, tmp_path):
-    proc = sweep(
-        "launch",
-        "cscore",
-        "--dataset",
-        "digits",
-        "--set",
-        "seeds=30",
-        "--set",
-        "ratios=[0.3, 0.7]",
-        "--set",
-        f"train_size={TRAIN}",
-        "--results",
-        str(results),
-        "--address",
-        ray_cluster,
-    )
+    sets = "seeds=30", "ratios=[0.3, 0.7]", f"train_size={TRAIN}"
+    proc = sweep(*launch_args("cscore", *sets, results=results, address=ray_cluster))
     assert proc.returncode == 0, proc.stderr[-2000:]
     folder = results / "cscore"
     cs = memo.cscore(pd.read_parquet(folder / "examples"), pd.read_parquet(folder / "members"))

@@ -11,7 +11,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import SWEEP
+from conftest import SWEEP, launch_args
 from ray import tune
 
 from sweep import launcher, presets
@@ -109,24 +109,15 @@ def test_interrupted_driver_resumes_to_the_same_store(cluster, tmp_path):
 
     c = cluster[0]
     ray.shutdown()
-    args = [
-        "launch",
+    args = launch_args(
         "fig1-difficulty",
-        "--dataset",
-        "digits",
-        "--set",
         "seeds=16",
-        "--set",
         "pack_size=2",
-        "--set",
         "model.hidden=[64]",
-        "--set",
         "variants=[real,randY]",
-        "--address",
-        c.address,
-        "--gpus-per-trial",
-        "0.5",
-    ]
+        address=c.address,
+        gpus_per_trial="0.5",
+    )
     full = subprocess.run(
         [*SWEEP, *args, "--results", str(tmp_path / "a")], capture_output=True, text=True, timeout=600
     )
@@ -187,18 +178,7 @@ def test_launch_without_address_starts_its_own_ray_beside_a_registered_cluster(c
     run = subprocess.run(
         [
             *SWEEP,
-            "launch",
-            "fig1-difficulty",
-            "--dataset",
-            "digits",
-            "--set",
-            "seeds=2",
-            "--set",
-            "variants=[real]",
-            "--set",
-            "model.hidden=[64]",
-            "--results",
-            str(tmp_path),
+            *launch_args("fig1-difficulty", "seeds=2", "variants=[real]", "model.hidden=[64]", results=str(tmp_path)),
         ],
         capture_output=True,
         text=True,

@@ -55,17 +55,8 @@ def test_forgetting_two_phases_track_validation(ray_cluster, results):
 
 
 def test_csr_and_filters_are_probed_during_training(ray_cluster, results):
-    html = launch(
-        results,
-        ray_cluster,
-        "csr",
-        "corruptions=[real, randY]",
-        "max_epochs=2",
-        "probes.csr.every=1",
-        "probes.csr.n=40",
-        "probes.csr.iters=4",
-        "probes.filters={epochs: [2]}",
-    )
+    probes = "probes.csr={every: 1, n: 40, iters: 4}", "probes.filters={epochs: [2]}"
+    html = launch(results, ray_cluster, "csr", "corruptions=[real, randY]", "max_epochs=2", *probes)
     folder = results / "csr"
     probes = pd.read_parquet(folder / "probes")
     csr = probes[probes.probe == "csr"]
@@ -84,16 +75,8 @@ def test_csr_and_filters_are_probed_during_training(ray_cluster, results):
 
 
 def test_weight_noise_after_training(ray_cluster, results):
-    html = launch(
-        results,
-        ray_cluster,
-        "weight-noise",
-        "seeds=1",
-        "corruptions=[real]",
-        "max_epochs=3",
-        "probes.weight_noise.sigmas=[0.0, 0.5, 2.0]",
-        "probes.weight_noise.draws=2",
-    )
+    noise = "probes.weight_noise={sigmas: [0.0, 0.5, 2.0], draws: 2}"
+    html = launch(results, ray_cluster, "weight-noise", "seeds=1", "corruptions=[real]", "max_epochs=3", noise)
     probes = pd.read_parquet(results / "weight-noise" / "probes")
     trials = pd.read_parquet(results / "weight-noise" / "trials")
     assert len(probes) == (1 + 2 + 2) * 2  # sigma 0 once, others per draw; train and test
@@ -105,15 +88,8 @@ def test_weight_noise_after_training(ray_cluster, results):
 
 
 def test_regularization_records_early_stopping_without_stopping(ray_cluster, results):
-    html = launch(
-        results,
-        ray_cluster,
-        "regularization",
-        "seeds=1",
-        "corruptions=[randY:1.0]",
-        "max_epochs=6",
-        "early_stopping.patience=2",
-    )
+    sets = "seeds=1", "corruptions=[randY:1.0]", "max_epochs=6", "early_stopping.patience=2"
+    html = launch(results, ray_cluster, "regularization", *sets)
     trials = pd.read_parquet(results / "regularization" / "trials")
     epochs = pd.read_parquet(results / "regularization" / "epochs").sort_values("epoch")
     t = trials.iloc[0]

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import SWEEP, free_port
+from conftest import SWEEP, free_port, launch_args
 
 BUCKET = "memsweep-test"
 
@@ -71,22 +71,9 @@ def keys(prefix: str) -> list[str]:
 def test_sweep_to_s3_and_back(s3, ray_with_s3_env, tmp_path):
     from analysis import load
 
-    args = [
-        "launch",
-        "fig1-difficulty",
-        "--dataset",
-        "digits",
-        "--set",
-        "seeds=4",
-        "--set",
-        "pack_size=2",
-        "--set",
-        "variants=[real,randY]",
-        "--results",
-        s3,
-        "--address",
-        ray_with_s3_env,
-    ]
+    args = launch_args(
+        "fig1-difficulty", "seeds=4", "pack_size=2", "variants=[real,randY]", results=s3, address=ray_with_s3_env
+    )
     proc = subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f'pandas.read_parquet("{s3}/fig1-difficulty/examples")' in proc.stdout

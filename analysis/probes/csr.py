@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis import kinds
-from analysis.figures import layout, variant_colours, variant_lines
+from analysis.figures import layout, line_trace, variant_colours, variant_lines
 
 TABLE = "probes"
 
@@ -27,13 +27,13 @@ def figure(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
     fig = go.Figure()
     for name, dash, variant, rows in variant_lines(curve):
         fig.add_trace(
-            go.Scatter(
-                x=rows.epoch,
-                y=rows.csr,
-                mode="lines+markers",
-                name=name,
-                line=dict(color=colors[variant], width=2.5, dash=dash),
-                hovertemplate=f"<b>{name}</b><br>epoch %{{x}}<br>CSR %{{y:.3f}}<extra></extra>",
+            line_trace(
+                rows.epoch,
+                rows.csr,
+                name,
+                colors[variant],
+                f"<b>{name}</b><br>epoch %{{x}}<br>CSR %{{y:.3f}}<extra></extra>",
+                dash=dash,
             )
         )
     layout(

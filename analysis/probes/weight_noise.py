@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis import kinds
-from analysis.figures import layout, require_means, variant_colours, variant_lines
+from analysis.figures import accuracy_axes, line_trace, require_means, variant_colours, variant_lines
 from analysis.render import table
 
 TABLE = "probes"
@@ -73,23 +73,20 @@ def figure(curves: pd.DataFrame, title: str | None = None) -> go.Figure:
     for col, split in enumerate(splits, start=1):
         for name, dash, variant, rows in variant_lines(mean[mean.split == split]):
             fig.add_trace(
-                go.Scatter(
-                    x=rows.sigma,
-                    y=rows.acc,
-                    mode="lines+markers",
-                    name=name,
-                    legendgroup=name,
-                    showlegend=col == 1,
-                    line=dict(color=colors[variant], width=2.5, dash=dash),
-                    hovertemplate=f"<b>{name}</b>, {split}<br>sigma %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>",
+                line_trace(
+                    rows.sigma,
+                    rows.acc,
+                    name,
+                    colors[variant],
+                    f"<b>{name}</b>, {split}<br>sigma %{{x}}<br>accuracy %{{y:.3f}}<extra></extra>",
+                    dash=dash,
+                    legend=col == 1,
                 ),
                 row=1,
                 col=col,
             )
-        fig.update_xaxes(title_text="sigma (weights x exp(sigma N(0,1)))", row=1, col=col)
-    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    layout(fig, title=title or "Weight-noise sensitivity", height=400)
-    return fig
+    x_title = "sigma (weights x exp(sigma N(0,1)))"
+    return accuracy_axes(fig, x_title, len(splits), title=title or "Weight-noise sensitivity", height=400)
 
 
 def section(config: dict[str, Any], rows: pd.DataFrame) -> list:
