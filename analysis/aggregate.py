@@ -350,3 +350,8 @@ def stored_dynamics(results: str, sweep: str, columns: list[str], by_cell: bool)
 
     per = dynamics.measures(models())
     return per, pd.concat(osc_parts, ignore_index=True)
+
+
+def seeds_by_variant(trials: pd.DataFrame, variants: list[str]) -> pd.Series:
+    """How many seeds of each of `variants` (in that order) a trials table holds; 0 for one it lacks."""
+    return trials.groupby("variant", observed=True).seed.nunique().reindex(variants, fill_value=0)

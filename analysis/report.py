@@ -63,32 +63,7 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
         _provenance(manifest, trials),
     ]
     if trials is not None and len(trials):
-        if spec.get("engine") == "subsets":  # its models stop at their own epochs: no dynamics
-            sections += _subset_sections(results, sweep, spec, trials, images)
-            sections += _plugin_sections(results, sweep, spec, {})
-        elif spec.get("engine", "packed") == "interpolate":
-            epochs = load.load_table(results, sweep, "epochs")
-            points = _axis_points(manifest["spec"], trials)
-            if len(points) > 1:
-                sections += _table_one(manifest["spec"], trials)
-            for heading, where in points:
-                mine = _rows_of(trials, where), _rows_of(epochs, where)
-                sections += heading + _convergence_sections(spec, *mine)
-                sections += _probe_sections(results, sweep, spec, *mine, where)
-        else:
-            points = _axis_points(manifest["spec"], trials)
-            if len(points) > 1:
-                sections += _axes_section(results, sweep, manifest["spec"])
-            for heading, where in points[:MAX_POINT_SECTIONS]:
-                sections += heading + _difficulty_sections(results, sweep, spec, images, where)
-                sections += _plugin_sections(results, sweep, spec, where)
-            if len(points) > MAX_POINT_SECTIONS:
-                sections.append(
-                    f"<p class='note'>P(correct) sections are drawn for the first {MAX_POINT_SECTIONS} "
-                    f"of the {len(points)} points; the table above has them all.</p>"
-                )
-        if spec.get("engine") != "subsets":
-            sections += _dynamics_sections(results, sweep, manifest["spec"])
+        sections += _study_sections(results, sweep, manifest["spec"], spec, trials, images)
     sections.append(f"<h2>Spec</h2><pre>{html.escape(yaml.safe_dump(manifest['spec'], sort_keys=False))}</pre>")
     body, first = [], True
     for section in sections:
@@ -101,6 +76,34 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
         f"<!doctype html><html><head><meta charset='utf-8'><title>memsweep: {html.escape(sweep)}"
         f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>"
     )
+
+
+def _study_sections(results: str, sweep: str, raw: dict, spec: dict, trials: pd.DataFrame, images) -> list:
+    """The sections of the sweep's study family, per point of its axes, then its dynamics; `raw`:
+    the stored spec, `spec`: the same, escaped for the page."""
+    if spec.get("engine") == "subsets":  # its models stop at their own epochs: no dynamics
+        return _subset_sections(results, sweep, spec, trials, images) + _subset_probe_sections(
+            results, sweep, spec, trials
+        )
+    points, found, sections = _axis_points(raw, trials), _probe_tables(results, sweep), []
+    if spec.get("engine", "packed") == "interpolate":
+        epochs = load.load_table(results, sweep, "epochs")
+        sections += _table_one(raw, trials) if len(points) > 1 else []
+        for heading, where in points:
+            mine = _rows_of(trials, where), _rows_of(epochs, where)
+            sections += heading + _convergence_sections(spec, *mine)
+            sections += _training_sections(results, sweep, spec, *mine, where) + _plugin_sections(spec, found, where)
+    else:
+        sections += _axes_section(results, sweep, raw) if len(points) > 1 else []
+        for heading, where in points[:MAX_POINT_SECTIONS]:
+            sections += heading + _difficulty_sections(results, sweep, spec, images, where)
+            sections += _plugin_sections(spec, found, where)
+        if len(points) > MAX_POINT_SECTIONS:
+            sections.append(
+                f"<p class='note'>P(correct) sections are drawn for the first {MAX_POINT_SECTIONS} "
+                f"of the {len(points)} points; the table above has them all.</p>"
+            )
+    return sections + _dynamics_sections(results, sweep, raw)
 
 
 def _escaped(value: Any) -> Any:
@@ -297,24 +300,39 @@ def _optional(results: str, sweep: str, table: str, **kw) -> pd.DataFrame | None
         return None
 
 
-def _probe_sections(
+def _training_sections(
     results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame, where: dict
 ) -> list:
-    """Catastrophic forgetting, early stopping, weight norms, then each probe's section
-    (`analysis.probes`): each when the sweep recorded it, for the point `where`."""
+    """Catastrophic forgetting, early stopping and weight norms, each when the sweep recorded
+    it, for the point `where`."""
     norms = _optional(results, sweep, "norms")
     return [
         *_forgetting_section(spec, trials, epochs),
         *_early_stopping_section(spec, trials, epochs),
         *_norms_section(None if norms is None else _rows_of(norms, where)),
-        *_plugin_sections(results, sweep, spec, where),
     ]
 
 
-def _plugin_sections(results: str, sweep: str, spec: dict[str, Any], where: dict[str, list]) -> list:
+def _probe_tables(results: str, sweep: str) -> dict[str, pd.DataFrame | None]:
+    """The tables the probe plug-ins write, as stored (None: not recorded)."""
+    return {t: _optional(results, sweep, t) for t in dict.fromkeys(v.TABLE for v in probes.REGISTRY.values())}
+
+
+def _plugin_sections(spec: dict[str, Any], found: dict[str, pd.DataFrame | None], where: dict[str, list]) -> list:
     """The section of each probe plug-in the sweep ran (`analysis.probes`), for the point `where`."""
-    tables = {t: _optional(results, sweep, t) for t in ("probes", "filters")}
-    return probes.sections(spec, {t: None if rows is None else _rows_of(rows, where) for t, rows in tables.items()})
+    return probes.sections(spec, {t: None if rows is None else _rows_of(rows, where) for t, rows in found.items()})
+
+
+def _subset_probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame) -> list:
+    """Each probe's sections per cell of a subset sweep (a subset ratio, and a point of its
+    axes): its models' seed indices repeat in every cell, so cells are never pooled."""
+    found, cells = _probe_tables(results, sweep), list(dict.fromkeys(trials.cell.astype(str)))
+    out = []
+    for cell in cells:
+        mine = _plugin_sections(spec, found, {"cell": [cell]})
+        heading = [f"<h2 class='axis'>Probes of {html.escape(cell)}</h2>"] if mine and len(cells) > 1 else []
+        out += heading + mine
+    return out
 
 
 def _forgetting_section(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame) -> list:
@@ -488,7 +506,7 @@ def _status(
         then = "run <code>sweep report</code> again later" if not launch.get("ended") else f"{resume} {finish}"
         return f"<div class='banner warn'><b>No results yet.</b> No trial has finished. {why}; {then}.</div>"
     if spec.get("engine", "packed") == "packed":
-        have = trials.groupby("variant", observed=True).seed.nunique().reindex(spec["variants"], fill_value=0)
+        have = aggregate.seeds_by_variant(trials, spec["variants"])
         counts = ", ".join(f"{v}: {n}/{spec['seeds']} seeds" for v, n in have.items())
     else:
         counts = f"{len(trials)}/{sum(planned.values())} models" if planned else f"{len(trials)} models stored"

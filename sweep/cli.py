@@ -21,6 +21,8 @@ try:
     from sweep import spec as specs
 except ImportError as _missing:  # an analyst's install: the core only, without the `train` extra
     specs, MISSING = None, _missing
+except ValueError as _plugin:  # sweep.probes.PluginError: a probe named in MEMSWEEP_PROBES
+    specs, MISSING = None, _plugin
 
 EXIT_USAGE = 2
 SWEEP_HELP = "the sweep's name: its preset's, or what `sweep launch --name` gave it (see `sweep ls`)"
@@ -168,6 +170,9 @@ def _add_store_parsers(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     if specs is None:
+        if not isinstance(MISSING, ImportError):
+            print(f"sweep: error: {MISSING}", file=sys.stderr)
+            return EXIT_USAGE
         print(
             f"sweep: error: running sweeps needs the training stack ({MISSING.name} is not installed): "
             "pip install 'memsweep[train]'; reading results needs only `analysis`",
@@ -576,7 +581,10 @@ def _reportable(args: argparse.Namespace) -> dict:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from analysis import report
+    try:
+        from analysis import report
+    except ValueError as exc:  # a probe view named in MEMSWEEP_PROBE_VIEWS that cannot be used
+        raise _UserError(str(exc)) from None
     from analysis.dynamics import MissingRows
 
     out = (

@@ -232,12 +232,11 @@ def build_pack(spec: Spec, job: Job, device: torch.device) -> torch.nn.Module:
 
 def schedule(spec: Spec, plan: TrialPlan, chunk: int) -> engine.Schedule:
     if isinstance(spec, SubsetSpec):  # to the threshold, checked every check_every epochs; scores kept once
-        checks = tuple(sorted({*range(spec.check_every, spec.max_epochs + 1, spec.check_every), spec.max_epochs}))
         return engine.Schedule(
             **_common(spec, chunk),
             max_epochs=spec.max_epochs,
             threshold=spec.threshold,
-            scored_epochs=checks,
+            scored_epochs=spec.scored_epochs(),
             keep_splits=("train", "test"),
             keep_last=True,
         )
@@ -245,7 +244,7 @@ def schedule(spec: Spec, plan: TrialPlan, chunk: int) -> engine.Schedule:
         return engine.Schedule(
             **_common(spec, chunk),
             max_epochs=max(spec.epochs),
-            scored_epochs=tuple(spec.epochs),
+            scored_epochs=spec.scored_epochs(),
             score_splits=tuple(spec.splits),
             keep_splits=tuple(spec.splits),
             autocast=torch.bfloat16 if spec.precision == "bf16" else None,
@@ -361,9 +360,15 @@ class Probes:
         for name, config in self.on.items():
             module = probe_plugins.REGISTRY[name]
             rows = getattr(self.found, module.TABLE)
-            run = probe_plugins.Run(self.spec.seed, self.job.data, self.job.seeds, self._train_labels, rows)
-            rows.extend(getattr(module, hook)(run, config, member, k, epoch))
+            run = probe_plugins.Run(
+                self.spec.seed, self.job.data, self.job.seeds, self._train_labels, self._train_rows, rows
+            )
+            rows.extend(getattr(module, hook, lambda *_: [])(run, config, member, k, epoch))
 
     def _train_labels(self, k: int) -> torch.Tensor:
         members = self.job.members
         return members.labels[k] if members.labels is not None else self.job.data.train.y
+
+    def _train_rows(self, k: int) -> torch.Tensor | None:
+        subsets = self.job.members.subsets
+        return None if subsets is None else subsets[k]

@@ -105,6 +105,10 @@ def _other_spec(store: Store, manifest: dict, spec: Spec, mode: Mode, on_dataset
     """Why a launch cannot go on where another spec is stored, and what to type instead: the
     stored settings to repeat (--resume), or --overwrite, --name or --results."""
     old, new = manifest.get("spec", {}), spec.model_dump()
+    try:  # as this version reads it: a key added since (e.g. probes) is not a difference
+        old = validate(old).model_dump()
+    except SpecError:
+        pass
     ignored = {"description", *spec.EXECUTION_KEYS}  # keys that do not make it another sweep
     changed = sorted(k for k in set(old) | set(new) if k not in ignored and old.get(k) != new.get(k))
     if mode == "resume":  # the user wants that sweep: say how to name it, never to delete it

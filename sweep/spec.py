@@ -71,21 +71,23 @@ ProbesSpec = create_model(
 # The probes a convergence spec hashed before probes were plug-ins, set or not. Any other probe is
 # in a spec's hash only when it is on, so adding a probe changes no stored sweep's identity.
 ORIGINAL_PROBES = ("csr", "filters", "weight_noise")
-NO_VALIDATION = "only convergence sweeps (engine: interpolate) have a validation split"
+NO_VALIDATION = "which only convergence sweeps (engine: interpolate) have"
 
 
-def check_probes(spec: ProbesSpec, archs: list[str], no_val: str | None) -> None:
-    """ValueError naming the probe unless each probe that is on can run on `archs` and finds the
-    splits it reads; `no_val`: why the sweep has no validation split (None: it has one)."""
+def check_probes(spec: ProbesSpec, archs: list[str], no_val: str | None, scored: tuple[int, ...] | None = None) -> None:
+    """ValueError naming the probe unless each probe that is on can run on `archs`, finds the
+    splits it reads (`no_val`: why the sweep has no validation split; None: it has one) and, where
+    the sweep scores only some epochs (`scored`; its probes run after those), is due at one of them."""
     for name, module in probes.REGISTRY.items():
         config = getattr(spec, name)
         if config is None:
             continue
-        wants = getattr(module, "splits", lambda c: set())(config)
-        if "val" in wants and no_val:
-            raise ValueError(f"probes.{name} reads the val split: {no_val}")
+        if "val" in getattr(module, "splits", lambda c: set())(config) and no_val:
+            raise ValueError(f"probes.{name} reads the val split, {no_val}")
         if hasattr(module, "check"):
             module.check(config, archs)
+        if scored is not None and hasattr(module, "check_epochs"):
+            module.check_epochs(config, scored)
 
 
 class ModelSpec(_Strict):
@@ -233,12 +235,16 @@ class DifficultySpec(_SpecBase):
     @model_validator(mode="after")
     def _train_size_fits(self) -> DifficultySpec:
         _check_train_size(self.train_size, self.dataset)
-        check_probes(self.probes, ["mlp"], NO_VALIDATION)
+        check_probes(self.probes, ["mlp"], NO_VALIDATION, self.scored_epochs())
         return self
 
     def corruption_of(self, variant: str) -> Corruption:
         """The corruption a model of this sweep trains on: its variant's kind at `corruption.p`."""
         return Corruption.of(variant, self.corruption.p)
+
+    def scored_epochs(self) -> tuple[int, ...]:
+        """The epochs after which its models are scored (and probed)."""
+        return tuple(self.epochs)
 
     def resolved_trial_size(self, slots: int = 1) -> int:
         """Seeds per trial (see `trial_size`)."""
@@ -443,7 +449,7 @@ class ConvergenceSpec(_SpecBase):
                 f"regularizers.dropout={self.regularizers.dropout} is for the MLPs (mlp1, mlp3), not {', '.join(conv)}"
             )
         check_probes(
-            self.probes, self.archs, None if has_val else "it needs a validation split: set validation.size > 0"
+            self.probes, self.archs, None if has_val else "which needs a validation split: set validation.size > 0"
         )
         return self
 
@@ -516,7 +522,7 @@ class SubsetSpec(_SpecBase):
                 f"regularizers.dropout={self.regularizers.dropout} needs an MLP arch (mlp, mlp1, mlp3), "
                 f"got arch={self.arch}"
             )
-        check_probes(self.probes, [self.arch], NO_VALIDATION)
+        check_probes(self.probes, [self.arch], NO_VALIDATION, self.scored_epochs())
         return self
 
     @field_validator("ratios")
@@ -554,6 +560,11 @@ class SubsetSpec(_SpecBase):
 
     def corruption_of(self, variant: str) -> Corruption:
         return Corruption.parse(variant)
+
+    def scored_epochs(self) -> tuple[int, ...]:
+        """The epochs after which its models check their fit and are scored (and probed): every
+        check_every-th, and the last."""
+        return tuple(sorted({*range(self.check_every, self.max_epochs + 1, self.check_every), self.max_epochs}))
 
     @staticmethod
     def cell_of(ratio: float) -> str:

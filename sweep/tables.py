@@ -167,8 +167,9 @@ def norms_table(records, keys: list[dict[str, str]], seeds: list[int], init: dic
 
 
 def probes_table(rows: list[dict[str, Any]], keys: list[dict[str, str]], seeds: list[int]) -> pa.Table:
-    """One row per probe measurement of a member (`row["member"]`): csr (value = critical /
-    searched, per epoch) and weight_noise (value = accuracy, per split x sigma x draw)."""
+    """One row per probe measurement of a member (`row["member"]`, as `sweep.probes.row` makes
+    it): what each probe plug-in measured, e.g. csr (critical / searched, per epoch) or
+    weight_noise (accuracy, per split x sigma x draw)."""
     member = np.asarray([r["member"] for r in rows], dtype=np.int64)
 
     def col(name, dtype):

@@ -214,7 +214,8 @@ def _fig1_trial(spec, plan: TrialPlan, job, ctx: dict, started, t0: float, rss_b
         )
         for i in range(0, job.members.k, k)
     ]
-    tables = {name: pa.concat_tables([part[name] for part in parts]) for name in parts[0]}
+    names = dict.fromkeys(name for part in parts for name in part)  # a probe may leave rows in some packs only
+    tables = {name: pa.concat_tables([part[name] for part in parts if name in part]) for name in names}
     trials = tables["trials"]  # every member's row gets the whole trial's wall time
     at = trials.schema.get_field_index("wall_seconds")
     tables["trials"] = trials.set_column(at, "wall_seconds", pa.array([time.perf_counter() - t0] * len(trials)))

@@ -282,3 +282,11 @@ def test_grouped_means_fold_batches_and_skip_nulls_as_pandas_does(tmp_path, monk
     pd.testing.assert_frame_equal(
         out, expect.sort_values(["variant", "index"]).reset_index(drop=True), check_dtype=False, atol=1e-12
     )
+
+
+def test_seeds_by_variant_by_hand():
+    from analysis import aggregate
+
+    trials = pd.DataFrame({"variant": ["real", "real", "randY", "real"], "seed": [0, 1, 0, 1]})
+    have = aggregate.seeds_by_variant(trials, ["real", "randX", "randY"])
+    assert have.to_dict() == {"real": 2, "randX": 0, "randY": 1}

@@ -14,6 +14,7 @@ from analysis import memorization as memo
 N_TEST, TRAIN = 360, 300
 SEEDS = 40
 SUBSET = 210  # round(0.7 x 300)
+NOISE = "probes.weight_noise={sigmas: [0.0, 0.5], draws: 1}"
 
 
 def sweep(*args: str) -> subprocess.CompletedProcess:
@@ -31,14 +32,8 @@ def results(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def launched(ray_cluster, results):
-    args = launch_args(
-        "memorization",
-        f"seeds={SEEDS}",
-        f"train_size={TRAIN}",
-        "corruption.p=0.2",
-        results=str(results),
-        address=ray_cluster,
-    )
+    sets = f"seeds={SEEDS}", f"train_size={TRAIN}", "corruption.p=0.2", NOISE
+    args = launch_args("memorization", *sets, results=str(results), address=ray_cluster)
     proc = sweep(*args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return results / "memorization", args, proc
@@ -54,7 +49,9 @@ def test_members_examples_and_trials_tables(launched):
     trials = pd.read_parquet(folder / "trials")
     assert len(members) == SEEDS * SUBSET and len(trials) == SEEDS
     assert len(examples) == SEEDS * (TRAIN + N_TEST)
-    spec = presets.resolve("memorization", "digits", [f"seeds={SEEDS}", f"train_size={TRAIN}", "corruption.p=0.2"])
+    spec = presets.resolve(
+        "memorization", "digits", [f"seeds={SEEDS}", f"train_size={TRAIN}", "corruption.p=0.2", NOISE]
+    )
     for seed, rows in members.groupby("seed"):  # the documented rule, recomputed
         assert rows["index"].tolist() == subset_of(spec, 0.7, seed, TRAIN).tolist()
     # each model's scores are kept once, at the epoch it stopped
@@ -66,6 +63,19 @@ def test_members_examples_and_trials_tables(launched):
     assert (trials.subset_ratio == 0.7).all() and (trials.subset_size == SUBSET).all()
     assert (trials.corruption_kind == "randY").all() and (trials.n_corrupted > 0).all()
     assert "2 trials" not in launched[2].stdout and "40 models x 1 subset ratio (0.7)" in launched[2].stdout
+
+
+def test_weight_noise_probes_each_model_on_its_own_subset(launched):
+    """A probe in a subset sweep: weight noise after training, on the examples each model trained
+    on (with its labels) and on the test split, at the epoch it stopped."""
+    folder = launched[0]
+    probes, trials = pd.read_parquet(folder / "probes"), pd.read_parquet(folder / "trials")
+    assert set(probes.probe) == {"weight_noise"} and len(probes) == SEEDS * 2 * 2  # 2 sigmas, 2 splits
+    assert (probes[probes.split == "train"].n == SUBSET).all() and (probes[probes.split == "test"].n == N_TEST).all()
+    stopped = probes.merge(trials[["seed", "epochs_trained"]], on="seed")
+    assert (stopped.epoch == stopped.epochs_trained).all()
+    clean = probes[probes.sigma == 0].pivot_table(index="seed", columns="split", values="value")
+    assert (clean.train >= 0.99).mean() > 0.5  # most models fit their own subset, labels and all
 
 
 def test_estimates_from_the_store_alone(launched):
@@ -93,6 +103,7 @@ def test_report_has_every_section(launched, tmp_path):
         "Highest-influence pairs",
         "Agresti-Caffo",
         "cannot be set beside fig1",
+        "Weight-noise sensitivity",
     ):
         assert text in page, text
 

@@ -35,9 +35,11 @@ def on_epoch(run, config, member, k, epoch):
         return []
     import torch
 
-    x = run.data.split("test").x[: config.n]
-    with torch.no_grad():
-        confidence = torch.softmax(member().eval()(x), -1).max(-1).values.mean()
+    from trainables.models import eval_mode
+
+    x, model = run.data.split("test").x[: config.n], member()
+    with torch.no_grad(), eval_mode(model):  # leaves the model as it found it, for the next probe
+        confidence = torch.softmax(model(x), -1).max(-1).values.mean()
     return [row(k, "toy", epoch, float(confidence), split="test", n=len(x))]
 
 
@@ -128,7 +130,8 @@ def test_probes_spec_is_made_from_the_registry():
     from analysis import probes as views
     from sweep import probes, spec
 
-    assert list(spec.ProbesSpec.model_fields) == list(probes.REGISTRY) == ["csr", "filters", "weight_noise"]
+    assert list(spec.ProbesSpec.model_fields) == list(probes.REGISTRY)
+    assert {"csr", "filters", "weight_noise"} <= set(probes.REGISTRY)
     assert list(views.REGISTRY) == list(probes.REGISTRY)  # every probe has its section
     for name, module in probes.REGISTRY.items():
         assert views.REGISTRY[name].TABLE == module.TABLE
@@ -144,7 +147,7 @@ def test_a_probe_that_is_off_leaves_every_stored_hash_as_it_was():
     before = fig1.model_dump(exclude={"description", *fig1.EXECUTION_KEYS})
     del before["probes"]
     assert fig1.hash() == _digest(before)
-    assert presets.resolve("fig1-difficulty", "digits", ["probes.csr={}"]).hash() != fig1.hash()
+    assert presets.resolve("fig1-difficulty", "digits", ["probes.csr={every: 1}"]).hash() != fig1.hash()
     conv = presets.resolve("randomization-tests", "digits")
     assert conv.hash() == _digest(conv.model_dump(exclude={"description", *conv.EXECUTION_KEYS}))
 
@@ -155,3 +158,34 @@ def _digest(body: dict) -> str:
     import json
 
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    "preset, sets, says",
+    [
+        ("fig1-difficulty", ["probes.csr={split: val}"], "probes.csr reads the val split, which only convergence"),
+        ("memorization", ["probes.weight_noise={splits: [val]}"], "which only convergence sweeps"),
+        ("randomization-tests", ["probes.csr={split: val}", "validation.size=0"], "set validation.size > 0"),
+        ("fig1-difficulty", ["probes.filters={}"], "probes.filters needs convolutional archs, got mlp"),
+        ("fig1-difficulty", ["epochs=[1, 2]", "probes.csr={every: 5}"], "falls on none of the epochs this sweep"),
+        ("memorization", ["arch=cnn", "probes.filters={epochs: [3]}"], "probes.filters.epochs lists 3, which"),
+    ],
+)
+def test_a_probe_that_cannot_run_is_refused_in_one_line(preset, sets, says):
+    from sweep import presets
+    from sweep.spec import SpecError
+
+    with pytest.raises(SpecError, match=re.escape(says)) as exc:
+        presets.resolve(preset, "digits", sets)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_plug_in_that_does_not_import_is_one_line(cli_env, tmp_path):
+    bad = dict(cli_env, MEMSWEEP_PROBES="no_such_probe_module")
+    proc = subprocess.run([*SWEEP, "ls", "--results", str(tmp_path)], capture_output=True, text=True, env=bad)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "MEMSWEEP_PROBES names 'no_such_probe_module', which does not import" in proc.stderr
+    bad = dict(cli_env, MEMSWEEP_PROBE_VIEWS="no_such_view_module")
+    proc = subprocess.run([*SWEEP, "report", "x", "--results", str(tmp_path)], capture_output=True, text=True, env=bad)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "MEMSWEEP_PROBE_VIEWS names 'no_such_view_module'" in proc.stderr

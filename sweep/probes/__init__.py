@@ -7,15 +7,20 @@ A probe is two modules and a row of the results contract:
   the store table its rows go to (`probes`: one measurement a row; `filters`: weight arrays);
   and the hooks `on_epoch(run, config, model, k, epoch)` (epoch 0: at initialization) and
   `at_end(run, config, model, k, epoch)`, each returning the rows it measured (possibly none).
-  Optional: `splits(config)`, the data splits it reads (a 'val' needs a validation split), and
-  `check(config, archs)`, raising ValueError for archs it cannot probe. torch is imported inside
+  Optional: `splits(config)`, the data splits it reads (a 'val' needs a validation split);
+  `check(config, archs)`, raising ValueError for archs it cannot probe; and
+  `check_epochs(config, scored)`, raising ValueError where a fig1 or subset sweep, which probes
+  only after the epochs it scores, would never run it. torch is imported inside
   the hooks, so the spec types load without it.
 - `analysis/probes/<name>.py`: its readings, figure and report section (no torch).
 - its columns or `probe` value in `results/README.md`.
 
 Probes outside this repository are listed in the environment variable MEMSWEEP_PROBES (module
-names, comma-separated), their analysis halves in MEMSWEEP_PROBE_VIEWS. The launcher passes both
-to its trials. A probe runs in every study that trains models, on each member still training.
+names, comma-separated), their analysis halves in MEMSWEEP_PROBE_VIEWS. Both modules must import
+wherever memsweep runs (installed on every node of a cluster); `sweep launch --address` passes
+the two variables to the cluster's workers, and every command that reads the sweep's spec
+(status, verify, report, --resume) needs them set. A probe runs in every study that trains
+models, on each member still training.
 """
 
 from __future__ import annotations
@@ -31,16 +36,27 @@ from typing import Any
 ENV = "MEMSWEEP_PROBES"
 
 
+class PluginError(ValueError):
+    """A probe plug-in that cannot be used; the message is one line naming it."""
+
+
+TABLES = ("probes", "filters")  # the store tables a probe may write
+
+
 def _discover() -> dict[str, ModuleType]:
     """Every plug-in: this package's modules in name order, then those MEMSWEEP_PROBES names."""
     names = [f"{__name__}.{m.name}" for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)]
-    names += [n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip()]
     found = {}
-    for name in names:
-        module = importlib.import_module(name)
+    for name in names + [n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip()]:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise PluginError(f"{ENV} names {name!r}, which does not import: {exc}") from None
         key = name.rsplit(".", 1)[-1]
         if key in found:
-            raise ImportError(f"two probes are named {key!r} ({found[key].__name__}, {name})")
+            raise PluginError(f"two probes are named {key!r} ({found[key].__name__}, {name})")
+        if not hasattr(module, "Config") or getattr(module, "TABLE", None) not in TABLES:
+            raise PluginError(f"probe {name} needs a Config and a TABLE (one of {', '.join(TABLES)})")
         found[key] = module
     return found
 
@@ -62,13 +78,14 @@ def row(k: int, probe: str, epoch: int, value: float, *, split: str = "", n: int
 @dataclass
 class Run:
     """What a probe hook sees of its trial besides the model: the sweep's seed, the trial's data
-    (`data.split(name)`), each member's seed index and its training labels, and the rows the
-    probe found so far (`found`, for hooks that depend on them)."""
+    (`data.split(name)`), each member's seed index, its training labels and the training examples
+    it trains on, and the rows the probe found so far (`found`, for hooks that depend on them)."""
 
     seed: int
     data: Any  # trainables.data.Data
     seeds: list[int]
-    train_labels: Any  # k -> its training labels (a tensor)
+    train_labels: Any  # k -> its training labels (a tensor over the whole training split)
+    train_rows: Any  # k -> the rows of the training split it trains on (a subset sweep's), or None: all
     found: list
 
 

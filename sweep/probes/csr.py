@@ -32,6 +32,14 @@ def splits(config: Config) -> set[str]:
     return {config.split}
 
 
+def check_epochs(config: Config, scored: tuple[int, ...]) -> None:
+    if not any(e % config.every == 0 for e in scored):
+        raise ValueError(
+            f"probes.csr.every={config.every} falls on none of the epochs this sweep scores "
+            f"({', '.join(map(str, scored))}), the only ones after which it probes"
+        )
+
+
 def on_epoch(run: Run, config: Config, member, k: int, epoch: int) -> list[dict]:
     if epoch % config.every:
         return []

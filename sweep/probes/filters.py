@@ -25,6 +25,15 @@ def check(config: Config, archs: list[str]) -> None:
         raise ValueError(f"probes.filters needs convolutional archs, got {', '.join(flat)} (allowed: {conv})")
 
 
+def check_epochs(config: Config, scored: tuple[int, ...]) -> None:
+    missing = [e for e in config.epochs if e not in scored]
+    if missing:
+        raise ValueError(
+            f"probes.filters.epochs lists {', '.join(map(str, missing))}, which this sweep does not score "
+            f"(it scores {', '.join(map(str, scored))}, and probes only after those)"
+        )
+
+
 def on_epoch(run: Run, config: Config, member, k: int, epoch: int) -> list[tuple]:
     if epoch != 0 and epoch not in config.epochs:
         return []

@@ -1,6 +1,6 @@
 """Accuracy under log-normal weight noise after training: every parameter multiplied by
 exp(sigma * N(0, 1)), averaged over `draws` draws per sigma, on each of `splits` (the training
-split with each member's own labels)."""
+split with each member's own labels; in a subset sweep, the examples the member trained on)."""
 
 from __future__ import annotations
 
@@ -46,8 +46,10 @@ def at_end(run: Run, config: Config, member, k: int, epoch: int) -> list[dict]:
 
     from trainables import probes
 
-    labels = {"train": run.train_labels(k)}
-    data = {s: (run.data.split(s).x, labels.get(s, run.data.split(s).y)) for s in config.splits}
+    data = {s: (run.data.split(s).x, run.data.split(s).y) for s in config.splits}
+    if "train" in data:  # the member's own labels, on the examples it trained on
+        x, y, rows = data["train"][0], run.train_labels(k), run.train_rows(k)
+        data["train"] = (x, y) if rows is None else (x[rows], y[rows])
     gen = torch.Generator().manual_seed(derive_seed(run.seed, "weight-noise", run.seeds[k]))
     return [
         row(
