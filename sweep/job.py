@@ -363,7 +363,10 @@ class Probes:
             run = probe_plugins.Run(
                 self.spec.seed, self.job.data, self.job.seeds, self._train_labels, self._train_rows, rows
             )
-            rows.extend(getattr(module, hook, lambda *_: [])(run, config, member, k, epoch))
+            try:
+                rows.extend(getattr(module, hook)(run, config, member, k, epoch))
+            except Exception as exc:  # the trial's error names the probe, not only its last frame
+                raise RuntimeError(f"probe {name} failed in {hook} (member {k}, epoch {epoch}): {exc!r}") from exc
 
     def _train_labels(self, k: int) -> torch.Tensor:
         members = self.job.members

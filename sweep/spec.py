@@ -71,7 +71,7 @@ ProbesSpec = create_model(
 # The probes a convergence spec hashed before probes were plug-ins, set or not. Any other probe is
 # in a spec's hash only when it is on, so adding a probe changes no stored sweep's identity.
 ORIGINAL_PROBES = ("csr", "filters", "weight_noise")
-NO_VALIDATION = "which only convergence sweeps (engine: interpolate) have"
+NO_VALIDATION = "which only convergence sweeps (engine: interpolate) have: use train or test"
 
 
 def check_probes(spec: ProbesSpec, archs: list[str], no_val: str | None, scored: tuple[int, ...] | None = None) -> None:
@@ -617,7 +617,8 @@ def set_path(tree: dict[str, Any], key: str, value: Any, model: type[BaseModel])
         fields = cls.model_fields if cls is not None else {}
         if part not in fields:
             where = ".".join(parts[:depth]) or "the spec"
-            raise SpecError(f"unknown key {key!r}: {where} has no {part!r} (allowed: {', '.join(sorted(fields))})")
+            allowed = f"(allowed: {', '.join(sorted(fields))})"
+            raise SpecError(f"unknown key {key!r}: {where} has no {part!r} {allowed}{_probe_hint(key)}")
         if depth == len(parts) - 1:
             node[part] = value
             return
@@ -628,6 +629,16 @@ def set_path(tree: dict[str, Any], key: str, value: Any, model: type[BaseModel])
         if not isinstance(node, dict):
             raise SpecError(f"bad preset: {'.'.join(parts[: depth + 1])} is not a mapping")
         cls = sub
+
+
+def _probe_hint(key: str) -> str:
+    """For an unknown probe: how a probe kept outside this repository is installed."""
+    if not key.startswith("probes."):
+        return ""
+    return (
+        f"; a probe of your own is named in {probes.ENV} (its module) and MEMSWEEP_PROBE_VIEWS (its view), "
+        "in every command that reads the sweep"
+    )
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
@@ -660,7 +671,7 @@ def _one_line(exc: ValidationError) -> str:
     index = next((p for p in err["loc"] if isinstance(p, int)), None)
     where = f"{key}[{index}]" if index is not None else key
     if err["type"] == "extra_forbidden":
-        return f"unknown key {where!r}"
+        return f"unknown key {where!r}" + _probe_hint(where)
     if err["type"] == "missing":
         return f"missing key {where!r} (the preset does not set it and it has no default)"
     msg = err["msg"].replace("Value error, ", "")

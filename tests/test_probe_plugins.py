@@ -108,6 +108,11 @@ def test_a_toy_probe_runs_in_a_fig1_sweep_and_reports(toy_env, tmp_path):
     shown = re.findall(r"<p id='toy'>(.*?)</p>", page)
     expect = ", ".join(f"{e}: {v:.3f}" for e, v in toy.groupby("epoch").value.mean().items())
     assert shown == [expect]
+    no_view = {k: v for k, v in toy_env.items() if k != "MEMSWEEP_PROBE_VIEWS"}
+    again = subprocess.run(
+        [*SWEEP, "report", "fig1-difficulty", "--results", str(results), "--out", str(out)], env=no_view, timeout=600
+    )
+    assert again.returncode == 0 and "Probe <b>toy</b> stored rows" in out.read_text()
 
 
 def test_a_bad_toy_value_is_one_line_and_stores_nothing(toy_env, tmp_path):
@@ -169,6 +174,8 @@ def _digest(body: dict) -> str:
         ("fig1-difficulty", ["probes.filters={}"], "probes.filters needs convolutional archs, got mlp"),
         ("fig1-difficulty", ["epochs=[1, 2]", "probes.csr={every: 5}"], "falls on none of the epochs this sweep"),
         ("memorization", ["arch=cnn", "probes.filters={epochs: [3]}"], "probes.filters.epochs lists 3, which"),
+        ("weight-noise", ["probes.weight_noise.sigmas=[1, 2]"], "must start at 0 (the model itself"),
+        ("fig1-difficulty", ["probes.margin={}"], "a probe of your own is named in MEMSWEEP_PROBES"),
     ],
 )
 def test_a_probe_that_cannot_run_is_refused_in_one_line(preset, sets, says):
@@ -185,6 +192,12 @@ def test_a_plug_in_that_does_not_import_is_one_line(cli_env, tmp_path):
     proc = subprocess.run([*SWEEP, "ls", "--results", str(tmp_path)], capture_output=True, text=True, env=bad)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "MEMSWEEP_PROBES names 'no_such_probe_module', which does not import" in proc.stderr
+    (tmp_path / "hookless.py").write_text(
+        "from sweep.bounds import Strict\nTABLE = 'probes'\nclass Config(Strict): pass\n"
+    )
+    bad = dict(cli_env, MEMSWEEP_PROBES="hookless", PYTHONPATH=str(tmp_path))
+    proc = subprocess.run([*SWEEP, "ls", "--results", str(tmp_path)], capture_output=True, text=True, env=bad)
+    assert proc.returncode == 2 and "probe hookless needs a Config, on_epoch and at_end" in proc.stderr
     bad = dict(cli_env, MEMSWEEP_PROBE_VIEWS="no_such_view_module")
     proc = subprocess.run([*SWEEP, "report", "x", "--results", str(tmp_path)], capture_output=True, text=True, env=bad)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1

@@ -41,6 +41,7 @@ def figure(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
         title=title or "Critical sample ratio (Arpit et al. 2017, Fig. 9)",
         height=400,
         xaxis_title="epoch (0: initialization)",
+        xaxis_tickvals=sorted(curve.epoch.unique()) if curve.epoch.nunique() <= 12 else None,
         yaxis_title="critical sample ratio",
         yaxis_rangemode="tozero",
     )
@@ -48,10 +49,11 @@ def figure(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
 
 
 def section(config: dict[str, Any], rows: pd.DataFrame) -> list:
-    c = config
+    c, epochs = config, sorted(int(e) for e in rows.epoch.unique())
+    at = ", ".join(map(str, epochs[:12])) + (f" ... {epochs[-1]}" if len(epochs) > 12 else "")
     return [
         "<h2>Critical sample ratio</h2><p class='note'>LASS on the first "
-        f"{c['n']} {c['split']} images every {c['every']} epochs: alpha {c['alpha'] * 255:.2f}/255, "
+        f"{c['n']} {c['split']} images after epochs {at} (0: at initialization): alpha {c['alpha'] * 255:.2f}/255, "
         f"beta {c['beta'] * 255:.2f}/255, box radius r = {c['r'] * 255:.0f}/255 (L-inf, pixel units), "
         f"at most {c['iters']} steps. A sample is critical when its predicted class changes inside the box.</p>",
         figure(csr_curve(rows)),

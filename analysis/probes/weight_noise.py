@@ -93,9 +93,13 @@ def section(config: dict[str, Any], rows: pd.DataFrame) -> list:
     curves = weight_noise_curves(rows)
     return [
         "<h2>Weight-noise sensitivity</h2><p class='note'>The trained model frozen, every parameter "
-        f"multiplied by exp(sigma N(0,1)); accuracy averaged over {config['draws']} draws per sigma. "
+        f"multiplied by exp(sigma N(0,1)); accuracy averaged over {_draws(config['draws'])} per sigma. "
         "sigma_half: where accuracy falls to half its noise-free value (linear between grid points; "
         "a dash: not within the grid).</p>",
         figure(weight_noise_means(curves)),
         table(halving_sigma(curves), {"sigma_half": ".3f", "acc0": ".3f"}),
     ]
+
+
+def _draws(n: int) -> str:
+    return "1 draw" if n == 1 else f"{n} draws"

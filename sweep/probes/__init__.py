@@ -12,14 +12,13 @@ A probe is two modules and a row of the results contract:
   `check_epochs(config, scored)`, raising ValueError where a fig1 or subset sweep, which probes
   only after the epochs it scores, would never run it. torch is imported inside
   the hooks, so the spec types load without it.
-- `analysis/probes/<name>.py`: its readings, figure and report section (no torch).
+- `analysis/probes/<name>.py`, named as the probe: its readings, figure and report section (no torch).
 - its columns or `probe` value in `results/README.md`.
 
 Probes outside this repository are listed in the environment variable MEMSWEEP_PROBES (module
 names, comma-separated), their analysis halves in MEMSWEEP_PROBE_VIEWS. Both modules must import
 wherever memsweep runs (installed on every node of a cluster); `sweep launch --address` passes
-the two variables to the cluster's workers, and every command that reads the sweep's spec
-(status, verify, report, --resume) needs them set. A probe runs in every study that trains
+the two variables to the cluster's workers, and `sweep report` and `--resume` need them set. A probe runs in every study that trains
 models, on each member still training.
 """
 
@@ -55,8 +54,11 @@ def _discover() -> dict[str, ModuleType]:
         key = name.rsplit(".", 1)[-1]
         if key in found:
             raise PluginError(f"two probes are named {key!r} ({found[key].__name__}, {name})")
-        if not hasattr(module, "Config") or getattr(module, "TABLE", None) not in TABLES:
-            raise PluginError(f"probe {name} needs a Config and a TABLE (one of {', '.join(TABLES)})")
+        if not all(hasattr(module, a) for a in ("Config", "on_epoch", "at_end")) or module.TABLE not in TABLES:
+            raise PluginError(
+                f"probe {name} needs a Config, on_epoch and at_end (each may return []), and a TABLE "
+                f"(one of {', '.join(TABLES)})"
+            )
         found[key] = module
     return found
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from sweep.bounds import MAX_LIST, Strict
 from sweep.probes import Run, row
@@ -31,6 +31,13 @@ class Config(Strict):
     ]
     draws: Annotated[int, Field(ge=1, le=10_000)] = 5
     splits: Annotated[list[Literal["train", "test", "val"]], Field(min_length=1)] = ["train", "test"]
+
+    @field_validator("sigmas")
+    @classmethod
+    def _from_zero(cls, v: list[float]) -> list[float]:
+        if v[0] != 0 or any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"must start at 0 (the model itself, what accuracy halves from) and increase, got {v}")
+        return v
 
 
 def splits(config: Config) -> set[str]:
