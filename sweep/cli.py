@@ -21,7 +21,7 @@ try:
     from sweep import spec as specs
 except ImportError as _missing:  # an analyst's install: the core only, without the `train` extra
     specs, MISSING = None, _missing
-except ValueError as _plugin:  # sweep.probes.PluginError: a probe named in MEMSWEEP_PROBES
+except ValueError as _plugin:  # a probe plug-in that cannot be used (sweep.probes)
     specs, MISSING = None, _plugin
 
 EXIT_USAGE = 2

@@ -197,7 +197,7 @@ def test_a_plug_in_that_does_not_import_is_one_line(cli_env, tmp_path):
     )
     bad = dict(cli_env, MEMSWEEP_PROBES="hookless", PYTHONPATH=str(tmp_path))
     proc = subprocess.run([*SWEEP, "ls", "--results", str(tmp_path)], capture_output=True, text=True, env=bad)
-    assert proc.returncode == 2 and "probe hookless needs a Config, on_epoch and at_end" in proc.stderr
+    assert proc.returncode == 2 and "probe hookless lacks on_epoch, at_end" in proc.stderr
     bad = dict(cli_env, MEMSWEEP_PROBE_VIEWS="no_such_view_module")
     proc = subprocess.run([*SWEEP, "report", "x", "--results", str(tmp_path)], capture_output=True, text=True, env=bad)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1

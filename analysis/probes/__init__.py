@@ -11,34 +11,20 @@ Views outside this repository are listed in MEMSWEEP_PROBE_VIEWS (module names, 
 
 from __future__ import annotations
 
-import importlib
-import os
-import pkgutil
 from types import ModuleType
 from typing import Any
 
 import pandas as pd
+
+from analysis import plugins
 
 ENV = "MEMSWEEP_PROBE_VIEWS"
 
 
 def _discover() -> dict[str, ModuleType]:
     """Every view: this package's modules in name order, then those MEMSWEEP_PROBE_VIEWS names;
-    ValueError in one line for one that does not import, or lacks TABLE or section."""
-    names = [f"{__name__}.{m.name}" for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)]
-    found = {}
-    for name in names + [n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip()]:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            raise ValueError(f"{ENV} names {name!r}, which does not import: {exc}") from None
-        key = name.rsplit(".", 1)[-1]
-        if key in found:
-            raise ValueError(f"two probe views are named {key!r} ({found[key].__name__}, {name})")
-        if not hasattr(module, "TABLE") or not hasattr(module, "section"):
-            raise ValueError(f"probe view {name} needs a TABLE and a section(config, rows)")
-        found[key] = module
-    return found
+    ValueError in one line for one that cannot be used."""
+    return plugins.discover(__name__, __path__, ENV, ("TABLE", "section"), "probe view")
 
 
 def sections(spec: dict[str, Any], tables: dict[str, pd.DataFrame | None]) -> list:

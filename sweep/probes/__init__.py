@@ -24,42 +24,24 @@ models, on each member still training.
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
-import pkgutil
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from analysis import plugins
+
 ENV = "MEMSWEEP_PROBES"
-
-
-class PluginError(ValueError):
-    """A probe plug-in that cannot be used; the message is one line naming it."""
-
-
 TABLES = ("probes", "filters")  # the store tables a probe may write
 
 
 def _discover() -> dict[str, ModuleType]:
-    """Every plug-in: this package's modules in name order, then those MEMSWEEP_PROBES names."""
-    names = [f"{__name__}.{m.name}" for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)]
-    found = {}
-    for name in names + [n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip()]:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            raise PluginError(f"{ENV} names {name!r}, which does not import: {exc}") from None
-        key = name.rsplit(".", 1)[-1]
-        if key in found:
-            raise PluginError(f"two probes are named {key!r} ({found[key].__name__}, {name})")
-        if not all(hasattr(module, a) for a in ("Config", "on_epoch", "at_end")) or module.TABLE not in TABLES:
-            raise PluginError(
-                f"probe {name} needs a Config, on_epoch and at_end (each may return []), and a TABLE "
-                f"(one of {', '.join(TABLES)})"
-            )
-        found[key] = module
+    """Every plug-in: this package's modules in name order, then those MEMSWEEP_PROBES names;
+    ValueError in one line for one that cannot be used."""
+    found = plugins.discover(__name__, __path__, ENV, ("Config", "TABLE", "on_epoch", "at_end"), "probe")
+    for name, module in found.items():
+        if module.TABLE not in TABLES:
+            raise ValueError(f"probe {name}: TABLE = {module.TABLE!r}, not one of {', '.join(TABLES)}")
     return found
 
 
