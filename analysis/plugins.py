@@ -10,22 +10,33 @@ import pkgutil
 from collections.abc import Iterable
 from types import ModuleType
 
+TABLES = ("probes", "filters")  # the store tables a probe may write
+
+
+class PluginError(ValueError):
+    """A plug-in that cannot be used; the message is one line naming it."""
+
 
 def discover(package: str, path: Iterable[str], env: str, needs: tuple[str, ...], what: str) -> dict[str, ModuleType]:
-    """Each module's last name -> the module. ValueError in one line for a module that does not
-    import, a name taken twice, or a module that lacks any of the attributes `needs` names."""
+    """Each module's last name -> the module. PluginError in one line for a module that fails to
+    import, a name taken twice, a module that lacks any of the attributes `needs` names, or a
+    TABLE the store does not have."""
     names = [f"{package}.{m.name}" for m in sorted(pkgutil.iter_modules(path), key=lambda m: m.name)]
+    named = [n.strip() for n in os.environ.get(env, "").split(",") if n.strip()]
     found: dict[str, ModuleType] = {}
-    for name in names + [n.strip() for n in os.environ.get(env, "").split(",") if n.strip()]:
+    for name in names + named:
         try:
             module = importlib.import_module(name)
-        except ImportError as exc:
-            raise ValueError(f"{env} names {name!r}, which does not import: {exc}") from None
+        except Exception as exc:  # any error in a plug-in's module body: said in one line, naming it
+            where = f"{env} names {name!r}, which" if name in named else f"{what} module {name}"
+            raise PluginError(f"{where} fails to import: {type(exc).__name__}: {exc}") from None
         key = name.rsplit(".", 1)[-1]
         if key in found:
-            raise ValueError(f"two {what}s are named {key!r} ({found[key].__name__}, {name})")
+            raise PluginError(f"two {what}s are named {key!r} ({found[key].__name__}, {name})")
         missing = [a for a in needs if not hasattr(module, a)]
         if missing:
-            raise ValueError(f"{what} {name} lacks {', '.join(missing)} (a {what} needs {', '.join(needs)})")
+            raise PluginError(f"{what} {name} lacks {', '.join(missing)} (a {what} needs {', '.join(needs)})")
+        if module.TABLE not in TABLES:
+            raise PluginError(f"{what} {name}: TABLE = {module.TABLE!r}, not one of {', '.join(TABLES)}")
         found[key] = module
     return found

@@ -82,9 +82,12 @@ def _study_sections(results: str, sweep: str, raw: dict, spec: dict, trials: pd.
     """The sections of the sweep's study family, per point of its axes, then its dynamics; `raw`:
     the stored spec, `spec`: the same, escaped for the page."""
     if spec.get("engine") == "subsets":  # its models stop at their own epochs: no dynamics
-        return _subset_sections(results, sweep, spec, trials, images) + _subset_probe_sections(
-            results, sweep, spec, trials
-        )
+        found = _probe_tables(results, sweep)
+        return [
+            *_subset_sections(results, sweep, spec, trials, images),
+            *_subset_probe_sections(spec, found, trials),
+            *probes.unviewed(spec, found.get("probes")),
+        ]
     points, found, sections = _axis_points(raw, trials), _probe_tables(results, sweep), []
     if spec.get("engine", "packed") == "interpolate":
         epochs = load.load_table(results, sweep, "epochs")
@@ -103,7 +106,7 @@ def _study_sections(results: str, sweep: str, raw: dict, spec: dict, trials: pd.
                 f"<p class='note'>P(correct) sections are drawn for the first {MAX_POINT_SECTIONS} "
                 f"of the {len(points)} points; the table above has them all.</p>"
             )
-    return sections + _dynamics_sections(results, sweep, raw)
+    return sections + probes.unviewed(spec, found.get("probes")) + _dynamics_sections(results, sweep, raw)
 
 
 def _escaped(value: Any) -> Any:
@@ -323,10 +326,14 @@ def _plugin_sections(spec: dict[str, Any], found: dict[str, pd.DataFrame | None]
     return probes.sections(spec, {t: None if rows is None else _rows_of(rows, where) for t, rows in found.items()})
 
 
-def _subset_probe_sections(results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame) -> list:
+def _subset_probe_sections(spec: dict[str, Any], found: dict, trials: pd.DataFrame) -> list:
     """Each probe's sections per cell of a subset sweep (a subset ratio, and a point of its
-    axes): its models' seed indices repeat in every cell, so cells are never pooled."""
-    found, cells = _probe_tables(results, sweep), list(dict.fromkeys(trials.cell.astype(str)))
+    axes), in the order of its ratios: seed indices repeat in every cell, so cells are never pooled."""
+    order = [f"ratio{r:g}" for r in spec.get("ratios", [])]
+    cells = sorted(
+        set(trials.cell.astype(str)),
+        key=lambda c: (next((i for i, o in enumerate(order) if c == o or c.startswith(o + "-")), len(order)), c),
+    )
     out = []
     for cell in cells:
         mine = _plugin_sections(spec, found, {"cell": [cell]})

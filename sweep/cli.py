@@ -16,12 +16,14 @@ import signal
 import sys
 from pathlib import Path
 
+from analysis.plugins import PluginError
+
 try:
     from sweep import planner, presets, seeding
     from sweep import spec as specs
 except ImportError as _missing:  # an analyst's install: the core only, without the `train` extra
     specs, MISSING = None, _missing
-except ValueError as _plugin:  # a probe plug-in that cannot be used (sweep.probes)
+except PluginError as _plugin:  # a probe plug-in that cannot be used (sweep.probes)
     specs, MISSING = None, _plugin
 
 EXIT_USAGE = 2
@@ -583,7 +585,7 @@ def _reportable(args: argparse.Namespace) -> dict:
 def _report(args: argparse.Namespace) -> int:
     try:
         from analysis import report
-    except ValueError as exc:  # a probe view named in MEMSWEEP_PROBE_VIEWS that cannot be used
+    except PluginError as exc:  # a probe view that cannot be used (analysis.probes)
         raise _UserError(str(exc)) from None
     from analysis.dynamics import MissingRows
 

@@ -107,7 +107,7 @@ def _other_spec(store: Store, manifest: dict, spec: Spec, mode: Mode, on_dataset
     old, new = manifest.get("spec", {}), spec.model_dump()
     try:  # as this version reads it: a key added since (e.g. probes) is not a difference
         old = validate(old).model_dump()
-    except SpecError:
+    except (SpecError, KeyError, TypeError):  # a stored spec this version refuses: compared as stored
         pass
     ignored = {"description", *spec.EXECUTION_KEYS}  # keys that do not make it another sweep
     changed = sorted(k for k in set(old) | set(new) if k not in ignored and old.get(k) != new.get(k))

@@ -448,9 +448,7 @@ class ConvergenceSpec(_SpecBase):
             raise ValueError(
                 f"regularizers.dropout={self.regularizers.dropout} is for the MLPs (mlp1, mlp3), not {', '.join(conv)}"
             )
-        check_probes(
-            self.probes, self.archs, None if has_val else "which needs a validation split: set validation.size > 0"
-        )
+        check_probes(self.probes, self.archs, None if has_val else "which this sweep lacks: set validation.size > 0")
         return self
 
     def resolved_pack_size(self, slots: int = 1) -> int:
@@ -633,7 +631,7 @@ def set_path(tree: dict[str, Any], key: str, value: Any, model: type[BaseModel])
 
 def _probe_hint(key: str) -> str:
     """For an unknown probe: how a probe kept outside this repository is installed."""
-    if not key.startswith("probes."):
+    if not key.startswith("probes.") or key.count(".") != 1:  # probes.<name>, not a built-in's field
         return ""
     return (
         f"; a probe of your own is named in {probes.ENV} (its module) and MEMSWEEP_PROBE_VIEWS (its view), "

@@ -163,7 +163,7 @@ def test_partial_stores_get_banners(launched, ray_cluster, results, tmp_path):
 
 
 def test_cscore_sweep(ray_cluster, results, tmp_path):
-    sets = "seeds=30", "ratios=[0.3, 0.7]", f"train_size={TRAIN}"
+    sets = "seeds=30", "ratios=[0.3, 0.7]", f"train_size={TRAIN}", NOISE
     proc = sweep(*launch_args("cscore", *sets, results=results, address=ray_cluster))
     assert proc.returncode == 0, proc.stderr[-2000:]
     folder = results / "cscore"
@@ -176,6 +176,8 @@ def test_cscore_sweep(ray_cluster, results, tmp_path):
     assert sweep("report", "cscore", "--results", str(results), "--out", str(out)).returncode == 0
     page = out.read_text()
     assert "C-scores" in page and "Held-out accuracy against the subset ratio" in page
+    # each ratio's probes apart, in the order of the ratios: seed indices repeat across them
+    assert 0 < page.index("Probes of ratio0.3") < page.index("Probes of ratio0.7")
     # a partial store (ratio 0.7 not stored yet): the C-scores of what is there, a banner for mem(i)
     from analysis import report
 

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 
+import numpy as np
 import pytest
 from conftest import SWEEP
 
@@ -191,7 +192,7 @@ def test_a_plug_in_that_does_not_import_is_one_line(cli_env, tmp_path):
     bad = dict(cli_env, MEMSWEEP_PROBES="no_such_probe_module")
     proc = subprocess.run([*SWEEP, "ls", "--results", str(tmp_path)], capture_output=True, text=True, env=bad)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
-    assert "MEMSWEEP_PROBES names 'no_such_probe_module', which does not import" in proc.stderr
+    assert "MEMSWEEP_PROBES names 'no_such_probe_module', which fails to import" in proc.stderr
     (tmp_path / "hookless.py").write_text(
         "from sweep.bounds import Strict\nTABLE = 'probes'\nclass Config(Strict): pass\n"
     )
@@ -202,3 +203,35 @@ def test_a_plug_in_that_does_not_import_is_one_line(cli_env, tmp_path):
     proc = subprocess.run([*SWEEP, "report", "x", "--results", str(tmp_path)], capture_output=True, text=True, env=bad)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "MEMSWEEP_PROBE_VIEWS names 'no_such_view_module'" in proc.stderr
+
+
+def test_a_sweep_stored_before_it_had_probes_differs_only_in_what_changed(tmp_path):
+    """A fig1 manifest written before fig1 specs had a probes block: resuming it with other seeds
+    names seeds, never probes, and repeats only what the user must."""
+    from sweep import launcher, presets
+    from sweep.store import Store
+
+    spec = presets.resolve("fig1-difficulty", "digits", ["seeds=4"])
+    old = spec.model_dump() | {"seeds": 2}
+    del old["probes"]
+    why = launcher._other_spec(Store(str(tmp_path), spec.name), {"spec": old}, spec, "resume", None, True)
+    assert "(differs in: seeds)" in why and "probes" not in why and "--set seeds=2" in why
+
+
+def test_a_probe_that_raises_names_itself(monkeypatch):
+    from types import SimpleNamespace
+
+    from sweep import job as jobs
+    from sweep import probes
+
+    def on_epoch(run, config, member, k, epoch):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setitem(probes.REGISTRY, "boom", SimpleNamespace(TABLE="probes", on_epoch=on_epoch))
+    members = SimpleNamespace(k=1, labels=None, subsets=None)
+    job = SimpleNamespace(data=None, seeds=[0], members=members)
+    configs = SimpleNamespace(**(dict.fromkeys(probes.REGISTRY) | {"boom": {}}))  # only boom on
+    hooks = jobs.Probes(SimpleNamespace(seed=0, probes=configs, norms=False), job)
+    assert hooks.on == {"boom": {}}
+    with pytest.raises(RuntimeError, match=r"probe boom failed in on_epoch \(member 0, epoch 3\): ZeroDivisionError"):
+        hooks.on_epoch(SimpleNamespace(member=lambda k: None), 3, np.ones(1, dtype=bool))

@@ -39,16 +39,17 @@ def sections(spec: dict[str, Any], tables: dict[str, pd.DataFrame | None]) -> li
             rows = rows[rows.probe == name]
         if len(rows):
             out += view.section(config, rows)
-    return out + _unviewed(spec, tables.get("probes"))
+    return out
 
 
-def _unviewed(spec: dict[str, Any], rows: pd.DataFrame | None) -> list:
-    """A note for each probe the sweep ran and stored rows of that no view here draws."""
+def unviewed(spec: dict[str, Any], rows: pd.DataFrame | None) -> list:
+    """A note for each probe the sweep ran and stored rows of (in `rows`, the probes table) that
+    no view here draws."""
     ran = [n for n, c in (spec.get("probes") or {}).items() if c is not None and n not in REGISTRY]
     stored = set() if rows is None else set(rows.probe.astype(str))
     return [
         f"<p class='note'>Probe <b>{name}</b> stored rows (the probes table), but no view of it is installed "
-        f"here: name its analysis module, {name}.py, in {ENV}.</p>"
+        f"here: name its analysis module (e.g. mypackage.{name}) in {ENV}.</p>"
         for name in ran
         if name in stored
     ]

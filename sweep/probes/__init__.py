@@ -32,17 +32,18 @@ from typing import Any
 from analysis import plugins
 
 ENV = "MEMSWEEP_PROBES"
-TABLES = ("probes", "filters")  # the store tables a probe may write
 
 
 def _discover() -> dict[str, ModuleType]:
     """Every plug-in: this package's modules in name order, then those MEMSWEEP_PROBES names;
-    ValueError in one line for one that cannot be used."""
-    found = plugins.discover(__name__, __path__, ENV, ("Config", "TABLE", "on_epoch", "at_end"), "probe")
-    for name, module in found.items():
-        if module.TABLE not in TABLES:
-            raise ValueError(f"probe {name}: TABLE = {module.TABLE!r}, not one of {', '.join(TABLES)}")
-    return found
+    PluginError in one line for one that cannot be used."""
+    return plugins.discover(__name__, __path__, ENV, ("Config", "TABLE", "on_epoch", "at_end"), "probe")
+
+
+def epochs_text(epochs) -> str:
+    """Epochs as a message lists them: all of a short list, else the first few and the last."""
+    epochs = list(epochs)
+    return ", ".join(map(str, epochs)) if len(epochs) <= 8 else f"{', '.join(map(str, epochs[:6]))}, ..., {epochs[-1]}"
 
 
 def row(k: int, probe: str, epoch: int, value: float, *, split: str = "", n: int = 0, **extra: Any) -> dict:

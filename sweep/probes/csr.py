@@ -10,7 +10,7 @@ from pydantic import Field
 
 from catalog import LASS_ALPHA, LASS_BETA, LASS_ITERS, LASS_R
 from sweep.bounds import MAX_EPOCHS, Strict
-from sweep.probes import Run, row
+from sweep.probes import Run, epochs_text, row
 from sweep.seeding import derive_seed
 
 TABLE = "probes"
@@ -36,7 +36,7 @@ def check_epochs(config: Config, scored: tuple[int, ...]) -> None:
     if not any(e % config.every == 0 for e in scored):
         raise ValueError(
             f"probes.csr.every={config.every} falls on none of the epochs this sweep scores "
-            f"({', '.join(map(str, scored))}), the only ones after which it probes"
+            f"({epochs_text(scored)}), the only ones after which it probes"
         )
 
 

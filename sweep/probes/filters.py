@@ -9,7 +9,7 @@ from pydantic import Field
 
 from catalog import ARCHITECTURES
 from sweep.bounds import MAX_EPOCHS, MAX_LIST, Strict
-from sweep.probes import Run
+from sweep.probes import Run, epochs_text
 
 TABLE = "filters"  # rows: (member, epoch, weights (filters, C, kH, kW))
 
@@ -29,8 +29,8 @@ def check_epochs(config: Config, scored: tuple[int, ...]) -> None:
     missing = [e for e in config.epochs if e not in scored]
     if missing:
         raise ValueError(
-            f"probes.filters.epochs lists {', '.join(map(str, missing))}, which this sweep does not score "
-            f"(it scores {', '.join(map(str, scored))}, and probes only after those)"
+            f"probes.filters.epochs lists {epochs_text(missing)}, which this sweep does not score "
+            f"(it scores {epochs_text(scored)}, and probes only after those)"
         )
 
 

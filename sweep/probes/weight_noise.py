@@ -36,7 +36,7 @@ class Config(Strict):
     @classmethod
     def _from_zero(cls, v: list[float]) -> list[float]:
         if v[0] != 0 or any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError(f"must start at 0 (the model itself, what accuracy halves from) and increase, got {v}")
+            raise ValueError("must start at 0 (the model itself, what accuracy halves from) and increase")
         return v
 
 
