@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-TIME_COLUMNS = ["interp_train_seconds", "interp_epoch", "interp_step"]
-
-
 # Means over seeds per arch x variant of the corruption curve: column -> the name it gets.
 AT_INTERPOLATION = {
     "interp_train_seconds": "seconds",
@@ -65,14 +62,10 @@ def label_corruption_curve(table: pd.DataFrame) -> pd.DataFrame:
     return keep.sort_values(["arch", "corruption_p"]).reset_index(drop=True)
 
 
-# The epochs columns `learning_curves` averages over seeds.
-CURVE_COLUMNS = "step train_seconds running_loss running_acc train_loss train_acc test_loss test_acc lr".split()
-
-
 def learning_curves(epochs: pd.DataFrame) -> pd.DataFrame:
     """Per arch x variant x epoch (seeds averaged): step, train_seconds, running and full-set
     train loss and accuracy, test loss and accuracy, lr."""
-    cols = list(CURVE_COLUMNS)
+    cols = "step train_seconds running_loss running_acc train_loss train_acc test_loss test_acc lr".split()
     e = epochs.assign(arch=epochs.arch.astype(str), variant=epochs.variant.astype(str))
     return e.groupby(["arch", "variant", "epoch"], sort=False)[cols].mean().reset_index()
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from types import ModuleType
 
 TABLES = ("probes", "filters")  # the store tables a probe may write
+PROBES_ENV, VIEWS_ENV = "MEMSWEEP_PROBES", "MEMSWEEP_PROBE_VIEWS"  # plug-ins kept outside this repository
 
 
 class PluginError(ValueError):
@@ -40,3 +41,11 @@ def discover(package: str, path: Iterable[str], env: str, needs: tuple[str, ...]
             raise PluginError(f"{what} {name}: TABLE = {module.TABLE!r}, not one of {', '.join(TABLES)}")
         found[key] = module
     return found
+
+
+def epochs_text(epochs, keep: int = 8) -> str:
+    """Epochs as a message or note lists them: all of a list of up to `keep`, else the first
+    `keep` - 2, then '...' and the last."""
+    epochs = list(epochs)
+    shown = epochs if len(epochs) <= keep else [*epochs[: keep - 2], "...", epochs[-1]]
+    return ", ".join(map(str, shown))

@@ -81,21 +81,23 @@ def build(results: str, sweep: str, images: Callable[..., np.ndarray | None] | N
 def _study_sections(results: str, sweep: str, raw: dict, spec: dict, trials: pd.DataFrame, images) -> list:
     """The sections of the sweep's study family, per point of its axes, then its dynamics; `raw`:
     the stored spec, `spec`: the same, escaped for the page."""
+    found = _probe_tables(results, sweep)
+    unviewed = probes.unviewed(spec, found.get("probes"))
     if spec.get("engine") == "subsets":  # its models stop at their own epochs: no dynamics
-        found = _probe_tables(results, sweep)
         return [
             *_subset_sections(results, sweep, spec, trials, images),
             *_subset_probe_sections(spec, found, trials),
-            *probes.unviewed(spec, found.get("probes")),
+            *unviewed,
         ]
-    points, found, sections = _axis_points(raw, trials), _probe_tables(results, sweep), []
+    points, sections = _axis_points(raw, trials), []
     if spec.get("engine", "packed") == "interpolate":
-        epochs = load.load_table(results, sweep, "epochs")
+        epochs, norms = load.load_table(results, sweep, "epochs"), _optional(results, sweep, "norms")
         sections += _table_one(raw, trials) if len(points) > 1 else []
         for heading, where in points:
             mine = _rows_of(trials, where), _rows_of(epochs, where)
             sections += heading + _convergence_sections(spec, *mine)
-            sections += _training_sections(results, sweep, spec, *mine, where) + _plugin_sections(spec, found, where)
+            sections += _training_sections(spec, *mine, None if norms is None else _rows_of(norms, where))
+            sections += _plugin_sections(spec, found, where)
     else:
         sections += _axes_section(results, sweep, raw) if len(points) > 1 else []
         for heading, where in points[:MAX_POINT_SECTIONS]:
@@ -106,7 +108,7 @@ def _study_sections(results: str, sweep: str, raw: dict, spec: dict, trials: pd.
                 f"<p class='note'>P(correct) sections are drawn for the first {MAX_POINT_SECTIONS} "
                 f"of the {len(points)} points; the table above has them all.</p>"
             )
-    return sections + probes.unviewed(spec, found.get("probes")) + _dynamics_sections(results, sweep, raw)
+    return sections + unviewed + _dynamics_sections(results, sweep, raw)
 
 
 def _escaped(value: Any) -> Any:
@@ -295,7 +297,6 @@ def _convergence_sections(spec: dict[str, Any], trials: pd.DataFrame, epochs: pd
     return sections + curves
 
 
-# Column headers a reader understands without the source (analysis functions keep short names).
 def _optional(results: str, sweep: str, table: str, **kw) -> pd.DataFrame | None:
     try:
         return load.load_table(results, sweep, table, **kw)
@@ -304,15 +305,14 @@ def _optional(results: str, sweep: str, table: str, **kw) -> pd.DataFrame | None
 
 
 def _training_sections(
-    results: str, sweep: str, spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame, where: dict
+    spec: dict[str, Any], trials: pd.DataFrame, epochs: pd.DataFrame, norms: pd.DataFrame | None
 ) -> list:
-    """Catastrophic forgetting, early stopping and weight norms, each when the sweep recorded
-    it, for the point `where`."""
-    norms = _optional(results, sweep, "norms")
+    """Catastrophic forgetting, early stopping and weight norms of one point's rows, each when
+    the sweep recorded it."""
     return [
         *_forgetting_section(spec, trials, epochs),
         *_early_stopping_section(spec, trials, epochs),
-        *_norms_section(None if norms is None else _rows_of(norms, where)),
+        *_norms_section(norms),
     ]
 
 
@@ -329,11 +329,9 @@ def _plugin_sections(spec: dict[str, Any], found: dict[str, pd.DataFrame | None]
 def _subset_probe_sections(spec: dict[str, Any], found: dict, trials: pd.DataFrame) -> list:
     """Each probe's sections per cell of a subset sweep (a subset ratio, and a point of its
     axes), in the order of its ratios: seed indices repeat in every cell, so cells are never pooled."""
-    order = [f"ratio{r:g}" for r in spec.get("ratios", [])]
-    cells = sorted(
-        set(trials.cell.astype(str)),
-        key=lambda c: (next((i for i, o in enumerate(order) if c == o or c.startswith(o + "-")), len(order)), c),
-    )
+    ratios = list(spec.get("ratios", []))
+    rank = {r: i for i, r in enumerate(ratios)}
+    cells = sorted(set(trials.cell.astype(str)), key=lambda c: (rank.get(memo.ratio_of(c), len(ratios)), c))
     out = []
     for cell in cells:
         mine = _plugin_sections(spec, found, {"cell": [cell]})

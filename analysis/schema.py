@@ -22,9 +22,9 @@ def _field(name: str, type_: pa.DataType, optional: str | None = None) -> pa.Fie
     return pa.field(name, type_, metadata={"optional": optional} if optional else None)
 
 
-def _cols(type_: pa.DataType, names: str, optional: str | None = None) -> list[pa.Field]:
-    """One field of `type_` per name in `names` (space-separated), in order."""
-    return [_field(n, type_, optional) for n in names.split()]
+def _cols(type_: pa.DataType, *names: str, optional: str | None = None) -> list[pa.Field]:
+    """One field of `type_` per name (a name may be several, space-separated), in order."""
+    return [_field(n, type_, optional) for name in names for n in name.split()]
 
 
 def _keys(arch: bool = True) -> list[pa.Field]:
@@ -67,10 +67,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             _field("interpolated", pa.bool_(), CONV),
             _field("interp_epoch", pa.int32(), CONV),
             _field("interp_step", pa.int64(), CONV),
-            *_cols(pa.float64(), "interp_train_seconds interp_wall_seconds", CONV),
-            *_cols(pa.float32(), "interp_train_acc interp_test_acc", CONV),
+            *_cols(pa.float64(), "interp_train_seconds interp_wall_seconds", optional=CONV),
+            *_cols(pa.float32(), "interp_train_acc interp_test_acc", optional=CONV),
             _field("resumed_from_epoch", pa.int32(), CONV),
-            *_cols(pa.float64(), "rss_before_mb peak_rss_mb peak_cuda_mb", F1S),
+            *_cols(pa.float64(), "rss_before_mb peak_rss_mb peak_cuda_mb", optional=F1S),
             _field("subset_ratio", pa.float64(), SUB),
             _field("subset_size", pa.int32(), SUB),
             _field("fit_acc", pa.float32(), SUB),
@@ -81,7 +81,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             *[_field(f"final_{s}_{m}", pa.float32()) for s in ("train", "test") for m in ("loss", "acc")],
             _field("val_size", pa.int32(), VAL),
             _field("val_corruption", pa.string(), VAL),
-            *_cols(pa.int32(), "phase1_epochs best_epoch early_stop_epoch", VAL),
+            *_cols(pa.int32(), "phase1_epochs best_epoch early_stop_epoch", optional=VAL),
             *[_field(f"best_{s}_acc", pa.float32(), VAL) for s in ("train", "val", "test")],
             _field("schema_version", pa.int16()),
         ]
@@ -103,11 +103,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         _field("index", pa.int32()),
         *_cols(pa.int16(), "label true_label pred"),
         *_cols(pa.bool_(), "corrupted correct"),
-        *_cols(pa.float32(), " ".join(RECORD_FLOATS)),
+        *_cols(pa.float32(), *RECORD_FLOATS),
     ),
-    "members": pa.schema(
-        [_field("cell", KEY), _field("variant", KEY), _field("seed", pa.int32()), _field("index", pa.int32())]
-    ),
+    "members": pa.schema([*_keys(arch=False), _field("index", pa.int32())]),
     "norms": _per_epoch(_field("layer", KEY), _field("layer_index", pa.int16()), _field("norm", pa.float32())),
     "probes": _per_epoch(
         *_cols(KEY, "probe split"),

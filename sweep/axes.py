@@ -155,10 +155,6 @@ def check(grid: dict[str, list[Any]], sample: Sample | None, fields: set[str]) -
         )
 
 
-def member_part(point: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in point.items() if k in MEMBER_KEYS}
-
-
 def trial_part(point: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in point.items() if k not in MEMBER_KEYS}
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import ray
 from ray import tune
 
+from analysis import plugins
 from sweep import __version__, embedded
 from sweep.planner import TrialPlan, expand, grow, plan_of, resume_plan
 from sweep.spec import Spec, SpecError, validate
@@ -346,7 +347,7 @@ def _start_ray(address: str | None) -> bool:
 def _plugin_env() -> dict[str, Any]:
     """The probe plug-ins named outside this repository (sweep.probes), passed to a cluster's
     workers; an embedded Ray's workers inherit this process's environment."""
-    names = ("MEMSWEEP_PROBES", "MEMSWEEP_PROBE_VIEWS")
+    names = (plugins.PROBES_ENV, plugins.VIEWS_ENV)
     env = {n: os.environ[n] for n in names if os.environ.get(n)}
     return {"runtime_env": {"env_vars": env}} if env else {}
 

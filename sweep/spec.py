@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
+from analysis import plugins
 from catalog import ARCHITECTURES, ARCHS, DATASET_TABLE, DATASETS, DEFAULT_LR, NORMALIZATIONS, Corruption
 from sweep import axes, probes
 from sweep.bounds import MAX_BATCH, MAX_EPOCHS, MAX_LIST, MAX_SEEDS, MAX_WIDTH, Strict
@@ -61,16 +62,10 @@ def _no_repeats(v: list, what: str) -> list:
     return v
 
 
-_Strict = Strict
-
-
 # One field per probe plug-in (sweep/probes/), each off (None) unless its block is given.
 ProbesSpec = create_model(
-    "ProbesSpec", __base__=_Strict, **{name: (module.Config | None, None) for name, module in probes.REGISTRY.items()}
+    "ProbesSpec", __base__=Strict, **{name: (module.Config | None, None) for name, module in probes.REGISTRY.items()}
 )
-# The probes a convergence spec hashed before probes were plug-ins, set or not. Any other probe is
-# in a spec's hash only when it is on, so adding a probe changes no stored sweep's identity.
-ORIGINAL_PROBES = ("csr", "filters", "weight_noise")
 NO_VALIDATION = "which only convergence sweeps (engine: interpolate) have: use train or test"
 
 
@@ -90,7 +85,7 @@ def check_probes(spec: ProbesSpec, archs: list[str], no_val: str | None, scored:
             module.check_epochs(config, scored)
 
 
-class ModelSpec(_Strict):
+class ModelSpec(Strict):
     hidden: Annotated[list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]], Field(min_length=1, max_length=64)] = [
         4096,
         4096,
@@ -100,13 +95,13 @@ class ModelSpec(_Strict):
 MAX_WEIGHT_DECAY = 1.0  # L2 coefficient
 
 
-class OptimizerSpec(_Strict):
+class OptimizerSpec(Strict):
     lr: Annotated[float, Field(gt=0, le=MAX_LR)] = 0.01
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
     weight_decay: Annotated[float, Field(ge=0, le=MAX_WEIGHT_DECAY)] = 0.0  # L2, coupled as torch.optim.SGD does
 
 
-class RegularizersSpec(_Strict):
+class RegularizersSpec(Strict):
     """Explicit regularizers (trainables/regularize.py), each 0 (off) by default."""
 
     input_noise: Annotated[float, Field(ge=0, le=100)] = 0.0  # std of Gaussian noise on the (standardized) inputs
@@ -116,11 +111,11 @@ class RegularizersSpec(_Strict):
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0  # drop probability of each hidden unit (MLPs)
 
 
-class CorruptionSpec(_Strict):
+class CorruptionSpec(Strict):
     p: Annotated[float, Field(ge=0, le=1)] = 1.0  # fraction of training examples corrupted
 
 
-class _SpecBase(_Strict):
+class _SpecBase(Strict):
     @field_validator("name", check_fields=False)
     @classmethod
     def _safe_name(cls, v: str) -> str:
@@ -291,7 +286,7 @@ def _trial_size(spec, cells: int, slots: int) -> int:
     return math.ceil(spec.seeds / min(trials_per_cell, spec.seeds))
 
 
-class PreprocessSpec(_Strict):
+class PreprocessSpec(Strict):
     crop: Annotated[int, Field(ge=1, le=4096)] | None = 28  # centre crop (Zhang et al.: 28x28); None keeps the size
     normalize: Literal[NORMALIZATIONS] = "per_image"
 
@@ -300,12 +295,12 @@ class PreprocessSpec(_Strict):
 # per architecture of the catalog, so every architecture has a default learning rate.
 LrByArch = create_model(
     "LrByArch",
-    __base__=_Strict,
+    __base__=Strict,
     **{arch: (Annotated[float, Field(gt=0, le=MAX_LR)], lr) for arch, lr in DEFAULT_LR.items()},
 )
 
 
-class InterpolationOptimizer(_Strict):
+class InterpolationOptimizer(Strict):
     lr: Annotated[float, Field(gt=0, le=MAX_LR)] | None = None  # None: lr_by_arch
     lr_by_arch: LrByArch = LrByArch()
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
@@ -318,7 +313,7 @@ class InterpolationOptimizer(_Strict):
         return self.lr if self.lr is not None else getattr(self.lr_by_arch, arch)
 
 
-class WrnSpec(_Strict):
+class WrnSpec(Strict):
     depth: Annotated[int, Field(ge=10, le=1_000)] = 28
     widen: Annotated[int, Field(ge=1, le=64)] = 1
 
@@ -330,7 +325,7 @@ class WrnSpec(_Strict):
         return v
 
 
-class ValidationSpec(_Strict):
+class ValidationSpec(Strict):
     """A validation split carved out of the training images before any corruption, with its
     own corruption (e.g. true labels while the training split has random ones)."""
 
@@ -347,7 +342,7 @@ class ValidationSpec(_Strict):
         return v
 
 
-class EarlyStoppingSpec(_Strict):
+class EarlyStoppingSpec(Strict):
     patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None = None  # None: off
     stop: bool = True  # False: only record the epoch it would stop at, and train on
 
@@ -355,7 +350,9 @@ class EarlyStoppingSpec(_Strict):
 class ConvergenceSpec(_SpecBase):
     """Train until interpolation (Zhang et al. 2017): archs x corruptions x seeds, in packs of models."""
 
-    HASHED_PROBES: typing.ClassVar[tuple[str, ...]] = ORIGINAL_PROBES
+    # The probes a convergence spec hashed before probes were plug-ins, set or not. Any other probe
+    # is in a spec's hash only when it is on, so adding a probe changes no stored sweep's identity.
+    HASHED_PROBES: typing.ClassVar[tuple[str, ...]] = ("csr", "filters", "weight_noise")
 
     name: str
     description: str = ""
@@ -616,7 +613,9 @@ def set_path(tree: dict[str, Any], key: str, value: Any, model: type[BaseModel])
         if part not in fields:
             where = ".".join(parts[:depth]) or "the spec"
             allowed = f"(allowed: {', '.join(sorted(fields))})"
-            raise SpecError(f"unknown key {key!r}: {where} has no {part!r} {allowed}{_probe_hint(key)}")
+            raise SpecError(
+                f"unknown key {key!r}: {where} has no {part!r} {allowed}{_probe_hint('.'.join(parts[: depth + 1]))}"
+            )
         if depth == len(parts) - 1:
             node[part] = value
             return
@@ -634,7 +633,7 @@ def _probe_hint(key: str) -> str:
     if not key.startswith("probes.") or key.count(".") != 1:  # probes.<name>, not a built-in's field
         return ""
     return (
-        f"; a probe of your own is named in {probes.ENV} (its module) and MEMSWEEP_PROBE_VIEWS (its view), "
+        f"; a probe of your own is named in {plugins.PROBES_ENV} (its module) and {plugins.VIEWS_ENV} (its view), "
         "in every command that reads the sweep"
     )
 

@@ -81,9 +81,10 @@ def ray_cluster():
     ray.shutdown()
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """The `sweep` command with `args`, run to its end; its exit code and output."""
-    return subprocess.run([*SWEEP, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
+def cli(*args, env: dict[str, str] | None = None, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """The `sweep` command with `args`, run to its end (`kw`: more of subprocess.run's, e.g. cwd);
+    its exit code and output."""
+    return subprocess.run([*SWEEP, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout, **kw)
 
 
 def launch_args(preset: str, *sets: str, dataset: str = "digits", **options: str | bool) -> list[str]:

@@ -9,14 +9,11 @@ import subprocess
 
 import pandas as pd
 import pytest
-from conftest import SWEEP, launch_args
+from conftest import cli as sweep
+from conftest import launch_args
 
 N_TRAIN, N_TEST = 1437, 360
 SEEDS, VARIANTS, EPOCHS = 8, 3, 2
-
-
-def sweep(*args: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([*SWEEP, *args], capture_output=True, text=True, env=env, timeout=600)
 
 
 def snapshot(folder) -> dict[str, tuple[int, int]]:

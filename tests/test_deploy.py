@@ -53,3 +53,15 @@ def test_every_deploy_recipe_installs_the_training_stack(path):
     """The core install is the analyst's (no torch, no Ray): a node that runs trials needs [train]."""
     text = (ROOT / path).read_text()
     assert "memsweep[train]" in text or "'.[train]'" in text, path
+
+
+def test_every_package_of_the_tree_is_installed():
+    """A non-editable install (`pip install .` on a cluster's nodes) ships the packages
+    pyproject.toml lists: every folder of ours with an __init__.py must be among them."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    rooms = ("catalog", "sweep", "trainables", "analysis")
+    found = {str(p.parent.relative_to(root)).replace("/", ".") for r in rooms for p in (root / r).rglob("__init__.py")}
+    assert found == listed, found ^ listed

@@ -23,12 +23,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import SWEEP, free_port, launch_args
+from conftest import cli as sweep
 
 TINY = ["--dataset", "digits", "--set", "seeds=2", "--set", "pack_size=2", "--set", "variants=[real,randY]"]
-
-
-def sweep(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:

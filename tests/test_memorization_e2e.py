@@ -3,11 +3,11 @@ memorization and cscore presets, their members table, growth with --resume, the 
 banners, and bad input."""
 
 import shutil
-import subprocess
 
 import pandas as pd
 import pytest
-from conftest import SWEEP, launch_args
+from conftest import cli as sweep
+from conftest import launch_args
 
 from analysis import memorization as memo
 
@@ -15,10 +15,6 @@ N_TEST, TRAIN = 360, 300
 SEEDS = 40
 SUBSET = 210  # round(0.7 x 300)
 NOISE = "probes.weight_noise={sigmas: [0.0, 0.5], draws: 1}"
-
-
-def sweep(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=600)
 
 
 def snapshot(folder) -> dict[str, tuple[int, int]]:

@@ -1,18 +1,13 @@
 """The probe presets end to end through the real CLI, real Ray and real Parquet, on digits at
 a tiny scale: forgetting (two phases), csr + filters, weight-noise, regularization."""
 
-import subprocess
-
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SWEEP
+from conftest import cli as sweep
+from conftest import launch_args
 
 N_TRAIN = 1437
-
-
-def sweep(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +15,9 @@ def results(tmp_path_factory):
     return tmp_path_factory.mktemp("results")
 
 
-def launch(results, address, preset, *sets) -> pd.DataFrame:
-    args = ["launch", preset, "--dataset", "digits", "--results", str(results), "--address", address]
-    for s in sets:
-        args += ["--set", s]
-    proc = sweep(*args)
+def launch(results, address, preset, *sets) -> str:
+    """The preset launched on digits with `sets`, then reported; the report's HTML."""
+    proc = sweep(*launch_args(preset, *sets, results=results, address=address))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = sweep("report", preset, "--results", str(results))
     assert report.returncode == 0, report.stderr[-3000:]

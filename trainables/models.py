@@ -88,10 +88,6 @@ class PackedMLP(nn.Module):
         self._layers()
         return out
 
-    @property
-    def num_models(self) -> int:
-        return len(self.init_seeds)
-
     def hidden_sizes(self) -> list[int]:
         """The width of each hidden layer."""
         return [w.shape[-1] for w in self.weights[:-1]]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis import plugins
 
-ENV = "MEMSWEEP_PROBE_VIEWS"
+ENV = plugins.VIEWS_ENV
 
 
 def _discover() -> dict[str, ModuleType]:

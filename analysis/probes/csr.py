@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from analysis import kinds
 from analysis.figures import layout, line_trace, variant_colours, variant_lines
+from analysis.plugins import epochs_text
 
 TABLE = "probes"
 
@@ -49,8 +50,7 @@ def figure(curve: pd.DataFrame, title: str | None = None) -> go.Figure:
 
 
 def section(config: dict[str, Any], rows: pd.DataFrame) -> list:
-    c, epochs = config, sorted(int(e) for e in rows.epoch.unique())
-    at = ", ".join(map(str, epochs[:12])) + (f" ... {epochs[-1]}" if len(epochs) > 12 else "")
+    c, at = config, epochs_text(sorted(int(e) for e in rows.epoch.unique()), keep=14)
     return [
         "<h2>Critical sample ratio</h2><p class='note'>LASS on the first "
         f"{c['n']} {c['split']} images after epochs {at} (0: at initialization): alpha {c['alpha'] * 255:.2f}/255, "

@@ -31,7 +31,7 @@ from typing import Any
 
 from analysis import plugins
 
-ENV = "MEMSWEEP_PROBES"
+ENV = plugins.PROBES_ENV
 
 
 def _discover() -> dict[str, ModuleType]:
@@ -40,21 +40,17 @@ def _discover() -> dict[str, ModuleType]:
     return plugins.discover(__name__, __path__, ENV, ("Config", "TABLE", "on_epoch", "at_end"), "probe")
 
 
-def epochs_text(epochs) -> str:
-    """Epochs as a message lists them: all of a short list, else the first few and the last."""
-    epochs = list(epochs)
-    return ", ".join(map(str, epochs)) if len(epochs) <= 8 else f"{', '.join(map(str, epochs[:6]))}, ..., {epochs[-1]}"
-
-
-def row(k: int, probe: str, epoch: int, value: float, *, split: str = "", n: int = 0, **extra: Any) -> dict:
-    """A row of the `probes` table (by member index k); `sigma` and `draw` when the probe has them."""
+def row(
+    k: int, probe: str, epoch: int, value: float, *, split: str = "", n: int = 0, sigma: float = math.nan, draw: int = 0
+) -> dict:
+    """A row of the `probes` table (by member index k); `sigma` and `draw` where the probe has them."""
     return {
         "member": k,
         "probe": probe,
         "epoch": epoch,
         "split": split,
-        "sigma": extra.get("sigma", math.nan),
-        "draw": extra.get("draw", 0),
+        "sigma": sigma,
+        "draw": draw,
         "value": value,
         "n": n,
     }

@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from analysis.plugins import epochs_text
 from catalog import LASS_ALPHA, LASS_BETA, LASS_ITERS, LASS_R
 from sweep.bounds import MAX_EPOCHS, Strict
-from sweep.probes import Run, epochs_text, row
+from sweep.probes import Run, row
 from sweep.seeding import derive_seed
 
 TABLE = "probes"

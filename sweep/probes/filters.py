@@ -7,9 +7,10 @@ from typing import Annotated
 
 from pydantic import Field
 
+from analysis.plugins import epochs_text
 from catalog import ARCHITECTURES
 from sweep.bounds import MAX_EPOCHS, MAX_LIST, Strict
-from sweep.probes import Run, epochs_text
+from sweep.probes import Run
 
 TABLE = "filters"  # rows: (member, epoch, weights (filters, C, kH, kW))
 
