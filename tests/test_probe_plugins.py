@@ -146,6 +146,28 @@ def test_a_probe_that_is_off_leaves_every_stored_hash_as_it_was():
     assert presets.resolve("fig1-difficulty", "digits", ["probes.csr={every: 1}"]).hash() != fig1.hash()
 
 
+@pytest.mark.parametrize(
+    "preset, sets, says",
+    [
+        ("fig1-difficulty", ["probes.csr={split: val}"], "probes.csr reads the val split, which only convergence"),
+        ("memorization", ["probes.weight_noise={splits: [val]}"], "which only convergence sweeps"),
+        ("randomization-tests", ["probes.csr={split: val}", "validation.size=0"], "set validation.size > 0"),
+        ("fig1-difficulty", ["probes.filters={}"], "probes.filters needs convolutional archs, got mlp"),
+        ("fig1-difficulty", ["epochs=[1, 2]", "probes.csr={every: 5}"], "falls on none of the epochs this sweep"),
+        ("memorization", ["arch=cnn", "probes.filters={epochs: [3]}"], "probes.filters.epochs lists 3, which"),
+        ("weight-noise", ["probes.weight_noise.sigmas=[1, 2]"], "must start at 0 (the model itself"),
+        ("fig1-difficulty", ["probes.margin={}"], "a probe of your own is named in MEMSWEEP_PROBES"),
+    ],
+)
+def test_a_probe_that_cannot_run_is_refused_in_one_line(preset, sets, says):
+    from sweep import presets
+    from sweep.spec import SpecError
+
+    with pytest.raises(SpecError, match=re.escape(says)) as exc:
+        presets.resolve(preset, "digits", sets)
+    assert "\n" not in str(exc.value)
+
+
 def test_a_plug_in_that_does_not_import_is_one_line(cli_env, tmp_path):
     bad = dict(cli_env, MEMSWEEP_PROBES="no_such_probe_module")
     proc = cli("ls", "--results", tmp_path, env=bad)
